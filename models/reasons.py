@@ -1,0 +1,79 @@
+"""Reason codes: the features that push one learner's score up or down most.
+
+Contributions are TreeSHAP values in log-odds, the unit of LightGBM's raw score:
+for each row they sum, with the base value, to the raw score. LightGBM's own
+``pred_contrib`` computes the same values as ``shap.TreeExplainer`` for these
+models and avoids importing shap in the serving process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.spec import FeatureSpec
+
+
+def contributions(
+    model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return per-row SHAP contributions (rows by features) and base values (log-odds)."""
+    raw = model.booster_.predict(spec.conform(X), pred_contrib=True)
+    return raw[:, :-1], raw[:, -1]
+
+
+def shap_contributions(
+    model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame
+) -> tuple[np.ndarray, float]:
+    """Return contributions from ``shap.TreeExplainer`` (path-dependent mode)."""
+    import shap
+
+    explainer = shap.TreeExplainer(model.booster_)
+    values = explainer.shap_values(spec.conform(X))
+    if isinstance(values, list):
+        values = values[1]
+    base = explainer.expected_value
+    base = float(np.ravel(base)[-1])
+    return np.asarray(values), base
+
+
+def reason_codes(
+    values: np.ndarray,
+    X: pd.DataFrame,
+    feature_names: list[str],
+    top_n: int = 3,
+) -> list[list[dict[str, Any]]]:
+    """Return the ``top_n`` features with the largest absolute contribution per row.
+
+    Each reason has the feature, its value for the row, the contribution in
+    log-odds and a direction: ``raises`` or ``lowers`` the risk.
+    """
+    order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :top_n]
+    reasons = []
+    for row, columns in enumerate(order):
+        row_reasons = []
+        for column in columns:
+            contribution = float(values[row, column])
+            if contribution == 0.0:
+                continue
+            name = feature_names[column]
+            value = X[name].iloc[row]
+            row_reasons.append(
+                {
+                    "feature": name,
+                    "value": None if pd.isna(value) else _plain(value),
+                    "contribution_log_odds": round(contribution, 4),
+                    "direction": "raises" if contribution > 0 else "lowers",
+                }
+            )
+        reasons.append(row_reasons)
+    return reasons
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

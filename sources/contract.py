@@ -1,0 +1,210 @@
+"""The input contract: the tables that every source is mapped into.
+
+Everything downstream of a source loader (features, training, audits, serving)
+reads only these tables and never learns which source they came from.
+
+Tables
+------
+learners
+    One row per learner: ``learner_id`` and the sensitive attributes, which are
+    kept for audits and are never model features.
+units
+    One row per teaching unit that learners enrol in (a course presentation or a
+    school year at a school): ``unit_id``, ``cohort``, ``start_date``, ``end_date``.
+enrolments
+    One row per learner and unit: ``enrolment_id``, ``learner_id``, ``unit_id``,
+    ``start_date``, ``end_date`` (missing while enrolled), ``end_reason`` (one of
+    ``END_REASONS``, missing while enrolled).
+attributes
+    Facts about an enrolment that become known on ``known_from`` (for example
+    credits taken or prior attempts): ``enrolment_id``, ``known_from`` and any
+    further columns. Each further column becomes a feature named ``attr_<column>``.
+assessments
+    Dated assessment events: ``enrolment_id``, ``assessment_id``, ``due_date``
+    (missing when undated), ``submitted_date`` (missing when not submitted),
+    ``score`` (0 to 100, missing when not graded), ``passed`` (whether the score
+    is a pass by the source's own pass mark, missing when not graded), ``weight``.
+attendance
+    Dated attendance marks: ``enrolment_id``, ``date``, ``mark`` (one of
+    ``ATTENDANCE_MARKS``). Empty for sources without attendance data.
+
+Dates are ``datetime64`` at day precision, without a time zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pandera.pandas as pa
+
+from sources.errors import InputDataError, Problem
+
+END_REASONS = ("withdrawn", "completed", "failed", "transferred")
+"""Why an enrolment ended. Only ``withdrawn`` counts as dropping out."""
+
+ATTENDANCE_MARKS = ("present", "excused", "unexcused", "late")
+
+SENSITIVE_ATTRIBUTES = (
+    "gender",
+    "age_band",
+    "disability",
+    "deprivation_band",
+    "mother_tongue",
+)
+"""Learner columns used only in fairness audits. A source fills those it has."""
+
+_date = pa.Column("datetime64[ns]", nullable=False, coerce=True)
+_optional_date = pa.Column("datetime64[ns]", nullable=True, coerce=True)
+_id = pa.Column(str, nullable=False, coerce=True)
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "learners": pa.DataFrameSchema(
+        {"learner_id": pa.Column(str, nullable=False, unique=True, coerce=True)}
+        | {
+            name: pa.Column(str, nullable=True, coerce=True, required=False)
+            for name in SENSITIVE_ATTRIBUTES
+        },
+        strict=True,
+    ),
+    "units": pa.DataFrameSchema(
+        {
+            "unit_id": pa.Column(str, nullable=False, unique=True, coerce=True),
+            "cohort": _id,
+            "start_date": _date,
+            "end_date": _date,
+        },
+        checks=pa.Check(
+            lambda df: df["end_date"] >= df["start_date"],
+            error="end_date must not be before start_date",
+        ),
+        strict=True,
+    ),
+    "enrolments": pa.DataFrameSchema(
+        {
+            "enrolment_id": pa.Column(str, nullable=False, unique=True, coerce=True),
+            "learner_id": _id,
+            "unit_id": _id,
+            "start_date": _date,
+            "end_date": _optional_date,
+            "end_reason": pa.Column(
+                str, pa.Check.isin(END_REASONS), nullable=True, coerce=True
+            ),
+        },
+        strict=True,
+    ),
+    "attributes": pa.DataFrameSchema(
+        {"enrolment_id": _id, "known_from": _date}, strict=False
+    ),
+    "assessments": pa.DataFrameSchema(
+        {
+            "enrolment_id": _id,
+            "assessment_id": _id,
+            "due_date": _optional_date,
+            "submitted_date": _optional_date,
+            "score": pa.Column(
+                float, pa.Check.in_range(0, 100), nullable=True, coerce=True
+            ),
+            "passed": pa.Column("boolean", nullable=True, coerce=True),
+            "weight": pa.Column(float, pa.Check.ge(0), nullable=True, coerce=True),
+        },
+        strict=True,
+    ),
+    "attendance": pa.DataFrameSchema(
+        {
+            "enrolment_id": _id,
+            "date": _date,
+            "mark": pa.Column(str, pa.Check.isin(ATTENDANCE_MARKS), coerce=True),
+        },
+        strict=True,
+    ),
+}
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """Return an empty table with the columns and types of contract table ``name``."""
+    schema = SCHEMAS[name]
+    return schema.validate(pd.DataFrame({c: [] for c in schema.columns}))
+
+
+@dataclass
+class InputTables:
+    """The contract tables of one source, plus where they came from."""
+
+    learners: pd.DataFrame
+    units: pd.DataFrame
+    enrolments: pd.DataFrame
+    attributes: pd.DataFrame
+    assessments: pd.DataFrame
+    attendance: pd.DataFrame = field(default_factory=lambda: empty_table("attendance"))
+    origin: str = "<memory>"
+    """Where the tables were read from, used only in error messages."""
+
+    def validated(self) -> InputTables:
+        """Return a copy with every table checked and coerced to the contract.
+
+        Raises
+        ------
+        InputDataError
+            Listing every invalid value and every reference to a missing
+            learner, unit or enrolment.
+        """
+        problems: list[Problem] = []
+        checked: dict[str, pd.DataFrame] = {}
+        for name, schema in SCHEMAS.items():
+            try:
+                checked[name] = schema.validate(getattr(self, name), lazy=True)
+            except pa.errors.SchemaErrors as exc:
+                problems.extend(_problems_from_pandera(self.origin, name, exc))
+        if problems:
+            raise InputDataError(problems)
+
+        problems.extend(self._reference_problems(checked))
+        if problems:
+            raise InputDataError(problems)
+        return InputTables(**checked, origin=self.origin)
+
+    def _reference_problems(self, t: dict[str, pd.DataFrame]) -> list[Problem]:
+        references = [
+            ("enrolments", "learner_id", t["learners"]["learner_id"]),
+            ("enrolments", "unit_id", t["units"]["unit_id"]),
+            ("attributes", "enrolment_id", t["enrolments"]["enrolment_id"]),
+            ("assessments", "enrolment_id", t["enrolments"]["enrolment_id"]),
+            ("attendance", "enrolment_id", t["enrolments"]["enrolment_id"]),
+        ]
+        problems = []
+        for table, column, known in references:
+            unknown = ~t[table][column].isin(known)
+            for position in unknown.to_numpy().nonzero()[0][:20]:
+                problems.append(
+                    Problem(
+                        self.origin,
+                        table,
+                        column,
+                        int(position),
+                        t[table][column].iloc[position],
+                        f"an id present in the {column.removesuffix('_id')} table",
+                    )
+                )
+        return problems
+
+
+def _problems_from_pandera(
+    origin: str, table: str, exc: pa.errors.SchemaErrors
+) -> list[Problem]:
+    problems = []
+    cases = exc.failure_cases
+    for record in cases.head(50).to_dict("records"):
+        column = record.get("column")
+        index = record.get("index")
+        problems.append(
+            Problem(
+                origin,
+                table,
+                str(column) if column is not None else "*",
+                None if pd.isna(index) else int(index),
+                record.get("failure_case"),
+                str(record.get("check")),
+            )
+        )
+    return problems

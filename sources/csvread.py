@@ -1,0 +1,96 @@
+"""Read CSV files column by column, reporting every unparseable value."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from sources.errors import InputDataError, Problem
+
+logger = logging.getLogger(__name__)
+
+ColumnKind = Literal["str", "int", "float"]
+
+
+def read_typed_csv(
+    path: Path,
+    table: str,
+    columns: Mapping[str, ColumnKind],
+    *,
+    required: tuple[str, ...] = (),
+    sep: str = ",",
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
+    """Read ``path`` and convert ``columns`` to their kinds.
+
+    All values are read as text first so that a value that does not parse is
+    reported with its file, column, line and text instead of turning into NaN.
+    Empty strings are missing values; columns listed in ``required`` may not have
+    any. Columns not named in ``columns`` are dropped.
+
+    Raises
+    ------
+    InputDataError
+        If the file is missing, a column is missing, or values do not parse.
+    """
+    if not path.is_file():
+        raise InputDataError(
+            [Problem(str(path), table, "*", None, None, "an existing file")]
+        )
+    logger.debug("reading %s as table %s", path, table)
+    raw = pd.read_csv(
+        path,
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        encoding=encoding,
+        encoding_errors="strict",
+    )
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise InputDataError(
+            [
+                Problem(str(path), table, c, 1, None, "this column in the header")
+                for c in missing
+            ]
+        )
+
+    problems: list[Problem] = []
+    out: dict[str, pd.Series] = {}
+    for name, kind in columns.items():
+        text = raw[name].str.strip()
+        empty = text == ""
+        if name in required:
+            for i in np.flatnonzero(empty.to_numpy())[:50]:
+                problems.append(
+                    Problem(str(path), table, name, int(i) + 2, "", "a non-empty value")
+                )
+        if kind == "str":
+            out[name] = text.where(~empty, None).astype("str")
+            continue
+        numbers = pd.to_numeric(text.where(~empty, None), errors="coerce")
+        bad = numbers.isna() & ~empty
+        if kind == "int":
+            fractional = numbers.notna() & (numbers % 1 != 0)
+            bad = bad | fractional
+        for i in np.flatnonzero(bad.to_numpy())[:50]:
+            problems.append(
+                Problem(
+                    str(path),
+                    table,
+                    name,
+                    int(i) + 2,
+                    raw[name].iloc[i],
+                    "an integer" if kind == "int" else "a number",
+                )
+            )
+        out[name] = numbers.astype("Int64" if kind == "int" else "Float64")
+    if problems:
+        raise InputDataError(problems)
+    return pd.DataFrame(out)

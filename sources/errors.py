@@ -1,0 +1,46 @@
+"""Errors raised when input data does not meet the input contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid value, located precisely enough for a person to fix it.
+
+    ``row`` is the 1-based line number in the file (the header is line 1) when the
+    problem comes from a file, otherwise the 0-based row position in the table.
+    """
+
+    file: str
+    table: str
+    column: str
+    row: int | None
+    value: object
+    expected: str
+
+    def __str__(self) -> str:
+        row = "-" if self.row is None else str(self.row)
+        return (
+            f"{self.file}: table {self.table!r}, column {self.column!r}, row {row}: "
+            f"value {self.value!r} is invalid; expected {self.expected}"
+        )
+
+
+class InputDataError(ValueError):
+    """Raised when input files or tables break the input contract.
+
+    The message lists every problem found (up to ``max_listed``) so that one run
+    reports all that needs fixing; ``problems`` keeps the full list.
+    """
+
+    def __init__(self, problems: list[Problem], max_listed: int = 20) -> None:
+        self.problems = problems
+        lines = [str(p) for p in problems[:max_listed]]
+        if len(problems) > max_listed:
+            lines.append(f"... and {len(problems) - max_listed} more problems")
+        lines.append("Fix the listed values in the source files and run again.")
+        super().__init__(
+            f"{len(problems)} problem(s) in the input data:\n" + "\n".join(lines)
+        )
