@@ -13,10 +13,10 @@ from models.spec import FeatureSpec
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARAMS: dict[str, object] = {
-    "n_estimators": 400,
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_child_samples": 50,
+    "n_estimators": 300,
+    "learning_rate": 0.03,
+    "num_leaves": 15,
+    "min_child_samples": 100,
     "subsample": 0.8,
     "subsample_freq": 1,
     "colsample_bytree": 0.8,
@@ -25,7 +25,13 @@ DEFAULT_PARAMS: dict[str, object] = {
     "n_jobs": 2,
     "verbose": -1,
 }
-"""Hyperparameters used when none are given; chosen by hand, not searched."""
+"""Hyperparameters used when none are given; chosen by hand, not searched.
+
+``n_estimators`` is normally replaced by :func:`choose_rounds` on a validation set.
+"""
+
+MAX_ROUNDS = 2000
+EARLY_STOPPING_ROUNDS = 50
 
 
 def fit_risk_model(
@@ -48,3 +54,32 @@ def fit_risk_model(
 def predict_risk(model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame) -> np.ndarray:
     """Return the probability of withdrawing for each row of ``X``."""
     return model.predict_proba(spec.conform(X))[:, 1]
+
+
+def choose_rounds(
+    X_fit: pd.DataFrame,
+    y_fit: np.ndarray,
+    X_valid: pd.DataFrame,
+    y_valid: np.ndarray,
+    params: dict[str, object] | None = None,
+) -> int:
+    """Return the number of boosting rounds at which validation log loss stops improving.
+
+    Training stops after ``EARLY_STOPPING_ROUNDS`` rounds without improvement,
+    or at ``MAX_ROUNDS``.
+    """
+    spec = FeatureSpec.from_frame(X_fit)
+    model = lgb.LGBMClassifier(
+        **(DEFAULT_PARAMS | (params or {}) | {"n_estimators": MAX_ROUNDS})
+    )
+    model.fit(
+        spec.conform(X_fit),
+        y_fit,
+        eval_X=(spec.conform(X_valid),),
+        eval_y=(y_valid,),
+        eval_metric="binary_logloss",
+        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+    )
+    rounds = int(model.best_iteration_ or MAX_ROUNDS)
+    logger.info("early stopping chose %d boosting rounds", rounds)
+    return max(rounds, 1)

@@ -22,8 +22,14 @@ class FeatureSpec:
 
     @classmethod
     def from_frame(cls, X: pd.DataFrame, label: str = "withdraws_after") -> FeatureSpec:
+        # Only categories that occur in X count as seen: a category declared by
+        # the dtype but absent from the training rows is unknown to the model.
         categorical = {
-            name: [str(c) for c in X[name].cat.categories]
+            name: [
+                str(c)
+                for c in X[name].cat.categories
+                if c in set(X[name].dropna().unique())
+            ]
             for name in X.columns
             if isinstance(X[name].dtype, pd.CategoricalDtype)
         }

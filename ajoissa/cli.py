@@ -1,0 +1,160 @@
+"""The ``ajoissa`` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help=(
+        "Ajoissa: early warning of dropping out, to support the judgement of "
+        "student-welfare staff. Builds point-in-time features, trains and audits "
+        "a risk model, and serves scores with reasons."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+logger = logging.getLogger(__name__)
+
+
+class SourceName(str, Enum):
+    oulad = "oulad"
+    uci_dropout = "uci-dropout"
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress at INFO level.")
+    ] = False,
+) -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+RUN_HELP = (
+    "Run the main job end to end: load and validate the source, build point-in-time "
+    "features, train and evaluate the model and its baselines, register it as "
+    "champion in MLflow, audit fairness and write reason codes.\n\n"
+    "The MLflow store is AJOISSA_HOME (default ./ajoissa-store: a SQLite file and an "
+    "artifact folder) unless MLFLOW_TRACKING_URI points at an MLflow server."
+)
+SERVE_HELP = (
+    "Serve the champion model's scores and reasons over HTTP with BentoML: "
+    "POST /v1/score, GET /healthz and GET /readyz. Reads the same store as run."
+)
+
+
+@app.command(help=RUN_HELP)
+def run(
+    source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for summary.json, the fairness report and reason codes.")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder (or file) with the source's data. Default: the bundled copy."),
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name in MLflow.")
+    ] = None,
+    top_share: Annotated[
+        float,
+        typer.Option(help="Operating point: share of learners flagged per as-of date (0-1)."),
+    ] = 0.10,
+    min_group_size: Annotated[
+        int, typer.Option(help="Fairness groups with fewer rows than this are suppressed.")
+    ] = 10,
+) -> None:
+    from ajoissa.catalog import SOURCES
+    from models.store import tracking_uri
+    from sources.errors import InputDataError
+    from training.run import run_main_job
+
+    entry = SOURCES[source.value]
+    config = entry.config()
+    config.top_share = top_share
+    config.min_group_size = min_group_size
+    if model_name:
+        config.model_name = model_name
+    data_path = data or entry.default_data
+
+    started = time.perf_counter()
+    steps = 7
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"loading {source.value} from {data_path}", total=steps + 1)
+
+        def on_step(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        try:
+            tables = entry.load(data_path)
+            summary = run_main_job(tables, config, out, on_step=on_step)
+        except InputDataError as exc:
+            progress.stop()
+            console.print(f"[bold]Input data error[/bold]\n{exc}", markup=True, highlight=False)
+            raise typer.Exit(code=2) from exc
+        progress.update(task, completed=steps + 1, description="done")
+
+    _print_summary(summary, time.perf_counter() - started, tracking_uri())
+
+
+def _print_summary(summary: dict, seconds: float, uri: str) -> None:
+    table = Table(title=f"Headline figures ({summary['validation']['kind']} validation)")
+    table.add_column("as-of")
+    table.add_column("model")
+    for name in ("roc_auc", "pr_auc", "precision_at_10pct", "recall_at_10pct", "brier"):
+        table.add_column(name, justify="right")
+    for asof, by_model in summary["metrics"].items():
+        for model, values in by_model.items():
+            table.add_row(
+                asof,
+                model,
+                *("-" if v is None else f"{v:.3f}" for v in values.values()),
+            )
+    console.print(table)
+    console.print(f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})")
+    console.print(f"MLflow tracking:  {uri}")
+    console.print(f"Fairness report:  {summary['fairness_report']}")
+    console.print(f"Reason codes:     {summary['reason_codes']}")
+    console.print(f"Summary:          {Path(summary['fairness_report']).parent / 'summary.json'}")
+    console.print(f"Wall time:        {seconds:.1f} s")
+
+
+@app.command(help=SERVE_HELP)
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless behind a proxy.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name; its 'champion' version is served.")
+    ] = None,
+) -> None:
+    from serving.server import run_server
+
+    run_server(host=host, port=port, model_name=model_name)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,108 @@
+"""Where models are tracked and registered, and how a registered model is loaded.
+
+By default everything is embedded in one folder, ``AJOISSA_HOME`` (default
+``./ajoissa-store``): MLflow's tracking and registry in ``mlflow.db`` (SQLite)
+and artifacts in ``artifacts/``. Setting ``MLFLOW_TRACKING_URI`` points both the
+training and serving sides at an MLflow server instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+
+from models.spec import FeatureSpec
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "ajoissa-dropout-risk"
+EXPERIMENT_NAME = "ajoissa"
+CHAMPION = "champion"
+
+
+def home_dir() -> Path:
+    """Return the folder of the embedded store, from ``AJOISSA_HOME`` if set."""
+    return Path(os.environ.get("AJOISSA_HOME", "ajoissa-store")).resolve()
+
+
+def tracking_uri() -> str:
+    """Return the MLflow tracking URI: ``MLFLOW_TRACKING_URI`` or the embedded SQLite file."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured:
+        return configured
+    return f"sqlite:///{home_dir() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Return the artifact location for new experiments in the embedded store."""
+    return (home_dir() / "artifacts").as_uri()
+
+
+def configure_mlflow() -> str:
+    """Point MLflow at the store, creating the embedded folder when it is used."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        home_dir().mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model version loaded for scoring."""
+
+    name: str
+    version: str
+    alias: str | None
+    model: lgb.LGBMClassifier
+    spec: FeatureSpec
+    run_id: str | None
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> LoadedModel:
+    """Load the model version that carries ``alias`` in the registry.
+
+    Raises
+    ------
+    LookupError
+        If the registry has no such model or alias.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = configure_mlflow()
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise LookupError(
+            f"no model {name!r} with alias {alias!r} in the registry at {uri}; "
+            "run `ajoissa run` first or set MLFLOW_TRACKING_URI / AJOISSA_HOME"
+        ) from exc
+    model_uri = f"models:/{name}/{version.version}"
+    info = mlflow.models.get_model_info(model_uri)
+    spec = FeatureSpec.from_dict(info.metadata["feature_spec"])
+    model = mlflow.lightgbm.load_model(model_uri)
+    logger.info("loaded model %s version %s (alias %s)", name, version.version, alias)
+    return LoadedModel(
+        name=name,
+        version=str(version.version),
+        alias=alias,
+        model=model,
+        spec=spec,
+        run_id=version.run_id,
+        tags=dict(version.tags),
+    )

@@ -1,0 +1,394 @@
+"""Validate JSON records and score them with a registered model.
+
+This module has no web framework in it, so the HTTP service and tests call the
+same code. A record is a JSON object keyed by the feature names in the model's
+:class:`~models.spec.FeatureSpec`. Every feature key must be present, and no
+other key is allowed. Key order does not matter.
+
+Value rules
+-----------
+null
+    Allowed for every feature and scored as missing, which LightGBM handles
+    natively. A float NaN (from Python callers) is treated the same way.
+Numeric features
+    A JSON number (int or float) other than a boolean, because ``true`` is not a
+    count or a score. A string containing a plain decimal number, such as
+    ``"12.5"``, ``"-3"`` or ``"1e3"``, is also accepted and parsed as a float,
+    because CSV exports and spreadsheets often quote numbers. Surrounding
+    whitespace is ignored. Decimal commas, thousands separators, ``"NaN"`` and
+    ``"Infinity"`` are rejected, and so are infinite numbers.
+Categorical features
+    A string, or a number that is converted with ``str()`` (``3`` becomes
+    ``"3"`` and ``3.0`` becomes ``"3.0"``). A value that is not among the
+    model's training categories is scored as missing. The response then contains
+    one warning per field and unseen value, with the number of records affected.
+
+Every problem in a batch is collected before :class:`RecordValidationError` is
+raised, so one response lists all that needs fixing.
+
+Rank percentile
+---------------
+``rank_percentile`` places each probability among the probabilities of the same
+request: ``100 * (number of records with probability <= p) / n``. The record with
+the highest risk gets 100, and tied probabilities get the same value. It depends
+on which records are sent together, while ``probability`` and ``reasons`` do not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from models.reasons import contributions, reason_codes
+from models.risk import predict_risk
+from models.spec import FeatureSpec
+from models.store import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_RECORDS = 10_000
+"""Maximum number of records in one scoring request."""
+
+TOP_REASONS = 3
+"""Number of reason codes returned per record."""
+
+MAX_UNSEEN_WARNINGS_PER_FIELD = 20
+"""Distinct unseen categories listed per field before the rest are summarised."""
+
+MAX_LISTED_PROBLEMS = 20
+"""Problems written into the exception message; ``problems`` keeps all of them."""
+
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+ProblemKind = Literal["invalid", "missing", "unknown"]
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """One invalid record or field value in a scoring request.
+
+    ``record`` is the 0-based position of the record in the request, or ``None``
+    when the problem concerns the request as a whole (for example, an empty list).
+    ``kind`` is ``missing`` for an absent feature key, ``unknown`` for a key that
+    is not a feature, and ``invalid`` for a value of the wrong type.
+    """
+
+    record: int | None
+    field: str
+    value: Any
+    expected: str
+    kind: ProblemKind = "invalid"
+
+    def __str__(self) -> str:
+        where = "request" if self.record is None else f"record {self.record}"
+        if self.kind == "missing":
+            return f"{where}, field {self.field!r}: missing; expected {self.expected}"
+        if self.kind == "unknown":
+            return (
+                f"{where}, field {self.field!r}: unknown field; "
+                f"expected {self.expected}"
+            )
+        return (
+            f"{where}, field {self.field!r}: value {_short_repr(self.value)} is "
+            f"invalid; expected {self.expected}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the problem as JSON-compatible values, for an HTTP error body."""
+        value = self.value
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            value = _short_repr(value)
+        return {
+            "record": self.record,
+            "field": self.field,
+            "kind": self.kind,
+            "value": None if self.kind == "missing" else value,
+            "expected": self.expected,
+            "message": str(self),
+        }
+
+
+class RecordValidationError(ValueError):
+    """Raised when a scoring request contains invalid records.
+
+    ``problems`` lists every problem found. The message lists the first
+    ``MAX_LISTED_PROBLEMS`` of them and the model's feature names.
+    """
+
+    def __init__(self, problems: list[RecordProblem], feature_names: list[str]):
+        self.problems = problems
+        lines = [str(p) for p in problems[:MAX_LISTED_PROBLEMS]]
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            lines.append(f"... and {len(problems) - MAX_LISTED_PROBLEMS} more problems")
+        if any(p.kind in ("missing", "unknown") for p in problems):
+            lines.append("Expected fields: " + ", ".join(feature_names) + ".")
+        lines.append("Fix the listed values and send the request again.")
+        super().__init__(
+            f"{len(problems)} problem(s) in the scoring request:\n" + "\n".join(lines)
+        )
+
+
+class BatchTooLargeError(ValueError):
+    """Raised when a scoring request contains more than the maximum number of records."""
+
+    def __init__(self, count: int, limit: int):
+        self.count = count
+        self.limit = limit
+        super().__init__(
+            f"batch of {count} records is too large; the maximum is {limit} records "
+            f"per request. Split the records into batches of at most {limit} and "
+            "send each batch separately (rank_percentile is then computed per batch)."
+        )
+
+
+@dataclass(frozen=True)
+class ValidatedBatch:
+    """Records converted to a feature frame, with the warnings found on the way."""
+
+    frame: pd.DataFrame
+    """One row per record, columns in spec order: float64 or training categories."""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    """Scores for one request, in the order of the records."""
+
+    scores: list[dict[str, Any]]
+    warnings: list[str]
+    model_name: str
+    model_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the HTTP response body: ``scores``, ``warnings`` and ``model``."""
+        return {
+            "scores": self.scores,
+            "warnings": self.warnings,
+            "model": {"name": self.model_name, "version": self.model_version},
+        }
+
+
+def validate_records(
+    records: object,
+    spec: FeatureSpec,
+    max_records: int = MAX_BATCH_RECORDS,
+) -> ValidatedBatch:
+    """Check ``records`` against ``spec`` and convert them to a feature frame.
+
+    Parameters
+    ----------
+    records
+        A list of JSON objects (dicts) keyed by the names in ``spec.features``.
+    spec
+        The feature specification of the model that will score the records.
+    max_records
+        Maximum number of records accepted.
+
+    Raises
+    ------
+    BatchTooLargeError
+        If there are more than ``max_records`` records. This is checked before
+        any record is read.
+    RecordValidationError
+        If ``records`` is not a non-empty list, or any record breaks the value
+        rules in the module docstring. Lists every problem.
+    """
+    if not isinstance(records, (list, tuple)):
+        problem = RecordProblem(
+            None, "records", records, "a JSON array of records (objects)"
+        )
+        raise RecordValidationError([problem], spec.features)
+    if not records:
+        problem = RecordProblem(
+            None, "records", [], "a non-empty JSON array of records"
+        )
+        raise RecordValidationError([problem], spec.features)
+    if len(records) > max_records:
+        raise BatchTooLargeError(len(records), max_records)
+
+    known = set(spec.features)
+    columns: dict[str, list[Any]] = {name: [] for name in spec.features}
+    problems: list[RecordProblem] = []
+    unseen: dict[str, Counter[str]] = {name: Counter() for name in spec.categorical}
+    categories = {name: set(values) for name, values in spec.categorical.items()}
+
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            problems.append(
+                RecordProblem(index, "*", record, "a JSON object keyed by feature name")
+            )
+            continue
+        for key in record:
+            if key not in known:
+                problems.append(
+                    RecordProblem(
+                        index,
+                        str(key),
+                        record[key],
+                        "only the model's feature names",
+                        "unknown",
+                    )
+                )
+        for name in spec.features:
+            if name not in record:
+                problems.append(
+                    RecordProblem(
+                        index, name, None, "a value or null", "missing"
+                    )
+                )
+                continue
+            raw = record[name]
+            if name in spec.categorical:
+                value, problem = _parse_categorical(index, name, raw)
+                if value is not None and value not in categories[name]:
+                    unseen[name][value] += 1
+            else:
+                value, problem = _parse_numeric(index, name, raw)
+            if problem is not None:
+                problems.append(problem)
+            columns[name].append(value)
+
+    if problems:
+        raise RecordValidationError(problems, spec.features)
+
+    frame = pd.DataFrame(
+        {
+            name: columns[name]
+            if name in spec.categorical
+            else np.asarray(columns[name], dtype=float)
+            for name in spec.features
+        }
+    )
+    warnings = _unseen_warnings(unseen)
+    return ValidatedBatch(frame=spec.conform(frame), warnings=warnings)
+
+
+def score_records(
+    records: object,
+    loaded: LoadedModel,
+    max_records: int = MAX_BATCH_RECORDS,
+) -> ScoringResult:
+    """Validate ``records`` and score them with ``loaded``.
+
+    Each score has ``probability`` (of withdrawing), ``rank_percentile`` (see
+    the module docstring), ``reasons`` (the ``TOP_REASONS`` features with the
+    largest absolute TreeSHAP contribution in log-odds), ``model_name`` and
+    ``model_version``. A record's probability and reasons depend only on that
+    record, not on the other records or the key order.
+
+    Raises
+    ------
+    BatchTooLargeError
+        If there are more than ``max_records`` records.
+    RecordValidationError
+        If the request or any record is invalid. Lists every problem.
+    """
+    batch = validate_records(records, loaded.spec, max_records)
+    probabilities = predict_risk(loaded.model, loaded.spec, batch.frame)
+    values, _ = contributions(loaded.model, loaded.spec, batch.frame)
+    reasons = reason_codes(values, batch.frame, loaded.spec.features, TOP_REASONS)
+    percentiles = rank_percentiles(probabilities)
+    scores = [
+        {
+            "probability": float(probability),
+            "rank_percentile": float(percentile),
+            "reasons": record_reasons,
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+        }
+        for probability, percentile, record_reasons in zip(
+            probabilities, percentiles, reasons, strict=True
+        )
+    ]
+    logger.debug(
+        "scored %d records with %s version %s", len(scores), loaded.name, loaded.version
+    )
+    return ScoringResult(
+        scores=scores,
+        warnings=batch.warnings,
+        model_name=loaded.name,
+        model_version=loaded.version,
+    )
+
+
+def rank_percentiles(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Return ``100 * (count of probabilities <= p) / n`` for each probability ``p``.
+
+    The highest probability gets 100 and equal probabilities get equal values.
+    """
+    values = np.asarray(probabilities, dtype=float)
+    if values.size == 0:
+        return np.empty(0, dtype=float)
+    ordered = np.sort(values)
+    at_or_below = np.searchsorted(ordered, values, side="right")
+    return 100.0 * at_or_below / values.size
+
+
+def _parse_numeric(
+    index: int, name: str, raw: Any
+) -> tuple[float, RecordProblem | None]:
+    expected = "a finite number, a decimal number string such as '12.5', or null"
+    if raw is None:
+        return math.nan, None
+    if isinstance(raw, bool):
+        return math.nan, RecordProblem(index, name, raw, expected)
+    if isinstance(raw, (int, float)):
+        number = float(raw)
+        if math.isnan(number):
+            return math.nan, None
+        if math.isinf(number):
+            return math.nan, RecordProblem(index, name, raw, expected)
+        return number, None
+    if isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
+        number = float(raw)
+        if math.isfinite(number):
+            return number, None
+    return math.nan, RecordProblem(index, name, raw, expected)
+
+
+def _parse_categorical(
+    index: int, name: str, raw: Any
+) -> tuple[str | None, RecordProblem | None]:
+    if raw is None:
+        return None, None
+    if isinstance(raw, str):
+        return raw, None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if isinstance(raw, float) and math.isnan(raw):
+            return None, None
+        return str(raw), None
+    problem = RecordProblem(index, name, raw, "a string, a number or null")
+    return None, problem
+
+
+def _unseen_warnings(unseen: dict[str, Counter[str]]) -> list[str]:
+    warnings = []
+    for name, counts in unseen.items():
+        listed = counts.most_common(MAX_UNSEEN_WARNINGS_PER_FIELD)
+        for value, count in listed:
+            warnings.append(
+                f"unseen category {value!r} for field {name} in {count} record(s); "
+                "scored as missing"
+            )
+        rest = counts.most_common()[MAX_UNSEEN_WARNINGS_PER_FIELD:]
+        if rest:
+            warnings.append(
+                f"{len(rest)} more unseen categories for field {name} in "
+                f"{sum(count for _, count in rest)} record(s); scored as missing"
+            )
+    return warnings
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    if len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text

@@ -1,0 +1,200 @@
+"""The BentoML service that scores records with the registered champion model.
+
+Start it with :func:`serving.server.run_server` (``ajoissa serve``) or with
+``bentoml serve serving.service:ScoringService --host 127.0.0.1 --port 3000``.
+Always pass ``--host``, because BentoML 1.4 binds to 0.0.0.0 otherwise.
+
+Configuration comes from the environment of the server process:
+
+``AJOISSA_MODEL_NAME``
+    Registered model to serve (default ``models.store.DEFAULT_MODEL_NAME``). The
+    version that carries the ``champion`` alias is loaded.
+``AJOISSA_HOME`` / ``MLFLOW_TRACKING_URI``
+    Where the registry is, as described in :mod:`models.store`.
+
+Endpoints
+---------
+``POST /v1/score``
+    Body ``{"records": [...]}``. Returns 200 with ``{"scores": [...],
+    "warnings": [...], "model": {"name", "version"}}`` (see
+    :mod:`serving.scoring`). Invalid records return 400 and a batch above
+    ``MAX_BATCH_RECORDS`` returns 413, both with a JSON body that has an
+    ``error`` message. Returns 503 while no model is loaded.
+``GET /healthz`` and ``GET /livez``
+    Liveness, provided by BentoML: 200 while the worker is running.
+``GET /readyz``
+    Readiness, provided by BentoML. It calls ``__is_ready__`` below, so it
+    returns 200 only when a model is loaded and 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import Field
+from starlette.responses import JSONResponse
+
+from models.store import DEFAULT_MODEL_NAME, LoadedModel, load_registered, tracking_uri
+from serving.scoring import (
+    MAX_BATCH_RECORDS,
+    BatchTooLargeError,
+    RecordValidationError,
+    score_records,
+)
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME_ENV = "AJOISSA_MODEL_NAME"
+RELOAD_INTERVAL_SECONDS = 30.0
+"""Minimum time between retries to load a model that was not in the registry."""
+
+MAX_PROBLEMS_IN_RESPONSE = 100
+"""Problems listed in a 400 response body; ``problem_count`` gives the total."""
+
+_APP_LOGGERS = ("serving", "models")
+
+
+def _enable_app_logging() -> None:
+    # BentoML's worker logging config sets the root logger to WARNING and
+    # disables loggers created before it runs, which would hide the INFO lines
+    # that this service promises (start, model loaded, request counts, stop).
+    for name in _APP_LOGGERS:
+        app_logger = logging.getLogger(name)
+        app_logger.setLevel(logging.INFO)
+        app_logger.disabled = False
+    for name, candidate in logging.Logger.manager.loggerDict.items():
+        if isinstance(candidate, logging.Logger) and name.startswith(
+            tuple(f"{prefix}." for prefix in _APP_LOGGERS)
+        ):
+            candidate.disabled = False
+
+
+def _describe_store() -> str:
+    # The tracking URI of a remote MLflow server may contain credentials, so
+    # only the embedded SQLite location is written to the log.
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return uri
+    return "the MLflow server in MLFLOW_TRACKING_URI"
+
+
+@bentoml.service(name="ajoissa", workers=1, traffic={"timeout": 120})
+class ScoringService:
+    """Dropout-risk scoring with the champion version of one registered model."""
+
+    def __init__(self) -> None:
+        _enable_app_logging()
+        self.model_name = os.environ.get(MODEL_NAME_ENV) or DEFAULT_MODEL_NAME
+        self.loaded: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self._last_attempt = 0.0
+        logger.info(
+            "scoring service starting: model %s from %s",
+            self.model_name,
+            _describe_store(),
+        )
+        self._try_load()
+
+    def _try_load(self) -> bool:
+        with self._load_lock:
+            if self.loaded is not None:
+                return True
+            self._last_attempt = time.monotonic()
+            try:
+                loaded = load_registered(self.model_name)
+            except LookupError as exc:
+                logger.error(
+                    "model not loaded, so /readyz returns 503 and /v1/score returns "
+                    "503; retrying at most every %.0f s on readiness probes: %s",
+                    RELOAD_INTERVAL_SECONDS,
+                    exc,
+                )
+                return False
+            self.loaded = loaded
+        logger.info("model loaded (name %s, version %s)", loaded.name, loaded.version)
+        return True
+
+    def __is_ready__(self) -> bool:
+        """Return whether a model is loaded, retrying a failed load now and then."""
+        if self.loaded is not None:
+            return True
+        if time.monotonic() - self._last_attempt < RELOAD_INTERVAL_SECONDS:
+            return False
+        return self._try_load()
+
+    @bentoml.on_shutdown
+    def log_stop(self) -> None:
+        """Log that the worker is stopping."""
+        logger.info("scoring service stopping")
+
+    @bentoml.api(route="/v1/score")
+    def score(
+        self,
+        records: Annotated[
+            Any,
+            Field(
+                description=(
+                    "Array of records (JSON objects) keyed by the model's feature "
+                    f"names; at most {MAX_BATCH_RECORDS} records per request."
+                )
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Score records for dropout risk with the champion model.
+
+        ``records`` is typed ``Any`` so that :mod:`serving.scoring` checks it and
+        reports every problem by record index and field name.
+        """
+        started = time.perf_counter()
+        loaded = self.loaded
+        if loaded is None:
+            logger.warning("rejected scoring request: no model loaded")
+            return JSONResponse(
+                {
+                    "error": f"model {self.model_name!r} is not loaded yet; "
+                    "register a champion version and retry when /readyz returns 200"
+                },
+                status_code=503,
+            )
+        count = len(records) if isinstance(records, (list, tuple)) else 0
+        try:
+            result = score_records(records, loaded)
+        except BatchTooLargeError as exc:
+            logger.info(
+                "rejected scoring request: %d records, limit %d", exc.count, exc.limit
+            )
+            return JSONResponse(
+                {"error": str(exc), "max_records": exc.limit}, status_code=413
+            )
+        except RecordValidationError as exc:
+            logger.info(
+                "rejected scoring request: %d problem(s) in %d record(s)",
+                len(exc.problems),
+                count,
+            )
+            # The message contains pupil-level values, so it is logged only at DEBUG.
+            logger.debug("validation problems: %s", exc)
+            listed = exc.problems[:MAX_PROBLEMS_IN_RESPONSE]
+            return JSONResponse(
+                {
+                    "error": str(exc),
+                    "problem_count": len(exc.problems),
+                    "problems": [problem.to_dict() for problem in listed],
+                },
+                status_code=400,
+            )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        logger.info(
+            "scored %d record(s) in %.1f ms with %s version %s (%d warning(s))",
+            count,
+            elapsed_ms,
+            loaded.name,
+            loaded.version,
+            len(result.warnings),
+        )
+        return result.to_dict()

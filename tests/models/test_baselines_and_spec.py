@@ -1,0 +1,86 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.baselines import LogisticBaseline, RuleBaseline
+from models.risk import fit_risk_model, predict_risk
+from models.spec import FeatureSpec
+
+
+@pytest.fixture
+def frame():
+    rng = np.random.default_rng(0)
+    n = 600
+    missed = rng.integers(0, 4, n)
+    failed = rng.integers(0, 3, n)
+    X = pd.DataFrame(
+        {
+            "assessments_missed": missed.astype(float),
+            "assessments_failed": failed.astype(float),
+            "mean_score": rng.normal(60, 15, n),
+            "attr_module": pd.Categorical(rng.choice(["AAA", "BBB", "CCC"], n)),
+        }
+    )
+    logit = -2 + 0.8 * missed + 0.5 * failed
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def test_rule_rates_increase_with_count(frame):
+    X, y = frame
+    rule = RuleBaseline().fit(X, y)
+    rates = rule.rates_.to_numpy()
+    assert rates[-1] > rates[0]
+
+
+def test_rule_count_above_training_uses_max(frame):
+    X, y = frame
+    rule = RuleBaseline().fit(X, y)
+    high = X.head(1).assign(assessments_missed=50.0)
+    assert rule.predict_proba(high)[0, 1] == pytest.approx(rule.rates_.iloc[-1])
+
+
+def test_rule_needs_its_columns(frame):
+    X, y = frame
+    with pytest.raises(KeyError, match="assessments_failed"):
+        RuleBaseline().fit(X.drop(columns="assessments_failed"), y)
+
+
+def test_logistic_ignores_unseen_category(frame):
+    X, y = frame
+    model = LogisticBaseline(["attr_module"]).fit(X, y)
+    unseen = X.head(3).astype({"attr_module": object}).assign(attr_module="ZZZ")
+    probabilities = model.predict_proba(unseen)[:, 1]
+    assert np.isfinite(probabilities).all()
+
+
+def test_spec_keeps_only_seen_categories(frame):
+    X, _ = frame
+    subset = X[X["attr_module"] != "CCC"]
+    spec = FeatureSpec.from_frame(subset)
+    assert spec.categorical["attr_module"] == ["AAA", "BBB"]
+
+
+def test_spec_round_trip(frame):
+    X, _ = frame
+    spec = FeatureSpec.from_frame(X)
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_scores_same_with_text_and_reordered_columns(frame):
+    X, y = frame
+    model, spec = fit_risk_model(X, y, {"n_estimators": 20})
+    reordered = X[list(reversed(X.columns))].astype({"attr_module": str})
+    assert np.array_equal(
+        predict_risk(model, spec, X), predict_risk(model, spec, reordered)
+    )
+
+
+def test_unseen_category_scores_as_missing(frame):
+    X, y = frame
+    model, spec = fit_risk_model(X, y, {"n_estimators": 20})
+    unseen = X.head(5).astype({"attr_module": str}).assign(attr_module="ZZZ")
+    missing = X.head(5).astype({"attr_module": object}).assign(attr_module=None)
+    assert np.array_equal(
+        predict_risk(model, spec, unseen), predict_risk(model, spec, missing)
+    )

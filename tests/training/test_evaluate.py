@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from training.evaluate import evaluate_scores, top_share_mask
+
+
+def test_top_share_size_rounds_up():
+    mask = top_share_mask(np.linspace(0, 1, 25), 0.10)
+    assert mask.sum() == 3
+    assert mask[-3:].all()
+
+
+def test_top_share_ties_follow_row_order():
+    mask = top_share_mask(np.array([0.5, 0.9, 0.9, 0.9, 0.1]), 0.4)
+    assert mask.tolist() == [False, True, True, False, False]
+
+
+def test_top_share_rejects_zero():
+    with pytest.raises(ValueError, match="share must be in"):
+        top_share_mask(np.array([0.1, 0.2]), 0.0)
+
+
+def test_metrics_on_known_ranking():
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 0])
+    scores = np.array([0.9, 0.8, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2])
+    metrics = evaluate_scores(y, scores, share=0.10)
+    assert metrics["precision_at_10pct"] == 1.0
+    assert metrics["recall_at_10pct"] == 0.5
+    assert metrics["brier"] == pytest.approx(np.mean((scores - y) ** 2))
+    # One positive outranks all eight negatives, the other none: AUC = 8 / 16.
+    assert metrics["roc_auc"] == pytest.approx(0.5)
+
+
+def test_metrics_single_class_undefined():
+    metrics = evaluate_scores(np.zeros(20, dtype=int), np.linspace(0, 1, 20))
+    assert metrics["roc_auc"] is None
+    assert metrics["pr_auc"] is None
+    assert metrics["recall_at_10pct"] is None
+    assert metrics["precision_at_10pct"] == 0.0

@@ -1,0 +1,74 @@
+"""Log a trained model to MLflow, register it and set its alias."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import pandas as pd
+
+from models.spec import FeatureSpec
+from models.store import CHAMPION, EXPERIMENT_NAME, artifact_root, configure_mlflow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
+    """Return the id of experiment ``name``, creating it with the store's artifact root."""
+    import mlflow
+
+    configure_mlflow()
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(name, artifact_location=artifact_root())
+
+
+def log_and_register(
+    model: lgb.LGBMClassifier,
+    spec: FeatureSpec,
+    example: pd.DataFrame,
+    model_name: str,
+    alias: str = CHAMPION,
+    tags: dict[str, str] | None = None,
+) -> RegisteredVersion:
+    """Log ``model`` in the active MLflow run, register a new version, set ``alias``.
+
+    The feature spec goes into the model's metadata so that a server can
+    validate records and restore categories without the training code.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_and_register needs an active MLflow run")
+    conformed = spec.conform(example)
+    signature = infer_signature(conformed, model.predict_proba(conformed)[:, 1])
+    info = mlflow.lightgbm.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=conformed.head(5),
+        registered_model_name=model_name,
+        metadata={"feature_spec": spec.to_dict()},
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(model_name, version, key, value)
+    client.set_registered_model_alias(model_name, alias, version)
+    logger.info("registered %s version %s with alias %s", model_name, version, alias)
+    return RegisteredVersion(name=model_name, version=version, run_id=run.info.run_id)

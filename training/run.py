@@ -1,0 +1,319 @@
+"""The main job: features, training, evaluation, registration, audit, reason codes.
+
+:func:`run_main_job` takes validated contract tables and a :class:`RunConfig`;
+it never learns which source the tables came from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from fairness.audit import audit_groups
+from fairness.report import write_report
+from features.build import FeatureFrame, asof_points_by_offset, build_features
+from models.reasons import contributions, reason_codes, shap_contributions
+from models.risk import predict_risk
+from models.store import CHAMPION, DEFAULT_MODEL_NAME
+from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
+from training.evaluate import evaluate_scores, top_share_mask
+from training.registry import ensure_experiment, log_and_register
+from training.split import Prediction, predict_stratified, predict_temporal
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[str], None]
+
+
+@dataclass
+class RunConfig:
+    """Settings of one main-job run."""
+
+    source: str
+    asof_offsets_days: list[int]
+    """As-of dates, as days after each unit's start."""
+    asof_labels: dict[int, str]
+    """Name of each as-of offset in the summary, for example ``{30: "day_30"}``."""
+    validation: Literal["temporal", "stratified"]
+    temporal_cutoff: str | None = None
+    """Units starting before this ISO date train the model; later ones test it."""
+    folds: int = 5
+    top_share: float = 0.10
+    model_name: str = DEFAULT_MODEL_NAME
+    alias: str = CHAMPION
+    sensitive_features: list[str] = field(
+        default_factory=lambda: list(SENSITIVE_ATTRIBUTES)
+    )
+    min_group_size: int = 10
+    reason_count: int = 3
+    seed: int = 0
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def run_main_job(
+    tables: InputTables,
+    config: RunConfig,
+    out_dir: Path,
+    on_step: StepCallback = _noop,
+) -> dict[str, Any]:
+    """Run the main job and write ``out_dir/summary.json``; return the summary.
+
+    Outputs in ``out_dir``: ``summary.json``, ``fairness_report.html`` and
+    ``reason_codes.jsonl`` (one line per evaluated row). The model is logged to
+    MLflow, registered and given ``config.alias``.
+    """
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    on_step("validating input tables")
+    tables = tables.validated()
+
+    on_step("building point-in-time features")
+    points = asof_points_by_offset(tables.units, config.asof_offsets_days)
+    frame = build_features(tables, points)
+    if frame.data.empty:
+        raise ValueError(
+            "no enrolment is active at any as-of date; check the as-of offsets "
+            f"{config.asof_offsets_days} against the units' start and end dates"
+        )
+
+    on_step(f"training and evaluating ({config.validation} validation)")
+    prediction = _predict(frame, tables, config)
+
+    metrics = _metrics_by_asof(frame, prediction, config)
+
+    on_step("registering the model in MLflow")
+    import mlflow
+
+    experiment_id = ensure_experiment()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
+        mlflow.log_params(_run_params(config, frame, prediction))
+        mlflow.log_metrics(_flat_metrics(metrics))
+        registered = log_and_register(
+            prediction.final_model,
+            prediction.spec,
+            frame.X.head(50),
+            model_name=config.model_name,
+            alias=config.alias,
+            tags={"source": config.source, "validation": config.validation},
+        )
+
+        on_step("auditing fairness")
+        report_path = _write_fairness_report(
+            frame, tables, prediction, config, out_dir, registered.uri
+        )
+
+        on_step("computing reason codes from SHAP values")
+        reasons_path, shap_check = _write_reason_codes(frame, prediction, config, out_dir)
+
+        summary = {
+            "source": config.source,
+            "validation": _validation_description(config, prediction),
+            "model_uri": registered.uri,
+            "model_name": registered.name,
+            "model_version": registered.version,
+            "model_alias": config.alias,
+            "mlflow_run_id": run.info.run_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "fairness_report": str(report_path.resolve()),
+            "reason_codes": str(reasons_path.resolve()),
+            "operating_point": _operating_point(config),
+            "rows": _row_counts(frame, prediction, config),
+            "metrics": metrics,
+            "shap_additivity_max_error": shap_check,
+            "features": prediction.spec.features,
+            "wall_time_seconds": round(time.perf_counter() - started, 1),
+        }
+        summary_path = out_dir / "summary.json"
+        _write_json_atomically(summary_path, summary)
+        mlflow.log_artifact(str(summary_path))
+        mlflow.log_artifact(str(report_path))
+    logger.info(
+        "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
+    )
+    return summary
+
+
+def _predict(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Prediction:
+    if config.validation == "temporal":
+        if config.temporal_cutoff is None:
+            raise ValueError("temporal validation needs temporal_cutoff (an ISO date)")
+        return predict_temporal(
+            frame, tables.units, pd.Timestamp(config.temporal_cutoff), seed=config.seed
+        )
+    return predict_stratified(frame, folds=config.folds, seed=config.seed)
+
+
+def _metrics_by_asof(
+    frame: FeatureFrame, prediction: Prediction, config: RunConfig
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    data = frame.data.iloc[prediction.rows]
+    y = frame.y[prediction.rows]
+    metrics: dict[str, dict[str, dict[str, float | None]]] = {}
+    for offset in config.asof_offsets_days:
+        at = (data["asof_offset_days"] == offset).to_numpy()
+        if not at.any():
+            logger.warning("no evaluation rows at as-of offset %d days", offset)
+            continue
+        label = config.asof_labels.get(offset, f"day_{offset}")
+        metrics[label] = {
+            name: evaluate_scores(y[at], scores[at], config.top_share)
+            for name, scores in prediction.scores.items()
+        }
+    return metrics
+
+
+def _selected_within_asof(data: pd.DataFrame, scores: np.ndarray, share: float) -> np.ndarray:
+    selected = np.zeros(len(data), dtype=bool)
+    for _, positions in data.groupby("asof_offset_days").indices.items():
+        selected[positions] = top_share_mask(scores[positions], share)
+    return selected
+
+
+def _write_fairness_report(
+    frame: FeatureFrame,
+    tables: InputTables,
+    prediction: Prediction,
+    config: RunConfig,
+    out_dir: Path,
+    model_uri: str,
+) -> Path:
+    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
+    scores = prediction.scores["model"]
+    present = [c for c in config.sensitive_features if c in tables.learners.columns]
+    audit_frame = data[["learner_id", "asof_offset_days"]].merge(
+        tables.learners[["learner_id", *present]], on="learner_id", how="left"
+    )
+    audit_frame["y_true"] = frame.y[prediction.rows]
+    audit_frame["score"] = scores
+    audit_frame["selected"] = _selected_within_asof(data, scores, config.top_share)
+    audit = audit_groups(
+        audit_frame,
+        sensitive_features=present,
+        min_group_size=config.min_group_size,
+    )
+    missing = sorted(set(config.sensitive_features) - set(present))
+    notes = [
+        f"Rows: {len(audit_frame)} evaluation rows (learner and as-of date) from "
+        f"{_validation_description(config, prediction)['description']}.",
+    ]
+    if missing:
+        notes.append(f"This source has no data for: {', '.join(missing)}.")
+    return write_report(
+        audit,
+        out_dir / "fairness_report.html",
+        model_uri=model_uri,
+        source=config.source,
+        operating_point=_operating_point(config),
+        notes=notes,
+    )
+
+
+def _write_reason_codes(
+    frame: FeatureFrame, prediction: Prediction, config: RunConfig, out_dir: Path
+) -> tuple[Path, float]:
+    """Write reason codes for the evaluation rows; return the path and SHAP check.
+
+    The check is the largest difference between the SHAP values plus base value
+    and LightGBM's raw score, in log-odds, over the rows.
+    """
+    model, spec = prediction.final_model, prediction.spec
+    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
+    X = data[spec.features]
+    values, base = shap_contributions(model, spec, X)
+    raw = model.booster_.predict(spec.conform(X), raw_score=True)
+    additivity_error = float(np.max(np.abs(values.sum(axis=1) + base - raw)))
+    fast_values, _ = contributions(model, spec, X.head(200))
+    if not np.allclose(fast_values, values[: len(fast_values)], atol=1e-6):
+        raise RuntimeError("LightGBM pred_contrib and shap.TreeExplainer disagree")
+    reasons = reason_codes(values, X, spec.features, top_n=config.reason_count)
+    probabilities = predict_risk(model, spec, X)
+
+    path = out_dir / "reason_codes.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for i, row in enumerate(data.itertuples(index=False)):
+            record = {
+                "enrolment_id": row.enrolment_id,
+                "learner_id": row.learner_id,
+                "asof_date": row.asof_date.date().isoformat(),
+                "probability": round(float(probabilities[i]), 6),
+                "base_value_log_odds": round(base, 6),
+                "reasons": reasons[i],
+            }
+            handle.write(json.dumps(record, default=str) + "\n")
+    os.replace(tmp, path)
+    logger.info("wrote reason codes for %d rows", len(data))
+    return path, additivity_error
+
+
+def _operating_point(config: RunConfig) -> str:
+    return (
+        f"top {config.top_share:.0%} of learners by risk score within each as-of date"
+    )
+
+
+def _validation_description(config: RunConfig, prediction: Prediction) -> dict[str, Any]:
+    if config.validation == "temporal":
+        description = (
+            f"temporal split: units starting before {config.temporal_cutoff} train "
+            "the model, later units test it"
+        )
+    else:
+        description = (
+            f"stratified {config.folds}-fold cross-validation grouped by learner "
+            "(the data has no time axis); metrics are on out-of-fold predictions"
+        )
+    return {"kind": config.validation, "description": description} | prediction.details
+
+
+def _row_counts(
+    frame: FeatureFrame, prediction: Prediction, config: RunConfig
+) -> dict[str, Any]:
+    data = frame.data
+    return {
+        "feature_rows": int(len(data)),
+        "evaluation_rows": int(len(prediction.rows)),
+        "label_rate_by_asof": {
+            config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
+            for k, v in data.groupby("asof_offset_days")["withdraws_after"].mean().items()
+        },
+    }
+
+
+def _run_params(config: RunConfig, frame: FeatureFrame, prediction: Prediction) -> dict:
+    params = {
+        k: v for k, v in asdict(config).items() if k not in ("asof_labels",)
+    } | {"n_features": len(frame.feature_names)}
+    params |= {f"lgbm_{k}": v for k, v in prediction.final_model.get_params().items()
+               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")}
+    return {k: str(v)[:500] for k, v in params.items()}
+
+
+def _flat_metrics(metrics: dict[str, dict[str, dict[str, float | None]]]) -> dict:
+    return {
+        f"{asof}.{model}.{name}": value
+        for asof, by_model in metrics.items()
+        for model, values in by_model.items()
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
