@@ -70,7 +70,8 @@ def run(
         typer.Option(help="Folder (or file) with the source's data. Default: the bundled copy."),
     ] = None,
     model_name: Annotated[
-        str | None, typer.Option(help="Registered model name in MLflow.")
+        str | None,
+        typer.Option(help="Registered model name in MLflow. Default: ajoissa-<source>."),
     ] = None,
     top_share: Annotated[
         float,
@@ -118,15 +119,15 @@ def run(
             raise typer.Exit(code=2) from exc
         progress.update(task, completed=steps + 1, description="done")
 
-    _print_summary(summary, time.perf_counter() - started, tracking_uri())
+    _print_summary(summary, out, time.perf_counter() - started, tracking_uri())
 
 
-def _print_summary(summary: dict, seconds: float, uri: str) -> None:
+def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     table = Table(title=f"Headline figures ({summary['validation']['kind']} validation)")
     table.add_column("as-of")
     table.add_column("model")
-    for name in ("roc_auc", "pr_auc", "precision_at_10pct", "recall_at_10pct", "brier"):
-        table.add_column(name, justify="right")
+    for header in ("ROC-AUC", "PR-AUC", "precision@10%", "recall@10%", "Brier"):
+        table.add_column(header, justify="right")
     for asof, by_model in summary["metrics"].items():
         for model, values in by_model.items():
             table.add_row(
@@ -139,7 +140,8 @@ def _print_summary(summary: dict, seconds: float, uri: str) -> None:
     console.print(f"MLflow tracking:  {uri}")
     console.print(f"Fairness report:  {summary['fairness_report']}")
     console.print(f"Reason codes:     {summary['reason_codes']}")
-    console.print(f"Summary:          {Path(summary['fairness_report']).parent / 'summary.json'}")
+    console.print(f"Example request:  {summary['example_request']}")
+    console.print(f"Summary:          {out / 'summary.json'}")
     console.print(f"Wall time:        {seconds:.1f} s")
 
 
@@ -148,12 +150,22 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless behind a proxy.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
     model_name: Annotated[
-        str | None, typer.Option(help="Registered model name; its 'champion' version is served.")
+        str | None,
+        typer.Option(
+            help="Registered model whose 'champion' version is served. Default: the "
+            "only registered model with a champion."
+        ),
     ] = None,
 ) -> None:
+    from models.store import resolve_model_name
     from serving.server import run_server
 
-    run_server(host=host, port=port, model_name=model_name)
+    try:
+        name = resolve_model_name(model_name)
+    except LookupError as exc:
+        console.print(f"Cannot serve: {exc}", highlight=False)
+        raise typer.Exit(code=2) from exc
+    run_server(host=host, port=port, model_name=name)
 
 
 if __name__ == "__main__":

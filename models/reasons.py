@@ -29,10 +29,16 @@ def shap_contributions(
     model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame
 ) -> tuple[np.ndarray, float]:
     """Return contributions from ``shap.TreeExplainer`` (path-dependent mode)."""
+    import warnings
+
     import shap
 
     explainer = shap.TreeExplainer(model.booster_)
-    values = explainer.shap_values(spec.conform(X))
+    with warnings.catch_warnings():
+        # shap 0.51 warns on every call that its output format for LightGBM
+        # binary classifiers changed; the list case is handled below.
+        warnings.filterwarnings("ignore", message="LightGBM binary classifier")
+        values = explainer.shap_values(spec.conform(X))
     if isinstance(values, list):
         values = values[1]
     base = explainer.expected_value

@@ -19,7 +19,10 @@ from models.spec import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "ajoissa-dropout-risk"
+MODEL_NAME_PREFIX = "ajoissa-"
+"""Registered models are named ``ajoissa-<source>`` unless a name is given, because
+each source has its own feature set."""
+DEFAULT_MODEL_NAME = "ajoissa-oulad"
 EXPERIMENT_NAME = "ajoissa"
 CHAMPION = "champion"
 
@@ -105,4 +108,41 @@ def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> Lo
         spec=spec,
         run_id=version.run_id,
         tags=dict(version.tags),
+    )
+
+
+def champion_model_names() -> list[str]:
+    """Return the names of registered models that have a ``champion`` version."""
+    import mlflow
+
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    return sorted(
+        model.name
+        for model in client.search_registered_models()
+        if CHAMPION in (model.aliases or {})
+    )
+
+
+def resolve_model_name(name: str | None) -> str:
+    """Return ``name``, or the only registered model with a champion if ``name`` is None.
+
+    Raises
+    ------
+    LookupError
+        If ``name`` is None and there is not exactly one such model.
+    """
+    if name:
+        return name
+    names = champion_model_names()
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise LookupError(
+            f"no registered model has a {CHAMPION!r} version in {tracking_uri()}; "
+            "run `ajoissa run` first"
+        )
+    raise LookupError(
+        f"several registered models have a {CHAMPION!r} version: {', '.join(names)}; "
+        "choose one with --model-name"
     )

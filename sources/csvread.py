@@ -90,6 +90,9 @@ def read_typed_csv(
                     "an integer" if kind == "int" else "a number",
                 )
             )
+        if bad.any():
+            # A fractional value cannot be cast to Int64; the problems raise below.
+            continue
         out[name] = numbers.astype("Int64" if kind == "int" else "Float64")
     if problems:
         raise InputDataError(problems)

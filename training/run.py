@@ -23,7 +23,7 @@ from fairness.report import write_report
 from features.build import FeatureFrame, asof_points_by_offset, build_features
 from models.reasons import contributions, reason_codes, shap_contributions
 from models.risk import predict_risk
-from models.store import CHAMPION, DEFAULT_MODEL_NAME
+from models.store import CHAMPION, MODEL_NAME_PREFIX
 from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
 from training.evaluate import evaluate_scores, top_share_mask
 from training.registry import ensure_experiment, log_and_register
@@ -48,7 +48,8 @@ class RunConfig:
     """Units starting before this ISO date train the model; later ones test it."""
     folds: int = 5
     top_share: float = 0.10
-    model_name: str = DEFAULT_MODEL_NAME
+    model_name: str | None = None
+    """Registered model name; ``ajoissa-<source>`` when not set."""
     alias: str = CHAMPION
     sensitive_features: list[str] = field(
         default_factory=lambda: list(SENSITIVE_ATTRIBUTES)
@@ -105,7 +106,7 @@ def run_main_job(
             prediction.final_model,
             prediction.spec,
             frame.X.head(50),
-            model_name=config.model_name,
+            model_name=config.model_name or f"{MODEL_NAME_PREFIX}{config.source}",
             alias=config.alias,
             tags={"source": config.source, "validation": config.validation},
         )
@@ -117,6 +118,7 @@ def run_main_job(
 
         on_step("computing reason codes from SHAP values")
         reasons_path, shap_check = _write_reason_codes(frame, prediction, config, out_dir)
+        example_path = _write_example_request(frame, prediction, out_dir)
 
         summary = {
             "source": config.source,
@@ -129,6 +131,7 @@ def run_main_job(
             "tracking_uri": mlflow.get_tracking_uri(),
             "fairness_report": str(report_path.resolve()),
             "reason_codes": str(reasons_path.resolve()),
+            "example_request": str(example_path.resolve()),
             "operating_point": _operating_point(config),
             "rows": _row_counts(frame, prediction, config),
             "metrics": metrics,
@@ -257,6 +260,17 @@ def _write_reason_codes(
     os.replace(tmp, path)
     logger.info("wrote reason codes for %d rows", len(data))
     return path, additivity_error
+
+
+def _write_example_request(
+    frame: FeatureFrame, prediction: Prediction, out_dir: Path, count: int = 3
+) -> Path:
+    """Write a ``POST /v1/score`` body with the features of a few evaluation rows."""
+    X = frame.data.iloc[prediction.rows[:count]][prediction.spec.features]
+    records = json.loads(X.to_json(orient="records"))
+    path = out_dir / "example_request.json"
+    _write_json_atomically(path, {"records": records})
+    return path
 
 
 def _operating_point(config: RunConfig) -> str:
