@@ -1,0 +1,1 @@
+"""Fairness audits of the risk model's selections, and their HTML report."""

@@ -61,7 +61,7 @@ UNDEFINED_REASONS = {
     ),
     "precision": "no row in this group was selected, so precision has no denominator",
 }
-"""Why each rate is undefined when its denominator is zero."""
+"""Reason each rate is undefined when its denominator is zero."""
 
 
 def _share(numerator: int, denominator: int) -> float:
@@ -95,8 +95,8 @@ def _mean_score(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray) -> fl
     return float(np.mean(score)) if len(score) else float("nan")
 
 
-# fairlearn's own true_positive_rate and friends return 0 for an empty
-# denominator, which would hide an undefined rate, so these return NaN instead.
+# fairlearn 0.15's true_positive_rate and false_positive_rate return 0 for an
+# empty denominator, which would hide an undefined rate, so these return NaN.
 _METRICS: dict[str, Callable[..., float]] = {
     "n": count,
     "prevalence": _prevalence,
@@ -128,16 +128,16 @@ class FairnessAudit:
         ``<metric>_reason`` column per rate (missing when the rate is defined).
         Groups are sorted by name, with ``UNKNOWN_GROUP`` last.
     disparities
-        Per sensitive attribute, one row per name in ``DISPARITY_METRICS``
-        (the index) with ``difference`` (max minus min over the shown groups),
-        ``ratio`` (min over max), ``groups_compared`` (shown groups whose rate
-        is defined) and ``difference_reason`` and ``ratio_reason`` (missing when
-        the value is defined).
+        Per sensitive attribute, one row per name in ``DISPARITY_METRICS`` (the
+        index). ``difference`` is the max minus the min over the shown groups and
+        ``ratio`` is the min over the max. ``groups_compared`` counts the shown
+        groups whose rate is defined. ``difference_reason`` and ``ratio_reason``
+        are missing when the value is defined.
     suppressed
         Per sensitive attribute, the groups and rows left out for having fewer
         than ``min_group_size`` rows.
     min_group_size
-        Fewest rows a group needs to be shown.
+        Minimum number of rows a group needs to be shown.
     total_rows
         Rows audited, including those in suppressed groups.
     overall
@@ -224,7 +224,8 @@ def audit_groups(
     selected
         Column with 1 (or True) for rows flagged for review, else 0.
     min_group_size
-        Fewest rows a group needs to be shown. Smaller groups are suppressed.
+        Minimum number of rows a group needs to be shown. Smaller groups are
+        suppressed.
 
     Returns
     -------
@@ -234,7 +235,7 @@ def audit_groups(
     ------
     ValueError
         If ``frame`` is empty, a column is missing, ``y_true`` or ``selected``
-        holds a value other than 0 or 1, ``score`` is not numeric or has a missing
+        contains a value other than 0 or 1, ``score`` is not numeric or has a missing
         value, or ``min_group_size`` is less than 1.
     """
     _validate(
@@ -255,13 +256,16 @@ def audit_groups(
         groups = _group_names(frame[attribute])
         sizes = groups.value_counts()
         small = sizes[sizes < min_group_size]
+        # NOTE: the minimum counts rows, not distinct learners. One learner
+        # contributes a row per as-of date, so a shown group of 10 rows can be
+        # fewer than 10 learners, which weakens the privacy protection.
         suppressed[attribute] = Suppression(groups=len(small), rows=int(small.sum()))
-        shown = ~groups.isin(small.index).to_numpy()
+        in_shown_group = ~groups.isin(small.index).to_numpy()
         tables[attribute], disparities[attribute] = _audit_attribute(
-            groups[shown],
-            labels[shown],
-            selections[shown],
-            scores[shown],
+            groups[in_shown_group],
+            labels[in_shown_group],
+            selections[in_shown_group],
+            scores[in_shown_group],
             min_group_size=min_group_size,
         )
         logger.info(
@@ -288,8 +292,31 @@ def _validate(
     columns: tuple[str, str, str],
     min_group_size: int,
 ) -> None:
+    _validate_columns(frame, sensitive_features=sensitive_features, columns=columns)
+    if isinstance(min_group_size, bool) or not isinstance(min_group_size, int):
+        raise ValueError(f"min_group_size must be an int, got {min_group_size!r}")
+    if min_group_size < 1:
+        raise ValueError(f"min_group_size must be at least 1, got {min_group_size}")
+
+    score = columns[1]
+    is_numeric = pd.api.types.is_numeric_dtype(frame[score])
+    if not is_numeric or pd.api.types.is_bool_dtype(frame[score]):
+        raise ValueError(
+            f"score column {score!r} must be numeric, got dtype {frame[score].dtype}"
+        )
+    if frame[score].isna().any():
+        raise ValueError(
+            f"score column {score!r} has {int(frame[score].isna().sum())} missing "
+            "values; score every row before the audit"
+        )
+
+
+def _validate_columns(
+    frame: pd.DataFrame, *, sensitive_features: list[str], columns: tuple[str, ...]
+) -> None:
     if len(frame) == 0:
         raise ValueError("frame has no rows; an audit needs at least one row")
+
     if not sensitive_features:
         raise ValueError("sensitive_features is empty; name at least one column")
     if len(set(sensitive_features)) != len(sensitive_features):
@@ -300,27 +327,10 @@ def _validate(
             f"sensitive_features {overlap} are also the label, score or "
             "selection column"
         )
+
     missing = [c for c in (*columns, *sensitive_features) if c not in frame.columns]
     if missing:
-        raise ValueError(
-            f"frame has no column {missing}; it has {list(frame.columns)}"
-        )
-    if isinstance(min_group_size, bool) or not isinstance(min_group_size, int):
-        raise ValueError(f"min_group_size must be an int, got {min_group_size!r}")
-    if min_group_size < 1:
-        raise ValueError(f"min_group_size must be at least 1, got {min_group_size}")
-    score = columns[1]
-    if not pd.api.types.is_numeric_dtype(frame[score]) or pd.api.types.is_bool_dtype(
-        frame[score]
-    ):
-        raise ValueError(
-            f"score column {score!r} must be numeric, got dtype {frame[score].dtype}"
-        )
-    if frame[score].isna().any():
-        raise ValueError(
-            f"score column {score!r} has {int(frame[score].isna().sum())} missing "
-            "values; score every row before the audit"
-        )
+        raise ValueError(f"frame has no column {missing}; it has {list(frame.columns)}")
 
 
 def _binary_column(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -395,6 +405,8 @@ def _audit_attribute(
         reason = f"no group has at least {min_group_size} rows"
         return table, _empty_disparities(reason)
 
+    # NOTE: rates carry no confidence intervals. MetricFrame can bootstrap them
+    # (n_boot, ci_quantiles), which the report would then need to show.
     metric_frame = MetricFrame(
         metrics=_METRICS,
         y_true=labels,

@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 TEMPLATE_NAME = "report.html.j2"
 
 _CHART_COLOURS = ("#0072B2", "#56B4E9", "#595959")
-"""Blue, sky blue and grey from the Okabe-Ito palette, which stays distinguishable
-under the common colour-vision deficiencies; bars also differ by hatching."""
+"""Blue, sky blue and grey from the Okabe-Ito palette. The bars also differ by
+hatching, so they can be told apart without colour."""
 _CHART_HATCHES = ("", "//", "..")
 
 

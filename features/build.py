@@ -121,6 +121,8 @@ assessed AS (
         count(*) FILTER (WHERE s.due_date <= a.asof_date) AS assessments_due,
         count(*) FILTER (WHERE s.submitted_date <= a.asof_date) AS assessments_submitted,
         count(*) FILTER (WHERE s.due_date <= a.asof_date
+            AND s.submitted_date <= a.asof_date) AS due_submitted,
+        count(*) FILTER (WHERE s.due_date <= a.asof_date
             AND (s.submitted_date IS NULL OR s.submitted_date > a.asof_date))
             AS assessments_missed,
         count(*) FILTER (WHERE s.submitted_date <= a.asof_date AND NOT s.passed)
@@ -178,7 +180,7 @@ SELECT a.enrolment_id, a.learner_id, a.unit_id, a.cohort, a.asof_date,
     coalesce(s.assessments_missed, 0) AS assessments_missed,
     coalesce(s.assessments_failed, 0) AS assessments_failed,
     coalesce(s.assessments_late, 0) AS assessments_late,
-    s.assessments_submitted / nullif(s.assessments_due, 0) AS share_submitted,
+    s.due_submitted / nullif(s.assessments_due, 0) AS share_submitted,
     s.mean_score, s.weighted_mean_score, s.last_score, s.min_score,
     s.mean_days_early, s.days_since_last_submission,
     coalesce(m.attendance_marks, 0) AS attendance_marks,

@@ -49,4 +49,3 @@ def run_server(
     logger.info("starting scoring server on http://%s:%d", host, port)
     # bentoml.serve defaults to 0.0.0.0 when host is None, so it is always given.
     bentoml.serve(ScoringService, host=host, port=port, blocking=True)
-    logger.info("scoring server on http://%s:%d stopped", host, port)

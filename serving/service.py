@@ -33,11 +33,11 @@ import logging
 import os
 import threading
 import time
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import Field
-from starlette.responses import JSONResponse
+from pydantic import Field, ValidationError
 
 from models.store import DEFAULT_MODEL_NAME, LoadedModel, load_registered, tracking_uri
 from serving.scoring import (
@@ -58,6 +58,9 @@ MAX_PROBLEMS_IN_RESPONSE = 100
 
 _APP_LOGGERS = ("serving", "models")
 
+_BENTOML_REQUEST_ERROR_LOGGER = "bentoml._internal.server.http_app"
+"""Logger of BentoML's ``log_exception``, which logs failed request parsing."""
+
 
 def _enable_app_logging() -> None:
     # BentoML's worker logging config sets the root logger to WARNING and
@@ -74,6 +77,34 @@ def _enable_app_logging() -> None:
             candidate.disabled = False
 
 
+class _DropRequestBodyFilter(logging.Filter):
+    """Remove the traceback from BentoML's log of an unparseable request body.
+
+    BentoML 1.4 logs request parsing failures at ERROR with the pydantic
+    ValidationError, whose text quotes the start of the request body. A body
+    contains pupil-level data, so the traceback is dropped and only the
+    error count remains.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            record.msg = (
+                f"{record.getMessage()} (request body rejected: "
+                f"{error.error_count()} validation error(s))"
+            )
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _install_log_filters() -> None:
+    bentoml_logger = logging.getLogger(_BENTOML_REQUEST_ERROR_LOGGER)
+    if not any(isinstance(f, _DropRequestBodyFilter) for f in bentoml_logger.filters):
+        bentoml_logger.addFilter(_DropRequestBodyFilter())
+
+
 def _describe_store() -> str:
     # The tracking URI of a remote MLflow server may contain credentials, so
     # only the embedded SQLite location is written to the log.
@@ -83,12 +114,13 @@ def _describe_store() -> str:
     return "the MLflow server in MLFLOW_TRACKING_URI"
 
 
-@bentoml.service(name="ajoissa", workers=1, traffic={"timeout": 120})
+@bentoml.service(name="ajoissa")
 class ScoringService:
     """Dropout-risk scoring with the champion version of one registered model."""
 
     def __init__(self) -> None:
         _enable_app_logging()
+        _install_log_filters()
         self.model_name = os.environ.get(MODEL_NAME_ENV) or DEFAULT_MODEL_NAME
         self.loaded: LoadedModel | None = None
         self._load_lock = threading.Lock()
@@ -109,8 +141,8 @@ class ScoringService:
                 loaded = load_registered(self.model_name)
             except LookupError as exc:
                 logger.error(
-                    "model not loaded, so /readyz returns 503 and /v1/score returns "
-                    "503; retrying at most every %.0f s on readiness probes: %s",
+                    "model not loaded, so /readyz and /v1/score return 503 until a "
+                    "retry succeeds; retrying at most every %.0f s on requests: %s",
                     RELOAD_INTERVAL_SECONDS,
                     exc,
                 )
@@ -119,13 +151,19 @@ class ScoringService:
         logger.info("model loaded (name %s, version %s)", loaded.name, loaded.version)
         return True
 
-    def __is_ready__(self) -> bool:
-        """Return whether a model is loaded, retrying a failed load now and then."""
+    def _load_if_due(self) -> bool:
         if self.loaded is not None:
             return True
         if time.monotonic() - self._last_attempt < RELOAD_INTERVAL_SECONDS:
             return False
         return self._try_load()
+
+    def __is_ready__(self) -> bool:
+        """Return whether a model is loaded, retrying a failed load now and then.
+
+        BentoML calls this for ``GET /readyz``, which returns 503 when it is false.
+        """
+        return self._load_if_due()
 
     @bentoml.on_shutdown
     def log_stop(self) -> None:
@@ -135,6 +173,7 @@ class ScoringService:
     @bentoml.api(route="/v1/score")
     def score(
         self,
+        ctx: bentoml.Context,
         records: Annotated[
             Any,
             Field(
@@ -148,46 +187,45 @@ class ScoringService:
         """Score records for dropout risk with the champion model.
 
         ``records`` is typed ``Any`` so that :mod:`serving.scoring` checks it and
-        reports every problem by record index and field name.
+        reports every problem by record index and field name. Error responses
+        get their status code through ``ctx`` and an ``error`` message.
         """
         started = time.perf_counter()
+        self._load_if_due()
         loaded = self.loaded
         if loaded is None:
             logger.warning("rejected scoring request: no model loaded")
-            return JSONResponse(
-                {
-                    "error": f"model {self.model_name!r} is not loaded yet; "
-                    "register a champion version and retry when /readyz returns 200"
-                },
-                status_code=503,
-            )
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            return {
+                "error": f"model {self.model_name!r} is not loaded; register a "
+                "champion version and retry when /readyz returns 200"
+            }
         count = len(records) if isinstance(records, (list, tuple)) else 0
+        # Only counts and durations are logged at INFO because record values
+        # are pupil-level data.
         try:
             result = score_records(records, loaded)
         except BatchTooLargeError as exc:
             logger.info(
                 "rejected scoring request: %d records, limit %d", exc.count, exc.limit
             )
-            return JSONResponse(
-                {"error": str(exc), "max_records": exc.limit}, status_code=413
-            )
+            ctx.response.status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+            return {"error": str(exc), "max_records": exc.limit}
         except RecordValidationError as exc:
             logger.info(
-                "rejected scoring request: %d problem(s) in %d record(s)",
+                "rejected scoring request: %d problem(s), %d record(s) received",
                 len(exc.problems),
                 count,
             )
             # The message contains pupil-level values, so it is logged only at DEBUG.
             logger.debug("validation problems: %s", exc)
+            ctx.response.status_code = HTTPStatus.BAD_REQUEST
             listed = exc.problems[:MAX_PROBLEMS_IN_RESPONSE]
-            return JSONResponse(
-                {
-                    "error": str(exc),
-                    "problem_count": len(exc.problems),
-                    "problems": [problem.to_dict() for problem in listed],
-                },
-                status_code=400,
-            )
+            return {
+                "error": str(exc),
+                "problem_count": len(exc.problems),
+                "problems": [problem.to_dict() for problem in listed],
+            }
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.info(
             "scored %d record(s) in %.1f ms with %s version %s (%d warning(s))",

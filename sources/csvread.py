@@ -91,7 +91,7 @@ def read_typed_csv(
                 )
             )
         if bad.any():
-            # A fractional value cannot be cast to Int64; the problems raise below.
+            # Skip the cast, which rejects fractional values. The problems raise below.
             continue
         out[name] = numbers.astype("Int64" if kind == "int" else "Float64")
     if problems:

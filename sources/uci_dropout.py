@@ -1,8 +1,8 @@
 """Map the UCI "Predict Students' Dropout and Academic Success" data into the contract.
 
-The data (Realinho, Machado, Baptista and Martins 2022, CC BY 4.0; UCI dataset 697)
+The data (Realinho, Machado, Baptista and Martins 2022, CC BY 4.0, UCI dataset 697)
 has one row per undergraduate of the Polytechnic Institute of Portalegre. Each row
-holds what was known at enrolment, the curricular-unit results of the first two
+contains what was known at enrolment, the curricular-unit results of the first two
 semesters and ``Target``, the student's status when the normal course duration
 ended: ``Dropout``, ``Graduate`` or ``Enrolled``.
 
@@ -18,7 +18,8 @@ The file has no dates, so the loader maps it as one snapshot:
   ``SNAPSHOT_START + SNAPSHOT_OFFSET_DAYS``. ``Dropout`` ends the enrolment as
   ``withdrawn`` one day after that date, so every dropout is still enrolled at
   the as-of date and labelled 1. ``Graduate`` ends it as ``completed`` on the
-  unit's end date. ``Enrolled`` leaves it open.
+  unit's end date. ``Enrolled`` leaves it open, so it is labelled 0 although
+  its outcome is unknown.
 - there are no assessment or attendance events.
 """
 
@@ -71,8 +72,9 @@ CODED_ATTRIBUTES = {
 }
 """Source columns of integer codes, mapped to attribute names.
 
-The codes are kept as strings so that they become categorical features. The UCI
-dataset page and the data paper list what each code means.
+The codes are kept as strings so that they become categorical features. The code
+meanings are on the UCI dataset page and in the data paper, which
+``ajoissa/data/uci-dropout-academic-success/README.md`` cites.
 """
 
 SEMESTER_ATTRIBUTES: dict[str, tuple[str, ColumnKind]] = {
@@ -115,7 +117,10 @@ NUMERIC_ATTRIBUTES: dict[str, tuple[str, ColumnKind]] = {
 """Source columns of flags (1 = yes, 0 = no), counts and rates, mapped to names."""
 
 GENDER_CODES = {1: "M", 0: "F"}
-"""``Gender`` codes as the UCI variable table defines them: 1 male, 0 female."""
+"""``Gender`` codes as the UCI variable table defines them: 1 male, 0 female.
+
+The data README quotes the same coding.
+"""
 
 SPECIAL_NEEDS_CODES = {1: "Y", 0: "N"}
 """``Educational special needs`` codes (1 yes, 0 no) as contract ``disability``."""
@@ -141,8 +146,8 @@ def load_uci_dropout(path: Path) -> InputTables:
     ``learner_id`` is ``uci-<n>``, where ``n`` is the 1-based data row (file line
     ``n + 1``). ``unit_id`` is ``uci-course-<Course code>``.
 
-    The learners table holds the only sensitive attributes the data defines:
-    ``gender`` from ``Gender``, ``age_band`` from ``Age at enrollment`` (see
+    The learners table contains the contract's sensitive attributes that the
+    data defines: ``gender`` from ``Gender``, ``age_band`` from ``Age at enrollment`` (see
     ``AGE_BAND_LABELS``) and ``disability`` from ``Educational special needs``.
     ``Debtor``, ``Tuition fees up to date``, ``Scholarship holder`` and
     ``Displaced`` stay ordinary features, but they can act as proxies for
@@ -150,9 +155,9 @@ def load_uci_dropout(path: Path) -> InputTables:
     origin. Fairness audits should check them.
 
     NOTE: the snapshot treats the first- and second-semester results as known at
-    the as-of date. A student who left during the first year shows zero enrolled
-    or approved second-semester units, so those features partly record the
-    withdrawal itself: 727 of the 1,421 dropouts in the shipped file have no
+    the as-of date. A student who left during the first year is likely to have no
+    approved second-semester unit, so those features may partly record the
+    withdrawal itself. In the shipped file, 727 of the 1,421 dropouts have no
     approved second-semester unit, against 75 of the 2,209 graduates. Drop the
     attributes in ``SEMESTER_ATTRIBUTES`` to score on what is known at enrolment.
 
@@ -248,7 +253,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _check_codes(raw: pd.DataFrame, path: Path) -> None:
-    """Raise InputDataError for codes and targets that the UCI codebook lacks."""
+    """Raise InputDataError for a code or ``Target`` value the data does not define."""
     allowed: dict[str, tuple[object, ...]] = {
         "Gender": tuple(GENDER_CODES),
         "Educational special needs": tuple(SPECIAL_NEEDS_CODES),

@@ -165,12 +165,23 @@ def test_disparity_fpr(audit):
 def test_disparity_excludes_suppressed():
     frame = synthetic_frame()
     # c selects every row, so it would dominate the selection-rate maximum.
-    audit = audit_groups(frame, sensitive_features=["group"], min_group_size=3)
-    shown = audit_groups(frame, sensitive_features=["group"])
-    with_c = audit.disparities["group"].loc["selection_rate", "difference"]
-    without_c = shown.disparities["group"].loc["selection_rate", "difference"]
-    assert with_c == pytest.approx(0.9)
-    assert without_c == pytest.approx(0.3)
+    with_c = audit_groups(frame, sensitive_features=["group"], min_group_size=3)
+    without_c = audit_groups(frame, sensitive_features=["group"])
+    with_c_difference = with_c.disparities["group"].loc["selection_rate", "difference"]
+    without_c_difference = without_c.disparities["group"].loc[
+        "selection_rate", "difference"
+    ]
+    assert with_c_difference == pytest.approx(0.9)
+    assert without_c_difference == pytest.approx(0.3)
+
+
+def test_shuffled_index_same_rates():
+    frame = synthetic_frame()
+    frame.index = np.arange(len(frame))[::-1] * 7
+    audit = audit_groups(frame, sensitive_features=["group"])
+    row = group_row(audit, "group", "a")
+    assert row["recall"] == pytest.approx(0.75)
+    assert row["false_positive_rate"] == pytest.approx(1 / 6)
 
 
 def test_disparity_single_group_undefined():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -41,18 +42,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_ready(server: RunningServer) -> None:
+def _wait_for(server: RunningServer, path: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             pytest.fail(f"server exited early:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    pytest.fail(f"/readyz not 200 within {READY_TIMEOUT_SECONDS} s:\n{server.log()}")
+    pytest.fail(f"{path} not 200 within {READY_TIMEOUT_SECONDS} s:\n{server.log()}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -67,9 +68,159 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
+@contextlib.contextmanager
+def _run_server(
+    model_name: str, workdir: Path, ready_path: str
+) -> Iterator[RunningServer]:
+    """Start ``run_server`` in a subprocess, as ``ajoissa serve`` does."""
+    port = _free_port()
+    log_path = workdir / "server.log"
+    command = (
+        "from serving.server import run_server; "
+        f"run_server(host='127.0.0.1', port={port}, model_name={model_name!r})"
+    )
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-c", command],
+            cwd=workdir,
+            env=dict(os.environ),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
+    try:
+        # Waiting for a 200 first matters: stopping BentoML before it is up can hang.
+        _wait_for(running, ready_path)
+        yield running
+    finally:
+        _stop(process)
+
+
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory) -> Iterator[RunningServer]:
-    """Start ``run_server`` in a subprocess, as ``ajoissa serve`` does."""
-    from tests_serving_names import MODEL_NAME  # noqa: F401  (replaced below)
+    with _run_server(
+        trained.loaded.name, tmp_path_factory.mktemp("server"), "/readyz"
+    ) as running:
+        yield running
 
-    yield  # pragma: no cover
+
+def test_healthz_ok(server):
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_scores_match_offline(server, trained):
+    rows = trained.holdout.head(200)
+    response = httpx.post(
+        f"{server.url}/v1/score",
+        json={"records": trained.holdout_records[:200]},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    expected = predict_risk(trained.loaded.model, trained.spec, rows)
+    got = np.array([score["probability"] for score in body["scores"]])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    assert body["model"] == {
+        "name": trained.loaded.name,
+        "version": trained.loaded.version,
+    }
+    assert body["warnings"] == []
+    assert len(body["scores"][0]["reasons"]) == 3
+
+
+def test_unseen_category_warns(server, trained):
+    record = dict(trained.holdout_records[0])
+    record["attr_module"] = "ZZZ"
+    response = httpx.post(
+        f"{server.url}/v1/score", json={"records": [record]}, timeout=30
+    )
+    assert response.status_code == 200
+    assert response.json()["warnings"][0].startswith("unseen category 'ZZZ'")
+
+
+def test_bad_record_400(server, trained):
+    record = dict(trained.holdout_records[0])
+    record["mean_score"] = "high"
+    del record["days_enrolled"]
+    response = httpx.post(
+        f"{server.url}/v1/score", json={"records": [record]}, timeout=30
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert "field 'mean_score': value 'high' is invalid" in body["error"]
+    assert "field 'days_enrolled': missing" in body["error"]
+    assert body["problem_count"] == 2
+    assert {p["field"] for p in body["problems"]} == {"mean_score", "days_enrolled"}
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{}", b'{"records": []}', b'{"records": {}}', b"not json"],
+)
+def test_empty_or_malformed_4xx(server, content):
+    response = httpx.post(
+        f"{server.url}/v1/score",
+        content=content,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert 400 <= response.status_code < 500
+    assert "Traceback" not in response.text
+
+
+def test_too_many_413(server):
+    records = [{}] * (MAX_BATCH_RECORDS + 1)
+    response = httpx.post(
+        f"{server.url}/v1/score", json={"records": records}, timeout=60
+    )
+    assert response.status_code == 413
+    assert response.json()["max_records"] == MAX_BATCH_RECORDS
+
+
+def test_log_has_counts_not_values(server, trained):
+    httpx.post(
+        f"{server.url}/v1/score",
+        json={"records": trained.holdout_records[:7]},
+        timeout=30,
+    )
+    httpx.post(
+        f"{server.url}/v1/score", json={"records": [{"x": "secret-value"}]}, timeout=30
+    )
+    httpx.post(
+        f"{server.url}/v1/score",
+        content=b"secret-body{",
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    log = server.log()
+    assert "scoring service starting" in log
+    assert "model loaded (name serving-test-model, version 1)" in log
+    assert "scored 7 record(s) in" in log
+    assert "rejected scoring request: 20 problem(s), 1 record(s) received" in log
+    assert "request body rejected: 1 validation error(s)" in log
+    assert "secret-value" not in log
+    assert "secret-body" not in log
+
+
+def test_stop_logged(server):
+    # Runs last in this module because it stops the shared server.
+    _stop(server.process)
+    assert server.process.returncode is not None
+    assert "scoring service stopping" in server.log()
+
+
+def test_no_model_not_ready(trained, tmp_path):
+    with _run_server("no-such-model", tmp_path, "/healthz") as running:
+        ready = httpx.get(f"{running.url}/readyz", timeout=10)
+        scored = httpx.post(
+            f"{running.url}/v1/score",
+            json={"records": trained.holdout_records[:1]},
+            timeout=30,
+        )
+        log = running.log()
+    assert ready.status_code == 503
+    assert scored.status_code == 503
+    assert "'no-such-model' is not loaded" in scored.json()["error"]
+    assert "model not loaded" in log

@@ -160,7 +160,9 @@ def test_unparseable_number(tmp_path):
 
 def test_fractional_code(tmp_path):
     path = write_copy(tmp_path, {(2, "Course"): "9500.5"})
-    with pytest.raises(InputDataError, match=r"column 'Course', row 3: value '9500\.5'"):
+    with pytest.raises(
+        InputDataError, match=r"column 'Course', row 3: value '9500\.5'"
+    ):
         load_uci_dropout(path)
 
 
