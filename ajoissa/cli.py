@@ -115,7 +115,7 @@ def run(
             summary = run_main_job(tables, config, out, on_step=on_step)
         except InputDataError as exc:
             progress.stop()
-            console.print(f"[bold]Input data error[/bold]\n{exc}", markup=True, highlight=False)
+            typer.echo(f"Input data error: {exc}", err=True)
             raise typer.Exit(code=2) from exc
         progress.update(task, completed=steps + 1, description="done")
 
@@ -163,7 +163,7 @@ def serve(
     try:
         name = resolve_model_name(model_name)
     except LookupError as exc:
-        console.print(f"Cannot serve: {exc}", highlight=False)
+        typer.echo(f"Cannot serve: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     run_server(host=host, port=port, model_name=name)
 

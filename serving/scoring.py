@@ -1,6 +1,6 @@
 """Validate JSON records and score them with a registered model.
 
-This module has no web framework in it, so the HTTP service and tests call the
+This module does not import BentoML, so the HTTP service and the tests call the
 same code. A record is a JSON object keyed by the feature names in the model's
 :class:`~models.spec.FeatureSpec`. Every feature key must be present, and no
 other key is allowed. Key order does not matter.
@@ -61,10 +61,10 @@ TOP_REASONS = 3
 """Number of reason codes returned per record."""
 
 MAX_UNSEEN_WARNINGS_PER_FIELD = 20
-"""Distinct unseen categories listed per field before the rest are summarised."""
+"""Maximum distinct unseen categories listed per field. One warning sums up the rest."""
 
 MAX_LISTED_PROBLEMS = 20
-"""Problems written into the exception message; ``problems`` keeps all of them."""
+"""Maximum problems written into the exception message. ``problems`` keeps them all."""
 
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -104,7 +104,9 @@ class RecordProblem:
     def to_dict(self) -> dict[str, Any]:
         """Return the problem as JSON-compatible values, for an HTTP error body."""
         value = self.value
-        if not isinstance(value, (str, int, float, bool, type(None))):
+        if isinstance(value, str):
+            value = _shorten(value)
+        elif not isinstance(value, (int, float, bool, type(None))):
             value = _short_repr(value)
         return {
             "record": self.record,
@@ -123,7 +125,9 @@ class RecordValidationError(ValueError):
     ``MAX_LISTED_PROBLEMS`` of them and the model's feature names.
     """
 
-    def __init__(self, problems: list[RecordProblem], feature_names: list[str]):
+    def __init__(
+        self, problems: list[RecordProblem], feature_names: list[str]
+    ) -> None:
         self.problems = problems
         lines = [str(p) for p in problems[:MAX_LISTED_PROBLEMS]]
         if len(problems) > MAX_LISTED_PROBLEMS:
@@ -137,24 +141,25 @@ class RecordValidationError(ValueError):
 
 
 class BatchTooLargeError(ValueError):
-    """Raised when a scoring request contains more than the maximum number of records."""
+    """Raised when a scoring request contains more records than the limit allows."""
 
-    def __init__(self, count: int, limit: int):
+    def __init__(self, count: int, limit: int) -> None:
         self.count = count
         self.limit = limit
         super().__init__(
-            f"batch of {count} records is too large; the maximum is {limit} records "
-            f"per request. Split the records into batches of at most {limit} and "
-            "send each batch separately (rank_percentile is then computed per batch)."
+            f"batch of {count} records is too large. The maximum is {limit} records "
+            f"per request, so split the records into batches of at most {limit} and "
+            "send each batch separately. rank_percentile is then computed within "
+            "each batch."
         )
 
 
 @dataclass(frozen=True)
 class ValidatedBatch:
-    """Records converted to a feature frame, with the warnings found on the way."""
+    """Records converted to a feature frame, with their unseen-category warnings."""
 
     frame: pd.DataFrame
-    """One row per record, columns in spec order: float64 or training categories."""
+    """One row per record with the spec's columns in order, conformed by the spec."""
     warnings: list[str] = field(default_factory=list)
 
 
@@ -240,9 +245,7 @@ def validate_records(
         for name in spec.features:
             if name not in record:
                 problems.append(
-                    RecordProblem(
-                        index, name, None, "a value or null", "missing"
-                    )
+                    RecordProblem(index, name, None, "a value or null", "missing")
                 )
                 continue
             raw = record[name]
@@ -259,14 +262,13 @@ def validate_records(
     if problems:
         raise RecordValidationError(problems, spec.features)
 
-    frame = pd.DataFrame(
-        {
-            name: columns[name]
-            if name in spec.categorical
-            else np.asarray(columns[name], dtype=float)
-            for name in spec.features
-        }
-    )
+    data: dict[str, Any] = {}
+    for name in spec.features:
+        if name in spec.categorical:
+            data[name] = pd.Series(columns[name], dtype="object")
+        else:
+            data[name] = np.asarray(columns[name], dtype=float)
+    frame = pd.DataFrame(data)
     warnings = _unseen_warnings(unseen)
     return ValidatedBatch(frame=spec.conform(frame), warnings=warnings)
 
@@ -387,8 +389,12 @@ def _unseen_warnings(unseen: dict[str, Counter[str]]) -> list[str]:
     return warnings
 
 
-def _short_repr(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+def _short_repr(value: Any) -> str:
+    return _shorten(repr(value))
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    # Keeps error bodies small when a client sends a very long value.
     if len(text) > limit:
         return text[: limit - 3] + "..."
     return text

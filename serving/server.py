@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 
@@ -16,28 +17,39 @@ def run_server(
     """Serve :class:`serving.service.ScoringService` until the process is stopped.
 
     Blocks until the server exits (Ctrl+C or SIGTERM). BentoML starts the
-    service in worker subprocesses, so the configuration reaches them through
-    the environment of this process, which this function changes:
-    ``AJOISSA_MODEL_NAME`` is set when ``model_name`` is given, and
-    ``AJOISSA_HOME`` is made absolute so that workers find the same store
-    whatever their working directory.
+    service in worker subprocesses, which read their configuration from the
+    environment. So this function changes the environment of this process. It
+    sets ``AJOISSA_MODEL_NAME`` when ``model_name`` is given. Unless
+    ``MLFLOW_TRACKING_URI`` is set, it makes ``AJOISSA_HOME`` absolute, so that
+    workers find the same store whatever their working directory.
 
     Parameters
     ----------
     host
         IP address to bind. The default serves only this machine. Use
-        ``0.0.0.0`` to accept connections from other hosts.
+        ``0.0.0.0`` to accept connections from other hosts. Host names such as
+        ``localhost`` are rejected because BentoML 1.4 binds only IP addresses.
     port
-        TCP port to listen on.
+        TCP port to listen on, from 1 to 65535.
     model_name
         Registered model whose ``champion`` version is served. ``None`` keeps
         ``AJOISSA_MODEL_NAME`` or, if that is unset, the default model name.
 
     Raises
     ------
-    bentoml.exceptions.BentoMLConfigException
-        If ``host`` is not an IP address.
+    ValueError
+        If ``host`` is not an IP address or ``port`` is out of range.
     """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"invalid host {host!r}: expected an IP address such as 127.0.0.1 "
+            "(this machine only) or 0.0.0.0 (all interfaces)"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"invalid port {port}: expected a TCP port from 1 to 65535")
+
     import bentoml
 
     from serving.service import MODEL_NAME_ENV, ScoringService
@@ -47,5 +59,5 @@ def run_server(
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["AJOISSA_HOME"] = str(home_dir())
     logger.info("starting scoring server on http://%s:%d", host, port)
-    # bentoml.serve defaults to 0.0.0.0 when host is None, so it is always given.
+    # The host is always passed because BentoML's configured default is 0.0.0.0.
     bentoml.serve(ScoringService, host=host, port=port, blocking=True)

@@ -54,7 +54,7 @@ RELOAD_INTERVAL_SECONDS = 30.0
 """Minimum time between retries to load a model that was not in the registry."""
 
 MAX_PROBLEMS_IN_RESPONSE = 100
-"""Problems listed in a 400 response body; ``problem_count`` gives the total."""
+"""Maximum problems listed in a 400 response body. ``problem_count`` is the total."""
 
 _APP_LOGGERS = ("serving", "models")
 
@@ -141,10 +141,11 @@ class ScoringService:
                 loaded = load_registered(self.model_name)
             except LookupError as exc:
                 logger.error(
-                    "model not loaded, so /readyz and /v1/score return 503 until a "
-                    "retry succeeds; retrying at most every %.0f s on requests: %s",
-                    RELOAD_INTERVAL_SECONDS,
+                    "failed to load model %s: %s. /readyz and /v1/score return 503 "
+                    "until a retry succeeds. Requests retry at most every %.0f s.",
+                    self.model_name,
                     exc,
+                    RELOAD_INTERVAL_SECONDS,
                 )
                 return False
             self.loaded = loaded
@@ -194,11 +195,14 @@ class ScoringService:
         self._load_if_due()
         loaded = self.loaded
         if loaded is None:
-            logger.warning("rejected scoring request: no model loaded")
+            logger.warning(
+                "rejected scoring request: model %s is not loaded", self.model_name
+            )
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             return {
-                "error": f"model {self.model_name!r} is not loaded; register a "
-                "champion version and retry when /readyz returns 200"
+                "error": f"model {self.model_name!r} is not loaded because the "
+                "registry has no champion version of it. Register one and retry "
+                "when /readyz returns 200."
             }
         count = len(records) if isinstance(records, (list, tuple)) else 0
         # Only counts and durations are logged at INFO because record values
@@ -207,7 +211,9 @@ class ScoringService:
             result = score_records(records, loaded)
         except BatchTooLargeError as exc:
             logger.info(
-                "rejected scoring request: %d records, limit %d", exc.count, exc.limit
+                "rejected scoring request: %d records exceed the limit of %d",
+                exc.count,
+                exc.limit,
             )
             ctx.response.status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
             return {"error": str(exc), "max_records": exc.limit}

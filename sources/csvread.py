@@ -40,7 +40,16 @@ def read_typed_csv(
     """
     if not path.is_file():
         raise InputDataError(
-            [Problem(str(path), table, "*", None, None, "an existing file")]
+            [
+                Problem(
+                    str(path),
+                    table,
+                    "*",
+                    None,
+                    None,
+                    "file not found; check that the data folder holds this file",
+                )
+            ]
         )
     logger.debug("reading %s as table %s", path, table)
     raw = pd.read_csv(

@@ -21,6 +21,9 @@ class Problem:
     expected: str
 
     def __str__(self) -> str:
+        if self.column == "*":
+            row = "" if self.row is None else f", row {self.row}"
+            return f"{self.file}: table {self.table!r}{row}: {self.expected}"
         row = "-" if self.row is None else str(self.row)
         return (
             f"{self.file}: table {self.table!r}, column {self.column!r}, row {row}: "

@@ -171,7 +171,7 @@ def test_batch_limit(trained):
 
 
 def test_batch_limit_says_split(trained):
-    with pytest.raises(BatchTooLargeError, match="Split the records"):
+    with pytest.raises(BatchTooLargeError, match="split the records into batches of at most 2"):
         validate_records([{}] * 3, trained.spec, max_records=2)
 
 

@@ -223,4 +223,4 @@ def test_no_model_not_ready(trained, tmp_path):
     assert ready.status_code == 503
     assert scored.status_code == 503
     assert "'no-such-model' is not loaded" in scored.json()["error"]
-    assert "model not loaded" in log
+    assert "failed to load model no-such-model" in log

@@ -136,7 +136,7 @@ def test_sensitive_only_in_learners(tables):
 def test_missing_file(tmp_path):
     data = copy_data(tmp_path)
     (data / "courses.csv").unlink()
-    expected = f"{data / 'courses.csv'}: table 'courses', column '*', row -"
+    expected = f"{data / 'courses.csv'}: table 'courses': file not found"
     with pytest.raises(InputDataError, match=re.escape(expected)):
         load_oulad(data)
 
