@@ -22,6 +22,7 @@ Categorical features
     ``"3"`` and ``3.0`` becomes ``"3.0"``). A value that is not among the
     model's training categories is scored as missing. The response then contains
     one warning per field and unseen value, with the number of records affected.
+    After ``MAX_UNSEEN_WARNINGS_PER_FIELD`` values, one warning sums up the rest.
 
 Every problem in a batch is collected before :class:`RecordValidationError` is
 raised, so one response lists all that needs fixing.

@@ -58,6 +58,8 @@ MAX_PROBLEMS_IN_RESPONSE = 100
 
 _APP_LOGGERS = ("serving", "models")
 
+# NOTE: a private BentoML 1.4 logger name. If an upgrade renames it, the filter
+# below stops applying and request bodies reach the ERROR log again.
 _BENTOML_REQUEST_ERROR_LOGGER = "bentoml._internal.server.http_app"
 """Logger of BentoML's ``log_exception``, which logs failed request parsing."""
 
@@ -190,6 +192,10 @@ class ScoringService:
         ``records`` is typed ``Any`` so that :mod:`serving.scoring` checks it and
         reports every problem by record index and field name. Error responses
         get their status code through ``ctx`` and an ``error`` message.
+
+        NOTE: BentoML's input model ignores body keys other than ``records``, so
+        a misspelled top-level key is not reported. The request is rejected
+        anyway because ``records`` is then missing.
         """
         started = time.perf_counter()
         self._load_if_due()

@@ -171,7 +171,8 @@ def test_batch_limit(trained):
 
 
 def test_batch_limit_says_split(trained):
-    with pytest.raises(BatchTooLargeError, match="split the records into batches of at most 2"):
+    expected = "split the records into batches of at most 2"
+    with pytest.raises(BatchTooLargeError, match=expected):
         validate_records([{}] * 3, trained.spec, max_records=2)
 
 

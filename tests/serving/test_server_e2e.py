@@ -90,7 +90,8 @@ def _run_server(
         )
     running = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
     try:
-        # Waiting for a 200 first matters: stopping BentoML before it is up can hang.
+        # Wait for a 200 before yielding, because stopping BentoML before it is up
+        # can hang.
         _wait_for(running, ready_path)
         yield running
     finally:
@@ -205,7 +206,7 @@ def test_log_has_counts_not_values(server, trained):
 
 
 def test_stop_logged(server):
-    # Runs last in this module because it stops the shared server.
+    # Runs after every test that uses the shared server, because it stops it.
     _stop(server.process)
     assert server.process.returncode is not None
     assert "scoring service stopping" in server.log()
