@@ -25,6 +25,10 @@ LABEL = "withdraws_after"
 RECENT_DAYS = 28
 """Length of the recent window for attendance features, in days."""
 
+CONTEXT_FEATURES = ("days_since_unit_start",)
+"""Features that place a row in time but say nothing about the learner; they are
+never given as reasons for a score."""
+
 ASSESSMENT_FEATURES = (
     "days_since_unit_start",
     "days_enrolled",

@@ -14,6 +14,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.build import CONTEXT_FEATURES
 from models.spec import FeatureSpec
 
 
@@ -55,9 +56,14 @@ def reason_codes(
     """Return the ``top_n`` features with the largest absolute contribution per row.
 
     Each reason has the feature, its value for the row, the contribution in
-    log-odds and a direction: ``raises`` or ``lowers`` the risk.
+    log-odds and a direction: ``raises`` or ``lowers`` the risk. Context features
+    (see ``features.build.CONTEXT_FEATURES``) are never reasons.
     """
-    order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :top_n]
+    candidates = np.abs(values).astype(float)
+    for position, name in enumerate(feature_names):
+        if name in CONTEXT_FEATURES:
+            candidates[:, position] = -1.0
+    order = np.argsort(-candidates, axis=1, kind="stable")[:, :top_n]
     reasons = []
     for row, columns in enumerate(order):
         row_reasons = []

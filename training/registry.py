@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import lightgbm as lgb
 import pandas as pd
+import sklearn
 
 from models.spec import FeatureSpec
 from models.store import CHAMPION, EXPERIMENT_NAME, artifact_root, configure_mlflow
@@ -64,9 +65,16 @@ def log_and_register(
         input_example=conformed.head(5),
         registered_model_name=model_name,
         metadata={"feature_spec": spec.to_dict()},
-        # MLflow 3.17 checks the input example through the pyfunc flavour, which
-        # turns category columns into strings, so LightGBM rejects it. Ajoissa
-        # loads the native LightGBM flavour, whose round trip the tests check.
+        # MLflow 3.17 replays the input example through the pyfunc flavour, both to
+        # infer requirements and to validate serving input; that turns category
+        # columns into strings, which LightGBM rejects. Listing the requirements and
+        # skipping the check avoids the replay. Ajoissa loads the native LightGBM
+        # flavour, whose round trip the tests check.
+        pip_requirements=[
+            f"lightgbm=={lgb.__version__}",
+            f"pandas=={pd.__version__}",
+            f"scikit-learn=={sklearn.__version__}",
+        ],
         validate_serving_input=False,
     )
     version = str(info.registered_model_version)

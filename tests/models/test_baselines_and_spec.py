@@ -84,3 +84,13 @@ def test_unseen_category_scores_as_missing(frame):
     assert np.array_equal(
         predict_risk(model, spec, unseen), predict_risk(model, spec, missing)
     )
+
+
+def test_reasons_skip_context_features():
+    from models.reasons import reason_codes
+
+    X = pd.DataFrame({"days_since_unit_start": [30.0], "mean_score": [40.0]})
+    values = np.array([[2.0, -0.5]])
+    reasons = reason_codes(values, X, list(X.columns), top_n=2)
+    assert [r["feature"] for r in reasons[0]] == ["mean_score"]
+    assert reasons[0][0]["direction"] == "lowers"
