@@ -168,5 +168,15 @@ def serve(
     run_server(host=host, port=port, model_name=name)
 
 
+def _register_commands() -> None:
+    """Import the modules whose commands register themselves on ``app``.
+
+    Each topic keeps its commands in its own module (``ajoissa/<topic>_commands.py``,
+    which imports ``app`` from here); add one import line per module below.
+    """
+
+
+_register_commands()
+
 if __name__ == "__main__":
     app()

@@ -59,18 +59,15 @@ def reason_codes(
     log-odds and a direction: ``raises`` or ``lowers`` the risk. Context features
     (see ``features.build.CONTEXT_FEATURES``) are never reasons.
     """
-    candidates = np.abs(values).astype(float)
-    for position, name in enumerate(feature_names):
-        if name in CONTEXT_FEATURES:
-            candidates[:, position] = -1.0
-    order = np.argsort(-candidates, axis=1, kind="stable")[:, :top_n]
+    allowed = np.array([name not in CONTEXT_FEATURES for name in feature_names])
+    order = np.argsort(-np.abs(values), axis=1, kind="stable")
     reasons = []
     for row, columns in enumerate(order):
         row_reasons = []
-        for column in columns:
+        for column in columns[allowed[columns]]:
             contribution = float(values[row, column])
-            if contribution == 0.0:
-                continue
+            if contribution == 0.0 or len(row_reasons) == top_n:
+                break
             name = feature_names[column]
             value = X[name].iloc[row]
             row_reasons.append(
