@@ -166,7 +166,8 @@ class _Reader:
         self, column: str, text: pd.Series, bad: pd.Series, expected: str
     ) -> None:
         for position in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS_PER_COLUMN]:
-            self.problem(column, int(position), text.iloc[position], expected)
+            value = text.iloc[position]
+            self.problem(column, int(position), "" if pd.isna(value) else value, expected)
 
     def raise_if_any(self) -> None:
         if self.problems:
