@@ -1,4 +1,4 @@
-"""Map any one-row-per-pupil table into the input contract, as a mapping file says.
+"""Map any one-row-per-pupil table into the input contract, as its mapping file describes.
 
 The table is read as text, so that a value that does not parse is reported with
 its file, column, row and text. The mapping (see :mod:`sources.table_mapping`)
@@ -80,7 +80,7 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 
 @dataclass(frozen=True)
 class ColumnInfo:
-    """What the loader made of one column of the table."""
+    """A column of the table with its role and inferred type."""
 
     column: str
     role: Role
@@ -93,7 +93,7 @@ class ColumnInfo:
 
 @dataclass
 class MappedTable:
-    """A table read and checked as its mapping says, before the contract mapping."""
+    """A table read and checked against its mapping, before the contract mapping."""
 
     mapping: TableMapping
     mapping_path: Path
@@ -132,7 +132,7 @@ class MappedTable:
 
 @dataclass
 class TableInspection:
-    """What ``ajoissa inspect`` prints about a mapped table."""
+    """Summary and warnings that ``ajoissa inspect`` prints about a mapped table."""
 
     table: MappedTable
     outcome_rate: float
@@ -167,7 +167,9 @@ class _Reader:
     ) -> None:
         for position in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS_PER_COLUMN]:
             value = text.iloc[position]
-            self.problem(column, int(position), "" if pd.isna(value) else value, expected)
+            self.problem(
+                column, int(position), "" if pd.isna(value) else value, expected
+            )
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -182,9 +184,9 @@ def read_mapped_table(mapping_path: Path) -> MappedTable:
     MappingError
         If the mapping file is missing or invalid.
     InputDataError
-        If the data file or a named column is missing, a column looks like a
-        direct identifier and is not excluded, a value does not parse, a
-        sensitive value is not among the declared categories, ids repeat, or
+        If the data file or a named column is missing, or a column looks like
+        a direct identifier and is not excluded. Also if a value does not
+        parse, a sensitive value is not a declared category, ids repeat, or
         the outcome has a single class.
     """
     mapping = load_mapping(mapping_path)
@@ -433,11 +435,23 @@ def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFra
             raw = pd.read_parquet(path)
             raw = raw.astype(object).where(raw.notna(), "").astype(str)
     except (UnicodeDecodeError, LookupError) as exc:
-        reader.problem("*", None, None, f"text in encoding {spec.encoding!r}: {exc}")
-    except (ValueError, OSError, KeyError) as exc:
+        reader.problem(
+            "*",
+            None,
+            None,
+            f"the file is not valid {spec.encoding!r} text ({exc}); set "
+            "'file.encoding' in the mapping, for example to latin-1",
+        )
+    except (ValueError, OSError) as exc:
         # pandas raises ParserError (a ValueError) for a row with too many
-        # fields, and openpyxl raises KeyError or ValueError for a missing sheet.
-        reader.problem("*", None, None, f"a readable {file_format} table: {exc}")
+        # fields, and ValueError for a missing Excel sheet.
+        reader.problem(
+            "*",
+            None,
+            None,
+            f"the file could not be read as {file_format} ({exc}); check "
+            "'file.format', 'file.separator' and 'file.sheet' in the mapping",
+        )
     reader.raise_if_any()
 
     raw.columns = [str(c).strip() for c in raw.columns]

@@ -460,3 +460,26 @@ def test_shipped_mappings_read(path):
 def test_student_setups_grades(setup, grades):
     table = read_mapped_table(MAPPINGS / f"uci-student-por-{setup}.yaml")
     assert {"g1", "g2", "g3"} & set(table.features.columns) == grades
+
+
+def test_missing_sheet_rejected(tmp_path):
+    pupils().to_excel(tmp_path / "pupils.xlsx", index=False)
+    mapping = base_mapping(file={"path": "pupils.xlsx", "sheet": "autumn"})
+    with pytest.raises(InputDataError, match="Worksheet named 'autumn' not found"):
+        read_mapped_table(write_case(tmp_path, mapping=mapping))
+
+
+def test_ragged_csv_rejected(tmp_path):
+    path = write_case(tmp_path)
+    with (tmp_path / "pupils.csv").open("a", encoding="utf-8") as handle:
+        handle.write("p999,north,F,16,3,no,1,12,extra\n")
+    with pytest.raises(InputDataError, match="could not be read as csv"):
+        read_mapped_table(path)
+
+
+def test_wrong_encoding_rejected(tmp_path):
+    table = pupils()
+    table["municipality"] = "Jyväskylä"
+    path = write_case(tmp_path, table, encoding="latin-1")
+    with pytest.raises(InputDataError, match="not valid 'utf-8' text"):
+        read_mapped_table(path)
