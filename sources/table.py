@@ -341,6 +341,8 @@ def inspect_mapped_table(table: MappedTable) -> TableInspection:
                 f"column {info.column!r} is missing in {info.missing_share:.0%} of rows"
             )
 
+    warnings += _overlap_warnings(table)
+
     groups: dict[str, dict[str, int]] = {}
     for spec in mapping.sensitive:
         counts = table.sensitive[spec.audit_name].fillna("unknown").value_counts()
@@ -371,6 +373,23 @@ def inspect_mapped_table(table: MappedTable) -> TableInspection:
         univariate_auc=auc,
         warnings=warnings,
     )
+
+
+def _overlap_warnings(table: MappedTable) -> list[str]:
+    """Warn when test-period pupils also have training rows, which the split drops."""
+    cutoff = table.temporal_cutoff()
+    if cutoff is None or table.period_start is None:
+        return []
+    test = (table.period_start >= pd.Timestamp(cutoff)).to_numpy()
+    seen = table.learner_id[test].isin(table.learner_id[~test])
+    if not seen.any():
+        return []
+    return [
+        f"{int(seen.sum())} of {int(test.sum())} rows in the test periods (from "
+        f"{cutoff}) belong to pupils who also have rows in earlier periods; the "
+        "temporal split drops them from the test set, so that no pupil is on both "
+        "sides"
+    ]
 
 
 def univariate_auc(values: pd.Series, y: np.ndarray) -> float:

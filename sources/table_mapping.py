@@ -193,10 +193,10 @@ class SensitiveSpec(_Strict):
     def _check_groups(self) -> SensitiveSpec:
         if self.categories is not None and self.bins is not None:
             raise ValueError("give either 'categories' or 'bins', not both")
-        if self.reference is not None and self.reference not in self.group_labels():
+        labels = self.group_labels()
+        if self.reference is not None and labels and self.reference not in labels:
             raise ValueError(
-                f"reference {self.reference!r} is not one of the groups "
-                f"{self.group_labels()}"
+                f"reference {self.reference!r} is not one of the groups {labels}"
             )
         return self
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from ajoissa.catalog import SOURCES
 from ajoissa.cli import app
 from features.build import asof_points_by_offset, build_features
+from sources.table import inspect_mapped_table, read_mapped_table
 from training.run import run_main_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -98,9 +99,9 @@ def dropout_subset(tmp_path: Path, rows: int) -> tuple[Path, Path]:
 
 @pytest.mark.e2e
 def test_dropout_mapping_same_metrics(tmp_path, store):
-    # The first 800 rows keep the test short; the whole file gives equal
+    # The first 400 rows keep the test short; the whole file gives equal
     # metrics too, but takes minutes per run.
-    data, mapping = dropout_subset(tmp_path, rows=800)
+    data, mapping = dropout_subset(tmp_path, rows=400)
     summaries = []
     for name, path in (("uci-dropout", data), ("table", mapping)):
         entry = SOURCES[name]
@@ -142,7 +143,9 @@ def periods_case(tmp_path: Path) -> Path:
     absences = rng.integers(0, 40, rows)
     table = pd.DataFrame(
         {
-            "pupil": [f"p{i % 90:03d}" for i in range(rows)],
+            # Ten pupils of 2023 have rows in 2024 too.
+            "pupil": [f"p{i:03d}" for i in range(120)]
+            + [f"p{i:03d}" for i in range(110, 170)],
             "year": np.repeat([2022, 2023, 2024], 60),
             "school": rng.choice(["north", "south"], rows),
             "gender": rng.choice(["girl", "boy"], rows),
@@ -176,6 +179,13 @@ def test_period_runs_temporal(tmp_path, store):
     assert validation["cutoff"] == "2024-01-01"
     assert validation["train_cohorts"] == ["2022", "2023"]
     assert validation["test_cohorts"] == ["2024"]
+    assert validation["test_rows_dropped_learner_in_training"] == 10
+    assert validation["test_rows"] == 50
+
+
+def test_period_overlap_warning(tmp_path):
+    report = inspect_mapped_table(read_mapped_table(periods_case(tmp_path)))
+    assert any("10 of 60 rows in the test periods" in w for w in report.warnings)
 
 
 def test_cli_table_needs_mapping(tmp_path):
