@@ -14,11 +14,26 @@ BUNDLED_DATA = Path(__file__).parent / "data"
 
 @dataclass(frozen=True)
 class SourceEntry:
+    """How to load one source and which run settings it takes.
+
+    ``config`` gives fixed settings. A source whose settings depend on its input
+    (the mapped table) sets ``configure`` instead, which takes the data path.
+    """
+
     name: str
     description: str
-    default_data: Path
+    default_data: Path | None
     load: Callable[[Path], InputTables]
-    config: Callable[[], RunConfig]
+    config: Callable[[], RunConfig] | None = None
+    configure: Callable[[Path], RunConfig] | None = None
+
+    def run_config(self, data: Path) -> RunConfig:
+        """Return the run settings for the data at ``data``."""
+        if self.configure is not None:
+            return self.configure(data)
+        if self.config is None:
+            raise ValueError(f"source {self.name} defines no run settings")
+        return self.config()
 
 
 def _load_oulad(path: Path) -> InputTables:
@@ -57,6 +72,43 @@ def _uci_dropout_config() -> RunConfig:
     )
 
 
+def _load_table(mapping_path: Path) -> InputTables:
+    from sources.table import load_table
+
+    return load_table(mapping_path)
+
+
+def _table_config(mapping_path: Path) -> RunConfig:
+    from sources.table import SNAPSHOT_OFFSET_DAYS, read_mapped_table
+
+    table = read_mapped_table(mapping_path)
+    mapping = table.mapping
+    return RunConfig(
+        source="table",
+        asof_offsets_days=[SNAPSHOT_OFFSET_DAYS],
+        asof_labels={SNAPSHOT_OFFSET_DAYS: "snapshot"},
+        validation=table.validation,
+        temporal_cutoff=table.temporal_cutoff(),
+        folds=mapping.split.folds,
+        seed=mapping.split.seed,
+        model_name=f"ajoissa-table-{mapping.name}",
+        sensitive_features=[spec.audit_name for spec in mapping.sensitive],
+        reference_groups={
+            spec.audit_name: spec.reference
+            for spec in mapping.sensitive
+            if spec.reference is not None
+        },
+        min_group_size=mapping.min_group_size,
+        source_details={
+            "mapping": str(mapping_path.resolve()),
+            "mapping_name": mapping.name,
+            "data_file": str(table.path),
+            "outcome": mapping.outcome.describe(),
+            "excluded_columns": list(mapping.exclude),
+        },
+    )
+
+
 SOURCES: dict[str, SourceEntry] = {
     "oulad": SourceEntry(
         "oulad",
@@ -73,5 +125,13 @@ SOURCES: dict[str, SourceEntry] = {
         BUNDLED_DATA / "uci-dropout-academic-success",
         _load_uci_dropout,
         _uci_dropout_config,
+    ),
+    "table": SourceEntry(
+        "table",
+        "any one-row-per-pupil table described by a mapping file (--mapping); "
+        "temporal split with a period column, stratified cross-validation otherwise",
+        None,
+        _load_table,
+        configure=_table_config,
     ),
 }

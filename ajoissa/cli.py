@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 class SourceName(str, Enum):
     oulad = "oulad"
     uci_dropout = "uci-dropout"
+    table = "table"
 
 
 @app.callback()
@@ -78,21 +79,50 @@ def run(
         typer.Option(help="Operating point: share of learners flagged per as-of date (0-1)."),
     ] = 0.10,
     min_group_size: Annotated[
-        int, typer.Option(help="Fairness groups with fewer rows than this are suppressed.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            help="Fairness groups with fewer rows than this are suppressed. "
+            "Default: 10, or the mapping's min_group_size with --source table."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="Mapping file (YAML) that describes the table; required with "
+            "--source table, where it takes the place of --data."
+        ),
+    ] = None,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from models.store import tracking_uri
-    from sources.errors import InputDataError
+    from sources.errors import InputDataError, MappingError
     from training.run import run_main_job
 
     entry = SOURCES[source.value]
-    config = entry.config()
+    if source is SourceName.table:
+        if mapping is None or data is not None:
+            typer.echo(
+                "--source table needs --mapping FILE and takes no --data; the "
+                "mapping file names the data file.",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        data_path = mapping
+    elif mapping is not None:
+        typer.echo("--mapping applies only to --source table.", err=True)
+        raise typer.Exit(code=2)
+    else:
+        data_path = data or entry.default_data
+    try:
+        config = entry.run_config(data_path)
+    except (InputDataError, MappingError) as exc:
+        typer.echo(f"Input data error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     config.top_share = top_share
-    config.min_group_size = min_group_size
+    if min_group_size is not None:
+        config.min_group_size = min_group_size
     if model_name:
         config.model_name = model_name
-    data_path = data or entry.default_data
 
     started = time.perf_counter()
     steps = 7
@@ -113,7 +143,7 @@ def run(
         try:
             tables = entry.load(data_path)
             summary = run_main_job(tables, config, out, on_step=on_step)
-        except InputDataError as exc:
+        except (InputDataError, MappingError) as exc:
             progress.stop()
             typer.echo(f"Input data error: {exc}", err=True)
             raise typer.Exit(code=2) from exc
@@ -174,6 +204,7 @@ def _register_commands() -> None:
     Each topic keeps its commands in its own module (``ajoissa/<topic>_commands.py``,
     which imports ``app`` from here); add one import line per module below.
     """
+    import ajoissa.table_commands  # noqa: F401
 
 
 _register_commands()

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
+from sources.contract import InputTables
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def build_features(tables: InputTables, points: pd.DataFrame) -> FeatureFrame:
         :func:`asof_points_by_date`.
     """
     attributes = tables.attributes
-    leaked = sorted(set(attributes.columns) & set(SENSITIVE_ATTRIBUTES))
+    leaked = sorted(set(attributes.columns) & set(tables.all_sensitive))
     if leaked:
         raise ValueError(
             f"attribute columns {leaked} are sensitive attributes; keep them in the "

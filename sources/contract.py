@@ -52,21 +52,31 @@ SENSITIVE_ATTRIBUTES = (
     "deprivation_band",
     "mother_tongue",
 )
-"""Learner columns used only in fairness audits. A source fills those it has."""
+"""Learner columns used only in fairness audits. A source fills those it has.
+
+A source may name further sensitive learner columns in ``InputTables.sensitive``.
+"""
 
 _date = pa.Column("datetime64[ns]", nullable=False, coerce=True)
 _optional_date = pa.Column("datetime64[ns]", nullable=True, coerce=True)
 _id = pa.Column(str, nullable=False, coerce=True)
 
-SCHEMAS: dict[str, pa.DataFrameSchema] = {
-    "learners": pa.DataFrameSchema(
+
+
+def learners_schema(sensitive: tuple[str, ...] = SENSITIVE_ATTRIBUTES) -> pa.DataFrameSchema:
+    """Return the learners schema with ``sensitive`` as optional text columns."""
+    return pa.DataFrameSchema(
         {"learner_id": pa.Column(str, nullable=False, unique=True, coerce=True)}
         | {
             name: pa.Column(str, nullable=True, coerce=True, required=False)
-            for name in SENSITIVE_ATTRIBUTES
+            for name in sensitive
         },
         strict=True,
-    ),
+    )
+
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "learners": learners_schema(),
     "units": pa.DataFrameSchema(
         {
             "unit_id": pa.Column(str, nullable=False, unique=True, coerce=True),
@@ -139,6 +149,12 @@ class InputTables:
     attendance: pd.DataFrame = field(default_factory=lambda: empty_table("attendance"))
     origin: str = "<memory>"
     """Where the tables were read from, used only in error messages."""
+    sensitive: tuple[str, ...] = SENSITIVE_ATTRIBUTES
+    """Learner columns that are sensitive attributes, used only in audits.
+
+    A source that names its own attributes (for example a mapped table with
+    ``sex`` and ``address``) lists them here. They may never be attributes.
+    """
 
     def validated(self) -> InputTables:
         """Return a copy with every table checked and coerced to the contract.
@@ -151,7 +167,8 @@ class InputTables:
         """
         problems: list[Problem] = []
         checked: dict[str, pd.DataFrame] = {}
-        for name, schema in SCHEMAS.items():
+        schemas = SCHEMAS | {"learners": learners_schema(self.all_sensitive)}
+        for name, schema in schemas.items():
             try:
                 checked[name] = schema.validate(getattr(self, name), lazy=True)
             except pa.errors.SchemaErrors as exc:
@@ -162,7 +179,13 @@ class InputTables:
         problems.extend(self._reference_problems(checked))
         if problems:
             raise InputDataError(problems)
-        return InputTables(**checked, origin=self.origin)
+        return InputTables(**checked, origin=self.origin, sensitive=self.sensitive)
+
+    @property
+    def all_sensitive(self) -> tuple[str, ...]:
+        """The contract's sensitive attributes followed by this source's own."""
+        extra = tuple(c for c in self.sensitive if c not in SENSITIVE_ATTRIBUTES)
+        return SENSITIVE_ATTRIBUTES + extra
 
     def _reference_problems(self, t: dict[str, pd.DataFrame]) -> list[Problem]:
         references = [

@@ -47,3 +47,20 @@ class InputDataError(ValueError):
         super().__init__(
             f"{len(problems)} problem(s) in the input data:\n" + "\n".join(lines)
         )
+
+
+class MappingError(ValueError):
+    """Raised when a mapping file is missing, not valid YAML, or has invalid keys.
+
+    ``problems`` lists (key, message) pairs; the key is a dotted path such as
+    ``outcome.rule``, or ``*`` for the whole file.
+    """
+
+    def __init__(self, path: object, problems: list[tuple[str, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: key {key!r}: {message}" for key, message in problems]
+        lines.append("Fix the mapping file and run again.")
+        super().__init__(
+            f"{len(problems)} problem(s) in the mapping file:\n" + "\n".join(lines)
+        )

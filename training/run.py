@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fairness.audit import audit_groups
+from fairness.audit import DISPARITY_METRICS, FairnessAudit, audit_groups
 from fairness.report import write_report
 from features.build import FeatureFrame, asof_points_by_offset, build_features
 from models.reasons import contributions, reason_codes, shap_contributions
@@ -57,6 +57,11 @@ class RunConfig:
     min_group_size: int = 10
     reason_count: int = 3
     seed: int = 0
+    reference_groups: dict[str, str] = field(default_factory=dict)
+    """Reference group per sensitive attribute, set by the reviewers. The summary
+    then compares every shown group's rates with the reference group's."""
+    source_details: dict[str, Any] = field(default_factory=dict)
+    """Facts about the input (such as a mapping file) copied into the summary."""
 
 
 def _noop(_: str) -> None:
@@ -112,7 +117,7 @@ def run_main_job(
         )
 
         on_step("auditing fairness")
-        report_path = _write_fairness_report(
+        report_path, audit = _write_fairness_report(
             frame, tables, prediction, config, out_dir, registered.uri
         )
 
@@ -139,6 +144,12 @@ def run_main_job(
             "features": prediction.spec.features,
             "wall_time_seconds": round(time.perf_counter() - started, 1),
         }
+        if config.source_details:
+            summary["source_details"] = config.source_details
+        if config.reference_groups:
+            summary["fairness_against_reference"] = compare_with_reference(
+                audit, config.reference_groups
+            )
         summary_path = out_dir / "summary.json"
         _write_json_atomically(summary_path, summary)
         mlflow.log_artifact(str(summary_path))
@@ -192,7 +203,7 @@ def _write_fairness_report(
     config: RunConfig,
     out_dir: Path,
     model_uri: str,
-) -> Path:
+) -> tuple[Path, FairnessAudit]:
     data = frame.data.iloc[prediction.rows].reset_index(drop=True)
     scores = prediction.scores["model"]
     present = [c for c in config.sensitive_features if c in tables.learners.columns]
@@ -214,7 +225,12 @@ def _write_fairness_report(
     ]
     if missing:
         notes.append(f"This source has no data for: {', '.join(missing)}.")
-    return write_report(
+    for attribute, reference in config.reference_groups.items():
+        notes.append(
+            f"Reference group for {attribute}: {reference}. summary.json compares "
+            "each shown group's rates with it."
+        )
+    path = write_report(
         audit,
         out_dir / "fairness_report.html",
         model_uri=model_uri,
@@ -222,6 +238,50 @@ def _write_fairness_report(
         operating_point=_operating_point(config),
         notes=notes,
     )
+    return path, audit
+
+
+def compare_with_reference(
+    audit: FairnessAudit, reference_groups: dict[str, str]
+) -> dict[str, Any]:
+    """Compare each shown group's disparity rates with its attribute's reference group.
+
+    Returns, per attribute, the reference group and, per other shown group and
+    rate in ``DISPARITY_METRICS``, the group's rate minus the reference's
+    (``difference``) and divided by it (``ratio``). A value is None when either
+    rate is undefined, or the reference rate is 0 for a ratio. When the
+    reference group is suppressed or absent, ``reason`` says so and no group is
+    compared.
+    """
+    comparison: dict[str, Any] = {}
+    for attribute, reference in reference_groups.items():
+        table = audit.tables.get(attribute)
+        entry: dict[str, Any] = {"reference": reference, "groups": {}}
+        comparison[attribute] = entry
+        if table is None or reference not in set(table["group"]):
+            entry["reason"] = (
+                f"the reference group {reference!r} is not shown in the audit "
+                f"(absent, or fewer than {audit.min_group_size} rows)"
+            )
+            continue
+        by_group = table.set_index("group")
+        for group in by_group.index:
+            if group == reference:
+                continue
+            entry["groups"][group] = {
+                metric: _against(
+                    by_group.at[group, metric], by_group.at[reference, metric]
+                )
+                for metric in DISPARITY_METRICS
+            }
+    return comparison
+
+
+def _against(value: float, reference: float) -> dict[str, float | None]:
+    if pd.isna(value) or pd.isna(reference):
+        return {"difference": None, "ratio": None}
+    ratio = None if reference == 0 else round(float(value / reference), 4)
+    return {"difference": round(float(value - reference), 4), "ratio": ratio}
 
 
 def _write_reason_codes(

@@ -89,6 +89,13 @@ def predict_temporal(
         )
     overlap = test & data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
     test = test & ~overlap
+    if not test.any():
+        raise ValueError(
+            f"every learner in the units starting on or after {cutoff.date()} also "
+            f"has rows in earlier units ({int(overlap.sum())} test rows dropped), so "
+            "no test rows remain; test on units with new learners, or use "
+            "stratified validation"
+        )
     X, y = frame.X, frame.y
 
     train_cohorts = unit_start[train].groupby(data.loc[train, "cohort"]).min()

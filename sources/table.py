@@ -1,0 +1,818 @@
+"""Map any one-row-per-pupil table into the input contract, as its mapping file describes.
+
+The table is read as text, so that a value that does not parse is reported with
+its file, column, row and text. The mapping (see :mod:`sources.table_mapping`)
+names the id, group, period, outcome and sensitive columns; every other column
+that the mapping does not exclude becomes a feature, numeric when every value is
+a number and categorical otherwise, unless the mapping says which.
+
+Like the UCI dropout loader, each row becomes one snapshot:
+
+- one unit per group (and per period, when the table has a period column),
+  starting on the period's start date, or on ``SNAPSHOT_START`` without a
+  period, and lasting ``UNIT_LENGTH``.
+- one enrolment per row, starting with its unit.
+- every feature column becomes an attribute known from the unit's start.
+- the pipeline scores each enrolment ``SNAPSHOT_OFFSET_DAYS`` after its unit's
+  start. A row with the adverse outcome ends as ``withdrawn`` one day after
+  that, so it is labelled 1; any other row stays open and is labelled 0. The
+  contract calls the outcome a withdrawal whatever the table means by it (a
+  failed course, for example).
+- there are no assessment or attendance events.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from sources.contract import InputTables, empty_table
+from sources.errors import InputDataError, Problem
+from sources.identifiers import identifier_reason
+from sources.table_mapping import (
+    SensitiveSpec,
+    TableMapping,
+    data_path,
+    load_mapping,
+    snake_case,
+)
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_START = pd.Timestamp("2000-01-01")
+"""Placeholder start of every unit when the table has no period column, and of
+the first period of ``ordinal`` periods. It carries no meaning."""
+
+SNAPSHOT_OFFSET_DAYS = 1
+"""As-of offset, in days after each unit's start, at which every row is scored."""
+
+UNIT_LENGTH = pd.DateOffset(years=1)
+
+LEAKAGE_AUC = 0.95
+"""A feature whose univariate ROC-AUC (or 1 minus it) reaches this alone
+separates the outcome classes almost perfectly, which suggests leakage."""
+
+MISSING_WARNING_SHARE = 0.2
+"""Columns with at least this share of missing values get a warning."""
+
+MAX_PROBLEMS_PER_COLUMN = 20
+
+Role = Literal["id", "group", "period", "outcome", "sensitive", "excluded", "feature"]
+Kind = Literal["numeric", "categorical"]
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """A column of the table with its role and inferred type."""
+
+    column: str
+    role: Role
+    kind: Kind
+    missing_share: float
+    distinct: int
+    feature_name: str | None = None
+    """Attribute name (``attr_`` is prepended in the feature frame) of a feature."""
+
+
+@dataclass
+class MappedTable:
+    """A table read and checked against its mapping, before the contract mapping."""
+
+    mapping: TableMapping
+    mapping_path: Path
+    path: Path
+    columns: list[ColumnInfo]
+    adverse: np.ndarray
+    """True for rows with the adverse outcome."""
+    learner_id: pd.Series
+    unit_group: pd.Series
+    """Group of each row (``all`` without a group column)."""
+    period_start: pd.Series | None
+    """Start date of each row's period, or None without a period column."""
+    period_label: pd.Series | None
+    features: pd.DataFrame
+    """Feature columns under their attribute names: float or text."""
+    sensitive: pd.DataFrame
+    """Sensitive attributes under their audit names, as text, missing as NA."""
+
+    @property
+    def rows(self) -> int:
+        return len(self.adverse)
+
+    @property
+    def validation(self) -> Literal["temporal", "stratified"]:
+        return "stratified" if self.period_start is None else "temporal"
+
+    def temporal_cutoff(self) -> str | None:
+        """Return the ISO start date of the earliest test period, or None."""
+        if self.period_start is None or self.mapping.period is None:
+            return None
+        starts = sorted(self.period_start.unique())
+        return (
+            pd.Timestamp(starts[-self.mapping.period.test_periods]).date().isoformat()
+        )
+
+
+@dataclass
+class TableInspection:
+    """Summary and warnings that ``ajoissa inspect`` prints about a mapped table."""
+
+    table: MappedTable
+    outcome_rate: float
+    adverse_rows: int
+    sensitive_groups: dict[str, dict[str, int]]
+    univariate_auc: dict[str, float]
+    """Per feature column, max(ROC-AUC, 1 - ROC-AUC) of the column alone."""
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Reader:
+    """Row numbering and problem collection for one data file."""
+
+    def __init__(self, mapping: TableMapping, path: Path) -> None:
+        self.mapping = mapping
+        self.path = path
+        # CSV and Excel rows are numbered as in the file, where the header is
+        # row 1. Parquet has no header row, so its data rows count from 1.
+        self.first_row = 1 if mapping.file.resolved_format() == "parquet" else 2
+        self.problems: list[Problem] = []
+
+    def problem(
+        self, column: str, position: int | None, value: object, expected: str
+    ) -> None:
+        row = None if position is None else position + self.first_row
+        self.problems.append(
+            Problem(str(self.path), self.mapping.name, column, row, value, expected)
+        )
+
+    def bad_values(
+        self, column: str, text: pd.Series, bad: pd.Series, expected: str
+    ) -> None:
+        for position in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS_PER_COLUMN]:
+            value = text.iloc[position]
+            self.problem(
+                column, int(position), "" if pd.isna(value) else value, expected
+            )
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise InputDataError(self.problems)
+
+
+def read_mapped_table(mapping_path: Path) -> MappedTable:
+    """Read the table that the mapping file at ``mapping_path`` describes.
+
+    Raises
+    ------
+    MappingError
+        If the mapping file is missing or invalid.
+    InputDataError
+        If the data file or a named column is missing, or a column looks like
+        a direct identifier and is not excluded. Also if a value does not
+        parse, a sensitive value is not a declared category, ids repeat, or
+        the outcome has a single class.
+    """
+    mapping = load_mapping(mapping_path)
+    path = data_path(mapping_path, mapping)
+    reader = _Reader(mapping, path)
+    logger.info("reading table %s from %s", mapping.name, path)
+    raw = _read_text(mapping, path, reader)
+    _check_named_columns(mapping, raw, reader)
+    _check_identifiers(mapping, raw, reader)
+    reader.raise_if_any()
+
+    roles = _roles(mapping, list(raw.columns))
+    adverse = _outcome(mapping, raw, reader)
+    period_start, period_label = _periods(mapping, raw, reader)
+    sensitive = _sensitive(mapping, raw, reader)
+    features, infos = _features(mapping, raw, roles, reader)
+    learner_id, unit_group = _keys(mapping, raw, reader)
+    reader.raise_if_any()
+
+    _check_both_classes(mapping, adverse, reader)
+    _check_duplicates(learner_id, unit_group, period_label, reader)
+    reader.raise_if_any()
+    logger.info(
+        "read %d rows and %d feature columns; %d rows adverse",
+        len(raw),
+        features.shape[1],
+        int(adverse.sum()),
+    )
+    return MappedTable(
+        mapping=mapping,
+        mapping_path=mapping_path,
+        path=path,
+        columns=infos,
+        adverse=adverse,
+        learner_id=learner_id,
+        unit_group=unit_group,
+        period_start=period_start,
+        period_label=period_label,
+        features=features,
+        sensitive=sensitive,
+    )
+
+
+def load_table(mapping_path: Path) -> InputTables:
+    """Read the table described by ``mapping_path`` and map it into the contract.
+
+    ``learner_id`` is the id column's value, or ``row-<n>`` for the 1-based data
+    row ``n`` without one. ``unit_id`` is ``unit-<group>``, followed by
+    ``@<period>`` with a period column. Warnings that ``ajoissa inspect`` prints
+    are logged.
+    """
+    table = read_mapped_table(mapping_path)
+    for warning in inspect_mapped_table(table).warnings:
+        logger.warning("%s: %s", table.mapping.name, warning)
+    return to_input_tables(table)
+
+
+def to_input_tables(table: MappedTable) -> InputTables:
+    """Map a read table into the contract tables."""
+    if table.period_start is None:
+        start = pd.Series(SNAPSHOT_START, index=table.unit_group.index)
+        unit_id = "unit-" + table.unit_group
+        cohort = pd.Series("snapshot", index=table.unit_group.index, dtype="str")
+    else:
+        start = table.period_start
+        unit_id = "unit-" + table.unit_group + "@" + table.period_label
+        cohort = table.period_label
+    enrolment_id = unit_id + "-" + table.learner_id
+
+    units = (
+        pd.DataFrame({"unit_id": unit_id, "cohort": cohort, "start_date": start})
+        .drop_duplicates("unit_id")
+        .sort_values(["start_date", "unit_id"])
+        .reset_index(drop=True)
+    )
+    units["end_date"] = units["start_date"] + UNIT_LENGTH
+
+    withdrawal = start + pd.Timedelta(days=SNAPSHOT_OFFSET_DAYS + 1)
+    adverse = pd.Series(table.adverse, index=start.index)
+    enrolments = pd.DataFrame(
+        {
+            "enrolment_id": enrolment_id,
+            "learner_id": table.learner_id,
+            "unit_id": unit_id,
+            "start_date": start,
+            "end_date": withdrawal.where(adverse),
+            "end_reason": pd.Series(
+                np.where(adverse, "withdrawn", None), index=start.index, dtype="str"
+            ),
+        }
+    )
+
+    # A learner with rows in several periods keeps the sensitive attributes of
+    # the latest row.
+    order = np.lexsort((np.arange(len(start)), start.to_numpy()))
+    latest = (
+        pd.concat([table.learner_id.rename("learner_id"), table.sensitive], axis=1)
+        .iloc[order]
+        .drop_duplicates("learner_id", keep="last")
+        .sort_index()
+        .reset_index(drop=True)
+    )
+
+    attributes = pd.concat(
+        [
+            pd.DataFrame({"enrolment_id": enrolment_id, "known_from": start}),
+            table.features,
+        ],
+        axis=1,
+    )
+    logger.info(
+        "mapped %d enrolments of %d learners in %d units",
+        len(enrolments),
+        len(latest),
+        len(units),
+    )
+    return InputTables(
+        learners=latest,
+        units=units,
+        enrolments=enrolments,
+        attributes=attributes,
+        assessments=empty_table("assessments"),
+        origin=str(table.path),
+        sensitive=tuple(table.sensitive.columns),
+    )
+
+
+def inspect_mapped_table(table: MappedTable) -> TableInspection:
+    """Summarise a read table and list what looks wrong in it."""
+    mapping = table.mapping
+    y = table.adverse.astype(int)
+    warnings: list[str] = []
+    auc: dict[str, float] = {}
+    by_name = {info.feature_name: info for info in table.columns if info.feature_name}
+    for name in table.features.columns:
+        info = by_name[name]
+        values = table.features[name]
+        if info.distinct <= 1:
+            warnings.append(f"column {info.column!r} is constant; it cannot help")
+            continue
+        auc[info.column] = univariate_auc(values, y)
+        if auc[info.column] >= LEAKAGE_AUC:
+            warnings.append(
+                f"column {info.column!r} alone separates the outcome classes "
+                f"(univariate ROC-AUC {auc[info.column]:.3f} >= {LEAKAGE_AUC}); it "
+                "may leak the outcome. Add it to 'exclude' unless it is known "
+                "before the outcome"
+            )
+    for info in table.columns:
+        if info.missing_share >= MISSING_WARNING_SHARE and info.role != "excluded":
+            warnings.append(
+                f"column {info.column!r} is missing in {info.missing_share:.0%} of rows"
+            )
+
+    warnings += _overlap_warnings(table)
+
+    groups: dict[str, dict[str, int]] = {}
+    for spec in mapping.sensitive:
+        counts = table.sensitive[spec.audit_name].fillna("unknown").value_counts()
+        groups[spec.audit_name] = {
+            str(k): int(v) for k, v in counts.sort_index().items()
+        }
+        small = {
+            k: v
+            for k, v in groups[spec.audit_name].items()
+            if v < mapping.min_group_size
+        }
+        for group, size in small.items():
+            warnings.append(
+                f"sensitive attribute {spec.audit_name!r}: group {group!r} has "
+                f"{size} rows, fewer than the minimum group size "
+                f"{mapping.min_group_size}, so the audit suppresses it"
+            )
+        if spec.reference is not None and spec.reference not in groups[spec.audit_name]:
+            warnings.append(
+                f"sensitive attribute {spec.audit_name!r}: the reference group "
+                f"{spec.reference!r} has no rows"
+            )
+    return TableInspection(
+        table=table,
+        outcome_rate=float(y.mean()),
+        adverse_rows=int(y.sum()),
+        sensitive_groups=groups,
+        univariate_auc=auc,
+        warnings=warnings,
+    )
+
+
+def _overlap_warnings(table: MappedTable) -> list[str]:
+    """Warn when test-period pupils also have training rows, which the split drops."""
+    cutoff = table.temporal_cutoff()
+    if cutoff is None or table.period_start is None:
+        return []
+    test = (table.period_start >= pd.Timestamp(cutoff)).to_numpy()
+    seen = table.learner_id[test].isin(table.learner_id[~test])
+    if not seen.any():
+        return []
+    return [
+        f"{int(seen.sum())} of {int(test.sum())} rows in the test periods (from "
+        f"{cutoff}) belong to pupils who also have rows in earlier periods; the "
+        "temporal split drops them from the test set, so that no pupil is on both "
+        "sides"
+    ]
+
+
+def univariate_auc(values: pd.Series, y: np.ndarray) -> float:
+    """Return max(ROC-AUC, 1 - ROC-AUC) of one column used alone as a score.
+
+    A numeric column scores by its value, leaving out missing rows. A categorical
+    column scores each row by its category's adverse rate in the same rows
+    (missing is a category), which flatters columns with many rare categories.
+    Returns NaN when the scored rows have a single class.
+    """
+    if pd.api.types.is_numeric_dtype(values):
+        present = values.notna().to_numpy()
+        scores = values.to_numpy(dtype=float)[present]
+        labels = y[present]
+    else:
+        categories = values.astype(object).where(values.notna(), "<missing>")
+        rates = pd.Series(y, index=values.index).groupby(categories).transform("mean")
+        scores = rates.to_numpy(dtype=float)
+        labels = y
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    auc = float(roc_auc_score(labels, scores))
+    return max(auc, 1 - auc)
+
+
+# Reading
+
+
+def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFrame:
+    """Read every cell as stripped text, with the mapping's missing texts as NA."""
+    if not path.is_file():
+        reader.problem(
+            "*", None, None, "file not found; check 'file.path' in the mapping"
+        )
+        reader.raise_if_any()
+    spec = mapping.file
+    file_format = spec.resolved_format()
+    try:
+        if file_format == "csv":
+            encoding = (
+                "utf-8-sig"
+                if spec.encoding.lower() in ("utf-8", "utf8")
+                else spec.encoding
+            )
+            raw = pd.read_csv(
+                path,
+                sep=spec.separator,
+                dtype=str,
+                keep_default_na=False,
+                encoding=encoding,
+                encoding_errors="strict",
+            )
+        elif file_format == "excel":
+            raw = pd.read_excel(
+                path,
+                sheet_name=spec.sheet if spec.sheet is not None else 0,
+                dtype=str,
+                keep_default_na=False,
+                engine="openpyxl",
+            )
+        else:
+            raw = pd.read_parquet(path)
+            raw = raw.astype(object).where(raw.notna(), "").astype(str)
+    except (UnicodeDecodeError, LookupError) as exc:
+        reader.problem(
+            "*",
+            None,
+            None,
+            f"the file is not valid {spec.encoding!r} text ({exc}); set "
+            "'file.encoding' in the mapping, for example to latin-1",
+        )
+    except (ValueError, OSError) as exc:
+        # pandas raises ParserError (a ValueError) for a row with too many
+        # fields, and ValueError for a missing Excel sheet.
+        reader.problem(
+            "*",
+            None,
+            None,
+            f"the file could not be read as {file_format} ({exc}); check "
+            "'file.format', 'file.separator' and 'file.sheet' in the mapping",
+        )
+    reader.raise_if_any()
+
+    raw.columns = [str(c).strip() for c in raw.columns]
+    text = raw.apply(lambda column: column.astype(str).str.strip())
+    missing = text.isin(spec.missing_values)
+    return text.where(~missing, None)
+
+
+def _named_columns(mapping: TableMapping) -> list[tuple[str, str]]:
+    """Return (key, column) for every column the mapping names."""
+    named = [
+        ("id_column", mapping.id_column),
+        ("group_column", mapping.group_column),
+        ("period.column", mapping.period.column if mapping.period else None),
+        ("outcome", mapping.outcome.source_column),
+    ]
+    named += [
+        (f"sensitive[{i}].column", s.column) for i, s in enumerate(mapping.sensitive)
+    ]
+    for key in ("exclude", "categorical", "numeric"):
+        named += [(key, column) for column in getattr(mapping, key)]
+    return [(key, column) for key, column in named if column is not None]
+
+
+def _check_named_columns(
+    mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
+) -> None:
+    for key, column in _named_columns(mapping):
+        if column not in raw.columns:
+            reader.problem(
+                column,
+                -1 if reader.first_row == 2 else None,
+                None,
+                f"a column named {column!r}, which the mapping key {key!r} names; "
+                f"the file has {list(raw.columns)}",
+            )
+
+
+def _check_identifiers(
+    mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
+) -> None:
+    """Reject columns that look like direct identifiers and are not excluded.
+
+    The values are not echoed in the message, because they are personal data.
+    """
+    for column in raw.columns:
+        if column in mapping.exclude:
+            continue
+        reason = identifier_reason(column, raw[column].dropna())
+        if reason is None:
+            continue
+        if column == mapping.id_column:
+            advice = "replace the ids with pseudonymous ones before loading"
+        else:
+            advice = "add the column to 'exclude' in the mapping"
+        reader.problem(
+            column,
+            None,
+            "<not shown>",
+            f"no direct identifiers, but {reason}; {advice}",
+        )
+
+
+def _roles(mapping: TableMapping, columns: list[str]) -> dict[str, Role]:
+    roles: dict[str, Role] = {}
+    for column in columns:
+        if column == mapping.id_column:
+            roles[column] = "id"
+        elif mapping.period is not None and column == mapping.period.column:
+            roles[column] = "period"
+        elif column == mapping.outcome.source_column:
+            roles[column] = "outcome"
+        elif column in mapping.sensitive_columns:
+            roles[column] = "sensitive"
+        elif column in mapping.exclude:
+            roles[column] = "excluded"
+        elif column == mapping.group_column:
+            roles[column] = "group"
+        else:
+            roles[column] = "feature"
+    return roles
+
+
+def _parse_numbers(text: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
+    """Return the numbers in ``text`` and a mask of present values that do not parse."""
+    candidate = text.str.replace(",", ".", regex=False) if decimal == "," else text
+    numbers = pd.to_numeric(candidate, errors="coerce").astype(float)
+    return numbers, numbers.isna() & text.notna()
+
+
+def _outcome(mapping: TableMapping, raw: pd.DataFrame, reader: _Reader) -> np.ndarray:
+    spec = mapping.outcome
+    column = spec.source_column
+    text = raw[column]
+    reader.bad_values(
+        column,
+        text,
+        text.isna(),
+        "an outcome value; remove rows whose outcome is not known yet",
+    )
+    if spec.rule is None:
+        return text.isin(spec.adverse_values or []).to_numpy()
+    _, symbol, threshold = spec.parsed_rule()
+    numbers, bad = _parse_numbers(text, mapping.file.decimal)
+    reader.bad_values(
+        column, text, bad, f"a number, because the outcome rule is {spec.rule!r}"
+    )
+    return _OPERATORS[symbol](numbers, threshold).fillna(False).to_numpy(dtype=bool)
+
+
+def _check_both_classes(
+    mapping: TableMapping, adverse: np.ndarray, reader: _Reader
+) -> None:
+    if adverse.all() or not adverse.any():
+        value = "adverse" if adverse.all() else "not adverse"
+        reader.problem(
+            mapping.outcome.source_column,
+            None,
+            f"every row {value}",
+            f"both outcome classes; the outcome is {mapping.outcome.describe()}, so "
+            "check the adverse values or the rule",
+        )
+
+
+def _periods(
+    mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
+) -> tuple[pd.Series | None, pd.Series | None]:
+    spec = mapping.period
+    if spec is None:
+        return None, None
+    text = raw[spec.column]
+    reader.bad_values(spec.column, text, text.isna(), "a period value in every row")
+    if spec.kind == "date":
+        starts = pd.to_datetime(
+            text, format=spec.date_format or "ISO8601", errors="coerce"
+        ).dt.normalize()
+        expected = f"a date in the format {spec.date_format or 'YYYY-MM-DD'}"
+        reader.bad_values(spec.column, text, starts.isna() & text.notna(), expected)
+        labels = starts.dt.strftime("%Y-%m-%d")
+    elif spec.kind == "year":
+        years, bad = _parse_numbers(text, mapping.file.decimal)
+        bad = bad | (
+            years.notna() & ((years % 1 != 0) | (years < 1900) | (years > 2200))
+        )
+        reader.bad_values(spec.column, text, bad, "a whole year between 1900 and 2200")
+        valid = years.where(~bad)
+        starts = pd.to_datetime(
+            valid.astype("Int64").astype(str).where(valid.notna(), None), format="%Y"
+        )
+        labels = valid.astype("Int64").astype(str)
+    else:
+        order = _ordinal_order(text.dropna().unique())
+        offsets = text.map({label: i for i, label in enumerate(order)})
+        starts = pd.Series(
+            [
+                SNAPSHOT_START + pd.DateOffset(years=int(i)) if pd.notna(i) else pd.NaT
+                for i in offsets
+            ],
+            index=text.index,
+            dtype="datetime64[ns]",
+        )
+        labels = text
+    starts = starts.astype("datetime64[ns]")
+    if reader.problems:
+        return starts, labels.astype(str)
+    distinct = starts.nunique()
+    if distinct <= spec.test_periods:
+        reader.problem(
+            spec.column,
+            None,
+            f"{distinct} distinct period(s)",
+            f"more than period.test_periods = {spec.test_periods} periods, so that "
+            "earlier periods can train the model; or remove 'period' to use "
+            "cross-validation",
+        )
+    return starts, labels.astype(str)
+
+
+def _ordinal_order(labels: Iterable[str]) -> list[str]:
+    labels = list(labels)
+    numbers = pd.to_numeric(pd.Series(labels, dtype=object), errors="coerce")
+    if numbers.notna().all():
+        return [label for _, label in sorted(zip(numbers, labels, strict=True))]
+    return sorted(labels)
+
+
+def _sensitive(
+    mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
+) -> pd.DataFrame:
+    columns = {
+        spec.audit_name: _sensitive_groups(spec, mapping, raw, reader)
+        for spec in mapping.sensitive
+    }
+    return pd.DataFrame(columns, index=raw.index)
+
+
+def _sensitive_groups(
+    spec: SensitiveSpec, mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
+) -> pd.Series:
+    text = raw[spec.column]
+    if spec.bins is not None:
+        numbers, bad = _parse_numbers(text, mapping.file.decimal)
+        reader.bad_values(
+            spec.column, text, bad, "a number, because the mapping gives bins"
+        )
+        bands = pd.cut(
+            numbers, bins=spec.bins.edges, labels=spec.bins.labels, right=True
+        )
+        outside = bands.isna() & numbers.notna()
+        reader.bad_values(
+            spec.column,
+            text,
+            outside,
+            f"a number within the bin edges {spec.bins.edges}",
+        )
+        return bands.astype(object).where(bands.notna(), None).astype("str")
+    if spec.categories is None:
+        return text.astype("str")
+    allowed = (
+        spec.categories
+        if isinstance(spec.categories, dict)
+        else {c: c for c in spec.categories}
+    )
+    unknown = text.notna() & ~text.isin(list(allowed))
+    reader.bad_values(
+        spec.column,
+        text,
+        unknown,
+        "one of the categories "
+        + ", ".join(repr(c) for c in allowed)
+        + " in the mapping",
+    )
+    return text.map(allowed).astype("str")
+
+
+def _features(
+    mapping: TableMapping, raw: pd.DataFrame, roles: dict[str, Role], reader: _Reader
+) -> tuple[pd.DataFrame, list[ColumnInfo]]:
+    """Type the feature columns; return them under their attribute names, and every
+    column's description.
+
+    Categorical columns come first, then numeric ones, each in file order. The
+    order matters beyond display: LightGBM breaks ties between equally good
+    splits by column position.
+    """
+    infos: list[ColumnInfo] = []
+    typed: dict[str, tuple[Kind, pd.Series]] = {}
+    sensitive_names = {spec.audit_name for spec in mapping.sensitive}
+    used_names: dict[str, str] = {}
+    for column in raw.columns:
+        text = raw[column]
+        kind = _kind(mapping, column, text)
+        role = roles[column]
+        name = None
+        if role in ("feature", "group"):
+            name = snake_case(column)
+            clash = used_names.get(name) or (name if name in sensitive_names else None)
+            if not name or clash:
+                reader.problem(
+                    column,
+                    None,
+                    None,
+                    f"a header that gives a unique feature name, but {column!r} "
+                    f"becomes {name!r} like {clash!r}; rename the column or exclude it",
+                )
+                continue
+            used_names[name] = column
+            if kind == "numeric":
+                numbers, bad = _parse_numbers(text, mapping.file.decimal)
+                reader.bad_values(
+                    column,
+                    text,
+                    bad,
+                    "a number, because the mapping lists the column under 'numeric'",
+                )
+                typed[name] = (kind, numbers)
+            else:
+                typed[name] = (kind, text.astype("str"))
+        infos.append(
+            ColumnInfo(
+                column=column,
+                role=role,
+                kind=kind,
+                missing_share=float(text.isna().mean()) if len(text) else 0.0,
+                distinct=int(text.nunique()),
+                feature_name=name,
+            )
+        )
+    ordered = [n for n, (k, _) in typed.items() if k == "categorical"] + [
+        n for n, (k, _) in typed.items() if k == "numeric"
+    ]
+    features = pd.DataFrame({n: typed[n][1] for n in ordered}, index=raw.index)
+    return features, infos
+
+
+def _kind(mapping: TableMapping, column: str, text: pd.Series) -> Kind:
+    if column in mapping.categorical:
+        return "categorical"
+    if column in mapping.numeric:
+        return "numeric"
+    _, bad = _parse_numbers(text, mapping.file.decimal)
+    return "categorical" if bad.any() or text.isna().all() else "numeric"
+
+
+def _keys(
+    mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
+) -> tuple[pd.Series, pd.Series]:
+    if mapping.id_column is None:
+        learner_id = pd.Series(
+            [f"row-{n}" for n in range(1, len(raw) + 1)], index=raw.index, dtype="str"
+        )
+    else:
+        learner_id = raw[mapping.id_column]
+        reader.bad_values(
+            mapping.id_column, learner_id, learner_id.isna(), "a pupil id in every row"
+        )
+        learner_id = learner_id.astype("str")
+    if mapping.group_column is None:
+        group = pd.Series("all", index=raw.index, dtype="str")
+    else:
+        group = raw[mapping.group_column]
+        reader.bad_values(
+            mapping.group_column, group, group.isna(), "a group value in every row"
+        )
+        group = group.astype("str")
+    return learner_id, group
+
+
+def _check_duplicates(
+    learner_id: pd.Series,
+    group: pd.Series,
+    period: pd.Series | None,
+    reader: _Reader,
+) -> None:
+    """Reject a pupil id that repeats without a period, or within one period."""
+    keys = [learner_id] if period is None else [learner_id, period]
+    repeated = pd.concat(keys, axis=1).duplicated(keep="first")
+    expected = (
+        "a pupil id that is unique within its period"
+        if period is not None
+        else "a unique pupil id; add a period column if the table has one row per "
+        "pupil and period"
+    )
+    column = reader.mapping.id_column or "*"
+    reader.bad_values(column, learner_id, repeated, expected)
