@@ -29,7 +29,6 @@ from fairlearn.metrics import MetricFrame, count
 from sklearn.metrics import roc_auc_score
 
 from fairness.comparison import (
-    COMPARED_METRICS,
     LARGEST,
     BootstrapSettings,
     choose_reference,

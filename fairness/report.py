@@ -113,8 +113,7 @@ def _suppression_sentence(groups: int, rows: int, min_group_size: int) -> str:
         pronoun = "Its metrics are"
     else:
         subject = (
-            f"{groups} groups ({rows:,} rows in total) were suppressed because "
-            "each has"
+            f"{groups} groups ({rows:,} rows in total) were suppressed because each has"
         )
         pronoun = "Their metrics are"
     return (
@@ -139,9 +138,7 @@ def _chart_png(table: pd.DataFrame) -> str | None:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for position, metric in enumerate(DISPARITY_METRICS):
-        offsets = [
-            index + (position - 1) * bar_height for index in range(len(groups))
-        ]
+        offsets = [index + (position - 1) * bar_height for index in range(len(groups))]
         values = table[metric].astype(float)
         axes.barh(
             offsets,
