@@ -5,8 +5,8 @@ date) with the true label, the risk score and whether the row was selected for
 review. :func:`audit_groups` splits the rows by each sensitive attribute, and by
 each chosen intersection of attributes, and computes per group the prevalence,
 selection rate, recall, false negative and false positive rates, precision,
-ROC-AUC and calibration (observed against mean predicted rate), using
-:class:`fairlearn.metrics.MetricFrame`. Each shown group is then compared with a
+ROC-AUC and calibration (observed against mean predicted rate). Each shown group
+is then compared with a
 reference group, with bootstrap confidence intervals (see
 :mod:`fairness.comparison`).
 
@@ -14,6 +14,11 @@ Groups with fewer than ``min_group_size`` distinct learners are suppressed: thei
 metrics are neither shown nor compared, and only the number of groups, rows and
 learners suppressed is kept. A metric that cannot be estimated is undefined (NaN
 with a reason), never 0.
+
+The per-group metrics are plain NumPy functions applied to each group's rows.
+fairlearn 0.15's ``MetricFrame`` computes the same values (a test checks this),
+but it took 18 s on 32,500 OULAD rows and five attributes on a 2-core machine,
+because it stacks every column element by element for each metric call.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, count
 from sklearn.metrics import roc_auc_score
 
 from fairness.comparison import (
@@ -161,7 +165,6 @@ def _calibration_gap(
 # fairlearn 0.15's true_positive_rate and false_positive_rate return 0 for an
 # empty denominator, which would hide an undefined rate, so these return NaN.
 _METRICS: dict[str, Callable[..., float]] = {
-    "n": count,
     "prevalence": _prevalence,
     "selection_rate": _selection_rate,
     "recall": _recall,
@@ -616,18 +619,25 @@ def _table_columns() -> list[str]:
     return ["group", "n", "learners", "positives", *DEFINED_METRICS, *reasons]
 
 
-def _metric_frame(groups: Any, rows: _Rows) -> MetricFrame:
-    return MetricFrame(
-        metrics=_METRICS,
-        y_true=rows.labels,
-        y_pred=rows.selections,
-        sensitive_features=groups,
-        sample_params={name: {"score": rows.scores} for name in _SCORE_INPUT},
-    )
+def _by_group(groups: np.ndarray, rows: _Rows) -> pd.DataFrame:
+    """Return ``n`` and every metric in ``_METRICS`` per group (index: group)."""
+    names, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    records = []
+    for code in range(len(names)):
+        at = codes == code
+        labels, selections = rows.labels[at], rows.selections[at]
+        record: dict[str, Any] = {"n": int(at.sum())}
+        for name, function in _METRICS.items():
+            if name in _SCORE_INPUT:
+                record[name] = function(labels, selections, rows.scores[at])
+            else:
+                record[name] = function(labels, selections)
+        records.append(record)
+    return pd.DataFrame(records, index=pd.Index(names, name="group"))
 
 
 def _overall_row(rows: _Rows) -> pd.DataFrame:
-    overall = _metric_frame(np.zeros(len(rows.labels)), rows).overall
+    overall = _by_group(np.zeros(len(rows.labels)), rows).iloc[0]
     row: dict[str, Any] = {"group": "all rows"} | overall.to_dict()
     row["learners"] = len(np.unique(rows.learners))
     row["positives"] = int(rows.labels.sum())
@@ -645,8 +655,7 @@ def _audit_attribute(
         reason = f"no group has at least {min_group_size} learners"
         return table, _empty_disparities(reason)
 
-    metric_frame = _metric_frame(groups, rows)
-    by_group = metric_frame.by_group
+    by_group = _by_group(groups.to_numpy(), rows)
     by_group = by_group.loc[_sorted_groups([str(g) for g in by_group.index])]
     table = by_group.reset_index(names="group")
     table["group"] = table["group"].astype(str)
@@ -660,12 +669,7 @@ def _audit_attribute(
         table[metric] = table[metric].astype(float)
     table = _add_reasons(table)[_table_columns()]
 
-    disparities = _disparities(
-        by_group,
-        difference=metric_frame.difference(method="between_groups"),
-        ratio=metric_frame.ratio(method="between_groups"),
-    )
-    return table, disparities
+    return table, _disparities(by_group)
 
 
 def _empty_disparities(reason: str) -> pd.DataFrame:
@@ -681,22 +685,24 @@ def _empty_disparities(reason: str) -> pd.DataFrame:
     )
 
 
-def _disparities(
-    by_group: pd.DataFrame, *, difference: pd.Series, ratio: pd.Series
-) -> pd.DataFrame:
-    """Keep fairlearn's difference and ratio where at least two groups compare.
+def _disparities(by_group: pd.DataFrame) -> pd.DataFrame:
+    """Compute max minus min and min over max across groups with a defined rate.
 
-    fairlearn skips groups whose rate is NaN and returns 0 and 1 for a single
-    group, which would read as perfect parity, so those become undefined here.
+    These are fairlearn's ``MetricFrame.difference()`` and ``ratio()`` between
+    groups, except that fewer than two defined groups give an undefined value
+    rather than fairlearn's 0 and 1, which would read as perfect parity.
     """
     rows = []
     for metric in DISPARITY_METRICS:
         label = METRIC_LABELS[metric]
-        compared = int(by_group[metric].notna().sum())
+        defined = by_group[metric].dropna()
+        compared = len(defined)
+        high = float(defined.max()) if compared else float("nan")
+        low = float(defined.min()) if compared else float("nan")
         row: dict[str, Any] = {
-            "difference": float(difference[metric]),
+            "difference": high - low,
             "difference_reason": None,
-            "ratio": float(ratio[metric]),
+            "ratio": low / high if high > 0 else float("nan"),
             "ratio_reason": None,
             "groups_compared": compared,
         }

@@ -189,3 +189,33 @@ def test_no_reference_without_known_group():
     audit = audit_of(frame)
     assert audit.references["band"][0] is None
     assert audit.comparisons["band"].empty
+
+
+def test_rates_match_fairlearn():
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_negative_rate,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+
+    frame = learner_frame()
+    audit = audit_of(frame)
+    reference = MetricFrame(
+        metrics={
+            "selection_rate": selection_rate,
+            "recall": true_positive_rate,
+            "false_negative_rate": false_negative_rate,
+            "false_positive_rate": false_positive_rate,
+        },
+        y_true=frame["y_true"],
+        y_pred=frame["selected"],
+        sensitive_features=frame["gender"],
+    ).by_group
+    table = audit.tables["gender"].set_index("group")
+    for metric in reference.columns:
+        for group in ("a", "b"):
+            assert table.loc[group, metric] == pytest.approx(
+                reference.loc[group, metric]
+            )
