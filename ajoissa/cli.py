@@ -78,8 +78,12 @@ def run(
         typer.Option(help="Operating point: share of learners flagged per as-of date (0-1)."),
     ] = 0.10,
     min_group_size: Annotated[
-        int, typer.Option(help="Fairness groups with fewer rows than this are suppressed.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            help="Fairness groups with fewer distinct learners than this are "
+            "suppressed. Default: the fairness policy's minimum."
+        ),
+    ] = None,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from models.store import tracking_uri
@@ -174,6 +178,7 @@ def _register_commands() -> None:
     Each topic keeps its commands in its own module (``ajoissa/<topic>_commands.py``,
     which imports ``app`` from here); add one import line per module below.
     """
+    import ajoissa.fairness_commands  # noqa: F401
 
 
 _register_commands()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fairness.policy import evaluate_policy, load_policy
+from fairness.policy import FairnessPolicy, evaluate_policy, load_policy
 from fairness.registry import (
     AuditNotFoundError,
     ReviewerException,
@@ -96,6 +96,7 @@ def check_gate(model_name: str, version: str) -> GateDecision:
             f"the stored audit was computed under policy {payload['policy_version']}, "
             f"but the policy in force is {policy.version}; rerun `ajoissa audit`"
         )
+    breaches += _coverage_breaches(payload["audit"], policy)
     findings = evaluate_policy(payload["audit"], policy)
     breaches += findings.breaches
     warnings += findings.warnings
@@ -147,6 +148,24 @@ def check_gate(model_name: str, version: str) -> GateDecision:
         len(warnings),
     )
     return decision
+
+
+def _coverage_breaches(audit: dict[str, Any], policy: FairnessPolicy) -> list[str]:
+    """List the ways the stored audit covers less than the policy requires."""
+    breaches = []
+    if int(audit["min_group_size"]) < policy.min_group_learners:
+        breaches.append(
+            f"the audit shows groups from {audit['min_group_size']} learners, below "
+            f"the policy's minimum of {policy.min_group_learners}"
+        )
+    covered = set(audit["attributes"]) | set(audit.get("absent_attributes", []))
+    missing = [a for a in policy.sensitive_attributes if a not in covered]
+    if missing:
+        breaches.append(
+            f"the audit leaves out the policy's attributes {missing}, which the "
+            "source has; rerun `ajoissa audit`"
+        )
+    return breaches
 
 
 def _store(decision: GateDecision) -> None:

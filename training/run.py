@@ -18,16 +18,24 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fairness.audit import audit_groups
+from fairness.policy import load_policy
+from fairness.registry import store_audit
 from fairness.report import write_report
 from features.build import FeatureFrame, asof_points_by_offset, build_features
 from models.reasons import contributions, reason_codes, shap_contributions
 from models.risk import predict_risk
 from models.store import CHAMPION, MODEL_NAME_PREFIX
-from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
-from training.evaluate import evaluate_scores, top_share_mask
+from sources.contract import InputTables
+from training.evaluate import evaluate_scores
 from training.registry import ensure_experiment, log_and_register
 from training.split import Prediction, predict_stratified, predict_temporal
+from training.version_audit import (
+    EvaluationRows,
+    audit_input,
+    audit_payload,
+    data_description,
+    group_audit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +59,10 @@ class RunConfig:
     model_name: str | None = None
     """Registered model name; ``ajoissa-<source>`` when not set."""
     alias: str = CHAMPION
-    sensitive_features: list[str] = field(
-        default_factory=lambda: list(SENSITIVE_ATTRIBUTES)
-    )
-    min_group_size: int = 10
+    sensitive_features: list[str] | None = None
+    """Learner columns to audit; the fairness policy's list when not set."""
+    min_group_size: int | None = None
+    """Minimum distinct learners per shown group; the policy's when not set."""
     reason_count: int = 3
     seed: int = 0
 
@@ -112,12 +120,15 @@ def run_main_job(
         )
 
         on_step("auditing fairness")
-        report_path = _write_fairness_report(
+        report_path, audit_payload_ = _write_fairness_report(
             frame, tables, prediction, config, out_dir, registered.uri
         )
+        store_audit(registered.name, registered.version, audit_payload_, report_path)
 
         on_step("computing reason codes from SHAP values")
-        reasons_path, shap_check = _write_reason_codes(frame, prediction, config, out_dir)
+        reasons_path, shap_check = _write_reason_codes(
+            frame, prediction, config, out_dir
+        )
         example_path = _write_example_request(frame, prediction, out_dir)
 
         summary = {
@@ -144,7 +155,9 @@ def run_main_job(
         mlflow.log_artifact(str(summary_path))
         mlflow.log_artifact(str(report_path))
     logger.info(
-        "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
+        "main job for %s finished in %.1f s",
+        config.source,
+        summary["wall_time_seconds"],
     )
     return summary
 
@@ -178,13 +191,6 @@ def _metrics_by_asof(
     return metrics
 
 
-def _selected_within_asof(data: pd.DataFrame, scores: np.ndarray, share: float) -> np.ndarray:
-    selected = np.zeros(len(data), dtype=bool)
-    for _, positions in data.groupby("asof_offset_days").indices.items():
-        selected[positions] = top_share_mask(scores[positions], share)
-    return selected
-
-
 def _write_fairness_report(
     frame: FeatureFrame,
     tables: InputTables,
@@ -192,36 +198,62 @@ def _write_fairness_report(
     config: RunConfig,
     out_dir: Path,
     model_uri: str,
-) -> Path:
+) -> tuple[Path, dict[str, Any]]:
+    """Audit the evaluation rows; return the report path and the audit payload.
+
+    The payload is what ``ajoissa audit`` stores too, without the mitigation
+    comparison and explanation overview, which that command adds.
+    """
+    policy = load_policy()
     data = frame.data.iloc[prediction.rows].reset_index(drop=True)
-    scores = prediction.scores["model"]
-    present = [c for c in config.sensitive_features if c in tables.learners.columns]
-    audit_frame = data[["learner_id", "asof_offset_days"]].merge(
-        tables.learners[["learner_id", *present]], on="learner_id", how="left"
+    description = _validation_description(config, prediction)["description"]
+    rows = EvaluationRows(
+        data, frame.y[prediction.rows], prediction.scores["model"], description
     )
-    audit_frame["y_true"] = frame.y[prediction.rows]
-    audit_frame["score"] = scores
-    audit_frame["selected"] = _selected_within_asof(data, scores, config.top_share)
-    audit = audit_groups(
-        audit_frame,
-        sensitive_features=present,
-        min_group_size=config.min_group_size,
+    prepared = audit_input(
+        rows,
+        tables.learners,
+        policy,
+        top_share=config.top_share,
+        attributes=config.sensitive_features,
     )
-    missing = sorted(set(config.sensitive_features) - set(present))
+    audit = group_audit(prepared, policy, config.min_group_size)
     notes = [
-        f"Rows: {len(audit_frame)} evaluation rows (learner and as-of date) from "
-        f"{_validation_description(config, prediction)['description']}.",
+        f"Rows: {len(data)} evaluation rows (learner and as-of date) from {description}."
     ]
-    if missing:
-        notes.append(f"This source has no data for: {', '.join(missing)}.")
-    return write_report(
+    if prepared.skipped_intersections:
+        skipped = "; ".join(" x ".join(m) for m in prepared.skipped_intersections)
+        notes.append(
+            f"Intersections skipped because the source lacks a member: {skipped}."
+        )
+    notes.append(
+        "The mitigation comparison and explanation overview are added by "
+        "`ajoissa audit` for a registered version."
+    )
+    described = data_description(rows)
+    path = write_report(
         audit,
         out_dir / "fairness_report.html",
         model_uri=model_uri,
         source=config.source,
         operating_point=_operating_point(config),
         notes=notes,
+        policy=policy,
+        data=described,
     )
+    payload = audit_payload(
+        audit,
+        policy,
+        model_uri=model_uri,
+        source=config.source,
+        operating_point=_operating_point(config),
+        rows_description=description,
+        extra={
+            "skipped_intersections": prepared.skipped_intersections,
+            "data": described,
+        },
+    )
+    return path, payload
 
 
 def _write_reason_codes(
@@ -279,7 +311,9 @@ def _operating_point(config: RunConfig) -> str:
     )
 
 
-def _validation_description(config: RunConfig, prediction: Prediction) -> dict[str, Any]:
+def _validation_description(
+    config: RunConfig, prediction: Prediction
+) -> dict[str, Any]:
     if config.validation == "temporal":
         description = (
             f"temporal split: units starting before {config.temporal_cutoff} train "
@@ -302,17 +336,22 @@ def _row_counts(
         "evaluation_rows": int(len(prediction.rows)),
         "label_rate_by_asof": {
             config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
-            for k, v in data.groupby("asof_offset_days")["withdraws_after"].mean().items()
+            for k, v in data.groupby("asof_offset_days")["withdraws_after"]
+            .mean()
+            .items()
         },
     }
 
 
 def _run_params(config: RunConfig, frame: FeatureFrame, prediction: Prediction) -> dict:
-    params = {
-        k: v for k, v in asdict(config).items() if k not in ("asof_labels",)
-    } | {"n_features": len(frame.feature_names)}
-    params |= {f"lgbm_{k}": v for k, v in prediction.final_model.get_params().items()
-               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")}
+    params = {k: v for k, v in asdict(config).items() if k not in ("asof_labels",)} | {
+        "n_features": len(frame.feature_names)
+    }
+    params |= {
+        f"lgbm_{k}": v
+        for k, v in prediction.final_model.get_params().items()
+        if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")
+    }
     return {k: str(v)[:500] for k, v in params.items()}
 
 
@@ -330,4 +369,3 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-

@@ -135,9 +135,8 @@ def evaluation_rows(
             f"run {registered.run_id} of {registered.uri} does not record "
             "asof_offsets_days and validation; audit it with the run that trained it"
         )
-    frame = build_features(
-        tables.validated(), asof_points_by_offset(tables.units, list(offsets))
-    )
+    tables = tables.validated()
+    frame = build_features(tables, asof_points_by_offset(tables.units, list(offsets)))
     missing = [name for name in registered.spec.features if name not in frame.data]
     if missing:
         raise ValueError(
