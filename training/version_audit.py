@@ -196,7 +196,7 @@ def selected_within_asof(
 ) -> np.ndarray:
     """Select the top ``share`` of rows by score within each as-of offset."""
     selected = np.zeros(len(data), dtype=bool)
-    for _, positions in data.groupby("asof_offset_days").indices.items():
+    for positions in data.groupby("asof_offset_days").indices.values():
         selected[positions] = top_share_mask(scores[positions], share)
     return selected
 
