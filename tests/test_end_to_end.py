@@ -172,12 +172,22 @@ def test_serve_matches_offline_scores(run_output):
 
 def test_run_reports_bad_value(tmp_path):
     data = _write_slice(tmp_path / "data")
-    frame = pd.read_csv(data / "studentRegistration.csv", dtype=str, keep_default_na=False)
+    frame = pd.read_csv(
+        data / "studentRegistration.csv", dtype=str, keep_default_na=False
+    )
     frame.loc[4, "date_registration"] = "yesterday"
     frame.to_csv(data / "studentRegistration.csv", index=False)
     result = subprocess.run(
-        [AJOISSA, "run", "--source", "oulad", "--data", str(data), "--out",
-         str(tmp_path / "out")],
+        [
+            AJOISSA,
+            "run",
+            "--source",
+            "oulad",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+        ],
         env=_env(tmp_path / "home"),
         capture_output=True,
         text=True,
@@ -195,8 +205,16 @@ def test_run_reports_missing_file(tmp_path):
     data = _write_slice(tmp_path / "data")
     (data / "assessments.csv").unlink()
     result = subprocess.run(
-        [AJOISSA, "run", "--source", "oulad", "--data", str(data), "--out",
-         str(tmp_path / "out")],
+        [
+            AJOISSA,
+            "run",
+            "--source",
+            "oulad",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+        ],
         env=_env(tmp_path / "home"),
         capture_output=True,
         text=True,
@@ -229,13 +247,21 @@ def _open_in_chromium(path: Path) -> list[str]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         try:
             page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "console",
+                lambda m: errors.append(m.text) if m.type == "error" else None,
+            )
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(path.as_uri())
             page.wait_for_load_state("load")
@@ -251,9 +277,20 @@ def test_audit_and_exception(run_output, tmp_path):
     env = _env(home) | {"AJOISSA_FAIRNESS_POLICY": str(policy)}
     report = tmp_path / "report.html"
     audited = subprocess.run(
-        [AJOISSA, "audit", "--model", "ajoissa-oulad@champion", "--data",
-         str(out.parent / "data"), "--out", str(report)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            AJOISSA,
+            "audit",
+            "--model",
+            "ajoissa-oulad@champion",
+            "--data",
+            str(out.parent / "data"),
+            "--out",
+            str(report),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert audited.returncode == 0, audited.stdout[-3000:] + audited.stderr[-3000:]
     assert "(policy e2e-strict): fails" in audited.stdout
@@ -265,9 +302,20 @@ def test_audit_and_exception(run_output, tmp_path):
 
     model = f"ajoissa-oulad@{summary['model_version']}"
     excepted = subprocess.run(
-        [AJOISSA, "review-exception", "--model", model, "--reviewer", "Aino Virtanen",
-         "--reason", "Pilot in two schools with every flag reviewed by hand."],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            AJOISSA,
+            "review-exception",
+            "--model",
+            model,
+            "--reviewer",
+            "Aino Virtanen",
+            "--reason",
+            "Pilot in two schools with every flag reviewed by hand.",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert excepted.returncode == 0, excepted.stdout[-3000:] + excepted.stderr[-3000:]
     assert "(policy e2e-strict): passes" in excepted.stdout
@@ -277,8 +325,18 @@ def test_audit_and_exception(run_output, tmp_path):
 def test_audit_rejects_bad_model(run_output, tmp_path):
     _, home, _ = run_output
     result = subprocess.run(
-        [AJOISSA, "audit", "--model", "ajoissa-oulad", "--out", str(tmp_path / "r.html")],
-        env=_env(home), capture_output=True, text=True, timeout=300,
+        [
+            AJOISSA,
+            "audit",
+            "--model",
+            "ajoissa-oulad",
+            "--out",
+            str(tmp_path / "r.html"),
+        ],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "NAME@VERSION or NAME@ALIAS" in result.stderr

@@ -65,8 +65,13 @@ def report(tmp_path_factory) -> Path:
         absent_attributes=["mother_tongue"],
     )
     mitigation = compare_mitigations(
-        X, y, scores, frame["gender"], attribute="gender",
-        learners=frame["learner"].to_numpy(), top_share=0.1,
+        X,
+        y,
+        scores,
+        frame["gender"],
+        attribute="gender",
+        learners=frame["learner"].to_numpy(),
+        top_share=0.1,
     )
     explanations = explanation_overview(model, spec, X, sample=500)
     path = tmp_path_factory.mktemp("report") / "report.html"
@@ -95,13 +100,18 @@ def test_report_renders_in_chromium(report):
         )
         try:
             page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "console",
+                lambda m: errors.append(m.text) if m.type == "error" else None,
+            )
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on(
                 "request",
-                lambda r: remote.append(r.url)
-                if not r.url.startswith(("file:", "data:"))
-                else None,
+                lambda r: (
+                    remote.append(r.url)
+                    if not r.url.startswith(("file:", "data:"))
+                    else None
+                ),
             )
             page.goto(report.as_uri())
             page.wait_for_load_state("load")
