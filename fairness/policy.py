@@ -60,6 +60,7 @@ class FairnessPolicy:
     interval_rule: str
     undefined: str
     rules: list[ToleranceRule] = field(default_factory=list)
+    mitigation_attribute: str | None = None
 
     def reference_for(self, attribute: str) -> str:
         """Return the reference rule or group name for one attribute."""
@@ -78,6 +79,7 @@ class FairnessPolicy:
             "interval_rule": self.interval_rule,
             "undefined": self.undefined,
             "rules": [rule.__dict__ for rule in self.rules],
+            "mitigation_attribute": self.mitigation_attribute,
         }
 
 
@@ -203,6 +205,7 @@ class _Checker:
                 gate.get("undefined", "warn"), "gate.undefined", UNDEFINED_ACTIONS
             ),
             rules=self.rules(self.get(gate, "rules", "gate.")),
+            mitigation_attribute=audit.get("mitigation_attribute"),
         )
 
     def rules(self, value: Any) -> list[ToleranceRule]:

@@ -22,7 +22,8 @@ from fairness.policy import load_policy
 from fairness.registry import store_audit
 from fairness.report import write_report
 from features.build import FeatureFrame, asof_points_by_offset, build_features
-from models.reasons import contributions, reason_codes, shap_contributions
+from models.reason_text import top_reasons
+from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
 from models.store import CHAMPION, MODEL_NAME_PREFIX
 from sources.contract import InputTables
@@ -273,7 +274,19 @@ def _write_reason_codes(
     fast_values, _ = contributions(model, spec, X.head(200))
     if not np.allclose(fast_values, values[: len(fast_values)], atol=1e-6):
         raise RuntimeError("LightGBM pred_contrib and shap.TreeExplainer disagree")
-    reasons = reason_codes(values, X, spec.features, top_n=config.reason_count)
+    # Sensitive attributes and their proxies are never reasons; each reason
+    # carries a sentence in Finnish, Swedish and English.
+    hidden = tuple(config.sensitive_features or load_policy().sensitive_attributes)
+    reasons = [
+        top_reasons(
+            values[i],
+            X.iloc[i],
+            spec.features,
+            top_n=config.reason_count,
+            exclude=hidden,
+        )
+        for i in range(len(X))
+    ]
     probabilities = predict_risk(model, spec, X)
 
     path = out_dir / "reason_codes.jsonl"

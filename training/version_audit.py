@@ -323,12 +323,13 @@ def audit_version(
     audit = group_audit(prepared, policy)
 
     on_step("comparing mitigation methods")
+    target = mitigation_attribute(policy, prepared.present)
     mitigation = compare_mitigations(
         rows.data[registered.spec.features],
         rows.y,
         rows.scores,
-        prepared.frame[prepared.present[0]] if prepared.present else None,
-        attribute=prepared.present[0] if prepared.present else None,
+        prepared.frame[target] if target else None,
+        attribute=target,
         learners=rows.data["learner_id"].to_numpy(),
         top_share=top_share,
         seed=seed,
@@ -373,6 +374,13 @@ def audit_version(
     )
     store_audit(registered.name, registered.version, payload, report)
     return payload, report
+
+
+def mitigation_attribute(policy: FairnessPolicy, present: list[str]) -> str | None:
+    """Return the policy's mitigation attribute, else the first audited one."""
+    if policy.mitigation_attribute in present:
+        return policy.mitigation_attribute
+    return present[0] if present else None
 
 
 def data_description(rows: EvaluationRows) -> dict[str, Any]:
