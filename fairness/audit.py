@@ -194,11 +194,11 @@ class FairnessAudit:
     Attributes
     ----------
     tables
-        Per audited attribute or intersection (intersections are named like
-        ``gender x deprivation_band``), one row per shown group with the columns
+        Per audited attribute or intersection (named like
+        ``gender x deprivation_band``), one row per shown group. The columns are
         ``group``, ``n`` (rows), ``learners`` (distinct learners), ``positives``,
         every name in ``DEFINED_METRICS`` and a ``<metric>_reason`` column per
-        metric (missing when the metric is defined). Groups are sorted by name,
+        metric, which is missing when the metric is defined. Groups are sorted by name,
         with ``UNKNOWN_GROUP`` last.
     disparities
         Per attribute, one row per name in ``DISPARITY_METRICS`` (the index).
@@ -591,11 +591,17 @@ def _binary_column(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _group_names(values: pd.Series) -> pd.Series:
-    """Return the values as strings, with missing values named ``UNKNOWN_GROUP``."""
+    """Return the values as strings, with missing values named ``UNKNOWN_GROUP``.
+
+    Missing means None, NaN, NaT, ``pd.NA`` or a blank string, whatever the
+    column's dtype.
+    """
     # Going through object dtype lets categorical and numeric columns take the
     # new name, and the result has the pandas 3 ``str`` dtype.
     named = values.astype(object).where(values.notna(), UNKNOWN_GROUP)
-    return named.astype(str).rename(values.name).reset_index(drop=True)
+    text = named.astype(str)
+    text = text.where(text.str.strip() != "", UNKNOWN_GROUP)
+    return text.rename(values.name).reset_index(drop=True)
 
 
 def _sorted_groups(names: list[str]) -> list[str]:

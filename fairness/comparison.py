@@ -1,8 +1,8 @@
 """Differences and ratios against a reference group, with bootstrap intervals.
 
 Rows of one learner (one per as-of date) are not independent, so the bootstrap
-resamples learners, not rows: each replicate draws as many learners as there are,
-with replacement, and every row of a drawn learner enters with the learner's
+resamples learners, not rows. Each replicate draws as many learners as there are,
+with replacement. Every row of a drawn learner then enters with the learner's
 multiplicity as its weight. The selections stay as they were at the operating
 point, so the intervals cover the uncertainty of the rates for a fixed model and
 threshold, not of the threshold itself. Intervals are percentile intervals.
@@ -35,8 +35,9 @@ _NO_RATIO = {"calibration_gap"}
 """Metrics that can be negative, so only their difference is meaningful."""
 
 MIN_DEFINED_SHARE = 0.9
-"""An interval is only given when the metric is defined in at least this share of
-the bootstrap replicates; otherwise the interval would describe a biased subset."""
+"""Share of bootstrap replicates in which the metric must be defined for an
+interval to be given, because an interval over fewer would describe a biased
+subset of the replicates."""
 
 LARGEST = "largest"
 """Reference rule: the shown group with the most distinct learners, other than
@@ -45,7 +46,7 @@ LARGEST = "largest"
 
 @dataclass(frozen=True)
 class BootstrapSettings:
-    """How the confidence intervals are computed."""
+    """Settings of the bootstrap confidence intervals."""
 
     replicates: int = 200
     confidence: float = 0.95
@@ -179,7 +180,7 @@ def compare_with_reference(
         ``difference_high``, ``ratio`` with ``ratio_low`` and ``ratio_high``,
         ``replicates_defined`` and the reasons ``difference_reason`` and
         ``ratio_reason`` (``None`` when the value is defined). Interval bounds
-        are NaN when no interval could be computed; the reason then says why.
+        are NaN when no interval could be computed, and the reason column gives why.
     """
     # NOTE: ROC-AUC per group is reported but not compared here, because a
     # weighted AUC per replicate would cost one sort per group and replicate.

@@ -1,11 +1,11 @@
 """Global view of the model's explanations, for the audit report.
 
 Contributions are TreeSHAP values for the dropout class in log-odds, from
-LightGBM's ``pred_contrib`` (see :mod:`models.reasons`). The overview checks on
-a seeded sample of rows that they add up, with the base value, to LightGBM's raw
-score and agree with ``shap.TreeExplainer``; ranks features by mean absolute
-contribution; draws dependence plots for the top features; and shows the reason
-sentences of a few of the highest-risk rows.
+LightGBM's ``pred_contrib`` (see :mod:`models.reasons`). On a seeded sample of
+rows, the overview checks that they add up, with the base value, to LightGBM's
+raw score and that they agree with ``shap.TreeExplainer``. It then ranks
+features by mean absolute contribution, draws dependence plots for the top
+features and shows the reason sentences of a few of the highest-risk rows.
 """
 
 from __future__ import annotations

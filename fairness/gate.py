@@ -3,7 +3,8 @@
 :func:`check_gate` never recomputes the audit. It reads the audit stored with the
 version by ``ajoissa audit`` (or by the main job), checks it against the current
 policy file and honours a reviewer exception recorded for that same audit and
-policy version. It stores its decision as model version tags ``fairness.gate.*``.
+policy version. It stores its decision with the version: in full as an artifact
+``fairness/gate-v<version>-<time>.json`` and in short as tags ``fairness.gate.*``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fairness.registry import (
     AuditNotFoundError,
     ReviewerException,
     load_audit,
+    log_json_artifact,
     mlflow_client,
     read_exception,
     set_version_tags,
@@ -169,13 +171,22 @@ def _coverage_breaches(audit: dict[str, Any], policy: FairnessPolicy) -> list[st
 
 
 def _store(decision: GateDecision) -> None:
+    checked_at = datetime.now(UTC).isoformat(timespec="seconds")
+    stamp = checked_at.replace(":", "").replace("+0000", "Z")
+    artifact = log_json_artifact(
+        decision.model_name,
+        decision.version,
+        f"gate-v{decision.version}-{stamp}.json",
+        decision.to_dict() | {"checked_at": checked_at},
+    )
     set_version_tags(
         decision.model_name,
         decision.version,
         {
             TAG_GATE + "passed": str(decision.passed).lower(),
             TAG_GATE + "policy_version": str(decision.policy_version),
-            TAG_GATE + "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            TAG_GATE + "checked_at": checked_at,
+            TAG_GATE + "decision": artifact,
             TAG_GATE + "reasons": "\n".join(decision.reasons),
             TAG_GATE + "exception_reviewer": (
                 decision.exception.reviewer if decision.exception else ""

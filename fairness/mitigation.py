@@ -5,8 +5,8 @@ Four ways of flagging learners are compared on the same evaluation half:
 1. the unmitigated model, flagging the top share ``k`` by score;
 2. fairlearn's :class:`~fairlearn.postprocessing.ThresholdOptimizer` on the
    model's score with ``true_positive_rate_parity`` (equal opportunity), fitted
-   on the other half; it picks its own selection rate, so its precision is not at
-   ``k`` and its selection rate is shown next to it;
+   on the other half. It picks its own selection rate, so its precision is not
+   at ``k`` and its selection rate is shown next to it;
 3. a logistic regression on the same features, unmitigated, at ``k``; it
    separates the cost of changing the learner from the cost of mitigating;
 4. fairlearn's :class:`~fairlearn.reductions.ExponentiatedGradient` with that

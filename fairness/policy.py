@@ -248,7 +248,7 @@ def evaluate_policy(audit: dict[str, Any], policy: FairnessPolicy) -> PolicyFind
     the policy's tolerance rules.
 
     Every shown group of every audited attribute and intersection is checked
-    against its reference group, as ``policy.interval_rule`` says. An undefined
+    against its reference group under ``policy.interval_rule``. An undefined
     comparison or missing interval is a warning or a breach, as
     ``policy.undefined`` says.
     """

@@ -40,8 +40,8 @@ TAG_POLICY = "fairness.policy_version"
 TAG_REPORT = "fairness.report"
 TAG_EXCEPTION = "fairness.exception."
 MAX_TAG_CHARS = 4000
-"""Tag values are cut to this length; MLflow 3.17 rejects model version tag
-values longer than 5000 characters."""
+"""Tag values are cut to this length to keep the registry listing short (MLflow
+3.17 accepts up to 100,000). Long texts are stored in full as artifacts."""
 
 
 class AuditNotFoundError(LookupError):
@@ -95,6 +95,12 @@ def resolve_version(model_name: str, version_or_alias: str) -> str:
             f"model {model_name!r} has no version or alias {version_or_alias!r} in the "
             "registry; list versions with `mlflow ui` or check AJOISSA_HOME"
         ) from exc
+
+
+def log_json_artifact(model_name: str, version: str, name: str, data: dict) -> str:
+    """Log ``data`` as ``fairness/<name>`` in the version's run; return the path."""
+    run_id = mlflow_client().get_model_version(model_name, version).run_id
+    return _log_file(run_id, name, _canonical(data))
 
 
 def _log_file(run_id: str, name: str, data: bytes) -> str:

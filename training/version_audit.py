@@ -1,12 +1,12 @@
 """Fairness audit of a registered model version, from its recorded run settings.
 
 The main job audits the model it has just trained; :func:`audit_version` audits
-any registered version later. It rebuilds the evaluation rows from the source
-tables and the settings recorded in the version's run (as-of offsets, validation
-scheme, temporal cutoff, folds, seed, operating point), scores them, computes the
-group audit, the mitigation comparison and the explanation overview, writes the
-HTML report and stores the audit JSON and report with the version, where
-:func:`fairness.gate.check_gate` reads them.
+any registered version later. It rebuilds and scores the evaluation rows from
+the source tables and the settings recorded in the version's run (as-of offsets,
+validation scheme, temporal cutoff, folds, seed, operating point). It then
+computes the group audit, the mitigation comparison and the explanation overview
+and writes the HTML report. The audit JSON and the report are stored with the
+version, where :func:`fairness.gate.check_gate` reads them.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ StepCallback = Callable[[str], None]
 class EvaluationRows:
     """The rows a version is audited on, with their scores.
 
-    ``data`` holds the evaluation rows of the feature frame (keys, features and
+    ``data`` contains the evaluation rows of the feature frame (keys, features and
     label), ``scores`` the predicted probabilities aligned with it, and
     ``description`` how the rows were chosen and scored.
     """

@@ -219,3 +219,25 @@ def test_rates_match_fairlearn():
             assert table.loc[group, metric] == pytest.approx(
                 reference.loc[group, metric]
             )
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [None, np.nan, pd.NA, "", "  "],
+    ids=["none", "nan", "pd-na", "empty", "blank"],
+)
+def test_missing_kinds_become_unknown(missing):
+    frame = learner_frame()
+    frame["band"] = frame["band"].astype(object)
+    frame.loc[frame["learner"].astype(int) < 30, "band"] = missing
+    audit = audit_of(frame)
+    groups = set(audit.tables["band"]["group"])
+    assert UNKNOWN_GROUP in groups
+    assert groups - {UNKNOWN_GROUP} == {"low", "high"}
+
+
+def test_numeric_missing_becomes_unknown():
+    frame = learner_frame()
+    frame["band"] = np.where(frame["learner"].astype(int) < 30, np.nan, 1.0)
+    audit = audit_of(frame)
+    assert set(audit.tables["band"]["group"]) == {"1.0", UNKNOWN_GROUP}

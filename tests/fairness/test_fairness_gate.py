@@ -142,6 +142,7 @@ def test_gate_decision_stored(registry, tmp_path, monkeypatch):
     tags = mlflow.MlflowClient().get_model_version(MODEL, registry).tags
     assert tags["fairness.gate.passed"] == "false"
     assert tags["fairness.gate.policy_version"] == "t1"
+    assert tags["fairness.gate.decision"].startswith("fairness/gate-v")
 
 
 def test_exception_honoured(registry, tmp_path, monkeypatch):
