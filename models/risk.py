@@ -51,9 +51,7 @@ def fit_risk_model(
     return model, spec
 
 
-def predict_risk(
-    model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame
-) -> np.ndarray:
+def predict_risk(model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame) -> np.ndarray:
     """Return the probability of withdrawing for each row of ``X``."""
     return model.predict_proba(spec.conform(X))[:, 1]
 

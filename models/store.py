@@ -75,9 +75,7 @@ class LoadedModel:
         return f"models:/{self.name}/{self.version}"
 
 
-def load_registered(
-    name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION
-) -> LoadedModel:
+def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> LoadedModel:
     """Load the model version that carries ``alias`` in the registry.
 
     Raises

@@ -121,15 +121,13 @@ def run_main_job(
         )
 
         on_step("auditing fairness")
-        report_path, audit_payload_ = _write_fairness_report(
+        report_path, audit = _write_fairness_report(
             frame, tables, prediction, config, out_dir, registered.uri
         )
-        store_audit(registered.name, registered.version, audit_payload_, report_path)
+        store_audit(registered.name, registered.version, audit, report_path)
 
         on_step("computing reason codes from SHAP values")
-        reasons_path, shap_check = _write_reason_codes(
-            frame, prediction, config, out_dir
-        )
+        reasons_path, shap_check = _write_reason_codes(frame, prediction, config, out_dir)
         example_path = _write_example_request(frame, prediction, out_dir)
 
         summary = {
@@ -156,9 +154,7 @@ def run_main_job(
         mlflow.log_artifact(str(summary_path))
         mlflow.log_artifact(str(report_path))
     logger.info(
-        "main job for %s finished in %.1f s",
-        config.source,
-        summary["wall_time_seconds"],
+        "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
     )
     return summary
 
@@ -220,17 +216,14 @@ def _write_fairness_report(
     )
     audit = group_audit(prepared, policy, config.min_group_size)
     notes = [
-        f"Rows: {len(data)} evaluation rows (learner and as-of date) from {description}."
+        f"Rows: {len(data)} evaluation rows (learner and as-of date) from "
+        f"{description}.",
+        "The mitigation comparison and explanation overview are added by "
+        "`ajoissa audit` for a registered version.",
     ]
     if prepared.skipped_intersections:
         skipped = "; ".join(" x ".join(m) for m in prepared.skipped_intersections)
-        notes.append(
-            f"Intersections skipped because the source lacks a member: {skipped}."
-        )
-    notes.append(
-        "The mitigation comparison and explanation overview are added by "
-        "`ajoissa audit` for a registered version."
-    )
+        notes.append(f"Intersections skipped because the source lacks a member: {skipped}.")
     described = data_description(rows)
     path = write_report(
         audit,
@@ -249,10 +242,7 @@ def _write_fairness_report(
         source=config.source,
         operating_point=_operating_point(config),
         rows_description=description,
-        extra={
-            "skipped_intersections": prepared.skipped_intersections,
-            "data": described,
-        },
+        extra={"skipped_intersections": prepared.skipped_intersections, "data": described},
     )
     return path, payload
 
@@ -278,13 +268,8 @@ def _write_reason_codes(
     # carries a sentence in Finnish, Swedish and English.
     hidden = tuple(config.sensitive_features or load_policy().sensitive_attributes)
     reasons = [
-        top_reasons(
-            values[i],
-            X.iloc[i],
-            spec.features,
-            top_n=config.reason_count,
-            exclude=hidden,
-        )
+        top_reasons(values[i], X.iloc[i], spec.features, top_n=config.reason_count,
+                    exclude=hidden)
         for i in range(len(X))
     ]
     probabilities = predict_risk(model, spec, X)
@@ -324,9 +309,7 @@ def _operating_point(config: RunConfig) -> str:
     )
 
 
-def _validation_description(
-    config: RunConfig, prediction: Prediction
-) -> dict[str, Any]:
+def _validation_description(config: RunConfig, prediction: Prediction) -> dict[str, Any]:
     if config.validation == "temporal":
         description = (
             f"temporal split: units starting before {config.temporal_cutoff} train "
@@ -349,22 +332,17 @@ def _row_counts(
         "evaluation_rows": int(len(prediction.rows)),
         "label_rate_by_asof": {
             config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
-            for k, v in data.groupby("asof_offset_days")["withdraws_after"]
-            .mean()
-            .items()
+            for k, v in data.groupby("asof_offset_days")["withdraws_after"].mean().items()
         },
     }
 
 
 def _run_params(config: RunConfig, frame: FeatureFrame, prediction: Prediction) -> dict:
-    params = {k: v for k, v in asdict(config).items() if k not in ("asof_labels",)} | {
-        "n_features": len(frame.feature_names)
-    }
-    params |= {
-        f"lgbm_{k}": v
-        for k, v in prediction.final_model.get_params().items()
-        if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")
-    }
+    params = {
+        k: v for k, v in asdict(config).items() if k not in ("asof_labels",)
+    } | {"n_features": len(frame.feature_names)}
+    params |= {f"lgbm_{k}": v for k, v in prediction.final_model.get_params().items()
+               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")}
     return {k: str(v)[:500] for k, v in params.items()}
 
 
@@ -382,3 +360,4 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
