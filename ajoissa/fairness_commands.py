@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -17,6 +17,9 @@ from rich.progress import (
 )
 
 from ajoissa.cli import app, console
+
+if TYPE_CHECKING:
+    from fairness.gate import GateDecision
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _print_decision(decision: object) -> None:
+def _print_decision(decision: GateDecision) -> None:
     status = "passes" if decision.passed else "fails"
     console.print(
         f"Fairness gate for {decision.model_name} version {decision.version} "
