@@ -103,6 +103,8 @@ def audit(
             f"not one of {sorted(SOURCES)}"
         )
     entry = SOURCES[source]
+    # NOTE: the main job records the source name but not the data path, so an
+    # audit of a model trained on other data needs --data pointing at that data.
     data_path = data or entry.default_data
 
     started = time.perf_counter()
