@@ -81,8 +81,9 @@ def run(
     min_group_size: Annotated[
         int | None,
         typer.Option(
-            help="Fairness groups with fewer rows than this are suppressed. "
-            "Default: 10, or the mapping's min_group_size with --source table."
+            help="Fairness groups with fewer distinct learners than this are "
+            "suppressed. Default: the fairness policy's minimum, or the "
+            "mapping's min_group_size with --source table."
         ),
     ] = None,
     mapping: Annotated[
@@ -205,6 +206,7 @@ def _register_commands() -> None:
     which imports ``app`` from here); add one import line per module below.
     """
     import ajoissa.table_commands  # noqa: F401
+    import ajoissa.fairness_commands  # noqa: F401
 
 
 _register_commands()

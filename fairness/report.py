@@ -17,14 +17,25 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fairness.audit import DISPARITY_METRICS, METRIC_LABELS, RATE_METRICS, FairnessAudit
+from fairness.audit import (
+    DEFINED_METRICS,
+    DISPARITY_METRICS,
+    METRIC_LABELS,
+    FairnessAudit,
+)
+from fairness.comparison import COMPARED_METRICS
+
+if TYPE_CHECKING:
+    from fairness.explain import ExplanationOverview
+    from fairness.mitigation import MitigationResult
+    from fairness.policy import FairnessPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +71,14 @@ def _percent(value: float) -> str:
     return f"{value * 100:.1f} %"
 
 
+def _metric_text(metric: str, value: float) -> str:
+    if metric == "roc_auc":
+        return f"{value:.3f}"
+    if metric == "calibration_gap":
+        return f"{value * 100:+.1f} pp"
+    return _percent(value)
+
+
 def _group_rows(table: pd.DataFrame, notes: _Footnotes) -> list[dict[str, Any]]:
     rows = []
     for record in table.to_dict("records"):
@@ -67,14 +86,77 @@ def _group_rows(table: pd.DataFrame, notes: _Footnotes) -> list[dict[str, Any]]:
             _cell(
                 float(record[metric]),
                 record[f"{metric}_reason"],
-                _percent(float(record[metric])),
+                _metric_text(metric, float(record[metric])),
                 notes,
             )
-            for metric in RATE_METRICS
+            for metric in DEFINED_METRICS
         ]
-        mean_score = float(record["mean_score"])
-        cells.append(_cell(mean_score, None, f"{mean_score:.3f}", notes))
-        rows.append({"group": record["group"], "n": f"{record['n']:,}", "cells": cells})
+        rows.append(
+            {
+                "group": record["group"],
+                "n": f"{record['n']:,}",
+                "learners": f"{int(record['learners']):,}",
+                "cells": cells,
+            }
+        )
+    return rows
+
+
+def _interval_text(low: float, high: float, ratio: bool) -> str:
+    if ratio:
+        return f"{low:.2f} to {high:.2f}"
+    return f"{low * 100:+.1f} to {high * 100:+.1f}"
+
+
+def _comparison_rows(
+    comparisons: pd.DataFrame, notes: _Footnotes
+) -> list[dict[str, Any]]:
+    rows = []
+    if comparisons.empty:
+        return rows
+    for record in comparisons.to_dict("records"):
+        metric = record["metric"]
+        difference = float(record["difference"])
+        ratio = float(record["ratio"])
+        cells = {
+            "difference": _cell(
+                difference,
+                record["difference_reason"],
+                f"{difference * 100:+.1f}",
+                notes,
+            ),
+            "ratio": _cell(ratio, record["ratio_reason"], f"{ratio:.2f}", notes),
+        }
+        for kind, is_ratio in (("difference", False), ("ratio", True)):
+            low, high = float(record[f"{kind}_low"]), float(record[f"{kind}_high"])
+            point_defined = not math.isnan(float(record[kind]))
+            if math.isnan(low) and point_defined:
+                cells[f"{kind}_interval"] = _cell(
+                    low, record[f"{kind}_reason"], "", notes
+                )
+            elif math.isnan(low):
+                cells[f"{kind}_interval"] = {"text": "-", "reason": None, "note": None}
+            else:
+                cells[f"{kind}_interval"] = {
+                    "text": _interval_text(low, high, is_ratio),
+                    "reason": None,
+                    "note": None,
+                }
+        rows.append(
+            {
+                "group": record["group"],
+                "metric": METRIC_LABELS[metric],
+                "value": _metric_text(metric, float(record["value"]))
+                if not math.isnan(float(record["value"]))
+                else "undefined",
+                "reference_value": _metric_text(
+                    metric, float(record["reference_value"])
+                )
+                if not math.isnan(float(record["reference_value"]))
+                else "undefined",
+                **cells,
+            }
+        )
     return rows
 
 
@@ -102,26 +184,33 @@ def _disparity_rows(
     return rows
 
 
-def _suppression_sentence(groups: int, rows: int, min_group_size: int) -> str:
+def _suppression_sentence(
+    groups: int, rows: int, min_group_size: int, learners: int = 0
+) -> str:
     if groups == 0:
         return (
-            f"No group was suppressed: every group has at least {min_group_size} rows."
+            "No group was suppressed: every group has at least "
+            f"{min_group_size} learners."
         )
+    learner_word = "learner" if learners == 1 else "learners"
     if groups == 1:
         row_word = "row" if rows == 1 else "rows"
-        subject = f"1 group ({rows:,} {row_word}) was suppressed because it has"
+        subject = (
+            f"1 group ({rows:,} {row_word}, {learners:,} {learner_word}) was "
+            "suppressed because it has"
+        )
         pronoun = "Its metrics are"
     else:
         subject = (
-            f"{groups} groups ({rows:,} rows in total) were suppressed because "
-            "each has"
+            f"{groups} groups ({rows:,} rows and {learners:,} {learner_word} in "
+            "total) were suppressed because each has"
         )
         pronoun = "Their metrics are"
     return (
-        f"{subject} fewer than {min_group_size} rows. {pronoun} not shown and "
-        "are left out of the disparity summary. This keeps estimates from very "
-        "small groups out of the report and also protects the privacy of the "
-        "learners in them."
+        f"{subject} fewer than {min_group_size} learners. {pronoun} not shown and "
+        "are left out of the comparisons and the disparity summary. This keeps "
+        "estimates from very small groups out of the report and also protects "
+        "the privacy of the learners in them."
     )
 
 
@@ -139,9 +228,7 @@ def _chart_png(table: pd.DataFrame) -> str | None:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for position, metric in enumerate(DISPARITY_METRICS):
-        offsets = [
-            index + (position - 1) * bar_height for index in range(len(groups))
-        ]
+        offsets = [index + (position - 1) * bar_height for index in range(len(groups))]
         values = table[metric].astype(float)
         axes.barh(
             offsets,
@@ -174,6 +261,193 @@ def _chart_png(table: pd.DataFrame) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _ratio_chart_png(
+    comparisons: pd.DataFrame, metric: str, band: tuple[float, float] | None
+) -> str | None:
+    """Draw each group's ratio to the reference with its interval and the band.
+
+    Returns ``None`` when no group has a defined ratio with an interval.
+    """
+    if comparisons.empty:
+        return None
+    rows = comparisons[comparisons["metric"] == metric]
+    rows = rows[rows["ratio_low"].notna()]
+    if rows.empty:
+        return None
+    figure = Figure(figsize=(7.0, 1.0 + 0.45 * len(rows)), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = list(range(len(rows)))
+    if band is not None:
+        axes.axvspan(*band, color="#e6ecf2", label="policy tolerance")
+    axes.axvline(1.0, color="#595959", linewidth=0.8)
+    axes.errorbar(
+        rows["ratio"],
+        positions,
+        xerr=[rows["ratio"] - rows["ratio_low"], rows["ratio_high"] - rows["ratio"]],
+        fmt="o",
+        color=_CHART_COLOURS[0],
+        capsize=3,
+        label="ratio with interval",
+    )
+    axes.set_yticks(positions, labels=list(rows["group"]), parse_math=False)
+    axes.invert_yaxis()
+    axes.set_xlabel(f"{METRIC_LABELS[metric]} ratio to the reference group")
+    axes.legend(
+        loc="lower left", bbox_to_anchor=(0.0, 1.02), ncols=2, fontsize=8, frameon=False
+    )
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _verdict(
+    audit: FairnessAudit, policy: FairnessPolicy | None
+) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    from fairness.policy import evaluate_policy
+
+    findings = evaluate_policy(audit.to_dict(), policy)
+    return {
+        "version": policy.version,
+        "passed": findings.passed,
+        "breaches": findings.breaches,
+        "warnings": findings.warnings,
+        "checked": findings.checked,
+        "rules": [rule.describe() for rule in policy.rules],
+        "interval_rule": policy.interval_rule,
+        "undefined": policy.undefined,
+    }
+
+
+def _limitations(
+    audit: FairnessAudit,
+    mitigation: MitigationResult | None,
+    data: dict[str, Any] | None,
+) -> list[str]:
+    items = [
+        "Intervals are learner-level bootstrap percentile intervals with the "
+        "selections held fixed: they show sampling uncertainty of the rates, not "
+        "the uncertainty of the threshold or of the model's training.",
+        "ROC-AUC is reported per group but has no interval and is not compared "
+        "with the reference group.",
+        "The label counts withdrawal only; completing, failing and transferring "
+        "all count as not dropping out, so a transfer that hides a dropout is "
+        "counted as a success.",
+        "Groups are the categories the source records. A missing value is its own "
+        "group, unknown, which can mix very different learners.",
+        "A learner contributes one row per as-of date, so rows are not independent; "
+        "the bootstrap resamples learners for that reason.",
+        "Meeting the policy is not proof of fairness: metrics here compare error "
+        "rates, not the consequences of being flagged or of being missed.",
+    ]
+    if audit.absent_attributes:
+        items.append(
+            "The source has no data for: " + ", ".join(audit.absent_attributes) + "."
+        )
+    if mitigation is not None and mitigation.skipped_reason is None:
+        items.append(
+            "The mitigation comparison selects the top share over the whole "
+            "evaluation half, not within each as-of date as the audit does, and "
+            "is measured on one seeded learner split."
+        )
+    if data and "stratified" in str(data.get("selection", "")):
+        items.append(
+            "Scores are out of fold from the cross-validation fold models; the "
+            "registered model was refitted on all rows, so its own scores on these "
+            "rows would be in-sample."
+        )
+    return items
+
+
+def _mitigation_context(mitigation: MitigationResult | None) -> dict[str, Any] | None:
+    if mitigation is None:
+        return None
+    groups = sorted(
+        {group for method in mitigation.methods for group in method.recall_by_group}
+    )
+
+    def share(value: float | None) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "undefined"
+        return _percent(value)
+
+    methods = []
+    for method in mitigation.methods:
+        methods.append(
+            {
+                "name": method.name,
+                "description": method.description,
+                "selection_rate": share(method.selection_rate),
+                "precision": share(method.precision),
+                "precision_at_k": share(method.precision_at_k)
+                if method.precision_at_k is not None
+                else "not at k",
+                "recall": share(method.recall),
+                "recall_ratio": f"{method.recall_ratio:.2f}"
+                if method.recall_ratio is not None
+                else f"undefined ({method.recall_ratio_reason})",
+                "by_group": [share(method.recall_by_group.get(g)) for g in groups],
+            }
+        )
+    return {
+        "attribute": mitigation.attribute,
+        "skipped": mitigation.skipped_reason,
+        "groups": groups,
+        "methods": methods,
+        "fallbacks": mitigation.fallbacks,
+        "fit_rows": f"{mitigation.fit_rows:,}",
+        "eval_rows": f"{mitigation.eval_rows:,}",
+        "seed": mitigation.seed,
+        "top_share": f"{mitigation.top_share:.0%}",
+    }
+
+
+def _explanation_context(
+    explanations: ExplanationOverview | None,
+) -> dict[str, Any] | None:
+    if explanations is None:
+        return None
+    return {
+        "rows": f"{explanations.rows:,}",
+        "unit": explanations.unit,
+        "base_value": f"{explanations.base_value:.3f}",
+        "additivity": f"{explanations.additivity_max_error:.1e}",
+        "agreement": "not checked"
+        if explanations.shap_agreement_max_error is None
+        else f"{explanations.shap_agreement_max_error:.1e}",
+        "importance": [
+            {
+                "feature": item["feature"],
+                "label": item["label"],
+                "value": f"{item['mean_abs_contribution']:.3f}",
+            }
+            for item in explanations.importance[:10]
+        ],
+        "plots": [
+            {"feature": feature, "png": png}
+            for feature, png in explanations.plots.items()
+        ],
+        "examples": [
+            {
+                "probability": _percent(example["probability"]),
+                "raw": f"{example['raw_score_log_odds']:.2f}",
+                "reasons": [
+                    {
+                        "feature": reason["feature"],
+                        "contribution": f"{reason['contribution_log_odds']:+.3f}",
+                        "sentences": reason["sentences"],
+                    }
+                    for reason in example["reasons"]
+                ],
+            }
+            for example in explanations.examples
+        ],
+    }
+
+
 def _context(
     audit: FairnessAudit,
     *,
@@ -181,21 +455,43 @@ def _context(
     source: str,
     operating_point: str,
     notes: list[str],
+    policy: FairnessPolicy | None = None,
+    mitigation: MitigationResult | None = None,
+    explanations: ExplanationOverview | None = None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     footnotes = _Footnotes()
+    band_rule = next(
+        (r for r in (policy.rules if policy else []) if r.measure == "ratio"), None
+    )
+    chart_metric = band_rule.metric if band_rule else "recall"
+    band = (band_rule.lower, band_rule.upper) if band_rule else None
     attributes = []
     for attribute, table in audit.tables.items():
         suppression = audit.suppressed[attribute]
+        comparisons = audit.comparisons.get(attribute, pd.DataFrame())
+        reference, reference_reason = audit.references.get(
+            attribute, (None, "no reference group was chosen")
+        )
         attributes.append(
             {
                 "name": attribute,
                 "anchor": f"attribute-{len(attributes) + 1}",
+                "intersection": attribute in audit.intersections,
                 "rows": _group_rows(table, footnotes),
+                "reference": reference,
+                "reference_reason": reference_reason,
+                "comparisons": _comparison_rows(comparisons, footnotes),
+                "ratio_chart": _ratio_chart_png(comparisons, chart_metric, band),
+                "ratio_chart_metric": METRIC_LABELS[chart_metric],
                 "disparities": _disparity_rows(
                     audit.disparities[attribute], len(table), footnotes
                 ),
                 "suppression": _suppression_sentence(
-                    suppression.groups, suppression.rows, audit.min_group_size
+                    suppression.groups,
+                    suppression.rows,
+                    audit.min_group_size,
+                    suppression.learners,
                 ),
                 "chart": _chart_png(table),
             }
@@ -206,12 +502,23 @@ def _context(
         "operating_point": operating_point,
         "written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "total_rows": f"{audit.total_rows:,}",
+        "total_learners": f"{audit.total_learners:,}",
         "min_group_size": audit.min_group_size,
+        "confidence": f"{audit.bootstrap.confidence:.0%}",
+        "replicates": audit.bootstrap.replicates,
+        "bootstrap_seed": audit.bootstrap.seed,
         "overall": _group_rows(audit.overall, footnotes)[0],
         "attributes": attributes,
+        "absent_attributes": audit.absent_attributes,
+        "verdict": _verdict(audit, policy),
+        "mitigation": _mitigation_context(mitigation),
+        "explanations": _explanation_context(explanations),
+        "data": data,
+        "limitations": _limitations(audit, mitigation, data),
         "notes": notes,
         "footnotes": footnotes.reasons,
-        "metric_labels": [METRIC_LABELS[metric] for metric in RATE_METRICS],
+        "metric_labels": [METRIC_LABELS[metric] for metric in DEFINED_METRICS],
+        "compared_labels": [METRIC_LABELS[metric] for metric in COMPARED_METRICS],
     }
 
 
@@ -222,6 +529,10 @@ def render_report(
     source: str,
     operating_point: str,
     notes: list[str] | None = None,
+    policy: FairnessPolicy | None = None,
+    mitigation: MitigationResult | None = None,
+    explanations: ExplanationOverview | None = None,
+    data: dict[str, Any] | None = None,
 ) -> str:
     """Render the audit as an HTML document, with every value autoescaped."""
     environment = Environment(
@@ -239,6 +550,10 @@ def render_report(
             source=source,
             operating_point=operating_point,
             notes=list(notes or []),
+            policy=policy,
+            mitigation=mitigation,
+            explanations=explanations,
+            data=data,
         )
     )
 
@@ -251,6 +566,10 @@ def write_report(
     source: str,
     operating_point: str,
     notes: list[str] | None = None,
+    policy: FairnessPolicy | None = None,
+    mitigation: MitigationResult | None = None,
+    explanations: ExplanationOverview | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
     """Write the audit as one self-contained HTML file at ``path``.
 
@@ -274,6 +593,13 @@ def write_report(
         each as-of date".
     notes
         Extra remarks for the reviewer, one paragraph each.
+    policy
+        When given, the report opens with the verdict of the audit against it.
+    mitigation, explanations
+        Output of :func:`fairness.mitigation.compare_mitigations` and
+        :func:`fairness.explain.explanation_overview`, shown when given.
+    data
+        Description of the audited rows and the label, shown when given.
 
     Returns
     -------
@@ -297,6 +623,10 @@ def write_report(
         source=source,
         operating_point=operating_point,
         notes=notes,
+        policy=policy,
+        mitigation=mitigation,
+        explanations=explanations,
+        data=data,
     )
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"

@@ -204,3 +204,121 @@ def test_run_reports_missing_file(tmp_path):
     )
     assert result.returncode == 2
     assert "assessments.csv" in result.stderr
+
+
+STRICT_POLICY = """
+version: "e2e-strict"
+audit:
+  sensitive_attributes: [gender, disability, age_band, deprivation_band]
+  intersections: [[gender, deprivation_band]]
+  min_group_learners: 10
+  bootstrap: {replicates: 50, confidence: 0.95, seed: 0}
+gate:
+  interval_rule: point_estimate
+  undefined: warn
+  rules:
+    - {metric: recall, measure: ratio, lower: 0.99, upper: 1.01}
+"""
+"""A policy no real model meets, so the exception path is exercised."""
+
+
+def _open_in_chromium(path: Path) -> list[str]:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.on(
+                "console",
+                lambda m: errors.append(m.text) if m.type == "error" else None,
+            )
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+        finally:
+            browser.close()
+    return errors
+
+
+def test_audit_and_exception(run_output, tmp_path):
+    out, home, summary = run_output
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(STRICT_POLICY, encoding="utf-8")
+    env = _env(home) | {"AJOISSA_FAIRNESS_POLICY": str(policy)}
+    report = tmp_path / "report.html"
+    audited = subprocess.run(
+        [
+            AJOISSA,
+            "audit",
+            "--model",
+            "ajoissa-oulad@champion",
+            "--data",
+            str(out.parent / "data"),
+            "--out",
+            str(report),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert audited.returncode == 0, audited.stdout[-3000:] + audited.stderr[-3000:]
+    assert "(policy e2e-strict): fails" in audited.stdout
+    html = report.read_text(encoding="utf-8")
+    assert "Verdict: breaches fairness policy e2e-strict" in html
+    assert "gender x deprivation_band" in html
+    assert "Mitigation trade-offs" in html
+    assert _open_in_chromium(report) == []
+
+    model = f"ajoissa-oulad@{summary['model_version']}"
+    excepted = subprocess.run(
+        [
+            AJOISSA,
+            "review-exception",
+            "--model",
+            model,
+            "--reviewer",
+            "Aino Virtanen",
+            "--reason",
+            "Pilot in two schools with every flag reviewed by hand.",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert excepted.returncode == 0, excepted.stdout[-3000:] + excepted.stderr[-3000:]
+    assert "(policy e2e-strict): passes" in excepted.stdout
+    assert "exception recorded by Aino Virtanen" in excepted.stdout
+
+
+def test_audit_rejects_bad_model(run_output, tmp_path):
+    _, home, _ = run_output
+    result = subprocess.run(
+        [
+            AJOISSA,
+            "audit",
+            "--model",
+            "ajoissa-oulad",
+            "--out",
+            str(tmp_path / "r.html"),
+        ],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "NAME@VERSION or NAME@ALIAS" in result.stderr

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,16 +19,25 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fairness.audit import DISPARITY_METRICS, FairnessAudit, audit_groups
+from fairness.policy import load_policy
+from fairness.registry import store_audit
 from fairness.report import write_report
 from features.build import FeatureFrame, asof_points_by_offset, build_features
-from models.reasons import contributions, reason_codes, shap_contributions
+from models.reason_text import top_reasons
+from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
 from models.store import CHAMPION, MODEL_NAME_PREFIX
-from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
-from training.evaluate import evaluate_scores, top_share_mask
+from sources.contract import InputTables
+from training.evaluate import evaluate_scores
 from training.registry import ensure_experiment, log_and_register
 from training.split import Prediction, predict_stratified, predict_temporal
+from training.version_audit import (
+    EvaluationRows,
+    audit_input,
+    audit_payload,
+    data_description,
+    group_audit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +61,10 @@ class RunConfig:
     model_name: str | None = None
     """Registered model name; ``ajoissa-<source>`` when not set."""
     alias: str = CHAMPION
-    sensitive_features: list[str] = field(
-        default_factory=lambda: list(SENSITIVE_ATTRIBUTES)
-    )
-    min_group_size: int = 10
+    sensitive_features: list[str] | None = None
+    """Learner columns to audit; the fairness policy's list when not set."""
+    min_group_size: int | None = None
+    """Minimum distinct learners per shown group; the policy's when not set."""
     reason_count: int = 3
     seed: int = 0
     reference_groups: dict[str, str] = field(default_factory=dict)
@@ -120,6 +130,7 @@ def run_main_job(
         report_path, audit = _write_fairness_report(
             frame, tables, prediction, config, out_dir, registered.uri
         )
+        store_audit(registered.name, registered.version, audit, report_path)
 
         on_step("computing reason codes from SHAP values")
         reasons_path, shap_check = _write_reason_codes(frame, prediction, config, out_dir)
@@ -147,7 +158,7 @@ def run_main_job(
         if config.source_details:
             summary["source_details"] = config.source_details
         if config.reference_groups:
-            summary["fairness_against_reference"] = compare_with_reference(
+            summary["fairness_against_reference"] = _against_reference(
                 audit, config.reference_groups
             )
         summary_path = out_dir / "summary.json"
@@ -189,13 +200,6 @@ def _metrics_by_asof(
     return metrics
 
 
-def _selected_within_asof(data: pd.DataFrame, scores: np.ndarray, share: float) -> np.ndarray:
-    selected = np.zeros(len(data), dtype=bool)
-    for _, positions in data.groupby("asof_offset_days").indices.items():
-        selected[positions] = top_share_mask(scores[positions], share)
-    return selected
-
-
 def _write_fairness_report(
     frame: FeatureFrame,
     tables: InputTables,
@@ -203,33 +207,42 @@ def _write_fairness_report(
     config: RunConfig,
     out_dir: Path,
     model_uri: str,
-) -> tuple[Path, FairnessAudit]:
-    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
-    scores = prediction.scores["model"]
-    present = [c for c in config.sensitive_features if c in tables.learners.columns]
-    audit_frame = data[["learner_id", "asof_offset_days"]].merge(
-        tables.learners[["learner_id", *present]], on="learner_id", how="left"
-    )
-    audit_frame["y_true"] = frame.y[prediction.rows]
-    audit_frame["score"] = scores
-    audit_frame["selected"] = _selected_within_asof(data, scores, config.top_share)
-    audit = audit_groups(
-        audit_frame,
-        sensitive_features=present,
-        min_group_size=config.min_group_size,
-    )
-    missing = sorted(set(config.sensitive_features) - set(present))
-    notes = [
-        f"Rows: {len(audit_frame)} evaluation rows (learner and as-of date) from "
-        f"{_validation_description(config, prediction)['description']}.",
-    ]
-    if missing:
-        notes.append(f"This source has no data for: {', '.join(missing)}.")
-    for attribute, reference in config.reference_groups.items():
-        notes.append(
-            f"Reference group for {attribute}: {reference}. summary.json compares "
-            "each shown group's rates with it."
+) -> tuple[Path, dict[str, Any]]:
+    """Audit the evaluation rows; return the report path and the audit payload.
+
+    The payload is what ``ajoissa audit`` stores too, without the mitigation
+    comparison and explanation overview, which that command adds.
+    """
+    policy = load_policy()
+    if config.reference_groups:
+        # A mapping file's reference groups take precedence over the policy's rule.
+        policy = dataclasses.replace(
+            policy,
+            reference_overrides=policy.reference_overrides | config.reference_groups,
         )
+    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
+    description = _validation_description(config, prediction)["description"]
+    rows = EvaluationRows(
+        data, frame.y[prediction.rows], prediction.scores["model"], description
+    )
+    prepared = audit_input(
+        rows,
+        tables.learners,
+        policy,
+        top_share=config.top_share,
+        attributes=config.sensitive_features,
+    )
+    audit = group_audit(prepared, policy, config.min_group_size)
+    notes = [
+        f"Rows: {len(data)} evaluation rows (learner and as-of date) from "
+        f"{description}.",
+        "The mitigation comparison and explanation overview are added by "
+        "`ajoissa audit` for a registered version.",
+    ]
+    if prepared.skipped_intersections:
+        skipped = "; ".join(" x ".join(m) for m in prepared.skipped_intersections)
+        notes.append(f"Intersections skipped because the source lacks a member: {skipped}.")
+    described = data_description(rows)
     path = write_report(
         audit,
         out_dir / "fairness_report.html",
@@ -237,51 +250,52 @@ def _write_fairness_report(
         source=config.source,
         operating_point=_operating_point(config),
         notes=notes,
+        policy=policy,
+        data=described,
     )
-    return path, audit
+    payload = audit_payload(
+        audit,
+        policy,
+        model_uri=model_uri,
+        source=config.source,
+        operating_point=_operating_point(config),
+        rows_description=description,
+        extra={"skipped_intersections": prepared.skipped_intersections, "data": described},
+    )
+    return path, payload
 
 
-def compare_with_reference(
-    audit: FairnessAudit, reference_groups: dict[str, str]
+def _against_reference(
+    payload: dict[str, Any], reference_groups: dict[str, str]
 ) -> dict[str, Any]:
-    """Compare each shown group's disparity rates with its attribute's reference group.
+    """Return, per attribute with a requested reference group, the audit's comparisons.
 
-    Returns, per attribute, the reference group and, per other shown group and
-    rate in ``DISPARITY_METRICS``, the group's rate minus the reference's
-    (``difference``) and divided by it (``ratio``). A value is None when either
-    rate is undefined, or the reference rate is 0 for a ratio. When the
-    reference group is suppressed or absent, ``reason`` says so and no group is
-    compared.
+    Each shown group maps to its metrics' difference and ratio against the
+    reference, with bootstrap intervals, as the audit computed them.
     """
-    comparison: dict[str, Any] = {}
-    for attribute, reference in reference_groups.items():
-        table = audit.tables.get(attribute)
-        entry: dict[str, Any] = {"reference": reference, "groups": {}}
-        comparison[attribute] = entry
-        if table is None or reference not in set(table["group"]):
-            entry["reason"] = (
-                f"the reference group {reference!r} is not shown in the audit "
-                f"(absent, or fewer than {audit.min_group_size} rows)"
-            )
+    attributes = payload["audit"]["attributes"]
+    out: dict[str, Any] = {}
+    for attribute, requested in reference_groups.items():
+        entry = attributes.get(attribute)
+        if entry is None:
+            out[attribute] = {"reference": requested, "groups": {},
+                              "reason": "the attribute is not in the audit"}
             continue
-        by_group = table.set_index("group")
-        for group in by_group.index:
-            if group == reference:
-                continue
-            entry["groups"][group] = {
-                metric: _against(
-                    by_group.at[group, metric], by_group.at[reference, metric]
-                )
-                for metric in DISPARITY_METRICS
+        groups: dict[str, Any] = {}
+        for row in entry["comparisons"]:
+            groups.setdefault(str(row["group"]), {})[str(row["metric"])] = {
+                key: row.get(key)
+                for key in ("value", "reference_value", "difference",
+                            "difference_low", "difference_high", "ratio",
+                            "ratio_low", "ratio_high")
             }
-    return comparison
-
-
-def _against(value: float, reference: float) -> dict[str, float | None]:
-    if pd.isna(value) or pd.isna(reference):
-        return {"difference": None, "ratio": None}
-    ratio = None if reference == 0 else round(float(value / reference), 4)
-    return {"difference": round(float(value - reference), 4), "ratio": ratio}
+        out[attribute] = {
+            "reference": entry["reference"],
+            "groups": groups,
+        }
+        if entry["reference"] != requested:
+            out[attribute]["reason"] = entry.get("reference_reason")
+    return out
 
 
 def _write_reason_codes(
@@ -301,7 +315,14 @@ def _write_reason_codes(
     fast_values, _ = contributions(model, spec, X.head(200))
     if not np.allclose(fast_values, values[: len(fast_values)], atol=1e-6):
         raise RuntimeError("LightGBM pred_contrib and shap.TreeExplainer disagree")
-    reasons = reason_codes(values, X, spec.features, top_n=config.reason_count)
+    # Sensitive attributes and their proxies are never reasons; each reason
+    # carries a sentence in Finnish, Swedish and English.
+    hidden = tuple(config.sensitive_features or load_policy().sensitive_attributes)
+    reasons = [
+        top_reasons(values[i], X.iloc[i], spec.features, top_n=config.reason_count,
+                    exclude=hidden)
+        for i in range(len(X))
+    ]
     probabilities = predict_risk(model, spec, X)
 
     path = out_dir / "reason_codes.jsonl"

@@ -212,7 +212,7 @@ def test_all_groups_suppressed():
     assert audit.suppressed["group"].groups == 4
     assert audit.suppressed["group"].rows == 33
     reason = audit.disparities["group"].loc["recall", "difference_reason"]
-    assert "no group has at least 50 rows" in reason
+    assert "no group has at least 50 learners" in reason
 
 
 def test_overall_row(audit):
@@ -248,7 +248,11 @@ def test_to_dict_json(audit):
     assert "no denominator" in groups[UNKNOWN_GROUP]["recall_reason"]
     assert groups["a"]["recall"] == pytest.approx(0.75)
     assert groups["a"]["recall_reason"] is None
-    assert data["attributes"]["group"]["suppressed"] == {"groups": 1, "rows": 3}
+    assert data["attributes"]["group"]["suppressed"] == {
+        "groups": 1,
+        "rows": 3,
+        "learners": 3,
+    }
 
 
 def test_to_dict_disparities(audit):

@@ -115,7 +115,10 @@ def test_report_undefined_recall(html):
 
 
 def test_report_suppression_line(html):
-    assert "1 group (2 rows) was suppressed because it has fewer than 10" in html
+    assert (
+        "1 group (2 rows, 2 learners) was suppressed because it has fewer than 10"
+        in html
+    )
     assert "protects the privacy" in html
     assert "No group was suppressed" in html
 
@@ -158,5 +161,5 @@ def test_report_all_suppressed(tmp_path):
     )
     audit = audit_groups(frame, sensitive_features=["gender"])
     html = write_report(audit, tmp_path / "r.html", **REPORT_ARGS).read_text()
-    assert "No group of gender has at least 10 rows" in html
-    assert "2 groups (2 rows in total) were suppressed" in html
+    assert "No group of gender has at least 10 learners" in html
+    assert "2 groups (2 rows and 2 learners in total) were suppressed" in html

@@ -1,0 +1,168 @@
+"""Commands for the fairness audit of a registered version and reviewer exceptions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from ajoissa.cli import app, console
+
+if TYPE_CHECKING:
+    from fairness.gate import GateDecision
+
+logger = logging.getLogger(__name__)
+
+AUDIT_HELP = (
+    "Audit a registered model version for fairness: rebuild its evaluation rows "
+    "from the source and settings recorded with it, compute group metrics with "
+    "bootstrap intervals, compare mitigation methods, summarise explanations, "
+    "write one self-contained HTML report and store the audit and report with the "
+    "version in MLflow, where `ajoissa promote` reads them. The policy is "
+    "fairness/policy.yaml unless AJOISSA_FAIRNESS_POLICY names another file."
+)
+EXCEPTION_HELP = (
+    "Record a named reviewer's exception for a model version whose stored audit "
+    "breaches the fairness policy. The exception is stored with the version in "
+    "MLflow and applies only to the audit and policy version it was recorded "
+    "for; auditing the version again or changing the policy voids it."
+)
+
+
+def _split_model(model: str) -> tuple[str, str]:
+    name, separator, version = model.rpartition("@")
+    if not separator or not name or not version:
+        typer.echo(
+            f"Invalid --model {model!r}: write NAME@VERSION or NAME@ALIAS, for "
+            "example ajoissa-oulad@champion or ajoissa-oulad@3",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    return name, version
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code=2)
+
+
+def _print_decision(decision: GateDecision) -> None:
+    status = "passes" if decision.passed else "fails"
+    console.print(
+        f"Fairness gate for {decision.model_name} version {decision.version} "
+        f"(policy {decision.policy_version}): {status}"
+    )
+    for reason in decision.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
+
+
+@app.command("audit", help=AUDIT_HELP)
+def audit(
+    model: Annotated[
+        str,
+        typer.Option(help="Registered model version: NAME@ALIAS or NAME@VERSION."),
+    ],
+    out: Annotated[Path, typer.Option(help="Path of the HTML report to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder (or file) with the source's data. Default: the bundled "
+            "copy of the source recorded with the version."
+        ),
+    ] = None,
+) -> None:
+    from ajoissa.catalog import SOURCES
+    from fairness.gate import check_gate
+    from fairness.policy import PolicyError
+    from fairness.registry import resolve_version
+    from sources.errors import InputDataError
+    from training.version_audit import audit_version, load_version
+
+    name, requested = _split_model(model)
+    if not out.parent.is_dir():
+        raise _fail(f"Folder {out.parent} for --out does not exist; create it first")
+    try:
+        version = resolve_version(name, requested)
+        registered = load_version(name, version)
+    except LookupError as exc:
+        raise _fail(f"Cannot audit: {exc}") from exc
+    source = registered.tags.get("source") or registered.params.get("source")
+    if source not in SOURCES:
+        raise _fail(
+            f"Cannot audit {registered.uri}: it records source {source!r}, which is "
+            f"not one of {sorted(SOURCES)}"
+        )
+    entry = SOURCES[source]
+    # NOTE: the main job records the source name but not the data path, so an
+    # audit of a model trained on other data needs --data pointing at that data.
+    data_path = data or entry.default_data
+
+    started = time.perf_counter()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"loading {source} from {data_path}", total=6)
+
+        def on_step(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        try:
+            tables = entry.load(data_path)
+            _, report = audit_version(
+                tables, registered, out, source=source, on_step=on_step
+            )
+        except (InputDataError, PolicyError, ValueError) as exc:
+            progress.stop()
+            raise _fail(f"Cannot audit {registered.uri}: {exc}") from exc
+        progress.update(task, completed=6, description="done")
+    console.print(f"Fairness report: {report.resolve()}")
+    console.print(f"Stored with {registered.uri} in MLflow (artifacts under fairness/)")
+    _print_decision(check_gate(name, version))
+    console.print(f"Wall time: {time.perf_counter() - started:.1f} s")
+
+
+@app.command("review-exception", help=EXCEPTION_HELP)
+def review_exception(
+    model: Annotated[
+        str,
+        typer.Option(help="Registered model version: NAME@VERSION or NAME@ALIAS."),
+    ],
+    reviewer: Annotated[
+        str, typer.Option(help="Full name of the reviewer who takes the decision.")
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="Why the breach is acceptable for this version (at least 20 "
+            "characters); stored verbatim with the version."
+        ),
+    ],
+) -> None:
+    from fairness.gate import check_gate
+    from fairness.registry import AuditNotFoundError, record_exception, resolve_version
+
+    name, requested = _split_model(model)
+    try:
+        version = resolve_version(name, requested)
+        exception = record_exception(name, version, reviewer=reviewer, reason=reason)
+    except (AuditNotFoundError, LookupError, ValueError) as exc:
+        raise _fail(f"Cannot record the exception: {exc}") from exc
+    console.print(
+        f"Recorded an exception by {exception.reviewer} for {name} version {version} "
+        f"(policy {exception.policy_version}, audit {exception.audit_sha256[:12]})"
+    )
+    _print_decision(check_gate(name, version))

@@ -1,0 +1,168 @@
+"""Plain-language reason sentences in Finnish, Swedish and English.
+
+The sentences come from ``models/reason_texts.yaml``: one template per feature
+and language, filled with the feature's value in its unit and its time window,
+for example "unexcused absences 14 % over the last 4 weeks". A feature that is a
+sensitive attribute, a context feature or listed under ``never_named`` is never
+given as a reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.build import CONTEXT_FEATURES, RECENT_DAYS
+from sources.contract import SENSITIVE_ATTRIBUTES
+
+TEXTS_PATH = Path(__file__).with_name("reason_texts.yaml")
+LANGUAGES = ("fi", "sv", "en")
+CONTRIBUTION_UNIT = "log-odds"
+"""Unit of SHAP contributions: LightGBM's raw score for binary classification."""
+
+_DECIMAL_COMMA = {"fi", "sv"}
+
+
+@functools.cache
+def reason_texts() -> dict[str, Any]:
+    """Return the parsed sentence templates (read once per process)."""
+    return yaml.safe_load(TEXTS_PATH.read_text(encoding="utf-8"))
+
+
+def unnamed_features(extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """Return features that are never given as reasons.
+
+    They are the sensitive attributes (with and without the ``attr_`` prefix that
+    attribute features get), the context features, the ``never_named`` proxies
+    and ``extra``.
+    """
+    sensitive = {*SENSITIVE_ATTRIBUTES, *extra}
+    return frozenset(
+        {*sensitive, *(f"attr_{name}" for name in sensitive), *CONTEXT_FEATURES}
+        | set(reason_texts().get("never_named", []))
+    )
+
+
+def format_value(value: Any, kind: str, language: str) -> str:
+    """Format a feature value in its unit, with the language's decimal mark."""
+    if kind == "text":
+        return str(value)
+    number = float(value)
+    if kind == "percent":
+        text = f"{number * 100:.0f} %"
+    elif kind in ("count", "days"):
+        text = f"{number:.0f}"
+    elif kind == "score":
+        text = f"{number:.0f}/100"
+    else:
+        text = f"{number:.1f}"
+    if language in _DECIMAL_COMMA:
+        text = text.replace(".", ",")
+    return text
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def reason_sentence(feature: str, value: Any, direction: str, language: str) -> str:
+    """Build one sentence: the direction, then the feature's value and window.
+
+    Raises
+    ------
+    ValueError
+        If ``language`` is not one of ``LANGUAGES``, ``direction`` is not
+        ``raises`` or ``lowers``, or ``feature`` must never be named.
+    """
+    if language not in LANGUAGES:
+        raise ValueError(f"language {language!r} is not one of {LANGUAGES}")
+    texts = reason_texts()
+    if direction not in texts["direction"]:
+        raise ValueError(f"direction must be 'raises' or 'lowers', got {direction!r}")
+    if feature in unnamed_features():
+        raise ValueError(
+            f"feature {feature!r} is a sensitive attribute, a proxy of one or a "
+            "context feature, so it is never given as a reason"
+        )
+    prefix = texts["direction"][direction][language]
+    entry = texts["features"].get(feature)
+    if entry is None:
+        # NOTE: source-specific attribute features without a template get a
+        # generic sentence that shows the column name untranslated.
+        shown = "-" if _is_missing(value) else str(value)
+        body = texts["unknown_feature"][language].format(
+            name=feature.removeprefix("attr_"), value=shown
+        )
+    elif _is_missing(value):
+        body = texts["missing"][language].format(label=entry["label"][language])
+    else:
+        body = entry[language].format(
+            value=format_value(value, entry["format"], language),
+            weeks=RECENT_DAYS // 7,
+        )
+    return f"{prefix}: {body}"
+
+
+def top_reasons(
+    contributions: np.ndarray,
+    values: pd.Series,
+    features: list[str],
+    *,
+    top_n: int = 3,
+    exclude: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Pick one row's ``top_n`` nameable features by absolute contribution.
+
+    Returns dicts with ``feature``, ``value``, ``contribution_log_odds``,
+    ``direction`` and ``sentences`` (one per language).
+    """
+    hidden = unnamed_features(exclude)
+    order = np.argsort(-np.abs(contributions), kind="stable")
+    reasons = []
+    for column in order:
+        name = features[column]
+        contribution = float(contributions[column])
+        if name in hidden:
+            continue
+        if contribution == 0.0 or len(reasons) == top_n:
+            break
+        value = values[name]
+        direction = "raises" if contribution > 0 else "lowers"
+        reasons.append(
+            {
+                "feature": name,
+                "value": None if _is_missing(value) else _plain(value),
+                "contribution_log_odds": round(contribution, 4),
+                "direction": direction,
+                "sentences": {
+                    language: reason_sentence(name, value, direction, language)
+                    for language in LANGUAGES
+                },
+            }
+        )
+    return reasons
+
+
+def feature_label(feature: str, language: str = "en") -> str:
+    """Return a feature's readable label, or its column name without a template."""
+    entry = reason_texts()["features"].get(feature)
+    return entry["label"][language] if entry else feature.removeprefix("attr_")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,209 @@
+"""The promotion gate against a real MLflow registry on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairness.audit import audit_groups
+from fairness.comparison import BootstrapSettings
+from fairness.gate import check_gate
+from fairness.policy import load_policy
+from fairness.registry import (
+    AuditNotFoundError,
+    load_audit,
+    record_exception,
+    store_audit,
+)
+from training.version_audit import audit_payload
+
+MODEL = "gate-test-model"
+POLICY = """
+version: "{version}"
+audit:
+  sensitive_attributes: [gender]
+  min_group_learners: 10
+  bootstrap: {{replicates: 50, confidence: 0.95, seed: 0}}
+gate:
+  interval_rule: {rule}
+  undefined: warn
+  rules:
+    - {{metric: recall, measure: ratio, lower: 0.8, upper: 1.25}}
+"""
+
+
+def write_policy(
+    folder: Path, version: str = "t1", rule: str = "interval_outside"
+) -> Path:
+    path = folder / f"policy-{version}-{rule}.yaml"
+    path.write_text(POLICY.format(version=version, rule=rule), encoding="utf-8")
+    return path
+
+
+def frame(recall_b: float) -> pd.DataFrame:
+    """400 learners; group a has recall 0.6, group b has ``recall_b``."""
+    rng = np.random.default_rng(0)
+    gender = np.where(np.arange(800) % 2 == 0, "a", "b")
+    y = (np.arange(800) % 4 < 2).astype(int)
+    rate = np.where(gender == "a", 0.6, recall_b)
+    selected = (y == 1) & (rng.random(800) < rate)
+    return pd.DataFrame(
+        {
+            "learner": (np.arange(800) // 2).astype(str),
+            "gender": gender,
+            "y_true": y,
+            "selected": selected.astype(int),
+            "score": rng.random(800),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """One temporary store for the module; creating a SQLite store takes seconds."""
+    return tmp_path_factory.mktemp("gate-home")
+
+
+@pytest.fixture
+def registry(home, monkeypatch) -> str:
+    """Register a new tiny model version in the module's store; return its version."""
+    import mlflow
+
+    from models.spec import FeatureSpec
+    from training.registry import ensure_experiment, log_and_register
+
+    monkeypatch.setenv("AJOISSA_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    X = pd.DataFrame({"x": np.arange(200, dtype=float)})
+    y = (np.arange(200) % 3 == 0).astype(int)
+    model = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, y)
+    with mlflow.start_run(experiment_id=ensure_experiment()):
+        registered = log_and_register(model, FeatureSpec.from_frame(X), X, MODEL)
+    return registered.version
+
+
+def store(version: str, recall_b: float, policy_path: Path) -> str:
+    policy = load_policy(policy_path)
+    audit = audit_groups(
+        frame(recall_b),
+        sensitive_features=["gender"],
+        learner="learner",
+        bootstrap=BootstrapSettings(replicates=50, seed=0),
+    )
+    payload = audit_payload(
+        audit,
+        policy,
+        model_uri=f"models:/{MODEL}/{version}",
+        source="synthetic",
+        operating_point="test",
+        rows_description="synthetic rows",
+    )
+    return store_audit(MODEL, version, payload)
+
+
+def test_gate_without_audit(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(write_policy(tmp_path)))
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is False
+    assert "no stored fairness audit" in decision.reasons[0]
+
+
+def test_gate_passes_equal_recall(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.6, policy)
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is True
+    assert decision.breaches == []
+    assert decision.policy_version == "t1"
+
+
+def test_gate_fails_low_recall(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is False
+    assert "gender = b against a: recall ratio" in decision.breaches[0]
+
+
+def test_gate_decision_stored(registry, tmp_path, monkeypatch):
+    import mlflow
+
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    check_gate(MODEL, registry)
+    tags = mlflow.MlflowClient().get_model_version(MODEL, registry).tags
+    assert tags["fairness.gate.passed"] == "false"
+    assert tags["fairness.gate.policy_version"] == "t1"
+    assert tags["fairness.gate.decision"].startswith("fairness/gate-v")
+
+
+def test_exception_honoured(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    record_exception(
+        MODEL,
+        registry,
+        reviewer="Aino Virtanen",
+        reason="Pilot in one school only, with manual review of every pupil.",
+    )
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is True
+    assert decision.exception.reviewer == "Aino Virtanen"
+    assert decision.breaches
+
+
+def test_exception_void_after_reaudit(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+    store(registry, 0.25, policy)
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is False
+    assert any("does not apply" in reason for reason in decision.reasons)
+
+
+def test_exception_void_new_policy(registry, tmp_path, monkeypatch):
+    old = write_policy(tmp_path, version="t1")
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(old))
+    store(registry, 0.2, old)
+    record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(write_policy(tmp_path, "t2")))
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is False
+    assert "computed under policy t1" in decision.breaches[0]
+
+
+def test_exception_needs_reason(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    store(registry, 0.2, policy)
+    with pytest.raises(ValueError, match="shorter than 20 characters"):
+        record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="ok")
+
+
+def test_exception_needs_audit(registry):
+    with pytest.raises(AuditNotFoundError, match="ajoissa audit"):
+        record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+
+
+def test_stored_audit_round_trip(registry, tmp_path):
+    policy = write_policy(tmp_path)
+    digest = store(registry, 0.6, policy)
+    payload, stored_digest = load_audit(MODEL, registry)
+    assert stored_digest == digest
+    assert payload["policy_version"] == "t1"
+    assert payload["audit"]["attributes"]["gender"]["reference"] == "a"
+
+
+def test_gate_unknown_version(registry):
+    with pytest.raises(LookupError, match="no version '99'"):
+        check_gate(MODEL, "99")

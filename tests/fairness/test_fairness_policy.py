@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import pytest
+
+from fairness.policy import PolicyError, evaluate_policy, load_policy
+
+BASE = """
+version: "p1"
+audit:
+  sensitive_attributes: [gender, age_band]
+  intersections: [[gender, age_band]]
+  min_group_learners: 10
+gate:
+  interval_rule: {rule}
+  rules:
+    - {{metric: recall, measure: ratio, lower: 0.8, upper: 1.25}}
+"""
+
+
+def policy_file(
+    tmp_path: Path, rule: str = "interval_outside", text: str | None = None
+):
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        text if text is not None else BASE.format(rule=rule), encoding="utf-8"
+    )
+    return load_policy(path)
+
+
+def audit_with(ratio, low, high) -> dict:
+    row = {
+        "group": "b",
+        "metric": "recall",
+        "ratio": ratio,
+        "ratio_low": low,
+        "ratio_high": high,
+        "ratio_reason": None if ratio is not None else "undefined in this group",
+    }
+    return {
+        "attributes": {
+            "gender": {"reference": "a", "reference_reason": "", "comparisons": [row]}
+        }
+    }
+
+
+def test_packaged_policy_loads():
+    policy = load_policy()
+    assert policy.version
+    assert "gender" in policy.sensitive_attributes
+    assert ["gender", "deprivation_band"] in policy.intersections
+    assert policy.rules[0].metric == "recall"
+
+
+def test_interval_outside_breach(tmp_path):
+    findings = evaluate_policy(audit_with(0.5, 0.4, 0.7), policy_file(tmp_path))
+    assert len(findings.breaches) == 1
+
+
+def test_interval_outside_overlap_warns(tmp_path):
+    findings = evaluate_policy(audit_with(0.7, 0.5, 0.9), policy_file(tmp_path))
+    assert findings.breaches == []
+    assert "reaches into it" in findings.warnings[0]
+
+
+def test_point_estimate_rule(tmp_path):
+    policy = policy_file(tmp_path, "point_estimate")
+    findings = evaluate_policy(audit_with(0.7, 0.5, 0.9), policy)
+    assert len(findings.breaches) == 1
+
+
+def test_interval_inside_rule(tmp_path):
+    policy = policy_file(tmp_path, "interval_inside")
+    findings = evaluate_policy(audit_with(1.0, 0.7, 1.1), policy)
+    assert len(findings.breaches) == 1
+
+
+def test_undefined_warns(tmp_path):
+    findings = evaluate_policy(audit_with(None, None, None), policy_file(tmp_path))
+    assert findings.breaches == []
+    assert "not assessed" in findings.warnings[0]
+
+
+def test_rejects_missing_version(tmp_path):
+    text = BASE.format(rule="point_estimate").replace('version: "p1"\n', "")
+    with pytest.raises(PolicyError, match="key version: missing"):
+        policy_file(tmp_path, text=text)
+
+
+def test_rejects_unknown_rule(tmp_path):
+    with pytest.raises(PolicyError, match="gate.interval_rule"):
+        policy_file(tmp_path, "sometimes")
+
+
+def test_rejects_unknown_metric(tmp_path):
+    text = BASE.format(rule="point_estimate").replace("metric: recall", "metric: luck")
+    with pytest.raises(PolicyError, match=r"gate.rules\[0\].metric"):
+        policy_file(tmp_path, text=text)
+
+
+def test_rejects_intersection_outside(tmp_path):
+    text = BASE.format(rule="point_estimate").replace(
+        "[[gender, age_band]]", "[[gender, x]]"
+    )
+    with pytest.raises(PolicyError, match=r"audit.intersections\[0\]"):
+        policy_file(tmp_path, text=text)
+
+
+def test_rejects_missing_file(tmp_path):
+    with pytest.raises(PolicyError, match="not found"):
+        load_policy(tmp_path / "absent.yaml")

@@ -1,0 +1,413 @@
+"""Fairness audit of a registered model version, from its recorded run settings.
+
+The main job audits the model it has just trained; :func:`audit_version` audits
+any registered version later. It rebuilds and scores the evaluation rows from
+the source tables and the settings recorded in the version's run (as-of offsets,
+validation scheme, temporal cutoff, folds, seed, operating point). It then
+computes the group audit, the mitigation comparison and the explanation overview
+and writes the HTML report. The audit JSON and the report are stored with the
+version, where :func:`fairness.gate.check_gate` reads them.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from fairness.audit import FairnessAudit, audit_groups
+from fairness.policy import FairnessPolicy, load_policy
+from features.build import FeatureFrame, asof_points_by_offset, build_features
+from models.spec import FeatureSpec
+from sources.contract import InputTables
+from training.evaluate import top_share_mask
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[str], None]
+
+
+@dataclass
+class EvaluationRows:
+    """The rows a version is audited on, with their scores.
+
+    ``data`` contains the evaluation rows of the feature frame (keys, features and
+    label), ``scores`` the predicted probabilities aligned with it, and
+    ``description`` how the rows were chosen and scored.
+    """
+
+    data: pd.DataFrame
+    y: np.ndarray
+    scores: np.ndarray
+    description: str
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registered version with its model, feature spec and run settings."""
+
+    name: str
+    version: str
+    model: lgb.LGBMClassifier
+    spec: FeatureSpec
+    run_id: str
+    params: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def load_version(name: str, version: str) -> RegisteredModel:
+    """Load a registered version, its feature spec and its run's parameters.
+
+    Raises
+    ------
+    LookupError
+        If the version does not exist.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from models.store import configure_mlflow
+
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    try:
+        model_version = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise LookupError(f"model {name!r} has no version {version!r}") from exc
+    uri = f"models:/{name}/{version}"
+    info = mlflow.models.get_model_info(uri)
+    return RegisteredModel(
+        name=name,
+        version=str(version),
+        model=mlflow.lightgbm.load_model(uri),
+        spec=FeatureSpec.from_dict(info.metadata["feature_spec"]),
+        run_id=model_version.run_id,
+        params=dict(client.get_run(model_version.run_id).data.params),
+        tags=dict(model_version.tags),
+    )
+
+
+def recorded_setting(params: dict[str, str], key: str, default: Any) -> Any:
+    """Return a run parameter parsed as a Python literal, or ``default`` if absent."""
+    if key not in params:
+        return default
+    text = params[key]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def evaluation_rows(
+    tables: InputTables, registered: RegisteredModel, *, folds_default: int = 5
+) -> EvaluationRows:
+    """Rebuild the evaluation rows of a version and score them.
+
+    Temporal validation: the rows of units starting on or after the recorded
+    cutoff, without learners who also appear before it, scored by the registered
+    model (the same rule as :func:`training.split.predict_temporal`).
+    Stratified validation: every row, scored out of fold by rerunning the
+    recorded cross-validation, because the registered model was refitted on all
+    rows and would score them in-sample.
+
+    Raises
+    ------
+    ValueError
+        If the run lacks the recorded settings or they select no rows.
+    """
+    params = registered.params
+    offsets = recorded_setting(params, "asof_offsets_days", None)
+    validation = recorded_setting(params, "validation", None)
+    if offsets is None or validation is None:
+        raise ValueError(
+            f"run {registered.run_id} of {registered.uri} does not record "
+            "asof_offsets_days and validation; audit it with the run that trained it"
+        )
+    tables = tables.validated()
+    frame = build_features(tables, asof_points_by_offset(tables.units, list(offsets)))
+    missing = [name for name in registered.spec.features if name not in frame.data]
+    if missing:
+        raise ValueError(
+            f"the source yields no feature columns {missing} that {registered.uri} "
+            "expects; audit it with the source it was trained on"
+        )
+    seed = int(recorded_setting(params, "seed", 0))
+    if validation == "temporal":
+        cutoff = pd.Timestamp(str(recorded_setting(params, "temporal_cutoff", "")))
+        return _temporal_rows(frame, tables.units, cutoff, registered)
+    folds = int(recorded_setting(params, "folds", folds_default))
+    return _stratified_rows(frame, folds, seed)
+
+
+def _temporal_rows(
+    frame: FeatureFrame,
+    units: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    registered: RegisteredModel,
+) -> EvaluationRows:
+    from models.risk import predict_risk
+
+    data = frame.data
+    unit_start = data["unit_id"].map(units.set_index("unit_id")["start_date"])
+    train = (unit_start < cutoff).to_numpy()
+    in_training = data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
+    test = ~train & ~in_training
+    if not test.any():
+        raise ValueError(f"no evaluation rows start on or after {cutoff.date()}")
+    rows = data[test].reset_index(drop=True)
+    scores = predict_risk(
+        registered.model, registered.spec, rows[registered.spec.features]
+    )
+    description = (
+        f"temporal split: units starting on or after {cutoff.date()}, without "
+        "learners seen in training, scored by the registered model"
+    )
+    return EvaluationRows(rows, frame.y[test], scores, description)
+
+
+def _stratified_rows(frame: FeatureFrame, folds: int, seed: int) -> EvaluationRows:
+    from training.split import predict_stratified
+
+    prediction = predict_stratified(frame, folds=folds, seed=seed)
+    rows = frame.data.iloc[prediction.rows].reset_index(drop=True)
+    description = (
+        f"stratified {folds}-fold cross-validation grouped by learner, rerun with "
+        f"seed {seed}; scores are out of fold, from the fold models"
+    )
+    return EvaluationRows(
+        rows, frame.y[prediction.rows], prediction.scores["model"], description
+    )
+
+
+def selected_within_asof(
+    data: pd.DataFrame, scores: np.ndarray, share: float
+) -> np.ndarray:
+    """Select the top ``share`` of rows by score within each as-of offset."""
+    selected = np.zeros(len(data), dtype=bool)
+    for positions in data.groupby("asof_offset_days").indices.values():
+        selected[positions] = top_share_mask(scores[positions], share)
+    return selected
+
+
+@dataclass
+class AuditInput:
+    """Rows to audit with their sensitive attributes, and which attributes apply."""
+
+    frame: pd.DataFrame
+    present: list[str]
+    absent: list[str]
+    intersections: list[list[str]]
+    skipped_intersections: list[list[str]]
+
+
+def audit_input(
+    rows: EvaluationRows,
+    learners: pd.DataFrame,
+    policy: FairnessPolicy,
+    *,
+    top_share: float,
+    attributes: list[str] | None = None,
+) -> AuditInput:
+    """Join the evaluation rows to the learners' sensitive attributes.
+
+    ``attributes`` overrides the policy's list. Attributes the source lacks
+    are listed as absent, and intersections that need one are skipped.
+    """
+    wanted = list(attributes) if attributes is not None else policy.sensitive_attributes
+    present = [name for name in wanted if name in learners.columns]
+    absent = [name for name in wanted if name not in learners.columns]
+    intersections = [m for m in policy.intersections if set(m) <= set(present)]
+    skipped = [m for m in policy.intersections if not set(m) <= set(present)]
+    frame = rows.data[["learner_id", "asof_offset_days"]].merge(
+        learners[["learner_id", *present]],
+        on="learner_id",
+        how="left",
+        validate="many_to_one",
+    )
+    frame["y_true"] = rows.y
+    frame["score"] = rows.scores
+    frame["selected"] = selected_within_asof(rows.data, rows.scores, top_share)
+    return AuditInput(frame, present, absent, intersections, skipped)
+
+
+def group_audit(
+    prepared: AuditInput, policy: FairnessPolicy, min_group_size: int | None = None
+) -> FairnessAudit:
+    """Run :func:`fairness.audit.audit_groups` with the policy's settings."""
+    names = prepared.present + [" x ".join(m) for m in prepared.intersections]
+    return audit_groups(
+        prepared.frame,
+        sensitive_features=prepared.present,
+        learner="learner_id",
+        min_group_size=min_group_size or policy.min_group_learners,
+        intersections=prepared.intersections,
+        reference_groups={name: policy.reference_for(name) for name in names},
+        bootstrap=policy.bootstrap,
+        absent_attributes=prepared.absent,
+    )
+
+
+def audit_payload(
+    audit: FairnessAudit,
+    policy: FairnessPolicy,
+    *,
+    model_uri: str,
+    source: str,
+    operating_point: str,
+    rows_description: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the JSON stored with a version, which the gate reads."""
+    return {
+        "policy_version": policy.version,
+        "policy": policy.to_dict(),
+        "model_uri": model_uri,
+        "source": source,
+        "operating_point": operating_point,
+        "rows": rows_description,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "audit": audit.to_dict(),
+    } | (extra or {})
+
+
+def operating_point(top_share: float) -> str:
+    """Describe the operating point in words."""
+    return f"top {top_share:.0%} of learners by risk score within each as-of date"
+
+
+def audit_version(
+    tables: InputTables,
+    registered: RegisteredModel,
+    out: Path,
+    *,
+    source: str,
+    on_step: StepCallback = lambda _: None,
+    policy: FairnessPolicy | None = None,
+    mitigation_sample: int = 20000,
+) -> tuple[dict[str, Any], Path]:
+    """Audit a registered version, write the report to ``out`` and store both.
+
+    Returns
+    -------
+    tuple
+        The stored audit payload and the report path.
+    """
+    from fairness.explain import explanation_overview
+    from fairness.mitigation import compare_mitigations
+    from fairness.registry import store_audit
+    from fairness.report import write_report
+
+    policy = policy or load_policy()
+    top_share = float(recorded_setting(registered.params, "top_share", 0.10))
+    seed = int(recorded_setting(registered.params, "seed", 0))
+
+    on_step("rebuilding and scoring the evaluation rows")
+    rows = evaluation_rows(tables, registered)
+
+    on_step("computing group metrics and bootstrap intervals")
+    prepared = audit_input(
+        rows, tables.validated().learners, policy, top_share=top_share
+    )
+    audit = group_audit(prepared, policy)
+
+    on_step("comparing mitigation methods")
+    target = mitigation_attribute(policy, prepared.present)
+    mitigation = compare_mitigations(
+        rows.data[registered.spec.features],
+        rows.y,
+        rows.scores,
+        prepared.frame[target] if target else None,
+        attribute=target,
+        learners=rows.data["learner_id"].to_numpy(),
+        top_share=top_share,
+        seed=seed,
+        max_rows=mitigation_sample,
+    )
+
+    on_step("explaining the model's scores")
+    explanations = explanation_overview(
+        registered.model,
+        registered.spec,
+        rows.data[registered.spec.features],
+        seed=seed,
+    )
+
+    on_step("writing and storing the report")
+    point = operating_point(top_share)
+    payload = audit_payload(
+        audit,
+        policy,
+        model_uri=registered.uri,
+        source=source,
+        operating_point=point,
+        rows_description=rows.description,
+        extra={
+            "skipped_intersections": prepared.skipped_intersections,
+            "mitigation": mitigation.to_dict(),
+            "explanations": explanations.to_dict(),
+            "data": data_description(rows),
+        },
+    )
+    report = write_report(
+        audit,
+        out,
+        model_uri=registered.uri,
+        source=source,
+        operating_point=point,
+        notes=[f"Rows: {rows.description}."],
+        policy=policy,
+        mitigation=mitigation,
+        explanations=explanations,
+        data=payload["data"],
+    )
+    store_audit(registered.name, registered.version, payload, report)
+    return payload, report
+
+
+def mitigation_attribute(policy: FairnessPolicy, present: list[str]) -> str | None:
+    """Return the policy's mitigation attribute, else the first audited one."""
+    if policy.mitigation_attribute in present:
+        return policy.mitigation_attribute
+    return present[0] if present else None
+
+
+def data_description(rows: EvaluationRows) -> dict[str, Any]:
+    """Summarise the audited rows and the label for the report."""
+    data = rows.data
+    by_asof = (
+        pd.DataFrame({"asof": data["asof_offset_days"], "y": rows.y})
+        .groupby("asof")["y"]
+        .agg(["size", "mean"])
+    )
+    return {
+        "rows": int(len(data)),
+        "learners": int(data["learner_id"].nunique()),
+        "units": int(data["unit_id"].nunique()),
+        "cohorts": sorted(str(c) for c in data["cohort"].unique()),
+        "label": (
+            "1 when the enrolment later ended with the learner withdrawing; "
+            "completing, failing or transferring count as 0"
+        ),
+        "label_rate": float(np.mean(rows.y)),
+        "by_asof": [
+            {
+                "asof_offset_days": int(k),
+                "rows": int(v["size"]),
+                "label_rate": float(v["mean"]),
+            }
+            for k, v in by_asof.iterrows()
+        ],
+        "selection": rows.description,
+    }
