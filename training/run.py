@@ -250,7 +250,7 @@ def compare_with_reference(
     rate in ``DISPARITY_METRICS``, the group's rate minus the reference's
     (``difference``) and divided by it (``ratio``). A value is None when either
     rate is undefined, or the reference rate is 0 for a ratio. When the
-    reference group is suppressed or absent, ``reason`` says so and no group is
+    reference group is suppressed or absent, ``reason`` gives the cause and no group is
     compared.
     """
     comparison: dict[str, Any] = {}
