@@ -27,7 +27,8 @@ def inspect_table(
     ],
 ) -> None:
     from sources.errors import InputDataError, MappingError
-    from sources.table import LEAKAGE_AUC, inspect_mapped_table, read_mapped_table
+    from sources.table import read_mapped_table
+    from sources.table_inspect import LEAKAGE_AUC, inspect_mapped_table
 
     try:
         table = read_mapped_table(mapping)

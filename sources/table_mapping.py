@@ -3,7 +3,7 @@
 A mapping file is YAML. :func:`load_mapping` reads and validates it with the
 pydantic models below and raises :class:`MappingError` naming the mapping file and
 the key for anything missing or invalid. ``docs/bring-your-own-data.md`` walks
-through writing one; ``ajoissa/mappings/`` holds the shipped examples.
+through writing one; ``ajoissa/mappings/`` contains the shipped examples.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 
 
 class FileSpec(_Strict):
-    """Where the table is and how to read it."""
+    """Location of the data file and the options for reading it."""
 
     path: str
     """Path of the data file, relative to the mapping file unless absolute."""
@@ -86,7 +86,7 @@ class PeriodSpec(_Strict):
 
 
 class OutcomeSpec(_Strict):
-    """Which rows have the adverse outcome (the event the model warns about).
+    """Definition of the adverse outcome, the event the model warns about.
 
     Give either ``column`` with ``adverse_values``, or ``rule``.
     """

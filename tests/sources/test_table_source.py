@@ -12,12 +12,8 @@ import yaml
 
 from features.build import asof_points_by_offset, build_features
 from sources.errors import InputDataError, MappingError
-from sources.table import (
-    inspect_mapped_table,
-    load_table,
-    read_mapped_table,
-    to_input_tables,
-)
+from sources.table import load_table, read_mapped_table, to_input_tables
+from sources.table_inspect import inspect_mapped_table
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO_ROOT / "ajoissa" / "mappings"
