@@ -60,6 +60,12 @@ SERVE_HELP = (
 )
 
 
+def _check_share(value: float) -> float:
+    if not 0 < value <= 1:
+        raise typer.BadParameter(f"must be greater than 0 and at most 1; got {value}")
+    return value
+
+
 @app.command(help=RUN_HELP)
 def run(
     source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
@@ -76,11 +82,16 @@ def run(
     ] = None,
     top_share: Annotated[
         float,
-        typer.Option(help="Operating point: share of learners flagged per as-of date (0-1)."),
+        typer.Option(
+            help="Operating point: share of learners flagged per as-of date, "
+            "greater than 0 and at most 1. Metrics named *_at_10pct always use 0.1.",
+            callback=_check_share,
+        ),
     ] = 0.10,
     min_group_size: Annotated[
         int | None,
         typer.Option(
+            min=1,
             help="Fairness groups with fewer distinct learners than this are "
             "suppressed. Default: the fairness policy's minimum, or the "
             "mapping's min_group_size with --source table."
@@ -119,6 +130,9 @@ def run(
     except (InputDataError, MappingError) as exc:
         typer.echo(f"Input data error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+    if out.exists() and not out.is_dir():
+        typer.echo(f"--out {out} is a file; give a folder for the outputs.", err=True)
+        raise typer.Exit(code=2)
     config.top_share = top_share
     if min_group_size is not None:
         config.min_group_size = min_group_size
@@ -147,6 +161,13 @@ def run(
         except (InputDataError, MappingError) as exc:
             progress.stop()
             typer.echo(f"Input data error: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        except ValueError as exc:
+            # Raised for data that loads but cannot be used, such as no learner
+            # active at any as-of date, or a split that leaves no test rows.
+            progress.stop()
+            logger.debug("run failed", exc_info=True)
+            typer.echo(f"Run failed: {exc}", err=True)
             raise typer.Exit(code=2) from exc
         progress.update(task, completed=steps + 1, description="done")
 
@@ -179,7 +200,7 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
 @app.command(help=SERVE_HELP)
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless behind a proxy.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 3000,
     model_name: Annotated[
         str | None,
         typer.Option(

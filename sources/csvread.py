@@ -52,14 +52,31 @@ def read_typed_csv(
             ]
         )
     logger.debug("reading %s as table %s", path, table)
-    raw = pd.read_csv(
-        path,
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        encoding=encoding,
-        encoding_errors="strict",
-    )
+    try:
+        raw = pd.read_csv(
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            encoding=encoding,
+            encoding_errors="strict",
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise InputDataError(
+            [Problem(str(path), table, "*", None, None, "the file is empty; "
+                     "expected a header line and data rows")]
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise InputDataError(
+            [Problem(str(path), table, "*", None, None,
+                     f"the file is not valid {encoding} text (invalid byte at "
+                     f"offset {exc.start}); save it as {encoding}")]
+        ) from exc
+    except pd.errors.ParserError as exc:
+        raise InputDataError(
+            [Problem(str(path), table, "*", None, None,
+                     f"the file is not valid CSV with separator {sep!r}: {exc}")]
+        ) from exc
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in columns if c not in raw.columns]
     if missing:
@@ -106,3 +123,30 @@ def read_typed_csv(
     if problems:
         raise InputDataError(problems)
     return pd.DataFrame(out)
+
+
+def reject_duplicates(
+    frame: pd.DataFrame, key: list[str], path: Path, table: str
+) -> None:
+    """Raise if two rows of ``frame`` share the same ``key`` values.
+
+    Raises
+    ------
+    InputDataError
+        Naming each repeated row by its line in the file (the header is line 1).
+    """
+    repeated = frame.duplicated(subset=key, keep="first").to_numpy()
+    if not repeated.any():
+        return
+    problems = [
+        Problem(
+            str(path),
+            table,
+            "+".join(key),
+            int(i) + 2,
+            "/".join(str(frame[c].iloc[i]) for c in key),
+            "a key that no earlier row has; remove the duplicate row",
+        )
+        for i in np.flatnonzero(repeated)[:50]
+    ]
+    raise InputDataError(problems)

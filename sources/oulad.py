@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sources.contract import InputTables
-from sources.csvread import read_typed_csv
+from sources.csvread import read_typed_csv, reject_duplicates
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _read(data_dir: Path) -> dict[str, pd.DataFrame]:
         return plain if plain.is_file() else data_dir / FILES[name]
 
     key = ("code_module", "code_presentation")
-    return {
+    tables = {
         "courses": read_typed_csv(
             path("courses"),
             "courses",
@@ -87,6 +87,16 @@ def _read(data_dir: Path) -> dict[str, pd.DataFrame]:
             required=("id_assessment", "id_student", "date_submitted"),
         ),
     }
+    unique_keys = {
+        "courses": [*key],
+        "assessments": ["id_assessment"],
+        "studentInfo": [*key, "id_student"],
+        "studentRegistration": [*key, "id_student"],
+        "studentAssessment": ["id_assessment", "id_student"],
+    }
+    for name, unique in unique_keys.items():
+        reject_duplicates(tables[name], unique, path(name), name)
+    return tables
 
 
 def _days_after(start: pd.Series, days: pd.Series) -> pd.Series:
