@@ -126,7 +126,9 @@ def champion_version(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> s
     return str(version.version)
 
 
-def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> LoadedModel:
+def load_registered(
+    name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION
+) -> LoadedModel:
     """Load the model version that carries ``alias`` after checking its digest.
 
     The artifact files are downloaded to a temporary folder, their digest is

@@ -126,9 +126,7 @@ class RecordValidationError(ValueError):
     ``MAX_LISTED_PROBLEMS`` of them and the model's feature names.
     """
 
-    def __init__(
-        self, problems: list[RecordProblem], feature_names: list[str]
-    ) -> None:
+    def __init__(self, problems: list[RecordProblem], feature_names: list[str]) -> None:
         self.problems = problems
         lines = [str(p) for p in problems[:MAX_LISTED_PROBLEMS]]
         if len(problems) > MAX_LISTED_PROBLEMS:
