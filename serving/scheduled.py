@@ -20,8 +20,8 @@ from features.build import asof_points_by_date, build_features
 from models.reasons import contributions, reason_codes
 from models.risk import predict_risk
 from models.store import LoadedModel
-from serving.scoring import TOP_REASONS
 from serving.scorestore import StoredScore
+from serving.scoring import TOP_REASONS
 from sources.contract import InputTables
 
 logger = logging.getLogger(__name__)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +18,6 @@ from models.risk import predict_risk
 from serving.scheduled import NoActivePupilsError, score_asof
 from serving.scorestore import RunKey, ScoreStore
 from sources.oulad import load_oulad
-
-from pathlib import Path
 
 AS_OF = dt.date(2014, 3, 3)
 LATER = dt.date(2014, 4, 7)
@@ -67,7 +67,7 @@ def test_rank_within_school(scored):
     assert rows[0].school_rank == 1
     assert rows[0].probability == max(row.probability for row in rows)
     assert all(row.school_size == len(rows) for row in rows)
-    assert all(a.probability >= b.probability for a, b in zip(rows, rows[1:]))
+    assert all(a.probability >= b.probability for a, b in itertools.pairwise(rows))
 
 
 def test_contributions_sum_to_raw_score(trained, scored):
