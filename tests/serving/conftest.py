@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,11 +23,19 @@ from features.build import asof_points_by_offset, build_features
 from models.risk import fit_risk_model
 from models.spec import FeatureSpec
 from models.store import LoadedModel, load_registered
+from serving.access import TokenStore
+from serving.scheduled import score_asof
+from serving.scorestore import StoredScore
+from sources.contract import InputTables
 from sources.oulad import load_oulad
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "serving-test-model"
 SAMPLE_ROWS = 3000
+AS_OF = dt.date(2014, 3, 3)
+"""An as-of date on which many OULAD presentations (2014B and 2014J) run."""
+READY_TIMEOUT_SECONDS = 90
+STOP_TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -94,3 +111,126 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+@pytest.fixture(scope="package")
+def tables() -> InputTables:
+    """The bundled OULAD tables, validated."""
+    return load_oulad(REPO_ROOT / "ajoissa" / "data" / "oulad").validated()
+
+
+@pytest.fixture(scope="package")
+def scored(tables, trained) -> list[StoredScore]:
+    """Scores of every enrolment active on ``AS_OF``, from the scheduled pipeline."""
+    return score_asof(tables, trained.loaded, AS_OF)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """One token per role in the test store, plus a revoked one."""
+
+    by_role: dict[str, str]
+    revoked: str
+    school: str
+    """The one school of the staff token."""
+
+    def header(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.by_role[role]}"}
+
+
+@pytest.fixture(scope="package")
+def tokens(trained, scored) -> Tokens:
+    """Create tokens in the ``access.db`` of the trained model's AJOISSA_HOME."""
+    store = TokenStore(trained.home / "access.db")
+    school = scored[0].school_id
+    by_role = {
+        "platform": store.create("platform")[0],
+        "staff": store.create("staff", [school], "test staff")[0],
+        "reviewer": store.create("reviewer")[0],
+        "admin": store.create("admin")[0],
+    }
+    revoked, info = store.create("platform", label="revoked")
+    store.revoke(info.token_id)
+    return Tokens(by_role=by_role, revoked=revoked, school=school)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for(server: RunningServer, path: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"server exited early:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{path} not 200 within {READY_TIMEOUT_SECONDS} s:\n{server.log()}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server with SIGINT, and kill its process group if it hangs."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        # The server runs in its own session, so this ends its workers too.
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+
+@contextlib.contextmanager
+def _launch(
+    model_name: str,
+    workdir: Path,
+    ready_path: str = "/readyz",
+    env: dict[str, str] | None = None,
+) -> Iterator[RunningServer]:
+    """Start ``run_server`` on 127.0.0.1 in a subprocess, as ``ajoissa serve`` does."""
+    port = free_port()
+    log_path = workdir / "server.log"
+    command = (
+        "from serving.server import run_server; "
+        f"run_server(host='127.0.0.1', port={port}, model_name={model_name!r})"
+    )
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-c", command],
+            cwd=workdir,
+            env=dict(os.environ) | (env or {}),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
+    try:
+        # Wait for a 200 before yielding, because stopping BentoML before it is up
+        # can hang.
+        _wait_for(running, ready_path)
+        yield running
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="package")
+def launch() -> Callable[..., contextlib.AbstractContextManager[RunningServer]]:
+    """Return a context manager that runs a real server on 127.0.0.1."""
+    return _launch

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,21 +16,9 @@ from features.build import asof_points_by_date, build_features
 from models.risk import predict_risk
 from serving.scheduled import NoActivePupilsError, score_asof
 from serving.scorestore import RunKey, ScoreStore
-from sources.oulad import load_oulad
 
 AS_OF = dt.date(2014, 3, 3)
 LATER = dt.date(2014, 4, 7)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tables():
-    return load_oulad(REPO_ROOT / "ajoissa" / "data" / "oulad").validated()
-
-
-@pytest.fixture(scope="module")
-def scored(tables, trained):
-    return score_asof(tables, trained.loaded, AS_OF)
 
 
 @pytest.fixture
