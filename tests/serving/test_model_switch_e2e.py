@@ -58,7 +58,7 @@ class Load:
                 if response.status_code == 200:
                     self.versions.append(response.json()["model"]["version"])
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Load:  # noqa: PYI034
         self._thread.start()
         return self
 
