@@ -15,10 +15,10 @@ Tables
     time it was written and its pupil count. A run is unique by source, as-of
     date, model name and model version.
 ``scores``
-    One row per pupil enrolment in a run: pupil id (pseudonymous learner id),
-    school id, enrolment id, probability, rank within the school (1 is the
-    highest risk), school size, the top reasons, the base value and every
-    feature's contribution, and the feature values used.
+    One row per pupil enrolment in a run. A row contains the pupil id
+    (pseudonymous learner id), school id, enrolment id, probability, rank within
+    the school (1 is the highest risk) and school size. It also contains the top
+    reasons, the base value, every feature's contribution and the feature values.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ scores = sa.Table(
 
 @dataclass(frozen=True)
 class RunKey:
-    """What identifies a scoring run: rerunning the same key replaces the run."""
+    """Key of a scoring run. Rerunning the same key replaces the run."""
 
     source: str
     as_of: dt.date

@@ -132,7 +132,7 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
 
 @read_api.exception_handler(RequestValidationError)
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    # Only the location and the rule are returned: the path holds a pupil id.
+    # Only the location and the rule are returned: the path contains a pupil id.
     problems = [
         {
             "field": ".".join(str(part) for part in error["loc"]),
@@ -483,6 +483,7 @@ class ScoringService:
             artifact_sha256=tags.get(ARTIFACT_DIGEST_TAG),
             training_data_sha256=tags.get(TRAINING_DATA_TAG),
             source=tags.get("source"),
+            features=list(loaded.spec.features) if loaded else [],
             metrics=loaded.metrics if loaded else {},
             model_card_url=tags.get("model_card_url"),
             last_load_error=self.champion.last_error,

@@ -22,7 +22,7 @@ PUBLIC = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json")
 
 @pytest.fixture(scope="module")
 def api(trained, scored, tokens, launch, tmp_path_factory) -> Iterator[dict]:
-    """A server whose score store holds the scheduled run as of 2014-03-03."""
+    """A server whose score store contains the scheduled run as of 2014-03-03."""
     workdir = tmp_path_factory.mktemp("api")
     url = f"sqlite:///{workdir / 'scores.db'}"
     store = ScoreStore(url)
@@ -187,6 +187,7 @@ def test_model_description(api, tokens, trained):
     assert body["name"] == trained.loaded.name
     assert body["version"] == "1"
     assert body["alias"] == "champion"
+    assert body["features"] == trained.spec.features
     assert len(body["artifact_sha256"]) == 64
     assert body["last_load_error"] is None
 
