@@ -35,6 +35,12 @@ import numpy as np
 import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Python puts this script's folder first on sys.path, where this file's name
+# would hide the ``serving`` package.
+sys.path[:] = [
+    p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "benchmarks"
+]
+sys.path.insert(0, str(REPO_ROOT))
 MODEL_NAME = "benchmark-model"
 CONCURRENCY = (1, 8, 32)
 BATCH_SIZES = (1_000, 10_000)
@@ -59,10 +65,7 @@ def _prepare(home: Path) -> tuple[list[dict], object]:
     loaded = load_registered(MODEL_NAME)
     sample = X.sample(n=max(BATCH_SIZES), random_state=0, replace=len(X) < 10_000)
     records = [
-        {
-            key: (None if pd.isna(value) else _plain(value))
-            for key, value in row.items()
-        }
+        {key: (None if pd.isna(value) else _plain(value)) for key, value in row.items()}
         for row in sample.to_dict("records")
     ]
     return records, loaded

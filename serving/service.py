@@ -96,6 +96,7 @@ from serving.scoring import (
     RecordProblem,
     RecordValidationError,
     score_records,
+    validate_records,
 )
 
 logger = logging.getLogger(__name__)
@@ -334,7 +335,7 @@ class ScoringService:
         # are pupil-level data.
         try:
             if problem is not None:
-                raise RecordValidationError([problem], loaded.spec.features)
+                _raise_with_record_problems(problem, records, loaded)
             result = score_records(records, loaded, as_of=as_of_text)
         except BatchTooLargeError as exc:
             logger.info(
@@ -506,6 +507,18 @@ class ScoringService:
 
 
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
+
+
+def _raise_with_record_problems(
+    problem: RecordProblem, records: Any, loaded: Any
+) -> None:
+    """Raise :class:`RecordValidationError` for ``problem`` and any in ``records``."""
+    problems = [problem]
+    try:
+        validate_records(records, loaded.spec)
+    except RecordValidationError as exc:
+        problems.extend(exc.problems)
+    raise RecordValidationError(problems, loaded.spec.features)
 
 
 def _parse_as_of(value: Any) -> tuple[str | None, RecordProblem | None]:

@@ -176,10 +176,12 @@ def test_score_rank_and_as_of(api, tokens, trained):
 
 
 def test_bad_as_of_400(api, tokens, trained):
-    body = {"records": trained.holdout_records[:1], "as_of": "3.3.2014"}
+    record = dict(trained.holdout_records[0], mean_score="high")
+    body = {"records": [record], "as_of": "3.3.2014"}
     response = _request(api, "POST", "/v1/score", tokens.header("platform"), json=body)
     assert response.status_code == 400
-    assert response.json()["problems"][0]["field"] == "as_of"
+    fields = [problem["field"] for problem in response.json()["problems"]]
+    assert fields == ["as_of", "mean_score"]
 
 
 def test_model_description(api, tokens, trained):
