@@ -222,6 +222,10 @@ class ScoreStore:
                 for row in connection.execute(query)
             ]
 
+    def drop_tables(self) -> None:
+        """Drop the store's tables and everything in them, for tests."""
+        metadata.drop_all(self.engine)
+
     def dispose(self) -> None:
         """Close the database connections."""
         self.engine.dispose()

@@ -235,3 +235,67 @@ def _launch(
 def launch() -> Callable[..., contextlib.AbstractContextManager[RunningServer]]:
     """Return a context manager that runs a real server on 127.0.0.1."""
     return _launch
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+"""Debian's PostgreSQL 15 server programs (apt-get install postgresql)."""
+
+
+@pytest.fixture(scope="package")
+def postgres_url(tmp_path_factory) -> Iterator[str]:
+    """Start a throwaway PostgreSQL server on 127.0.0.1 and return its URL."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL server programs not found in {POSTGRES_BIN}")
+    data = tmp_path_factory.mktemp("postgres") / "data"
+    # initdb refuses to run as root, so root runs the server as user postgres.
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        data.parent.chmod(0o777)
+    port = free_port()
+    subprocess.run(
+        [
+            *prefix,
+            str(POSTGRES_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "ajoissa",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data}"
+    subprocess.run(
+        [
+            *prefix,
+            str(POSTGRES_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(data / "server.log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://ajoissa@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [
+                *prefix,
+                str(POSTGRES_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-m",
+                "fast",
+                "stop",
+            ],
+            check=False,
+            capture_output=True,
+        )
