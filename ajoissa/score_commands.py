@@ -46,11 +46,12 @@ def score(
     ] = None,
 ) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from ajoissa.catalog import SOURCES
     from models.store import ModelIntegrityError, load_registered, resolve_model_name
     from serving.scheduled import NoActivePupilsError, score_asof
-    from serving.scorestore import RunKey, ScoreStore, describe_url
+    from serving.scorestore import RunKey, ScoreStore, describe_url, store_url
     from sources.errors import InputDataError
 
     try:
@@ -95,6 +96,16 @@ def score(
             progress.stop()
             typer.echo(f"Cannot score: {exc}", err=True)
             raise typer.Exit(code=2) from exc
+        except SQLAlchemyError as exc:
+            progress.stop()
+            typer.echo(
+                f"Cannot write the score store {describe_url(store_url())}: "
+                f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}. "
+                "Nothing was changed in it; fix the store or its URL "
+                "(AJOISSA_SCORE_STORE_URL) and run the command again.",
+                err=True,
+            )
+            raise typer.Exit(code=1) from exc
     schools = len({row.school_id for row in rows})
     console.print(
         f"Stored run {run_id}: {len(rows)} enrolments in {schools} schools as of {day}, "

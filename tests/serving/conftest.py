@@ -255,6 +255,7 @@ def postgres_url() -> Iterator[str]:
     if os.geteuid() == 0:
         prefix = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, user="postgres")
+
     data = base / "data"
     port = free_port()
     ctl = str(POSTGRES_BIN / "pg_ctl")
@@ -264,6 +265,7 @@ def postgres_url() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
+
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base}"
     subprocess.run(
         [*prefix, ctl, "-D", str(data), "-o", options, "-w"]

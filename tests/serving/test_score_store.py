@@ -130,3 +130,19 @@ def test_cli_bad_date(trained):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "expected a date as YYYY-MM-DD" in result.output
+
+
+def test_cli_store_unreachable(monkeypatch, trained, scored):
+    monkeypatch.setenv("AJOISSA_HOME", str(trained.home))
+    # Port 1 on 127.0.0.1 has no PostgreSQL server, so connecting fails.
+    url = "postgresql+psycopg://ajoissa@127.0.0.1:1/postgres"
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(
+        "serving.scheduled.score_asof", lambda tables, loaded, day: scored[:3]
+    )
+    args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
+    args += ["--model", trained.loaded.name]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "Cannot write the score store postgresql+psycopg://" in result.output
+    assert "Nothing was changed in it" in result.output
