@@ -8,9 +8,11 @@ training and serving sides at an MLflow server instead.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -25,6 +27,17 @@ each source has its own feature set."""
 DEFAULT_MODEL_NAME = "ajoissa-oulad"
 EXPERIMENT_NAME = "ajoissa"
 CHAMPION = "champion"
+ARTIFACT_DIGEST_TAG = "artifact_sha256"
+"""Model version tag with the SHA-256 digest of the model's artifact files, set at
+registration and checked before the model is loaded for serving."""
+TRAINING_DATA_TAG = "training_data_sha256"
+"""Model version tag with a SHA-256 fingerprint of the feature rows (with labels)
+that the main job built before training."""
+
+
+class ModelIntegrityError(RuntimeError):
+    """Raised when a model's artifact files do not match the digest recorded at
+    registration, or no digest was recorded."""
 
 
 def home_dir() -> Path:
@@ -69,14 +82,30 @@ class LoadedModel:
     spec: FeatureSpec
     run_id: str | None
     tags: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Metrics logged in the MLflow run that produced the model."""
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
 
-def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> LoadedModel:
-    """Load the model version that carries ``alias`` in the registry.
+def artifact_digest(directory: Path) -> str:
+    """Return the SHA-256 digest of every file under ``directory``.
+
+    The digest covers each file's path relative to ``directory`` and its content,
+    in sorted path order, so renaming, editing, adding or removing a file changes it.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode("utf-8"))
+        digest.update(b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def champion_version(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> str:
+    """Return the version number that carries ``alias``, without loading the model.
 
     Raises
     ------
@@ -87,27 +116,72 @@ def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> Lo
     from mlflow.exceptions import MlflowException
 
     uri = configure_mlflow()
-    client = mlflow.MlflowClient()
     try:
-        version = client.get_model_version_by_alias(name, alias)
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise LookupError(
             f"no model {name!r} with alias {alias!r} in the registry at {uri}; "
             "run `ajoissa run` first or set MLFLOW_TRACKING_URI / AJOISSA_HOME"
         ) from exc
-    model_uri = f"models:/{name}/{version.version}"
-    info = mlflow.models.get_model_info(model_uri)
-    spec = FeatureSpec.from_dict(info.metadata["feature_spec"])
-    model = mlflow.lightgbm.load_model(model_uri)
-    logger.info("loaded model %s version %s (alias %s)", name, version.version, alias)
+    return str(version.version)
+
+
+def load_registered(
+    name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION
+) -> LoadedModel:
+    """Load the model version that carries ``alias`` after checking its digest.
+
+    The artifact files are downloaded to a temporary folder, their digest is
+    compared with the version's ``ARTIFACT_DIGEST_TAG`` tag, and the model is
+    loaded from those same files, so the checked bytes are the loaded bytes.
+
+    Raises
+    ------
+    LookupError
+        If the registry has no such model or alias.
+    ModelIntegrityError
+        If the version has no digest tag or its files do not match it.
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    version_number = champion_version(name, alias)
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(name, version_number)
+    tags = dict(version.tags)
+    expected = tags.get(ARTIFACT_DIGEST_TAG)
+    model_uri = f"models:/{name}/{version_number}"
+    if not expected:
+        raise ModelIntegrityError(
+            f"model {name} version {version_number} has no {ARTIFACT_DIGEST_TAG} tag, "
+            "so its artifact cannot be verified; register it again with `ajoissa run`"
+        )
+    with tempfile.TemporaryDirectory(prefix="ajoissa-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
+        actual = artifact_digest(local)
+        if actual != expected:
+            raise ModelIntegrityError(
+                f"model {name} version {version_number} failed its integrity check: "
+                f"the artifact files have SHA-256 {actual}, but {expected} was "
+                "recorded at registration. The files were changed after registration; "
+                "register the model again or move the alias back to a good version"
+            )
+        metadata = Model.load(str(local / "MLmodel")).metadata or {}
+        spec = FeatureSpec.from_dict(metadata["feature_spec"])
+        model = mlflow.lightgbm.load_model(str(local))
+    metrics: dict[str, float] = {}
+    if version.run_id:
+        metrics = dict(client.get_run(version.run_id).data.metrics)
+    logger.info("loaded model %s version %s (alias %s)", name, version_number, alias)
     return LoadedModel(
         name=name,
-        version=str(version.version),
+        version=version_number,
         alias=alias,
         model=model,
         spec=spec,
         run_id=version.run_id,
-        tags=dict(version.tags),
+        tags=tags,
+        metrics=metrics,
     )
 
 

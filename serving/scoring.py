@@ -31,8 +31,10 @@ Rank percentile
 ---------------
 ``rank_percentile`` places each probability among the probabilities of the same
 request: ``100 * (number of records with probability <= p) / n``. The record with
-the highest risk gets 100, and tied probabilities get the same value. It depends
-on which records are sent together, while ``probability`` and ``reasons`` do not.
+the highest risk gets 100, and tied probabilities get the same value. ``rank``
+is the position by probability within the request: 1 is the highest risk, and
+tied probabilities share the better rank. Both depend on which records are sent
+together, while ``probability`` and ``reasons`` do not.
 """
 
 from __future__ import annotations
@@ -126,9 +128,7 @@ class RecordValidationError(ValueError):
     ``MAX_LISTED_PROBLEMS`` of them and the model's feature names.
     """
 
-    def __init__(
-        self, problems: list[RecordProblem], feature_names: list[str]
-    ) -> None:
+    def __init__(self, problems: list[RecordProblem], feature_names: list[str]) -> None:
         self.problems = problems
         lines = [str(p) for p in problems[:MAX_LISTED_PROBLEMS]]
         if len(problems) > MAX_LISTED_PROBLEMS:
@@ -278,11 +278,13 @@ def score_records(
     records: object,
     loaded: LoadedModel,
     max_records: int = MAX_BATCH_RECORDS,
+    as_of: str | None = None,
 ) -> ScoringResult:
     """Validate ``records`` and score them with ``loaded``.
 
-    Each score has ``probability`` (of withdrawing), ``rank_percentile`` (see
-    the module docstring), ``reasons`` (the ``TOP_REASONS`` features with the
+    Each score has ``probability`` (of withdrawing), ``rank`` and
+    ``rank_percentile`` (see the module docstring), ``as_of`` (the date the
+    caller says the features describe, or None), ``reasons`` (the ``TOP_REASONS`` features with the
     largest absolute TreeSHAP contribution in log-odds), ``model_name`` and
     ``model_version``. A record's probability and reasons depend only on that
     record, not on the other records or the key order.
@@ -299,16 +301,19 @@ def score_records(
     values, _ = contributions(loaded.model, loaded.spec, batch.frame)
     reasons = reason_codes(values, batch.frame, loaded.spec.features, TOP_REASONS)
     percentiles = rank_percentiles(probabilities)
+    ranks = request_ranks(probabilities)
     scores = [
         {
             "probability": float(probability),
+            "rank": int(rank),
             "rank_percentile": float(percentile),
             "reasons": record_reasons,
             "model_name": loaded.name,
             "model_version": loaded.version,
+            "as_of": as_of,
         }
-        for probability, percentile, record_reasons in zip(
-            probabilities, percentiles, reasons, strict=True
+        for probability, rank, percentile, record_reasons in zip(
+            probabilities, ranks, percentiles, reasons, strict=True
         )
     ]
     logger.debug(
@@ -333,6 +338,17 @@ def rank_percentiles(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
     ordered = np.sort(values)
     at_or_below = np.searchsorted(ordered, values, side="right")
     return 100.0 * at_or_below / values.size
+
+
+def request_ranks(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Return ``1 + (count of probabilities > p)`` for each probability ``p``.
+
+    The highest probability gets rank 1 and equal probabilities share a rank.
+    """
+    values = np.asarray(probabilities, dtype=float)
+    ordered = np.sort(values)
+    above = values.size - np.searchsorted(ordered, values, side="right")
+    return 1 + above
 
 
 def _parse_numeric(

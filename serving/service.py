@@ -1,4 +1,4 @@
-"""The BentoML service that scores records with the registered champion model.
+"""The BentoML service: scoring, pupil reads and model description over HTTP.
 
 Start it with :func:`serving.server.run_server` (``ajoissa serve``) or with
 ``bentoml serve serving.service:ScoringService --host 127.0.0.1 --port 3000``.
@@ -8,50 +8,100 @@ Configuration comes from the environment of the server process:
 
 ``AJOISSA_MODEL_NAME``
     Registered model to serve (default ``models.store.DEFAULT_MODEL_NAME``). The
-    version that carries the ``champion`` alias is loaded.
+    version that carries the ``champion`` alias is loaded after its integrity
+    check (see :func:`models.store.load_registered`).
+``AJOISSA_RELOAD_SECONDS``
+    How often the registry is asked whether the champion moved (see
+    :mod:`serving.champion`).
 ``AJOISSA_HOME`` / ``MLFLOW_TRACKING_URI``
     Where the registry is, as described in :mod:`models.store`.
+``AJOISSA_SCORE_STORE_URL``, ``AJOISSA_ACCESS_DB``, ``AJOISSA_ACCESS_LOG``
+    The score store, the tokens and the access log (see :mod:`serving.scorestore`,
+    :mod:`serving.access` and :mod:`serving.accesslog`).
 
 Endpoints
 ---------
-``POST /v1/score``
-    Body ``{"records": [...]}``. Returns 200 with ``{"scores": [...],
-    "warnings": [...], "model": {"name", "version"}}`` (see
-    :mod:`serving.scoring`). Invalid records return 400 and a batch above
-    ``MAX_BATCH_RECORDS`` returns 413, both with a JSON body that has an
-    ``error`` message. Returns 503 while no model is loaded.
+Every endpoint except the probes, ``/metrics`` and the OpenAPI document
+(``/docs.json``) needs ``Authorization: Bearer <token>``: 401 without a valid
+token, 403 when the token's role has no right (see :mod:`serving.auth`).
+
+``POST /v1/score`` (platform)
+    Body ``{"records": [...], "as_of": "YYYY-MM-DD"}`` (``as_of`` optional).
+    Returns 200 with ``{"scores": [...], "warnings": [...], "model": {"name",
+    "version"}}`` (see :mod:`serving.scoring`). Invalid records return 400 and a
+    batch above ``MAX_BATCH_RECORDS`` returns 413, both with a JSON body that has
+    an ``error`` message. Returns 503 while no model is loaded.
+``GET /v1/pupils/{id}/explanation`` and ``GET /v1/pupils/{id}/history`` (staff)
+    The pupil's latest stored scores with every feature's contribution, and all
+    stored scores, from the score store. Only rows of the token's schools are
+    read. A pupil with no row there gets 404, whether or not other schools have
+    rows, so the response does not reveal where else a pupil is enrolled.
+``GET /v1/model`` (every role)
+    The served model: name, version, alias, digests, training metrics.
+``GET /v1/tokens`` (admin)
+    The API tokens, without secrets.
 ``GET /healthz`` and ``GET /livez``
     Liveness, provided by BentoML: 200 while the worker is running.
 ``GET /readyz``
     Readiness, provided by BentoML. It calls ``__is_ready__`` below, so it
-    returns 200 only when a model is loaded and 503 otherwise.
+    returns 200 only when a verified model is loaded and 503 otherwise.
+``GET /metrics``
+    Prometheus metrics, provided by BentoML (request counts and latencies per
+    endpoint).
+
+Every scoring request and every pupil read is written to the access log. The
+application log gets counts and durations only, never pupil ids or values.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
-import threading
+import re
 import time
 from http import HTTPStatus
 from typing import Annotated, Any
 
 import bentoml
+from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 
-from models.store import DEFAULT_MODEL_NAME, LoadedModel, load_registered, tracking_uri
+from models.store import (
+    ARTIFACT_DIGEST_TAG,
+    DEFAULT_MODEL_NAME,
+    TRAINING_DATA_TAG,
+    tracking_uri,
+)
+from serving.access import TokenStore
+from serving.accesslog import AccessEvent, AccessLog
+from serving.api_models import (
+    PUPIL_ID_PATTERN,
+    ErrorBody,
+    ExplainedScore,
+    Explanation,
+    History,
+    HistoryEntry,
+    ModelInfo,
+    TokenEntry,
+)
+from serving.auth import AccessControlMiddleware, principal_of
+from serving.champion import ChampionHolder, reload_seconds
+from serving.scorestore import ScoreStore
 from serving.scoring import (
     MAX_BATCH_RECORDS,
     BatchTooLargeError,
+    RecordProblem,
     RecordValidationError,
     score_records,
+    validate_records,
 )
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME_ENV = "AJOISSA_MODEL_NAME"
-RELOAD_INTERVAL_SECONDS = 30.0
-"""Minimum time between retries to load a model that was not in the registry."""
 
 MAX_PROBLEMS_IN_RESPONSE = 100
 """Maximum problems listed in a 400 response body. ``problem_count`` is the total."""
@@ -62,6 +112,40 @@ _APP_LOGGERS = ("serving", "models")
 # below stops applying and request bodies reach the ERROR log again.
 _BENTOML_REQUEST_ERROR_LOGGER = "bentoml._internal.server.http_app"
 """Logger of BentoML's ``log_exception``, which logs failed request parsing."""
+_BENTOML_ACCESS_LOGGER = "bentoml.access"
+"""Logger of BentoML's per-request access lines (method, path, status, latency)."""
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, invalid or revoked token."},
+    403: {"model": ErrorBody, "description": "The token's role has no right."},
+}
+
+read_api = FastAPI(
+    title="Ajoissa read API",
+    description="Stored scores of pupils, the served model and the API tokens.",
+)
+
+
+@read_api.exception_handler(HTTPException)
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+@read_api.exception_handler(RequestValidationError)
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    # Only the location and the rule are returned: the path contains a pupil id.
+    problems = [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "expected": error["msg"],
+        }
+        for error in exc.errors()
+    ]
+    message = "; ".join(f"{p['field']}: {p['expected']}" for p in problems)
+    return JSONResponse(
+        {"error": f"invalid request: {message}", "problems": problems},
+        status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
+    )
 
 
 def _enable_app_logging() -> None:
@@ -101,10 +185,31 @@ class _DropRequestBodyFilter(logging.Filter):
         return True
 
 
+class _RedactPupilPathFilter(logging.Filter):
+    """Replace pupil ids in request paths of BentoML's access log with ``{id}``.
+
+    BentoML 1.4 logs every request's path at INFO on ``bentoml.access``, and
+    the pupil endpoints carry the pupil id in the path.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/pupils/" in message:
+            record.msg = _PUPIL_PATH.sub(r"\1{id}", message)
+            record.args = None
+        return True
+
+
+_PUPIL_PATH = re.compile(r"(/pupils/)[^/\s,)]+")
+
+
 def _install_log_filters() -> None:
     bentoml_logger = logging.getLogger(_BENTOML_REQUEST_ERROR_LOGGER)
     if not any(isinstance(f, _DropRequestBodyFilter) for f in bentoml_logger.filters):
         bentoml_logger.addFilter(_DropRequestBodyFilter())
+    access_logger = logging.getLogger(_BENTOML_ACCESS_LOGGER)
+    if not any(isinstance(f, _RedactPupilPathFilter) for f in access_logger.filters):
+        access_logger.addFilter(_RedactPupilPathFilter())
 
 
 def _describe_store() -> str:
@@ -117,60 +222,40 @@ def _describe_store() -> str:
 
 
 @bentoml.service(name="ajoissa")
+@bentoml.asgi_app(read_api, path="/v1")
 class ScoringService:
     """Dropout-risk scoring with the champion version of one registered model."""
 
     def __init__(self) -> None:
         _enable_app_logging()
         _install_log_filters()
-        self.model_name = os.environ.get(MODEL_NAME_ENV) or DEFAULT_MODEL_NAME
-        self.loaded: LoadedModel | None = None
-        self._load_lock = threading.Lock()
-        self._last_attempt = 0.0
+        model_name = os.environ.get(MODEL_NAME_ENV) or DEFAULT_MODEL_NAME
         logger.info(
-            "scoring service starting: model %s from %s",
-            self.model_name,
-            _describe_store(),
+            "scoring service starting: model %s from %s", model_name, _describe_store()
         )
-        self._try_load()
+        self.champion = ChampionHolder(model_name, reload_seconds())
+        self.champion.refresh()
+        self.champion.start()
+        self.scores = ScoreStore()
+        self.access_log = AccessLog()
+        self.tokens = TokenStore()
 
-    def _try_load(self) -> bool:
-        with self._load_lock:
-            if self.loaded is not None:
-                return True
-            self._last_attempt = time.monotonic()
-            try:
-                loaded = load_registered(self.model_name)
-            except LookupError as exc:
-                logger.error(
-                    "failed to load model %s: %s. /readyz and /v1/score return 503 "
-                    "until a retry succeeds. Requests retry at most every %.0f s.",
-                    self.model_name,
-                    exc,
-                    RELOAD_INTERVAL_SECONDS,
-                )
-                return False
-            self.loaded = loaded
-        logger.info("model loaded (name %s, version %s)", loaded.name, loaded.version)
-        return True
-
-    def _load_if_due(self) -> bool:
-        if self.loaded is not None:
-            return True
-        if time.monotonic() - self._last_attempt < RELOAD_INTERVAL_SECONDS:
-            return False
-        return self._try_load()
+    @property
+    def model_name(self) -> str:
+        return self.champion.name
 
     def __is_ready__(self) -> bool:
-        """Return whether a model is loaded, retrying a failed load now and then.
+        """Return whether a verified model is loaded.
 
         BentoML calls this for ``GET /readyz``, which returns 503 when it is false.
         """
-        return self._load_if_due()
+        return self.champion.loaded is not None
 
     @bentoml.on_shutdown
     def log_stop(self) -> None:
-        """Log that the worker is stopping."""
+        """Stop the model watcher and log that the worker is stopping."""
+        self.champion.stop()
+        self.scores.dispose()
         logger.info("scoring service stopping")
 
     @bentoml.api(route="/v1/score")
@@ -186,43 +271,82 @@ class ScoringService:
                 )
             ),
         ] = None,
+        as_of: Annotated[
+            Any,
+            Field(
+                description="Date (YYYY-MM-DD) that the records' features describe; "
+                "echoed in every score. Optional."
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Score records for dropout risk with the champion model.
 
-        ``records`` is typed ``Any`` so that :mod:`serving.scoring` checks it and
-        reports every problem by record index and field name. Error responses
-        get their status code through ``ctx`` and an ``error`` message.
+        ``records`` and ``as_of`` are typed ``Any`` so that :mod:`serving.scoring`
+        checks them and reports every problem by record index and field name.
+        Error responses get their status code through ``ctx`` and an ``error``
+        message.
 
-        NOTE: BentoML's input model ignores body keys other than ``records``, so
-        a misspelled top-level key is not reported. The request is rejected
-        anyway because ``records`` is then missing.
+        NOTE: BentoML's input model ignores body keys other than ``records`` and
+        ``as_of``, so a misspelled top-level key is not reported. The request is
+        rejected anyway when ``records`` is then missing.
         """
         started = time.perf_counter()
-        self._load_if_due()
-        loaded = self.loaded
+        principal = principal_of(ctx.request.scope)
+        loaded = self.champion.loaded
+        count = len(records) if isinstance(records, (list, tuple)) else 0
+        status, body = self._score(ctx, records, as_of, loaded)
+        # The access log gets one row per request: the records carry no pupil id.
+        self.access_log.append(
+            AccessEvent(
+                endpoint="/v1/score",
+                outcome=f"{status} {count} record(s)",
+                token_id=principal.token_id if principal else None,
+                role=principal.role if principal else None,
+                model_version=loaded.version if loaded else None,
+            )
+        )
+        ctx.response.status_code = status
+        if status == HTTPStatus.OK:
+            logger.info(
+                "scored %d record(s) in %.1f ms with %s version %s (%d warning(s))",
+                count,
+                (time.perf_counter() - started) * 1000,
+                loaded.name,
+                loaded.version,
+                len(body["warnings"]),
+            )
+        return body
+
+    def _score(
+        self, ctx: bentoml.Context, records: Any, as_of: Any, loaded: Any
+    ) -> tuple[int, dict[str, Any]]:
         if loaded is None:
             logger.warning(
                 "rejected scoring request: model %s is not loaded", self.model_name
             )
-            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
-            return {
+            return HTTPStatus.SERVICE_UNAVAILABLE, {
                 "error": f"model {self.model_name!r} is not loaded because the "
-                "registry has no champion version of it. Register one and retry "
-                "when /readyz returns 200."
+                "registry has no verified champion version of it. Register one and "
+                "retry when /readyz returns 200."
             }
         count = len(records) if isinstance(records, (list, tuple)) else 0
+        as_of_text, problem = _parse_as_of(as_of)
         # Only counts and durations are logged at INFO because record values
         # are pupil-level data.
         try:
-            result = score_records(records, loaded)
+            if problem is not None:
+                _raise_with_record_problems(problem, records, loaded)
+            result = score_records(records, loaded, as_of=as_of_text)
         except BatchTooLargeError as exc:
             logger.info(
                 "rejected scoring request: %d records exceed the limit of %d",
                 exc.count,
                 exc.limit,
             )
-            ctx.response.status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-            return {"error": str(exc), "max_records": exc.limit}
+            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {
+                "error": str(exc),
+                "max_records": exc.limit,
+            }
         except RecordValidationError as exc:
             logger.info(
                 "rejected scoring request: %d problem(s), %d record(s) received",
@@ -231,20 +355,178 @@ class ScoringService:
             )
             # The message contains pupil-level values, so it is logged only at DEBUG.
             logger.debug("validation problems: %s", exc)
-            ctx.response.status_code = HTTPStatus.BAD_REQUEST
             listed = exc.problems[:MAX_PROBLEMS_IN_RESPONSE]
-            return {
+            return HTTPStatus.BAD_REQUEST, {
                 "error": str(exc),
                 "problem_count": len(exc.problems),
                 "problems": [problem.to_dict() for problem in listed],
             }
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        logger.info(
-            "scored %d record(s) in %.1f ms with %s version %s (%d warning(s))",
-            count,
-            elapsed_ms,
-            loaded.name,
-            loaded.version,
-            len(result.warnings),
+        return HTTPStatus.OK, result.to_dict()
+
+    @read_api.get(
+        "/pupils/{pupil_id}/explanation",
+        response_model=Explanation,
+        responses=_ERRORS | {404: {"model": ErrorBody}},
+    )
+    def explanation(
+        self,
+        request: Request,
+        pupil_id: Annotated[str, Path(pattern=PUPIL_ID_PATTERN)],
+    ) -> Explanation:
+        """Return the pupil's latest stored scores with every feature's contribution.
+
+        Only scores at the token's schools are read. Every row returned, and a
+        404, is written to the access log.
+        """
+        endpoint = "/v1/pupils/{id}/explanation"
+        stored = self._read_pupil(request, pupil_id, endpoint)
+        latest = [row for row in stored if row.run == stored[0].run]
+        first = latest[0]
+        return Explanation(
+            pupil_id=pupil_id,
+            as_of=first.run.as_of,
+            model_name=first.run.model_name,
+            model_version=first.run.model_version,
+            scored_at=first.created_at,
+            scores=[
+                ExplainedScore(
+                    school_id=row.score.school_id,
+                    enrolment_id=row.score.enrolment_id,
+                    probability=row.score.probability,
+                    school_rank=row.score.school_rank,
+                    school_size=row.score.school_size,
+                    reasons=row.score.reasons,
+                    base_value_log_odds=row.score.contributions["base_value_log_odds"],
+                    contributions=row.score.contributions["features"],
+                )
+                for row in latest
+            ],
         )
-        return result.to_dict()
+
+    @read_api.get(
+        "/pupils/{pupil_id}/history",
+        response_model=History,
+        responses=_ERRORS | {404: {"model": ErrorBody}},
+    )
+    def history(
+        self,
+        request: Request,
+        pupil_id: Annotated[str, Path(pattern=PUPIL_ID_PATTERN)],
+    ) -> History:
+        """Return every stored score of the pupil at the token's schools, newest first."""
+        stored = self._read_pupil(request, pupil_id, "/v1/pupils/{id}/history")
+        return History(
+            pupil_id=pupil_id,
+            entries=[
+                HistoryEntry(
+                    as_of=row.run.as_of,
+                    school_id=row.score.school_id,
+                    probability=row.score.probability,
+                    school_rank=row.score.school_rank,
+                    school_size=row.score.school_size,
+                    reasons=row.score.reasons,
+                    model_name=row.run.model_name,
+                    model_version=row.run.model_version,
+                    scored_at=row.created_at,
+                )
+                for row in stored
+            ],
+        )
+
+    def _read_pupil(self, request: Request, pupil_id: str, endpoint: str) -> list[Any]:
+        principal = principal_of(request.scope)
+        if principal is None or principal.role != "staff":
+            # The middleware already rejects these; this guards a misconfiguration.
+            raise HTTPException(403, "only staff tokens read pupil scores")
+        stored = self.scores.pupil_scores(pupil_id, principal.schools)
+        if not stored:
+            self.access_log.append(
+                AccessEvent(
+                    endpoint=endpoint,
+                    outcome="404 not found",
+                    token_id=principal.token_id,
+                    role=principal.role,
+                    pupil_id=pupil_id,
+                )
+            )
+            raise HTTPException(
+                404,
+                f"no stored score for pupil {pupil_id!r} at your schools "
+                f"({', '.join(principal.schools)})",
+            )
+        for school, version in sorted(
+            {(row.score.school_id, row.run.model_version) for row in stored}
+        ):
+            self.access_log.append(
+                AccessEvent(
+                    endpoint=endpoint,
+                    outcome="200 ok",
+                    token_id=principal.token_id,
+                    role=principal.role,
+                    pupil_id=pupil_id,
+                    school_id=school,
+                    model_version=version,
+                )
+            )
+        logger.info("read %d stored score(s) for %s", len(stored), endpoint)
+        return stored
+
+    @read_api.get("/model", response_model=ModelInfo, responses=_ERRORS)
+    def model(self) -> ModelInfo:
+        """Return the served model's identity, digests and training metrics."""
+        loaded = self.champion.loaded
+        tags = loaded.tags if loaded else {}
+        return ModelInfo(
+            name=self.model_name,
+            version=loaded.version if loaded else None,
+            alias=loaded.alias if loaded else None,
+            loaded_at=self.champion.loaded_at,
+            artifact_sha256=tags.get(ARTIFACT_DIGEST_TAG),
+            training_data_sha256=tags.get(TRAINING_DATA_TAG),
+            source=tags.get("source"),
+            features=list(loaded.spec.features) if loaded else [],
+            metrics=loaded.metrics if loaded else {},
+            model_card_url=tags.get("model_card_url"),
+            last_load_error=self.champion.last_error,
+        )
+
+    @read_api.get("/tokens", response_model=list[TokenEntry], responses=_ERRORS)
+    def list_tokens(self) -> list[TokenEntry]:
+        """Return the API tokens without their secrets."""
+        return [
+            TokenEntry(
+                token_id=info.token_id,
+                role=info.role,
+                schools=list(info.schools),
+                label=info.label,
+                created_at=info.created_at,
+                revoked_at=info.revoked_at,
+            )
+            for info in self.tokens.list()
+        ]
+
+
+ScoringService.add_asgi_middleware(AccessControlMiddleware)
+
+
+def _raise_with_record_problems(
+    problem: RecordProblem, records: Any, loaded: Any
+) -> None:
+    """Raise :class:`RecordValidationError` for ``problem`` and any in ``records``."""
+    problems = [problem]
+    try:
+        validate_records(records, loaded.spec)
+    except RecordValidationError as exc:
+        problems.extend(exc.problems)
+    raise RecordValidationError(problems, loaded.spec.features)
+
+
+def _parse_as_of(value: Any) -> tuple[str | None, RecordProblem | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()).isoformat(), None
+        except ValueError:
+            pass
+    return None, RecordProblem(None, "as_of", value, "a date as YYYY-MM-DD, or null")

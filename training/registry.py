@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import pandas as pd
 import sklearn
 
 from models.spec import FeatureSpec
-from models.store import CHAMPION, EXPERIMENT_NAME, artifact_root, configure_mlflow
+from models.store import (
+    ARTIFACT_DIGEST_TAG,
+    CHAMPION,
+    EXPERIMENT_NAME,
+    artifact_digest,
+    artifact_root,
+    configure_mlflow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +56,9 @@ def log_and_register(
 ) -> RegisteredVersion:
     """Log ``model`` in the active MLflow run, register a new version, set ``alias``.
 
+    The version gets the ``ARTIFACT_DIGEST_TAG`` tag with the digest of its stored
+    artifact files, which :func:`models.store.load_registered` checks.
+
     The feature spec goes into the model's metadata so that a server can
     validate records and restore categories without the training code.
     """
@@ -81,6 +93,13 @@ def log_and_register(
     client = mlflow.MlflowClient()
     for key, value in (tags or {}).items():
         client.set_model_version_tag(model_name, version, key, value)
+    # The digest is taken from the stored copy, as a server will download it.
+    with tempfile.TemporaryDirectory(prefix="ajoissa-register-") as tmp:
+        stored = mlflow.artifacts.download_artifacts(
+            f"models:/{model_name}/{version}", dst_path=tmp
+        )
+        digest = artifact_digest(Path(stored))
+    client.set_model_version_tag(model_name, version, ARTIFACT_DIGEST_TAG, digest)
     client.set_registered_model_alias(model_name, alias, version)
     logger.info("registered %s version %s with alias %s", model_name, version, alias)
     return RegisteredVersion(name=model_name, version=version, run_id=run.info.run_id)

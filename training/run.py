@@ -26,7 +26,7 @@ from features.build import FeatureFrame, asof_points_by_offset, build_features
 from models.reason_text import top_reasons
 from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
-from models.store import CHAMPION, MODEL_NAME_PREFIX
+from models.store import CHAMPION, MODEL_NAME_PREFIX, TRAINING_DATA_TAG
 from sources.contract import InputTables
 from training.evaluate import evaluate_scores
 from training.registry import ensure_experiment, log_and_register
@@ -123,7 +123,11 @@ def run_main_job(
             frame.X.head(50),
             model_name=config.model_name or f"{MODEL_NAME_PREFIX}{config.source}",
             alias=config.alias,
-            tags={"source": config.source, "validation": config.validation},
+            tags={
+                "source": config.source,
+                "validation": config.validation,
+                TRAINING_DATA_TAG: _fingerprint(frame.data),
+            },
         )
 
         on_step("auditing fairness")
@@ -405,6 +409,15 @@ def _flat_metrics(metrics: dict[str, dict[str, dict[str, float | None]]]) -> dic
         for name, value in values.items()
         if value is not None
     }
+
+
+def _fingerprint(data: pd.DataFrame) -> str:
+    """Return a SHA-256 fingerprint of the rows and column names of ``data``."""
+    import hashlib
+
+    digest = hashlib.sha256(",".join(map(str, data.columns)).encode("utf-8"))
+    digest.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

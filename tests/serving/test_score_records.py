@@ -14,6 +14,7 @@ from serving.scoring import (
     BatchTooLargeError,
     RecordValidationError,
     rank_percentiles,
+    request_ranks,
     score_records,
     validate_records,
 )
@@ -79,6 +80,11 @@ def test_batch_membership_ignored(trained, records):
     for part, full in zip(second_half, whole[25:], strict=True):
         assert part["probability"] == full["probability"]
         assert part["reasons"] == full["reasons"]
+
+
+def test_request_rank_formula():
+    got = request_ranks([0.2, 0.9, 0.2, 0.5])
+    np.testing.assert_array_equal(got, [3, 1, 3, 2])
 
 
 def test_rank_percentile_formula():

@@ -110,10 +110,11 @@ def test_healthz_ok(server):
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
 
 
-def test_scores_match_offline(server, trained):
+def test_scores_match_offline(server, trained, tokens):
     rows = trained.holdout.head(200)
     response = httpx.post(
         f"{server.url}/v1/score",
+        headers=tokens.header("platform"),
         json={"records": trained.holdout_records[:200]},
         timeout=30,
     )
@@ -130,22 +131,28 @@ def test_scores_match_offline(server, trained):
     assert len(body["scores"][0]["reasons"]) == 3
 
 
-def test_unseen_category_warns(server, trained):
+def test_unseen_category_warns(server, trained, tokens):
     record = dict(trained.holdout_records[0])
     record["attr_module"] = "ZZZ"
     response = httpx.post(
-        f"{server.url}/v1/score", json={"records": [record]}, timeout=30
+        f"{server.url}/v1/score",
+        headers=tokens.header("platform"),
+        json={"records": [record]},
+        timeout=30,
     )
     assert response.status_code == 200
     assert response.json()["warnings"][0].startswith("unseen category 'ZZZ'")
 
 
-def test_bad_record_400(server, trained):
+def test_bad_record_400(server, trained, tokens):
     record = dict(trained.holdout_records[0])
     record["mean_score"] = "high"
     del record["days_enrolled"]
     response = httpx.post(
-        f"{server.url}/v1/score", json={"records": [record]}, timeout=30
+        f"{server.url}/v1/score",
+        headers=tokens.header("platform"),
+        json={"records": [record]},
+        timeout=30,
     )
     assert response.status_code == 400
     body = response.json()
@@ -160,39 +167,46 @@ def test_bad_record_400(server, trained):
     "content",
     [b"", b"{}", b'{"records": []}', b'{"records": {}}', b"not json"],
 )
-def test_empty_or_malformed_4xx(server, content):
+def test_empty_or_malformed_4xx(server, content, tokens):
     response = httpx.post(
         f"{server.url}/v1/score",
         content=content,
-        headers={"Content-Type": "application/json"},
+        headers=tokens.header("platform") | {"Content-Type": "application/json"},
         timeout=30,
     )
     assert 400 <= response.status_code < 500
     assert "Traceback" not in response.text
 
 
-def test_too_many_413(server):
+def test_too_many_413(server, tokens):
     records = [{}] * (MAX_BATCH_RECORDS + 1)
     response = httpx.post(
-        f"{server.url}/v1/score", json={"records": records}, timeout=60
+        f"{server.url}/v1/score",
+        headers=tokens.header("platform"),
+        json={"records": records},
+        timeout=60,
     )
     assert response.status_code == 413
     assert response.json()["max_records"] == MAX_BATCH_RECORDS
 
 
-def test_log_has_counts_not_values(server, trained):
+def test_log_has_counts_not_values(server, trained, tokens):
     httpx.post(
         f"{server.url}/v1/score",
+        headers=tokens.header("platform"),
         json={"records": trained.holdout_records[:7]},
         timeout=30,
     )
     httpx.post(
-        f"{server.url}/v1/score", json={"records": [{"x": "secret-value"}]}, timeout=30
+        f"{server.url}/v1/score",
+        headers=tokens.header("platform"),
+        json={"records": [{"x": "secret-value"}]},
+        timeout=30,
     )
     httpx.post(
         f"{server.url}/v1/score",
         content=b"secret-body{",
-        headers={"Content-Type": "application/json"},
+        headers=tokens.header("platform") | {"Content-Type": "application/json"},
         timeout=30,
     )
     log = server.log()
@@ -212,11 +226,12 @@ def test_stop_logged(server):
     assert "scoring service stopping" in server.log()
 
 
-def test_no_model_not_ready(trained, tmp_path):
+def test_no_model_not_ready(trained, tmp_path, tokens):
     with _run_server("no-such-model", tmp_path, "/healthz") as running:
         ready = httpx.get(f"{running.url}/readyz", timeout=10)
         scored = httpx.post(
             f"{running.url}/v1/score",
+            headers=tokens.header("platform"),
             json={"records": trained.holdout_records[:1]},
             timeout=30,
         )

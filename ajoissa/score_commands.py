@@ -1,0 +1,115 @@
+"""``ajoissa score``: scheduled scoring of every active pupil into the score store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ajoissa.cli import SourceName, app, console
+
+SCORE_HELP = (
+    "Score every pupil active on an as-of date with the champion model and store, "
+    "per pupil, the probability, rank within the school (unit), reasons, model "
+    "version and the feature values used. Rerunning the same as-of date and model "
+    "version replaces that run and nothing else. A failed run leaves the store as "
+    "it was.\n\nThe store is AJOISSA_SCORE_STORE_URL (a SQLAlchemy URL), by default "
+    "scores.db (SQLite) in AJOISSA_HOME."
+)
+
+
+@app.command(help=SCORE_HELP)
+def score(
+    source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            help="As-of date (YYYY-MM-DD): only events on or before it are used.",
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder (or file) with the source's data. Default: the bundled copy."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Registered model whose 'champion' version scores. Default: the "
+            "only registered model with a champion."
+        ),
+    ] = None,
+) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ajoissa.catalog import SOURCES
+    from models.store import ModelIntegrityError, load_registered, resolve_model_name
+    from serving.scheduled import NoActivePupilsError, score_asof
+    from serving.scorestore import RunKey, ScoreStore, describe_url, store_url
+    from sources.errors import InputDataError
+
+    try:
+        day = dt.date.fromisoformat(as_of)
+    except ValueError:
+        typer.echo(
+            f"Invalid --as-of {as_of!r}: expected a date as YYYY-MM-DD.", err=True
+        )
+        raise typer.Exit(code=2) from None
+    entry = SOURCES[source.value]
+    data_path = data or entry.default_data
+    started = time.perf_counter()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("loading the champion model", total=None)
+        try:
+            loaded = load_registered(resolve_model_name(model))
+            progress.update(
+                task, description=f"loading {source.value} from {data_path}"
+            )
+            tables = entry.load(data_path).validated()
+            progress.update(task, description=f"building features as of {day}")
+            rows = score_asof(tables, loaded, day)
+            progress.update(task, description="writing the score store")
+            store = ScoreStore()
+            key = RunKey(source.value, day, loaded.name, loaded.version)
+            run_id = store.replace_run(key, rows)
+            store.dispose()
+        except (LookupError, ModelIntegrityError) as exc:
+            progress.stop()
+            typer.echo(f"Cannot score: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        except InputDataError as exc:
+            progress.stop()
+            typer.echo(f"Input data error: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        except (NoActivePupilsError, ValueError) as exc:
+            progress.stop()
+            typer.echo(f"Cannot score: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        except SQLAlchemyError as exc:
+            progress.stop()
+            typer.echo(
+                f"Cannot write the score store {describe_url(store_url())}: "
+                f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}. "
+                "Nothing was changed in it; fix the store or its URL "
+                "(AJOISSA_SCORE_STORE_URL) and run the command again.",
+                err=True,
+            )
+            raise typer.Exit(code=1) from exc
+    schools = len({row.school_id for row in rows})
+    console.print(
+        f"Stored run {run_id}: {len(rows)} enrolments in {schools} schools as of {day}, "
+        f"model {loaded.name} version {loaded.version}"
+    )
+    console.print(f"Score store: {describe_url(store.url)}")
+    console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")

@@ -1,0 +1,204 @@
+"""Bearer tokens and roles: who may call which endpoint, and for which schools.
+
+A token reads ``ajoissa_<token id>.<secret>``. The token id is public: it
+appears in ``ajoissa tokens list`` and in the access log. The secret is 32
+random bytes from :mod:`secrets` (256 bits), shown once at creation. Only its
+SHA-256 digest is stored.
+
+Why a plain SHA-256 digest and not a slow password hash such as scrypt: slow
+hashes protect low-entropy secrets that people choose, by making each guess
+expensive. A 256-bit random secret cannot be guessed, so a slow hash adds no
+protection but would add its cost (tens of milliseconds by design) to every
+request. A leaked token database therefore does not reveal usable tokens.
+
+Roles
+-----
+``platform``
+    Scores records: ``POST /v1/score``. Reads ``GET /v1/model``.
+``staff``
+    Reads stored scores, explanations and history of pupils in the schools
+    listed on the token, and ``GET /v1/model``.
+``reviewer``
+    Reads the model description and its model card: ``GET /v1/model``.
+``admin``
+    Lists tokens over HTTP (``GET /v1/tokens``) and reads ``GET /v1/model``.
+    Tokens are created and revoked with ``ajoissa tokens``.
+
+The tokens live in a SQLite file, ``AJOISSA_ACCESS_DB`` (default
+``access.db`` in ``AJOISSA_HOME``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.store import home_dir
+
+logger = logging.getLogger(__name__)
+
+ACCESS_DB_ENV = "AJOISSA_ACCESS_DB"
+ROLES = ("platform", "staff", "reviewer", "admin")
+TOKEN_PREFIX = "ajoissa_"
+_TOKEN = re.compile(r"ajoissa_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id TEXT PRIMARY KEY,
+    secret_sha256 TEXT NOT NULL,
+    role TEXT NOT NULL,
+    schools TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The holder of a valid token: its id, role and schools."""
+
+    token_id: str
+    role: str
+    schools: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A stored token, without its secret."""
+
+    token_id: str
+    role: str
+    schools: tuple[str, ...]
+    label: str
+    created_at: str
+    revoked_at: str | None
+
+
+def access_db_path() -> Path:
+    """Return ``AJOISSA_ACCESS_DB``, or ``access.db`` in ``AJOISSA_HOME``."""
+    configured = os.environ.get(ACCESS_DB_ENV)
+    if configured:
+        return Path(configured).resolve()
+    return home_dir() / "access.db"
+
+
+class TokenStore:
+    """Create, check, list and revoke tokens in the SQLite file at ``path``."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or access_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def create(
+        self, role: str, schools: Sequence[str] = (), label: str = ""
+    ) -> tuple[str, TokenInfo]:
+        """Create a token and return its full text (shown only now) and its info.
+
+        Raises
+        ------
+        ValueError
+            If ``role`` is unknown, a staff token has no school, or another role
+            is given schools.
+        """
+        if role not in ROLES:
+            raise ValueError(
+                f"invalid role {role!r}: expected one of {', '.join(ROLES)}"
+            )
+        cleaned = tuple(
+            sorted({school.strip() for school in schools if school.strip()})
+        )
+        if role == "staff" and not cleaned:
+            raise ValueError(
+                "a staff token needs at least one school: pass --school SCHOOL_ID "
+                "once per school the holder is responsible for"
+            )
+        if role != "staff" and cleaned:
+            raise ValueError(
+                f"only staff tokens are scoped to schools; a {role} token takes no "
+                "--school"
+            )
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._connect() as connection:
+            connection.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (token_id, _digest(secret), role, json.dumps(cleaned), label, created),
+            )
+        logger.info("created %s token %s", role, token_id)
+        info = TokenInfo(token_id, role, cleaned, label, created, None)
+        return f"{TOKEN_PREFIX}{token_id}.{secret}", info
+
+    def authenticate(self, token: str) -> Principal | None:
+        """Return the principal of ``token``, or None if it is invalid or revoked."""
+        match = _TOKEN.fullmatch(token.strip())
+        if match is None:
+            return None
+        token_id, secret = match.groups()
+        with self._connect() as connection:
+            row = connection.execute(
+                "SELECT secret_sha256, role, schools, revoked_at FROM tokens "
+                "WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        stored, role, schools, revoked = row
+        if not hmac.compare_digest(stored, _digest(secret)) or revoked is not None:
+            return None
+        return Principal(token_id, role, tuple(json.loads(schools)))
+
+    def list(self) -> list[TokenInfo]:
+        """Return every token, oldest first, without secrets."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT token_id, role, schools, label, created_at, revoked_at "
+                "FROM tokens ORDER BY created_at, token_id"
+            ).fetchall()
+        return [
+            TokenInfo(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5])
+            for row in rows
+        ]
+
+    def revoke(self, token_id: str) -> None:
+        """Revoke a token; requests with it get 401 from then on.
+
+        Raises
+        ------
+        LookupError
+            If no token has this id.
+        """
+        revoked = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._connect() as connection:
+            cursor = connection.execute(
+                "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) "
+                "WHERE token_id = ?",
+                (revoked, token_id),
+            )
+        if cursor.rowcount == 0:
+            raise LookupError(
+                f"no token with id {token_id!r} in {self.path}; "
+                "`ajoissa tokens list` shows the ids"
+            )
+        logger.info("revoked token %s", token_id)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()

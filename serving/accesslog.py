@@ -1,0 +1,326 @@
+"""The access log: an append-only, hash-chained record of reads of pupil data.
+
+Every scoring request and every read of a pupil's stored scores adds one row:
+time (UTC), token id, role, pupil pseudonymous id, school, model version,
+endpoint and outcome (the HTTP status and a short word). The log is a SQLite
+file, ``AJOISSA_ACCESS_LOG`` (default ``access-log.db`` in ``AJOISSA_HOME``).
+
+Hash chain
+----------
+Each row stores ``prev_hash``, the hash of the row before it, and ``row_hash``,
+the SHA-256 of ``prev_hash`` and the row's fields, sequence number included.
+The first row follows ``GENESIS``. The ``chain_head`` table contains the last
+sequence number and hash, updated in the same transaction as each append.
+:func:`verify` recomputes the chain, so it finds an edited row (its hash no
+longer matches), a deleted row (a gap in the sequence or a broken link), rows
+in a different order (broken links) and rows deleted from the end (the head no
+longer matches).
+
+SQLite triggers reject UPDATE and DELETE on the log outside :func:`prune`, so
+mistakes cannot change it. They do not stop someone who can write the file.
+The chain detects such changes, except a rewrite of the whole file with a fresh
+chain: compare the head hash that ``verify`` prints with a copy kept elsewhere
+to detect that too.
+
+Retention
+---------
+:func:`prune` deletes rows older than the retention period (default
+``DEFAULT_RETENTION_DAYS``, about 6 months) and records an anchor row: the
+first kept sequence number and the hash of the last deleted row. ``verify``
+starts from the newest anchor, so a pruned log still verifies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.store import home_dir
+
+logger = logging.getLogger(__name__)
+
+ACCESS_LOG_ENV = "AJOISSA_ACCESS_LOG"
+RETENTION_ENV = "AJOISSA_ACCESS_LOG_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 183
+GENESIS = "0" * 64
+"""``prev_hash`` of the first row ever written."""
+
+FIELDS = (
+    "seq",
+    "time",
+    "token_id",
+    "role",
+    "pupil_id",
+    "school_id",
+    "model_version",
+    "endpoint",
+    "outcome",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS access_log (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    token_id TEXT,
+    role TEXT,
+    pupil_id TEXT,
+    school_id TEXT,
+    model_version TEXT,
+    endpoint TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    row_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    row_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS anchors (
+    id INTEGER PRIMARY KEY,
+    pruned_at TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prune_permit (upto_seq INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS access_log_no_update BEFORE UPDATE ON access_log
+BEGIN
+    SELECT RAISE(ABORT, 'the access log is append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS access_log_no_delete BEFORE DELETE ON access_log
+WHEN old.seq > (SELECT coalesce(max(upto_seq), 0) FROM prune_permit)
+BEGIN
+    SELECT RAISE(ABORT, 'the access log is append-only; use prune for retention');
+END;
+"""
+
+
+@dataclass(frozen=True)
+class AccessEvent:
+    """One access to record. Fields that do not apply are None."""
+
+    endpoint: str
+    outcome: str
+    token_id: str | None = None
+    role: str | None = None
+    pupil_id: str | None = None
+    school_id: str | None = None
+    model_version: str | None = None
+
+
+@dataclass
+class VerifyResult:
+    """Result of :func:`verify`: rows checked, the chain head and every problem."""
+
+    rows_checked: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def access_log_path() -> Path:
+    """Return ``AJOISSA_ACCESS_LOG``, or ``access-log.db`` in ``AJOISSA_HOME``."""
+    configured = os.environ.get(ACCESS_LOG_ENV)
+    if configured:
+        return Path(configured).resolve()
+    return home_dir() / "access-log.db"
+
+
+def retention_days() -> int:
+    """Return ``AJOISSA_ACCESS_LOG_RETENTION_DAYS`` or ``DEFAULT_RETENTION_DAYS``.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a positive whole number of days.
+    """
+    raw = os.environ.get(RETENTION_ENV)
+    if raw is None:
+        return DEFAULT_RETENTION_DAYS
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"invalid {RETENTION_ENV}={raw!r}: expected a whole number of days, 1 or more"
+        )
+    return int(raw)
+
+
+class AccessLog:
+    """Append to, verify and prune the access log in the SQLite file at ``path``."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or access_log_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    def append(self, event: AccessEvent, now: dt.datetime | None = None) -> int:
+        """Append ``event`` and return its sequence number.
+
+        The write lock is taken before the head is read, so concurrent writers
+        (several server workers) extend the chain one at a time.
+        """
+        time = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="microseconds")
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            head = connection.execute(
+                "SELECT seq, row_hash FROM chain_head WHERE id = 1"
+            ).fetchone()
+            seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+            values = {
+                "seq": seq,
+                "time": time,
+                "token_id": event.token_id,
+                "role": event.role,
+                "pupil_id": event.pupil_id,
+                "school_id": event.school_id,
+                "model_version": event.model_version,
+                "endpoint": event.endpoint,
+                "outcome": event.outcome,
+            }
+            row_hash = _row_hash(prev_hash, values)
+            connection.execute(
+                f"INSERT INTO access_log ({', '.join(FIELDS)}, prev_hash, row_hash) "
+                f"VALUES ({', '.join('?' * (len(FIELDS) + 2))})",
+                (*values.values(), prev_hash, row_hash),
+            )
+            connection.execute(
+                "INSERT INTO chain_head (id, seq, row_hash) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, "
+                "row_hash = excluded.row_hash",
+                (seq, row_hash),
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.close()
+        return seq
+
+    def rows(self) -> list[dict[str, object]]:
+        """Return every row in sequence order, hashes included."""
+        with self._connect() as connection:
+            connection.row_factory = sqlite3.Row
+            return [
+                dict(row)
+                for row in connection.execute("SELECT * FROM access_log ORDER BY seq")
+            ]
+
+    def verify(self) -> VerifyResult:
+        """Recompute the hash chain from the newest anchor and report every break."""
+        result = VerifyResult()
+        connection = self._connect()
+        connection.row_factory = sqlite3.Row
+        try:
+            anchor = connection.execute(
+                "SELECT first_seq, prev_hash FROM anchors ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            expected_seq, prev_hash = (
+                (anchor["first_seq"], anchor["prev_hash"]) if anchor else (1, GENESIS)
+            )
+            rows = connection.execute("SELECT * FROM access_log ORDER BY rowid")
+            for row in rows:
+                values = {name: row[name] for name in FIELDS}
+                if row["seq"] != expected_seq:
+                    result.problems.append(
+                        f"row seq {row['seq']}: expected seq {expected_seq}; rows "
+                        "were deleted or reordered"
+                    )
+                if row["prev_hash"] != prev_hash:
+                    result.problems.append(
+                        f"row seq {row['seq']}: prev_hash does not match the row "
+                        "before it; a row before it was deleted, edited or moved"
+                    )
+                if _row_hash(row["prev_hash"], values) != row["row_hash"]:
+                    result.problems.append(
+                        f"row seq {row['seq']}: row_hash does not match its fields; "
+                        "the row was edited"
+                    )
+                result.rows_checked += 1
+                prev_hash = row["row_hash"]
+                expected_seq = row["seq"] + 1
+            head = connection.execute(
+                "SELECT seq, row_hash FROM chain_head WHERE id = 1"
+            ).fetchone()
+        finally:
+            connection.close()
+        head_seq, head_hash = (head["seq"], head["row_hash"]) if head else (0, GENESIS)
+        if (head_seq, head_hash) != (expected_seq - 1, prev_hash):
+            result.problems.append(
+                f"the chain head is seq {head_seq}, but the last row is seq "
+                f"{expected_seq - 1}; rows at the end were deleted or the head "
+                "was edited"
+            )
+        result.head_seq = head_seq
+        result.head_hash = head_hash
+        return result
+
+    def prune(
+        self, retention: int | None = None, now: dt.datetime | None = None
+    ) -> int:
+        """Delete rows older than ``retention`` days and anchor the chain; return
+        how many rows were deleted.
+
+        ``retention`` defaults to :func:`retention_days`.
+        """
+        days = retention if retention is not None else retention_days()
+        cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            last = connection.execute(
+                "SELECT max(seq) FROM access_log WHERE time < ?",
+                (cutoff.isoformat(timespec="microseconds"),),
+            ).fetchone()[0]
+            if last is None:
+                connection.execute("COMMIT")
+                return 0
+            last_hash = connection.execute(
+                "SELECT row_hash FROM access_log WHERE seq = ?", (last,)
+            ).fetchone()[0]
+            connection.execute("INSERT INTO prune_permit VALUES (?)", (last,))
+            deleted = connection.execute(
+                "DELETE FROM access_log WHERE seq <= ?", (last,)
+            ).rowcount
+            connection.execute("DELETE FROM prune_permit")
+            connection.execute(
+                "INSERT INTO anchors (pruned_at, first_seq, prev_hash) VALUES (?, ?, ?)",
+                (dt.datetime.now(dt.UTC).isoformat(), last + 1, last_hash),
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.close()
+        logger.info(
+            "pruned %d access-log rows older than %d days (before %s)",
+            deleted,
+            days,
+            cutoff.date(),
+        )
+        return deleted
+
+
+def _row_hash(prev_hash: str, values: dict[str, object]) -> str:
+    payload = json.dumps([prev_hash, *(values[name] for name in FIELDS)])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

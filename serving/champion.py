@@ -1,0 +1,131 @@
+"""Keep the champion version of a registered model loaded, following alias moves.
+
+A background thread queries the registry every ``AJOISSA_RELOAD_SECONDS`` seconds
+(default ``DEFAULT_RELOAD_SECONDS``) which version carries the ``champion``
+alias. When it changes, the new version is downloaded, verified and loaded
+beside the old one, and then a single attribute assignment swaps it in.
+Requests read :attr:`ChampionHolder.loaded` once and score with that object, so
+a request that started before the swap finishes with the old model and no
+request fails during a switch. A version that fails to load or fails its
+integrity check is rejected and the previous model keeps serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+
+from models.store import (
+    LoadedModel,
+    ModelIntegrityError,
+    champion_version,
+    load_registered,
+)
+
+logger = logging.getLogger(__name__)
+
+RELOAD_SECONDS_ENV = "AJOISSA_RELOAD_SECONDS"
+DEFAULT_RELOAD_SECONDS = 30.0
+
+
+def reload_seconds() -> float:
+    """Return ``AJOISSA_RELOAD_SECONDS`` or ``DEFAULT_RELOAD_SECONDS``.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a positive number of seconds.
+    """
+    raw = os.environ.get(RELOAD_SECONDS_ENV)
+    if raw is None:
+        return DEFAULT_RELOAD_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(
+            f"invalid {RELOAD_SECONDS_ENV}={raw!r}: expected a positive number of "
+            "seconds"
+        )
+    return seconds
+
+
+class ChampionHolder:
+    """The loaded champion of model ``name``, refreshed by :meth:`refresh`."""
+
+    def __init__(self, name: str, interval_seconds: float) -> None:
+        self.name = name
+        self.interval_seconds = interval_seconds
+        self.loaded: LoadedModel | None = None
+        self.loaded_at: dt.datetime | None = None
+        self.last_error: str | None = None
+        self._rejected_version: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Load the champion if it is not the loaded version; return whether it
+        changed. Errors are logged and kept in ``last_error``, never raised."""
+        with self._lock:
+            try:
+                version = champion_version(self.name)
+            except LookupError as exc:
+                if self.last_error != str(exc):
+                    logger.error("failed to load model %s: %s", self.name, exc)
+                self.last_error = str(exc)
+                return False
+            current = self.loaded.version if self.loaded else None
+            if version in (current, self._rejected_version):
+                return False
+            try:
+                loaded = load_registered(self.name)
+            except (ModelIntegrityError, LookupError) as exc:
+                self._reject(version, str(exc))
+                return False
+            except Exception as exc:  # noqa: BLE001 - any load failure keeps the old model
+                self._reject(version, f"{type(exc).__name__}: {exc}")
+                return False
+            self.loaded = loaded
+            self.loaded_at = dt.datetime.now(dt.UTC)
+            self.last_error = None
+            self._rejected_version = None
+        logger.info(
+            "model loaded (name %s, version %s); previous version %s",
+            loaded.name,
+            loaded.version,
+            current,
+        )
+        return True
+
+    def _reject(self, version: str, error: str) -> None:
+        self._rejected_version = version
+        self.last_error = error
+        serving = self.loaded.version if self.loaded else "none"
+        logger.error(
+            "rejected model %s version %s: %s. Still serving version %s.",
+            self.name,
+            version,
+            error,
+            serving,
+        )
+
+    def start(self) -> None:
+        """Start the thread that calls :meth:`refresh` every interval."""
+        self._thread = threading.Thread(
+            target=self._watch, name="champion-watch", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the refresh thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_seconds + 5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            self.refresh()

@@ -1,0 +1,90 @@
+"""Token creation, checking, listing and revocation, in process and by the CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from ajoissa.cli import app
+from serving.access import TokenStore
+
+
+@pytest.fixture
+def store(tmp_path) -> TokenStore:
+    return TokenStore(tmp_path / "access.db")
+
+
+def test_token_authenticates(store):
+    token, info = store.create("staff", ["AAA_2014J", "BBB_2014B"], "a teacher")
+    principal = store.authenticate(token)
+    assert principal is not None
+    assert principal.role == "staff"
+    assert principal.schools == ("AAA_2014J", "BBB_2014B")
+    assert principal.token_id == info.token_id
+
+
+def test_secret_not_stored(store):
+    token, _ = store.create("platform")
+    secret = token.split(".", 1)[1]
+    with sqlite3.connect(store.path) as connection:
+        dump = "\n".join(connection.iterdump())
+    assert secret not in dump
+
+
+def test_wrong_secret_rejected(store):
+    token, _ = store.create("platform")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert store.authenticate(forged) is None
+
+
+@pytest.mark.parametrize("text", ["", "Bearer x", "ajoissa_zz.yy", "ajoissa_" * 9])
+def test_malformed_rejected(store, text):
+    assert store.authenticate(text) is None
+
+
+def test_revoked_rejected(store):
+    token, info = store.create("reviewer")
+    store.revoke(info.token_id)
+    assert store.authenticate(token) is None
+    assert store.list()[0].revoked_at is not None
+
+
+def test_revoke_unknown(store):
+    with pytest.raises(LookupError, match="no token with id 'nope'"):
+        store.revoke("nope")
+
+
+def test_staff_needs_school(store):
+    with pytest.raises(ValueError, match="needs at least one school"):
+        store.create("staff")
+
+
+def test_school_only_for_staff(store):
+    with pytest.raises(ValueError, match="takes no --school"):
+        store.create("platform", ["AAA_2014J"])
+
+
+def test_unknown_role(store):
+    with pytest.raises(ValueError, match="invalid role 'root'"):
+        store.create("root")
+
+
+def test_cli_create_list_revoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_ACCESS_DB", str(tmp_path / "cli-access.db"))
+    runner = CliRunner()
+    created = runner.invoke(
+        app, ["tokens", "create", "--role", "staff", "--school", "AAA_2014J"]
+    )
+    assert created.exit_code == 0, created.output
+    token = created.output.strip().splitlines()[-1]
+    assert token.startswith("ajoissa_")
+    store = TokenStore(tmp_path / "cli-access.db")
+    token_id = store.authenticate(token).token_id
+    listed = runner.invoke(app, ["tokens", "list"])
+    assert token_id in listed.output
+    assert token.split(".", 1)[1] not in listed.output
+    revoked = runner.invoke(app, ["tokens", "revoke", token_id])
+    assert revoked.exit_code == 0, revoked.output
+    assert store.authenticate(token) is None

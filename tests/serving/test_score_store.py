@@ -1,0 +1,148 @@
+"""Scheduled scoring into the score store, in process and through the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from ajoissa.cli import app
+from features.build import asof_points_by_date, build_features
+from models.risk import predict_risk
+from serving.scheduled import NoActivePupilsError, score_asof
+from serving.scorestore import RunKey, ScoreStore
+
+AS_OF = dt.date(2014, 3, 3)
+LATER = dt.date(2014, 4, 7)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'scores.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = ScoreStore(url)
+    yield store
+    # Each test starts from empty tables, also on the shared PostgreSQL server.
+    store.drop_tables()
+    store.dispose()
+
+
+def _key(trained, as_of=AS_OF) -> RunKey:
+    return RunKey("oulad", as_of, trained.loaded.name, trained.loaded.version)
+
+
+def test_every_active_enrolment_scored(tables, trained, scored):
+    frame = build_features(tables, asof_points_by_date(tables.units, [AS_OF]))
+    assert len(scored) == len(frame.data)
+    assert {row.enrolment_id for row in scored} == set(frame.data["enrolment_id"])
+
+
+def test_scores_equal_offline(tables, trained, scored):
+    frame = build_features(tables, asof_points_by_date(tables.units, [AS_OF]))
+    expected = predict_risk(trained.loaded.model, trained.spec, frame.data)
+    by_enrolment = {row.enrolment_id: row.probability for row in scored}
+    got = np.array([by_enrolment[e] for e in frame.data["enrolment_id"]])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_rank_within_school(scored):
+    school = scored[0].school_id
+    rows = sorted(
+        (row for row in scored if row.school_id == school), key=lambda r: r.school_rank
+    )
+    assert rows[0].school_rank == 1
+    assert rows[0].probability == max(row.probability for row in rows)
+    assert all(row.school_size == len(rows) for row in rows)
+    assert all(a.probability >= b.probability for a, b in itertools.pairwise(rows))
+
+
+def test_contributions_sum_to_raw_score(trained, scored):
+    row = scored[0]
+    total = row.contributions["base_value_log_odds"] + sum(
+        item["contribution_log_odds"] for item in row.contributions["features"]
+    )
+    probability = 1.0 / (1.0 + np.exp(-total))
+    assert abs(probability - row.probability) < 1e-4
+    assert len(row.contributions["features"]) == len(trained.spec.features)
+    assert set(row.features) == set(trained.spec.features)
+
+
+def test_no_unit_running(tables, trained):
+    with pytest.raises(NoActivePupilsError, match="no unit runs on the as-of date"):
+        score_asof(tables, trained.loaded, dt.date(2020, 1, 1))
+
+
+def test_pupil_scores_read_back(store, trained, scored):
+    store.replace_run(_key(trained), scored)
+    row = scored[0]
+    found = store.pupil_scores(row.pupil_id, None)
+    assert found[0].score == row
+    assert found[0].run == _key(trained)
+    assert store.pupil_scores(row.pupil_id, ["no-such-school"]) == []
+
+
+def test_rerun_replaces_only_that_run(store, trained, scored):
+    store.replace_run(_key(trained), scored)
+    store.replace_run(_key(trained, LATER), scored[:10])
+    store.replace_run(_key(trained), scored[:5])
+    runs = {key.as_of: count for _, key, count in store.runs()}
+    assert runs == {AS_OF: 5, LATER: 10}
+    with store.engine.connect() as connection:
+        total = connection.execute(sa.text("SELECT count(*) FROM scores")).scalar()
+    assert total == 15
+
+
+def test_failed_run_keeps_previous(store, trained, scored):
+    store.replace_run(_key(trained), scored[:5])
+    # A repeated enrolment breaks the primary key halfway through the insert.
+    broken = [*scored[:3], dataclasses.replace(scored[1], probability=0.5)]
+    with pytest.raises(sa.exc.IntegrityError):
+        store.replace_run(_key(trained), broken)
+    runs = [(key, count) for _, key, count in store.runs()]
+    assert runs == [(_key(trained), 5)]
+    stored = store.pupil_scores(scored[4].pupil_id, None)
+    assert stored[0].score == scored[4]
+
+
+def test_cli_score(tmp_path, monkeypatch, trained):
+    monkeypatch.setenv("AJOISSA_HOME", str(trained.home))
+    url = f"sqlite:///{tmp_path / 'cli-scores.db'}"
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
+    args += ["--model", trained.loaded.name]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Stored run 1:" in result.output
+    store = ScoreStore(url)
+    assert [key for _, key, _ in store.runs()] == [_key(trained)]
+    store.dispose()
+
+
+def test_cli_bad_date(trained):
+    args = ["score", "--source", "oulad", "--as-of", "3.3.2014"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "expected a date as YYYY-MM-DD" in result.output
+
+
+def test_cli_store_unreachable(monkeypatch, trained, scored):
+    monkeypatch.setenv("AJOISSA_HOME", str(trained.home))
+    # Port 1 on 127.0.0.1 has no PostgreSQL server, so connecting fails.
+    url = "postgresql+psycopg://ajoissa@127.0.0.1:1/postgres"
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(
+        "serving.scheduled.score_asof", lambda tables, loaded, day: scored[:3]
+    )
+    args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
+    args += ["--model", trained.loaded.name]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "Cannot write the score store postgresql+psycopg://" in result.output
+    assert "Nothing was changed in it" in result.output
