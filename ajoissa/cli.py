@@ -175,6 +175,7 @@ def _register_commands() -> None:
     which imports ``app`` from here); add one import line per module below.
     """
     import ajoissa.access_commands  # noqa: F401
+    import ajoissa.review_commands  # noqa: F401
     import ajoissa.score_commands  # noqa: F401
 
 
