@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(
@@ -63,22 +69,32 @@ SERVE_HELP = (
 def run(
     source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
     out: Annotated[
-        Path, typer.Option(help="Folder for summary.json, the fairness report and reason codes.")
+        Path,
+        typer.Option(
+            help="Folder for summary.json, the fairness report and reason codes."
+        ),
     ],
     data: Annotated[
         Path | None,
-        typer.Option(help="Folder (or file) with the source's data. Default: the bundled copy."),
+        typer.Option(
+            help="Folder (or file) with the source's data. Default: the bundled copy."
+        ),
     ] = None,
     model_name: Annotated[
         str | None,
-        typer.Option(help="Registered model name in MLflow. Default: ajoissa-<source>."),
+        typer.Option(
+            help="Registered model name in MLflow. Default: ajoissa-<source>."
+        ),
     ] = None,
     top_share: Annotated[
         float,
-        typer.Option(help="Operating point: share of learners flagged per as-of date (0-1)."),
+        typer.Option(
+            help="Operating point: share of learners flagged per as-of date (0-1)."
+        ),
     ] = 0.10,
     min_group_size: Annotated[
-        int, typer.Option(help="Fairness groups with fewer rows than this are suppressed.")
+        int,
+        typer.Option(help="Fairness groups with fewer rows than this are suppressed."),
     ] = 10,
 ) -> None:
     from ajoissa.catalog import SOURCES
@@ -105,7 +121,9 @@ def run(
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task(f"loading {source.value} from {data_path}", total=steps + 1)
+        task = progress.add_task(
+            f"loading {source.value} from {data_path}", total=steps + 1
+        )
 
         def on_step(description: str) -> None:
             progress.update(task, advance=1, description=description)
@@ -123,7 +141,9 @@ def run(
 
 
 def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
-    table = Table(title=f"Headline figures ({summary['validation']['kind']} validation)")
+    table = Table(
+        title=f"Headline figures ({summary['validation']['kind']} validation)"
+    )
     table.add_column("as-of")
     table.add_column("model")
     for header in ("ROC-AUC", "PR-AUC", "precision@10%", "recall@10%", "Brier"):
@@ -136,7 +156,9 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
                 *("-" if v is None else f"{v:.3f}" for v in values.values()),
             )
     console.print(table)
-    console.print(f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})")
+    console.print(
+        f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})"
+    )
     console.print(f"MLflow tracking:  {uri}")
     console.print(f"Fairness report:  {summary['fairness_report']}")
     console.print(f"Reason codes:     {summary['reason_codes']}")
@@ -147,7 +169,9 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
 
 @app.command(help=SERVE_HELP)
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless behind a proxy.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless behind a proxy.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
     model_name: Annotated[
         str | None,

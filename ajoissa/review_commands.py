@@ -31,9 +31,9 @@ def export_reviews(
 ) -> None:
     """Write every review to CSV, one row per review, oldest first.
 
-    Each row has the decision, follow-up date and note, and the score the
-    pupil had when reviewed (as-of date, model version, probability, rank and
-    whether the pupil was within the team's capacity), so that reviews can be
+    Each row has the decision, follow-up date and note. It also has the score
+    the pupil had when reviewed: as-of date, model version, probability, rank
+    and whether the pupil was within the team's capacity. Reviews can so be
     joined to outcomes for retraining and evaluation.
     """
     from serving.ui.store import UiStore

@@ -51,7 +51,13 @@ from serving.api_models import PUPIL_ID_PATTERN
 from serving.scorestore import ScoreStore
 from serving.ui import modelcards, queries
 from serving.ui.i18n import LANGUAGES, Translator, pick_language
-from serving.ui.present import change_words, line_chart, probability_words, row_status
+from serving.ui.present import (
+    axis_max,
+    change_words,
+    line_chart,
+    probability_words,
+    row_status,
+)
 from serving.ui.reasontext import reason_sentence
 from serving.ui.store import DECISIONS, MAX_NOTE_CHARS, ScoreContext, Session, UiStore
 from serving.ui.store import session_hours as configured_session_hours
@@ -112,7 +118,7 @@ def context() -> _Context:
 
 
 class PageError(Exception):
-    """Raised by a page to answer with an error page instead."""
+    """Raised by a page to return an error page instead."""
 
     def __init__(self, status: int, title_key: str, message: str) -> None:
         super().__init__(message)
@@ -131,7 +137,7 @@ class Redirect(Exception):
 
 @dataclass
 class Page:
-    """What every page needs: the request, language, session and CSRF token."""
+    """The request, language, session and CSRF token of one page view."""
 
     request: Request
     t: Translator
@@ -207,7 +213,7 @@ def _require_school(
     """Return the staff principal if ``school_id`` is one of theirs, else 403.
 
     The check uses only the token's school list, before any pupil data is read,
-    so a 403 says nothing about where a pupil is enrolled.
+    so a 403 reveals nothing about where a pupil is enrolled.
     """
     principal = _require_role(page, "staff")
     if school_id not in principal.schools:
@@ -455,30 +461,19 @@ def school(request: Request, school_id: str) -> Response:
         principal = _require_school(page, school_id, endpoint)
         ctx = context()
         capacity = ctx.ui.capacity(school_id)
-        runs = queries.school_runs(ctx.scores.engine, school_id)
-        if not runs:
-            return _render(page, "school.html", school=school_id, listing=None)
         number = _page_number(request.query_params.get("page"))
         listing = queries.school_page(
             ctx.scores.engine, school_id, (number - 1) * capacity, capacity
         )
+        if listing.latest is None:
+            return _render(page, "school.html", school=school_id, listing=None)
         total_pages = max(1, math.ceil(listing.total / capacity))
         if number > total_pages:
             raise Redirect(f"{page.base}/schools/{quote(school_id)}?page={total_pages}")
         reviews = ctx.ui.latest_reviews(school_id)
         today = dt.date.today()
-        top = set(
-            queries.top_pupils(ctx.scores.engine, listing.latest, school_id, capacity)
-        )
-        waiting = sum(
-            1
-            for pupil in top
-            if pupil not in reviews or not reviews[pupil].overrides_flag(today)
-        ) + sum(
-            1
-            for pupil, review in reviews.items()
-            if pupil not in top and not review.overrides_flag(today)
-        )
+        waiting = _waiting_count(ctx, listing, capacity, reviews, today)
+
         rows = [
             _list_row(page, pupil, capacity, reviews.get(pupil.pupil_id), today)
             for pupil in listing.pupils
@@ -506,6 +501,34 @@ def school(request: Request, school_id: str) -> Response:
         )
 
     return _handle(request, view)
+
+
+def _waiting_count(
+    ctx: _Context,
+    listing: queries.SchoolPage,
+    capacity: int,
+    reviews: dict[str, Any],
+    today: dt.date,
+) -> int:
+    """Count the pupils of the latest run marked for review.
+
+    They are the top ``capacity`` pupils without a standing review, and any
+    pupil in the run whose review's follow-up date has come.
+    """
+    engine = ctx.scores.engine
+    top = set(queries.top_pupils(engine, listing.latest, listing.school_id, capacity))
+    in_run = queries.run_pupils(engine, listing.latest, listing.school_id)
+    unreviewed_top = sum(
+        1
+        for pupil in top
+        if pupil not in reviews or not reviews[pupil].overrides_flag(today)
+    )
+    follow_ups_due = sum(
+        1
+        for pupil, review in reviews.items()
+        if pupil in in_run and pupil not in top and not review.overrides_flag(today)
+    )
+    return unreviewed_top + follow_ups_due
 
 
 def _page_number(raw: str | None) -> int:
@@ -552,9 +575,12 @@ def _trend_chart(
         last_date=values[-1][0].isoformat(),
         count=len(values),
     )
+    unit = "%" if as_percent else ""
     if small:
         return line_chart(values, label, 100.0)
-    return line_chart(values, label, 100.0, width=360, height=140, show_axis=True)
+    return line_chart(
+        values, label, 100.0, width=360, height=140, show_axis=True, unit=unit
+    )
 
 
 @ui_app.get("/schools/{school_id}/pupils/{pupil_id}")
@@ -615,7 +641,13 @@ def _pupil_page(
             t, latest.probability, points[-2].probability if len(points) > 1 else None
         ),
         risk_chart=line_chart(
-            risk, risk_label, 100.0, width=360, height=140, show_axis=True
+            risk,
+            risk_label,
+            axis_max([value for _, value in risk]),
+            width=360,
+            height=140,
+            show_axis=True,
+            unit="%",
         ),
         history=[
             {

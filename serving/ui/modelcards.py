@@ -55,7 +55,7 @@ class VersionSummary:
 
 @dataclass
 class VersionCard:
-    """What the registry stores about one model version."""
+    """The registry's record of one model version: tags, run metrics and artifacts."""
 
     name: str
     version: str

@@ -1,8 +1,8 @@
 """How estimates, changes, review status and trends read on the screens.
 
 The probability is phrased as a frequency among pupils with a similar record,
-over the model's label window: the label is 1 when the enrolment ended with the
-pupil withdrawing after the as-of date and before the end of the unit (a course
+over the model's label window. The label is 1 when the enrolment ended with the
+pupil withdrawing after the as-of date, before the end of the unit (a course
 presentation or a school year). The phrasing never sorts pupils into tiers.
 
 NOTE: reading the probability as a frequency is only as true as the model's
@@ -76,6 +76,13 @@ def row_status(
     return Status(t("status.none"), False)
 
 
+def axis_max(values: list[float], ceiling: float = 100.0) -> float:
+    """Return a round top for a chart's y axis: the next multiple of 10 above
+    the largest value, at least 10 and at most ``ceiling``."""
+    top = max(values, default=0.0)
+    return min(ceiling, max(10.0, 10.0 * (int(top // 10) + 1)))
+
+
 def line_chart(
     points: list[tuple[dt.date, float]],
     label: str,
@@ -83,11 +90,13 @@ def line_chart(
     width: int = 120,
     height: int = 32,
     show_axis: bool = False,
+    unit: str = "",
 ) -> Markup:
     """Return an inline SVG line chart of ``points`` with ``label`` as its text.
 
-    The y axis runs from 0 to ``y_max``. A single point is drawn as a dot. The
-    label is the accessible name, so screen readers get the numbers as text.
+    The y axis runs from 0 to ``y_max``, and ``unit`` follows its top value. A
+    single point is drawn as a dot. The label is the accessible name, so screen
+    readers get the numbers as text.
     """
     pad = 4
     left = 34 if show_axis else pad
@@ -118,7 +127,7 @@ def line_chart(
             'class="axis"/>'
         )
         parts.append(
-            f'<text x="{left - 4}" y="{pad + 8}" class="tick">{y_max:g}</text>'
+            f'<text x="{left - 4}" y="{pad + 8}" class="tick">{y_max:g}{escape(unit)}</text>'
         )
         parts.append(f'<text x="{left - 4}" y="{pad + plot_h}" class="tick">0</text>')
         first, last = points[0][0].isoformat(), points[-1][0].isoformat()

@@ -243,3 +243,12 @@ def top_pupils(engine: sa.Engine, run: RunRef, school_id: str, count: int) -> li
     )
     with engine.connect() as connection:
         return list(connection.execute(query).scalars())
+
+
+def run_pupils(engine: sa.Engine, run: RunRef, school_id: str) -> set[str]:
+    """Return the ids of every pupil of the school in ``run``."""
+    query = sa.select(scores.c.pupil_id).where(
+        scores.c.run_id == run.run_id, scores.c.school_id == school_id
+    )
+    with engine.connect() as connection:
+        return set(connection.execute(query).scalars())

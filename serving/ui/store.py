@@ -2,9 +2,9 @@
 
 The file is ``AJOISSA_UI_DB`` (default ``ui.db`` in ``AJOISSA_HOME``).
 
-Sessions are kept server-side: the cookie carries a random session id and the
-database stores only its SHA-256 digest, the token id, role and schools of the
-person who signed in, the CSRF token of the session and its expiry time. Signing
+Sessions are kept server-side. The cookie carries a random session id, and the
+database stores only its SHA-256 digest with the token id, role and schools of
+the person who signed in, the session's CSRF token and its expiry time. Signing
 out deletes the row, so a copied cookie stops working at once.
 
 Reviews are the decisions staff record about a pupil. They are never edited or
@@ -125,7 +125,7 @@ class Review:
     flagged: bool | None
 
     def overrides_flag(self, today: dt.date) -> bool:
-        """Return whether the decision still stands: no follow-up date, or not yet due."""
+        """Return whether the decision still applies: no follow-up date, or not yet due."""
         return self.follow_up is None or self.follow_up > today
 
 
