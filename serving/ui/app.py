@@ -578,8 +578,10 @@ def _trend_chart(
     unit = "%" if as_percent else ""
     if small:
         return line_chart(values, label, 100.0)
+    # Absence shares are usually small, so their axis stops above the largest one.
+    top = axis_max([value for _, value in values]) if as_percent else 100.0
     return line_chart(
-        values, label, 100.0, width=360, height=140, show_axis=True, unit=unit
+        values, label, top, width=360, height=140, show_axis=True, unit=unit
     )
 
 
