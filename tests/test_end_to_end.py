@@ -126,6 +126,15 @@ def test_run_prints_headline_table(run_output):
 
 def test_serve_matches_offline_scores(run_output):
     out, home, _ = run_output
+    created = subprocess.run(
+        [AJOISSA, "tokens", "create", "--role", "platform"],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
     port = _free_port()
     server = subprocess.Popen(
         [AJOISSA, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -149,7 +158,7 @@ def test_serve_matches_offline_scores(run_output):
             pytest.fail("the server did not become ready within 120 s")
 
         body = json.loads((out / "example_request.json").read_text())
-        response = httpx.post(f"{base}/v1/score", json=body, timeout=30)
+        response = httpx.post(f"{base}/v1/score", json=body, headers=auth, timeout=30)
         assert response.status_code == 200, response.text
         served = [s["probability"] for s in response.json()["scores"]]
         offline = [
@@ -159,7 +168,7 @@ def test_serve_matches_offline_scores(run_output):
         assert served == pytest.approx(offline, abs=1e-6)
 
         bad = {"records": [body["records"][0] | {"mean_score": "high"}]}
-        rejected = httpx.post(f"{base}/v1/score", json=bad, timeout=30)
+        rejected = httpx.post(f"{base}/v1/score", json=bad, headers=auth, timeout=30)
         assert rejected.status_code == 400
         assert "mean_score" in rejected.text
     finally:

@@ -55,7 +55,9 @@ class TrainedModel:
 
 
 @pytest.fixture(scope="package")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedModel]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, tables: InputTables
+) -> Iterator[TrainedModel]:
     """Fit and register a small OULAD model in a temporary AJOISSA_HOME."""
     import mlflow
 
@@ -69,7 +71,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedModel]:
         patch.setenv("BENTOML_DO_NOT_TRACK", "true")
         patch.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml-home")))
 
-        tables = load_oulad(REPO_ROOT / "ajoissa" / "data" / "oulad").validated()
         features = build_features(tables, asof_points_by_offset(tables.units, [60]))
         rows = features.data.sample(n=2 * SAMPLE_ROWS, random_state=0)
         train, holdout = rows.iloc[:SAMPLE_ROWS], rows.iloc[SAMPLE_ROWS:]
