@@ -43,6 +43,7 @@ from urllib.parse import quote
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from serving.access import Principal, TokenStore
@@ -52,6 +53,7 @@ from serving.scorestore import ScoreStore
 from serving.ui import modelcards, queries
 from serving.ui.i18n import LANGUAGES, Translator, pick_language
 from serving.ui.present import (
+    Status,
     axis_max,
     change_words,
     line_chart,
@@ -215,7 +217,17 @@ def _require_school(
     The check uses only the token's school list, before any pupil data is read,
     so a 403 reveals nothing about where a pupil is enrolled.
     """
-    principal = _require_role(page, "staff")
+    principal = _require_session(page).principal
+    if principal.role != "staff":
+        _log(principal, endpoint, "403 denied", pupil_id, school_id)
+        logger.info(
+            "denied %s to %s token %s", endpoint, principal.role, principal.token_id
+        )
+        raise PageError(
+            HTTPStatus.FORBIDDEN,
+            "error.forbidden.title",
+            page.t("error.forbidden.role", role=principal.role),
+        )
     if school_id not in principal.schools:
         _log(principal, endpoint, "403 denied", pupil_id, school_id)
         logger.info(
@@ -349,6 +361,10 @@ def signin_form(request: Request) -> Response:
     return _handle(request, view)
 
 
+# The form handlers read the body on the event loop, then run the view in a
+# worker thread because the stores make blocking SQLite and MLflow calls.
+
+
 @ui_app.post("/signin")
 async def signin(request: Request) -> Response:
     form = await request.form()
@@ -392,7 +408,7 @@ async def signin(request: Request) -> Response:
         response.delete_cookie(PRE_CSRF_COOKIE, path=page.base or "/")
         return response
 
-    return _handle(request, view)
+    return await run_in_threadpool(_handle, request, view)
 
 
 @ui_app.post("/signout")
@@ -411,7 +427,7 @@ async def signout(request: Request) -> Response:
         response.delete_cookie(SESSION_COOKIE, path=page.base or "/")
         return response
 
-    return _handle(request, view)
+    return await run_in_threadpool(_handle, request, view)
 
 
 @ui_app.post("/lang")
@@ -443,7 +459,7 @@ async def change_language(request: Request) -> Response:
         )
         return response
 
-    return _handle(request, view)
+    return await run_in_threadpool(_handle, request, view)
 
 
 def _hours_text(page: Page) -> str:
@@ -475,7 +491,18 @@ def school(request: Request, school_id: str) -> Response:
         waiting = _waiting_count(ctx, listing, capacity, reviews, today)
 
         rows = [
-            _list_row(page, pupil, capacity, reviews.get(pupil.pupil_id), today)
+            _list_row(
+                page,
+                pupil,
+                row_status(
+                    page.t,
+                    pupil.school_rank,
+                    capacity,
+                    reviews.get(pupil.pupil_id),
+                    today,
+                    listing.latest.as_of,
+                ),
+            )
             for pupil in listing.pupils
         ]
         for pupil in listing.pupils:
@@ -512,8 +539,8 @@ def _waiting_count(
 ) -> int:
     """Count the pupils of the latest run marked for review.
 
-    They are the top ``capacity`` pupils without a standing review, and any
-    pupil in the run whose review's follow-up date has come.
+    They are the top ``capacity`` pupils without a review that still applies,
+    and any other pupil in the run whose review's follow-up date has come.
     """
     engine = ctx.scores.engine
     top = set(queries.top_pupils(engine, listing.latest, listing.school_id, capacity))
@@ -521,12 +548,16 @@ def _waiting_count(
     unreviewed_top = sum(
         1
         for pupil in top
-        if pupil not in reviews or not reviews[pupil].overrides_flag(today)
+        if pupil not in reviews
+        or not reviews[pupil].overrides_flag(today, listing.latest.as_of)
     )
     follow_ups_due = sum(
         1
         for pupil, review in reviews.items()
-        if pupil in in_run and pupil not in top and not review.overrides_flag(today)
+        if pupil in in_run
+        and pupil not in top
+        and review.follow_up is not None
+        and review.follow_up <= today
     )
     return unreviewed_top + follow_ups_due
 
@@ -537,11 +568,8 @@ def _page_number(raw: str | None) -> int:
     return max(1, int(raw))
 
 
-def _list_row(
-    page: Page, pupil: queries.ListedPupil, capacity: int, review: Any, today: dt.date
-) -> dict[str, Any]:
+def _list_row(page: Page, pupil: queries.ListedPupil, status: Status) -> dict[str, Any]:
     t = page.t
-    status = row_status(t, pupil.school_rank, capacity, review, today)
     charts = {}
     for name, points in pupil.trends.items():
         charts[name] = _trend_chart(t, name, points, small=True)
@@ -733,7 +761,7 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
         )
         raise Redirect(target)
 
-    return _handle(request, view)
+    return await run_in_threadpool(_handle, request, view)
 
 
 def _review_problem(
@@ -879,11 +907,15 @@ async def signoff(request: Request, name: str, version: str) -> Response:
             f"{page.base}/models/{quote(name)}/{quote(version)}?msg=signoff.saved"
         )
 
-    return _handle(request, view)
+    return await run_in_threadpool(_handle, request, view)
 
 
 @ui_app.exception_handler(HTTPStatus.NOT_FOUND.value)
 async def _not_found(request: Request, _: Exception) -> Response:
+    return await run_in_threadpool(_not_found_page, request)
+
+
+def _not_found_page(request: Request) -> Response:
     page = _page(request)
     return _render(
         page,
@@ -892,3 +924,9 @@ async def _not_found(request: Request, _: Exception) -> Response:
         title=page.t("error.notfound.title"),
         message=page.t("error.notfound.page"),
     )
+
+
+# BentoML 1.4 merges every mounted FastAPI app's routes into the service's
+# OpenAPI document; these HTML pages are not part of the API.
+for _route in ui_app.routes:
+    _route.include_in_schema = False

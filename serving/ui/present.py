@@ -62,14 +62,15 @@ def row_status(
     capacity: int,
     review: Review | None,
     today: dt.date,
+    latest_as_of: dt.date | None,
 ) -> Status:
-    """Return the status: a standing review decision overrides the model's flag."""
-    if review is not None and review.overrides_flag(today):
+    """Return the status: a review decision that still applies overrides the flag."""
+    if review is not None and review.overrides_flag(today, latest_as_of):
         decision = t(f"decision.{review.decision}")
         date = review.recorded_at.date().isoformat()
         return Status(t("status.decided", decision=decision, date=date), False)
-    if review is not None:
-        follow_up = review.follow_up.isoformat() if review.follow_up else ""
+    if review is not None and review.follow_up is not None:
+        follow_up = review.follow_up.isoformat()
         return Status(t("status.follow_up_due", date=follow_up), True)
     if school_rank <= capacity:
         return Status(t("status.flagged"), True)

@@ -40,8 +40,8 @@ DEFAULT_CAPACITY = 15
 MAX_CAPACITY = 500
 
 DECISIONS = ("monitor", "support_planned", "already_supported", "not_a_concern")
-"""Review decisions. Every decision overrides the model's flag in the list until
-its follow-up date, if it has one."""
+"""Review decisions. Every decision overrides the model's flag in the list, as
+:meth:`Review.overrides_flag` describes."""
 
 MAX_NOTE_CHARS = 2000
 
@@ -124,9 +124,18 @@ class Review:
     school_rank: int | None
     flagged: bool | None
 
-    def overrides_flag(self, today: dt.date) -> bool:
-        """Return whether the decision still applies: no follow-up date, or not yet due."""
-        return self.follow_up is None or self.follow_up > today
+    def overrides_flag(self, today: dt.date, latest_as_of: dt.date | None) -> bool:
+        """Return whether the decision still replaces the model's flag.
+
+        A decision with a follow-up date applies until that date. One without
+        applies to the scoring run it was made against, so a later scoring run
+        (as-of ``latest_as_of``) puts the pupil back in front of the team.
+        """
+        if self.follow_up is not None:
+            return self.follow_up > today
+        if self.as_of is None or latest_as_of is None:
+            return True
+        return dt.date.fromisoformat(self.as_of) >= latest_as_of
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from serving.ui.reasontext import reason_sentence
 from serving.ui.store import ScoreContext, UiStore
 
 STAFF = Principal("abc", "staff", ("S1",))
+AS_OF = dt.date(2014, 3, 3)
+"""As-of date of the score that the reviews in these tests were made against."""
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -100,16 +102,30 @@ def test_review_overrides_until_follow_up(tmp_path):
     store = UiStore(tmp_path / "ui.db")
     today = dt.date(2026, 12, 4)
     review = _review(store, today + dt.timedelta(days=7))
-    standing = row_status(Translator("en"), 1, 15, review, today)
-    due = row_status(Translator("en"), 1, 15, review, today + dt.timedelta(days=7))
+    later = today + dt.timedelta(days=7)
+    standing = row_status(Translator("en"), 1, 15, review, today, AS_OF)
+    due = row_status(Translator("en"), 1, 15, review, later, AS_OF)
     assert not standing.flagged
     assert standing.text.startswith("Monitor (")
     assert due.flagged
     assert due.text.startswith("Follow-up due")
 
 
+def test_review_without_follow_up_lasts_one_run(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    review = _review(store, None)
+    today = dt.date(2026, 12, 4)
+    same_run = row_status(Translator("en"), 1, 15, review, today, AS_OF)
+    next_run = row_status(
+        Translator("en"), 1, 15, review, today, AS_OF + dt.timedelta(days=28)
+    )
+    assert not same_run.flagged
+    assert next_run.flagged
+    assert next_run.text == "For review"
+
+
 def test_outside_capacity_not_flagged():
-    status = row_status(Translator("en"), 16, 15, None, dt.date(2026, 12, 4))
+    status = row_status(Translator("en"), 16, 15, None, dt.date(2026, 12, 4), AS_OF)
     assert not status.flagged
 
 
