@@ -647,7 +647,26 @@ def _pupil_page(
         )
     latest = points[-1]
     _log(principal, endpoint, "200 ok", pupil_id, school_id, latest.run.model_version)
-    t = page.t
+    return _render(
+        page,
+        "pupil.html",
+        HTTPStatus.BAD_REQUEST if form_error else HTTPStatus.OK,
+        school=school_id,
+        pupil=pupil_id,
+        latest=latest,
+        reviews=reviews,
+        decisions=DECISIONS,
+        max_note=MAX_NOTE_CHARS,
+        form_error=form_error,
+        form_values=form_values or {},
+        today=dt.date.today().isoformat(),
+        **_pupil_values(page.t, points),
+    )
+
+
+def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, Any]:
+    """Return the estimate, its history, reasons and trend charts for the page."""
+    latest = points[-1]
     risk = [(point.run.as_of, point.probability * 100) for point in points]
     risk_label = (
         t("trend.risk")
@@ -657,20 +676,12 @@ def _pupil_page(
         )
     )
     trends = queries.trend_series(points)
-    status = 400 if form_error else 200
-    return _render(
-        page,
-        "pupil.html",
-        status,
-        school=school_id,
-        pupil=pupil_id,
-        latest=latest,
-        percent=t.percent(latest.probability),
-        words=probability_words(t, latest.probability),
-        change=change_words(
-            t, latest.probability, points[-2].probability if len(points) > 1 else None
-        ),
-        risk_chart=line_chart(
+    previous = points[-2].probability if len(points) > 1 else None
+    return {
+        "percent": t.percent(latest.probability),
+        "words": probability_words(t, latest.probability),
+        "change": change_words(t, latest.probability, previous),
+        "risk_chart": line_chart(
             risk,
             risk_label,
             axis_max([value for _, value in risk]),
@@ -679,7 +690,7 @@ def _pupil_page(
             show_axis=True,
             unit="%",
         ),
-        history=[
+        "history": [
             {
                 "as_of": point.run.as_of.isoformat(),
                 "percent": t.percent(point.probability),
@@ -689,20 +700,14 @@ def _pupil_page(
             }
             for point in reversed(points)
         ],
-        reasons=[reason_sentence(t, reason) for reason in latest.reasons],
-        attendance=_trend_chart(t, "attendance", trends["attendance"], small=False)
+        "reasons": [reason_sentence(t, reason) for reason in latest.reasons],
+        "attendance": _trend_chart(t, "attendance", trends["attendance"], small=False)
         if "attendance" in trends
         else None,
-        grades=_trend_chart(t, "grades", trends["grades"], small=False)
+        "grades": _trend_chart(t, "grades", trends["grades"], small=False)
         if "grades" in trends
         else None,
-        reviews=reviews,
-        decisions=DECISIONS,
-        max_note=MAX_NOTE_CHARS,
-        form_error=form_error,
-        form_values=form_values or {},
-        today=dt.date.today().isoformat(),
-    )
+    }
 
 
 @ui_app.post("/schools/{school_id}/pupils/{pupil_id}/reviews")
@@ -713,6 +718,7 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
         endpoint = "/ui/schools/{school}/pupils/{id}/reviews"
         principal = _require_school(page, school_id, endpoint, pupil_id)
         _check_csrf(page, form)
+
         values = {
             "decision": str(form.get("decision", "")),
             "note": str(form.get("note", "")).strip(),
@@ -721,6 +727,7 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
         error, follow_up = _review_problem(page.t, values)
         if error:
             return _pupil_page(page, school_id, pupil_id, error, values)
+
         ctx = context()
         points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
         if not points:
@@ -729,6 +736,7 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
                 "error.notfound.title",
                 page.t("pupil.no_score", school=school_id),
             )
+
         latest = points[-1]
         capacity = ctx.ui.capacity(school_id)
         review = ctx.ui.add_review(

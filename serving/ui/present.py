@@ -1,4 +1,4 @@
-"""How estimates, changes, review status and trends read on the screens.
+"""Wording of estimates, changes and review status, and the trend charts.
 
 The probability is phrased as a frequency among pupils with a similar record,
 over the model's label window. The label is 1 when the enrolment ended with the

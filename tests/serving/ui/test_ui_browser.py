@@ -82,7 +82,8 @@ def test_signin_shows_own_school(page, server, tokens):
 
 
 def test_signin_by_keyboard(page, server, tokens):
-    page.goto(f"{server['url']}/ui/signin")
+    page.goto(f"{server['url']}/ui")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.get_by_label("Token").focus()
