@@ -238,3 +238,33 @@ def test_thousand_pupils_paginate(client, tokens, trained, env, tmp_path, monkey
         f"p{i:04d}" for i in range(990, 1000)
     ]
     assert beyond.headers["location"].endswith("?page=67")
+
+
+def test_model_card_links_fairness_report(client, tokens, tmp_path):
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow()
+    report = tmp_path / "fairness_report.html"
+    report.write_text("<h1>Group metrics</h1>", encoding="utf-8")
+    mlflow_client = mlflow.MlflowClient()
+    experiment = mlflow_client.create_experiment(f"ui-card-{tmp_path.name}")
+    run = mlflow_client.create_run(experiment)
+    mlflow_client.log_artifact(run.info.run_id, str(report))
+    mlflow_client.create_registered_model("ui-card-test")
+    version = mlflow_client.create_model_version(
+        "ui-card-test", run.info.artifact_uri, run_id=run.info.run_id
+    )
+    _sign_in(client, tokens.by_role["reviewer"])
+    card = client.get(f"/ui/models/ui-card-test/{version.version}")
+    link = f"/ui/models/ui-card-test/{version.version}/artifacts/fairness_report.html"
+    served = client.get(link)
+    missing = client.get(
+        f"/ui/models/ui-card-test/{version.version}/artifacts/summary.json"
+    )
+    assert card.status_code == 200
+    assert f'href="{link}"' in card.text
+    assert served.text == "<h1>Group metrics</h1>"
+    assert served.headers["content-security-policy"].startswith("sandbox")
+    assert missing.status_code == 404
