@@ -61,7 +61,10 @@ RUN_HELP = (
 )
 SERVE_HELP = (
     "Serve the champion model's scores and reasons over HTTP with BentoML: "
-    "POST /v1/score, GET /healthz and GET /readyz. Reads the same store as run."
+    "POST /v1/score, the stored pupil scores written by `ajoissa score`, "
+    "GET /v1/model, GET /healthz, GET /readyz and GET /metrics. Every other "
+    "endpoint needs a bearer token from `ajoissa tokens create`. Reads the same "
+    "store as run; docs/serving.md describes the endpoints and settings."
 )
 
 

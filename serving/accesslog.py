@@ -9,7 +9,7 @@ Hash chain
 ----------
 Each row stores ``prev_hash``, the hash of the row before it, and ``row_hash``,
 the SHA-256 of ``prev_hash`` and the row's fields, sequence number included.
-The first row follows ``GENESIS``. The ``chain_head`` table holds the last
+The first row follows ``GENESIS``. The ``chain_head`` table contains the last
 sequence number and hash, updated in the same transaction as each append.
 :func:`verify` recomputes the chain, so it finds an edited row (its hash no
 longer matches), a deleted row (a gap in the sequence or a broken link), rows
@@ -116,7 +116,7 @@ class AccessEvent:
 
 @dataclass
 class VerifyResult:
-    """What :func:`verify` found."""
+    """Result of :func:`verify`: rows checked, the chain head and every problem."""
 
     rows_checked: int = 0
     head_seq: int = 0

@@ -45,7 +45,9 @@ class ExplainedScore(BaseModel):
 
     school_id: str
     enrolment_id: str
-    probability: float = Field(description="Calibrated probability of withdrawing.")
+    probability: float = Field(
+        description="Probability of withdrawing, from the model."
+    )
     school_rank: int = Field(description="1 is the highest risk in the school.")
     school_size: int = Field(description="Pupils scored in the school on that date.")
     reasons: list[Reason]
@@ -104,6 +106,9 @@ class ModelInfo(BaseModel):
         description="Fingerprint of the training feature rows, if recorded."
     )
     source: str | None
+    features: list[str] = Field(
+        description="Feature names that every scoring record must contain."
+    )
     metrics: dict[str, float] = Field(
         description="Metrics of the MLflow run that trained the model, named "
         "<as-of>.<model>.<metric>."

@@ -10,7 +10,7 @@ document) or needs a valid token:
   in the ASGI scope under ``PRINCIPAL_KEY``.
 
 Routes that are neither public nor in ``RULES`` need a valid token and then
-reach the application, which answers 404 or 405. Rejected requests to scoring
+reach the application, which returns 404 or 405. Rejected requests to scoring
 or pupil routes are written to the access log.
 
 School scoping is not checked here, because it depends on the stored rows: the

@@ -1,6 +1,6 @@
 """Keep the champion version of a registered model loaded, following alias moves.
 
-A background thread asks the registry every ``AJOISSA_RELOAD_SECONDS`` seconds
+A background thread queries the registry every ``AJOISSA_RELOAD_SECONDS`` seconds
 (default ``DEFAULT_RELOAD_SECONDS``) which version carries the ``champion``
 alias. When it changes, the new version is downloaded, verified and loaded
 beside the old one, and then a single attribute assignment swaps it in.

@@ -5,8 +5,7 @@ sets its URL. The default is an embedded SQLite file, ``scores.db`` in
 ``AJOISSA_HOME``. A production deployment would set a PostgreSQL URL such as
 ``postgresql+psycopg://user@host/ajoissa``, which needs the ``psycopg`` driver.
 
-NOTE: only SQLite is tested. The schema and queries use SQLAlchemy Core without
-dialect-specific SQL, but no test has run them against PostgreSQL.
+The store tests run against SQLite and PostgreSQL 15 (with psycopg 3.3.9).
 
 Tables
 ------
@@ -15,10 +14,10 @@ Tables
     time it was written and its pupil count. A run is unique by source, as-of
     date, model name and model version.
 ``scores``
-    One row per pupil enrolment in a run: pupil id (pseudonymous learner id),
-    school id, enrolment id, probability, rank within the school (1 is the
-    highest risk), school size, the top reasons, the base value and every
-    feature's contribution, and the feature values used.
+    One row per pupil enrolment in a run. A row contains the pupil id
+    (pseudonymous learner id), school id, enrolment id, probability, rank within
+    the school (1 is the highest risk) and school size. It also contains the top
+    reasons, the base value, every feature's contribution and the feature values.
 """
 
 from __future__ import annotations
@@ -79,7 +78,7 @@ scores = sa.Table(
 
 @dataclass(frozen=True)
 class RunKey:
-    """What identifies a scoring run: rerunning the same key replaces the run."""
+    """Key of a scoring run. Rerunning the same key replaces the run."""
 
     source: str
     as_of: dt.date
@@ -221,6 +220,10 @@ class ScoreStore:
                 )
                 for row in connection.execute(query)
             ]
+
+    def drop_tables(self) -> None:
+        """Drop the store's tables and everything in them, for tests."""
+        metadata.drop_all(self.engine)
 
     def dispose(self) -> None:
         """Close the database connections."""

@@ -100,6 +100,7 @@ from serving.scoring import (
     RecordProblem,
     RecordValidationError,
     score_records,
+    validate_records,
 )
 from serving.ui.app import ui_app
 
@@ -137,7 +138,7 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
 
 @read_api.exception_handler(RequestValidationError)
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    # Only the location and the rule are returned: the path holds a pupil id.
+    # Only the location and the rule are returned: the path contains a pupil id.
     problems = [
         {
             "field": ".".join(str(part) for part in error["loc"]),
@@ -340,7 +341,7 @@ class ScoringService:
         # are pupil-level data.
         try:
             if problem is not None:
-                raise RecordValidationError([problem], loaded.spec.features)
+                _raise_with_record_problems(problem, records, loaded)
             result = score_records(records, loaded, as_of=as_of_text)
         except BatchTooLargeError as exc:
             logger.info(
@@ -489,6 +490,7 @@ class ScoringService:
             artifact_sha256=tags.get(ARTIFACT_DIGEST_TAG),
             training_data_sha256=tags.get(TRAINING_DATA_TAG),
             source=tags.get("source"),
+            features=list(loaded.spec.features) if loaded else [],
             metrics=loaded.metrics if loaded else {},
             model_card_url=tags.get("model_card_url"),
             last_load_error=self.champion.last_error,
@@ -511,6 +513,18 @@ class ScoringService:
 
 
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
+
+
+def _raise_with_record_problems(
+    problem: RecordProblem, records: Any, loaded: Any
+) -> None:
+    """Raise :class:`RecordValidationError` for ``problem`` and any in ``records``."""
+    problems = [problem]
+    try:
+        validate_records(records, loaded.spec)
+    except RecordValidationError as exc:
+        problems.extend(exc.problems)
+    raise RecordValidationError(problems, loaded.spec.features)
 
 
 def _parse_as_of(value: Any) -> tuple[str | None, RecordProblem | None]:

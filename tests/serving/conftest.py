@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -235,3 +237,43 @@ def _launch(
 def launch() -> Callable[..., contextlib.AbstractContextManager[RunningServer]]:
     """Return a context manager that runs a real server on 127.0.0.1."""
     return _launch
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+"""Debian's PostgreSQL 15 server programs (apt-get install postgresql)."""
+
+
+@pytest.fixture(scope="package")
+def postgres_url() -> Iterator[str]:
+    """Start a throwaway PostgreSQL server on 127.0.0.1 and return its URL."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL server programs not found in {POSTGRES_BIN}")
+    # initdb refuses to run as root, so root runs the server as user postgres,
+    # in a folder outside pytest's root-only temporary folder.
+    base = Path(tempfile.mkdtemp(prefix="ajoissa-postgres-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, user="postgres")
+    data = base / "data"
+    port = free_port()
+    ctl = str(POSTGRES_BIN / "pg_ctl")
+    subprocess.run(
+        [*prefix, str(POSTGRES_BIN / "initdb"), "-D", str(data), "-A", "trust"]
+        + ["-U", "ajoissa"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base}"
+    subprocess.run(
+        [*prefix, ctl, "-D", str(data), "-o", options, "-w"]
+        + ["-l", str(base / "server.log"), "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://ajoissa@127.0.0.1:{port}/postgres"
+    finally:
+        stop = [*prefix, ctl, "-D", str(data), "-m", "fast", "stop"]
+        subprocess.run(stop, check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

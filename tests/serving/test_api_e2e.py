@@ -22,7 +22,7 @@ PUBLIC = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json")
 
 @pytest.fixture(scope="module")
 def api(trained, scored, tokens, launch, tmp_path_factory) -> Iterator[dict]:
-    """A server whose score store holds the scheduled run as of 2014-03-03."""
+    """A server whose score store contains the scheduled run as of 2014-03-03."""
     workdir = tmp_path_factory.mktemp("api")
     url = f"sqlite:///{workdir / 'scores.db'}"
     store = ScoreStore(url)
@@ -176,10 +176,12 @@ def test_score_rank_and_as_of(api, tokens, trained):
 
 
 def test_bad_as_of_400(api, tokens, trained):
-    body = {"records": trained.holdout_records[:1], "as_of": "3.3.2014"}
+    record = dict(trained.holdout_records[0], mean_score="high")
+    body = {"records": [record], "as_of": "3.3.2014"}
     response = _request(api, "POST", "/v1/score", tokens.header("platform"), json=body)
     assert response.status_code == 400
-    assert response.json()["problems"][0]["field"] == "as_of"
+    fields = [problem["field"] for problem in response.json()["problems"]]
+    assert fields == ["as_of", "mean_score"]
 
 
 def test_model_description(api, tokens, trained):
@@ -187,6 +189,7 @@ def test_model_description(api, tokens, trained):
     assert body["name"] == trained.loaded.name
     assert body["version"] == "1"
     assert body["alias"] == "champion"
+    assert body["features"] == trained.spec.features
     assert len(body["artifact_sha256"]) == 64
     assert body["last_load_error"] is None
 

@@ -21,10 +21,16 @@ AS_OF = dt.date(2014, 3, 3)
 LATER = dt.date(2014, 4, 7)
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'scores.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = ScoreStore(url)
     yield store
+    # Each test starts from empty tables, also on the shared PostgreSQL server.
+    store.drop_tables()
     store.dispose()
 
 
