@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(
@@ -73,15 +79,22 @@ def _check_share(value: float) -> float:
 def run(
     source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
     out: Annotated[
-        Path, typer.Option(help="Folder for summary.json, the fairness report and reason codes.")
+        Path,
+        typer.Option(
+            help="Folder for summary.json, the fairness report and reason codes."
+        ),
     ],
     data: Annotated[
         Path | None,
-        typer.Option(help="Folder (or file) with the source's data. Default: the bundled copy."),
+        typer.Option(
+            help="Folder (or file) with the source's data. Default: the bundled copy."
+        ),
     ] = None,
     model_name: Annotated[
         str | None,
-        typer.Option(help="Registered model name in MLflow. Default: ajoissa-<source>."),
+        typer.Option(
+            help="Registered model name in MLflow. Default: ajoissa-<source>."
+        ),
     ] = None,
     top_share: Annotated[
         float,
@@ -153,7 +166,9 @@ def run(
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task(f"loading {source.value} from {data_path}", total=steps + 1)
+        task = progress.add_task(
+            f"loading {source.value} from {data_path}", total=steps + 1
+        )
 
         def on_step(description: str) -> None:
             progress.update(task, advance=1, description=description)
@@ -178,7 +193,9 @@ def run(
 
 
 def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
-    table = Table(title=f"Headline figures ({summary['validation']['kind']} validation)")
+    table = Table(
+        title=f"Headline figures ({summary['validation']['kind']} validation)"
+    )
     table.add_column("as-of")
     table.add_column("model")
     for header in ("ROC-AUC", "PR-AUC", "precision@10%", "recall@10%", "Brier"):
@@ -191,7 +208,9 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
                 *("-" if v is None else f"{v:.3f}" for v in values.values()),
             )
     console.print(table)
-    console.print(f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})")
+    console.print(
+        f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})"
+    )
     console.print(f"MLflow tracking:  {uri}")
     console.print(f"Fairness report:  {summary['fairness_report']}")
     console.print(f"Reason codes:     {summary['reason_codes']}")
@@ -202,7 +221,9 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
 
 @app.command(help=SERVE_HELP)
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless behind a proxy.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless behind a proxy.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 3000,
     model_name: Annotated[
         str | None,
@@ -232,6 +253,7 @@ def _register_commands() -> None:
     import ajoissa.table_commands  # noqa: F401
     import ajoissa.fairness_commands  # noqa: F401
     import ajoissa.access_commands  # noqa: F401
+    import ajoissa.review_commands  # noqa: F401
     import ajoissa.score_commands  # noqa: F401
 
 

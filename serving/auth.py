@@ -37,11 +37,22 @@ PRINCIPAL_KEY = "ajoissa.principal"
 """ASGI scope key of the authenticated :class:`~serving.access.Principal`."""
 
 PUBLIC_PATHS = frozenset(
-    {"/", "/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/schema.json"}
+    {
+        "/",
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/docs.json",
+        "/schema.json",
+        "/ui",
+    }
 )
 """Paths open without a token: probes, Prometheus metrics and the API description.
 None of them returns pupil data."""
-PUBLIC_PREFIXES = ("/static_content/", "/assets/")
+PUBLIC_PREFIXES = ("/static_content/", "/assets/", "/ui/")
+"""Path prefixes the middleware lets through. The review screens under ``/ui``
+check their own session cookie (see :mod:`serving.ui.app`)."""
 
 ALL_ROLES = frozenset({"platform", "staff", "reviewer", "admin"})
 

@@ -49,6 +49,10 @@ token, 403 when the token's role has no right (see :mod:`serving.auth`).
     Prometheus metrics, provided by BentoML (request counts and latencies per
     endpoint).
 
+``/ui``
+    The review screens for staff and reviewers (see :mod:`serving.ui.app`),
+    signed in with a token and then a session cookie.
+
 Every scoring request and every pupil read is written to the access log. The
 application log gets counts and durations only, never pupil ids or values.
 """
@@ -98,6 +102,7 @@ from serving.scoring import (
     score_records,
     validate_records,
 )
+from serving.ui.app import ui_app
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +228,7 @@ def _describe_store() -> str:
 
 @bentoml.service(name="ajoissa")
 @bentoml.asgi_app(read_api, path="/v1")
+@bentoml.asgi_app(ui_app, path="/ui")
 class ScoringService:
     """Dropout-risk scoring with the champion version of one registered model."""
 

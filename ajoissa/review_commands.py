@@ -1,0 +1,65 @@
+"""``ajoissa reviews``: export staff reviews and set each school's review capacity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ajoissa.cli import app, console
+
+reviews_app = typer.Typer(
+    help=(
+        "Reviews that staff recorded in the review screens, and the per-school "
+        "settings of those screens. Stored in AJOISSA_UI_DB (default ui.db in "
+        "AJOISSA_HOME)."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(reviews_app, name="reviews")
+
+
+@reviews_app.command("export")
+def export_reviews(
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="CSV file to write; an existing file is replaced whole.",
+        ),
+    ],
+) -> None:
+    """Write every review to CSV, one row per review, oldest first.
+
+    Each row has the decision, follow-up date and note. It also has the score
+    the pupil had when reviewed: as-of date, model version, probability, rank
+    and whether the pupil was within the team's capacity. Reviews can so be
+    joined to outcomes for retraining and evaluation.
+    """
+    from serving.ui.store import UiStore
+
+    store = UiStore()
+    count = store.export_csv(out)
+    console.print(f"Wrote {count} reviews from {store.path} to {out}")
+
+
+@reviews_app.command("capacity")
+def set_capacity(
+    school: Annotated[str, typer.Argument(help="School (unit) id.")],
+    pupils: Annotated[
+        int,
+        typer.Argument(
+            help="Pupils the school's team can review per scoring run; also the "
+            "page size of the school's list."
+        ),
+    ],
+) -> None:
+    """Set how many of a school's highest-ranked pupils are marked for review."""
+    from serving.ui.store import UiStore
+
+    try:
+        UiStore().set_capacity(school, pupils)
+    except ValueError as exc:
+        typer.echo(f"Cannot set the capacity: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    console.print(f"School {school}: {pupils} pupils per scoring run.")

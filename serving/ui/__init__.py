@@ -1,0 +1,1 @@
+"""Review screens for student-welfare staff and model reviewers, served under /ui."""

@@ -1,0 +1,215 @@
+"""Model versions for the reviewer pages, read from the MLflow model registry.
+
+A model card here is what the registry stores about a version: its tags
+(artifact digest, training data fingerprint, source), the metrics of the run
+that trained it and the run's artifacts. The training job logs
+``fairness_report.html`` and ``summary.json`` as run artifacts. A document
+named ``model_card.html`` or ``model_card.md`` among them, or a
+``model_card_url`` tag, is linked as the model card document. Anything absent
+is shown as not available.
+
+Sign-off for the promotion gate is recorded as model version tags
+(``SIGNOFF_TAGS``), so it stays with the version wherever the registry goes.
+
+NOTE: the sign-off is recorded, not enforced: moving the ``champion`` alias
+does not check these tags yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.store import ARTIFACT_DIGEST_TAG, TRAINING_DATA_TAG, configure_mlflow
+
+logger = logging.getLogger(__name__)
+
+FAIRNESS_ARTIFACT = "fairness_report.html"
+SUMMARY_ARTIFACT = "summary.json"
+MODEL_CARD_ARTIFACTS = ("model_card.html", "model_card.md")
+MODEL_CARD_URL_TAG = "model_card_url"
+SIGNOFF_DECISIONS = ("approve", "reject")
+MAX_REASON_CHARS = 1000
+SIGNOFF_TAGS = {
+    "decision": "signoff_decision",
+    "reviewer": "signoff_reviewer",
+    "reason": "signoff_reason",
+    "time": "signoff_time",
+}
+"""Model version tags that hold the latest sign-off."""
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    """One row of the model version list."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    created: dt.datetime
+    signoff: str | None
+
+
+@dataclass
+class VersionCard:
+    """The registry's record of one model version: tags, run metrics and artifacts."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    created: dt.datetime
+    description: str
+    run_id: str | None
+    tags: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str | None:
+        return self.tags.get("source")
+
+    @property
+    def training_data(self) -> str | None:
+        return self.tags.get(TRAINING_DATA_TAG)
+
+    @property
+    def artifact_digest(self) -> str | None:
+        return self.tags.get(ARTIFACT_DIGEST_TAG)
+
+    @property
+    def model_card_artifact(self) -> str | None:
+        return next((a for a in MODEL_CARD_ARTIFACTS if a in self.artifacts), None)
+
+    @property
+    def model_card_url(self) -> str | None:
+        return self.tags.get(MODEL_CARD_URL_TAG)
+
+    @property
+    def signoff(self) -> dict[str, str] | None:
+        values = {key: self.tags.get(tag) for key, tag in SIGNOFF_TAGS.items()}
+        if values["decision"] is None:
+            return None
+        return {key: value or "" for key, value in values.items()}
+
+
+def _client():
+    import mlflow
+
+    configure_mlflow()
+    return mlflow.MlflowClient()
+
+
+def list_versions() -> list[VersionSummary]:
+    """Return every version of every registered model, newest version first."""
+    client = _client()
+    summaries = []
+    for model in client.search_registered_models():
+        aliases_of: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases_of.setdefault(str(version), []).append(alias)
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            summaries.append(
+                VersionSummary(
+                    name=model.name,
+                    version=str(version.version),
+                    aliases=tuple(sorted(aliases_of.get(str(version.version), []))),
+                    created=_from_millis(version.creation_timestamp),
+                    signoff=(version.tags or {}).get(SIGNOFF_TAGS["decision"]),
+                )
+            )
+    summaries.sort(key=lambda s: (s.name, -int(s.version)))
+    return summaries
+
+
+def version_card(name: str, version: str) -> VersionCard:
+    """Return the model card of ``name`` version ``version``.
+
+    Raises
+    ------
+    LookupError
+        If the registry has no such version.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        found = client.get_model_version(name, version)
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        raise LookupError(f"no model {name!r} version {version!r}") from exc
+    aliases = tuple(
+        sorted(a for a, v in (model.aliases or {}).items() if str(v) == version)
+    )
+    card = VersionCard(
+        name=name,
+        version=version,
+        aliases=aliases,
+        created=_from_millis(found.creation_timestamp),
+        description=found.description or "",
+        run_id=found.run_id,
+        tags=dict(found.tags or {}),
+    )
+    if found.run_id:
+        try:
+            card.metrics = dict(client.get_run(found.run_id).data.metrics)
+            card.artifacts = tuple(
+                item.path for item in client.list_artifacts(found.run_id)
+            )
+        except MlflowException as exc:
+            logger.warning("failed to read run %s: %s", found.run_id, exc)
+    return card
+
+
+def read_artifact(card: VersionCard, artifact: str) -> bytes | None:
+    """Return a top-level run artifact of the version, or None if it is absent."""
+    import mlflow
+
+    if card.run_id is None or artifact not in card.artifacts:
+        return None
+    with tempfile.TemporaryDirectory(prefix="ajoissa-card-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=card.run_id, artifact_path=artifact, dst_path=tmp
+        )
+        return Path(local).read_bytes()
+
+
+def record_signoff(
+    name: str, version: str, reviewer: str, decision: str, reason: str
+) -> dict[str, str]:
+    """Store a sign-off as tags on the model version and return it.
+
+    Raises
+    ------
+    ValueError
+        If ``decision`` is not one of ``SIGNOFF_DECISIONS`` or ``reason`` is
+        empty or longer than ``MAX_REASON_CHARS``.
+    """
+    if decision not in SIGNOFF_DECISIONS:
+        raise ValueError(
+            f"invalid decision {decision!r}: expected one of "
+            f"{', '.join(SIGNOFF_DECISIONS)}"
+        )
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON_CHARS:
+        raise ValueError(
+            f"invalid reason: expected 1 to {MAX_REASON_CHARS} characters, "
+            f"got {len(reason)}"
+        )
+    values = {
+        "decision": decision,
+        "reviewer": reviewer,
+        "reason": reason,
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    client = _client()
+    for key, tag in SIGNOFF_TAGS.items():
+        client.set_model_version_tag(name, version, tag, values[key])
+    logger.info("recorded sign-off %s for %s version %s", decision, name, version)
+    return values
+
+
+def _from_millis(millis: int | None) -> dt.datetime:
+    return dt.datetime.fromtimestamp((millis or 0) / 1000, dt.UTC)

@@ -1,0 +1,270 @@
+"""The review screens in process: sessions, CSRF, scoping, reviews and paging."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from serving.accesslog import AccessLog
+from serving.scorestore import RunKey, ScoreStore, StoredScore
+from serving.ui import app as ui_module
+from serving.ui.store import UiStore
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def env(score_store, tmp_path, monkeypatch):
+    """Point the pages at the shared score store and a fresh UI database and log."""
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", score_store.url)
+    monkeypatch.setenv("AJOISSA_UI_DB", str(tmp_path / "ui.db"))
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(tmp_path / "access-log.db"))
+    monkeypatch.setattr(ui_module, "_context", None)
+    return tmp_path
+
+
+@pytest.fixture
+def client(env) -> TestClient:
+    app = Starlette(routes=[Mount("/ui", app=ui_module.ui_app)])
+    return TestClient(app, headers={"Accept-Language": "en"})
+
+
+def _csrf(html: str) -> str:
+    return CSRF.search(html).group(1)
+
+
+def _sign_in(client: TestClient, token: str):
+    form = client.get("/ui/signin")
+    return client.post(
+        "/ui/signin",
+        data={"token": token, "csrf": _csrf(form.text)},
+        follow_redirects=False,
+    )
+
+
+def _access_rows(env) -> list[dict]:
+    return AccessLog(env / "access-log.db").rows()
+
+
+def test_signin_sets_strict_cookie(client, tokens):
+    response = _sign_in(client, tokens.by_role["staff"])
+    cookie = response.headers["set-cookie"].lower()
+    assert response.status_code == 303
+    assert "ajoissa_session=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "max-age=28800" in cookie
+
+
+def test_signin_rejects_bad_token(client):
+    response = _sign_in(client, "ajoissa_0000000000000000.notatoken")
+    assert response.status_code == 401
+    assert "not valid or has been revoked" in response.text
+
+
+def test_signin_rejects_platform_token(client, tokens):
+    response = _sign_in(client, tokens.by_role["platform"])
+    assert response.status_code == 403
+    assert "platform token cannot sign in" in response.text
+
+
+def test_signin_needs_csrf(client, tokens):
+    client.get("/ui/signin")
+    response = client.post(
+        "/ui/signin", data={"token": tokens.by_role["staff"], "csrf": "forged"}
+    )
+    assert response.status_code == 403
+    assert "did not come from this site" in response.text
+
+
+def test_pages_need_session(client, tokens):
+    response = client.get(f"/ui/schools/{tokens.school}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/signin"
+
+
+def test_school_list_capacity(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get(f"/ui/schools/{tokens.school}")
+    rows = re.findall(r'<tr data-pupil="([^"]+)"', response.text)
+    assert response.status_code == 200
+    assert len(rows) == 15
+    assert response.text.count(">For review<") == 15
+    assert "pupils with a similar record withdrew" in response.text
+    assert "Page 1 of" in response.text
+    assert '<svg class="chart"' in response.text
+    listed = [row for row in _access_rows(env) if row["outcome"] == "200 listed"]
+    assert len(listed) == 15
+
+
+def test_school_list_has_no_tiers(client, tokens):
+    _sign_in(client, tokens.by_role["staff"])
+    text = client.get(f"/ui/schools/{tokens.school}").text.lower()
+    for word in ("red", "yellow", "green", "high risk", "low risk"):
+        assert f">{word}<" not in text
+
+
+def test_capacity_sets_page_size(client, tokens, env):
+    UiStore(env / "ui.db").set_capacity(tokens.school, 7)
+    _sign_in(client, tokens.by_role["staff"])
+    text = client.get(f"/ui/schools/{tokens.school}?page=2").text
+    ranks = re.findall(r'<td class="num">(\d+)</td>', text)
+    assert len(ranks) == 7
+    assert "Page 2 of" in text
+
+
+def test_other_school_forbidden(client, tokens, score_store, env):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get(f"/ui/schools/{score_store.other_school}/pupils/p1")
+    denied = [row for row in _access_rows(env) if row["outcome"] == "403 denied"]
+    assert response.status_code == 403
+    assert "This attempt has been recorded" in response.text
+    assert len(denied) == 1
+    assert denied[0]["school_id"] == score_store.other_school
+    assert denied[0]["pupil_id"] == "p1"
+
+
+def test_pupil_without_score(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get(f"/ui/schools/{tokens.school}/pupils/no-such-pupil")
+    assert response.status_code == 404
+    assert "No score is stored for this pupil" in response.text
+    assert _access_rows(env)[-1]["outcome"] == "404 no score"
+
+
+def test_review_overrides_flag(client, tokens, scored, env):
+    pupil = next(
+        row.pupil_id
+        for row in scored
+        if row.school_id == tokens.school and row.school_rank == 1
+    )
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}/pupils/{pupil}")
+    response = client.post(
+        f"/ui/schools/{tokens.school}/pupils/{pupil}/reviews",
+        data={
+            "csrf": _csrf(page.text),
+            "decision": "not_a_concern",
+            "note": "Known to the team.",
+            "follow_up": "",
+        },
+    )
+    listing = client.get(f"/ui/schools/{tokens.school}").text
+    row = re.search(
+        rf'<tr data-pupil="{re.escape(pupil)}">.*?</tr>', listing, re.DOTALL
+    )
+    assert response.status_code == 200
+    assert "Review saved." in response.text
+    assert "Not a concern" in row.group(0)
+    assert "For review" not in row.group(0)
+    assert listing.count(">For review<") == 14
+    outcomes = [row["outcome"] for row in _access_rows(env)]
+    assert "201 review not_a_concern" in outcomes
+
+
+def test_review_rejects_past_follow_up(client, tokens, scored):
+    pupil = next(row.pupil_id for row in scored if row.school_id == tokens.school)
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}/pupils/{pupil}")
+    response = client.post(
+        f"/ui/schools/{tokens.school}/pupils/{pupil}/reviews",
+        data={
+            "csrf": _csrf(page.text),
+            "decision": "monitor",
+            "follow_up": "2001-01-01",
+        },
+    )
+    assert response.status_code == 400
+    assert "today or later" in response.text
+
+
+def test_signout_ends_session(client, tokens):
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}")
+    client.post("/ui/signout", data={"csrf": _csrf(page.text)})
+    response = client.get(f"/ui/schools/{tokens.school}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/ui/signin")
+
+
+def test_revoked_token_ends_session(client, tokens, trained):
+    from serving.access import TokenStore
+
+    store = TokenStore(trained.home / "access.db")
+    token, info = store.create("staff", [tokens.school], "to revoke")
+    _sign_in(client, token)
+    store.revoke(info.token_id)
+    response = client.get(f"/ui/schools/{tokens.school}", follow_redirects=False)
+    assert response.status_code == 303
+
+
+def test_staff_cannot_open_models(client, tokens):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get("/ui/models")
+    assert response.status_code == 403
+
+
+def test_thousand_pupils_paginate(client, tokens, trained, env, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    store = ScoreStore(url)
+    rows = [
+        StoredScore(
+            pupil_id=f"p{i:04d}",
+            school_id=tokens.school,
+            enrolment_id=f"e{i:04d}",
+            probability=1 - i / 1000,
+            school_rank=i + 1,
+            school_size=1000,
+            reasons=[],
+            contributions={"base_value_log_odds": 0.0, "features": []},
+            features={"weighted_mean_score": 50.0},
+        )
+        for i in range(1000)
+    ]
+    store.replace_run(RunKey("test", dt.date(2014, 3, 3), "m", "1"), rows)
+    store.dispose()
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    _sign_in(client, tokens.by_role["staff"])
+    last = client.get(f"/ui/schools/{tokens.school}?page=67").text
+    beyond = client.get(f"/ui/schools/{tokens.school}?page=500", follow_redirects=False)
+    assert "Page 67 of 67 (1000 pupils)" in last
+    assert re.findall(r'<tr data-pupil="([^"]+)"', last) == [
+        f"p{i:04d}" for i in range(990, 1000)
+    ]
+    assert beyond.headers["location"].endswith("?page=67")
+
+
+def test_model_card_links_fairness_report(client, tokens, tmp_path):
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow()
+    report = tmp_path / "fairness_report.html"
+    report.write_text("<h1>Group metrics</h1>", encoding="utf-8")
+    mlflow_client = mlflow.MlflowClient()
+    experiment = mlflow_client.create_experiment(f"ui-card-{tmp_path.name}")
+    run = mlflow_client.create_run(experiment)
+    mlflow_client.log_artifact(run.info.run_id, str(report))
+    mlflow_client.create_registered_model("ui-card-test")
+    version = mlflow_client.create_model_version(
+        "ui-card-test", run.info.artifact_uri, run_id=run.info.run_id
+    )
+    _sign_in(client, tokens.by_role["reviewer"])
+    card = client.get(f"/ui/models/ui-card-test/{version.version}")
+    link = f"/ui/models/ui-card-test/{version.version}/artifacts/fairness_report.html"
+    served = client.get(link)
+    missing = client.get(
+        f"/ui/models/ui-card-test/{version.version}/artifacts/summary.json"
+    )
+    assert card.status_code == 200
+    assert f'href="{link}"' in card.text
+    assert served.text == "<h1>Group metrics</h1>"
+    assert served.headers["content-security-policy"].startswith("sandbox")
+    assert missing.status_code == 404

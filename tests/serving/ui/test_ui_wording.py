@@ -1,0 +1,162 @@
+"""Catalogues, reason sentences, probability words, status and the review export."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import pytest
+from typer.testing import CliRunner
+
+from serving.access import Principal
+from serving.ui.i18n import LANGUAGES, Translator, catalogue, pick_language
+from serving.ui.present import change_words, line_chart, probability_words, row_status
+from serving.ui.reasontext import reason_sentence
+from serving.ui.store import ScoreContext, UiStore
+
+STAFF = Principal("abc", "staff", ("S1",))
+AS_OF = dt.date(2014, 3, 3)
+"""As-of date of the score that the reviews in these tests were made against."""
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_catalogue_keys_match(language):
+    assert set(catalogue(language)) == set(catalogue("en"))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_catalogue_fields_match(language):
+    english = catalogue("en")
+    for key, text in catalogue(language).items():
+        fields = {part.split("}")[0] for part in text.split("{")[1:]}
+        expected = {part.split("}")[0] for part in english[key].split("{")[1:]}
+        assert fields == expected, key
+
+
+def test_language_from_cookie_first():
+    assert pick_language("sv", "fi-FI,en;q=0.5") == "sv"
+
+
+def test_language_from_browser():
+    assert pick_language(None, "de-DE,sv;q=0.8") == "sv"
+
+
+def test_language_default_finnish():
+    assert pick_language("xx", "de") == "fi"
+
+
+def test_reason_share_as_percent():
+    reason = {"feature": "absence_share", "value": 0.25, "direction": "raises"}
+    text = reason_sentence(Translator("en"), reason)
+    assert text == "Absent from 25% of lessons: raises the estimate."
+
+
+def test_reason_finnish_decimal():
+    reason = {"feature": "mean_days_early", "value": 1.5, "direction": "lowers"}
+    text = reason_sentence(Translator("fi"), reason)
+    assert (
+        text
+        == "Palauttaa työt keskimäärin 1,5 päivää ennen määräaikaa: laskee arviota."
+    )
+
+
+def test_reason_missing_value():
+    reason = {"feature": "last_score", "value": None, "direction": "raises"}
+    text = reason_sentence(Translator("en"), reason)
+    assert text == "Latest grade: not recorded yet: raises the estimate."
+
+
+def test_reason_unknown_feature():
+    reason = {"feature": "attr_semester", "value": "2", "direction": "lowers"}
+    text = reason_sentence(Translator("sv"), reason)
+    assert text == "attr_semester: 2: sänker bedömningen."
+
+
+@pytest.mark.parametrize(
+    ("probability", "expected"),
+    [
+        (0.003, "Fewer than 1 in 100"),
+        (0.04, "About 4 in 100"),
+        (0.31, "About 3 in 10"),
+        (0.97, "More than 19 in 20"),
+    ],
+)
+def test_probability_words(probability, expected):
+    assert probability_words(Translator("en"), probability).startswith(expected)
+
+
+def test_change_in_points():
+    assert change_words(Translator("en"), 0.30, 0.18) == "up 12 percentage points"
+
+
+def test_change_new_pupil():
+    assert change_words(Translator("en"), 0.30, None) == "not scored before"
+
+
+def _review(store: UiStore, follow_up: dt.date | None):
+    context = ScoreContext("2014-03-03", "m", "1", 0.4, 2, True)
+    return store.add_review(STAFF, "p1", "S1", "monitor", "", follow_up, context)
+
+
+def test_review_overrides_until_follow_up(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    today = dt.date(2026, 12, 4)
+    review = _review(store, today + dt.timedelta(days=7))
+    later = today + dt.timedelta(days=7)
+    standing = row_status(Translator("en"), 1, 15, review, today, AS_OF)
+    due = row_status(Translator("en"), 1, 15, review, later, AS_OF)
+    assert not standing.flagged
+    assert standing.text.startswith("Monitor (")
+    assert due.flagged
+    assert due.text.startswith("Follow-up due")
+
+
+def test_review_without_follow_up_lasts_one_run(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    review = _review(store, None)
+    today = dt.date(2026, 12, 4)
+    same_run = row_status(Translator("en"), 1, 15, review, today, AS_OF)
+    next_run = row_status(
+        Translator("en"), 1, 15, review, today, AS_OF + dt.timedelta(days=28)
+    )
+    assert not same_run.flagged
+    assert next_run.flagged
+    assert next_run.text == "For review"
+
+
+def test_outside_capacity_not_flagged():
+    status = row_status(Translator("en"), 16, 15, None, dt.date(2026, 12, 4), AS_OF)
+    assert not status.flagged
+
+
+def test_chart_names_values():
+    points = [(dt.date(2014, 1, 6), 20.0), (dt.date(2014, 2, 3), 40.0)]
+    svg = str(line_chart(points, "Absence: 20% <then> 40%", 100.0))
+    assert 'aria-label="Absence: 20% &lt;then&gt; 40%"' in svg
+    assert "<polyline" in svg
+
+
+def test_reviews_export_csv(tmp_path, monkeypatch):
+    from ajoissa.cli import app
+
+    monkeypatch.setenv("AJOISSA_UI_DB", str(tmp_path / "ui.db"))
+    store = UiStore(tmp_path / "ui.db")
+    _review(store, None)
+    store.add_review(STAFF, "p2", "S1", "not_a_concern", 'a, "quoted" note', None, None)
+    out = tmp_path / "out" / "reviews.csv"
+    result = CliRunner().invoke(app, ["reviews", "export", "--out", str(out)])
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert result.exit_code == 0, result.output
+    assert len(rows) == 2
+    assert rows[0]["flagged"] == "1"
+    assert rows[0]["model_version"] == "1"
+    assert rows[1]["note"] == 'a, "quoted" note'
+
+
+def test_capacity_command_rejects_zero(tmp_path, monkeypatch):
+    from ajoissa.cli import app
+
+    monkeypatch.setenv("AJOISSA_UI_DB", str(tmp_path / "ui.db"))
+    result = CliRunner().invoke(app, ["reviews", "capacity", "S1", "0"])
+    assert result.exit_code == 2
+    assert "invalid capacity 0" in result.output
