@@ -91,6 +91,17 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+async def _redirect(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 307,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 def principal_of(scope: Scope) -> Principal | None:
     """Return the principal the middleware put in ``scope``, if any."""
     return scope.get(PRINCIPAL_KEY)
@@ -109,6 +120,11 @@ class AccessControlMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"].rstrip("/") or "/"
+        if path == "/":
+            # BentoML 1.4.40's own index page loads Google Tag Manager, which
+            # would tell a third party that someone opened a pupil-data service.
+            await _redirect(send, "/ui/")
+            return
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return

@@ -106,6 +106,13 @@ def server(trained, tmp_path_factory) -> Iterator[RunningServer]:
         yield running
 
 
+def test_index_redirects_to_pages(server):
+    response = httpx.get(f"{server.url}/", follow_redirects=False, timeout=5)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/ui/"
+    assert "googletagmanager" not in response.text
+
+
 def test_healthz_ok(server):
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
 
