@@ -30,7 +30,7 @@ TIME_ZONE = "Europe/Helsinki"
 """Local time of the schools; a timestamp's calendar day is taken here."""
 
 CSV_OPTIONS = {"sep": ";", "encoding": "utf-8-sig"}
-"""How Excel writes CSV in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
+"""CSV dialect of Excel in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
 
 _DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
 _LOCAL_TIME_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
@@ -259,9 +259,9 @@ def _check_reference(
 def _resolve_duplicate_marks(marks: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Keep one mark per pupil, date and lesson.
 
-    Precedence: an office correction outranks a teacher's mark; among marks by
-    the same kind of recorder the latest ``recorded_at`` wins, and a missing
-    ``recorded_at`` counts as earliest; a remaining tie keeps the later file row.
+    An office correction outranks a teacher's mark. Among marks by the same
+    kind of recorder, the latest ``recorded_at`` wins, and a missing
+    ``recorded_at`` counts as earliest. A remaining tie keeps the later file row.
     """
     order = marks.assign(
         _office=(marks["recorded_by"] == "office").astype(int),

@@ -20,7 +20,7 @@ STUDY_RIGHT_STATES = (
 """States of a study right, as the national register (Koski) records them."""
 
 OPEN_STATES = ("present", "on_leave", "temporarily_interrupted")
-"""States in which the pupil still holds the study right."""
+"""States in which the study right is still in force."""
 
 EXIT_STATES = ("resigned", "considered_resigned")
 """States that end a study right without completing it."""
@@ -32,7 +32,7 @@ SUPPORT_LEVELS = ("general", "intensified", "special")
 MOTHER_TONGUE_GROUPS = ("finnish", "swedish", "sami", "other")
 GENDERS = ("female", "male", "other", "unknown")
 RECORDED_BY = ("teacher", "office")
-"""Who entered an attendance mark; an office correction outranks a teacher's mark."""
+"""Recorders of attendance marks. An office correction outranks a teacher's mark."""
 
 
 @dataclass(frozen=True)
