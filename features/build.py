@@ -2,8 +2,10 @@
 
 A feature row describes one enrolment as it stood at the end of an as-of date:
 only events dated on or before that date reach it. The label says whether the
-enrolment later ended with the learner withdrawing. Enrolments that had not
-started, or had already ended, by the as-of date get no row.
+learner drops out after the as-of date: read from study-right histories by
+:mod:`features.labels` when the source has them, otherwise whether the
+enrolment ended with the learner withdrawing. Enrolments that had not started,
+or had already ended, by the as-of date get no row.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.labels import LabelRule, dropout_events, label_dropouts
 from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
 
 logger = logging.getLogger(__name__)
@@ -200,7 +203,9 @@ ORDER BY a.asof_date, a.enrolment_id
 """
 
 
-def build_features(tables: InputTables, points: pd.DataFrame) -> FeatureFrame:
+def build_features(
+    tables: InputTables, points: pd.DataFrame, label_rule: LabelRule | None = None
+) -> FeatureFrame:
     """Build one feature row per enrolment active at each of the as-of ``points``.
 
     Parameters
@@ -210,6 +215,10 @@ def build_features(tables: InputTables, points: pd.DataFrame) -> FeatureFrame:
     points
         As-of dates per unit, from :func:`asof_points_by_offset` or
         :func:`asof_points_by_date`.
+    label_rule
+        How to read dropouts from ``tables.study_right_states``; the defaults
+        of :class:`~features.labels.LabelRule` when not given. Unused when the
+        source has no study-right states.
     """
     attributes = tables.attributes
     leaked = sorted(set(attributes.columns) & set(SENSITIVE_ATTRIBUTES))
@@ -256,6 +265,10 @@ def build_features(tables: InputTables, points: pd.DataFrame) -> FeatureFrame:
     for column in feature_names:
         if column not in categorical:
             data[column] = data[column].astype(float)
+    if len(tables.study_right_states):
+        rule = label_rule or LabelRule()
+        events = dropout_events(tables.study_right_states, tables.learners, rule)
+        data[LABEL] = label_dropouts(data, events, rule)
     data[LABEL] = data[LABEL].astype(int)
     logger.info(
         "built %d feature rows, %d features, label rate %.3f",

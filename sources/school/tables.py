@@ -8,22 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STUDY_RIGHT_STATES = (
-    "present",
-    "on_leave",
-    "temporarily_interrupted",
-    "resigned",
-    "considered_resigned",
-    "graduated",
-    "cancelled",
-)
-"""States of a study right, as the national register (Koski) records them."""
-
-OPEN_STATES = ("present", "on_leave", "temporarily_interrupted")
-"""States in which the study right is still in force."""
-
-EXIT_STATES = ("resigned", "considered_resigned")
-"""States that end a study right without completing it."""
+from sources.contract import STUDY_RIGHT_STATES
 
 SCHOOL_LEVELS = ("basic", "general_upper_secondary", "vocational")
 SUPPORT_LEVELS = ("general", "intensified", "special")
