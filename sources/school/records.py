@@ -356,7 +356,10 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
     counts["duplicate_marks_dropped"] = dropped
     if "behaviour_notes" not in tables:
         tables["behaviour_notes"] = pd.DataFrame(
-            {c.name: pd.Series(dtype="str") for c in TABLES["behaviour_notes"].columns}
+            {
+                c.name: pd.Series(dtype="datetime64[ns]" if c.kind == "date" else "str")
+                for c in TABLES["behaviour_notes"].columns
+            }
         )
     logger.info("read export from %s: %s", folder, counts)
     return SchoolRecords(**tables, counts=counts)
