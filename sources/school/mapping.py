@@ -42,9 +42,16 @@ def _year_start(years: pd.Series) -> pd.Series:
 
 
 def _states(records: SchoolRecords) -> pd.DataFrame:
-    rights = records.study_rights.merge(
-        records.schools[["school_id", "level"]], on="school_id", how="left"
-    )
+    """Return the state histories with learner and level.
+
+    A study right's level is its own ``level`` column when it has one (the
+    Koski importer sets it from the study right's type), otherwise its school's.
+    """
+    rights = records.study_rights
+    if "level" not in rights.columns:
+        rights = rights.merge(
+            records.schools[["school_id", "level"]], on="school_id", how="left"
+        )
     states = records.study_right_states.merge(
         rights[["study_right_id", "pupil_id", "level"]], on="study_right_id"
     )
@@ -182,24 +189,32 @@ def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFram
     ).reset_index(drop=True)
 
 
-def to_input_tables(records: SchoolRecords, origin: str = "<records>") -> InputTables:
+def to_input_tables(
+    records: SchoolRecords, origin: str = "<records>", strict: bool = True
+) -> InputTables:
     """Map ``records`` into the contract tables, unvalidated.
+
+    With ``strict`` off, marks and grades outside every study right are left
+    out and counted in the log instead of raising.
 
     Raises
     ------
     InputDataError
-        If a mark or grade falls outside every study right of the pupil at
-        the school that recorded it.
+        If ``strict`` and a mark or grade falls outside every study right of
+        the pupil at the school that recorded it.
     """
     states = _states(records)
     enrolments = _enrolments(records, states)
 
-    marks = records.attendance_marks.rename(columns={})
-    attended, problems = _attach(marks, enrolments, "attendance_marks", origin)
+    attended, problems = _attach(
+        records.attendance_marks, enrolments, "attendance_marks", origin
+    )
     graded, grade_problems = _attach(records.grades, enrolments, "grades", origin)
     problems += grade_problems
-    if problems:
+    if problems and strict:
         raise InputDataError(problems)
+    if problems:
+        logger.info("left out %d marks and grades outside every study right", len(problems))
 
     low, high = GRADE_SCALE
     assessments = pd.DataFrame(
@@ -222,7 +237,12 @@ def to_input_tables(records: SchoolRecords, origin: str = "<records>") -> InputT
             "gender": pupils["gender"],
             "mother_tongue": pupils["mother_tongue"],
             "birth_date": pd.to_datetime(
-                {"year": pupils["birth_year"], "month": pupils["birth_month"], "day": 1}
+                {
+                    "year": pupils["birth_year"].astype("Float64"),
+                    "month": pupils["birth_month"].astype("Float64"),
+                    "day": 1,
+                },
+                errors="coerce",
             ),
         }
     )
