@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 class SourceName(str, Enum):
+    records = "records"
     oulad = "oulad"
     uci_dropout = "uci-dropout"
 
@@ -80,6 +81,20 @@ def run(
     min_group_size: Annotated[
         int, typer.Option(help="Fairness groups with fewer rows than this are suppressed.")
     ] = 10,
+    label_window_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Days after each as-of date in which a dropout counts for the label "
+            "(sources with study-right histories only). Default: 365."
+        ),
+    ] = None,
+    transfer_gap_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Days within which a new study right makes an ended one a school "
+            "change, not a dropout (sources with study-right histories). Default: 120."
+        ),
+    ] = None,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from models.store import tracking_uri
@@ -92,6 +107,16 @@ def run(
     config.min_group_size = min_group_size
     if model_name:
         config.model_name = model_name
+    if config.label_rule is not None:
+        from dataclasses import replace
+
+        if label_window_days is not None:
+            config.label_rule = replace(config.label_rule, window_days=label_window_days)
+        if transfer_gap_days is not None:
+            config.label_rule = replace(config.label_rule, transfer_gap_days=transfer_gap_days)
+    if data is None and source is SourceName.records:
+        typer.echo("--source records needs --data: the folder of the export.", err=True)
+        raise typer.Exit(code=2)
     data_path = data or entry.default_data
 
     started = time.perf_counter()
@@ -174,6 +199,7 @@ def _register_commands() -> None:
     Each topic keeps its commands in its own module (``ajoissa/<topic>_commands.py``,
     which imports ``app`` from here); add one import line per module below.
     """
+    import ajoissa.synth_commands  # noqa: F401
 
 
 _register_commands()

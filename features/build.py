@@ -203,6 +203,16 @@ ORDER BY a.asof_date, a.enrolment_id
 """
 
 
+def _observed_until(tables: InputTables) -> pd.Timestamp:
+    """Return the last date on which the tables record anything."""
+    dates = [
+        tables.study_right_states["state_from"].max(),
+        tables.attendance["date"].max(),
+        tables.assessments["submitted_date"].max(),
+    ]
+    return max(d for d in dates if pd.notna(d))
+
+
 def build_features(
     tables: InputTables, points: pd.DataFrame, label_rule: LabelRule | None = None
 ) -> FeatureFrame:
@@ -268,7 +278,13 @@ def build_features(
     if len(tables.study_right_states):
         rule = label_rule or LabelRule()
         events = dropout_events(tables.study_right_states, tables.learners, rule)
-        data[LABEL] = label_dropouts(data, events, rule)
+        labels = label_dropouts(data, events, rule, _observed_until(tables))
+        unknown = labels.isna().to_numpy()
+        logger.info(
+            "dropped %d feature rows whose label cannot be judged before the data end",
+            int(unknown.sum()),
+        )
+        data = data.assign(**{LABEL: labels})[~unknown].reset_index(drop=True)
     data[LABEL] = data[LABEL].astype(int)
     logger.info(
         "built %d feature rows, %d features, label rate %.3f",

@@ -48,7 +48,8 @@ def dropout_events(
     """Return the dropouts in ``states``: ``learner_id``, ``study_right_id``, ``date``.
 
     ``learners`` needs ``birth_date`` for the compulsory-education rule. A
-    learner without one is treated as past that age.
+    learner without one is treated as past that age. Ends too close to the end
+    of the data to judge are included; :func:`label_dropouts` sets them aside.
     """
     spells = study_right_spells(states)
     exits = spells[spells["end_state"].isin(EXIT_STATES)].assign(after_basic=False)
@@ -82,24 +83,37 @@ def dropout_events(
 
 
 def label_dropouts(
-    keys: pd.DataFrame, events: pd.DataFrame, rule: LabelRule
+    keys: pd.DataFrame,
+    events: pd.DataFrame,
+    rule: LabelRule,
+    observed_until: pd.Timestamp | None = None,
 ) -> pd.Series:
-    """Return 1 for each ``keys`` row (``learner_id``, ``asof_date``) with a dropout in
-    the window after its as-of date, otherwise 0, aligned with ``keys``.
+    """Label each ``keys`` row (``learner_id``, ``asof_date``), aligned with ``keys``.
 
-    NOTE: a dropout is only known once ``transfer_gap_days`` have passed after
-    it. Near the end of the data a resignation can look like a dropout because
-    the next study right is not recorded yet, so keep as-of dates at least the
-    window plus the gap before the export date when training.
+    The label is 1 when a dropout falls in the window after the as-of date and 0
+    otherwise. It is missing (``<NA>``) when the window holds an end of a study
+    right that cannot be judged yet: a dropout is only known once
+    ``transfer_gap_days`` have passed after it, and the data stop at
+    ``observed_until``.
+
+    NOTE: a row whose window runs past ``observed_until`` without any dropout
+    gets 0, although a dropout may still come in the unobserved part.
     """
     window = pd.Timedelta(days=rule.window_days)
+    gap = pd.Timedelta(days=rule.transfer_gap_days)
     indexed = keys[["learner_id", "asof_date"]].reset_index(drop=True)
     indexed["_row"] = indexed.index
     joined = indexed.merge(events[["learner_id", "date"]], on="learner_id")
-    hit = (joined["date"] > joined["asof_date"]) & (
+    in_window = (joined["date"] > joined["asof_date"]) & (
         joined["date"] <= joined["asof_date"] + window
     )
-    labelled = set(joined.loc[hit, "_row"])
-    return pd.Series(
-        [int(i in labelled) for i in indexed["_row"]], index=keys.index, dtype=int
-    )
+    censored = pd.Series(False, index=joined.index)
+    if observed_until is not None:
+        censored = joined["date"] + gap > observed_until
+    labels = pd.Series(0, index=indexed.index, dtype="Int64")
+    unknown = joined.loc[in_window & censored, "_row"].unique()
+    labels[unknown] = pd.NA
+    # A dropout that is already known outweighs a later end still to be judged.
+    labels[joined.loc[in_window & ~censored, "_row"].unique()] = 1
+    labels.index = keys.index
+    return labels

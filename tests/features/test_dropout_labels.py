@@ -166,3 +166,27 @@ def test_gap_length(gap, expected):
     )
     rule = LabelRule(window_days=365, transfer_gap_days=gap)
     assert label(states, rule=rule) == expected
+
+
+def test_end_near_data_end_is_unknown():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-05-01", "resigned"),
+    )
+    learners = pd.DataFrame({"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]})
+    events = dropout_events(states, learners, RULE)
+    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
+    labels = label_dropouts(keys, events, RULE, observed_until=pd.Timestamp("2025-07-31"))
+    assert pd.isna(labels.iloc[0])
+
+
+def test_end_judged_after_gap():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-03-01", "resigned"),
+    )
+    learners = pd.DataFrame({"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]})
+    events = dropout_events(states, learners, RULE)
+    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
+    labels = label_dropouts(keys, events, RULE, observed_until=pd.Timestamp("2025-07-31"))
+    assert labels.iloc[0] == 1

@@ -40,6 +40,7 @@ EXPORT = {
         "p1;s1;20.12.2024;AI;9-",
         "p2;s1;20.12.2024;MA;4",
         "p2;s1;20.12.2024;LI;S",
+        "p1;s1;30.05.2025;KE;9",
     ],
     "support_decisions": [
         "pupil_id;start_date;end_date;level",
