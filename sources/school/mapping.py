@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -72,6 +73,13 @@ def _states(records: SchoolRecords) -> pd.DataFrame:
     ]
 
 
+def _data_start(records: SchoolRecords) -> pd.Timestamp | None:
+    """Return the first date with a mark or grade, or None when there is none."""
+    dates = [records.attendance_marks["date"].min(), records.grades["date"].min()]
+    dates = [d for d in dates if pd.notna(d)]
+    return min(dates) if dates else None
+
+
 def _data_end(records: SchoolRecords) -> pd.Timestamp:
     candidates = [
         records.attendance_marks["date"].max(),
@@ -86,7 +94,14 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     rights = records.study_rights.merge(spells, on="study_right_id")
     last_day = rights["end"].fillna(_data_end(records))
     first_year = school_year(rights["start_date"])
+    # Study rights often began years before the export: the years without any
+    # marks or grades get no enrolments, because they would have no features.
+    start = _data_start(records)
+    if start is not None:
+        first_year = first_year.clip(lower=int(school_year(pd.Series([start])).iloc[0]))
     last_year = school_year(last_day.where(last_day >= rights["start_date"], rights["start_date"]))
+    rights = rights[last_year >= first_year]
+    first_year, last_year = first_year[rights.index], last_year[rights.index]
     rights = rights.assign(
         year=[list(range(a, b + 1)) for a, b in zip(first_year, last_year)]
     ).explode("year")
@@ -120,18 +135,30 @@ def _attach(
     """Add ``enrolment_id`` to dated ``events`` of a pupil at a school.
 
     An event outside every study right of the pupil at that school is a problem.
+    The join runs in DuckDB because marks run to millions of rows.
     """
-    keyed = events.assign(_event=np.arange(len(events)), _year=school_year(events["date"]))
-    joined = keyed.merge(
-        enrolments[["enrolment_id", "learner_id", "_school", "_year", "start_date", "end_date"]],
-        left_on=["pupil_id", "school_id", "_year"],
-        right_on=["learner_id", "_school", "_year"],
-    )
-    inside = (joined["date"] >= joined["start_date"]) & (
-        joined["end_date"].isna() | (joined["date"] <= joined["end_date"])
-    )
-    matched = joined[inside].drop_duplicates("_event").sort_values("_event")
-    orphan = np.setdiff1d(keyed["_event"].to_numpy(), matched["_event"].to_numpy())
+    keyed = events[["pupil_id", "school_id", "date"]].assign(_event=np.arange(len(events)))
+    spans = enrolments[["enrolment_id", "learner_id", "_school", "start_date", "end_date"]]
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.register("events", keyed)
+        con.register("spans", spans)
+        matched = con.execute(
+            """
+            SELECT e._event, s.enrolment_id
+            FROM events e
+            JOIN spans s
+              ON s.learner_id = e.pupil_id AND s._school = e.school_id
+             AND e.date >= s.start_date
+             AND (s.end_date IS NULL OR e.date <= s.end_date)
+            QUALIFY row_number() OVER (PARTITION BY e._event ORDER BY s.start_date) = 1
+            ORDER BY e._event
+            """
+        ).df()
+    rows = matched["_event"].to_numpy()
+    found = np.zeros(len(events), dtype=bool)
+    found[rows] = True
+    orphan = np.flatnonzero(~found)
     problems = [
         Problem(
             origin, table, "date", int(i), events["date"].iloc[int(i)].date(),
@@ -139,7 +166,9 @@ def _attach(
         )
         for i in orphan
     ]
-    return matched.reset_index(drop=True), problems
+    attached = events.iloc[rows].reset_index(drop=True)
+    attached["enrolment_id"] = matched["enrolment_id"].to_numpy()
+    return attached, problems
 
 
 def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFrame:
@@ -206,9 +235,8 @@ def to_input_tables(
     states = _states(records)
     enrolments = _enrolments(records, states)
 
-    attended, problems = _attach(
-        records.attendance_marks, enrolments, "attendance_marks", origin
-    )
+    marks = records.attendance_marks[["pupil_id", "school_id", "date", "mark"]]
+    attended, problems = _attach(marks, enrolments, "attendance_marks", origin)
     graded, grade_problems = _attach(records.grades, enrolments, "grades", origin)
     problems += grade_problems
     if problems and strict:

@@ -113,8 +113,14 @@ class _Checker:
 
 
 def _as_text(column: pd.Series) -> pd.Series:
-    text = column.astype("str").where(column.notna(), "")
-    return text.str.strip()
+    """Return ``column`` as stripped text, with missing values as ``""``.
+
+    The values are factorized first and only the distinct values are stripped,
+    which is much faster on long columns with few distinct values (marks).
+    """
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    stripped = pd.Index(uniques).astype("str").str.strip().to_numpy(dtype=object)
+    return pd.Series(np.append(stripped, "")[codes], index=column.index, dtype=object)
 
 
 def _parse_dates(text: pd.Series) -> pd.Series:
@@ -263,14 +269,21 @@ def _resolve_duplicate_marks(marks: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     kind of recorder, the latest ``recorded_at`` wins, and a missing
     ``recorded_at`` counts as earliest. A remaining tie keeps the later file row.
     """
-    order = marks.assign(
-        _office=(marks["recorded_by"] == "office").astype(int),
-        _row=np.arange(len(marks)),
-    ).sort_values(["_office", "recorded_at", "_row"], na_position="first", kind="stable")
-    kept = order.drop_duplicates(["pupil_id", "date", "lesson"], keep="last")
-    dropped = len(marks) - len(kept)
-    kept = kept.sort_values("_row").drop(columns=["_office", "_row"])
-    return kept.reset_index(drop=True), dropped
+    recorded = marks["recorded_at"].to_numpy("datetime64[ns]").astype("int64")
+    recorded = np.where(marks["recorded_at"].isna().to_numpy(), np.iinfo("int64").min, recorded)
+    pupil = pd.factorize(marks["pupil_id"])[0]
+    lesson = pd.factorize(marks["lesson"])[0]
+    day = marks["date"].to_numpy("datetime64[ns]").astype("int64")
+    office = (marks["recorded_by"] == "office").to_numpy()
+    # Sort by the key, then by precedence, so each key's last row is the one to keep.
+    order = np.lexsort((np.arange(len(marks)), recorded, office, lesson, day, pupil))
+    keys = np.stack([pupil[order], day[order], lesson[order]])
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (keys[:, 1:] != keys[:, :-1]).any(axis=0)
+    keep = np.zeros(len(marks), dtype=bool)
+    keep[order[last]] = True
+    dropped = len(marks) - int(keep.sum())
+    return marks[keep].reset_index(drop=True), dropped
 
 
 def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolRecords:
