@@ -67,6 +67,7 @@ def _records_config() -> RunConfig:
         # The latest school year tests the model; earlier years train it.
         temporal_cutoff=LATEST_COHORT,
         disjoint_learners=False,
+        learner_features=True,
         label_rule=LabelRule(),
     )
 

@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.definitions import LEARNER_FEATURES, compile_sql
 from features.labels import LabelRule, dropout_events, label_dropouts
 from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
 
@@ -213,8 +214,44 @@ def _observed_until(tables: InputTables) -> pd.Timestamp:
     return max(d for d in dates if pd.notna(d))
 
 
+def learner_features(
+    tables: InputTables, keys: pd.DataFrame
+) -> tuple[pd.DataFrame, list[str]]:
+    """Compute ``LEARNER_FEATURES`` for each learner and as-of date in ``keys``.
+
+    Returns the features keyed by ``learner_id`` and ``asof_date``, and their
+    names. Only features whose source the tables have are computed.
+    """
+    sources = set()
+    if len(tables.attendance):
+        sources.add("attendance")
+    if "subject" in tables.assessments.columns and len(tables.assessments):
+        sources.add("grades")
+    if len(tables.study_right_states):
+        sources.add("study_rights")
+    sql, names = compile_sql(LEARNER_FEATURES, sources)
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.register("asof_keys", keys[["learner_id", "asof_date"]].drop_duplicates())
+        con.register("enrolments", tables.enrolments)
+        con.register("attendance", tables.attendance)
+        con.register("assessments", tables.assessments)
+        con.register("study_right_states", tables.study_right_states)
+        features = con.execute(sql).df()
+    if "birth_date" in tables.learners.columns:
+        # TODO: age for grade needs the pupil's grade level, which the contract
+        # does not carry yet; age alone is the closest feature it allows.
+        born = features["learner_id"].map(tables.learners.set_index("learner_id")["birth_date"])
+        features["age_years"] = (features["asof_date"] - born).dt.days / 365.25
+        names.append("age_years")
+    return features, names
+
+
 def build_features(
-    tables: InputTables, points: pd.DataFrame, label_rule: LabelRule | None = None
+    tables: InputTables,
+    points: pd.DataFrame,
+    label_rule: LabelRule | None = None,
+    with_learner_features: bool = False,
 ) -> FeatureFrame:
     """Build one feature row per enrolment active at each of the as-of ``points``.
 
@@ -229,6 +266,10 @@ def build_features(
         How to read dropouts from ``tables.study_right_states``; the defaults
         of :class:`~features.labels.LabelRule` when not given. Unused when the
         source has no study-right states.
+    with_learner_features
+        Add the declarative learner features of
+        :data:`features.definitions.LEARNER_FEATURES`, which follow a learner
+        across enrolments.
     """
     attributes = tables.attributes
     leaked = sorted(set(attributes.columns) & set(SENSITIVE_ATTRIBUTES))
@@ -272,6 +313,10 @@ def build_features(
         *(ATTENDANCE_FEATURES if has_attendance else ()),
         *(f"attr_{c}" for c in attribute_columns),
     ]
+    if with_learner_features:
+        extra, names = learner_features(tables, data)
+        data = data.merge(extra, on=["learner_id", "asof_date"], how="left")
+        feature_names += names
     for column in feature_names:
         if column not in categorical:
             data[column] = data[column].astype(float)

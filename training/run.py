@@ -50,6 +50,8 @@ class RunConfig:
     temporal_cutoff: str | None = None
     """Units starting before this ISO date train the model; later ones test it.
     ``LATEST_COHORT`` means the start of the latest cohort in the data."""
+    learner_features: bool = False
+    """Add the declarative learner features (features.definitions)."""
     disjoint_learners: bool = True
     """Drop test rows of learners who also have training rows."""
     label_rule: LabelRule | None = None
@@ -92,7 +94,9 @@ def run_main_job(
 
     on_step("building point-in-time features")
     points = asof_points_by_offset(tables.units, config.asof_offsets_days)
-    frame = build_features(tables, points, config.label_rule)
+    frame = build_features(
+        tables, points, config.label_rule, with_learner_features=config.learner_features
+    )
     if frame.data.empty:
         raise ValueError(
             "no enrolment is active at any as-of date; check the as-of offsets "
