@@ -1,10 +1,10 @@
 """Point-in-time features and labels, computed with DuckDB.
 
 A feature row describes one enrolment as it stood at the end of an as-of date:
-only events dated on or before that date reach it. The label says whether the
-learner drops out after the as-of date: read from study-right histories by
-:mod:`features.labels` when the source has them, otherwise whether the
-enrolment ended with the learner withdrawing. Enrolments that had not started,
+only events dated on or before that date reach it. The label is 1 when the
+learner drops out after the as-of date. :mod:`features.labels` reads dropouts
+from study-right histories when the source has them; otherwise the label is
+whether the enrolment ended with the learner withdrawing. Enrolments that had not started,
 or had already ended, by the as-of date get no row.
 """
 

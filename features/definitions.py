@@ -45,7 +45,7 @@ _BOUNDS = {
 }
 
 AGGREGATIONS = ("share", "count", "sum", "mean", "slope", "count_distinct", "max_streak")
-"""How a feature summarises the source rows in its window.
+"""Aggregations that summarise the source rows in a feature's window.
 
 ``share``: the share of rows meeting ``where``. ``count``, ``sum``, ``mean``,
 ``count_distinct``: of ``value`` over rows meeting ``where``. ``slope``: the

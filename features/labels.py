@@ -6,7 +6,7 @@ terminal: resigned, considered resigned, graduated or cancelled. An end is a
 
 - the state is resigned or considered resigned, and no other study right of the
   learner is in force on that date or starts within ``transfer_gap_days`` after
-  it (so a change of school is not a dropout); or
+  it. A new right within the gap makes the end a change of school; or
 - a learner of compulsory-education age graduates from basic education and no
   study right at another level (preparatory, general upper secondary or
   vocational) is in force on that date or starts within the gap.
@@ -34,7 +34,7 @@ class LabelRule:
     window_days: int = 365
     """Length of the label window after the as-of date, in days."""
     transfer_gap_days: int = 120
-    """Longest gap, in days, between the end of one study right and the start of
+    """Maximum gap, in days, between the end of one study right and the start of
     the next that still counts as moving on rather than dropping out. The default
     covers the summer break between basic and upper secondary education."""
     compulsory_education_until_age: int = 18
@@ -91,8 +91,8 @@ def label_dropouts(
     """Label each ``keys`` row (``learner_id``, ``asof_date``), aligned with ``keys``.
 
     The label is 1 when a dropout falls in the window after the as-of date and 0
-    otherwise. It is missing (``<NA>``) when the window holds an end of a study
-    right that cannot be judged yet: a dropout is only known once
+    otherwise. It is missing (``<NA>``) when the window contains an end of a
+    study right that cannot be judged yet. A dropout is only known once
     ``transfer_gap_days`` have passed after it, and the data stop at
     ``observed_until``.
 

@@ -90,10 +90,12 @@ def _data_end(records: SchoolRecords) -> pd.Timestamp:
 
 
 def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
+    """Cut each study right into one enrolment per school year it overlaps."""
     spells = study_right_spells(states).drop(columns=["start", "learner_id", "level"])
     rights = records.study_rights.merge(spells, on="study_right_id")
     last_day = rights["end"].fillna(_data_end(records))
     first_year = school_year(rights["start_date"])
+
     # Study rights often began years before the export: the years without any
     # marks or grades get no enrolments, because they would have no features.
     start = _data_start(records)
@@ -102,10 +104,12 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     last_year = school_year(last_day.where(last_day >= rights["start_date"], rights["start_date"]))
     rights = rights[last_year >= first_year]
     first_year, last_year = first_year[rights.index], last_year[rights.index]
+
     rights = rights.assign(
         year=[list(range(a, b + 1)) for a, b in zip(first_year, last_year)]
     ).explode("year")
     rights["year"] = rights["year"].astype(int)
+
     year_start = _year_start(rights["year"])
     year_end = _year_start(rights["year"] + 1) - pd.Timedelta(days=1)
     ends_here = rights["end"].notna() & (rights["end"] <= year_end)
@@ -113,6 +117,7 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     end_date = rights["end"].where(ends_here, year_end.where(~is_last))
     end_reason = rights["end_state"].map(_END_REASONS).where(ends_here, None)
     end_reason = end_reason.where(ends_here | is_last, "completed")
+
     return pd.DataFrame(
         {
             "enrolment_id": rights["study_right_id"] + "/" + rights["year"].astype(str),
