@@ -1,9 +1,9 @@
 """Benchmark the attendance feature build against pandas and a plain DuckDB scan.
 
 For each pupil count, the script writes one school year of synthetic
-lesson-level marks (six lessons a day, about 1,000 marks per pupil), then runs
-three builds, each in its own process so that peak memory (maximum resident set
-size) is measured per build:
+lesson-level marks (six lessons a day, about 1,000 marks per pupil). It then
+runs three builds, each in its own process, so that peak memory is measured per
+build:
 
 - ``ajoissa``: the attendance features of ``features.definitions`` compiled to
   SQL and run by DuckDB on the Parquet file;

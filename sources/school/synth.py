@@ -65,6 +65,8 @@ class Rates:
 
 @dataclass(frozen=True)
 class SynthConfig:
+    """Settings of one synthetic export."""
+
     pupils: int
     years: int
     seed: int
@@ -399,14 +401,14 @@ class _Chunk:
         token = GRADE_TOKENS[quarters]
         is_pe = subject == SUBJECTS.index("LI")
         token[is_pe] = np.where(rng.random(int(is_pe.sum())) < 0.4 * slip[is_pe], "H", "S")
-        kept = rng.random(count) >= 0.3 * slip
+        given = rng.random(count) >= 0.3 * slip
         return pd.DataFrame(
             {
-                "pupil_id": pupils[pupil[rows[kept]]],
-                "school_id": schools[school[rows[kept]]],
-                "date": day[rows[kept]].astype("datetime64[ms]"),
-                "subject": np.array(SUBJECTS)[subject[kept]],
-                "grade": token[kept],
+                "pupil_id": pupils[pupil[rows[given]]],
+                "school_id": schools[school[rows[given]]],
+                "date": day[rows[given]].astype("datetime64[ms]"),
+                "subject": np.array(SUBJECTS)[subject[given]],
+                "grade": token[given],
             }
         )
 
