@@ -243,6 +243,10 @@ def compile_sql(
     be registered under their names. Features whose source is not in ``sources``
     are skipped. Returns the SQL and the names of the features it computes,
     in order.
+
+    NOTE: the attendance features took 12.9 times as long as a plain DuckDB
+    scan of the same marks at 10,000 pupils (docs/benchmarks.md); the two
+    joins that tie marks to learners and as-of dates cost most of it.
     """
     direct = [f for f in features if isinstance(f, FeatureDef) and f.source in sources]
     names = {f.name for f in direct}
