@@ -229,6 +229,8 @@ def learner_features(
         sources.add("grades")
     if len(tables.study_right_states):
         sources.add("study_rights")
+    if "support_level" in tables.attributes.columns:
+        sources.add("support")
     sql, names = compile_sql(LEARNER_FEATURES, sources)
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
@@ -237,6 +239,13 @@ def learner_features(
         con.register("attendance", tables.attendance)
         con.register("assessments", tables.assessments)
         con.register("study_right_states", tables.study_right_states)
+        con.register(
+            "attributes",
+            tables.attributes.rename(
+                columns={c: f"attr_{c}" for c in tables.attributes.columns
+                         if c not in ("enrolment_id", "known_from")}
+            ),
+        )
         features = con.execute(sql).df()
     if "birth_date" in tables.learners.columns:
         # TODO: age for grade needs the pupil's grade level, which the contract

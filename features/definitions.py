@@ -18,6 +18,7 @@ but an interval in Spark SQL.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 WINDOWS = {
@@ -44,11 +45,13 @@ _BOUNDS = {
     f"ELSE make_date({_YEAR} - 1, 8, 1) END",
 }
 
-AGGREGATIONS = ("share", "count", "sum", "mean", "slope", "count_distinct", "max_streak")
+AGGREGATIONS = (
+    "share", "count", "sum", "mean", "max", "slope", "count_distinct", "max_streak"
+)
 """Aggregations that summarise the source rows in a feature's window.
 
 ``share``: the share of rows meeting ``where``. ``count``, ``sum``, ``mean``,
-``count_distinct``: of ``value`` over rows meeting ``where``. ``slope``: the
+``max``, ``count_distinct``: of ``value`` over rows meeting ``where``. ``slope``: the
 least-squares slope of the ``where`` indicator over days (change in share per
 day). ``max_streak``: the longest run of consecutive recorded days on which
 every row meets ``where``."""
@@ -99,6 +102,9 @@ SOURCES = {
                min(state_from) > min(min(state_from)) OVER (PARTITION BY learner_id)
                    AS is_change
         FROM study_right_states GROUP BY learner_id, study_right_id""",
+    "support": """
+        SELECT en.learner_id, CAST(t.known_from AS DATE) AS date, t.attr_support_level
+        FROM attributes t JOIN enrolments en USING (enrolment_id)""",
 }
 """Learner-level source tables, as SQL over the contract tables."""
 
@@ -173,6 +179,15 @@ LEARNER_FEATURES: list[FeatureDef | DerivedDef] = [
     *_grade_features(),
     FeatureDef("school_changes_365d", "study_rights", "365d", "count", "e.is_change"),
     FeatureDef("school_changes_all", "study_rights", "all", "count", "e.is_change"),
+    FeatureDef(
+        "support_level_max_365d", "support", "365d", "max", value="e.attr_support_level"
+    ),
+    FeatureDef(
+        "support_levels_365d", "support", "365d", "count_distinct",
+        value="e.attr_support_level",
+    ),
+    # Distinct levels minus one, so a return to an earlier level is not counted.
+    DerivedDef("support_level_changes_365d", "greatest(support_levels_365d - 1, 0)"),
     DerivedDef("grade_change_term", "grade_mean_term - grade_mean_previous_term"),
     DerivedDef(
         "subjects_missing_previous_term",
@@ -200,6 +215,8 @@ def _aggregate(feature: FeatureDef) -> str:
         return f"coalesce(sum({feature.value}) FILTER (WHERE {where}), 0)"
     if feature.aggregation == "mean":
         return f"avg({feature.value}) FILTER (WHERE {where})"
+    if feature.aggregation == "max":
+        return f"max({feature.value}) FILTER (WHERE {where})"
     if feature.aggregation == "count_distinct":
         return f"count(DISTINCT {feature.value}) FILTER (WHERE {where})"
     if feature.aggregation == "slope":
@@ -297,6 +314,5 @@ def compile_sql(
 
 
 def _identifiers(expression: str) -> list[str]:
-    import re
-
-    return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)
+    """Return the column names in a SQL expression, leaving out function names."""
+    return re.findall(r"\b[A-Za-z_]\w*\b(?!\s*\()", expression)

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from features.build import learner_features
-from features.definitions import FeatureDef, compile_sql
+from features.definitions import DerivedDef, FeatureDef, compile_sql
 from sources.contract import InputTables, empty_table
 
 ASOF = pd.Timestamp("2024-10-01")
@@ -131,3 +131,26 @@ def test_compile_skips_missing_source():
     )
     assert names == ["a"]
     assert "src_grades" not in sql
+
+
+def test_support_level_changes():
+    t = tables([("e2", "2024-09-30", "present")])
+    t.attributes = pd.DataFrame(
+        {
+            "enrolment_id": ["e1", "e2", "e2"],
+            "known_from": pd.to_datetime(["2024-08-01", "2024-09-16", "2024-09-20"]),
+            "support_level": [0.0, 0.0, 1.0],
+        }
+    )
+    row = features(t)
+    assert row["support_level_max_365d"] == 1
+    assert row["support_level_changes_365d"] == 1
+
+
+def test_derived_skips_function_names():
+    _, names = compile_sql(
+        [FeatureDef("a", "attendance", "2w", "count"),
+         DerivedDef("b", "greatest(a - 1, 0)")],
+        {"attendance"},
+    )
+    assert names == ["a", "b"]
