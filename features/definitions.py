@@ -263,7 +263,9 @@ def compile_sql(
 
     NOTE: the attendance features took 12.9 times as long as a plain DuckDB
     scan of the same marks at 10,000 pupils (docs/benchmarks.md); the two
-    joins that tie marks to learners and as-of dates cost most of it.
+    joins that tie marks to learners and as-of dates cost most of it. At
+    100,000 pupils DuckDB's memory grew past 13 GB, so large runs need a
+    ``memory_limit``.
     """
     direct = [f for f in features if isinstance(f, FeatureDef) and f.source in sources]
     names = {f.name for f in direct}
