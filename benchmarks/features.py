@@ -79,9 +79,12 @@ def build_duckdb(marks: Path) -> pd.DataFrame:
 
     from features.definitions import compile_sql
 
+    from features.build import DUCKDB_MEMORY_LIMIT
+
     sql, _ = compile_sql(attendance_features(), {"attendance"})
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         con.execute(f"CREATE VIEW attendance AS SELECT * FROM '{marks}'")
         con.execute(
             "CREATE VIEW enrolments AS SELECT DISTINCT enrolment_id, "

@@ -214,8 +214,12 @@ def _observed_until(tables: InputTables) -> pd.Timestamp:
     return max(d for d in dates if pd.notna(d))
 
 
+DUCKDB_MEMORY_LIMIT = "4GB"
+"""Memory DuckDB may use for the learner features before it spills to disk."""
+
+
 def learner_features(
-    tables: InputTables, keys: pd.DataFrame
+    tables: InputTables, keys: pd.DataFrame, memory_limit: str = DUCKDB_MEMORY_LIMIT
 ) -> tuple[pd.DataFrame, list[str]]:
     """Compute ``LEARNER_FEATURES`` for each learner and as-of date in ``keys``.
 
@@ -234,6 +238,7 @@ def learner_features(
     sql, names = compile_sql(LEARNER_FEATURES, sources)
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
         con.register("asof_keys", keys[["learner_id", "asof_date"]].drop_duplicates())
         con.register("enrolments", tables.enrolments)
         con.register("attendance", tables.attendance)
