@@ -42,8 +42,12 @@ def synth(
         typer.echo(f"Invalid --format {file_format!r}: use parquet or csv.", err=True)
         raise typer.Exit(code=2)
     config = SynthConfig(
-        pupils=pupils, years=years, seed=seed, first_year=first_year,
-        lessons_per_day=lessons_per_day, file_format=file_format,
+        pupils=pupils,
+        years=years,
+        seed=seed,
+        first_year=first_year,
+        lessons_per_day=lessons_per_day,
+        file_format=file_format,
     )
     started = time.perf_counter()
     with Progress(

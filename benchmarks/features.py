@@ -46,7 +46,11 @@ TERM_START = pd.Timestamp("2025-01-01")
 def attendance_features():
     from features.definitions import LEARNER_FEATURES, FeatureDef
 
-    return [f for f in LEARNER_FEATURES if isinstance(f, FeatureDef) and f.source == "attendance"]
+    return [
+        f
+        for f in LEARNER_FEATURES
+        if isinstance(f, FeatureDef) and f.source == "attendance"
+    ]
 
 
 def prepare(pupils: int, folder: Path) -> Path:
@@ -56,8 +60,10 @@ def prepare(pupils: int, folder: Path) -> Path:
     from sources.school.synth import SynthConfig, generate
 
     records = folder / f"records-{pupils}"
-    generate(SynthConfig(pupils=pupils, years=1, seed=1, first_year=2024,
-                         lessons_per_day=6), records)
+    generate(
+        SynthConfig(pupils=pupils, years=1, seed=1, first_year=2024, lessons_per_day=6),
+        records,
+    )
     marks = folder / f"attendance-{pupils}.parquet"
     with duckdb.connect() as con:
         con.execute(
@@ -77,9 +83,8 @@ def prepare(pupils: int, folder: Path) -> Path:
 def build_duckdb(marks: Path) -> pd.DataFrame:
     import duckdb
 
-    from features.definitions import compile_sql
-
     from features.build import DUCKDB_MEMORY_LIMIT
+    from features.definitions import compile_sql
 
     sql, _ = compile_sql(attendance_features(), {"attendance"})
     with duckdb.connect() as con:
@@ -116,7 +121,10 @@ def build_pandas(marks: Path) -> pd.DataFrame:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(count > 0, hits / count, np.nan)
 
-    masks = {w: (day > ASOF - pd.Timedelta(days=d)).to_numpy() for w, d in WINDOWS_DAYS.items()}
+    masks = {
+        w: (day > ASOF - pd.Timedelta(days=d)).to_numpy()
+        for w, d in WINDOWS_DAYS.items()
+    }
     masks["term"] = (day >= TERM_START).to_numpy()
     masks["year"] = (day >= YEAR_START).to_numpy()
     for window, mask in masks.items():
@@ -125,7 +133,10 @@ def build_pandas(marks: Path) -> pd.DataFrame:
         out[f"late_share_{window}"] = share(late, mask)
 
     x = (day - ASOF).dt.days.to_numpy().astype(float)
-    for name, mask in (("absence_slope_8w", masks["8w"]), ("absence_slope_term", masks["term"])):
+    for name, mask in (
+        ("absence_slope_8w", masks["8w"]),
+        ("absence_slope_term", masks["term"]),
+    ):
         c, xs, ys = codes[mask], x[mask], absent[mask].astype(float)
         n = np.bincount(c, minlength=groups)
         sx = np.bincount(c, xs, groups)
@@ -134,23 +145,35 @@ def build_pandas(marks: Path) -> pd.DataFrame:
         sxy = np.bincount(c, xs * ys, groups)
         with np.errstate(invalid="ignore", divide="ignore"):
             denominator = n * sxx - sx * sx
-            out[name] = np.where(denominator > 0, (n * sxy - sx * sy) / denominator, np.nan)
+            out[name] = np.where(
+                denominator > 0, (n * sxy - sx * sy) / denominator, np.nan
+            )
 
     daily = pd.DataFrame({"learner": codes, "day": day.to_numpy(), "absent": absent})
     daily = daily.groupby(["learner", "day"], sort=True)["absent"].all().reset_index()
-    new_run = (daily["learner"].diff() != 0) | (daily["absent"] != daily["absent"].shift())
+    new_run = (daily["learner"].diff() != 0) | (
+        daily["absent"] != daily["absent"].shift()
+    )
     run = new_run.cumsum()
-    lengths = daily[daily["absent"]].groupby(run[daily["absent"]]).agg(
-        learner=("learner", "first"), days=("absent", "size")
+    lengths = (
+        daily[daily["absent"]]
+        .groupby(run[daily["absent"]])
+        .agg(learner=("learner", "first"), days=("absent", "size"))
     )
     streak = lengths.groupby("learner")["days"].max()
     out["absence_streak_year"] = 0
-    out.iloc[streak.index.to_numpy(), out.columns.get_loc("absence_streak_year")] = streak.to_numpy()
+    out.iloc[streak.index.to_numpy(), out.columns.get_loc("absence_streak_year")] = (
+        streak.to_numpy()
+    )
     year = masks["year"]
     out["absence_hours_year"] = np.bincount(codes[year], absent[year] * 0.75, groups)
-    out["unexcused_hours_year"] = np.bincount(codes[year], unexcused[year] * 0.75, groups)
+    out["unexcused_hours_year"] = np.bincount(
+        codes[year], unexcused[year] * 0.75, groups
+    )
     term = masks["term"]
-    out["unexcused_hours_term"] = np.bincount(codes[term], unexcused[term] * 0.75, groups)
+    out["unexcused_hours_term"] = np.bincount(
+        codes[term], unexcused[term] * 0.75, groups
+    )
     return out.reset_index()
 
 
@@ -186,7 +209,10 @@ def measure(build: str, marks: Path) -> dict[str, float]:
         " 'peak_mib': int(hwm.split()[1]) / 1024}))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=REPO_ROOT,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -197,15 +223,23 @@ def check_agreement(marks: Path) -> None:
     theirs = build_pandas(marks).set_index("learner_id").sort_index()
     for column in theirs.columns:
         np.testing.assert_allclose(
-            ours[column].to_numpy(float), theirs[column].to_numpy(float),
-            rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=column,
+            ours[column].to_numpy(float),
+            theirs[column].to_numpy(float),
+            rtol=1e-9,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=column,
         )
-    print(f"pandas and DuckDB agree on {len(theirs.columns)} features, {len(theirs)} pupils")
+    print(
+        f"pandas and DuckDB agree on {len(theirs.columns)} features, {len(theirs)} pupils"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pupils", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--pupils", type=int, nargs="+", default=[10_000, 100_000, 1_000_000]
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ajoissa-bench-"))

@@ -46,7 +46,14 @@ _BOUNDS = {
 }
 
 AGGREGATIONS = (
-    "share", "count", "sum", "mean", "max", "slope", "count_distinct", "max_streak"
+    "share",
+    "count",
+    "sum",
+    "mean",
+    "max",
+    "slope",
+    "count_distinct",
+    "max_streak",
 )
 """Aggregations that summarise the source rows in a feature's window.
 
@@ -117,25 +124,42 @@ def _attendance_features() -> list[FeatureDef]:
     features = []
     for window in ("2w", "4w", "8w", "term", "year"):
         features += [
-            FeatureDef(f"absence_share_{window}", "attendance", window, "share", ABSENT),
             FeatureDef(
-                f"unexcused_share_{window}", "attendance", window, "share",
+                f"absence_share_{window}", "attendance", window, "share", ABSENT
+            ),
+            FeatureDef(
+                f"unexcused_share_{window}",
+                "attendance",
+                window,
+                "share",
                 "e.mark = 'unexcused'",
             ),
-            FeatureDef(f"late_share_{window}", "attendance", window, "share", "e.mark = 'late'"),
+            FeatureDef(
+                f"late_share_{window}", "attendance", window, "share", "e.mark = 'late'"
+            ),
         ]
     return features + [
         FeatureDef("absence_slope_8w", "attendance", "8w", "slope", ABSENT),
         FeatureDef("absence_slope_term", "attendance", "term", "slope", ABSENT),
         FeatureDef("absence_streak_year", "attendance", "year", "max_streak", ABSENT),
-        FeatureDef("absence_hours_year", "attendance", "year", "sum", ABSENT, str(LESSON_HOURS)),
         FeatureDef(
-            "unexcused_hours_year", "attendance", "year", "sum",
-            "e.mark = 'unexcused'", str(LESSON_HOURS),
+            "absence_hours_year", "attendance", "year", "sum", ABSENT, str(LESSON_HOURS)
         ),
         FeatureDef(
-            "unexcused_hours_term", "attendance", "term", "sum",
-            "e.mark = 'unexcused'", str(LESSON_HOURS),
+            "unexcused_hours_year",
+            "attendance",
+            "year",
+            "sum",
+            "e.mark = 'unexcused'",
+            str(LESSON_HOURS),
+        ),
+        FeatureDef(
+            "unexcused_hours_term",
+            "attendance",
+            "term",
+            "sum",
+            "e.mark = 'unexcused'",
+            str(LESSON_HOURS),
         ),
     ]
 
@@ -149,26 +173,57 @@ SUBJECT_GROUPS = {
 
 def _grade_features() -> list[FeatureDef]:
     features = [
-        FeatureDef("grade_mean_year", "grades", "year", "mean", "e.grade IS NOT NULL", "e.grade"),
-        FeatureDef("grade_mean_term", "grades", "term", "mean", "e.grade IS NOT NULL", "e.grade"),
         FeatureDef(
-            "grade_mean_previous_term", "grades", "previous_term", "mean",
-            "e.grade IS NOT NULL", "e.grade",
+            "grade_mean_year",
+            "grades",
+            "year",
+            "mean",
+            "e.grade IS NOT NULL",
+            "e.grade",
+        ),
+        FeatureDef(
+            "grade_mean_term",
+            "grades",
+            "term",
+            "mean",
+            "e.grade IS NOT NULL",
+            "e.grade",
+        ),
+        FeatureDef(
+            "grade_mean_previous_term",
+            "grades",
+            "previous_term",
+            "mean",
+            "e.grade IS NOT NULL",
+            "e.grade",
         ),
         FeatureDef("grades_failed_year", "grades", "year", "count", "NOT e.passed"),
         FeatureDef("grades_failed_365d", "grades", "365d", "count", "NOT e.passed"),
         FeatureDef(
-            "subjects_graded_previous_term", "grades", "previous_term", "count_distinct",
+            "subjects_graded_previous_term",
+            "grades",
+            "previous_term",
+            "count_distinct",
             value="e.subject",
         ),
-        FeatureDef("subjects_graded_365d", "grades", "365d", "count_distinct", value="e.subject"),
+        FeatureDef(
+            "subjects_graded_365d",
+            "grades",
+            "365d",
+            "count_distinct",
+            value="e.subject",
+        ),
     ]
     for group, subjects in SUBJECT_GROUPS.items():
         listed = ", ".join(f"'{s}'" for s in subjects)
         features.append(
             FeatureDef(
-                f"grade_mean_{group}_365d", "grades", "365d", "mean",
-                f"e.grade IS NOT NULL AND e.subject IN ({listed})", "e.grade",
+                f"grade_mean_{group}_365d",
+                "grades",
+                "365d",
+                "mean",
+                f"e.grade IS NOT NULL AND e.subject IN ({listed})",
+                "e.grade",
             )
         )
     return features
@@ -183,7 +238,10 @@ LEARNER_FEATURES: list[FeatureDef | DerivedDef] = [
         "support_level_max_365d", "support", "365d", "max", value="e.attr_support_level"
     ),
     FeatureDef(
-        "support_levels_365d", "support", "365d", "count_distinct",
+        "support_levels_365d",
+        "support",
+        "365d",
+        "count_distinct",
         value="e.attr_support_level",
     ),
     # Distinct levels minus one, so a return to an earlier level is not counted.
@@ -224,7 +282,9 @@ def _aggregate(feature: FeatureDef) -> str:
             f"regr_slope(CASE WHEN {feature.where} THEN 1.0 ELSE 0.0 END, "
             f"e.date - k.asof_date) FILTER (WHERE {window})"
         )
-    raise ValueError(f"feature {feature.name}: {feature.aggregation} is not a row aggregate")
+    raise ValueError(
+        f"feature {feature.name}: {feature.aggregation} is not a row aggregate"
+    )
 
 
 def _streak_cte(feature: FeatureDef) -> str:
@@ -269,14 +329,23 @@ def compile_sql(
     direct = [f for f in features if isinstance(f, FeatureDef) and f.source in sources]
     names = {f.name for f in direct}
     derived = [
-        f for f in features if isinstance(f, DerivedDef)
+        f
+        for f in features
+        if isinstance(f, DerivedDef)
         and all(word in names for word in _identifiers(f.expression))
     ]
-    ctes = ["keys AS (SELECT learner_id, CAST(asof_date AS DATE) AS asof_date FROM asof_keys)"]
-    ctes += [f"src_{name} AS ({SOURCES[name]})" for name in sorted({f.source for f in direct})]
+    ctes = [
+        "keys AS (SELECT learner_id, CAST(asof_date AS DATE) AS asof_date FROM asof_keys)"
+    ]
+    ctes += [
+        f"src_{name} AS ({SOURCES[name]})"
+        for name in sorted({f.source for f in direct})
+    ]
     selects = []
     for source in sorted({f.source for f in direct}):
-        rows = [f for f in direct if f.source == source and f.aggregation != "max_streak"]
+        rows = [
+            f for f in direct if f.source == source and f.aggregation != "max_streak"
+        ]
         if not rows:
             continue
         columns = ",\n        ".join(f"{_aggregate(f)} AS {f.name}" for f in rows)
@@ -296,7 +365,9 @@ def compile_sql(
 
     joins = "\n".join(f"LEFT JOIN {t} USING (learner_id, asof_date)" for t in selects)
     zero_when_missing = {
-        f.name for f in direct if f.aggregation in ("count", "sum", "count_distinct", "max_streak")
+        f.name
+        for f in direct
+        if f.aggregation in ("count", "sum", "count_distinct", "max_streak")
     }
     outputs = [
         f"coalesce({f.name}, 0) AS {f.name}" if f.name in zero_when_missing else f.name
@@ -308,7 +379,8 @@ def compile_sql(
     )
     derived_columns = "".join(f", {f.expression} AS {f.name}" for f in derived)
     sql = (
-        "WITH " + ",\n    ".join(ctes)
+        "WITH "
+        + ",\n    ".join(ctes)
         + f",\n    direct AS ({inner})\nSELECT *{derived_columns} FROM direct"
     )
     return sql, [f.name for f in direct] + [f.name for f in derived]

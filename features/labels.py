@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sources.contract import EXIT_STATES
-from sources.study_rights import TERMINAL_STATES, study_right_spells
+from sources.study_rights import study_right_spells
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LabelRule:
@@ -65,21 +66,30 @@ def dropout_events(
         exits = pd.concat([exits, graduated_basic[young].assign(after_basic=True)])
 
     candidates = exits[["learner_id", "study_right_id", "end", "after_basic"]].merge(
-        spells[spells["end_state"] != "cancelled"], on="learner_id", suffixes=("", "_next")
+        spells[spells["end_state"] != "cancelled"],
+        on="learner_id",
+        suffixes=("", "_next"),
     )
     gap = pd.Timedelta(days=rule.transfer_gap_days)
     continues = (
         (candidates["study_right_id_next"] != candidates["study_right_id"])
         & (candidates["start"] <= candidates["end"] + gap)
-        & (candidates["end_next"].isna() | (candidates["end_next"] >= candidates["end"]))
+        & (
+            candidates["end_next"].isna()
+            | (candidates["end_next"] >= candidates["end"])
+        )
         & (~candidates["after_basic"] | (candidates["level"] != "basic"))
     )
     continued = set(candidates.loc[continues, "study_right_id"])
     events = exits[~exits["study_right_id"].isin(continued)]
     logger.info(
-        "%d study rights ended without continuing (%d exits checked)", len(events), len(exits)
+        "%d study rights ended without continuing (%d exits checked)",
+        len(events),
+        len(exits),
     )
-    return events.rename(columns={"end": "date"})[["learner_id", "study_right_id", "date"]]
+    return events.rename(columns={"end": "date"})[
+        ["learner_id", "study_right_id", "date"]
+    ]
 
 
 def label_dropouts(

@@ -83,14 +83,28 @@ GRADE_SCALE = "arviointiasteikkoyleissivistava"
 STATE_LIST = "koskiopiskeluoikeudentila"
 TYPE_LIST = "opiskeluoikeudentyyppi"
 
-_HETU_CENTURY = {"+": 1800, "-": 1900, "Y": 1900, "X": 1900, "W": 1900, "V": 1900,
-                 "U": 1900, "A": 2000, "B": 2000, "C": 2000, "D": 2000, "E": 2000,
-                 "F": 2000}
+_HETU_CENTURY = {
+    "+": 1800,
+    "-": 1900,
+    "Y": 1900,
+    "X": 1900,
+    "W": 1900,
+    "V": 1900,
+    "U": 1900,
+    "A": 2000,
+    "B": 2000,
+    "C": 2000,
+    "D": 2000,
+    "E": 2000,
+    "F": 2000,
+}
 
 
 def read_code_list(folder: Path, uri: str) -> set[str]:
     """Return the codes of code list ``uri`` from ``folder/koodit/<uri>.json``."""
-    entries = json.loads((folder / "koodit" / f"{uri}.json").read_text(encoding="utf-8"))
+    entries = json.loads(
+        (folder / "koodit" / f"{uri}.json").read_text(encoding="utf-8")
+    )
     return {entry["koodiArvo"] for entry in entries}
 
 
@@ -164,15 +178,23 @@ class _Importer:
     def pupil(self, file: Path, person: dict[str, Any]) -> str | None:
         hetu, oid = person.get("hetu"), person.get("oid")
         if not hetu and not oid:
-            self.problem(file, "henkilö", None, "an oid or hetu identifying the learner")
+            self.problem(
+                file, "henkilö", None, "an oid or hetu identifying the learner"
+            )
             return None
         pupil_id = oid or pseudonym(hetu, self.key)
         if pupil_id not in self.pupils:
             self.pupils.add(pupil_id)
             year, month, gender = _birth_from_hetu(hetu) if hetu else (None, None, None)
             self.rows["pupils"].append(
-                {"pupil_id": pupil_id, "birth_year": year, "birth_month": month,
-                 "gender": gender, "mother_tongue": None, "home_municipality": None}
+                {
+                    "pupil_id": pupil_id,
+                    "birth_year": year,
+                    "birth_month": month,
+                    "gender": gender,
+                    "mother_tongue": None,
+                    "home_municipality": None,
+                }
             )
         return pupil_id
 
@@ -187,8 +209,12 @@ class _Importer:
             self.skipped[f"not school education ({kind})"] += 1
             return
         if kind not in TYPE_LEVELS:
-            self.problem(file, f"{path}.tyyppi", kind,
-                         "a type with a known school level; add it to TYPE_LEVELS")
+            self.problem(
+                file,
+                f"{path}.tyyppi",
+                kind,
+                "a type with a known school level; add it to TYPE_LEVELS",
+            )
             return
         if right.get("sisältyyOpiskeluoikeuteen"):
             self.skipped["contained in another study right"] += 1
@@ -208,10 +234,13 @@ class _Importer:
         if not school.get("oid"):
             self.problem(file, f"{path}.oppilaitos", None, "a school with an oid")
             return
-        start = right.get("alkamispäivä") or (periods[0].get("alku") if periods else None)
+        start = right.get("alkamispäivä") or (
+            periods[0].get("alku") if periods else None
+        )
         if start is None:
-            self.problem(file, f"{path}.alkamispäivä", None,
-                         "a start date or at least one state")
+            self.problem(
+                file, f"{path}.alkamispäivä", None, "a start date or at least one state"
+            )
             return
 
         right_id = right.get("oid") or f"{file.stem}#{index}"
@@ -219,38 +248,57 @@ class _Importer:
         if school["oid"] not in self.schools:
             self.schools.add(school["oid"])
             self.rows["schools"].append(
-                {"school_id": school["oid"],
-                 "name": (school.get("nimi") or {}).get("fi") or school["oid"],
-                 "municipality": None, "level": level}
+                {
+                    "school_id": school["oid"],
+                    "name": (school.get("nimi") or {}).get("fi") or school["oid"],
+                    "municipality": None,
+                    "level": level,
+                }
             )
         self.rows["study_rights"].append(
-            {"study_right_id": right_id, "pupil_id": pupil_id,
-             "school_id": school["oid"], "start_date": start, "level": level}
+            {
+                "study_right_id": right_id,
+                "pupil_id": pupil_id,
+                "school_id": school["oid"],
+                "start_date": start,
+                "level": level,
+            }
         )
         for number, (period, code) in enumerate(zip(periods, codes)):
             where = f"{path}.tila.opiskeluoikeusjaksot[{number}]"
             if code not in self.states:
                 self.problem(file, where, code, f"a code in {STATE_LIST}")
             elif code not in STATE_CODES:
-                self.problem(file, where, code,
-                             f"a state with a mapping ({', '.join(STATE_CODES)})")
+                self.problem(
+                    file,
+                    where,
+                    code,
+                    f"a state with a mapping ({', '.join(STATE_CODES)})",
+                )
             elif not period.get("alku"):
                 self.problem(file, f"{where}.alku", None, "the date the state began")
             else:
                 self.rows["study_right_states"].append(
-                    {"study_right_id": right_id, "state_from": period["alku"],
-                     "state": STATE_CODES[code]}
+                    {
+                        "study_right_id": right_id,
+                        "state_from": period["alku"],
+                        "state": STATE_CODES[code],
+                    }
                 )
         self.completions(file, path, pupil_id, school["oid"], completions)
 
     def completions(
-        self, file: Path, path: str, pupil_id: str, school_id: str,
+        self,
+        file: Path,
+        path: str,
+        pupil_id: str,
+        school_id: str,
         completions: list[dict[str, Any]],
     ) -> None:
         for completion, confirmed in _walk_completions(completions, None):
-            subject = ((completion.get("koulutusmoduuli") or {}).get("tunniste") or {}).get(
-                "koodiarvo"
-            )
+            subject = (
+                (completion.get("koulutusmoduuli") or {}).get("tunniste") or {}
+            ).get("koodiarvo")
             for assessment in completion.get("arviointi") or []:
                 grade = assessment.get("arvosana") or {}
                 scale, code = grade.get("koodistoUri"), grade.get("koodiarvo")
@@ -258,16 +306,25 @@ class _Importer:
                     self.skipped[f"grade on another scale ({scale})"] += 1
                     continue
                 if code not in self.grades or parse_grade(str(code)) is None:
-                    self.problem(file, f"{path}.suoritukset…arvosana", code,
-                                 f"a code in {GRADE_SCALE}")
+                    self.problem(
+                        file,
+                        f"{path}.suoritukset…arvosana",
+                        code,
+                        f"a code in {GRADE_SCALE}",
+                    )
                     continue
                 day = assessment.get("päivä") or confirmed
                 if day is None:
                     self.skipped["grade without a date"] += 1
                     continue
                 self.rows["grades"].append(
-                    {"pupil_id": pupil_id, "school_id": school_id, "date": day,
-                     "subject": subject, "grade": str(code)}
+                    {
+                        "pupil_id": pupil_id,
+                        "school_id": school_id,
+                        "date": day,
+                        "subject": subject,
+                        "grade": str(code),
+                    }
                 )
 
     def records(self) -> SchoolRecords:
@@ -321,7 +378,10 @@ def import_koski(
     result = KoskiImport(importer.records(), importer.problems, importer.skipped)
     logger.info(
         "read %d Koski documents: %d study rights, %d grades, %d problems, skipped %s",
-        count, len(result.records.study_rights), len(result.records.grades),
-        len(result.problems), dict(result.skipped),
+        count,
+        len(result.records.study_rights),
+        len(result.records.grades),
+        len(result.problems),
+        dict(result.skipped),
     )
     return result

@@ -101,7 +101,9 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     start = _data_start(records)
     if start is not None:
         first_year = first_year.clip(lower=int(school_year(pd.Series([start])).iloc[0]))
-    last_year = school_year(last_day.where(last_day >= rights["start_date"], rights["start_date"]))
+    last_year = school_year(
+        last_day.where(last_day >= rights["start_date"], rights["start_date"])
+    )
     rights = rights[last_year >= first_year]
     first_year, last_year = first_year[rights.index], last_year[rights.index]
 
@@ -113,7 +115,9 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     year_start = _year_start(rights["year"])
     year_end = _year_start(rights["year"] + 1) - pd.Timedelta(days=1)
     ends_here = rights["end"].notna() & (rights["end"] <= year_end)
-    is_last = rights["year"] == rights.groupby("study_right_id")["year"].transform("max")
+    is_last = rights["year"] == rights.groupby("study_right_id")["year"].transform(
+        "max"
+    )
     end_date = rights["end"].where(ends_here, year_end.where(~is_last))
     end_reason = rights["end_state"].map(_END_REASONS).where(ends_here, None)
     end_reason = end_reason.where(ends_here | is_last, "completed")
@@ -142,8 +146,12 @@ def _attach(
     An event outside every study right of the pupil at that school is a problem.
     The join runs in DuckDB because marks run to millions of rows.
     """
-    keyed = events[["pupil_id", "school_id", "date"]].assign(_event=np.arange(len(events)))
-    spans = enrolments[["enrolment_id", "learner_id", "_school", "start_date", "end_date"]]
+    keyed = events[["pupil_id", "school_id", "date"]].assign(
+        _event=np.arange(len(events))
+    )
+    spans = enrolments[
+        ["enrolment_id", "learner_id", "_school", "start_date", "end_date"]
+    ]
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
         con.register("events", keyed)
@@ -166,7 +174,11 @@ def _attach(
     orphan = np.flatnonzero(~found)
     problems = [
         Problem(
-            origin, table, "date", int(i), events["date"].iloc[int(i)].date(),
+            origin,
+            table,
+            "date",
+            int(i),
+            events["date"].iloc[int(i)].date(),
             "a date within one of the pupil's study rights at this school",
         )
         for i in orphan
@@ -182,16 +194,24 @@ def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFram
     rank = {level: i for i, level in enumerate(SUPPORT_LEVELS)}
     changes = pd.concat(
         [
-            pd.DataFrame({"learner_id": support["pupil_id"], "date": support["start_date"]}),
             pd.DataFrame(
-                {"learner_id": support["pupil_id"],
-                 "date": support["end_date"] + pd.Timedelta(days=1)}
+                {"learner_id": support["pupil_id"], "date": support["start_date"]}
+            ),
+            pd.DataFrame(
+                {
+                    "learner_id": support["pupil_id"],
+                    "date": support["end_date"] + pd.Timedelta(days=1),
+                }
             ).dropna(),
             pd.DataFrame(
-                {"learner_id": records.behaviour_notes["pupil_id"],
-                 "date": records.behaviour_notes["date"]}
+                {
+                    "learner_id": records.behaviour_notes["pupil_id"],
+                    "date": records.behaviour_notes["date"],
+                }
             ),
-            enrolments[["learner_id", "start_date"]].rename(columns={"start_date": "date"}),
+            enrolments[["learner_id", "start_date"]].rename(
+                columns={"start_date": "date"}
+            ),
         ],
         ignore_index=True,
     ).drop_duplicates()
@@ -203,24 +223,37 @@ def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFram
         in_force["end_date"].isna() | (in_force["end_date"] >= in_force["date"])
     )
     in_force["rank"] = in_force["level"].map(rank).where(active, 0).fillna(0)
-    level = in_force.groupby(["learner_id", "date"])["rank"].max().rename("support_level")
+    level = (
+        in_force.groupby(["learner_id", "date"])["rank"].max().rename("support_level")
+    )
 
     notes = records.behaviour_notes.rename(columns={"pupil_id": "learner_id"})
-    counted = changes.merge(notes[["learner_id", "date"]].rename(columns={"date": "note"}),
-                            on="learner_id", how="left")
+    counted = changes.merge(
+        notes[["learner_id", "date"]].rename(columns={"date": "note"}),
+        on="learner_id",
+        how="left",
+    )
     counted["seen"] = (counted["note"] <= counted["date"]).astype(int)
-    count = counted.groupby(["learner_id", "date"])["seen"].sum().rename("behaviour_notes")
+    count = (
+        counted.groupby(["learner_id", "date"])["seen"].sum().rename("behaviour_notes")
+    )
 
     timeline = pd.concat([level, count], axis=1).reset_index()
-    rows = timeline.merge(enrolments[["enrolment_id", "learner_id", "start_date", "end_date"]],
-                          on="learner_id")
+    rows = timeline.merge(
+        enrolments[["enrolment_id", "learner_id", "start_date", "end_date"]],
+        on="learner_id",
+    )
     keep = rows["date"] <= rows["end_date"].fillna(pd.Timestamp.max)
     rows = rows[keep]
     rows["known_from"] = rows[["date", "start_date"]].max(axis=1)
-    rows = rows.sort_values("date").drop_duplicates(["enrolment_id", "known_from"], keep="last")
-    return rows[["enrolment_id", "known_from", "support_level", "behaviour_notes"]].astype(
-        {"support_level": float, "behaviour_notes": float}
-    ).reset_index(drop=True)
+    rows = rows.sort_values("date").drop_duplicates(
+        ["enrolment_id", "known_from"], keep="last"
+    )
+    return (
+        rows[["enrolment_id", "known_from", "support_level", "behaviour_notes"]]
+        .astype({"support_level": float, "behaviour_notes": float})
+        .reset_index(drop=True)
+    )
 
 
 def to_input_tables(
@@ -247,13 +280,17 @@ def to_input_tables(
     if problems and strict:
         raise InputDataError(problems)
     if problems:
-        logger.info("left out %d marks and grades outside every study right", len(problems))
+        logger.info(
+            "left out %d marks and grades outside every study right", len(problems)
+        )
 
     low, high = GRADE_SCALE
     assessments = pd.DataFrame(
         {
             "enrolment_id": graded["enrolment_id"],
-            "assessment_id": graded["subject"] + "@" + graded["date"].dt.strftime("%Y-%m-%d"),
+            "assessment_id": graded["subject"]
+            + "@"
+            + graded["date"].dt.strftime("%Y-%m-%d"),
             "due_date": graded["date"],
             "submitted_date": graded["date"],
             "score": (graded["value"].astype(float) - low) / (high - low) * 100,
@@ -300,6 +337,10 @@ def to_input_tables(
     )
     logger.info(
         "mapped records: %d learners, %d units, %d enrolments, %d marks, %d grades",
-        len(learners), len(units), len(enrolments), len(attended), len(graded),
+        len(learners),
+        len(units),
+        len(enrolments),
+        len(attended),
+        len(graded),
     )
     return tables

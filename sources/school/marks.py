@@ -36,7 +36,12 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
             [Problem(str(path), "mark_codes", "*", None, None, "file not found")]
         )
     table = pd.read_csv(
-        path, sep=";", dtype=str, comment="#", keep_default_na=False, encoding="utf-8-sig"
+        path,
+        sep=";",
+        dtype=str,
+        comment="#",
+        keep_default_na=False,
+        encoding="utf-8-sig",
     )
     problems = []
     for column in ("code", "mark"):
@@ -52,14 +57,22 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
         if mark not in ATTENDANCE_MARKS:
             problems.append(
                 Problem(
-                    str(path), "mark_codes", "mark", position + 2, mark,
+                    str(path),
+                    "mark_codes",
+                    "mark",
+                    position + 2,
+                    mark,
                     f"one of {', '.join(ATTENDANCE_MARKS)}",
                 )
             )
         if code in codes:
             problems.append(
                 Problem(
-                    str(path), "mark_codes", "code", position + 2, code,
+                    str(path),
+                    "mark_codes",
+                    "code",
+                    position + 2,
+                    code,
                     "each code listed once",
                 )
             )

@@ -33,8 +33,13 @@ CSV_OPTIONS = {"sep": ";", "encoding": "utf-8-sig"}
 """CSV dialect of Excel in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
 
 _DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
-_LOCAL_TIME_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
-                       "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+_LOCAL_TIME_FORMATS = (
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+)
 _OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
 
 
@@ -98,7 +103,9 @@ class _Checker:
         self.table = table
         self.problems: list[Problem] = []
 
-    def add(self, column: str, positions: np.ndarray, values: pd.Series, expected: str) -> None:
+    def add(
+        self, column: str, positions: np.ndarray, values: pd.Series, expected: str
+    ) -> None:
         for position in positions:
             self.problems.append(
                 Problem(
@@ -142,7 +149,9 @@ def _parse_timestamps(text: pd.Series) -> pd.Series:
     parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     with_offset = text.str.contains(_OFFSET, regex=True)
     if with_offset.any():
-        utc = pd.to_datetime(text[with_offset], utc=True, format="ISO8601", errors="coerce")
+        utc = pd.to_datetime(
+            text[with_offset], utc=True, format="ISO8601", errors="coerce"
+        )
         parsed[with_offset] = utc.dt.tz_convert(TIME_ZONE).dt.tz_localize(None)
     for fmt in _LOCAL_TIME_FORMATS:
         todo = parsed.isna() & (text != "") & ~with_offset
@@ -154,7 +163,11 @@ def _parse_timestamps(text: pd.Series) -> pd.Series:
 
 def _native_times(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.DatetimeTZDtype):
-        return column.dt.tz_convert(TIME_ZONE).dt.tz_localize(None).astype("datetime64[ns]")
+        return (
+            column.dt.tz_convert(TIME_ZONE)
+            .dt.tz_localize(None)
+            .astype("datetime64[ns]")
+        )
     return column.astype("datetime64[ns]")
 
 
@@ -166,7 +179,9 @@ def _check_column(
     text = _as_text(column) if not native_time else None
     missing = column.isna() if native_time else text == ""
     if spec.required:
-        checker.add(spec.name, np.flatnonzero(missing.to_numpy()), column, "a non-empty value")
+        checker.add(
+            spec.name, np.flatnonzero(missing.to_numpy()), column, "a non-empty value"
+        )
 
     if spec.kind in ("date", "timestamp"):
         if native_time:
@@ -204,7 +219,9 @@ def _check_column(
     if spec.choices:
         bad = ~text.isin(spec.choices) & ~missing
         checker.add(
-            spec.name, np.flatnonzero(bad.to_numpy()), column,
+            spec.name,
+            np.flatnonzero(bad.to_numpy()),
+            column,
             f"one of {', '.join(spec.choices)}",
         )
     return text.where(~missing, None).astype("str")
@@ -217,7 +234,11 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         if not spec.optional:
             checker.problems.append(
                 Problem(
-                    str(folder), spec.name, "*", None, None,
+                    str(folder),
+                    spec.name,
+                    "*",
+                    None,
+                    None,
                     f"file {spec.name}.csv or {spec.name}.parquet not found in the "
                     "export folder; export this table",
                 )
@@ -227,8 +248,14 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         raw = _read_raw(path)
     except UnicodeDecodeError as exc:
         checker.problems.append(
-            Problem(str(path), spec.name, "*", None, None,
-                    f"the file is not UTF-8 ({exc.reason}); save it as CSV UTF-8")
+            Problem(
+                str(path),
+                spec.name,
+                "*",
+                None,
+                None,
+                f"the file is not UTF-8 ({exc.reason}); save it as CSV UTF-8",
+            )
         )
         return None, checker
     raw.columns = [str(c).strip() for c in raw.columns]
@@ -243,21 +270,28 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
     if spec.key:
         repeated = table.duplicated(list(spec.key), keep="first")
         checker.add(
-            spec.key[-1], np.flatnonzero(repeated.to_numpy()), table[spec.key[-1]],
+            spec.key[-1],
+            np.flatnonzero(repeated.to_numpy()),
+            table[spec.key[-1]],
             f"a unique value of ({', '.join(spec.key)})",
         )
     return table, checker
 
 
 def _check_reference(
-    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker],
-    table: str, column: str, target: str,
+    tables: dict[str, pd.DataFrame],
+    checkers: dict[str, _Checker],
+    table: str,
+    column: str,
+    target: str,
 ) -> None:
     if table not in tables or target not in tables:
         return
     unknown = ~tables[table][column].isin(tables[target][column])
     checkers[table].add(
-        column, np.flatnonzero(unknown.to_numpy()), tables[table][column],
+        column,
+        np.flatnonzero(unknown.to_numpy()),
+        tables[table][column],
         f"an id listed in {target}",
     )
 
@@ -270,7 +304,9 @@ def _resolve_duplicate_marks(marks: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     ``recorded_at`` counts as earliest. A remaining tie keeps the later file row.
     """
     recorded = marks["recorded_at"].to_numpy("datetime64[ns]").astype("int64")
-    recorded = np.where(marks["recorded_at"].isna().to_numpy(), np.iinfo("int64").min, recorded)
+    recorded = np.where(
+        marks["recorded_at"].isna().to_numpy(), np.iinfo("int64").min, recorded
+    )
     pupil = pd.factorize(marks["pupil_id"])[0]
     lesson = pd.factorize(marks["lesson"])[0]
     day = marks["date"].to_numpy("datetime64[ns]").astype("int64")
@@ -325,7 +361,9 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         marks = tables["attendance_marks"]
         unknown = ~marks["mark_code"].isin(codes) & marks["mark_code"].notna()
         checkers["attendance_marks"].add(
-            "mark_code", np.flatnonzero(unknown.to_numpy()), marks["mark_code"],
+            "mark_code",
+            np.flatnonzero(unknown.to_numpy()),
+            marks["mark_code"],
             f"a code listed in the mark-code table {mark_codes}; add it there",
         )
         marks["date"] = marks["lesson_start"].dt.normalize()
@@ -333,30 +371,43 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
 
     if "grades" in tables:
         grades = tables["grades"]
-        parsed = [parse_grade(t) if isinstance(t, str) else None for t in grades["grade"]]
+        parsed = [
+            parse_grade(t) if isinstance(t, str) else None for t in grades["grade"]
+        ]
         bad = np.array([p is None for p in parsed]) & grades["grade"].notna().to_numpy()
-        checkers["grades"].add("grade", np.flatnonzero(bad), grades["grade"], GRADE_EXPECTED)
-        grades["value"] = pd.array([p.value if p else None for p in parsed], dtype="Float64")
-        grades["passed"] = pd.array([p.passed if p else None for p in parsed], dtype="boolean")
+        checkers["grades"].add(
+            "grade", np.flatnonzero(bad), grades["grade"], GRADE_EXPECTED
+        )
+        grades["value"] = pd.array(
+            [p.value if p else None for p in parsed], dtype="Float64"
+        )
+        grades["passed"] = pd.array(
+            [p.passed if p else None for p in parsed], dtype="boolean"
+        )
 
     if "support_decisions" in tables:
         support = tables["support_decisions"]
         reversed_ = support["end_date"] < support["start_date"]
         checkers["support_decisions"].add(
-            "end_date", np.flatnonzero(reversed_.fillna(False).to_numpy()),
-            support["end_date"], "a date on or after start_date",
+            "end_date",
+            np.flatnonzero(reversed_.fillna(False).to_numpy()),
+            support["end_date"],
+            "a date on or after start_date",
         )
 
     if "study_right_states" in tables and "study_rights" in tables:
         states = tables["study_right_states"]
         start = states["study_right_id"].map(
-            tables["study_rights"].drop_duplicates("study_right_id")
+            tables["study_rights"]
+            .drop_duplicates("study_right_id")
             .set_index("study_right_id")["start_date"]
         )
         early = states["state_from"] < start
         checkers["study_right_states"].add(
-            "state_from", np.flatnonzero(early.fillna(False).to_numpy()),
-            states["state_from"], "a date on or after the study right's start_date",
+            "state_from",
+            np.flatnonzero(early.fillna(False).to_numpy()),
+            states["state_from"],
+            "a date on or after the study right's start_date",
         )
 
     problems = [p for checker in checkers.values() for p in checker.problems]
@@ -365,7 +416,9 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         raise InputDataError(problems)
 
     counts = {name: len(table) for name, table in tables.items()}
-    tables["attendance_marks"], dropped = _resolve_duplicate_marks(tables["attendance_marks"])
+    tables["attendance_marks"], dropped = _resolve_duplicate_marks(
+        tables["attendance_marks"]
+    )
     counts["duplicate_marks_dropped"] = dropped
     if "behaviour_notes" not in tables:
         tables["behaviour_notes"] = pd.DataFrame(

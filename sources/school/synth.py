@@ -92,7 +92,9 @@ def teaching_days(year: int) -> np.ndarray:
         end -= timedelta(days=1)
     days = pd.bdate_range(start, end)
     week = days.isocalendar().week.to_numpy()
-    christmas = (days >= pd.Timestamp(year, 12, 22)) & (days <= pd.Timestamp(year + 1, 1, 6))
+    christmas = (days >= pd.Timestamp(year, 12, 22)) & (
+        days <= pd.Timestamp(year + 1, 1, 6)
+    )
     keep = (week != 42) & (week != 8) & ~christmas
     return days[keep].to_numpy().astype("datetime64[D]")
 
@@ -126,13 +128,20 @@ class _TableWriter:
             text = frame.copy()
             for column in text.columns:
                 if pd.api.types.is_datetime64_any_dtype(text[column]):
-                    fmt = "%d.%m.%Y %H:%M" if column in ("lesson_start", "recorded_at") else "%d.%m.%Y"
+                    fmt = (
+                        "%d.%m.%Y %H:%M"
+                        if column in ("lesson_start", "recorded_at")
+                        else "%d.%m.%Y"
+                    )
                     if isinstance(text[column].dtype, pd.DatetimeTZDtype):
                         text[column] = text[column].dt.tz_convert(TIME_ZONE)
                     text[column] = text[column].dt.strftime(fmt)
             text.to_csv(
-                self.path, mode="a" if self.started else "w", header=not self.started,
-                index=False, lineterminator="\r\n",
+                self.path,
+                mode="a" if self.started else "w",
+                header=not self.started,
+                index=False,
+                lineterminator="\r\n",
                 sep=CSV_OPTIONS["sep"],
                 encoding="utf-8" if self.started else CSV_OPTIONS["encoding"],
             )
@@ -151,8 +160,14 @@ class _TableWriter:
 class _Chunk:
     """Simulates one chunk of pupils and collects their rows."""
 
-    def __init__(self, config: SynthConfig, first_pupil: int, count: int,
-                 rng: np.random.Generator, schools: pd.DataFrame) -> None:
+    def __init__(
+        self,
+        config: SynthConfig,
+        first_pupil: int,
+        count: int,
+        rng: np.random.Generator,
+        schools: pd.DataFrame,
+    ) -> None:
         self.config = config
         self.rates = config.rates
         self.rng = rng
@@ -175,15 +190,23 @@ class _Chunk:
         self.right_counts[pupil] = number + 1
         right_id = f"{pupil}-r{number}"
         self.rows["study_rights"].append(
-            {"study_right_id": right_id, "pupil_id": pupil, "school_id": school,
-             "start_date": pd.Timestamp(start)}
+            {
+                "study_right_id": right_id,
+                "pupil_id": pupil,
+                "school_id": school,
+                "start_date": pd.Timestamp(start),
+            }
         )
         self.state(right_id, start, "present")
         return right_id
 
     def state(self, right_id: str, day: np.datetime64, state: str) -> None:
         self.rows["study_right_states"].append(
-            {"study_right_id": right_id, "state_from": pd.Timestamp(day), "state": state}
+            {
+                "study_right_id": right_id,
+                "state_from": pd.Timestamp(day),
+                "state": state,
+            }
         )
 
     def simulate(self) -> None:
@@ -196,12 +219,18 @@ class _Chunk:
         self.rows["pupils"].append(
             {
                 "pupil_id": pupil,
-                "birth_year": self.config.first_year - 13 - (grade0 - 7) - int(held_back),
+                "birth_year": self.config.first_year
+                - 13
+                - (grade0 - 7)
+                - int(held_back),
                 "birth_month": int(rng.integers(1, 13)),
                 "gender": str(rng.choice(["female", "male"], p=[0.49, 0.51])),
-                "mother_tongue": str(rng.choice(
-                    ["finnish", "swedish", "sami", "other"], p=[0.85, 0.05, 0.003, 0.097]
-                )),
+                "mother_tongue": str(
+                    rng.choice(
+                        ["finnish", "swedish", "sami", "other"],
+                        p=[0.85, 0.05, 0.003, 0.097],
+                    )
+                ),
                 "home_municipality": f"M{int(rng.integers(0, 50)):02d}",
             }
         )
@@ -210,13 +239,20 @@ class _Chunk:
         rates = self.rates
         support = self.rng.choice(
             3,
-            p=[1 - rates.intensified_support - rates.special_support,
-               rates.intensified_support, rates.special_support],
+            p=[
+                1 - rates.intensified_support - rates.special_support,
+                rates.intensified_support,
+                rates.special_support,
+            ],
         )
         if support:
             self.rows["support_decisions"].append(
-                {"pupil_id": pupil, "start_date": pd.Timestamp(self.days[0][0]),
-                 "end_date": pd.NaT, "level": ("general", "intensified", "special")[support]}
+                {
+                    "pupil_id": pupil,
+                    "start_date": pd.Timestamp(self.days[0][0]),
+                    "end_date": pd.NaT,
+                    "level": ("general", "intensified", "special")[support],
+                }
             )
 
     def upper_level(self) -> str:
@@ -231,8 +267,10 @@ class _Chunk:
         self.add_pupil_row(pupil, grade0)
         self.add_support(pupil)
         habits = {
-            "ill": rng.beta(2, 40), "unexcused": rng.beta(1, 150),
-            "late": rng.beta(1.5, 80), "grade": rng.normal(7.8, 0.9),
+            "ill": rng.beta(2, 40),
+            "unexcused": rng.beta(1, 150),
+            "late": rng.beta(1.5, 80),
+            "grade": rng.normal(7.8, 0.9),
             "notes": rng.gamma(1.0, 0.01),
         }
         level = "basic" if grade0 <= 9 else self.upper_level()
@@ -256,26 +294,45 @@ class _Chunk:
             if upper and onset is not None and not exit_decided:
                 exit_decided = True
                 if rng.random() < rates.dropout_given_onset:
-                    pending_exit = onset + np.timedelta64(int(rng.integers(60, 200)), "D")
-            if upper and pending_exit is None and rng.random() < rates.sudden_exit_upper:
+                    pending_exit = onset + np.timedelta64(
+                        int(rng.integers(60, 200)), "D"
+                    )
+            if (
+                upper
+                and pending_exit is None
+                and rng.random() < rates.sudden_exit_upper
+            ):
                 pending_exit = days[int(rng.integers(0, len(days)))]
 
             if pending_exit is not None and pending_exit <= days[-1]:
-                exit_day = days[days >= pending_exit][0] if pending_exit >= days[0] else days[0]
-                state = ("considered_resigned"
-                         if rng.random() < rates.considered_resigned_share else "resigned")
-                self.segments.append((pupil, school, days[days < exit_day], onset, severity, habits))
+                exit_day = (
+                    days[days >= pending_exit][0]
+                    if pending_exit >= days[0]
+                    else days[0]
+                )
+                state = (
+                    "considered_resigned"
+                    if rng.random() < rates.considered_resigned_share
+                    else "resigned"
+                )
+                self.segments.append(
+                    (pupil, school, days[days < exit_day], onset, severity, habits)
+                )
                 self.state(right, exit_day, state)
                 return
 
             if rng.random() < rates.transfer:
                 moved = days[int(rng.integers(10, len(days) - 10))]
-                self.segments.append((pupil, school, days[days <= moved], onset, severity, habits))
+                self.segments.append(
+                    (pupil, school, days[days <= moved], onset, severity, habits)
+                )
                 self.state(right, moved, "resigned")
                 start = moved + np.timedelta64(int(rng.integers(1, 15)), "D")
                 school = self.school(level)
                 right = self.open_right(pupil, school, start)
-                self.segments.append((pupil, school, days[days >= start], onset, severity, habits))
+                self.segments.append(
+                    (pupil, school, days[days >= start], onset, severity, habits)
+                )
             else:
                 self.segments.append((pupil, school, days, onset, severity, habits))
 
@@ -284,8 +341,11 @@ class _Chunk:
             if grade == 12 or year == config.years - 1:
                 return
             if grade == 9:
-                keep_on = (rates.continue_after_basic_disengaged if onset is not None
-                           else rates.continue_after_basic)
+                keep_on = (
+                    rates.continue_after_basic_disengaged
+                    if onset is not None
+                    else rates.continue_after_basic
+                )
                 if rng.random() >= keep_on:
                     return
                 level = self.upper_level()
@@ -303,7 +363,10 @@ class _Chunk:
         rng, lessons, rates = self.rng, self.config.lessons_per_day, self.rates
         segments = [s for s in self.segments if len(s[2])]
         if not segments:
-            empty = {n: _frame(n, []) for n in ("attendance_marks", "grades", "behaviour_notes")}
+            empty = {
+                n: _frame(n, [])
+                for n in ("attendance_marks", "grades", "behaviour_notes")
+            }
             return empty["attendance_marks"], empty["grades"], empty["behaviour_notes"]
         pupils = pd.Index(sorted({s[0] for s in segments}))
         schools = pd.Index(sorted({s[1] for s in segments}))
@@ -313,8 +376,10 @@ class _Chunk:
         school = np.repeat(schools.get_indexer([s[1] for s in segments]), lengths)
         no_onset = np.datetime64("2999-01-01")
         onset = np.repeat(
-            np.array([s[3] if s[3] is not None else no_onset for s in segments],
-                     dtype="datetime64[D]"),
+            np.array(
+                [s[3] if s[3] is not None else no_onset for s in segments],
+                dtype="datetime64[D]",
+            ),
             lengths,
         )
         severity = np.repeat([s[4] for s in segments], lengths)
@@ -329,9 +394,13 @@ class _Chunk:
         p_unexcused = np.repeat(habit["unexcused"] + 0.25 * drift, lessons)
         p_late = np.repeat(habit["late"] + 0.08 * drift, lessons)
         draw = rng.random(len(day) * lessons)
-        code = np.where(draw < p_unexcused, 3, np.where(draw < p_unexcused + p_late, 4, 0))
+        code = np.where(
+            draw < p_unexcused, 3, np.where(draw < p_unexcused + p_late, 4, 0)
+        )
         code[np.repeat(ill_day, lessons)] = 1
-        hours = np.array([8, 9, 10, 12, 13, 14, 15, 16][:lessons], dtype="timedelta64[h]")
+        hours = np.array(
+            [8, 9, 10, 12, 13, 14, 15, 16][:lessons], dtype="timedelta64[h]"
+        )
         start = (
             np.repeat(day.astype("datetime64[m]"), lessons)
             + np.tile(hours, len(day)).astype("timedelta64[m]")
@@ -339,8 +408,12 @@ class _Chunk:
         )
         marks = pd.DataFrame(
             {
-                "pupil_id": pd.Categorical.from_codes(np.repeat(pupil, lessons), pupils),
-                "school_id": pd.Categorical.from_codes(np.repeat(school, lessons), schools),
+                "pupil_id": pd.Categorical.from_codes(
+                    np.repeat(pupil, lessons), pupils
+                ),
+                "school_id": pd.Categorical.from_codes(
+                    np.repeat(school, lessons), schools
+                ),
                 "lesson_start": start.astype("datetime64[ms]"),
                 "lesson": pd.Categorical.from_codes(
                     np.tile(np.arange(lessons), len(day)),
@@ -353,10 +426,14 @@ class _Chunk:
                 "recorded_by": pd.Categorical.from_codes(
                     np.zeros(len(code), dtype=int), ["teacher", "office"]
                 ),
-                "recorded_at": (start + np.timedelta64(50, "m")).astype("datetime64[ms]"),
+                "recorded_at": (start + np.timedelta64(50, "m")).astype(
+                    "datetime64[ms]"
+                ),
             }
         )
-        corrected = np.flatnonzero((code == 3) & (rng.random(len(code)) < rates.office_correction))
+        corrected = np.flatnonzero(
+            (code == 3) & (rng.random(len(code)) < rates.office_correction)
+        )
         if len(corrected):
             fixes = marks.iloc[corrected].copy()
             fixes["mark_code"] = pd.Categorical.from_codes(
@@ -368,7 +445,9 @@ class _Chunk:
             fixes["recorded_at"] = fixes["lesson_start"] + pd.Timedelta(days=2)
             marks = pd.concat([marks, fixes], ignore_index=True)
 
-        grades = self._grades(day, pupil, school, drift, habit["grade"], pupils, schools)
+        grades = self._grades(
+            day, pupil, school, drift, habit["grade"], pupils, schools
+        )
         noted = rng.random(len(day)) < habit["notes"] + 0.03 * drift
         notes = pd.DataFrame(
             {
@@ -380,8 +459,14 @@ class _Chunk:
         return marks, grades, notes
 
     def _grades(
-        self, day: np.ndarray, pupil: np.ndarray, school: np.ndarray,
-        drift: np.ndarray, level: np.ndarray, pupils: pd.Index, schools: pd.Index,
+        self,
+        day: np.ndarray,
+        pupil: np.ndarray,
+        school: np.ndarray,
+        drift: np.ndarray,
+        level: np.ndarray,
+        pupils: pd.Index,
+        schools: pd.Index,
     ) -> pd.DataFrame:
         """Draw a grade per subject on each term's last teaching day.
 
@@ -400,7 +485,9 @@ class _Chunk:
         quarters = np.clip(np.round(value * 4), 16, 40).astype(int) - 16
         token = GRADE_TOKENS[quarters]
         is_pe = subject == SUBJECTS.index("LI")
-        token[is_pe] = np.where(rng.random(int(is_pe.sum())) < 0.4 * slip[is_pe], "H", "S")
+        token[is_pe] = np.where(
+            rng.random(int(is_pe.sum())) < 0.4 * slip[is_pe], "H", "S"
+        )
         given = rng.random(count) >= 0.3 * slip
         return pd.DataFrame(
             {
@@ -429,8 +516,12 @@ def _schools(pupils: int) -> pd.DataFrame:
         "vocational": max(2, pupils // 600),
     }
     rows = [
-        {"school_id": f"{level[:3].upper()}{i:05d}", "name": f"{level} school {i}",
-         "municipality": f"M{i % 50:02d}", "level": level}
+        {
+            "school_id": f"{level[:3].upper()}{i:05d}",
+            "name": f"{level} school {i}",
+            "municipality": f"M{i % 50:02d}",
+            "level": level,
+        }
         for level, count in counts.items()
         for i in range(count)
     ]
@@ -442,7 +533,9 @@ def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     for column in TABLES[name].columns:
         if column.kind == "date":
-            frame[column.name] = pd.to_datetime(frame[column.name]).astype("datetime64[ms]")
+            frame[column.name] = pd.to_datetime(frame[column.name]).astype(
+                "datetime64[ms]"
+            )
         elif column.kind == "int":
             frame[column.name] = frame[column.name].astype("int64")
         elif column.kind == "text":
@@ -474,8 +567,10 @@ def generate(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     suffix = ".csv" if config.file_format == "csv" else ".parquet"
-    writers = {name: _TableWriter(staging / f"{name}{suffix}", config.file_format)
-               for name in TABLES}
+    writers = {
+        name: _TableWriter(staging / f"{name}{suffix}", config.file_format)
+        for name in TABLES
+    }
     counts = dict.fromkeys(TABLES, 0)
     schools = _schools(config.pupils)
     streams = np.random.SeedSequence(config.seed).spawn(
@@ -492,7 +587,12 @@ def generate(
             marks, grades, notes = chunk.marks_and_grades()
             tables = {
                 name: _frame(name, chunk.rows[name])
-                for name in ("pupils", "study_rights", "study_right_states", "support_decisions")
+                for name in (
+                    "pupils",
+                    "study_rights",
+                    "study_right_states",
+                    "support_decisions",
+                )
             }
             tables["grades"] = grades
             tables["behaviour_notes"] = notes

@@ -58,7 +58,9 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec("birth_year", "int", low=1980, high=2100),
                 ColumnSpec("birth_month", "int", low=1, high=12),
                 ColumnSpec("gender", required=False, choices=GENDERS),
-                ColumnSpec("mother_tongue", required=False, choices=MOTHER_TONGUE_GROUPS),
+                ColumnSpec(
+                    "mother_tongue", required=False, choices=MOTHER_TONGUE_GROUPS
+                ),
                 ColumnSpec("home_municipality", required=False),
             ),
             key=("pupil_id",),

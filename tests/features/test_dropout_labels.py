@@ -20,8 +20,12 @@ def history(*rows: tuple[str, str, str, str]) -> pd.DataFrame:
     )
 
 
-def label(states: pd.DataFrame, born: str = "2008-05-01", rule: LabelRule = RULE,
-          asof: pd.Timestamp = ASOF) -> int:
+def label(
+    states: pd.DataFrame,
+    born: str = "2008-05-01",
+    rule: LabelRule = RULE,
+    asof: pd.Timestamp = ASOF,
+) -> int:
     learners = pd.DataFrame({"learner_id": ["L"], "birth_date": [pd.Timestamp(born)]})
     events = dropout_events(states, learners, rule)
     keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [asof]})
@@ -173,10 +177,14 @@ def test_end_near_data_end_is_unknown():
         ("a", "vocational", "2023-08-01", "present"),
         ("a", "vocational", "2025-05-01", "resigned"),
     )
-    learners = pd.DataFrame({"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]})
+    learners = pd.DataFrame(
+        {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
+    )
     events = dropout_events(states, learners, RULE)
     keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
-    labels = label_dropouts(keys, events, RULE, observed_until=pd.Timestamp("2025-07-31"))
+    labels = label_dropouts(
+        keys, events, RULE, observed_until=pd.Timestamp("2025-07-31")
+    )
     assert pd.isna(labels.iloc[0])
 
 
@@ -185,8 +193,12 @@ def test_end_judged_after_gap():
         ("a", "vocational", "2023-08-01", "present"),
         ("a", "vocational", "2025-03-01", "resigned"),
     )
-    learners = pd.DataFrame({"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]})
+    learners = pd.DataFrame(
+        {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
+    )
     events = dropout_events(states, learners, RULE)
     keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
-    labels = label_dropouts(keys, events, RULE, observed_until=pd.Timestamp("2025-07-31"))
+    labels = label_dropouts(
+        keys, events, RULE, observed_until=pd.Timestamp("2025-07-31")
+    )
     assert labels.iloc[0] == 1

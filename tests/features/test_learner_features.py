@@ -51,8 +51,10 @@ def tables(marks: list[tuple[str, str, str]], grades=(), states=()) -> InputTabl
         attributes=empty_table("attributes"),
         assessments=assessments if len(grades) else empty_table("assessments"),
         attendance=attendance,
-        study_right_states=pd.DataFrame(list(states), columns=[
-            "learner_id", "study_right_id", "level", "state_from", "state"]),
+        study_right_states=pd.DataFrame(
+            list(states),
+            columns=["learner_id", "study_right_id", "level", "state_from", "state"],
+        ),
     )
 
 
@@ -65,16 +67,25 @@ def features(t: InputTables) -> pd.Series:
 def test_streak_crosses_school_change():
     # Absent on the last two days at the first school and the first three at the
     # next: one streak of five recorded days.
-    marks = [("e1", "2024-09-11", "present"), ("e1", "2024-09-12", "unexcused"),
-             ("e1", "2024-09-13", "excused"), ("e2", "2024-09-16", "unexcused"),
-             ("e2", "2024-09-17", "unexcused"), ("e2", "2024-09-18", "unexcused"),
-             ("e2", "2024-09-19", "present")]
+    marks = [
+        ("e1", "2024-09-11", "present"),
+        ("e1", "2024-09-12", "unexcused"),
+        ("e1", "2024-09-13", "excused"),
+        ("e2", "2024-09-16", "unexcused"),
+        ("e2", "2024-09-17", "unexcused"),
+        ("e2", "2024-09-18", "unexcused"),
+        ("e2", "2024-09-19", "present"),
+    ]
     assert features(tables(marks))["absence_streak_year"] == 5
 
 
 def test_recent_window_shares():
-    marks = [("e1", "2024-08-20", "unexcused"), ("e2", "2024-09-20", "present"),
-             ("e2", "2024-09-25", "late"), ("e2", "2024-09-30", "unexcused")]
+    marks = [
+        ("e1", "2024-08-20", "unexcused"),
+        ("e2", "2024-09-20", "present"),
+        ("e2", "2024-09-25", "late"),
+        ("e2", "2024-09-30", "unexcused"),
+    ]
     row = features(tables(marks))
     assert row["absence_share_2w"] == pytest.approx(1 / 3)
     assert row["late_share_2w"] == pytest.approx(1 / 3)
@@ -87,8 +98,11 @@ def test_future_marks_ignored():
 
 
 def test_absence_hours():
-    marks = [("e2", "2024-09-30", "unexcused"), ("e2", "2024-09-30", "unexcused"),
-             ("e2", "2024-09-27", "excused")]
+    marks = [
+        ("e2", "2024-09-30", "unexcused"),
+        ("e2", "2024-09-30", "unexcused"),
+        ("e2", "2024-09-27", "excused"),
+    ]
     row = features(tables(marks))
     assert row["absence_hours_year"] == pytest.approx(3 * 0.75)
     assert row["unexcused_hours_year"] == pytest.approx(2 * 0.75)
@@ -96,14 +110,24 @@ def test_absence_hours():
 
 def test_slope_rises_with_absence():
     days = school_days("2024-08-12", 35)
-    marks = [("e1" if d < pd.Timestamp("2024-09-16") else "e2", str(d.date()),
-              "unexcused" if i >= 20 else "present") for i, d in enumerate(days)]
+    marks = [
+        (
+            "e1" if d < pd.Timestamp("2024-09-16") else "e2",
+            str(d.date()),
+            "unexcused" if i >= 20 else "present",
+        )
+        for i, d in enumerate(days)
+    ]
     assert features(tables(marks))["absence_slope_8w"] > 0
 
 
 def test_grade_change_between_terms():
-    grades = [("e1", "2024-05-31", "MA", 9), ("e1", "2024-05-31", "AI", 8),
-              ("e2", "2024-09-30", "MA", 6), ("e2", "2024-09-30", "AI", 4)]
+    grades = [
+        ("e1", "2024-05-31", "MA", 9),
+        ("e1", "2024-05-31", "AI", 8),
+        ("e2", "2024-09-30", "MA", 6),
+        ("e2", "2024-09-30", "AI", 4),
+    ]
     row = features(tables([("e2", "2024-09-30", "present")], grades))
     assert row["grade_mean_term"] == pytest.approx(5.0)
     assert row["grade_change_term"] == pytest.approx(-3.5)
@@ -111,9 +135,11 @@ def test_grade_change_between_terms():
 
 
 def test_school_changes_counted():
-    states = [("L", "r1", "basic", pd.Timestamp("2018-08-01"), "present"),
-              ("L", "r1", "basic", pd.Timestamp("2024-09-13"), "resigned"),
-              ("L", "r2", "basic", pd.Timestamp("2024-09-16"), "present")]
+    states = [
+        ("L", "r1", "basic", pd.Timestamp("2018-08-01"), "present"),
+        ("L", "r1", "basic", pd.Timestamp("2024-09-13"), "resigned"),
+        ("L", "r2", "basic", pd.Timestamp("2024-09-16"), "present"),
+    ]
     row = features(tables([("e2", "2024-09-30", "present")], states=states))
     assert row["school_changes_365d"] == 1
 
@@ -125,8 +151,10 @@ def test_unknown_window_rejected():
 
 def test_compile_skips_missing_source():
     sql, names = compile_sql(
-        [FeatureDef("a", "attendance", "2w", "share", "TRUE"),
-         FeatureDef("g", "grades", "year", "mean", value="e.grade")],
+        [
+            FeatureDef("a", "attendance", "2w", "share", "TRUE"),
+            FeatureDef("g", "grades", "year", "mean", value="e.grade"),
+        ],
         {"attendance"},
     )
     assert names == ["a"]
@@ -149,8 +177,10 @@ def test_support_level_changes():
 
 def test_derived_skips_function_names():
     _, names = compile_sql(
-        [FeatureDef("a", "attendance", "2w", "count"),
-         DerivedDef("b", "greatest(a - 1, 0)")],
+        [
+            FeatureDef("a", "attendance", "2w", "count"),
+            DerivedDef("b", "greatest(a - 1, 0)"),
+        ],
         {"attendance"},
     )
     assert names == ["a", "b"]

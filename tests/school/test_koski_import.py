@@ -37,7 +37,10 @@ def periods(document: dict) -> list:
 
 
 def state(code: str, day: str) -> dict:
-    return {"alku": day, "tila": {"koodiarvo": code, "koodistoUri": "koskiopiskeluoikeudentila"}}
+    return {
+        "alku": day,
+        "tila": {"koodiarvo": code, "koodistoUri": "koskiopiskeluoikeudentila"},
+    }
 
 
 def dropout_label(files: list[Path], asof: pd.Timestamp = ASOF) -> int:
@@ -45,7 +48,9 @@ def dropout_label(files: list[Path], asof: pd.Timestamp = ASOF) -> int:
     tables = to_input_tables(result.records, strict=False).validated()
     rule = LabelRule(window_days=365, transfer_gap_days=120)
     events = dropout_events(tables.study_right_states, tables.learners, rule)
-    keys = pd.DataFrame({"learner_id": ["1.2.246.562.24.00000000001"], "asof_date": [asof]})
+    keys = pd.DataFrame(
+        {"learner_id": ["1.2.246.562.24.00000000001"], "asof_date": [asof]}
+    )
     return int(label_dropouts(keys, events, rule).iloc[0])
 
 
@@ -70,7 +75,9 @@ def test_excluded_rights_counted(examples):
 
 def test_leave_then_return_mapped(examples):
     states = examples.records.study_right_states
-    history = states[states["study_right_id"].str.startswith("perusopetukseenvalmistava")]
+    history = states[
+        states["study_right_id"].str.startswith("perusopetukseenvalmistava")
+    ]
     assert history["state"].tolist() == ["present", "on_leave", "present", "graduated"]
 
 
@@ -114,7 +121,10 @@ def test_school_change(tmp_path):
     old = load(RESIGNED)
     new = copy.deepcopy(old)
     right = new["opiskeluoikeudet"][0]
-    right["oppilaitos"] = {"oid": "1.2.246.562.10.00000000099", "nimi": {"fi": "Toinen opisto"}}
+    right["oppilaitos"] = {
+        "oid": "1.2.246.562.10.00000000099",
+        "nimi": {"fi": "Toinen opisto"},
+    }
     right["alkamispäivä"] = "2016-01-25"
     right["tila"]["opiskeluoikeusjaksot"] = [state("lasna", "2016-01-25")]
     files = [EXAMPLES / RESIGNED, write(tmp_path, "new-school.json", new)]
@@ -125,7 +135,10 @@ def test_school_change(tmp_path):
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [("keskeytynyt", "a state with a mapping"), ("poissa", "a code in koskiopiskeluoikeudentila")],
+    [
+        ("keskeytynyt", "a state with a mapping"),
+        ("poissa", "a code in koskiopiskeluoikeudentila"),
+    ],
 )
 def test_unmappable_state_reported(tmp_path, code, expected):
     document = load(RESIGNED)

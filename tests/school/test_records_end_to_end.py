@@ -38,12 +38,30 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("records")
     data, out, home = base / "data", base / "out", base / "home"
     _ajoissa(
-        "synth", "--pupils", "800", "--years", "3", "--seed", "5",
-        "--lessons-per-day", "1", "--out", str(data), home=home,
+        "synth",
+        "--pupils",
+        "800",
+        "--years",
+        "3",
+        "--seed",
+        "5",
+        "--lessons-per-day",
+        "1",
+        "--out",
+        str(data),
+        home=home,
     )
     _ajoissa(
-        "run", "--source", "records", "--data", str(data), "--out", str(out),
-        "--label-window-days", "183", home=home,
+        "run",
+        "--source",
+        "records",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--label-window-days",
+        "183",
+        home=home,
     )
     return json.loads((out / "summary.json").read_text())
 
@@ -68,8 +86,20 @@ def test_records_model_registered(summary):
 
 def test_synth_rejects_bad_format(tmp_path):
     result = subprocess.run(
-        [AJOISSA, "synth", "--pupils", "5", "--format", "xlsx", "--out", str(tmp_path / "x")],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+        [
+            AJOISSA,
+            "synth",
+            "--pupils",
+            "5",
+            "--format",
+            "xlsx",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "Invalid --format" in result.stderr

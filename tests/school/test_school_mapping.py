@@ -45,7 +45,9 @@ def test_support_level_attribute(tables):
 
 def test_labels_from_states(tables):
     points = asof_points_by_date(tables.units, [pd.Timestamp("2024-10-01")])
-    frame = build_features(tables, points, LabelRule(window_days=365, transfer_gap_days=60))
+    frame = build_features(
+        tables, points, LabelRule(window_days=365, transfer_gap_days=60)
+    )
     labels = frame.data.set_index("learner_id")[LABEL]
     assert labels["p2"] == 1
     assert labels["p1"] == 0
@@ -53,7 +55,9 @@ def test_labels_from_states(tables):
 
 def test_unjudged_end_left_out(tables):
     points = asof_points_by_date(tables.units, [pd.Timestamp("2024-10-01")])
-    frame = build_features(tables, points, LabelRule(window_days=365, transfer_gap_days=120))
+    frame = build_features(
+        tables, points, LabelRule(window_days=365, transfer_gap_days=120)
+    )
     assert frame.data["learner_id"].tolist() == ["p1"]
 
 

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -81,9 +80,13 @@ def test_parquet_export(tmp_path, export_dir):
     parquet_dir = tmp_path / "pq"
     parquet_dir.mkdir()
     for name in EXPORT:
-        pd.read_csv(export_dir / f"{name}.csv", sep=";", dtype=str,
-                    encoding="utf-8-sig", keep_default_na=False).to_parquet(
-            parquet_dir / f"{name}.parquet")
+        pd.read_csv(
+            export_dir / f"{name}.csv",
+            sep=";",
+            dtype=str,
+            encoding="utf-8-sig",
+            keep_default_na=False,
+        ).to_parquet(parquet_dir / f"{name}.parquet")
     again = read_records(parquet_dir)
     assert again.grades["value"].tolist() == records.grades["value"].tolist()
 

@@ -38,7 +38,10 @@ def test_output_passes_validation(synth_dir):
 
 def test_csv_output_passes_validation(tmp_path):
     out = tmp_path / "csv"
-    generate(SynthConfig(pupils=40, years=1, seed=1, lessons_per_day=2, file_format="csv"), out)
+    generate(
+        SynthConfig(pupils=40, years=1, seed=1, lessons_per_day=2, file_format="csv"),
+        out,
+    )
     assert (out / "grades.csv").read_bytes().startswith(b"\xef\xbb\xbf")
     assert read_records(out, out / "mark_codes.csv").counts["pupils"] == 40
 
