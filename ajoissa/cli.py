@@ -199,6 +199,7 @@ def _register_commands() -> None:
     Each topic keeps its commands in its own module (``ajoissa/<topic>_commands.py``,
     which imports ``app`` from here); add one import line per module below.
     """
+    import ajoissa.records_commands  # noqa: F401
     import ajoissa.synth_commands  # noqa: F401
 
 
