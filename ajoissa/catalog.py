@@ -54,6 +54,39 @@ def _oulad_config() -> RunConfig:
     )
 
 
+def _load_records(path: Path) -> InputTables:
+    from sources.school.mapping import to_input_tables
+    from sources.school.marks import DEFAULT_MARK_CODES
+    from sources.school.records import read_records
+
+    # An export may bring its own mark-code table; otherwise the example one applies.
+    codes = path / "mark_codes.csv"
+    records = read_records(path, codes if codes.is_file() else DEFAULT_MARK_CODES)
+    return to_input_tables(records, origin=str(path))
+
+
+RECORDS_ASOF = {61: "oct_1", 122: "dec_1", 184: "feb_1"}
+"""As-of offsets from the school year's start on 1 August: 1 October, 1 December
+and 1 February in every year, leap or not."""
+
+
+def _records_config() -> RunConfig:
+    from features.labels import LabelRule
+    from training.run import LATEST_COHORT
+
+    return RunConfig(
+        source="records",
+        asof_offsets_days=list(RECORDS_ASOF),
+        asof_labels=dict(RECORDS_ASOF),
+        validation="temporal",
+        # The latest school year tests the model; earlier years train it.
+        temporal_cutoff=LATEST_COHORT,
+        disjoint_learners=False,
+        learner_features=True,
+        label_rule=LabelRule(),
+    )
+
+
 def _load_uci_dropout(path: Path) -> InputTables:
     from sources.uci_dropout import load_uci_dropout
 
@@ -110,6 +143,14 @@ def _table_config(mapping_path: Path) -> RunConfig:
 
 
 SOURCES: dict[str, SourceEntry] = {
+    "records": SourceEntry(
+        "records",
+        "A school platform's export (docs/data-contract.md), as-of 1 October, "
+        "1 December and 1 February, tested on the latest school year",
+        Path("records"),
+        _load_records,
+        _records_config,
+    ),
     "oulad": SourceEntry(
         "oulad",
         "Open University Learning Analytics Dataset (CC BY 4.0), as-of course days "

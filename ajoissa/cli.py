@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 class SourceName(str, Enum):
+    records = "records"
     oulad = "oulad"
     uci_dropout = "uci-dropout"
     table = "table"
@@ -120,6 +121,20 @@ def run(
             "--source table, where it takes the place of --data."
         ),
     ] = None,
+    label_window_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Days after each as-of date in which a dropout counts for the label "
+            "(sources with study-right histories only). Default: 365."
+        ),
+    ] = None,
+    transfer_gap_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Days within which a new study right makes an ended one a school "
+            "change, not a dropout (sources with study-right histories). Default: 120."
+        ),
+    ] = None,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from models.store import tracking_uri
@@ -127,6 +142,9 @@ def run(
     from training.run import run_main_job
 
     entry = SOURCES[source.value]
+    if data is None and source is SourceName.records:
+        typer.echo("--source records needs --data: the folder of the export.", err=True)
+        raise typer.Exit(code=2)
     if source is SourceName.table:
         if mapping is None or data is not None:
             typer.echo(
@@ -154,6 +172,13 @@ def run(
         config.min_group_size = min_group_size
     if model_name:
         config.model_name = model_name
+    if config.label_rule is not None:
+        from dataclasses import replace
+
+        if label_window_days is not None:
+            config.label_rule = replace(config.label_rule, window_days=label_window_days)
+        if transfer_gap_days is not None:
+            config.label_rule = replace(config.label_rule, transfer_gap_days=transfer_gap_days)
 
     started = time.perf_counter()
     steps = 7
@@ -255,6 +280,8 @@ def _register_commands() -> None:
     import ajoissa.access_commands  # noqa: F401
     import ajoissa.review_commands  # noqa: F401
     import ajoissa.score_commands  # noqa: F401
+    import ajoissa.records_commands  # noqa: F401
+    import ajoissa.synth_commands  # noqa: F401
 
 
 _register_commands()

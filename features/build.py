@@ -1,9 +1,11 @@
 """Point-in-time features and labels, computed with DuckDB.
 
 A feature row describes one enrolment as it stood at the end of an as-of date:
-only events dated on or before that date reach it. The label says whether the
-enrolment later ended with the learner withdrawing. Enrolments that had not
-started, or had already ended, by the as-of date get no row.
+only events dated on or before that date reach it. The label is 1 when the
+learner drops out after the as-of date. :mod:`features.labels` reads dropouts
+from study-right histories when the source has them; otherwise the label is
+whether the enrolment ended with the learner withdrawing. Enrolments that had not started,
+or had already ended, by the as-of date get no row.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.definitions import LEARNER_FEATURES, compile_sql
+from features.labels import LabelRule, dropout_events, label_dropouts
 from sources.contract import InputTables
 
 logger = logging.getLogger(__name__)
@@ -200,7 +204,69 @@ ORDER BY a.asof_date, a.enrolment_id
 """
 
 
-def build_features(tables: InputTables, points: pd.DataFrame) -> FeatureFrame:
+def _observed_until(tables: InputTables) -> pd.Timestamp:
+    """Return the last date on which the tables record anything."""
+    dates = [
+        tables.study_right_states["state_from"].max(),
+        tables.attendance["date"].max(),
+        tables.assessments["submitted_date"].max(),
+    ]
+    return max(d for d in dates if pd.notna(d))
+
+
+DUCKDB_MEMORY_LIMIT = "4GB"
+"""Memory DuckDB may use for the learner features before it spills to disk."""
+
+
+def learner_features(
+    tables: InputTables, keys: pd.DataFrame, memory_limit: str = DUCKDB_MEMORY_LIMIT
+) -> tuple[pd.DataFrame, list[str]]:
+    """Compute ``LEARNER_FEATURES`` for each learner and as-of date in ``keys``.
+
+    Returns the features keyed by ``learner_id`` and ``asof_date``, and their
+    names. Only features whose source the tables have are computed.
+    """
+    sources = set()
+    if len(tables.attendance):
+        sources.add("attendance")
+    if "subject" in tables.assessments.columns and len(tables.assessments):
+        sources.add("grades")
+    if len(tables.study_right_states):
+        sources.add("study_rights")
+    if "support_level" in tables.attributes.columns:
+        sources.add("support")
+    sql, names = compile_sql(LEARNER_FEATURES, sources)
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.register("asof_keys", keys[["learner_id", "asof_date"]].drop_duplicates())
+        con.register("enrolments", tables.enrolments)
+        con.register("attendance", tables.attendance)
+        con.register("assessments", tables.assessments)
+        con.register("study_right_states", tables.study_right_states)
+        con.register(
+            "attributes",
+            tables.attributes.rename(
+                columns={c: f"attr_{c}" for c in tables.attributes.columns
+                         if c not in ("enrolment_id", "known_from")}
+            ),
+        )
+        features = con.execute(sql).df()
+    if "birth_date" in tables.learners.columns:
+        # TODO: age for grade needs the pupil's grade level, which the contract
+        # does not carry yet; age alone is the closest feature it allows.
+        born = features["learner_id"].map(tables.learners.set_index("learner_id")["birth_date"])
+        features["age_years"] = (features["asof_date"] - born).dt.days / 365.25
+        names.append("age_years")
+    return features, names
+
+
+def build_features(
+    tables: InputTables,
+    points: pd.DataFrame,
+    label_rule: LabelRule | None = None,
+    with_learner_features: bool = False,
+) -> FeatureFrame:
     """Build one feature row per enrolment active at each of the as-of ``points``.
 
     Parameters
@@ -210,6 +276,14 @@ def build_features(tables: InputTables, points: pd.DataFrame) -> FeatureFrame:
     points
         As-of dates per unit, from :func:`asof_points_by_offset` or
         :func:`asof_points_by_date`.
+    label_rule
+        How to read dropouts from ``tables.study_right_states``; the defaults
+        of :class:`~features.labels.LabelRule` when not given. Unused when the
+        source has no study-right states.
+    with_learner_features
+        Add the declarative learner features of
+        :data:`features.definitions.LEARNER_FEATURES`, which follow a learner
+        across enrolments.
     """
     attributes = tables.attributes
     leaked = sorted(set(attributes.columns) & set(tables.all_sensitive))
@@ -253,9 +327,23 @@ def build_features(tables: InputTables, points: pd.DataFrame) -> FeatureFrame:
         *(ATTENDANCE_FEATURES if has_attendance else ()),
         *(f"attr_{c}" for c in attribute_columns),
     ]
+    if with_learner_features:
+        extra, names = learner_features(tables, data)
+        data = data.merge(extra, on=["learner_id", "asof_date"], how="left")
+        feature_names += names
     for column in feature_names:
         if column not in categorical:
             data[column] = data[column].astype(float)
+    if len(tables.study_right_states):
+        rule = label_rule or LabelRule()
+        events = dropout_events(tables.study_right_states, tables.learners, rule)
+        labels = label_dropouts(data, events, rule, _observed_until(tables))
+        unknown = labels.isna().to_numpy()
+        logger.info(
+            "dropped %d feature rows whose label cannot be judged before the data end",
+            int(unknown.sum()),
+        )
+        data = data.assign(**{LABEL: labels})[~unknown].reset_index(drop=True)
     data[LABEL] = data[LABEL].astype(int)
     logger.info(
         "built %d feature rows, %d features, label rate %.3f",

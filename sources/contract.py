@@ -27,6 +27,16 @@ assessments
 attendance
     Dated attendance marks: ``enrolment_id``, ``date``, ``mark`` (one of
     ``ATTENDANCE_MARKS``). Empty for sources without attendance data.
+study_right_states
+    Dated state histories of learners' study rights, one row per state change:
+    ``learner_id``, ``study_right_id``, ``level`` (one of ``EDUCATION_LEVELS``),
+    ``state_from`` and ``state`` (one of ``STUDY_RIGHT_STATES``). When a source
+    fills it, dropout labels are read from it (see ``features.labels``);
+    otherwise they come from ``enrolments.end_reason``.
+
+``learners`` may also have ``birth_date`` (used for age rules, never audited),
+and ``assessments`` may have ``subject`` and ``grade_token`` (the grade as the
+source wrote it).
 
 Dates are ``datetime64`` at day precision, without a time zone.
 """
@@ -44,6 +54,24 @@ END_REASONS = ("withdrawn", "completed", "failed", "transferred")
 """Why an enrolment ended. Only ``withdrawn`` counts as dropping out."""
 
 ATTENDANCE_MARKS = ("present", "excused", "unexcused", "late")
+
+STUDY_RIGHT_STATES = (
+    "present",
+    "on_leave",
+    "temporarily_interrupted",
+    "resigned",
+    "considered_resigned",
+    "graduated",
+    "cancelled",
+)
+"""States of a study right, as the Finnish national register Koski records them."""
+
+EXIT_STATES = ("resigned", "considered_resigned")
+"""States that end a study right without completing it."""
+
+EDUCATION_LEVELS = ("basic", "preparatory", "general_upper_secondary", "vocational")
+"""Levels of school education; ``preparatory`` covers the bridging programmes
+between and before them (additional basic education, preparatory instruction)."""
 
 SENSITIVE_ATTRIBUTES = (
     "gender",
@@ -70,6 +98,11 @@ def learners_schema(sensitive: tuple[str, ...] = SENSITIVE_ATTRIBUTES) -> pa.Dat
         | {
             name: pa.Column(str, nullable=True, coerce=True, required=False)
             for name in sensitive
+        }
+        | {
+            "birth_date": pa.Column(
+                "datetime64[ns]", nullable=True, coerce=True, required=False
+            )
         },
         strict=True,
     )
@@ -117,6 +150,8 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             ),
             "passed": pa.Column("boolean", nullable=True, coerce=True),
             "weight": pa.Column(float, pa.Check.ge(0), nullable=True, coerce=True),
+            "subject": pa.Column(str, nullable=True, coerce=True, required=False),
+            "grade_token": pa.Column(str, nullable=True, coerce=True, required=False),
         },
         strict=True,
     ),
@@ -125,6 +160,16 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "enrolment_id": _id,
             "date": _date,
             "mark": pa.Column(str, pa.Check.isin(ATTENDANCE_MARKS), coerce=True),
+        },
+        strict=True,
+    ),
+    "study_right_states": pa.DataFrameSchema(
+        {
+            "learner_id": _id,
+            "study_right_id": _id,
+            "level": pa.Column(str, pa.Check.isin(EDUCATION_LEVELS), coerce=True),
+            "state_from": _date,
+            "state": pa.Column(str, pa.Check.isin(STUDY_RIGHT_STATES), coerce=True),
         },
         strict=True,
     ),
@@ -147,6 +192,9 @@ class InputTables:
     attributes: pd.DataFrame
     assessments: pd.DataFrame
     attendance: pd.DataFrame = field(default_factory=lambda: empty_table("attendance"))
+    study_right_states: pd.DataFrame = field(
+        default_factory=lambda: empty_table("study_right_states")
+    )
     origin: str = "<memory>"
     """Where the tables were read from, used only in error messages."""
     sensitive: tuple[str, ...] = SENSITIVE_ATTRIBUTES
@@ -194,6 +242,7 @@ class InputTables:
             ("attributes", "enrolment_id", t["enrolments"]["enrolment_id"]),
             ("assessments", "enrolment_id", t["enrolments"]["enrolment_id"]),
             ("attendance", "enrolment_id", t["enrolments"]["enrolment_id"]),
+            ("study_right_states", "learner_id", t["learners"]["learner_id"]),
         ]
         problems = []
         for table, column, known in references:

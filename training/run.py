@@ -23,6 +23,7 @@ from fairness.policy import load_policy
 from fairness.registry import store_audit
 from fairness.report import write_report
 from features.build import FeatureFrame, asof_points_by_offset, build_features
+from features.labels import LabelRule
 from models.reason_text import top_reasons
 from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[str], None]
 
+LATEST_COHORT = "latest-cohort"
+
 
 @dataclass
 class RunConfig:
@@ -55,7 +58,15 @@ class RunConfig:
     """Name of each as-of offset in the summary, for example ``{30: "day_30"}``."""
     validation: Literal["temporal", "stratified"]
     temporal_cutoff: str | None = None
-    """Units starting before this ISO date train the model; later ones test it."""
+    """Units starting before this ISO date train the model; later ones test it.
+    ``LATEST_COHORT`` means the start of the latest cohort in the data."""
+    learner_features: bool = False
+    """Add the declarative learner features (features.definitions)."""
+    disjoint_learners: bool = True
+    """Drop test rows of learners who also have training rows."""
+    label_rule: LabelRule | None = None
+    """Label settings for sources with study-right histories. When set, training
+    rows whose label window reaches the temporal cutoff are dropped."""
     folds: int = 5
     top_share: float = 0.10
     model_name: str | None = None
@@ -98,7 +109,9 @@ def run_main_job(
 
     on_step("building point-in-time features")
     points = asof_points_by_offset(tables.units, config.asof_offsets_days)
-    frame = build_features(tables, points)
+    frame = build_features(
+        tables, points, config.label_rule, with_learner_features=config.learner_features
+    )
     if frame.data.empty:
         raise ValueError(
             "no enrolment is active at any as-of date; check the as-of offsets "
@@ -179,8 +192,21 @@ def _predict(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Pre
     if config.validation == "temporal":
         if config.temporal_cutoff is None:
             raise ValueError("temporal validation needs temporal_cutoff (an ISO date)")
+        if config.temporal_cutoff == LATEST_COHORT:
+            cutoff = tables.units.groupby("cohort")["start_date"].min().max()
+            config.temporal_cutoff = str(cutoff.date())
+        has_history = len(tables.study_right_states) > 0
         return predict_temporal(
-            frame, tables.units, pd.Timestamp(config.temporal_cutoff), seed=config.seed
+            frame,
+            tables.units,
+            pd.Timestamp(config.temporal_cutoff),
+            seed=config.seed,
+            disjoint_learners=config.disjoint_learners,
+            label_window_days=(
+                config.label_rule.window_days
+                if config.label_rule is not None and has_history
+                else None
+            ),
         )
     return predict_stratified(frame, folds=config.folds, seed=config.seed)
 
@@ -394,8 +420,11 @@ def _row_counts(
 
 def _run_params(config: RunConfig, frame: FeatureFrame, prediction: Prediction) -> dict:
     params = {
-        k: v for k, v in asdict(config).items() if k not in ("asof_labels",)
-    } | {"n_features": len(frame.feature_names)}
+        k: v for k, v in asdict(config).items() if k not in ("asof_labels", "label_rule")
+    }
+    if config.label_rule is not None:
+        params |= {f"label_{k}": v for k, v in asdict(config.label_rule).items()}
+    params["n_features"] = len(frame.feature_names)
     params |= {f"lgbm_{k}": v for k, v in prediction.final_model.get_params().items()
                if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")}
     return {k: str(v)[:500] for k, v in params.items()}

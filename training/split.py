@@ -70,24 +70,41 @@ def _holdout_rounds(
 
 
 def predict_temporal(
-    frame: FeatureFrame, units: pd.DataFrame, cutoff: pd.Timestamp, seed: int = 0
+    frame: FeatureFrame,
+    units: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    seed: int = 0,
+    disjoint_learners: bool = True,
+    label_window_days: int | None = None,
 ) -> Prediction:
     """Train on units that start before ``cutoff`` and score the later units.
 
     Boosting rounds are chosen by early stopping on the latest training cohort,
-    so that the choice is itself made forward in time. Test rows of learners who
-    also appear in training are dropped, so no learner is on both sides.
+    so that the choice is itself made forward in time. With
+    ``disjoint_learners``, test rows of learners who also appear in training
+    are dropped, so no learner is on both sides. School records follow the same
+    pupils from year to year, and the model scores them again next year, so
+    they turn it off. With ``label_window_days``, training rows whose label
+    window reaches the cutoff are dropped, so no training label looks into the
+    test period.
     """
     data = frame.data
     unit_start = data["unit_id"].map(units.set_index("unit_id")["start_date"])
     train = (unit_start < cutoff).to_numpy()
     test = ~train
+    purged = np.zeros(len(data), dtype=bool)
+    if label_window_days is not None:
+        window_end = data["asof_date"] + pd.Timedelta(days=label_window_days)
+        purged = train & (window_end >= cutoff).to_numpy()
+        train = train & ~purged
     if not train.any() or not test.any():
         raise ValueError(
             f"the temporal cutoff {cutoff.date()} leaves no training or no test rows; "
             "choose a date between the first and last unit start dates"
         )
     overlap = test & data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
+    if not disjoint_learners:
+        overlap[:] = False
     test = test & ~overlap
     if not test.any():
         raise ValueError(
@@ -126,6 +143,7 @@ def predict_temporal(
             "train_rows": int(train.sum()),
             "test_rows": int(len(rows)),
             "test_rows_dropped_learner_in_training": int(overlap.sum()),
+            "training_rows_dropped_label_after_cutoff": int(purged.sum()),
             "boosting_rounds": rounds,
             "rounds_chosen_by": stopping,
         },

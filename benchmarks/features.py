@@ -1,0 +1,265 @@
+"""Benchmark the attendance feature build against pandas and a plain DuckDB scan.
+
+For each pupil count, the script writes one school year of synthetic
+lesson-level marks (six lessons a day, about 1,000 marks per pupil). It then
+runs three builds, each in its own process, so that peak memory is measured per
+build:
+
+- ``ajoissa``: the attendance features of ``features.definitions`` compiled to
+  SQL and run by DuckDB on the Parquet file;
+- ``pandas``: the same features, vectorised in pandas;
+- ``floor``: a plain DuckDB group-by scan of the same marks (count and
+  unexcused count per pupil), the least any build must do.
+
+It prints wall time and peak memory per build and the ratios against the floor.
+Before timing, it checks that the pandas and DuckDB features agree on the first
+pupil count.
+
+Run: ``PYTHONPATH=. python benchmarks/features.py --pupils 10000 100000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Running this file puts benchmarks/ first on sys.path, where this module's own
+# name would hide the features package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "benchmarks"]
+sys.path.insert(0, str(REPO_ROOT))
+
+ASOF = pd.Timestamp("2025-02-03")
+WINDOWS_DAYS = {"2w": 14, "4w": 28, "8w": 56}
+YEAR_START = pd.Timestamp("2024-08-01")
+TERM_START = pd.Timestamp("2025-01-01")
+
+
+def attendance_features():
+    from features.definitions import LEARNER_FEATURES, FeatureDef
+
+    return [
+        f
+        for f in LEARNER_FEATURES
+        if isinstance(f, FeatureDef) and f.source == "attendance"
+    ]
+
+
+def prepare(pupils: int, folder: Path) -> Path:
+    """Write synthetic marks and convert them to contract attendance (untimed)."""
+    import duckdb
+
+    from sources.school.synth import SynthConfig, generate
+
+    records = folder / f"records-{pupils}"
+    generate(
+        SynthConfig(pupils=pupils, years=1, seed=1, first_year=2024, lessons_per_day=6),
+        records,
+    )
+    marks = folder / f"attendance-{pupils}.parquet"
+    with duckdb.connect() as con:
+        con.execute(
+            f"""
+            COPY (
+              SELECT pupil_id AS enrolment_id, CAST(lesson_start AS DATE) AS date,
+                     CASE mark_code WHEN 'P' THEN 'present' WHEN 'MY' THEN 'late'
+                          WHEN 'LV' THEN 'unexcused' ELSE 'excused' END AS mark
+              FROM '{records}/attendance_marks.parquet'
+              WHERE recorded_by = 'teacher'
+            ) TO '{marks}' (FORMAT parquet)
+            """
+        )
+    return marks
+
+
+def build_duckdb(marks: Path) -> pd.DataFrame:
+    import duckdb
+
+    from features.build import DUCKDB_MEMORY_LIMIT
+    from features.definitions import compile_sql
+
+    sql, _ = compile_sql(attendance_features(), {"attendance"})
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        con.execute(f"CREATE VIEW attendance AS SELECT * FROM '{marks}'")
+        con.execute(
+            "CREATE VIEW enrolments AS SELECT DISTINCT enrolment_id, "
+            "enrolment_id AS learner_id FROM attendance"
+        )
+        con.execute(
+            f"CREATE VIEW asof_keys AS SELECT learner_id, TIMESTAMP '{ASOF}' AS asof_date "
+            "FROM enrolments"
+        )
+        return con.execute(sql).df()
+
+
+def build_pandas(marks: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(marks)
+    frame = frame[frame["date"] <= ASOF.date()]
+    day = pd.to_datetime(frame["date"])
+    learner = frame["enrolment_id"].astype("category")
+    absent = frame["mark"].isin(["excused", "unexcused"]).to_numpy()
+    unexcused = (frame["mark"] == "unexcused").to_numpy()
+    late = (frame["mark"] == "late").to_numpy()
+    codes = learner.cat.codes.to_numpy()
+    groups = len(learner.cat.categories)
+    out = pd.DataFrame(index=learner.cat.categories)
+    out.index.name = "learner_id"
+
+    def share(flag: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        count = np.bincount(codes[mask], minlength=groups)
+        hits = np.bincount(codes[mask], weights=flag[mask], minlength=groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, hits / count, np.nan)
+
+    masks = {
+        w: (day > ASOF - pd.Timedelta(days=d)).to_numpy()
+        for w, d in WINDOWS_DAYS.items()
+    }
+    masks["term"] = (day >= TERM_START).to_numpy()
+    masks["year"] = (day >= YEAR_START).to_numpy()
+    for window, mask in masks.items():
+        out[f"absence_share_{window}"] = share(absent, mask)
+        out[f"unexcused_share_{window}"] = share(unexcused, mask)
+        out[f"late_share_{window}"] = share(late, mask)
+
+    x = (day - ASOF).dt.days.to_numpy().astype(float)
+    for name, mask in (
+        ("absence_slope_8w", masks["8w"]),
+        ("absence_slope_term", masks["term"]),
+    ):
+        c, xs, ys = codes[mask], x[mask], absent[mask].astype(float)
+        n = np.bincount(c, minlength=groups)
+        sx = np.bincount(c, xs, groups)
+        sy = np.bincount(c, ys, groups)
+        sxx = np.bincount(c, xs * xs, groups)
+        sxy = np.bincount(c, xs * ys, groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            denominator = n * sxx - sx * sx
+            out[name] = np.where(
+                denominator > 0, (n * sxy - sx * sy) / denominator, np.nan
+            )
+
+    daily = pd.DataFrame({"learner": codes, "day": day.to_numpy(), "absent": absent})
+    daily = daily.groupby(["learner", "day"], sort=True)["absent"].all().reset_index()
+    new_run = (daily["learner"].diff() != 0) | (
+        daily["absent"] != daily["absent"].shift()
+    )
+    run = new_run.cumsum()
+    lengths = (
+        daily[daily["absent"]]
+        .groupby(run[daily["absent"]])
+        .agg(learner=("learner", "first"), days=("absent", "size"))
+    )
+    streak = lengths.groupby("learner")["days"].max()
+    out["absence_streak_year"] = 0
+    out.iloc[streak.index.to_numpy(), out.columns.get_loc("absence_streak_year")] = (
+        streak.to_numpy()
+    )
+    year = masks["year"]
+    out["absence_hours_year"] = np.bincount(codes[year], absent[year] * 0.75, groups)
+    out["unexcused_hours_year"] = np.bincount(
+        codes[year], unexcused[year] * 0.75, groups
+    )
+    term = masks["term"]
+    out["unexcused_hours_term"] = np.bincount(
+        codes[term], unexcused[term] * 0.75, groups
+    )
+    return out.reset_index()
+
+
+def build_floor(marks: Path) -> pd.DataFrame:
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        return con.execute(
+            f"SELECT enrolment_id, count(*) AS marks, "
+            f"count(*) FILTER (WHERE mark = 'unexcused') AS unexcused "
+            f"FROM '{marks}' GROUP BY enrolment_id"
+        ).df()
+
+
+BUILDS = {"ajoissa": build_duckdb, "pandas": build_pandas, "floor": build_floor}
+
+
+def measure(build: str, marks: Path) -> dict[str, float]:
+    """Run one build in a child process; return its wall time and peak memory.
+
+    Peak memory is the child's VmHWM (high-water resident set size), which a new
+    program starts afresh. ``ru_maxrss`` would not do: Linux carries it over
+    from the parent through fork and exec.
+    """
+    code = (
+        f"import json, sys, time; sys.path.insert(0, {str(REPO_ROOT)!r});"
+        "from pathlib import Path; import benchmarks.features as b;"
+        f"t = time.perf_counter(); rows = len(b.BUILDS[{build!r}](Path({str(marks)!r})));"
+        "s = time.perf_counter() - t;"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+        "print(json.dumps({'seconds': s, 'rows': rows,"
+        " 'peak_mib': int(hwm.split()[1]) / 1024}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def check_agreement(marks: Path) -> None:
+    ours = build_duckdb(marks).set_index("learner_id").sort_index()
+    theirs = build_pandas(marks).set_index("learner_id").sort_index()
+    for column in theirs.columns:
+        np.testing.assert_allclose(
+            ours[column].to_numpy(float),
+            theirs[column].to_numpy(float),
+            rtol=1e-9,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=column,
+        )
+    print(
+        f"pandas and DuckDB agree on {len(theirs.columns)} features, {len(theirs)} pupils"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--pupils", type=int, nargs="+", default=[10_000, 100_000, 1_000_000]
+    )
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ajoissa-bench-"))
+    print("pupils | marks | build | wall s | peak MiB | time / floor | memory / floor")
+    for index, pupils in enumerate(args.pupils):
+        started = time.perf_counter()
+        marks = prepare(pupils, workdir)
+        count = pd.read_parquet(marks, columns=["mark"]).shape[0]
+        print(f"# prepared {count:,} marks in {time.perf_counter() - started:.0f} s")
+        if index == 0:
+            check_agreement(marks)
+        results = {name: measure(name, marks) for name in BUILDS}
+        floor = results["floor"]
+        for name, r in results.items():
+            print(
+                f"{pupils:,} | {count:,} | {name} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | "
+                f"{r['seconds'] / floor['seconds']:.1f} | {r['peak_mib'] / floor['peak_mib']:.1f}"
+            )
+    print("# peak MiB: VmHWM of each build's own process")
+
+
+if __name__ == "__main__":
+    main()

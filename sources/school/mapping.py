@@ -1,0 +1,346 @@
+"""Map validated school records into the input contract.
+
+- learners: pupils, with ``birth_date`` set to the first day of the birth month;
+- units: one per school and school year (1 August to 31 July), cohort = the
+  school year's starting calendar year;
+- enrolments: one per study right and school year it overlaps;
+- attendance and assessments: marks and grades, each joined to the enrolment
+  of the pupil at that school on that date;
+- attributes: the support level in force (0 general, 1 intensified,
+  2 special) and the number of behaviour notes so far;
+- study_right_states: the state histories, which the dropout labels read.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from sources.contract import InputTables
+from sources.errors import InputDataError, Problem
+from sources.school.records import SchoolRecords, school_year
+from sources.school.tables import SUPPORT_LEVELS
+from sources.study_rights import study_right_spells
+
+logger = logging.getLogger(__name__)
+
+GRADE_SCALE = (4.0, 10.0)
+"""Numeric range of Finnish general-education grades, mapped linearly to 0-100."""
+
+_END_REASONS = {
+    "resigned": "withdrawn",
+    "considered_resigned": "withdrawn",
+    "cancelled": "withdrawn",
+    "graduated": "completed",
+}
+
+
+def _year_start(years: pd.Series) -> pd.Series:
+    return pd.to_datetime({"year": years, "month": 8, "day": 1})
+
+
+def _states(records: SchoolRecords) -> pd.DataFrame:
+    """Return the state histories with learner and level.
+
+    A study right's level is its own ``level`` column when it has one (the
+    Koski importer sets it from the study right's type), otherwise its school's.
+    """
+    rights = records.study_rights
+    if "level" not in rights.columns:
+        rights = rights.merge(
+            records.schools[["school_id", "level"]], on="school_id", how="left"
+        )
+    states = records.study_right_states.merge(
+        rights[["study_right_id", "pupil_id", "level"]], on="study_right_id"
+    )
+    # A right without any recorded state is in force from its start date.
+    stateless = rights[~rights["study_right_id"].isin(states["study_right_id"])]
+    opened = pd.DataFrame(
+        {
+            "study_right_id": stateless["study_right_id"],
+            "state_from": stateless["start_date"],
+            "state": "present",
+            "pupil_id": stateless["pupil_id"],
+            "level": stateless["level"],
+        }
+    )
+    states = pd.concat([states, opened], ignore_index=True)
+    return states.rename(columns={"pupil_id": "learner_id"})[
+        ["learner_id", "study_right_id", "level", "state_from", "state"]
+    ]
+
+
+def _data_start(records: SchoolRecords) -> pd.Timestamp | None:
+    """Return the first date with a mark or grade, or None when there is none."""
+    dates = [records.attendance_marks["date"].min(), records.grades["date"].min()]
+    dates = [d for d in dates if pd.notna(d)]
+    return min(dates) if dates else None
+
+
+def _data_end(records: SchoolRecords) -> pd.Timestamp:
+    candidates = [
+        records.attendance_marks["date"].max(),
+        records.grades["date"].max(),
+        records.study_right_states["state_from"].max(),
+    ]
+    return max(d for d in candidates if pd.notna(d))
+
+
+def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
+    """Cut each study right into one enrolment per school year it overlaps."""
+    spells = study_right_spells(states).drop(columns=["start", "learner_id", "level"])
+    rights = records.study_rights.merge(spells, on="study_right_id")
+    last_day = rights["end"].fillna(_data_end(records))
+    first_year = school_year(rights["start_date"])
+
+    # Study rights often began years before the export: the years without any
+    # marks or grades get no enrolments, because they would have no features.
+    start = _data_start(records)
+    if start is not None:
+        first_year = first_year.clip(lower=int(school_year(pd.Series([start])).iloc[0]))
+    last_year = school_year(
+        last_day.where(last_day >= rights["start_date"], rights["start_date"])
+    )
+    rights = rights[last_year >= first_year]
+    first_year, last_year = first_year[rights.index], last_year[rights.index]
+
+    rights = rights.assign(
+        year=[list(range(a, b + 1)) for a, b in zip(first_year, last_year)]
+    ).explode("year")
+    rights["year"] = rights["year"].astype(int)
+
+    year_start = _year_start(rights["year"])
+    year_end = _year_start(rights["year"] + 1) - pd.Timedelta(days=1)
+    ends_here = rights["end"].notna() & (rights["end"] <= year_end)
+    is_last = rights["year"] == rights.groupby("study_right_id")["year"].transform(
+        "max"
+    )
+    end_date = rights["end"].where(ends_here, year_end.where(~is_last))
+    end_reason = rights["end_state"].map(_END_REASONS).where(ends_here, None)
+    end_reason = end_reason.where(ends_here | is_last, "completed")
+
+    return pd.DataFrame(
+        {
+            "enrolment_id": rights["study_right_id"] + "/" + rights["year"].astype(str),
+            "learner_id": rights["pupil_id"],
+            "unit_id": rights["school_id"] + "/" + rights["year"].astype(str),
+            "start_date": rights["start_date"].where(
+                rights["start_date"] > year_start, year_start
+            ),
+            "end_date": end_date,
+            "end_reason": end_reason,
+            "_school": rights["school_id"],
+            "_year": rights["year"],
+        }
+    ).reset_index(drop=True)
+
+
+def _attach(
+    events: pd.DataFrame, enrolments: pd.DataFrame, table: str, origin: str
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """Add ``enrolment_id`` to dated ``events`` of a pupil at a school.
+
+    An event outside every study right of the pupil at that school is a problem.
+    The join runs in DuckDB because marks run to millions of rows.
+    """
+    keyed = events[["pupil_id", "school_id", "date"]].assign(
+        _event=np.arange(len(events))
+    )
+    spans = enrolments[
+        ["enrolment_id", "learner_id", "_school", "start_date", "end_date"]
+    ]
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.register("events", keyed)
+        con.register("spans", spans)
+        matched = con.execute(
+            """
+            SELECT e._event, s.enrolment_id
+            FROM events e
+            JOIN spans s
+              ON s.learner_id = e.pupil_id AND s._school = e.school_id
+             AND e.date >= s.start_date
+             AND (s.end_date IS NULL OR e.date <= s.end_date)
+            QUALIFY row_number() OVER (PARTITION BY e._event ORDER BY s.start_date) = 1
+            ORDER BY e._event
+            """
+        ).df()
+    rows = matched["_event"].to_numpy()
+    found = np.zeros(len(events), dtype=bool)
+    found[rows] = True
+    orphan = np.flatnonzero(~found)
+    problems = [
+        Problem(
+            origin,
+            table,
+            "date",
+            int(i),
+            events["date"].iloc[int(i)].date(),
+            "a date within one of the pupil's study rights at this school",
+        )
+        for i in orphan
+    ]
+    attached = events.iloc[rows].reset_index(drop=True)
+    attached["enrolment_id"] = matched["enrolment_id"].to_numpy()
+    return attached, problems
+
+
+def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFrame:
+    """Build support level and behaviour-note count per enrolment as they change."""
+    support = records.support_decisions
+    rank = {level: i for i, level in enumerate(SUPPORT_LEVELS)}
+    changes = pd.concat(
+        [
+            pd.DataFrame(
+                {"learner_id": support["pupil_id"], "date": support["start_date"]}
+            ),
+            pd.DataFrame(
+                {
+                    "learner_id": support["pupil_id"],
+                    "date": support["end_date"] + pd.Timedelta(days=1),
+                }
+            ).dropna(),
+            pd.DataFrame(
+                {
+                    "learner_id": records.behaviour_notes["pupil_id"],
+                    "date": records.behaviour_notes["date"],
+                }
+            ),
+            enrolments[["learner_id", "start_date"]].rename(
+                columns={"start_date": "date"}
+            ),
+        ],
+        ignore_index=True,
+    ).drop_duplicates()
+
+    in_force = changes.merge(
+        support.rename(columns={"pupil_id": "learner_id"}), on="learner_id", how="left"
+    )
+    active = (in_force["start_date"] <= in_force["date"]) & (
+        in_force["end_date"].isna() | (in_force["end_date"] >= in_force["date"])
+    )
+    in_force["rank"] = in_force["level"].map(rank).where(active, 0).fillna(0)
+    level = (
+        in_force.groupby(["learner_id", "date"])["rank"].max().rename("support_level")
+    )
+
+    notes = records.behaviour_notes.rename(columns={"pupil_id": "learner_id"})
+    counted = changes.merge(
+        notes[["learner_id", "date"]].rename(columns={"date": "note"}),
+        on="learner_id",
+        how="left",
+    )
+    counted["seen"] = (counted["note"] <= counted["date"]).astype(int)
+    count = (
+        counted.groupby(["learner_id", "date"])["seen"].sum().rename("behaviour_notes")
+    )
+
+    timeline = pd.concat([level, count], axis=1).reset_index()
+    rows = timeline.merge(
+        enrolments[["enrolment_id", "learner_id", "start_date", "end_date"]],
+        on="learner_id",
+    )
+    keep = rows["date"] <= rows["end_date"].fillna(pd.Timestamp.max)
+    rows = rows[keep]
+    rows["known_from"] = rows[["date", "start_date"]].max(axis=1)
+    rows = rows.sort_values("date").drop_duplicates(
+        ["enrolment_id", "known_from"], keep="last"
+    )
+    return (
+        rows[["enrolment_id", "known_from", "support_level", "behaviour_notes"]]
+        .astype({"support_level": float, "behaviour_notes": float})
+        .reset_index(drop=True)
+    )
+
+
+def to_input_tables(
+    records: SchoolRecords, origin: str = "<records>", strict: bool = True
+) -> InputTables:
+    """Map ``records`` into the contract tables, unvalidated.
+
+    With ``strict`` off, marks and grades outside every study right are left
+    out and counted in the log instead of raising.
+
+    Raises
+    ------
+    InputDataError
+        If ``strict`` and a mark or grade falls outside every study right of
+        the pupil at the school that recorded it.
+    """
+    states = _states(records)
+    enrolments = _enrolments(records, states)
+
+    marks = records.attendance_marks[["pupil_id", "school_id", "date", "mark"]]
+    attended, problems = _attach(marks, enrolments, "attendance_marks", origin)
+    graded, grade_problems = _attach(records.grades, enrolments, "grades", origin)
+    problems += grade_problems
+    if problems and strict:
+        raise InputDataError(problems)
+    if problems:
+        logger.info(
+            "left out %d marks and grades outside every study right", len(problems)
+        )
+
+    low, high = GRADE_SCALE
+    assessments = pd.DataFrame(
+        {
+            "enrolment_id": graded["enrolment_id"],
+            "assessment_id": graded["subject"]
+            + "@"
+            + graded["date"].dt.strftime("%Y-%m-%d"),
+            "due_date": graded["date"],
+            "submitted_date": graded["date"],
+            "score": (graded["value"].astype(float) - low) / (high - low) * 100,
+            "passed": graded["passed"],
+            "weight": 1.0,
+            "subject": graded["subject"],
+            "grade_token": graded["grade"],
+        }
+    )
+    pupils = records.pupils
+    learners = pd.DataFrame(
+        {
+            "learner_id": pupils["pupil_id"],
+            "gender": pupils["gender"],
+            "mother_tongue": pupils["mother_tongue"],
+            "birth_date": pd.to_datetime(
+                {
+                    "year": pupils["birth_year"].astype("Float64"),
+                    "month": pupils["birth_month"].astype("Float64"),
+                    "day": 1,
+                },
+                errors="coerce",
+            ),
+        }
+    )
+    years = enrolments[["_school", "_year"]].drop_duplicates()
+    units = pd.DataFrame(
+        {
+            "unit_id": years["_school"] + "/" + years["_year"].astype(str),
+            "cohort": years["_year"].astype(str),
+            "start_date": _year_start(years["_year"]),
+            "end_date": _year_start(years["_year"] + 1) - pd.Timedelta(days=1),
+        }
+    )
+    tables = InputTables(
+        learners=learners,
+        units=units.reset_index(drop=True),
+        enrolments=enrolments.drop(columns=["_school", "_year"]),
+        attributes=_attributes(records, enrolments),
+        assessments=assessments,
+        attendance=attended[["enrolment_id", "date", "mark"]],
+        study_right_states=states,
+        origin=origin,
+    )
+    logger.info(
+        "mapped records: %d learners, %d units, %d enrolments, %d marks, %d grades",
+        len(learners),
+        len(units),
+        len(enrolments),
+        len(attended),
+        len(graded),
+    )
+    return tables

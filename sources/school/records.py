@@ -1,0 +1,456 @@
+"""Read and validate a school platform's export of pupil records.
+
+:func:`read_records` reads every table, checks every value and every reference
+between tables, and raises one :class:`~sources.errors.InputDataError` listing
+all problems before it returns anything. :func:`write_records` stores validated
+records as Parquet by writing a new folder and renaming it into place, so a
+repeated load replaces the earlier one instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sources.errors import InputDataError, Problem
+from sources.school.grades import GRADE_EXPECTED, parse_grade
+from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
+from sources.school.tables import TABLES, ColumnSpec, TableSpec
+
+logger = logging.getLogger(__name__)
+
+TIME_ZONE = "Europe/Helsinki"
+"""Local time of the schools; a timestamp's calendar day is taken here."""
+
+CSV_OPTIONS = {"sep": ";", "encoding": "utf-8-sig"}
+"""CSV dialect of Excel in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
+
+_DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
+_LOCAL_TIME_FORMATS = (
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+)
+_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
+
+
+@dataclass
+class SchoolRecords:
+    """Validated export tables with typed columns.
+
+    Dates are ``datetime64`` days without a time zone, in Helsinki local time.
+    ``attendance_marks`` gains ``date`` and ``mark`` (the contract mark) and keeps
+    one row per pupil, date and lesson. ``grades`` gains ``value`` (missing for
+    letter grades) and ``passed`` and keeps the original token in ``grade``.
+    """
+
+    pupils: pd.DataFrame
+    schools: pd.DataFrame
+    study_rights: pd.DataFrame
+    study_right_states: pd.DataFrame
+    attendance_marks: pd.DataFrame
+    grades: pd.DataFrame
+    support_decisions: pd.DataFrame
+    behaviour_notes: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+    """Rows read per table and ``duplicate_marks_dropped``."""
+
+
+def school_year(dates: pd.Series) -> pd.Series:
+    """Return the school year of each date as its starting calendar year.
+
+    The Finnish school year runs from 1 August to 31 July, so 31 July 2025 is in
+    school year 2024 and 1 August 2025 in school year 2025.
+    """
+    return dates.dt.year - (dates.dt.month < 8).astype(int)
+
+
+def _find_file(folder: Path, table: str) -> Path | None:
+    for suffix in (".csv", ".parquet"):
+        candidate = folder / f"{table}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(
+        path, dtype=str, keep_default_na=False, encoding_errors="strict", **CSV_OPTIONS
+    )
+
+
+def _row_number(path: Path, position: int) -> int:
+    """Return the 1-based CSV line (header is line 1) or the 0-based Parquet row."""
+    return position + 2 if path.suffix == ".csv" else position
+
+
+class _Checker:
+    """Collects problems for one table file."""
+
+    def __init__(self, path: Path, table: str) -> None:
+        self.path = path
+        self.table = table
+        self.problems: list[Problem] = []
+
+    def add(
+        self, column: str, positions: np.ndarray, values: pd.Series, expected: str
+    ) -> None:
+        for position in positions:
+            self.problems.append(
+                Problem(
+                    str(self.path),
+                    self.table,
+                    column,
+                    _row_number(self.path, int(position)),
+                    values.iloc[int(position)],
+                    expected,
+                )
+            )
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    """Return ``column`` as stripped text, with missing values as ``""``.
+
+    The values are factorized first and only the distinct values are stripped,
+    which is much faster on long columns with few distinct values (marks).
+    """
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    stripped = pd.Index(uniques).astype("str").str.strip().to_numpy(dtype=object)
+    return pd.Series(np.append(stripped, "")[codes], index=column.index, dtype=object)
+
+
+def _parse_dates(text: pd.Series) -> pd.Series:
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    for fmt in _DATE_FORMATS:
+        todo = parsed.isna() & (text != "")
+        if not todo.any():
+            break
+        parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+    return parsed
+
+
+def _parse_timestamps(text: pd.Series) -> pd.Series:
+    """Parse timestamps to Helsinki local wall-clock time, without a time zone.
+
+    Values with a UTC offset are converted to Helsinki time; values without one
+    are taken as Helsinki local time already.
+    """
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    with_offset = text.str.contains(_OFFSET, regex=True)
+    if with_offset.any():
+        utc = pd.to_datetime(
+            text[with_offset], utc=True, format="ISO8601", errors="coerce"
+        )
+        parsed[with_offset] = utc.dt.tz_convert(TIME_ZONE).dt.tz_localize(None)
+    for fmt in _LOCAL_TIME_FORMATS:
+        todo = parsed.isna() & (text != "") & ~with_offset
+        if not todo.any():
+            break
+        parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+    return parsed
+
+
+def _native_times(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return (
+            column.dt.tz_convert(TIME_ZONE)
+            .dt.tz_localize(None)
+            .astype("datetime64[ns]")
+        )
+    return column.astype("datetime64[ns]")
+
+
+def _check_column(
+    raw: pd.DataFrame, spec: ColumnSpec, checker: _Checker
+) -> pd.Series | None:
+    column = raw[spec.name]
+    native_time = pd.api.types.is_datetime64_any_dtype(column.dtype)
+    text = _as_text(column) if not native_time else None
+    missing = column.isna() if native_time else text == ""
+    if spec.required:
+        checker.add(
+            spec.name, np.flatnonzero(missing.to_numpy()), column, "a non-empty value"
+        )
+
+    if spec.kind in ("date", "timestamp"):
+        if native_time:
+            values = _native_times(column)
+        elif spec.kind == "date":
+            values = _parse_dates(text)
+        else:
+            values = _parse_timestamps(text)
+        if spec.kind == "date":
+            values = values.dt.normalize()
+        bad = values.isna() & ~missing
+        expected = (
+            "a date as dd.mm.yyyy"
+            if spec.kind == "date"
+            else "a timestamp as ISO 8601 with a UTC offset, or dd.mm.yyyy hh:mm local time"
+        )
+        checker.add(spec.name, np.flatnonzero(bad.to_numpy()), column, expected)
+        return values
+
+    if spec.kind == "int":
+        numbers = pd.to_numeric(text.where(~missing, None), errors="coerce")
+        bad = (numbers.isna() | (numbers % 1 != 0)) & ~missing
+        if spec.low is not None:
+            bad |= numbers < spec.low
+        if spec.high is not None:
+            bad |= numbers > spec.high
+        checker.add(
+            spec.name,
+            np.flatnonzero(bad.fillna(False).to_numpy()),
+            column,
+            f"a whole number from {spec.low} to {spec.high}",
+        )
+        return numbers.where(~bad).astype("Int64")
+
+    if spec.choices:
+        bad = ~text.isin(spec.choices) & ~missing
+        checker.add(
+            spec.name,
+            np.flatnonzero(bad.to_numpy()),
+            column,
+            f"one of {', '.join(spec.choices)}",
+        )
+    return text.where(~missing, None).astype("str")
+
+
+def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Checker]:
+    path = _find_file(folder, spec.name)
+    checker = _Checker(path or folder / f"{spec.name}.csv", spec.name)
+    if path is None:
+        if not spec.optional:
+            checker.problems.append(
+                Problem(
+                    str(folder),
+                    spec.name,
+                    "*",
+                    None,
+                    None,
+                    f"file {spec.name}.csv or {spec.name}.parquet not found in the "
+                    "export folder; export this table",
+                )
+            )
+        return None, checker
+    try:
+        raw = _read_raw(path)
+    except UnicodeDecodeError as exc:
+        checker.problems.append(
+            Problem(
+                str(path),
+                spec.name,
+                "*",
+                None,
+                None,
+                f"the file is not UTF-8 ({exc.reason}); save it as CSV UTF-8",
+            )
+        )
+        return None, checker
+    raw.columns = [str(c).strip() for c in raw.columns]
+    absent = [c.name for c in spec.columns if c.name not in raw.columns]
+    for name in absent:
+        checker.problems.append(
+            Problem(str(path), spec.name, name, 1, None, "this column in the header")
+        )
+    if absent:
+        return None, checker
+    table = pd.DataFrame({c.name: _check_column(raw, c, checker) for c in spec.columns})
+    if spec.key:
+        repeated = table.duplicated(list(spec.key), keep="first")
+        checker.add(
+            spec.key[-1],
+            np.flatnonzero(repeated.to_numpy()),
+            table[spec.key[-1]],
+            f"a unique value of ({', '.join(spec.key)})",
+        )
+    return table, checker
+
+
+def _check_reference(
+    tables: dict[str, pd.DataFrame],
+    checkers: dict[str, _Checker],
+    table: str,
+    column: str,
+    target: str,
+) -> None:
+    if table not in tables or target not in tables:
+        return
+    unknown = ~tables[table][column].isin(tables[target][column])
+    checkers[table].add(
+        column,
+        np.flatnonzero(unknown.to_numpy()),
+        tables[table][column],
+        f"an id listed in {target}",
+    )
+
+
+def _resolve_duplicate_marks(marks: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep one mark per pupil, date and lesson.
+
+    An office correction outranks a teacher's mark. Among marks by the same
+    kind of recorder, the latest ``recorded_at`` wins, and a missing
+    ``recorded_at`` counts as earliest. A remaining tie keeps the later file row.
+    """
+    recorded = marks["recorded_at"].to_numpy("datetime64[ns]").astype("int64")
+    recorded = np.where(
+        marks["recorded_at"].isna().to_numpy(), np.iinfo("int64").min, recorded
+    )
+    pupil = pd.factorize(marks["pupil_id"])[0]
+    lesson = pd.factorize(marks["lesson"])[0]
+    day = marks["date"].to_numpy("datetime64[ns]").astype("int64")
+    office = (marks["recorded_by"] == "office").to_numpy()
+    # Sort by the key, then by precedence, so each key's last row is the one to keep.
+    order = np.lexsort((np.arange(len(marks)), recorded, office, lesson, day, pupil))
+    keys = np.stack([pupil[order], day[order], lesson[order]])
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (keys[:, 1:] != keys[:, :-1]).any(axis=0)
+    keep = np.zeros(len(marks), dtype=bool)
+    keep[order[last]] = True
+    dropped = len(marks) - int(keep.sum())
+    return marks[keep].reset_index(drop=True), dropped
+
+
+def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolRecords:
+    """Read, validate and type every table of the export in ``folder``.
+
+    Each table is ``<name>.csv`` (``;``-separated, UTF-8 with or without a BOM)
+    or ``<name>.parquet``; ``behaviour_notes`` may be left out.
+
+    Raises
+    ------
+    InputDataError
+        Listing every problem in every table: missing files and columns,
+        unparseable values, values outside their allowed set, unknown mark codes
+        and grades, repeated keys and references to missing ids.
+    """
+    codes = read_mark_codes(mark_codes)
+    tables: dict[str, pd.DataFrame] = {}
+    checkers: dict[str, _Checker] = {}
+    for name, spec in TABLES.items():
+        table, checker = _read_table(folder, spec)
+        checkers[name] = checker
+        if table is not None:
+            tables[name] = table
+
+    for table, column, target in (
+        ("study_rights", "pupil_id", "pupils"),
+        ("study_rights", "school_id", "schools"),
+        ("study_right_states", "study_right_id", "study_rights"),
+        ("attendance_marks", "pupil_id", "pupils"),
+        ("attendance_marks", "school_id", "schools"),
+        ("grades", "pupil_id", "pupils"),
+        ("grades", "school_id", "schools"),
+        ("support_decisions", "pupil_id", "pupils"),
+        ("behaviour_notes", "pupil_id", "pupils"),
+    ):
+        _check_reference(tables, checkers, table, column, target)
+
+    if "attendance_marks" in tables:
+        marks = tables["attendance_marks"]
+        unknown = ~marks["mark_code"].isin(codes) & marks["mark_code"].notna()
+        checkers["attendance_marks"].add(
+            "mark_code",
+            np.flatnonzero(unknown.to_numpy()),
+            marks["mark_code"],
+            f"a code listed in the mark-code table {mark_codes}; add it there",
+        )
+        marks["date"] = marks["lesson_start"].dt.normalize()
+        marks["mark"] = marks["mark_code"].map(codes).astype("str")
+
+    if "grades" in tables:
+        grades = tables["grades"]
+        parsed = [
+            parse_grade(t) if isinstance(t, str) else None for t in grades["grade"]
+        ]
+        bad = np.array([p is None for p in parsed]) & grades["grade"].notna().to_numpy()
+        checkers["grades"].add(
+            "grade", np.flatnonzero(bad), grades["grade"], GRADE_EXPECTED
+        )
+        grades["value"] = pd.array(
+            [p.value if p else None for p in parsed], dtype="Float64"
+        )
+        grades["passed"] = pd.array(
+            [p.passed if p else None for p in parsed], dtype="boolean"
+        )
+
+    if "support_decisions" in tables:
+        support = tables["support_decisions"]
+        reversed_ = support["end_date"] < support["start_date"]
+        checkers["support_decisions"].add(
+            "end_date",
+            np.flatnonzero(reversed_.fillna(False).to_numpy()),
+            support["end_date"],
+            "a date on or after start_date",
+        )
+
+    if "study_right_states" in tables and "study_rights" in tables:
+        states = tables["study_right_states"]
+        start = states["study_right_id"].map(
+            tables["study_rights"]
+            .drop_duplicates("study_right_id")
+            .set_index("study_right_id")["start_date"]
+        )
+        early = states["state_from"] < start
+        checkers["study_right_states"].add(
+            "state_from",
+            np.flatnonzero(early.fillna(False).to_numpy()),
+            states["state_from"],
+            "a date on or after the study right's start_date",
+        )
+
+    problems = [p for checker in checkers.values() for p in checker.problems]
+    if problems:
+        logger.info("export in %s has %d problems", folder, len(problems))
+        raise InputDataError(problems)
+
+    counts = {name: len(table) for name, table in tables.items()}
+    tables["attendance_marks"], dropped = _resolve_duplicate_marks(
+        tables["attendance_marks"]
+    )
+    counts["duplicate_marks_dropped"] = dropped
+    if "behaviour_notes" not in tables:
+        tables["behaviour_notes"] = pd.DataFrame(
+            {
+                c.name: pd.Series(dtype="datetime64[ns]" if c.kind == "date" else "str")
+                for c in TABLES["behaviour_notes"].columns
+            }
+        )
+    logger.info("read export from %s: %s", folder, counts)
+    return SchoolRecords(**tables, counts=counts)
+
+
+def write_records(records: SchoolRecords, out_dir: Path) -> None:
+    """Store ``records`` as one Parquet file per table in ``out_dir``.
+
+    The tables are written to a new sibling folder that then replaces
+    ``out_dir``, so readers see either the old or the new load, and loading the
+    same export twice gives the same files.
+    """
+    out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        for name in TABLES:
+            getattr(records, name).to_parquet(staging / f"{name}.parquet", index=False)
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""The tables of a school platform's export and the rules each column follows.
+
+docs/data-contract.md describes the same tables for the people who produce the
+export; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sources.contract import STUDY_RIGHT_STATES
+
+SCHOOL_LEVELS = ("basic", "general_upper_secondary", "vocational")
+SUPPORT_LEVELS = ("general", "intensified", "special")
+"""Tiers of learning support in Finnish basic education, lowest first."""
+
+MOTHER_TONGUE_GROUPS = ("finnish", "swedish", "sami", "other")
+GENDERS = ("female", "male", "other", "unknown")
+RECORDED_BY = ("teacher", "office")
+"""Recorders of attendance marks. An office correction outranks a teacher's mark."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of an export table.
+
+    ``kind`` is ``text``, ``int``, ``date`` (a calendar day, ``dd.mm.yyyy`` in
+    CSV) or ``timestamp`` (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm``
+    in Helsinki local time). ``choices`` lists the allowed text values.
+    """
+
+    name: str
+    kind: str = "text"
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    low: int | None = None
+    high: int | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One export table: its file stem, columns and key."""
+
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    key: tuple[str, ...] = ()
+    optional: bool = False
+    """Whether the export may leave the table out."""
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            "pupils",
+            (
+                ColumnSpec("pupil_id"),
+                ColumnSpec("birth_year", "int", low=1980, high=2100),
+                ColumnSpec("birth_month", "int", low=1, high=12),
+                ColumnSpec("gender", required=False, choices=GENDERS),
+                ColumnSpec(
+                    "mother_tongue", required=False, choices=MOTHER_TONGUE_GROUPS
+                ),
+                ColumnSpec("home_municipality", required=False),
+            ),
+            key=("pupil_id",),
+        ),
+        TableSpec(
+            "schools",
+            (
+                ColumnSpec("school_id"),
+                ColumnSpec("name"),
+                ColumnSpec("municipality", required=False),
+                ColumnSpec("level", choices=SCHOOL_LEVELS),
+            ),
+            key=("school_id",),
+        ),
+        TableSpec(
+            "study_rights",
+            (
+                ColumnSpec("study_right_id"),
+                ColumnSpec("pupil_id"),
+                ColumnSpec("school_id"),
+                ColumnSpec("start_date", "date"),
+            ),
+            key=("study_right_id",),
+        ),
+        TableSpec(
+            "study_right_states",
+            (
+                ColumnSpec("study_right_id"),
+                ColumnSpec("state_from", "date"),
+                ColumnSpec("state", choices=STUDY_RIGHT_STATES),
+            ),
+            key=("study_right_id", "state_from"),
+        ),
+        TableSpec(
+            "attendance_marks",
+            (
+                ColumnSpec("pupil_id"),
+                ColumnSpec("school_id"),
+                ColumnSpec("lesson_start", "timestamp"),
+                ColumnSpec("lesson"),
+                ColumnSpec("subject", required=False),
+                ColumnSpec("mark_code"),
+                ColumnSpec("recorded_by", choices=RECORDED_BY),
+                ColumnSpec("recorded_at", "timestamp", required=False),
+            ),
+        ),
+        TableSpec(
+            "grades",
+            (
+                ColumnSpec("pupil_id"),
+                ColumnSpec("school_id"),
+                ColumnSpec("date", "date"),
+                ColumnSpec("subject"),
+                ColumnSpec("grade"),
+            ),
+        ),
+        TableSpec(
+            "support_decisions",
+            (
+                ColumnSpec("pupil_id"),
+                ColumnSpec("start_date", "date"),
+                ColumnSpec("end_date", "date", required=False),
+                ColumnSpec("level", choices=SUPPORT_LEVELS),
+            ),
+        ),
+        TableSpec(
+            "behaviour_notes",
+            (
+                ColumnSpec("pupil_id"),
+                ColumnSpec("date", "date"),
+                ColumnSpec("note_type"),
+            ),
+            optional=True,
+        ),
+    )
+}

@@ -1,0 +1,204 @@
+import pandas as pd
+import pytest
+
+from features.labels import LabelRule, dropout_events, label_dropouts
+
+ASOF = pd.Timestamp("2024-10-01")
+RULE = LabelRule(window_days=365, transfer_gap_days=120)
+
+
+def history(*rows: tuple[str, str, str, str]) -> pd.DataFrame:
+    """Build states for learner L from (study right, level, date, state) rows."""
+    return pd.DataFrame(
+        {
+            "learner_id": "L",
+            "study_right_id": [r[0] for r in rows],
+            "level": [r[1] for r in rows],
+            "state_from": pd.to_datetime([r[2] for r in rows]),
+            "state": [r[3] for r in rows],
+        }
+    )
+
+
+def label(
+    states: pd.DataFrame,
+    born: str = "2008-05-01",
+    rule: LabelRule = RULE,
+    asof: pd.Timestamp = ASOF,
+) -> int:
+    learners = pd.DataFrame({"learner_id": ["L"], "birth_date": [pd.Timestamp(born)]})
+    events = dropout_events(states, learners, rule)
+    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [asof]})
+    return int(label_dropouts(keys, events, rule).iloc[0])
+
+
+def test_school_change_is_not_dropout():
+    states = history(
+        ("a", "basic", "2018-08-01", "present"),
+        ("a", "basic", "2025-01-10", "resigned"),
+        ("b", "basic", "2025-01-20", "present"),
+    )
+    assert label(states) == 0
+
+
+def test_resigned_without_new_right():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-01-10", "resigned"),
+    )
+    assert label(states) == 1
+
+
+def test_considered_resigned_without_new_right():
+    states = history(
+        ("a", "general_upper_secondary", "2023-08-01", "present"),
+        ("a", "general_upper_secondary", "2025-03-01", "considered_resigned"),
+    )
+    assert label(states) == 1
+
+
+def test_new_right_after_gap_is_dropout():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-01-10", "resigned"),
+        ("b", "vocational", "2025-08-15", "present"),
+    )
+    assert label(states) == 1
+
+
+def test_parallel_right_is_not_dropout():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-01-10", "resigned"),
+        ("b", "general_upper_secondary", "2023-08-01", "present"),
+    )
+    assert label(states) == 0
+
+
+def test_basic_without_upper_secondary():
+    states = history(
+        ("a", "basic", "2015-08-01", "present"),
+        ("a", "basic", "2025-06-01", "graduated"),
+    )
+    assert label(states) == 1
+
+
+def test_basic_then_vocational():
+    states = history(
+        ("a", "basic", "2015-08-01", "present"),
+        ("a", "basic", "2025-06-01", "graduated"),
+        ("b", "vocational", "2025-08-12", "present"),
+    )
+    assert label(states) == 0
+
+
+def test_basic_then_another_basic_right():
+    states = history(
+        ("a", "basic", "2015-08-01", "present"),
+        ("a", "basic", "2025-06-01", "graduated"),
+        ("b", "basic", "2025-08-12", "present"),
+    )
+    assert label(states) == 1
+
+
+def test_basic_graduate_past_compulsory_age():
+    states = history(
+        ("a", "basic", "2015-08-01", "present"),
+        ("a", "basic", "2025-06-01", "graduated"),
+    )
+    assert label(states, born="2006-01-01") == 0
+
+
+def test_upper_secondary_graduation_is_not_dropout():
+    states = history(
+        ("a", "general_upper_secondary", "2022-08-01", "present"),
+        ("a", "general_upper_secondary", "2025-06-01", "graduated"),
+    )
+    assert label(states) == 0
+
+
+def test_leave_and_return_is_not_dropout():
+    states = history(
+        ("a", "basic", "2018-08-01", "present"),
+        ("a", "basic", "2024-12-20", "on_leave"),
+        ("a", "basic", "2025-01-06", "present"),
+    )
+    assert label(states) == 0
+
+
+def test_temporarily_interrupted_is_not_dropout():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-01-10", "temporarily_interrupted"),
+    )
+    assert label(states) == 0
+
+
+def test_reopened_right_is_not_dropout():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-01-10", "considered_resigned"),
+        ("a", "vocational", "2025-02-01", "present"),
+    )
+    assert label(states) == 0
+
+
+@pytest.mark.parametrize(("window", "expected"), [(365, 1), (182, 0)])
+def test_window_length(window, expected):
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-05-01", "resigned"),
+    )
+    rule = LabelRule(window_days=window, transfer_gap_days=120)
+    assert label(states, rule=rule) == expected
+
+
+def test_dropout_before_asof_not_labelled():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2024-09-01", "resigned"),
+    )
+    assert label(states) == 0
+
+
+@pytest.mark.parametrize(("gap", "expected"), [(120, 0), (30, 1)])
+def test_gap_length(gap, expected):
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-01-10", "resigned"),
+        ("b", "vocational", "2025-03-01", "present"),
+    )
+    rule = LabelRule(window_days=365, transfer_gap_days=gap)
+    assert label(states, rule=rule) == expected
+
+
+def test_end_near_data_end_is_unknown():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-05-01", "resigned"),
+    )
+    learners = pd.DataFrame(
+        {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
+    )
+    events = dropout_events(states, learners, RULE)
+    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
+    labels = label_dropouts(
+        keys, events, RULE, observed_until=pd.Timestamp("2025-07-31")
+    )
+    assert pd.isna(labels.iloc[0])
+
+
+def test_end_judged_after_gap():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-03-01", "resigned"),
+    )
+    learners = pd.DataFrame(
+        {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
+    )
+    events = dropout_events(states, learners, RULE)
+    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
+    labels = label_dropouts(
+        keys, events, RULE, observed_until=pd.Timestamp("2025-07-31")
+    )
+    assert labels.iloc[0] == 1

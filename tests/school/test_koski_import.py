@@ -1,0 +1,157 @@
+"""Koski import tests on the bundled example documents and edited copies.
+
+The examples have no considered-resigned or temporarily-interrupted state and
+no learner with two study rights, so the tests write edited copies of them.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.labels import LabelRule, dropout_events, label_dropouts
+from sources.school.koski import import_koski
+from sources.school.mapping import to_input_tables
+
+KOSKI = Path(__file__).parents[2] / "ajoissa" / "data" / "koski-examples"
+EXAMPLES = KOSKI / "examples"
+CODE_LISTS = KOSKI / "koodisto"
+RESIGNED = "ammatillinen-ops_2022-07-14.json"
+ASOF = pd.Timestamp("2015-10-01")
+
+
+def load(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+def write(folder: Path, name: str, document: dict) -> Path:
+    path = folder / name
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def periods(document: dict) -> list:
+    return document["opiskeluoikeudet"][0]["tila"]["opiskeluoikeusjaksot"]
+
+
+def state(code: str, day: str) -> dict:
+    return {
+        "alku": day,
+        "tila": {"koodiarvo": code, "koodistoUri": "koskiopiskeluoikeudentila"},
+    }
+
+
+def dropout_label(files: list[Path], asof: pd.Timestamp = ASOF) -> int:
+    result = import_koski(files, CODE_LISTS)
+    tables = to_input_tables(result.records, strict=False).validated()
+    rule = LabelRule(window_days=365, transfer_gap_days=120)
+    events = dropout_events(tables.study_right_states, tables.learners, rule)
+    keys = pd.DataFrame(
+        {"learner_id": ["1.2.246.562.24.00000000001"], "asof_date": [asof]}
+    )
+    return int(label_dropouts(keys, events, rule).iloc[0])
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return import_koski(sorted(EXAMPLES.glob("*.json")), CODE_LISTS)
+
+
+def test_examples_have_no_problems(examples):
+    assert examples.problems == []
+
+
+def test_examples_study_rights(examples):
+    assert len(examples.records.study_rights) == 13
+
+
+def test_excluded_rights_counted(examples):
+    assert examples.skipped["contained in another study right"] == 2
+    assert examples.skipped["single-subject study right"] == 1
+    assert examples.skipped["not school education (ylioppilastutkinto)"] == 1
+
+
+def test_leave_then_return_mapped(examples):
+    states = examples.records.study_right_states
+    history = states[
+        states["study_right_id"].str.startswith("perusopetukseenvalmistava")
+    ]
+    assert history["state"].tolist() == ["present", "on_leave", "present", "graduated"]
+
+
+def test_grades_keep_token(examples):
+    grades = examples.records.grades
+    assert set(grades["grade"]) >= {"4", "H", "S", "10"}
+    assert not grades.loc[grades["grade"] == "H", "passed"].any()
+
+
+def test_examples_map_to_contract(examples):
+    tables = to_input_tables(examples.records, strict=False).validated()
+    assert len(tables.learners) == 11
+
+
+def test_resigned_is_dropout():
+    assert dropout_label([EXAMPLES / RESIGNED]) == 1
+
+
+def test_considered_resigned(tmp_path):
+    document = load(RESIGNED)
+    periods(document)[-1]["tila"]["koodiarvo"] = "katsotaaneronneeksi"
+    path = write(tmp_path, "considered.json", document)
+    states = import_koski([path], CODE_LISTS).records.study_right_states
+    assert states["state"].tolist() == ["present", "considered_resigned"]
+    assert dropout_label([path]) == 1
+
+
+def test_temporarily_interrupted(tmp_path):
+    document = load(RESIGNED)
+    periods(document)[-1:] = [
+        state("valiaikaisestikeskeytynyt", "2016-01-09"),
+        state("lasna", "2016-08-01"),
+    ]
+    path = write(tmp_path, "interrupted.json", document)
+    states = import_koski([path], CODE_LISTS).records.study_right_states
+    assert states["state"].tolist() == ["present", "temporarily_interrupted", "present"]
+    assert dropout_label([path]) == 0
+
+
+def test_school_change(tmp_path):
+    old = load(RESIGNED)
+    new = copy.deepcopy(old)
+    right = new["opiskeluoikeudet"][0]
+    right["oppilaitos"] = {
+        "oid": "1.2.246.562.10.00000000099",
+        "nimi": {"fi": "Toinen opisto"},
+    }
+    right["alkamispäivä"] = "2016-01-25"
+    right["tila"]["opiskeluoikeusjaksot"] = [state("lasna", "2016-01-25")]
+    files = [EXAMPLES / RESIGNED, write(tmp_path, "new-school.json", new)]
+    result = import_koski(files, CODE_LISTS)
+    assert result.records.study_rights["school_id"].nunique() == 2
+    assert dropout_label(files) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("keskeytynyt", "a state with a mapping"),
+        ("poissa", "a code in koskiopiskeluoikeudentila"),
+    ],
+)
+def test_unmappable_state_reported(tmp_path, code, expected):
+    document = load(RESIGNED)
+    periods(document)[-1]["tila"]["koodiarvo"] = code
+    result = import_koski([write(tmp_path, "odd.json", document)], CODE_LISTS)
+    assert len(result.problems) == 1
+    assert result.problems[0].value == code
+    assert result.problems[0].expected.startswith(expected)
+
+
+def test_unknown_type_reported(tmp_path):
+    document = load(RESIGNED)
+    document["opiskeluoikeudet"][0]["tyyppi"]["koodiarvo"] = "internationalschool"
+    result = import_koski([write(tmp_path, "intl.json", document)], CODE_LISTS)
+    assert result.problems[0].column == "opiskeluoikeudet[0].tyyppi"
+    assert "known school level" in result.problems[0].expected

@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pandas as pd
+from school_fixtures import EXPORT, write_export
+from typer.testing import CliRunner
+
+from ajoissa.cli import app
+
+runner = CliRunner()
+
+
+def test_valid_export_stored(export_dir: Path, tmp_path: Path):
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app, ["load-records", "--data", str(export_dir), "--store", str(store)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "duplicate_marks_dropped" in result.output
+    assert len(pd.read_parquet(store / "pupils.parquet")) == 2
+
+
+def test_invalid_export_lists_problems(tmp_path: Path):
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    broken["grades"][1] = "p1;s1;20.12.2024;MA;11"
+    broken["pupils"][1] = "p1;2009;13;female;finnish;Helsinki"
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app,
+        [
+            "load-records",
+            "--data",
+            str(write_export(tmp_path / "e", broken)),
+            "--store",
+            str(store),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "column 'grade', row 2: value '11' is invalid" in result.output
+    assert "column 'birth_month', row 2: value '13' is invalid" in result.output
+    assert not store.exists()

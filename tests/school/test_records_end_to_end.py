@@ -1,0 +1,105 @@
+"""Synthetic records through ``ajoissa synth`` and ``ajoissa run --source records``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AJOISSA = str(Path(sys.executable).with_name("ajoissa"))
+
+pytestmark = pytest.mark.e2e
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env | {
+        "AJOISSA_HOME": str(home),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+
+
+def _ajoissa(*args: str, home: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [AJOISSA, *args], env=_env(home), capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("records")
+    data, out, home = base / "data", base / "out", base / "home"
+    _ajoissa(
+        "synth",
+        "--pupils",
+        "800",
+        "--years",
+        "3",
+        "--seed",
+        "5",
+        "--lessons-per-day",
+        "1",
+        "--out",
+        str(data),
+        home=home,
+    )
+    _ajoissa(
+        "run",
+        "--source",
+        "records",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--label-window-days",
+        "183",
+        home=home,
+    )
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_records_asof_dates(summary):
+    assert set(summary["metrics"]) == {"oct_1", "dec_1", "feb_1"}
+
+
+def test_records_split_by_school_year(summary):
+    assert summary["validation"]["cutoff"] == "2024-08-01"
+    assert summary["validation"]["test_cohorts"] == ["2024"]
+
+
+def test_records_learner_features(summary):
+    assert "absence_streak_year" in summary["features"]
+    assert "grade_change_term" in summary["features"]
+
+
+def test_records_model_registered(summary):
+    assert summary["model_name"] == "ajoissa-records"
+
+
+def test_synth_rejects_bad_format(tmp_path):
+    result = subprocess.run(
+        [
+            AJOISSA,
+            "synth",
+            "--pupils",
+            "5",
+            "--format",
+            "xlsx",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Invalid --format" in result.stderr

@@ -1,0 +1,69 @@
+import pandas as pd
+import pytest
+from school_fixtures import EXPORT, write_export
+
+from features.build import LABEL, asof_points_by_date, build_features
+from features.labels import LabelRule
+from sources.errors import InputDataError
+from sources.school.mapping import to_input_tables
+from sources.school.records import read_records
+
+
+@pytest.fixture
+def tables(export_dir):
+    return to_input_tables(read_records(export_dir)).validated()
+
+
+def test_units_are_school_years(tables):
+    unit = tables.units.set_index("unit_id").loc["s1/2024"]
+    assert unit["start_date"] == pd.Timestamp("2024-08-01")
+    assert unit["end_date"] == pd.Timestamp("2025-07-31")
+
+
+def test_enrolments_start_with_data(tables):
+    # The study right began in 2018, but the first mark is from school year 2024.
+    years = tables.enrolments.loc[tables.enrolments["learner_id"] == "p1", "unit_id"]
+    assert years.tolist() == ["s1/2024"]
+
+
+def test_resignation_ends_enrolment(tables):
+    last = tables.enrolments.set_index("enrolment_id").loc["r2/2024"]
+    assert last["end_date"] == pd.Timestamp("2025-02-15")
+    assert last["end_reason"] == "withdrawn"
+
+
+def test_grade_scores(tables):
+    scores = tables.assessments.set_index("grade_token")["score"]
+    assert scores["8+"] == pytest.approx((8.25 - 4) / 6 * 100)
+    assert pd.isna(scores["S"])
+
+
+def test_support_level_attribute(tables):
+    support = tables.attributes[tables.attributes["enrolment_id"] == "r2/2024"]
+    assert support["support_level"].tolist() == [0.0, 1.0]
+
+
+def test_labels_from_states(tables):
+    points = asof_points_by_date(tables.units, [pd.Timestamp("2024-10-01")])
+    frame = build_features(
+        tables, points, LabelRule(window_days=365, transfer_gap_days=60)
+    )
+    labels = frame.data.set_index("learner_id")[LABEL]
+    assert labels["p2"] == 1
+    assert labels["p1"] == 0
+
+
+def test_unjudged_end_left_out(tables):
+    points = asof_points_by_date(tables.units, [pd.Timestamp("2024-10-01")])
+    frame = build_features(
+        tables, points, LabelRule(window_days=365, transfer_gap_days=120)
+    )
+    assert frame.data["learner_id"].tolist() == ["p1"]
+
+
+def test_mark_outside_study_right(tmp_path):
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    broken["attendance_marks"].append("p1;s2;03.09.2024 08:15;1;MA;P;teacher;")
+    records = read_records(write_export(tmp_path / "e", broken))
+    with pytest.raises(InputDataError, match="within one of the pupil's study rights"):
+        to_input_tables(records)

@@ -1,0 +1,101 @@
+
+import pandas as pd
+import pytest
+from school_fixtures import EXPORT, write_export
+
+from sources.errors import InputDataError
+from sources.school.records import read_records, school_year, write_records
+
+
+def test_reads_every_table(export_dir):
+    records = read_records(export_dir)
+    assert len(records.pupils) == 2
+    assert records.counts["attendance_marks"] == 5
+    assert records.behaviour_notes.empty
+
+
+def test_office_correction_wins(export_dir):
+    marks = read_records(export_dir).attendance_marks
+    p2 = marks[(marks["pupil_id"] == "p2") & (marks["lesson"] == "1")]
+    assert len(p2) == 1
+    assert p2["mark"].iloc[0] == "excused"
+
+
+def test_duplicates_counted(export_dir):
+    assert read_records(export_dir).counts["duplicate_marks_dropped"] == 1
+
+
+def test_utc_timestamp_dated_in_helsinki(export_dir):
+    marks = read_records(export_dir).attendance_marks
+    late = marks[(marks["pupil_id"] == "p1") & (marks["lesson"] == "9")]
+    # 21:30 UTC on 2 September is 00:30 on 3 September in Helsinki (UTC+3).
+    assert late["date"].iloc[0] == pd.Timestamp("2024-09-03")
+
+
+def test_grades_parsed(export_dir):
+    grades = read_records(export_dir).grades.set_index(["pupil_id", "subject"])
+    assert grades.loc[("p1", "MA"), "value"] == 8.25
+    assert grades.loc[("p1", "MA"), "grade"] == "8+"
+    assert not grades.loc[("p2", "MA"), "passed"]
+
+
+def test_school_year_boundary():
+    days = pd.Series(pd.to_datetime(["2025-07-31", "2025-08-01"]))
+    assert school_year(days).tolist() == [2024, 2025]
+
+
+def test_all_problems_in_one_report(tmp_path):
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    broken["pupils"][1] = "p1;2009;13;female;klingon;Helsinki"
+    broken["attendance_marks"][1] = "p1;s1;31.02.2024 08:15;1;MA;ZZ;teacher;"
+    broken["grades"][1] = "p1;s1;20.12.2024;MA;11"
+    broken["study_rights"][2] = "r2;p9;s1;01.08.2018"
+    with pytest.raises(InputDataError) as caught:
+        read_records(write_export(tmp_path / "bad", broken))
+    found = {(p.table, p.column, p.row, p.value) for p in caught.value.problems}
+    assert ("pupils", "birth_month", 2, "13") in found
+    assert ("pupils", "mother_tongue", 2, "klingon") in found
+    assert ("attendance_marks", "lesson_start", 2, "31.02.2024 08:15") in found
+    assert ("attendance_marks", "mark_code", 2, "ZZ") in found
+    assert ("grades", "grade", 2, "11") in found
+    assert ("study_rights", "pupil_id", 3, "p9") in found
+
+
+def test_missing_table_reported(tmp_path):
+    tables = {k: v for k, v in EXPORT.items() if k != "grades"}
+    with pytest.raises(InputDataError, match="grades.csv or grades.parquet not found"):
+        read_records(write_export(tmp_path / "partial", tables))
+
+
+def test_unknown_code_names_table(tmp_path):
+    codes = tmp_path / "codes.csv"
+    codes.write_text("code;mark\nP;present\n", encoding="utf-8")
+    export = write_export(tmp_path / "e", EXPORT)
+    with pytest.raises(InputDataError, match="value 'LV' is invalid"):
+        read_records(export, codes)
+
+
+def test_parquet_export(tmp_path, export_dir):
+    records = read_records(export_dir)
+    parquet_dir = tmp_path / "pq"
+    parquet_dir.mkdir()
+    for name in EXPORT:
+        pd.read_csv(
+            export_dir / f"{name}.csv",
+            sep=";",
+            dtype=str,
+            encoding="utf-8-sig",
+            keep_default_na=False,
+        ).to_parquet(parquet_dir / f"{name}.parquet")
+    again = read_records(parquet_dir)
+    assert again.grades["value"].tolist() == records.grades["value"].tolist()
+
+
+def test_load_is_idempotent(tmp_path, export_dir):
+    store = tmp_path / "store"
+    write_records(read_records(export_dir), store)
+    first = pd.read_parquet(store / "attendance_marks.parquet")
+    write_records(read_records(export_dir), store)
+    second = pd.read_parquet(store / "attendance_marks.parquet")
+    pd.testing.assert_frame_equal(first, second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "store"]

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sources.school.mapping import to_input_tables
+from sources.school.records import read_records
+from sources.school.synth import SynthConfig, generate, teaching_days
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "records"
+    generate(SynthConfig(pupils=1200, years=2, seed=3, lessons_per_day=1), out)
+    return out
+
+
+def test_same_seed_same_files(synth_dir, tmp_path):
+    again = tmp_path / "again"
+    generate(SynthConfig(pupils=1200, years=2, seed=3, lessons_per_day=1), again)
+    for path in sorted(synth_dir.iterdir()):
+        assert path.read_bytes() == (again / path.name).read_bytes(), path.name
+
+
+def test_other_seed_differs(synth_dir, tmp_path):
+    other = tmp_path / "other"
+    generate(SynthConfig(pupils=1200, years=2, seed=4, lessons_per_day=1), other)
+    first = pd.read_parquet(synth_dir / "attendance_marks.parquet")["mark_code"]
+    second = pd.read_parquet(other / "attendance_marks.parquet")["mark_code"]
+    assert not first.equals(second)
+
+
+def test_output_passes_validation(synth_dir):
+    records = read_records(synth_dir, synth_dir / "mark_codes.csv")
+    assert records.counts["pupils"] == 1200
+    assert records.counts["duplicate_marks_dropped"] > 0
+
+
+def test_csv_output_passes_validation(tmp_path):
+    out = tmp_path / "csv"
+    generate(
+        SynthConfig(pupils=40, years=1, seed=1, lessons_per_day=2, file_format="csv"),
+        out,
+    )
+    assert (out / "grades.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert read_records(out, out / "mark_codes.csv").counts["pupils"] == 40
+
+
+def test_absences_rise_before_dropout(synth_dir):
+    """Pupils who resign show more unexcused absence in their last 8 weeks."""
+    records = read_records(synth_dir, synth_dir / "mark_codes.csv")
+    tables = to_input_tables(records).validated()
+    states = tables.study_right_states
+    exits = states[states["state"].isin(["resigned", "considered_resigned"])]
+    later = states.groupby("learner_id")["state_from"].max()
+    dropouts = exits[exits["state_from"].values == later[exits["learner_id"]].values]
+    marks = tables.attendance.merge(tables.enrolments[["enrolment_id", "learner_id"]])
+    marks["unexcused"] = marks["mark"] == "unexcused"
+    end = marks.groupby("learner_id")["date"].transform("max")
+    last = marks[marks["date"] > end - pd.Timedelta(days=56)]
+    rate = last.groupby("learner_id")["unexcused"].mean()
+    left = rate[rate.index.isin(dropouts["learner_id"])]
+    stayed = rate[~rate.index.isin(dropouts["learner_id"])]
+    assert len(left) >= 10
+    assert left.mean() > 3 * stayed.mean()
+
+
+def test_calendar_is_school_year():
+    days = teaching_days(2024)
+    assert days[0] >= pd.Timestamp("2024-08-08")
+    assert days[-1] <= pd.Timestamp("2025-05-31")
+    assert len(days) > 170
+
+
+def test_rejects_zero_pupils(tmp_path):
+    with pytest.raises(ValueError, match="at least 1"):
+        generate(SynthConfig(pupils=0, years=1, seed=0), tmp_path / "x")
