@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightgbm as lgb
 
+from models.calibration import Calibration
 from models.spec import FeatureSpec
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class LoadedModel:
     spec: FeatureSpec
     run_id: str | None
     tags: dict[str, str]
+    calibration: Calibration | None = None
+    """Calibration fitted on a later held-out period, from the model metadata."""
 
     @property
     def uri(self) -> str:
@@ -98,6 +101,7 @@ def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> Lo
     model_uri = f"models:/{name}/{version.version}"
     info = mlflow.models.get_model_info(model_uri)
     spec = FeatureSpec.from_dict(info.metadata["feature_spec"])
+    calibration = Calibration.from_dict(info.metadata.get("calibration"))
     model = mlflow.lightgbm.load_model(model_uri)
     logger.info("loaded model %s version %s (alias %s)", name, version.version, alias)
     return LoadedModel(
@@ -108,6 +112,7 @@ def load_registered(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> Lo
         spec=spec,
         run_id=version.run_id,
         tags=dict(version.tags),
+        calibration=calibration,
     )
 
 

@@ -9,6 +9,7 @@ import lightgbm as lgb
 import pandas as pd
 import sklearn
 
+from models.calibration import Calibration
 from models.spec import FeatureSpec
 from models.store import CHAMPION, EXPERIMENT_NAME, artifact_root, configure_mlflow
 
@@ -44,11 +45,15 @@ def log_and_register(
     model_name: str,
     alias: str = CHAMPION,
     tags: dict[str, str] | None = None,
+    calibration: Calibration | None = None,
 ) -> RegisteredVersion:
     """Log ``model`` in the active MLflow run, register a new version, set ``alias``.
 
-    The feature spec goes into the model's metadata so that a server can
-    validate records and restore categories without the training code.
+    The feature spec and the calibration go into the model's metadata so that
+    a server can validate records, restore categories and calibrate
+    probabilities without the training code. The signature is on the raw
+    feature record (categories as strings), with the calibrated probability
+    as output when a calibration is given.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -57,14 +62,20 @@ def log_and_register(
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
     conformed = spec.conform(example)
-    signature = infer_signature(conformed, model.predict_proba(conformed)[:, 1])
+    output = model.predict_proba(conformed)[:, 1]
+    if calibration is not None:
+        output = calibration.apply(output)
+    signature = infer_signature(conformed, output)
+    metadata: dict[str, object] = {"feature_spec": spec.to_dict()}
+    if calibration is not None:
+        metadata["calibration"] = calibration.to_dict()
     info = mlflow.lightgbm.log_model(
         model,
         name="model",
         signature=signature,
         input_example=conformed.head(5),
         registered_model_name=model_name,
-        metadata={"feature_spec": spec.to_dict()},
+        metadata=metadata,
         # MLflow 3.17 replays the input example through the pyfunc flavour, both to
         # infer requirements and to validate serving input; that turns category
         # columns into strings, which LightGBM rejects. Listing the requirements and

@@ -25,9 +25,19 @@ from models.reasons import contributions, reason_codes, shap_contributions
 from models.risk import predict_risk
 from models.store import CHAMPION, MODEL_NAME_PREFIX
 from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
-from training.evaluate import evaluate_scores, top_share_mask
+from training.evaluate import top_share_mask
 from training.registry import ensure_experiment, log_and_register
-from training.split import Prediction, predict_stratified, predict_temporal
+from training.results import evaluate_validation, legacy_metrics
+from training.tracking import log_run_details
+from training.validate import (
+    ExtraScorer,
+    Fold,
+    Validation,
+    add_scores,
+    validate_stratified,
+    validate_temporal,
+    with_label_window,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +55,25 @@ class RunConfig:
     """Name of each as-of offset in the summary, for example ``{30: "day_30"}``."""
     validation: Literal["temporal", "stratified"]
     temporal_cutoff: str | None = None
-    """Units starting before this ISO date train the model; later ones test it."""
+    """Cutoff of the latest temporal fold: units starting before this ISO date
+    train the registered model, later ones test it."""
+    earlier_cutoffs: list[str] = field(default_factory=list)
+    """Cutoffs (ISO dates) of further, earlier temporal folds."""
+    history_days: int | None = None
+    """Training history length: only units starting this many days before a
+    cutoff train; None uses all earlier units."""
+    test_window_days: int | None = None
+    """Units starting this many days after a cutoff test; None tests all later units."""
+    label_window_days: int | None = None
+    """The label is a withdrawal within this many days after the as-of date;
+    None counts any later withdrawal from the unit."""
     folds: int = 5
     top_share: float = 0.10
+    k_per_unit: int | None = 10
+    """Capacity: learners a welfare team can review per unit and as-of date."""
+    tuning_trials: int = 15
+    """Optuna trials per temporal fold (stratified: once, on the first fold)."""
+    bootstrap_resamples: int = 200
     model_name: str | None = None
     """Registered model name; ``ajoissa-<source>`` when not set."""
     alias: str = CHAMPION
@@ -68,12 +94,17 @@ def run_main_job(
     config: RunConfig,
     out_dir: Path,
     on_step: StepCallback = _noop,
+    extra_scorers: dict[str, ExtraScorer] | None = None,
+    on_registered: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the main job and write ``out_dir/summary.json``; return the summary.
 
     Outputs in ``out_dir``: ``summary.json``, ``fairness_report.html`` and
     ``reason_codes.jsonl`` (one line per evaluated row). The model is logged to
-    MLflow, registered and given ``config.alias``.
+    MLflow, registered and given ``config.alias``. ``extra_scorers`` score each
+    fold's test rows with already trained models (for example the champion) so
+    that they appear next to the baselines; ``on_registered`` runs inside the
+    MLflow run after registration, with the summary.
     """
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,39 +121,50 @@ def run_main_job(
             f"{config.asof_offsets_days} against the units' start and end dates"
         )
 
-    on_step(f"training and evaluating ({config.validation} validation)")
-    prediction = _predict(frame, tables, config)
+    frame = with_label_window(frame, tables.enrolments, config.label_window_days)
 
-    metrics = _metrics_by_asof(frame, prediction, config)
+    on_step(f"training and evaluating ({config.validation} validation)")
+    validation = _validate(frame, tables, config)
+    add_scores(validation, frame, extra_scorers or {})
+    fold = validation.final
+
+    on_step("computing fold metrics with bootstrap intervals")
+    evaluation = evaluate_validation(
+        frame, validation, config.asof_labels, config.top_share, config.k_per_unit,
+        config.bootstrap_resamples, config.seed,
+    )
+    metrics = legacy_metrics(frame, fold, config.asof_labels, config.top_share)
 
     on_step("registering the model in MLflow")
     import mlflow
 
     experiment_id = ensure_experiment()
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
-        mlflow.log_params(_run_params(config, frame, prediction))
+        mlflow.log_params(_run_params(config, frame, fold))
         mlflow.log_metrics(_flat_metrics(metrics))
+        log_run_details(tables, frame, evaluation, out_dir)
         registered = log_and_register(
-            prediction.final_model,
-            prediction.spec,
+            fold.model,
+            fold.spec,
             frame.X.head(50),
             model_name=config.model_name or f"{MODEL_NAME_PREFIX}{config.source}",
             alias=config.alias,
             tags={"source": config.source, "validation": config.validation},
+            calibration=fold.calibration,
         )
 
         on_step("auditing fairness")
         report_path = _write_fairness_report(
-            frame, tables, prediction, config, out_dir, registered.uri
+            frame, tables, fold, config, out_dir, registered.uri
         )
 
         on_step("computing reason codes from SHAP values")
-        reasons_path, shap_check = _write_reason_codes(frame, prediction, config, out_dir)
-        example_path = _write_example_request(frame, prediction, out_dir)
+        reasons_path, shap_check = _write_reason_codes(frame, fold, config, out_dir)
+        example_path = _write_example_request(frame, fold, out_dir)
 
         summary = {
             "source": config.source,
-            "validation": _validation_description(config, prediction),
+            "validation": _validation_description(config, fold),
             "model_uri": registered.uri,
             "model_name": registered.name,
             "model_version": registered.version,
@@ -133,49 +175,42 @@ def run_main_job(
             "reason_codes": str(reasons_path.resolve()),
             "example_request": str(example_path.resolve()),
             "operating_point": _operating_point(config),
-            "rows": _row_counts(frame, prediction, config),
+            "rows": _row_counts(frame, fold, config),
             "metrics": metrics,
+            "baselines_not_applicable": fold.not_applicable,
+            "evaluation": evaluation,
             "shap_additivity_max_error": shap_check,
-            "features": prediction.spec.features,
+            "features": fold.spec.features,
             "wall_time_seconds": round(time.perf_counter() - started, 1),
         }
         summary_path = out_dir / "summary.json"
         _write_json_atomically(summary_path, summary)
         mlflow.log_artifact(str(summary_path))
         mlflow.log_artifact(str(report_path))
+        if on_registered is not None:
+            on_registered(summary)
     logger.info(
         "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
     )
     return summary
 
 
-def _predict(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Prediction:
+def _validate(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Validation:
     if config.validation == "temporal":
         if config.temporal_cutoff is None:
             raise ValueError("temporal validation needs temporal_cutoff (an ISO date)")
-        return predict_temporal(
-            frame, tables.units, pd.Timestamp(config.temporal_cutoff), seed=config.seed
+        return validate_temporal(
+            frame,
+            tables.units,
+            [*config.earlier_cutoffs, config.temporal_cutoff],
+            history_days=config.history_days,
+            test_window_days=config.test_window_days,
+            trials=config.tuning_trials,
+            seed=config.seed,
         )
-    return predict_stratified(frame, folds=config.folds, seed=config.seed)
-
-
-def _metrics_by_asof(
-    frame: FeatureFrame, prediction: Prediction, config: RunConfig
-) -> dict[str, dict[str, dict[str, float | None]]]:
-    data = frame.data.iloc[prediction.rows]
-    y = frame.y[prediction.rows]
-    metrics: dict[str, dict[str, dict[str, float | None]]] = {}
-    for offset in config.asof_offsets_days:
-        at = (data["asof_offset_days"] == offset).to_numpy()
-        if not at.any():
-            logger.warning("no evaluation rows at as-of offset %d days", offset)
-            continue
-        label = config.asof_labels.get(offset, f"day_{offset}")
-        metrics[label] = {
-            name: evaluate_scores(y[at], scores[at], config.top_share)
-            for name, scores in prediction.scores.items()
-        }
-    return metrics
+    return validate_stratified(
+        frame, folds=config.folds, trials=config.tuning_trials, seed=config.seed
+    )
 
 
 def _selected_within_asof(data: pd.DataFrame, scores: np.ndarray, share: float) -> np.ndarray:
@@ -188,18 +223,18 @@ def _selected_within_asof(data: pd.DataFrame, scores: np.ndarray, share: float) 
 def _write_fairness_report(
     frame: FeatureFrame,
     tables: InputTables,
-    prediction: Prediction,
+    fold: Fold,
     config: RunConfig,
     out_dir: Path,
     model_uri: str,
 ) -> Path:
-    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
-    scores = prediction.scores["model"]
+    data = frame.data.iloc[fold.rows].reset_index(drop=True)
+    scores = fold.scores["model"].probability
     present = [c for c in config.sensitive_features if c in tables.learners.columns]
     audit_frame = data[["learner_id", "asof_offset_days"]].merge(
         tables.learners[["learner_id", *present]], on="learner_id", how="left"
     )
-    audit_frame["y_true"] = frame.y[prediction.rows]
+    audit_frame["y_true"] = frame.y[fold.rows]
     audit_frame["score"] = scores
     audit_frame["selected"] = _selected_within_asof(data, scores, config.top_share)
     audit = audit_groups(
@@ -210,7 +245,7 @@ def _write_fairness_report(
     missing = sorted(set(config.sensitive_features) - set(present))
     notes = [
         f"Rows: {len(audit_frame)} evaluation rows (learner and as-of date) from "
-        f"{_validation_description(config, prediction)['description']}.",
+        f"{_validation_description(config, fold)['description']}.",
     ]
     if missing:
         notes.append(f"This source has no data for: {', '.join(missing)}.")
@@ -225,15 +260,15 @@ def _write_fairness_report(
 
 
 def _write_reason_codes(
-    frame: FeatureFrame, prediction: Prediction, config: RunConfig, out_dir: Path
+    frame: FeatureFrame, fold: Fold, config: RunConfig, out_dir: Path
 ) -> tuple[Path, float]:
     """Write reason codes for the evaluation rows; return the path and SHAP check.
 
     The check is the largest difference between the SHAP values plus base value
     and LightGBM's raw score, in log-odds, over the rows.
     """
-    model, spec = prediction.final_model, prediction.spec
-    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
+    model, spec = fold.model, fold.spec
+    data = frame.data.iloc[fold.rows].reset_index(drop=True)
     X = data[spec.features]
     values, base = shap_contributions(model, spec, X)
     raw = model.booster_.predict(spec.conform(X), raw_score=True)
@@ -242,7 +277,7 @@ def _write_reason_codes(
     if not np.allclose(fast_values, values[: len(fast_values)], atol=1e-6):
         raise RuntimeError("LightGBM pred_contrib and shap.TreeExplainer disagree")
     reasons = reason_codes(values, X, spec.features, top_n=config.reason_count)
-    probabilities = predict_risk(model, spec, X)
+    probabilities = predict_risk(model, spec, X, fold.calibration)
 
     path = out_dir / "reason_codes.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
@@ -263,10 +298,10 @@ def _write_reason_codes(
 
 
 def _write_example_request(
-    frame: FeatureFrame, prediction: Prediction, out_dir: Path, count: int = 3
+    frame: FeatureFrame, fold: Fold, out_dir: Path, count: int = 3
 ) -> Path:
     """Write a ``POST /v1/score`` body with the features of a few evaluation rows."""
-    X = frame.data.iloc[prediction.rows[:count]][prediction.spec.features]
+    X = frame.data.iloc[fold.rows[:count]][fold.spec.features]
     records = json.loads(X.to_json(orient="records"))
     path = out_dir / "example_request.json"
     _write_json_atomically(path, {"records": records})
@@ -279,27 +314,28 @@ def _operating_point(config: RunConfig) -> str:
     )
 
 
-def _validation_description(config: RunConfig, prediction: Prediction) -> dict[str, Any]:
+def _validation_description(config: RunConfig, fold: Fold) -> dict[str, Any]:
     if config.validation == "temporal":
         description = (
-            f"temporal split: units starting before {config.temporal_cutoff} train "
-            "the model, later units test it"
+            f"temporal folds at cutoffs {[*config.earlier_cutoffs, config.temporal_cutoff]}"
+            f"; the registered model is the latest fold's: units starting before "
+            f"{config.temporal_cutoff} train it, later units test it"
         )
     else:
         description = (
             f"stratified {config.folds}-fold cross-validation grouped by learner "
             "(the data has no time axis); metrics are on out-of-fold predictions"
         )
-    return {"kind": config.validation, "description": description} | prediction.details
+    return {"kind": config.validation, "description": description} | fold.details
 
 
 def _row_counts(
-    frame: FeatureFrame, prediction: Prediction, config: RunConfig
+    frame: FeatureFrame, fold: Fold, config: RunConfig
 ) -> dict[str, Any]:
     data = frame.data
     return {
         "feature_rows": int(len(data)),
-        "evaluation_rows": int(len(prediction.rows)),
+        "evaluation_rows": int(len(fold.rows)),
         "label_rate_by_asof": {
             config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
             for k, v in data.groupby("asof_offset_days")["withdraws_after"].mean().items()
@@ -307,12 +343,14 @@ def _row_counts(
     }
 
 
-def _run_params(config: RunConfig, frame: FeatureFrame, prediction: Prediction) -> dict:
+def _run_params(config: RunConfig, frame: FeatureFrame, fold: Fold) -> dict:
     params = {
         k: v for k, v in asdict(config).items() if k not in ("asof_labels",)
     } | {"n_features": len(frame.feature_names)}
-    params |= {f"lgbm_{k}": v for k, v in prediction.final_model.get_params().items()
-               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")}
+    params |= {f"lgbm_{k}": v for k, v in fold.model.get_params().items()
+               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples",
+                        "colsample_bytree", "reg_lambda", "random_state")}
+    params["calibration"] = fold.calibration.method
     return {k: str(v)[:500] for k, v in params.items()}
 
 
