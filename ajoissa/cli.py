@@ -95,7 +95,7 @@ def run(
     data_path = data or entry.default_data
 
     started = time.perf_counter()
-    steps = 7
+    steps = 8
     with Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -174,6 +174,7 @@ def _register_commands() -> None:
     Each topic keeps its commands in its own module (``ajoissa/<topic>_commands.py``,
     which imports ``app`` from here); add one import line per module below.
     """
+    import ajoissa.training_commands  # noqa: F401
 
 
 _register_commands()

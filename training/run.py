@@ -26,6 +26,7 @@ from models.risk import predict_risk
 from models.store import CHAMPION, MODEL_NAME_PREFIX
 from sources.contract import SENSITIVE_ATTRIBUTES, InputTables
 from training.evaluate import top_share_mask
+from training.model_card import group_metrics, write_model_card
 from training.registry import ensure_experiment, log_and_register
 from training.results import evaluate_validation, legacy_metrics
 from training.tracking import log_run_details
@@ -181,8 +182,20 @@ def run_main_job(
             "evaluation": evaluation,
             "shap_additivity_max_error": shap_check,
             "features": fold.spec.features,
-            "wall_time_seconds": round(time.perf_counter() - started, 1),
+            "label_definition": _label_definition(config),
         }
+        on_step("writing the model card")
+        card_md, card_html = write_model_card(
+            summary, _card_groups(frame, tables, fold, config), out_dir
+        )
+        mlflow.log_artifact(str(card_md), "model_card")
+        mlflow.log_artifact(str(card_html), "model_card")
+        mlflow.MlflowClient().set_model_version_tag(
+            registered.name, registered.version, "model_card", "model_card/model_card.md"
+        )
+        summary["model_card"] = str(card_md.resolve())
+        summary["model_card_html"] = str(card_html.resolve())
+        summary["wall_time_seconds"] = round(time.perf_counter() - started, 1)
         summary_path = out_dir / "summary.json"
         _write_json_atomically(summary_path, summary)
         mlflow.log_artifact(str(summary_path))
@@ -193,6 +206,32 @@ def run_main_job(
         "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
     )
     return summary
+
+
+def _label_definition(config: RunConfig) -> str:
+    window = (
+        f"within {config.label_window_days} days after the as-of date"
+        if config.label_window_days is not None
+        else "at any time after the as-of date, before the unit ends"
+    )
+    return (
+        f"1 when the enrolment ends with the learner withdrawing {window}; 0 "
+        "otherwise. Enrolments not active at an as-of date get no row."
+    )
+
+
+def _card_groups(
+    frame: FeatureFrame, tables: InputTables, fold: Fold, config: RunConfig
+) -> dict[str, list[dict[str, Any]]]:
+    data = frame.data.iloc[fold.rows].reset_index(drop=True)
+    present = [c for c in config.sensitive_features if c in tables.learners.columns]
+    rows = data[["learner_id", "asof_date"]].merge(
+        tables.learners[["learner_id", *present]], on="learner_id", how="left"
+    )
+    return group_metrics(
+        rows, frame.y[fold.rows], fold.scores["model"], present, config.top_share,
+        config.min_group_size, min(config.bootstrap_resamples, 100), config.seed,
+    )
 
 
 def _validate(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Validation:

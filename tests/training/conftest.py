@@ -20,7 +20,13 @@ SCHOOLS = ("north", "south", "east")
 
 
 def make_tables(learners_per_unit: int = 60, attendance: bool = False,
-                seed: int = 0) -> InputTables:
+                seed: int = 0, interaction: bool = False) -> InputTables:
+    """Return validated synthetic tables.
+
+    With ``interaction`` the risk raises withdrawal only in the vocational
+    programme and lowers it in the general one, which a tree model captures and
+    a logistic regression on the same features does not.
+    """
     rng = np.random.default_rng(seed)
     units, enrolments, assessments, marks, attributes = [], [], [], [], []
     learner_ids: set[str] = set()
@@ -37,7 +43,11 @@ def make_tables(learners_per_unit: int = 60, attendance: bool = False,
                 learner_ids.add(learner)
                 enrolment = f"{unit_id}-{learner}"
                 risk = rng.normal()
-                withdraws = rng.random() < 1 / (1 + np.exp(-(risk * 2 - 1.5)))
+                programme = rng.choice(["general", "vocational"])
+                slope = 2.0
+                if interaction:
+                    slope = 3.0 if programme == "vocational" else -3.0
+                withdraws = rng.random() < 1 / (1 + np.exp(-(risk * slope - 1.5)))
                 leave_day = int(rng.integers(40, 160))
                 end = start_date + pd.Timedelta(days=leave_day if withdraws else 170)
                 enrolments.append({
@@ -46,7 +56,7 @@ def make_tables(learners_per_unit: int = 60, attendance: bool = False,
                     "end_reason": "withdrawn" if withdraws else "completed",
                 })
                 attributes.append({"enrolment_id": enrolment, "known_from": start_date,
-                                   "programme": rng.choice(["general", "vocational"])})
+                                   "programme": programme})
                 for a in range(5):
                     due = start_date + pd.Timedelta(days=20 + 30 * a)
                     submitted = rng.random() > 0.15 + 0.3 * (risk > 0.5)
@@ -68,7 +78,10 @@ def make_tables(learners_per_unit: int = 60, attendance: bool = False,
                             "mark": "unexcused" if absent else "present",
                         })
     return InputTables(
-        learners=pd.DataFrame({"learner_id": sorted(learner_ids)}),
+        learners=pd.DataFrame({
+            "learner_id": sorted(learner_ids),
+            "gender": rng.choice(["F", "M"], len(learner_ids)),
+        }),
         units=pd.DataFrame(units),
         enrolments=pd.DataFrame(enrolments),
         attributes=pd.DataFrame(attributes),
