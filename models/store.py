@@ -46,6 +46,34 @@ def artifact_root() -> str:
     return (home_dir() / "artifacts").as_uri()
 
 
+_INITIALISED: set[str] = set()
+
+
+def _initialise_sqlite(uri: str) -> None:
+    """Create or migrate the SQLite store's tables while holding a file lock.
+
+    MLflow creates and migrates the tables when a store is first opened; two
+    processes doing that at once on a new file fail half-way through the
+    migration. The lock makes the first process finish before the second looks.
+    """
+    import fcntl
+
+    from mlflow.store.model_registry.sqlalchemy_store import (
+        SqlAlchemyStore as RegistryStore,
+    )
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    lock_path = home_dir() / "mlflow.db.lock"
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            SqlAlchemyStore(uri, artifact_root())
+            RegistryStore(uri)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    _INITIALISED.add(uri)
+
+
 def configure_mlflow() -> str:
     """Point MLflow at the store, creating the embedded folder when it is used."""
     import mlflow
@@ -54,6 +82,8 @@ def configure_mlflow() -> str:
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):
         home_dir().mkdir(parents=True, exist_ok=True)
+        if uri not in _INITIALISED:
+            _initialise_sqlite(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri

@@ -30,12 +30,20 @@ class RegisteredVersion:
 def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
     """Return the id of experiment ``name``, creating it with the store's artifact root."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     configure_mlflow()
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_root())
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifact_root())
+    except MlflowException:
+        # Another process created it between the lookup and the create.
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def log_and_register(

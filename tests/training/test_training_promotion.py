@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import make_tables
 
+from models.store import configure_mlflow
 from training.promotion import compare, promote, retrain
 from training.run import RunConfig
 
@@ -63,6 +64,18 @@ def tables():
     return make_tables(interaction=True, seed=3)
 
 
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, tables):
+    """One challenger in a store shared by the tests that only read it."""
+    base = tmp_path_factory.mktemp("registered")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AJOISSA_HOME", str(base / "home"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        summary = retrain(tables, _config(), base / "out")
+        yield summary, patch
+
+
 def test_compare_requires_strict_win():
     figures = {
         "model": {"roc_auc": 0.8, "precision_at_k_share": 0.5},
@@ -87,17 +100,15 @@ def test_promote_without_challenger(store):
     assert "run `ajoissa retrain` first" in decision.reasons[0]
 
 
-def test_missing_gate_refuses(store, tables, monkeypatch):
+def test_missing_gate_refuses(registered, monkeypatch):
     monkeypatch.setattr("training.promotion.FAIRNESS_GATE_MODULE", "fairness.no_gate")
-    retrain(tables, _config(), store / "out")
     decision = promote(MODEL)
     assert not decision.promoted
     assert any(r.startswith("fairness gate not evaluated") for r in decision.reasons)
 
 
-def test_failed_gate_refuses(store, tables, monkeypatch):
+def test_failed_gate_refuses(registered, monkeypatch):
     _install_gate(monkeypatch, passed=False, reasons=["recall gap 0.2 by gender"])
-    retrain(tables, _config(), store / "out")
     decision = promote(MODEL)
     assert "fairness gate: recall gap 0.2 by gender" in decision.reasons
 
@@ -123,10 +134,11 @@ def test_promotion_cycle(store, tables, monkeypatch):
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
 
-def test_model_card_stored(store, tables, monkeypatch):
+def test_model_card_stored(registered):
     import mlflow
 
-    summary = retrain(tables, _config(), store / "out")
+    summary, _ = registered
+    configure_mlflow()
     card = Path(summary["model_card"]).read_text()
     assert "## Intended use and users" in card
     assert "| school_cohort |" in card
@@ -172,13 +184,17 @@ def test_concurrent_retrains(store):
     versions = sorted(stdout.split()[0] for stdout, _ in outputs)
     assert versions == ["1", "2"]
 
+    configure_mlflow()
     client = mlflow.MlflowClient()
     for stdout, _ in outputs:
         run = client.get_run(stdout.split()[1])
         assert run.info.status == "FINISHED"
         assert "fold.cutoff_2022-06-01.model.roc_auc" in run.data.metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"evaluation.json", "model", "model_card"} <= artifacts
+        assert {"evaluation.json", "model_card", "plots"} <= artifacts
+    for version in versions:
+        info = mlflow.models.get_model_info(f"models:/{MODEL}/{version}")
+        assert info.metadata["calibration"]["method"] in {"sigmoid", "isotonic"}
     challenger = str(client.get_model_version_by_alias(MODEL, "challenger").version)
     assert challenger in versions
     with sqlite3.connect(store / "home" / "mlflow.db") as connection:
