@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ajoissa.cli import SourceName, app, console
@@ -31,15 +37,21 @@ def retrain(
     source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
     out: Annotated[
         Path,
-        typer.Option(help="Folder for summary.json, the model card, plots and reports."),
+        typer.Option(
+            help="Folder for summary.json, the model card, plots and reports."
+        ),
     ],
     data: Annotated[
         Path | None,
-        typer.Option(help="Folder (or file) with the source's data. Default: the bundled copy."),
+        typer.Option(
+            help="Folder (or file) with the source's data. Default: the bundled copy."
+        ),
     ] = None,
     model_name: Annotated[
         str | None,
-        typer.Option(help="Registered model name in MLflow. Default: ajoissa-<source>."),
+        typer.Option(
+            help="Registered model name in MLflow. Default: ajoissa-<source>."
+        ),
     ] = None,
     cutoff: Annotated[
         list[str] | None,
@@ -50,11 +62,15 @@ def retrain(
     ] = None,
     history_days: Annotated[
         int | None,
-        typer.Option(help="Training history length in days before each cutoff. Default: all."),
+        typer.Option(
+            help="Training history length in days before each cutoff. Default: all."
+        ),
     ] = None,
     test_window_days: Annotated[
         int | None,
-        typer.Option(help="Units starting this many days after a cutoff test. Default: all later."),
+        typer.Option(
+            help="Units starting this many days after a cutoff test. Default: all later."
+        ),
     ] = None,
     label_window_days: Annotated[
         int | None,
@@ -65,7 +81,9 @@ def retrain(
     ] = None,
     asof_days: Annotated[
         list[int] | None,
-        typer.Option(help="As-of offset in days after unit start; repeat. Default: the source's."),
+        typer.Option(
+            help="As-of offset in days after unit start; repeat. Default: the source's."
+        ),
     ] = None,
     top_share: Annotated[
         float, typer.Option(help="Top-k as a share of learners per as-of date (0-1).")
@@ -113,7 +131,9 @@ def retrain(
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task(f"loading {source.value} from {data_path}", total=steps)
+        task = progress.add_task(
+            f"loading {source.value} from {data_path}", total=steps
+        )
 
         def on_step(description: str) -> None:
             progress.update(task, advance=1, description=description)
@@ -128,7 +148,9 @@ def retrain(
 
     _print_promotion_table(summary["evaluation"])
     console.print(f"Registered challenger: {summary['model_uri']}")
-    console.print(f"Compared with champion version: {summary['compared_champion_version']}")
+    console.print(
+        f"Compared with champion version: {summary['compared_champion_version']}"
+    )
     for name, reason in summary["baselines_not_applicable"].items():
         console.print(f"Baseline {name}: {reason}")
     console.print(f"Model card:  {summary.get('model_card', '-')}")
@@ -181,7 +203,9 @@ def promote(
     ] = False,
     reviewer: Annotated[
         str | None,
-        typer.Option(help="Name of the person responsible for skipping the fairness gate."),
+        typer.Option(
+            help="Name of the person responsible for skipping the fairness gate."
+        ),
     ] = None,
 ) -> None:
     from training.promotion import promote as run_promote
@@ -200,7 +224,8 @@ def promote(
         return
     typer.echo(
         f"Refused to promote {model_name} version "
-        f"{decision.challenger_version or '-'}:", err=True
+        f"{decision.challenger_version or '-'}:",
+        err=True,
     )
     for reason in decision.reasons:
         typer.echo(f"- {reason}", err=True)

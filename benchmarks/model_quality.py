@@ -45,7 +45,9 @@ def run_oulad(trials: int, seed: int) -> dict[str, Any]:
     validation = validate_temporal(
         frame, tables.units, ["2014-01-01"], trials=trials, seed=seed
     )
-    metrics = legacy_metrics(frame, validation.final, {d: f"day_{d}" for d in offsets}, 0.10)
+    metrics = legacy_metrics(
+        frame, validation.final, {d: f"day_{d}" for d in offsets}, 0.10
+    )
     day60 = metrics["day_60"]
     gain = day60["model"]["roc_auc"] - day60["logistic"]["roc_auc"]
     precision_wins = {
@@ -90,10 +92,18 @@ def run_uci_binary(trials: int, seed: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=15, help="Optuna trials per fold.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed for every random step.")
-    parser.add_argument("--out", type=Path, default=Path("model-quality.json"),
-                        help="JSON file for the measured figures.")
+    parser.add_argument(
+        "--trials", type=int, default=15, help="Optuna trials per fold."
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Seed for every random step."
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("model-quality.json"),
+        help="JSON file for the measured figures.",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -105,12 +115,16 @@ def main() -> None:
         print(f"== {name} ({results[name]['seconds']} s)")
         for asof, by_model in results[name]["metrics"].items():
             for model, values in by_model.items():
-                print(f"{asof:9} {model:14} ROC-AUC {values['roc_auc']:.3f}  "
-                      f"PR-AUC {values['pr_auc']:.3f}  "
-                      f"P@10% {values['precision_at_10pct']:.3f}  "
-                      f"Brier {values['brier']:.4f}")
+                print(
+                    f"{asof:9} {model:14} ROC-AUC {values['roc_auc']:.3f}  "
+                    f"PR-AUC {values['pr_auc']:.3f}  "
+                    f"P@10% {values['precision_at_10pct']:.3f}  "
+                    f"Brier {values['brier']:.4f}"
+                )
         print("targets:", json.dumps(results[name]["targets"]))
-    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    args.out.write_text(
+        json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8"
+    )
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ class AbcRule(ScoreRule):
 
     The score counts the indicators that are on. Attendance and grades are
     required; a source without behaviour notes gets the A and C indicators only,
-    and ``components`` says so.
+    and ``components`` lists the indicators used.
     """
 
     name = "abc"

@@ -78,7 +78,10 @@ def choose_method(y: np.ndarray) -> Literal["sigmoid", "isotonic"]:
     y = np.asarray(y, dtype=int)
     positives = int(y.sum())
     negatives = len(y) - positives
-    if len(y) >= ISOTONIC_MIN_ROWS and min(positives, negatives) >= ISOTONIC_MIN_POSITIVES:
+    if (
+        len(y) >= ISOTONIC_MIN_ROWS
+        and min(positives, negatives) >= ISOTONIC_MIN_POSITIVES
+    ):
         return "isotonic"
     return "sigmoid"
 

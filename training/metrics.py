@@ -9,6 +9,7 @@ score (the booster's raw score for the model, the rule's own score for rules).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -44,7 +45,10 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float | None:
     if positives == 0 or negatives == 0:
         return None
     ranks = rankdata(p)
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(
+        (ranks[y == 1].sum() - positives * (positives + 1) / 2)
+        / (positives * negatives)
+    )
 
 
 def average_precision(y: np.ndarray, order: np.ndarray) -> float | None:
@@ -58,7 +62,9 @@ def average_precision(y: np.ndarray, order: np.ndarray) -> float | None:
     return float(precision[ordered == 1].sum() / positives)
 
 
-def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+def calibration_error(
+    y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
     """Return the expected calibration error over ``bins`` equal-width bins."""
     index = np.minimum((p * bins).astype(int), bins - 1)
     counts = np.bincount(index, minlength=bins)
@@ -120,8 +126,12 @@ def _point_metrics(
     values: dict[str, float | None] = {
         "roc_auc": roc_auc(y, p),
         "pr_auc": average_precision(y, ranked(p, scored.tiebreak)),
-        "precision_at_k_share": float(y[selected_share].mean()) if selected_share.any() else None,
-        "recall_at_k_share": float(y[selected_share].sum() / positives) if positives else None,
+        "precision_at_k_share": float(y[selected_share].mean())
+        if selected_share.any()
+        else None,
+        "recall_at_k_share": float(y[selected_share].sum() / positives)
+        if positives
+        else None,
         "brier": float(np.mean((p - y) ** 2)),
         "ece": calibration_error(y, p),
     }
@@ -172,7 +182,7 @@ def metrics_with_intervals(
         for name, value in values.items():
             if value is not None:
                 draws[name].append(value)
-    result: dict[str, Any] = {"rows": int(len(y)), "positives": int(y.sum())}
+    result: dict[str, Any] = {"rows": len(y), "positives": int(y.sum())}
     for name, value in point.items():
         result[name] = value
         if value is not None and len(draws[name]) >= max(10, resamples // 2):
@@ -192,13 +202,15 @@ def list_stability(
     are active on both dates, so that learners who left do not count as churn.
     """
     selected = select_top(
-        rows["asof_date"].astype(str).to_numpy(), scored.probability, scored.tiebreak,
+        rows["asof_date"].astype(str).to_numpy(),
+        scored.probability,
+        scored.tiebreak,
         share=top_share,
     )
     frame = rows[["enrolment_id", "asof_date"]].assign(selected=selected)
     dates = sorted(frame["asof_date"].unique())
     pairs = []
-    for earlier, later in zip(dates, dates[1:], strict=False):
+    for earlier, later in itertools.pairwise(dates):
         a = frame[frame["asof_date"] == earlier].set_index("enrolment_id")["selected"]
         b = frame[frame["asof_date"] == later].set_index("enrolment_id")["selected"]
         common = a.index.intersection(b.index)
@@ -224,7 +236,9 @@ def lead_time(rows: pd.DataFrame, scored: Scored, top_share: float) -> dict[str,
     for learners who did not leave in the label window) and the label ``y``.
     """
     selected = select_top(
-        rows["asof_date"].astype(str).to_numpy(), scored.probability, scored.tiebreak,
+        rows["asof_date"].astype(str).to_numpy(),
+        scored.probability,
+        scored.tiebreak,
         share=top_share,
     )
     leavers = rows.assign(selected=selected)
@@ -232,8 +246,10 @@ def lead_time(rows: pd.DataFrame, scored: Scored, top_share: float) -> dict[str,
     count = int(leavers["enrolment_id"].nunique())
     if count == 0:
         return {"leavers": 0, "flagged_share": None, "median_days": None}
-    first = leavers[leavers["selected"]].groupby("enrolment_id").agg(
-        first_flagged=("asof_date", "min"), left=("withdrawal_date", "first")
+    first = (
+        leavers[leavers["selected"]]
+        .groupby("enrolment_id")
+        .agg(first_flagged=("asof_date", "min"), left=("withdrawal_date", "first"))
     )
     days = (first["left"] - first["first_flagged"]).dt.days.dropna()
     return {

@@ -58,15 +58,23 @@ def group_metrics(
     selected = select_top(dates, scored.probability, scored.tiebreak, share=top_share)
     result: dict[str, list[dict[str, Any]]] = {}
     for attribute in attributes:
-        values = rows[attribute].astype(object).where(rows[attribute].notna(), "unknown")
+        values = (
+            rows[attribute].astype(object).where(rows[attribute].notna(), "unknown")
+        )
         groups = []
         for group in sorted(values.astype(str).unique()):
             inside = (values.astype(str) == group).to_numpy()
             if inside.sum() < min_group_size:
                 continue
             metrics = metrics_with_intervals(
-                y[inside], Scored(scored.probability[inside], scored.tiebreak[inside]),
-                dates[inside], dates[inside], top_share, None, resamples, seed,
+                y[inside],
+                Scored(scored.probability[inside], scored.tiebreak[inside]),
+                dates[inside],
+                dates[inside],
+                top_share,
+                None,
+                resamples,
+                seed,
             )
             metrics["selected_share"] = float(selected[inside].mean())
             groups.append({"group": group} | metrics)
@@ -82,7 +90,9 @@ def _fmt(value: float | None, interval: list[float] | None = None) -> str:
     return f"{value:.3f}"
 
 
-def render_markdown(summary: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> str:
+def render_markdown(
+    summary: dict[str, Any], groups: dict[str, list[dict[str, Any]]]
+) -> str:
     """Return the model card as Markdown."""
     evaluation = summary["evaluation"]
     latest = evaluation["folds"][-1]
@@ -116,8 +126,11 @@ def render_markdown(summary: dict[str, Any], groups: dict[str, list[dict[str, An
         "",
         f"Fold `{latest['name']}`, all as-of dates pooled. Top-k is "
         f"{evaluation['top_share']:.0%} of learners per as-of date"
-        + (f", or {evaluation['k_per_unit']} per unit and as-of date"
-           if evaluation["k_per_unit"] else "")
+        + (
+            f", or {evaluation['k_per_unit']} per unit and as-of date"
+            if evaluation["k_per_unit"]
+            else ""
+        )
         + f". Intervals: {evaluation['interval']}, {evaluation['bootstrap_resamples']} "
         "resamples.",
         "",
@@ -141,10 +154,17 @@ def render_markdown(summary: dict[str, Any], groups: dict[str, list[dict[str, An
         )
     if summary["baselines_not_applicable"]:
         lines += ["", "Baselines that could not run:", ""]
-        lines += [f"- {name}: {reason}" for name, reason in
-                  summary["baselines_not_applicable"].items()]
-    lines += ["", "## Metrics by fold", "",
-              "| fold | model | ROC-AUC | precision@k | Brier |", "|---|---|---|---|---|"]
+        lines += [
+            f"- {name}: {reason}"
+            for name, reason in summary["baselines_not_applicable"].items()
+        ]
+    lines += [
+        "",
+        "## Metrics by fold",
+        "",
+        "| fold | model | ROC-AUC | precision@k | Brier |",
+        "|---|---|---|---|---|",
+    ]
     for fold in evaluation["folds"]:
         for name in ("model", "logistic", "rule"):
             values = fold["overall"].get(name)
@@ -155,21 +175,32 @@ def render_markdown(summary: dict[str, Any], groups: dict[str, list[dict[str, An
                     f"| {_fmt(values['precision_at_k_share'], values['precision_at_k_share_ci'])} "
                     f"| {_fmt(values['brier'])} |"
                 )
-    lines += ["", "## Calibration", "",
-              f"Method: {validation.get('calibration')}, fitted on "
-              f"{validation.get('validation_period', 'a held-out share of the training learners')}"
-              "; the booster is unchanged by it.", "",
-              "| mean predicted | observed rate | rows |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Calibration",
+        "",
+        f"Method: {validation.get('calibration')}, fitted on "
+        f"{validation.get('validation_period', 'a held-out share of the training learners')}"
+        "; the booster is unchanged by it.",
+        "",
+        "| mean predicted | observed rate | rows |",
+        "|---|---|---|",
+    ]
     for point in latest["calibration_curve"].get("model", []):
-        lines.append(f"| {point['mean_predicted']:.3f} | {point['observed_rate']:.3f} "
-                     f"| {point['rows']} |")
+        lines.append(
+            f"| {point['mean_predicted']:.3f} | {point['observed_rate']:.3f} "
+            f"| {point['rows']} |"
+        )
     lines += ["", "## Metrics by group", ""]
     if not groups:
         lines.append("The source has no sensitive attributes to group by.")
     for attribute, rows in groups.items():
-        lines += [f"### {attribute}", "",
-                  "| group | rows | ROC-AUC | precision@k | Brier | share selected |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {attribute}",
+            "",
+            "| group | rows | ROC-AUC | precision@k | Brier | share selected |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in rows:
             lines.append(
                 f"| {row['group']} | {row['rows']} "
@@ -184,7 +215,8 @@ def render_markdown(summary: dict[str, Any], groups: dict[str, list[dict[str, An
         "- Scores are estimates from past cohorts; a change in teaching, "
         "registration rules or recording practice makes them drift.",
         "- Training cohorts whose units end after a fold's cutoff contribute labels "
-        "observed after that cutoff, as in the published OULAD set-ups.",
+        "observed after that cutoff; a deployed model could only be trained once "
+        "those units had ended.",
         "- Learners who repeat a unit are dropped from test folds when they appear "
         "in training, so the figures describe learners new to the model.",
         "- Reason codes explain the booster's raw score in log-odds, before "
@@ -201,7 +233,7 @@ def render_html(markdown_text: str, title: str) -> str:
 
     body = MarkdownIt("commonmark").enable("table").render(markdown_text)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.2em .5em}"

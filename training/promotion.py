@@ -39,8 +39,10 @@ def champion_scorer(model_name: str) -> tuple[Any, str | None]:
     try:
         champion = load_registered(model_name, CHAMPION)
     except LookupError:
-        logger.info("no champion of %s yet; the challenger is compared with baselines only",
-                    model_name)
+        logger.info(
+            "no champion of %s yet; the challenger is compared with baselines only",
+            model_name,
+        )
         return None, None
 
     def score(rows: pd.DataFrame) -> Scored | None:
@@ -48,11 +50,15 @@ def champion_scorer(model_name: str) -> tuple[Any, str | None]:
         if missing:
             logger.warning(
                 "the champion %s needs features %s that the retrain does not build; "
-                "it is not compared", champion.uri, missing,
+                "it is not compared",
+                champion.uri,
+                missing,
             )
             return None
         raw = predict_risk(champion.model, champion.spec, rows)
-        calibrated = raw if champion.calibration is None else champion.calibration.apply(raw)
+        calibrated = (
+            raw if champion.calibration is None else champion.calibration.apply(raw)
+        )
         return Scored(calibrated, raw)
 
     return score, champion.version
@@ -87,12 +93,16 @@ def retrain(
         summary["compared_champion_version"] = compared
         client = mlflow.MlflowClient()
         client.set_model_version_tag(
-            model_name, summary["model_version"], "compared_champion_version",
+            model_name,
+            summary["model_version"],
+            "compared_champion_version",
             str(compared or ""),
         )
 
     return run_main_job(
-        tables, config, out_dir,
+        tables,
+        config,
+        out_dir,
         on_step=on_step or (lambda _: None),
         extra_scorers=scorers,
         on_registered=tag_version,
@@ -115,7 +125,9 @@ class PromotionDecision:
 def _load_evaluation(run_id: str) -> dict[str, Any]:
     import mlflow
 
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation.json")
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="evaluation.json"
+    )
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -158,7 +170,9 @@ def _fairness_gate(
     ], []
 
 
-def promote(model_name: str, skip_fairness_reviewer: str | None = None) -> PromotionDecision:
+def promote(
+    model_name: str, skip_fairness_reviewer: str | None = None
+) -> PromotionDecision:
     """Make the challenger the champion if it beats the champion and every baseline.
 
     ``skip_fairness_reviewer`` names the person who takes responsibility for
@@ -172,9 +186,13 @@ def promote(model_name: str, skip_fairness_reviewer: str | None = None) -> Promo
     try:
         challenger = client.get_model_version_by_alias(model_name, CHALLENGER)
     except MlflowException:
-        return PromotionDecision(model_name, None, None, False,
-                                 [f"no {CHALLENGER!r} version of {model_name}; run "
-                                  "`ajoissa retrain` first"])
+        return PromotionDecision(
+            model_name,
+            None,
+            None,
+            False,
+            [f"no {CHALLENGER!r} version of {model_name}; run `ajoissa retrain` first"],
+        )
     try:
         champion_version: str | None = client.get_model_version_by_alias(
             model_name, CHAMPION
@@ -197,21 +215,36 @@ def promote(model_name: str, skip_fairness_reviewer: str | None = None) -> Promo
     )
     reasons.extend(gate_reasons)
     decision = PromotionDecision(
-        model_name, str(challenger.version), champion_version, not reasons,
-        reasons, notes, promotion,
+        model_name,
+        str(challenger.version),
+        champion_version,
+        not reasons,
+        reasons,
+        notes,
+        promotion,
     )
     if decision.promoted:
         version = str(challenger.version)
         client.set_registered_model_alias(model_name, CHAMPION, version)
         client.delete_registered_model_alias(model_name, CHALLENGER)
-        client.set_model_version_tag(model_name, version, "promoted_at",
-                                     datetime.now(UTC).isoformat(timespec="seconds"))
-        client.set_model_version_tag(model_name, version, "promoted_over_version",
-                                     str(champion_version or ""))
-        client.set_model_version_tag(model_name, version, "fairness_gate",
-                                     "; ".join(notes))
+        client.set_model_version_tag(
+            model_name,
+            version,
+            "promoted_at",
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        client.set_model_version_tag(
+            model_name, version, "promoted_over_version", str(champion_version or "")
+        )
+        client.set_model_version_tag(
+            model_name, version, "fairness_gate", "; ".join(notes)
+        )
         logger.info("promoted %s version %s to champion", model_name, version)
     else:
-        logger.info("refused to promote %s version %s: %d reasons", model_name,
-                    challenger.version, len(reasons))
+        logger.info(
+            "did not promote %s version %s: %d reasons",
+            model_name,
+            challenger.version,
+            len(reasons),
+        )
     return decision

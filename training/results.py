@@ -46,8 +46,14 @@ def evaluate_fold(
         label = asof_labels.get(int(offset), f"day_{int(offset)}")
         by_asof[label] = {
             name: metrics_with_intervals(
-                y[at], _subset(scored, at), dates[at], units[at], top_share,
-                k_per_unit, resamples, seed,
+                y[at],
+                _subset(scored, at),
+                dates[at],
+                units[at],
+                top_share,
+                k_per_unit,
+                resamples,
+                seed,
             )
             for name, scored in fold.scores.items()
         }
@@ -111,7 +117,9 @@ def evaluate_validation(
     }
 
 
-def promotion_figures(fold_result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+def promotion_figures(
+    fold_result: dict[str, Any],
+) -> dict[str, dict[str, float | None]]:
     """Return the promotion metrics of every model on one fold, pooled over as-of dates."""
     return {
         name: {metric: values.get(metric) for metric in PROMOTION_METRICS}
@@ -142,6 +150,8 @@ def fold_table(evaluation: dict[str, Any]) -> pd.DataFrame:
     for fold in evaluation["folds"]:
         for asof, by_model in [*fold["by_asof"].items(), ("all", fold["overall"])]:
             for model, values in by_model.items():
-                records.append({"fold": fold["name"], "asof": asof, "model": model}
-                               | {k: v for k, v in values.items() if not k.endswith("_ci")})
+                records.append(
+                    {"fold": fold["name"], "asof": asof, "model": model}
+                    | {k: v for k, v in values.items() if not k.endswith("_ci")}
+                )
     return pd.DataFrame(records)

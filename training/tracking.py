@@ -27,8 +27,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def table_fingerprints(tables: InputTables) -> dict[str, str]:
     """Return a SHA-256 over each contract table's rows and column names."""
     fingerprints = {}
-    for name in ("learners", "units", "enrolments", "attributes", "assessments",
-                 "attendance"):
+    for name in (
+        "learners",
+        "units",
+        "enrolments",
+        "attributes",
+        "assessments",
+        "attendance",
+    ):
         table: pd.DataFrame = getattr(tables, name)
         digest = hashlib.sha256(",".join(map(str, table.columns)).encode())
         if len(table):
@@ -43,12 +49,20 @@ def code_version() -> str:
     """Return the git commit of the code (with ``-dirty`` for local changes), or ``unknown``."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-            text=True, timeout=10, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-            capture_output=True, text=True, timeout=10, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -75,8 +89,12 @@ def _plot_calibration(evaluation: dict[str, Any], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
     for model, curve in fold["calibration_curve"].items():
-        axis.plot([c["mean_predicted"] for c in curve],
-                  [c["observed_rate"] for c in curve], marker="o", label=model)
+        axis.plot(
+            [c["mean_predicted"] for c in curve],
+            [c["observed_rate"] for c in curve],
+            marker="o",
+            label=model,
+        )
     axis.set_xlabel("mean predicted probability")
     axis.set_ylabel("observed withdrawal rate")
     axis.set_title(f"Calibration, fold {fold['name']}")
@@ -96,11 +114,14 @@ def _plot_folds(evaluation: dict[str, Any], path: Path) -> None:
     models = list(evaluation["folds"][-1]["overall"])
     width = 0.8 / max(len(models), 1)
     for i, model in enumerate(models):
-        values = [fold["overall"].get(model, {}).get("roc_auc") or 0.0
-                  for fold in evaluation["folds"]]
+        values = [
+            fold["overall"].get(model, {}).get("roc_auc") or 0.0
+            for fold in evaluation["folds"]
+        ]
         axis.bar([j + i * width for j in range(len(names))], values, width, label=model)
-    axis.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names,
-                    rotation=20)
+    axis.set_xticks(
+        [j + 0.4 - width / 2 for j in range(len(names))], names, rotation=20
+    )
     axis.set_ylim(0.4, 1.0)
     axis.set_ylabel("ROC-AUC")
     axis.legend(fontsize="small", ncol=2)
@@ -117,10 +138,13 @@ def log_run_details(
     fingerprints = table_fingerprints(tables)
     version = code_version()
     mlflow.set_tags({"code_version": version, "input_fingerprint": fingerprints["all"]})
-    mlflow.log_dict({"fingerprints": fingerprints, "code_version": version},
-                    "inputs.json")
-    mlflow.log_dict({"features": frame.feature_names,
-                     "categorical": frame.categorical}, "features.json")
+    mlflow.log_dict(
+        {"fingerprints": fingerprints, "code_version": version}, "inputs.json"
+    )
+    mlflow.log_dict(
+        {"features": frame.feature_names, "categorical": frame.categorical},
+        "features.json",
+    )
     mlflow.log_dict(json.loads(json.dumps(evaluation, default=str)), "evaluation.json")
     mlflow.log_metrics(_fold_metrics(evaluation))
     plots = out_dir / "plots"

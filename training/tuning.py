@@ -68,15 +68,25 @@ def tune(
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
     )
-    study.enqueue_trial({k: DEFAULT_PARAMS[k] for k in (
-        "learning_rate", "num_leaves", "min_child_samples", "colsample_bytree",
-        "reg_lambda",
-    )})
+    study.enqueue_trial(
+        {
+            k: DEFAULT_PARAMS[k]
+            for k in (
+                "learning_rate",
+                "num_leaves",
+                "min_child_samples",
+                "colsample_bytree",
+                "reg_lambda",
+            )
+        }
+    )
     study.optimize(objective, n_trials=trials)
     best = study.best_trial
     logger.info(
         "Optuna chose %s after %d trials (validation ROC-AUC %.4f)",
-        best.params, trials, best.value,
+        best.params,
+        trials,
+        best.value,
     )
     return Tuned(
         params=dict(best.params),

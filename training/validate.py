@@ -101,8 +101,9 @@ def with_label_window(
     data = data.assign(
         **{LABEL: withdrawn.astype(int), "withdrawal_date": end.where(withdrawn)}
     )
-    return FeatureFrame(data=data, feature_names=frame.feature_names,
-                        categorical=frame.categorical)
+    return FeatureFrame(
+        data=data, feature_names=frame.feature_names, categorical=frame.categorical
+    )
 
 
 def _random_validation(
@@ -113,7 +114,9 @@ def _random_validation(
         n_splits=round(1 / VALIDATION_SHARE), shuffle=True, random_state=seed
     )
     _, valid_rows = next(
-        splitter.split(positions, y[positions], data["learner_id"].to_numpy()[positions])
+        splitter.split(
+            positions, y[positions], data["learner_id"].to_numpy()[positions]
+        )
     )
     valid = np.zeros(len(data), dtype=bool)
     valid[positions[valid_rows]] = True
@@ -128,8 +131,14 @@ def fit_fold(
     trials: int,
     seed: int,
     tuned: Tuned | None = None,
-) -> tuple[dict[str, Scored], lgb.LGBMClassifier, FeatureSpec, Calibration, Tuned,
-           dict[str, str]]:
+) -> tuple[
+    dict[str, Scored],
+    lgb.LGBMClassifier,
+    FeatureSpec,
+    Calibration,
+    Tuned,
+    dict[str, str],
+]:
     """Fit the model and every applicable baseline on one fold; score the test rows.
 
     Returns the scores, the booster, its spec, the calibration, the tuning record
@@ -198,7 +207,9 @@ def validate_temporal(
             train &= (unit_start >= cutoff - pd.Timedelta(days=history_days)).to_numpy()
         test = (unit_start >= cutoff).to_numpy().copy()
         if test_window_days is not None:
-            test &= (unit_start < cutoff + pd.Timedelta(days=test_window_days)).to_numpy()
+            test &= (
+                unit_start < cutoff + pd.Timedelta(days=test_window_days)
+            ).to_numpy()
         if not train.any() or not test.any():
             message = (
                 f"cutoff {cutoff.date()}: {int(train.sum())} training rows and "
@@ -207,7 +218,9 @@ def validate_temporal(
             logger.warning(message)
             skipped.append(message)
             continue
-        overlap = test & data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
+        overlap = (
+            test & data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
+        )
         test &= ~overlap
 
         cohort_start = unit_start[train].groupby(data.loc[train, "cohort"]).min()
@@ -232,7 +245,7 @@ def validate_temporal(
             "train_cohorts": sorted(cohort_start.index.tolist()),
             "test_cohorts": sorted(data.loc[test, "cohort"].unique().tolist()),
             "train_rows": int(train.sum()),
-            "test_rows": int(len(rows)),
+            "test_rows": len(rows),
             "test_rows_dropped_learner_in_training": int(overlap.sum()),
             "validation_period": held_out,
             "boosting_rounds": tuned.rounds,
@@ -241,11 +254,25 @@ def validate_temporal(
             "calibration": calibration.method,
         }
         logger.info(
-            "fold %s: %d training rows, %d test rows, %d dropped", name,
-            int(train.sum()), len(rows), int(overlap.sum()),
+            "fold %s: %d training rows, %d test rows, %d dropped",
+            name,
+            int(train.sum()),
+            len(rows),
+            int(overlap.sum()),
         )
-        folds.append(Fold(name, rows, scores, model, spec, calibration, tuned,
-                          details, not_applicable))
+        folds.append(
+            Fold(
+                name,
+                rows,
+                scores,
+                model,
+                spec,
+                calibration,
+                tuned,
+                details,
+                not_applicable,
+            )
+        )
     if not folds:
         raise ValueError(
             f"no temporal cutoff in {cutoffs} leaves both training and test rows; "
@@ -284,10 +311,19 @@ def validate_stratified(
         scores, model, spec, calibration, tuned, not_applicable = fit_fold(
             frame, train & ~valid, valid, test, trials, seed, tuned
         )
-        results.append(Fold(name, np.flatnonzero(test), scores, model, spec,
-                            calibration, tuned,
-                            {"test_rows": int(test.sum()), "boosting_rounds": tuned.rounds},
-                            not_applicable))
+        results.append(
+            Fold(
+                name,
+                np.flatnonzero(test),
+                scores,
+                model,
+                spec,
+                calibration,
+                tuned,
+                {"test_rows": int(test.sum()), "boosting_rounds": tuned.rounds},
+                not_applicable,
+            )
+        )
 
     everything = np.ones(len(data), dtype=bool)
     valid = _random_validation(data, everything, y, seed)
@@ -303,10 +339,16 @@ def validate_stratified(
         for name in results[0].scores
     }
     pooled = Fold(
-        "out_of_fold", rows, pooled_scores, model, spec, calibration, tuned,
+        "out_of_fold",
+        rows,
+        pooled_scores,
+        model,
+        spec,
+        calibration,
+        tuned,
         {
             "folds": folds,
-            "test_rows": int(len(rows)),
+            "test_rows": len(rows),
             "boosting_rounds": tuned.rounds,
             "hyperparameters": tuned.params,
             "optuna_trials": tuned.trials,
@@ -318,7 +360,9 @@ def validate_stratified(
     return Validation("stratified", [*results, pooled], pooled)
 
 
-def add_scores(validation: Validation, frame: FeatureFrame, scorers: dict[str, ExtraScorer]) -> None:
+def add_scores(
+    validation: Validation, frame: FeatureFrame, scorers: dict[str, ExtraScorer]
+) -> None:
     """Score each fold's test rows with already trained models, such as the champion."""
     for fold in validation.folds:
         X = frame.data.iloc[fold.rows]

@@ -42,7 +42,7 @@ def test_method_by_size():
 
 
 def test_calibration_round_trip(data):
-    X, y = data
+    _, y = data
     calibration = fit_calibration(np.linspace(0.01, 0.99, len(y)), y, "isotonic")
     again = Calibration.from_dict(calibration.to_dict())
     probe = np.linspace(0, 1, 11)
@@ -81,11 +81,13 @@ def test_abc_without_attendance():
 
 
 def test_abc_counts_indicators():
-    X = pd.DataFrame({
-        "absence_share": [0.05, 0.2, 0.2],
-        "assessments_failed": [0.0, 0.0, 2.0],
-        "behaviour_notes": [0.0, 0.0, 1.0],
-    })
+    X = pd.DataFrame(
+        {
+            "absence_share": [0.05, 0.2, 0.2],
+            "assessments_failed": [0.0, 0.0, 2.0],
+            "behaviour_notes": [0.0, 0.0, 1.0],
+        }
+    )
     assert AbcRule().rule_score(X).tolist() == [0.0, 1.0, 3.0]
     assert AbcRule().components(X)[-1] == "behaviour notes"
 
@@ -109,12 +111,14 @@ def test_last_grade_ranks_missing_first():
 
 
 def test_context_falls_back_for_new_cohort():
-    rows = pd.DataFrame({
-        "unit_id": ["s1-2021", "s1-2021", "s2-2021", "s2-2021"],
-        "cohort": ["2021"] * 4,
-    })
+    rows = pd.DataFrame(
+        {
+            "unit_id": ["s1-2021", "s1-2021", "s2-2021", "s2-2021"],
+            "cohort": ["2021"] * 4,
+        }
+    )
     model = ContextBaseline(prior_rows=0.0).fit(rows, np.array([1, 1, 0, 0]))
-    new = pd.DataFrame({"unit_id": ["s1-2022", "s2-2022", "s3-2022"],
-                        "cohort": ["2022"] * 3})
+    new = pd.DataFrame(
+        {"unit_id": ["s1-2022", "s2-2022", "s3-2022"], "cohort": ["2022"] * 3}
+    )
     assert model.predict_proba(new)[:, 1].tolist() == [1.0, 0.0, 0.5]
-

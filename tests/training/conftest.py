@@ -14,13 +14,21 @@ import pytest
 
 from sources.contract import InputTables, empty_table
 
-COHORTS = (("2021A", "2021-01-10"), ("2021B", "2021-07-10"), ("2022A", "2022-01-10"),
-           ("2022B", "2022-07-10"))
+COHORTS = (
+    ("2021A", "2021-01-10"),
+    ("2021B", "2021-07-10"),
+    ("2022A", "2022-01-10"),
+    ("2022B", "2022-07-10"),
+)
 SCHOOLS = ("north", "south", "east")
 
 
-def make_tables(learners_per_unit: int = 60, attendance: bool = False,
-                seed: int = 0, interaction: bool = False) -> InputTables:
+def make_tables(
+    learners_per_unit: int = 60,
+    attendance: bool = False,
+    seed: int = 0,
+    interaction: bool = False,
+) -> InputTables:
     """Return validated synthetic tables.
 
     With ``interaction`` the risk raises withdrawal only in the vocational
@@ -34,8 +42,14 @@ def make_tables(learners_per_unit: int = 60, attendance: bool = False,
         start_date = pd.Timestamp(start)
         for school in SCHOOLS:
             unit_id = f"{school}-{cohort}"
-            units.append({"unit_id": unit_id, "cohort": cohort, "start_date": start_date,
-                          "end_date": start_date + pd.Timedelta(days=170)})
+            units.append(
+                {
+                    "unit_id": unit_id,
+                    "cohort": cohort,
+                    "start_date": start_date,
+                    "end_date": start_date + pd.Timedelta(days=170),
+                }
+            )
             for i in range(learners_per_unit):
                 # Every fifth learner of the previous cohort enrols again.
                 repeat = c > 0 and i % 5 == 0
@@ -50,38 +64,55 @@ def make_tables(learners_per_unit: int = 60, attendance: bool = False,
                 withdraws = rng.random() < 1 / (1 + np.exp(-(risk * slope - 1.5)))
                 leave_day = int(rng.integers(40, 160))
                 end = start_date + pd.Timedelta(days=leave_day if withdraws else 170)
-                enrolments.append({
-                    "enrolment_id": enrolment, "learner_id": learner, "unit_id": unit_id,
-                    "start_date": start_date, "end_date": end,
-                    "end_reason": "withdrawn" if withdraws else "completed",
-                })
-                attributes.append({"enrolment_id": enrolment, "known_from": start_date,
-                                   "programme": programme})
+                enrolments.append(
+                    {
+                        "enrolment_id": enrolment,
+                        "learner_id": learner,
+                        "unit_id": unit_id,
+                        "start_date": start_date,
+                        "end_date": end,
+                        "end_reason": "withdrawn" if withdraws else "completed",
+                    }
+                )
+                attributes.append(
+                    {
+                        "enrolment_id": enrolment,
+                        "known_from": start_date,
+                        "programme": programme,
+                    }
+                )
                 for a in range(5):
                     due = start_date + pd.Timedelta(days=20 + 30 * a)
                     submitted = rng.random() > 0.15 + 0.3 * (risk > 0.5)
                     score = float(np.clip(rng.normal(65 - 12 * risk, 12), 0, 100))
-                    assessments.append({
-                        "enrolment_id": enrolment, "assessment_id": f"a{a}",
-                        "due_date": due,
-                        "submitted_date": due if submitted else pd.NaT,
-                        "score": score if submitted else np.nan,
-                        "passed": (score >= 40) if submitted else None,
-                        "weight": 20.0,
-                    })
+                    assessments.append(
+                        {
+                            "enrolment_id": enrolment,
+                            "assessment_id": f"a{a}",
+                            "due_date": due,
+                            "submitted_date": due if submitted else pd.NaT,
+                            "score": score if submitted else np.nan,
+                            "passed": (score >= 40) if submitted else None,
+                            "weight": 20.0,
+                        }
+                    )
                 if attendance:
                     for day in range(0, 150, 7):
                         absent = rng.random() < 0.05 + 0.15 * (risk > 0.5)
-                        marks.append({
-                            "enrolment_id": enrolment,
-                            "date": start_date + pd.Timedelta(days=day),
-                            "mark": "unexcused" if absent else "present",
-                        })
+                        marks.append(
+                            {
+                                "enrolment_id": enrolment,
+                                "date": start_date + pd.Timedelta(days=day),
+                                "mark": "unexcused" if absent else "present",
+                            }
+                        )
     return InputTables(
-        learners=pd.DataFrame({
-            "learner_id": sorted(learner_ids),
-            "gender": rng.choice(["F", "M"], len(learner_ids)),
-        }),
+        learners=pd.DataFrame(
+            {
+                "learner_id": sorted(learner_ids),
+                "gender": rng.choice(["F", "M"], len(learner_ids)),
+            }
+        ),
         units=pd.DataFrame(units),
         enrolments=pd.DataFrame(enrolments),
         attributes=pd.DataFrame(attributes),

@@ -22,7 +22,10 @@ def temporal(frame, synthetic_tables):
 
 
 def test_temporal_has_two_folds(temporal):
-    assert [f.name for f in temporal.folds] == ["cutoff_2021-12-01", "cutoff_2022-06-01"]
+    assert [f.name for f in temporal.folds] == [
+        "cutoff_2021-12-01",
+        "cutoff_2022-06-01",
+    ]
 
 
 def test_no_learner_on_both_sides(temporal, frame, synthetic_tables):
@@ -116,5 +119,6 @@ def test_tuning_is_seeded(frame, synthetic_tables):
     second = validate_temporal(frame, synthetic_tables.units, ["2022-06-01"], trials=3)
     assert first.final.tuned.params == second.final.tuned.params
     assert np.array_equal(
-        first.final.scores["model"].probability, second.final.scores["model"].probability
+        first.final.scores["model"].probability,
+        second.final.scores["model"].probability,
     )

@@ -82,12 +82,16 @@ def test_ties_go_to_higher_tiebreak():
 
 def _rows():
     dates = pd.to_datetime(["2024-01-01"] * 4 + ["2024-02-01"] * 4)
-    return pd.DataFrame({
-        "enrolment_id": ["e1", "e2", "e3", "e4"] * 2,
-        "asof_date": dates,
-        "y": [1, 0, 1, 0, 1, 0, 1, 0],
-        "withdrawal_date": pd.to_datetime(["2024-03-01", None, "2024-03-11", None] * 2),
-    })
+    return pd.DataFrame(
+        {
+            "enrolment_id": ["e1", "e2", "e3", "e4"] * 2,
+            "asof_date": dates,
+            "y": [1, 0, 1, 0, 1, 0, 1, 0],
+            "withdrawal_date": pd.to_datetime(
+                ["2024-03-01", None, "2024-03-11", None] * 2
+            ),
+        }
+    )
 
 
 def test_stability_of_same_list():

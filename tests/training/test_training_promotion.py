@@ -174,7 +174,10 @@ def test_concurrent_retrains(store):
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(seed), str(store / f"out{seed}")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for seed in (0, 1)
     ]

@@ -19,11 +19,15 @@ def store(tmp_path, monkeypatch):
 
 def _frame(n, seed):
     rng = np.random.default_rng(seed)
-    X = pd.DataFrame({
-        "mean_score": rng.normal(60, 15, n),
-        "attr_programme": pd.Categorical(rng.choice(["general", "vocational", "art"], n)),
-        "assessments_missed": rng.integers(0, 4, n).astype(float),
-    })
+    X = pd.DataFrame(
+        {
+            "mean_score": rng.normal(60, 15, n),
+            "attr_programme": pd.Categorical(
+                rng.choice(["general", "vocational", "art"], n)
+            ),
+            "assessments_missed": rng.integers(0, 4, n).astype(float),
+        }
+    )
     logit = -2 + 0.8 * X["assessments_missed"] + (X["attr_programme"] == "art") * 1.5
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int).to_numpy()
     return X, y
