@@ -56,6 +56,7 @@ def _initialise_sqlite(uri: str) -> None:
     processes doing that at once on a new file fail half-way through the
     migration. The lock makes the first process finish before the second looks.
     """
+    # NOTE: fcntl locks exist on POSIX systems only; on Windows this import fails.
     import fcntl
 
     from mlflow.store.model_registry.sqlalchemy_store import (
