@@ -24,6 +24,10 @@ DEFAULT_PARAMS: dict[str, object] = {
     "reg_lambda": 1.0,
     "random_state": 0,
     "n_jobs": 2,
+    # Multithreaded histogram sums can differ in the last bits between runs,
+    # which changes early stopping on large data; these two make runs repeatable.
+    "deterministic": True,
+    "force_row_wise": True,
     "verbose": -1,
 }
 """Hyperparameters used when none are given; chosen by hand, not searched.
