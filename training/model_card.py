@@ -152,6 +152,12 @@ def render_markdown(
             f"| {_fmt(stability)} | {_fmt(lead['flagged_share'])} "
             f"| {'-' if lead['median_days'] is None else lead['median_days']} |"
         )
+    if evaluation["kind"] == "stratified":
+        lines += [
+            "",
+            "The source has no time axis, so list stability and lead time (which "
+            "need as-of dates on a real calendar) say nothing here.",
+        ]
     if summary["baselines_not_applicable"]:
         lines += ["", "Baselines that could not run:", ""]
         lines += [
