@@ -182,6 +182,8 @@ def metrics_with_intervals(
         for name, value in values.items():
             if value is not None:
                 draws[name].append(value)
+    # NOTE: the calibration error of a resample is biased upwards (duplicated
+    # rows make bins noisier), so its interval can lie above the point value.
     result: dict[str, Any] = {"rows": len(y), "positives": int(y.sum())}
     for name, value in point.items():
         result[name] = value
