@@ -49,8 +49,10 @@ def _oulad_config() -> RunConfig:
         asof_offsets_days=offsets,
         asof_labels={d: f"day_{d}" for d in offsets},
         validation="temporal",
-        # The 2013 presentations train the model and the 2014 ones test it.
+        # The latest fold trains on the 2013 presentations and tests on the 2014
+        # ones; the earlier fold trains on 2013B and tests on the later ones.
         temporal_cutoff="2014-01-01",
+        earlier_cutoffs=["2013-07-01"],
     )
 
 

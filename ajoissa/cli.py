@@ -181,7 +181,7 @@ def run(
             config.label_rule = replace(config.label_rule, transfer_gap_days=transfer_gap_days)
 
     started = time.perf_counter()
-    steps = 7
+    steps = 8
     with Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -282,6 +282,7 @@ def _register_commands() -> None:
     import ajoissa.score_commands  # noqa: F401
     import ajoissa.records_commands  # noqa: F401
     import ajoissa.synth_commands  # noqa: F401
+    import ajoissa.training_commands  # noqa: F401
 
 
 _register_commands()

@@ -92,3 +92,185 @@ class LogisticBaseline:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.pipeline_.predict_proba(self._prepare(X))
+
+
+ABSENCE_SHARE_COLUMN = "absence_share"
+"""Share of attendance marks that are absences; attendance under 90 % is a share
+above 0.10."""
+FAILED_COLUMN = "assessments_failed"
+BEHAVIOUR_COLUMN = "attr_behaviour_notes"
+"""Behaviour notes so far, an attribute that school-record sources provide."""
+ABSENCE_HOURS_COLUMN = "absence_hours_year"
+"""Absence hours in the school year so far, from the learner features."""
+LAST_GRADE_COLUMN = "last_score"
+ABSENCE_HOUR_THRESHOLDS = (30.0, 50.0, 70.0)
+"""Absence-hour alert levels used by Finnish schools: each threshold passed raises
+the alert by one step."""
+SCHOOL_COLUMN = "school_id"
+
+
+class NotApplicableError(ValueError):
+    """The data lacks the columns a baseline needs; the message names the data."""
+
+
+def _has_data(X: pd.DataFrame, column: str) -> bool:
+    return column in X.columns and bool(X[column].notna().any())
+
+
+class ScoreRule:
+    """A rule that scores each row from named feature columns.
+
+    Ranking follows the rule's own score. ``fit`` maps scores to withdrawal rates
+    with isotonic regression, so the probabilities keep the rule's order and can
+    be compared with the model's on the Brier score. ``tiebreak`` returns the
+    rule score, which orders rows that get the same rate.
+    """
+
+    name = "rule"
+    required: tuple[tuple[str, str], ...] = ()
+    """Pairs of (column, what the data is called in a not-applicable message)."""
+
+    def applicability(self, X: pd.DataFrame) -> str | None:
+        """Return why the rule cannot run on ``X``, or None when it can."""
+        for column, what in self.required:
+            if not _has_data(X, column):
+                return f"not applicable: the source has no {what} data ({column})"
+        return None
+
+    def rule_score(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> ScoreRule:
+        from sklearn.isotonic import IsotonicRegression
+
+        reason = self.applicability(X)
+        if reason:
+            raise NotApplicableError(f"{self.name}: {reason}")
+        self.isotonic_ = IsotonicRegression(
+            y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip"
+        ).fit(self.rule_score(X), np.asarray(y, dtype=float))
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        rates = self.isotonic_.predict(self.rule_score(X))
+        return np.column_stack([1 - rates, rates])
+
+    def tiebreak(self, X: pd.DataFrame) -> np.ndarray:
+        return self.rule_score(X)
+
+
+class AbcRule(ScoreRule):
+    """The ABC indicator rule: attendance under 90 %, failing grades, behaviour notes.
+
+    The score counts the indicators that are on. Attendance and grades are
+    required; a source without behaviour notes gets the A and C indicators only,
+    and ``components`` lists the indicators used.
+    """
+
+    name = "abc"
+    required = (
+        (ABSENCE_SHARE_COLUMN, "attendance"),
+        (FAILED_COLUMN, "grade"),
+    )
+
+    def components(self, X: pd.DataFrame) -> list[str]:
+        used = ["attendance under 90 %", "failing grades"]
+        if _has_data(X, BEHAVIOUR_COLUMN):
+            used.append("behaviour notes")
+        return used
+
+    def rule_score(self, X: pd.DataFrame) -> np.ndarray:
+        score = (X[ABSENCE_SHARE_COLUMN].fillna(0) > 0.10).astype(float)
+        score += (X[FAILED_COLUMN].fillna(0) > 0).astype(float)
+        if _has_data(X, BEHAVIOUR_COLUMN):
+            score += (X[BEHAVIOUR_COLUMN].fillna(0) > 0).astype(float)
+        return score.to_numpy(dtype=float)
+
+
+class AbsenceHoursRule(ScoreRule):
+    """Absence-hour alerts: the score is the number of thresholds (30, 50, 70 h) passed.
+
+    Rows are ordered by the hours themselves within an alert level.
+    """
+
+    name = "absence_hours"
+    required = ((ABSENCE_HOURS_COLUMN, "absence-hour"),)
+
+    def rule_score(self, X: pd.DataFrame) -> np.ndarray:
+        hours = X[ABSENCE_HOURS_COLUMN].fillna(0).to_numpy(dtype=float)
+        return sum((hours >= t).astype(float) for t in ABSENCE_HOUR_THRESHOLDS)
+
+    def tiebreak(self, X: pd.DataFrame) -> np.ndarray:
+        return X[ABSENCE_HOURS_COLUMN].fillna(0).to_numpy(dtype=float)
+
+
+class LastGradeRule(ScoreRule):
+    """The last-grade rule: the lower the last grade (0-100), the higher the risk.
+
+    A learner with no grade yet ranks above every graded learner, as a teacher
+    following up missing work would.
+    """
+
+    name = "last_grade"
+    required = ((LAST_GRADE_COLUMN, "grade"),)
+
+    def rule_score(self, X: pd.DataFrame) -> np.ndarray:
+        grade = X[LAST_GRADE_COLUMN].to_numpy(dtype=float)
+        return np.where(np.isnan(grade), 101.0, 100.0 - grade)
+
+
+class ContextBaseline:
+    """A model that knows only where the learner studies: school and cohort.
+
+    It predicts the training withdrawal rate of the learner's school and cohort,
+    shrunk towards the school's rate and then the overall rate by
+    ``prior_rows`` pseudo-rows (empirical Bayes), so small or unseen groups fall
+    back to the larger group. The school is the ``school_id`` column when the
+    rows have one, and otherwise the unit id with the cohort text removed (a
+    course or school whose units repeat each cohort).
+    """
+
+    name = "school_cohort"
+
+    def __init__(self, prior_rows: float = 20.0) -> None:
+        self.prior_rows = prior_rows
+
+    @staticmethod
+    def keys(rows: pd.DataFrame) -> pd.DataFrame:
+        """Return the ``school`` and ``cohort`` of each row of a feature frame."""
+        missing = [c for c in ("unit_id", "cohort") if c not in rows.columns]
+        if missing:
+            raise KeyError(f"the school-and-cohort baseline needs columns {missing}")
+        cohort = rows["cohort"].astype(str)
+        if SCHOOL_COLUMN in rows.columns:
+            school = rows[SCHOOL_COLUMN].astype(str)
+        else:
+            unit = rows["unit_id"].astype(str)
+            school = pd.Series(
+                [u.replace(c, "") for u, c in zip(unit, cohort, strict=True)],
+                index=rows.index,
+            )
+        return pd.DataFrame({"school": school, "cohort": cohort}, index=rows.index)
+
+    def fit(self, rows: pd.DataFrame, y: np.ndarray) -> ContextBaseline:
+        keys = self.keys(rows).assign(y=np.asarray(y, dtype=float))
+        self.overall_ = float(keys["y"].mean())
+        m = self.prior_rows
+        school = keys.groupby("school")["y"].agg(["sum", "size"])
+        self.school_ = (school["sum"] + m * self.overall_) / (school["size"] + m)
+        pair = keys.groupby(["school", "cohort"])["y"].agg(["sum", "size"])
+        prior = self.school_.reindex(pair.index.get_level_values("school")).to_numpy()
+        self.pair_ = (pair["sum"] + m * prior) / (pair["size"] + m)
+        return self
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        keys = self.keys(rows)
+        school = keys["school"].map(self.school_).fillna(self.overall_)
+        index = pd.MultiIndex.from_frame(keys[["school", "cohort"]])
+        pair = pd.Series(self.pair_.reindex(index).to_numpy(), index=rows.index)
+        rates = pair.fillna(school).to_numpy(dtype=float)
+        return np.column_stack([1 - rates, rates])
+
+
+RULE_BASELINES: tuple[type[ScoreRule], ...] = (AbcRule, AbsenceHoursRule, LastGradeRule)
+"""Rule baselines that run only when the data has their columns."""

@@ -8,6 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models.calibration import Calibration
 from models.spec import FeatureSpec
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ DEFAULT_PARAMS: dict[str, object] = {
     "reg_lambda": 1.0,
     "random_state": 0,
     "n_jobs": 2,
+    # Multithreaded histogram sums can differ in the last bits between runs,
+    # which changes early stopping on large data; these two make runs repeatable.
+    "deterministic": True,
+    "force_row_wise": True,
     "verbose": -1,
 }
 """Hyperparameters used when none are given; chosen by hand, not searched.
@@ -51,9 +56,35 @@ def fit_risk_model(
     return model, spec
 
 
-def predict_risk(model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame) -> np.ndarray:
-    """Return the probability of withdrawing for each row of ``X``."""
-    return model.predict_proba(spec.conform(X))[:, 1]
+def predict_risk(
+    model: lgb.LGBMClassifier,
+    spec: FeatureSpec,
+    X: pd.DataFrame,
+    calibration: Calibration | None = None,
+) -> np.ndarray:
+    """Return the probability of withdrawing for each row of ``X``.
+
+    With ``calibration`` the booster's probability is mapped through it; the
+    booster itself is the same either way.
+    """
+    raw = model.predict_proba(spec.conform(X))[:, 1]
+    if calibration is None:
+        return raw
+    return calibration.apply(raw)
+
+
+def rank_order(probabilities: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
+    """Return row positions from highest to lowest risk.
+
+    Equal probabilities (isotonic calibration maps many raw scores to one value)
+    are ordered by the raw score, then by row position, so the list is
+    reproducible.
+    """
+    p = np.asarray(probabilities, dtype=float)
+    tiebreak = np.zeros(len(p)) if raw is None else np.asarray(raw, dtype=float)
+    positions = np.arange(len(p))
+    # np.lexsort sorts by the last key first.
+    return np.lexsort((positions, -tiebreak, -p))
 
 
 def choose_rounds(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightgbm as lgb
 
+from models.calibration import Calibration
 from models.spec import FeatureSpec
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,35 @@ def artifact_root() -> str:
     return (home_dir() / "artifacts").as_uri()
 
 
+_INITIALISED: set[str] = set()
+
+
+def _initialise_sqlite(uri: str) -> None:
+    """Create or migrate the SQLite store's tables while holding a file lock.
+
+    MLflow creates and migrates the tables when a store is first opened; two
+    processes doing that at once on a new file fail half-way through the
+    migration. The lock makes the first process finish before the second looks.
+    """
+    # NOTE: fcntl locks exist on POSIX systems only; on Windows this import fails.
+    import fcntl
+
+    from mlflow.store.model_registry.sqlalchemy_store import (
+        SqlAlchemyStore as RegistryStore,
+    )
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    lock_path = home_dir() / "mlflow.db.lock"
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            SqlAlchemyStore(uri, artifact_root())
+            RegistryStore(uri)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    _INITIALISED.add(uri)
+
+
 def configure_mlflow() -> str:
     """Point MLflow at the store, creating the embedded folder when it is used."""
     import mlflow
@@ -66,6 +96,8 @@ def configure_mlflow() -> str:
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):
         home_dir().mkdir(parents=True, exist_ok=True)
+        if uri not in _INITIALISED:
+            _initialise_sqlite(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -84,6 +116,8 @@ class LoadedModel:
     tags: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
     """Metrics logged in the MLflow run that produced the model."""
+    calibration: Calibration | None = None
+    """Calibration fitted on a later held-out period, from the model metadata."""
 
     @property
     def uri(self) -> str:
@@ -168,6 +202,7 @@ def load_registered(
             )
         metadata = Model.load(str(local / "MLmodel")).metadata or {}
         spec = FeatureSpec.from_dict(metadata["feature_spec"])
+        calibration = Calibration.from_dict(metadata.get("calibration"))
         model = mlflow.lightgbm.load_model(str(local))
     metrics: dict[str, float] = {}
     if version.run_id:
@@ -182,6 +217,7 @@ def load_registered(
         run_id=version.run_id,
         tags=tags,
         metrics=metrics,
+        calibration=calibration,
     )
 
 

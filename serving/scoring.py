@@ -297,7 +297,9 @@ def score_records(
         If the request or any record is invalid. Lists every problem.
     """
     batch = validate_records(records, loaded.spec, max_records)
-    probabilities = predict_risk(loaded.model, loaded.spec, batch.frame)
+    probabilities = predict_risk(
+        loaded.model, loaded.spec, batch.frame, loaded.calibration
+    )
     values, _ = contributions(loaded.model, loaded.spec, batch.frame)
     reasons = reason_codes(values, batch.frame, loaded.spec.features, TOP_REASONS)
     percentiles = rank_percentiles(probabilities)

@@ -11,6 +11,7 @@ import lightgbm as lgb
 import pandas as pd
 import sklearn
 
+from models.calibration import Calibration
 from models.spec import FeatureSpec
 from models.store import (
     ARTIFACT_DIGEST_TAG,
@@ -38,12 +39,20 @@ class RegisteredVersion:
 def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
     """Return the id of experiment ``name``, creating it with the store's artifact root."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     configure_mlflow()
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_root())
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifact_root())
+    except MlflowException:
+        # Another process created it between the lookup and the create.
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def log_and_register(
@@ -53,14 +62,18 @@ def log_and_register(
     model_name: str,
     alias: str = CHAMPION,
     tags: dict[str, str] | None = None,
+    calibration: Calibration | None = None,
 ) -> RegisteredVersion:
     """Log ``model`` in the active MLflow run, register a new version, set ``alias``.
 
     The version gets the ``ARTIFACT_DIGEST_TAG`` tag with the digest of its stored
     artifact files, which :func:`models.store.load_registered` checks.
 
-    The feature spec goes into the model's metadata so that a server can
-    validate records and restore categories without the training code.
+    The feature spec and the calibration go into the model's metadata so that
+    a server can validate records, restore categories and calibrate
+    probabilities without the training code. The signature is on the raw
+    feature record (categories as strings), with the calibrated probability
+    as output when a calibration is given.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -69,14 +82,20 @@ def log_and_register(
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
     conformed = spec.conform(example)
-    signature = infer_signature(conformed, model.predict_proba(conformed)[:, 1])
+    output = model.predict_proba(conformed)[:, 1]
+    if calibration is not None:
+        output = calibration.apply(output)
+    signature = infer_signature(conformed, output)
+    metadata: dict[str, object] = {"feature_spec": spec.to_dict()}
+    if calibration is not None:
+        metadata["calibration"] = calibration.to_dict()
     info = mlflow.lightgbm.log_model(
         model,
         name="model",
         signature=signature,
         input_example=conformed.head(5),
         registered_model_name=model_name,
-        metadata={"feature_spec": spec.to_dict()},
+        metadata=metadata,
         # MLflow 3.17 replays the input example through the pyfunc flavour, both to
         # infer requirements and to validate serving input; that turns category
         # columns into strings, which LightGBM rejects. Listing the requirements and

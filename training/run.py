@@ -10,8 +10,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +29,20 @@ from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
 from models.store import CHAMPION, MODEL_NAME_PREFIX, TRAINING_DATA_TAG
 from sources.contract import InputTables
-from training.evaluate import evaluate_scores
+from training.evaluate import top_share_mask
+from training.model_card import group_metrics, write_model_card
 from training.registry import ensure_experiment, log_and_register
-from training.split import Prediction, predict_stratified, predict_temporal
+from training.results import evaluate_validation, legacy_metrics
+from training.tracking import log_run_details
+from training.validate import (
+    ExtraScorer,
+    Fold,
+    Validation,
+    add_scores,
+    validate_stratified,
+    validate_temporal,
+    with_label_window,
+)
 from training.version_audit import (
     EvaluationRows,
     audit_input,
@@ -58,8 +69,19 @@ class RunConfig:
     """Name of each as-of offset in the summary, for example ``{30: "day_30"}``."""
     validation: Literal["temporal", "stratified"]
     temporal_cutoff: str | None = None
-    """Units starting before this ISO date train the model; later ones test it.
-    ``LATEST_COHORT`` means the start of the latest cohort in the data."""
+    """Cutoff of the latest temporal fold: units starting before this ISO date
+    train the registered model, later ones test it. ``LATEST_COHORT`` means the
+    start of the latest cohort in the data."""
+    earlier_cutoffs: list[str] = field(default_factory=list)
+    """Cutoffs (ISO dates) of further, earlier temporal folds."""
+    history_days: int | None = None
+    """Training history length: only units starting this many days before a
+    cutoff train; None uses all earlier units."""
+    test_window_days: int | None = None
+    """Units starting this many days after a cutoff test; None tests all later units."""
+    label_window_days: int | None = None
+    """The label is a withdrawal within this many days after the as-of date;
+    None counts any later withdrawal from the unit."""
     learner_features: bool = False
     """Add the declarative learner features (features.definitions)."""
     disjoint_learners: bool = True
@@ -69,6 +91,11 @@ class RunConfig:
     rows whose label window reaches the temporal cutoff are dropped."""
     folds: int = 5
     top_share: float = 0.10
+    k_per_unit: int | None = 10
+    """Capacity: learners a welfare team can review per unit and as-of date."""
+    tuning_trials: int = 15
+    """Optuna trials per temporal fold (stratified: once, on the first fold)."""
+    bootstrap_resamples: int = 200
     model_name: str | None = None
     """Registered model name; ``ajoissa-<source>`` when not set."""
     alias: str = CHAMPION
@@ -94,12 +121,17 @@ def run_main_job(
     config: RunConfig,
     out_dir: Path,
     on_step: StepCallback = _noop,
+    extra_scorers: dict[str, ExtraScorer] | None = None,
+    on_registered: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the main job and write ``out_dir/summary.json``; return the summary.
 
     Outputs in ``out_dir``: ``summary.json``, ``fairness_report.html`` and
     ``reason_codes.jsonl`` (one line per evaluated row). The model is logged to
-    MLflow, registered and given ``config.alias``.
+    MLflow, registered and given ``config.alias``. ``extra_scorers`` score each
+    fold's test rows with already trained models (for example the champion) so
+    that they appear next to the baselines; ``on_registered`` runs inside the
+    MLflow run after registration, with the summary.
     """
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,21 +150,31 @@ def run_main_job(
             f"{config.asof_offsets_days} against the units' start and end dates"
         )
 
-    on_step(f"training and evaluating ({config.validation} validation)")
-    prediction = _predict(frame, tables, config)
+    frame = with_label_window(frame, tables.enrolments, config.label_window_days)
 
-    metrics = _metrics_by_asof(frame, prediction, config)
+    on_step(f"training and evaluating ({config.validation} validation)")
+    validation = _validate(frame, tables, config)
+    add_scores(validation, frame, extra_scorers or {})
+    fold = validation.final
+
+    on_step("computing fold metrics with bootstrap intervals")
+    evaluation = evaluate_validation(
+        frame, validation, config.asof_labels, config.top_share, config.k_per_unit,
+        config.bootstrap_resamples, config.seed,
+    )
+    metrics = legacy_metrics(frame, fold, config.asof_labels, config.top_share)
 
     on_step("registering the model in MLflow")
     import mlflow
 
     experiment_id = ensure_experiment()
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
-        mlflow.log_params(_run_params(config, frame, prediction))
+        mlflow.log_params(_run_params(config, frame, fold))
         mlflow.log_metrics(_flat_metrics(metrics))
+        log_run_details(tables, frame, evaluation, out_dir)
         registered = log_and_register(
-            prediction.final_model,
-            prediction.spec,
+            fold.model,
+            fold.spec,
             frame.X.head(50),
             model_name=config.model_name or f"{MODEL_NAME_PREFIX}{config.source}",
             alias=config.alias,
@@ -141,21 +183,22 @@ def run_main_job(
                 "validation": config.validation,
                 TRAINING_DATA_TAG: _fingerprint(frame.data),
             },
+            calibration=fold.calibration,
         )
 
         on_step("auditing fairness")
         report_path, audit = _write_fairness_report(
-            frame, tables, prediction, config, out_dir, registered.uri
+            frame, tables, fold, config, out_dir, registered.uri
         )
         store_audit(registered.name, registered.version, audit, report_path)
 
         on_step("computing reason codes from SHAP values")
-        reasons_path, shap_check = _write_reason_codes(frame, prediction, config, out_dir)
-        example_path = _write_example_request(frame, prediction, out_dir)
+        reasons_path, shap_check = _write_reason_codes(frame, fold, config, out_dir)
+        example_path = _write_example_request(frame, fold, out_dir)
 
         summary = {
             "source": config.source,
-            "validation": _validation_description(config, prediction),
+            "validation": _validation_description(config, fold),
             "model_uri": registered.uri,
             "model_name": registered.name,
             "model_version": registered.version,
@@ -166,11 +209,13 @@ def run_main_job(
             "reason_codes": str(reasons_path.resolve()),
             "example_request": str(example_path.resolve()),
             "operating_point": _operating_point(config),
-            "rows": _row_counts(frame, prediction, config),
+            "rows": _row_counts(frame, fold, config),
             "metrics": metrics,
+            "baselines_not_applicable": fold.not_applicable,
+            "evaluation": evaluation,
             "shap_additivity_max_error": shap_check,
-            "features": prediction.spec.features,
-            "wall_time_seconds": round(time.perf_counter() - started, 1),
+            "features": fold.spec.features,
+            "label_definition": _label_definition(config),
         }
         if config.source_details:
             summary["source_details"] = config.source_details
@@ -178,17 +223,60 @@ def run_main_job(
             summary["fairness_against_reference"] = _against_reference(
                 audit, config.reference_groups
             )
+        on_step("writing the model card")
+        card_md, card_html = write_model_card(
+            summary, _card_groups(frame, tables, fold, config), out_dir
+        )
+        mlflow.log_artifact(str(card_md), "model_card")
+        mlflow.log_artifact(str(card_html), "model_card")
+        mlflow.MlflowClient().set_model_version_tag(
+            registered.name, registered.version, "model_card", "model_card/model_card.md"
+        )
+        summary["model_card"] = str(card_md.resolve())
+        summary["model_card_html"] = str(card_html.resolve())
+        summary["wall_time_seconds"] = round(time.perf_counter() - started, 1)
         summary_path = out_dir / "summary.json"
         _write_json_atomically(summary_path, summary)
         mlflow.log_artifact(str(summary_path))
         mlflow.log_artifact(str(report_path))
+        if on_registered is not None:
+            on_registered(summary)
     logger.info(
         "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
     )
     return summary
 
 
-def _predict(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Prediction:
+def _label_definition(config: RunConfig) -> str:
+    window = (
+        f"within {config.label_window_days} days after the as-of date"
+        if config.label_window_days is not None
+        else "at any time after the as-of date, before the unit ends"
+    )
+    return (
+        f"1 when the enrolment ends with the learner withdrawing {window}; 0 "
+        "otherwise. Enrolments not active at an as-of date get no row."
+    )
+
+
+def _card_groups(
+    frame: FeatureFrame, tables: InputTables, fold: Fold, config: RunConfig
+) -> dict[str, list[dict[str, Any]]]:
+    data = frame.data.iloc[fold.rows].reset_index(drop=True)
+    policy = load_policy()
+    attributes = config.sensitive_features or policy.sensitive_attributes
+    present = [c for c in attributes if c in tables.learners.columns]
+    rows = data[["learner_id", "asof_date"]].merge(
+        tables.learners[["learner_id", *present]], on="learner_id", how="left"
+    )
+    return group_metrics(
+        rows, frame.y[fold.rows], fold.scores["model"], present, config.top_share,
+        config.min_group_size or policy.min_group_learners,
+        min(config.bootstrap_resamples, 100), config.seed,
+    )
+
+
+def _validate(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Validation:
     if config.validation == "temporal":
         if config.temporal_cutoff is None:
             raise ValueError("temporal validation needs temporal_cutoff (an ISO date)")
@@ -196,44 +284,37 @@ def _predict(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Pre
             cutoff = tables.units.groupby("cohort")["start_date"].min().max()
             config.temporal_cutoff = str(cutoff.date())
         has_history = len(tables.study_right_states) > 0
-        return predict_temporal(
+        return validate_temporal(
             frame,
             tables.units,
-            pd.Timestamp(config.temporal_cutoff),
+            [*config.earlier_cutoffs, config.temporal_cutoff],
+            history_days=config.history_days,
+            test_window_days=config.test_window_days,
+            trials=config.tuning_trials,
             seed=config.seed,
             disjoint_learners=config.disjoint_learners,
-            label_window_days=(
+            purge_label_days=(
                 config.label_rule.window_days
                 if config.label_rule is not None and has_history
                 else None
             ),
         )
-    return predict_stratified(frame, folds=config.folds, seed=config.seed)
+    return validate_stratified(
+        frame, folds=config.folds, trials=config.tuning_trials, seed=config.seed
+    )
 
 
-def _metrics_by_asof(
-    frame: FeatureFrame, prediction: Prediction, config: RunConfig
-) -> dict[str, dict[str, dict[str, float | None]]]:
-    data = frame.data.iloc[prediction.rows]
-    y = frame.y[prediction.rows]
-    metrics: dict[str, dict[str, dict[str, float | None]]] = {}
-    for offset in config.asof_offsets_days:
-        at = (data["asof_offset_days"] == offset).to_numpy()
-        if not at.any():
-            logger.warning("no evaluation rows at as-of offset %d days", offset)
-            continue
-        label = config.asof_labels.get(offset, f"day_{offset}")
-        metrics[label] = {
-            name: evaluate_scores(y[at], scores[at], config.top_share)
-            for name, scores in prediction.scores.items()
-        }
-    return metrics
+def _selected_within_asof(data: pd.DataFrame, scores: np.ndarray, share: float) -> np.ndarray:
+    selected = np.zeros(len(data), dtype=bool)
+    for _, positions in data.groupby("asof_offset_days").indices.items():
+        selected[positions] = top_share_mask(scores[positions], share)
+    return selected
 
 
 def _write_fairness_report(
     frame: FeatureFrame,
     tables: InputTables,
-    prediction: Prediction,
+    fold: Fold,
     config: RunConfig,
     out_dir: Path,
     model_uri: str,
@@ -250,10 +331,10 @@ def _write_fairness_report(
             policy,
             reference_overrides=policy.reference_overrides | config.reference_groups,
         )
-    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
-    description = _validation_description(config, prediction)["description"]
+    data = frame.data.iloc[fold.rows].reset_index(drop=True)
+    description = _validation_description(config, fold)["description"]
     rows = EvaluationRows(
-        data, frame.y[prediction.rows], prediction.scores["model"], description
+        data, frame.y[fold.rows], fold.scores["model"].probability, description
     )
     prepared = audit_input(
         rows,
@@ -329,15 +410,15 @@ def _against_reference(
 
 
 def _write_reason_codes(
-    frame: FeatureFrame, prediction: Prediction, config: RunConfig, out_dir: Path
+    frame: FeatureFrame, fold: Fold, config: RunConfig, out_dir: Path
 ) -> tuple[Path, float]:
     """Write reason codes for the evaluation rows; return the path and SHAP check.
 
     The check is the largest difference between the SHAP values plus base value
     and LightGBM's raw score, in log-odds, over the rows.
     """
-    model, spec = prediction.final_model, prediction.spec
-    data = frame.data.iloc[prediction.rows].reset_index(drop=True)
+    model, spec = fold.model, fold.spec
+    data = frame.data.iloc[fold.rows].reset_index(drop=True)
     X = data[spec.features]
     values, base = shap_contributions(model, spec, X)
     raw = model.booster_.predict(spec.conform(X), raw_score=True)
@@ -349,11 +430,13 @@ def _write_reason_codes(
     # carries a sentence in Finnish, Swedish and English.
     hidden = tuple(config.sensitive_features or load_policy().sensitive_attributes)
     reasons = [
-        top_reasons(values[i], X.iloc[i], spec.features, top_n=config.reason_count,
-                    exclude=hidden)
+        top_reasons(
+            values[i], X.iloc[i], spec.features, top_n=config.reason_count,
+            exclude=hidden,
+        )
         for i in range(len(X))
     ]
-    probabilities = predict_risk(model, spec, X)
+    probabilities = predict_risk(model, spec, X, fold.calibration)
 
     path = out_dir / "reason_codes.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
@@ -374,10 +457,10 @@ def _write_reason_codes(
 
 
 def _write_example_request(
-    frame: FeatureFrame, prediction: Prediction, out_dir: Path, count: int = 3
+    frame: FeatureFrame, fold: Fold, out_dir: Path, count: int = 3
 ) -> Path:
     """Write a ``POST /v1/score`` body with the features of a few evaluation rows."""
-    X = frame.data.iloc[prediction.rows[:count]][prediction.spec.features]
+    X = frame.data.iloc[fold.rows[:count]][fold.spec.features]
     records = json.loads(X.to_json(orient="records"))
     path = out_dir / "example_request.json"
     _write_json_atomically(path, {"records": records})
@@ -390,27 +473,28 @@ def _operating_point(config: RunConfig) -> str:
     )
 
 
-def _validation_description(config: RunConfig, prediction: Prediction) -> dict[str, Any]:
+def _validation_description(config: RunConfig, fold: Fold) -> dict[str, Any]:
     if config.validation == "temporal":
         description = (
-            f"temporal split: units starting before {config.temporal_cutoff} train "
-            "the model, later units test it"
+            f"temporal folds at cutoffs {[*config.earlier_cutoffs, config.temporal_cutoff]}"
+            f"; the registered model is the latest fold's: units starting before "
+            f"{config.temporal_cutoff} train it, later units test it"
         )
     else:
         description = (
             f"stratified {config.folds}-fold cross-validation grouped by learner "
             "(the data has no time axis); metrics are on out-of-fold predictions"
         )
-    return {"kind": config.validation, "description": description} | prediction.details
+    return {"kind": config.validation, "description": description} | fold.details
 
 
 def _row_counts(
-    frame: FeatureFrame, prediction: Prediction, config: RunConfig
+    frame: FeatureFrame, fold: Fold, config: RunConfig
 ) -> dict[str, Any]:
     data = frame.data
     return {
         "feature_rows": int(len(data)),
-        "evaluation_rows": int(len(prediction.rows)),
+        "evaluation_rows": int(len(fold.rows)),
         "label_rate_by_asof": {
             config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
             for k, v in data.groupby("asof_offset_days")["withdraws_after"].mean().items()
@@ -418,15 +502,16 @@ def _row_counts(
     }
 
 
-def _run_params(config: RunConfig, frame: FeatureFrame, prediction: Prediction) -> dict:
+def _run_params(config: RunConfig, frame: FeatureFrame, fold: Fold) -> dict:
     params = {
         k: v for k, v in asdict(config).items() if k not in ("asof_labels", "label_rule")
-    }
+    } | {"n_features": len(frame.feature_names)}
     if config.label_rule is not None:
         params |= {f"label_{k}": v for k, v in asdict(config.label_rule).items()}
-    params["n_features"] = len(frame.feature_names)
-    params |= {f"lgbm_{k}": v for k, v in prediction.final_model.get_params().items()
-               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples")}
+    params |= {f"lgbm_{k}": v for k, v in fold.model.get_params().items()
+               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples",
+                        "colsample_bytree", "reg_lambda", "random_state")}
+    params["calibration"] = fold.calibration.method
     return {k: str(v)[:500] for k, v in params.items()}
 
 

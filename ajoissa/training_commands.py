@@ -1,0 +1,232 @@
+"""The ``retrain`` and ``promote`` commands: a challenger, and a guarded promotion."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ajoissa.cli import SourceName, app, console
+
+RETRAIN_HELP = (
+    "Rebuild features, train and tune the model over temporal folds (or stratified "
+    "cross-validation for data without a time axis), evaluate it next to every "
+    "baseline and the current champion, and register it as 'challenger'. The "
+    "champion is not changed; use `ajoissa promote` for that."
+)
+PROMOTE_HELP = (
+    "Make the challenger the champion, only if on the latest temporal fold it has a "
+    "higher ROC-AUC and precision at k than the champion and every baseline, and it "
+    "passes the fairness gate. Otherwise nothing changes and the reasons are listed "
+    "(exit code 1)."
+)
+
+
+@app.command(help=RETRAIN_HELP)
+def retrain(
+    source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Folder for summary.json, the model card, plots and reports."
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder (or file) with the source's data. Default: the bundled copy."
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Registered model name in MLflow. Default: ajoissa-<source>."
+        ),
+    ] = None,
+    cutoff: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Temporal fold cutoff as an ISO date; repeat for several folds. The "
+            "latest one trains the registered model. Default: the source's cutoffs."
+        ),
+    ] = None,
+    history_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Training history length in days before each cutoff. Default: all."
+        ),
+    ] = None,
+    test_window_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Units starting this many days after a cutoff test. Default: all later."
+        ),
+    ] = None,
+    label_window_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Label: withdrawal within this many days after the as-of date. "
+            "Default: any later withdrawal from the unit."
+        ),
+    ] = None,
+    asof_days: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="As-of offset in days after unit start; repeat. Default: the source's."
+        ),
+    ] = None,
+    top_share: Annotated[
+        float, typer.Option(help="Top-k as a share of learners per as-of date (0-1).")
+    ] = 0.10,
+    k_per_unit: Annotated[
+        int, typer.Option(help="Top-k as a number of learners per unit and as-of date.")
+    ] = 10,
+    trials: Annotated[
+        int, typer.Option(help="Optuna trials per fold (0: default hyperparameters).")
+    ] = 15,
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples for the confidence intervals.")
+    ] = 200,
+) -> None:
+    from ajoissa.catalog import SOURCES
+    from sources.errors import InputDataError
+    from training.promotion import retrain as run_retrain
+
+    entry = SOURCES[source.value]
+    config = entry.config()
+    if cutoff:
+        ordered = sorted(cutoff)
+        config.temporal_cutoff, config.earlier_cutoffs = ordered[-1], ordered[:-1]
+    if asof_days:
+        config.asof_offsets_days = sorted(asof_days)
+        config.asof_labels = {d: f"day_{d}" for d in config.asof_offsets_days}
+    config.history_days = history_days
+    config.test_window_days = test_window_days
+    config.label_window_days = label_window_days
+    config.top_share = top_share
+    config.k_per_unit = k_per_unit
+    config.tuning_trials = trials
+    config.bootstrap_resamples = bootstrap
+    if model_name:
+        config.model_name = model_name
+    data_path = data or entry.default_data
+
+    started = time.perf_counter()
+    steps = 9
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(
+            f"loading {source.value} from {data_path}", total=steps
+        )
+
+        def on_step(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        try:
+            summary = run_retrain(entry.load(data_path), config, out, on_step=on_step)
+        except InputDataError as exc:
+            progress.stop()
+            typer.echo(f"Input data error: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        progress.update(task, completed=steps, description="done")
+
+    _print_promotion_table(summary["evaluation"])
+    console.print(f"Registered challenger: {summary['model_uri']}")
+    console.print(
+        f"Compared with champion version: {summary['compared_champion_version']}"
+    )
+    for name, reason in summary["baselines_not_applicable"].items():
+        console.print(f"Baseline {name}: {reason}")
+    console.print(f"Model card:  {summary.get('model_card', '-')}")
+    console.print(f"Summary:     {out / 'summary.json'}")
+    console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")
+
+
+def _print_promotion_table(evaluation: dict) -> None:
+    table = Table(title=f"Latest fold {evaluation['latest_fold']} (all as-of dates)")
+    table.add_column("model")
+    table.add_column("ROC-AUC (95 % CI)", justify="right")
+    table.add_column("precision@k share (95 % CI)", justify="right")
+    table.add_column("Brier", justify="right")
+    table.add_column("ECE", justify="right")
+    for name, values in evaluation["folds"][-1]["overall"].items():
+        table.add_row(
+            name,
+            _with_interval(values, "roc_auc"),
+            _with_interval(values, "precision_at_k_share"),
+            _number(values.get("brier")),
+            _number(values.get("ece")),
+        )
+    console.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _with_interval(values: dict, name: str) -> str:
+    interval = values.get(f"{name}_ci")
+    if values.get(name) is None:
+        return "-"
+    if not interval:
+        return _number(values[name])
+    return f"{values[name]:.3f} ({interval[0]:.3f}-{interval[1]:.3f})"
+
+
+@app.command(help=PROMOTE_HELP)
+def promote(
+    model_name: Annotated[
+        str, typer.Option(help="Registered model whose challenger is considered.")
+    ],
+    skip_fairness_gate: Annotated[
+        bool,
+        typer.Option(
+            help="Promote without the fairness gate. Needs --reviewer; the name is "
+            "stored on the version."
+        ),
+    ] = False,
+    reviewer: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the person responsible for skipping the fairness gate."
+        ),
+    ] = None,
+) -> None:
+    from training.promotion import promote as run_promote
+
+    if skip_fairness_gate and not (reviewer and reviewer.strip()):
+        typer.echo("--skip-fairness-gate needs --reviewer NAME", err=True)
+        raise typer.Exit(code=2)
+    decision = run_promote(model_name, reviewer.strip() if skip_fairness_gate else None)
+    for note in decision.notes:
+        console.print(f"Note: {note}")
+    if decision.promoted:
+        console.print(
+            f"Promoted {model_name} version {decision.challenger_version} to champion "
+            f"(previous champion: {decision.champion_version or 'none'})."
+        )
+        return
+    typer.echo(
+        f"Refused to promote {model_name} version "
+        f"{decision.challenger_version or '-'}:",
+        err=True,
+    )
+    for reason in decision.reasons:
+        typer.echo(f"- {reason}", err=True)
+    raise typer.Exit(code=1)

@@ -1,0 +1,28 @@
+"""Command-line checks of retrain and promote that need no training."""
+
+from typer.testing import CliRunner
+
+from ajoissa.cli import app
+
+runner = CliRunner()
+
+
+def test_skip_gate_needs_reviewer():
+    result = runner.invoke(app, ["promote", "--model-name", "m", "--skip-fairness-gate"])
+    assert result.exit_code == 2
+    assert "--reviewer" in result.output
+
+
+def test_promote_without_challenger(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = runner.invoke(app, ["promote", "--model-name", "absent"])
+    assert result.exit_code == 1
+    assert "no 'challenger' version of absent" in result.output
+
+
+def test_retrain_help_lists_options():
+    result = runner.invoke(app, ["retrain", "--help"])
+    assert result.exit_code == 0
+    for option in ("--cutoff", "--history-days", "--label-window-days", "--k-per-unit"):
+        assert option in result.output

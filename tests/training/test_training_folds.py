@@ -1,0 +1,124 @@
+"""Temporal folds and stratified cross-validation on synthetic contract tables."""
+
+import numpy as np
+import pytest
+
+from features.build import asof_points_by_offset, build_features
+from training.validate import validate_stratified, validate_temporal, with_label_window
+
+
+@pytest.fixture(scope="module")
+def frame(synthetic_tables):
+    points = asof_points_by_offset(synthetic_tables.units, [30, 60, 90])
+    built = build_features(synthetic_tables, points)
+    return with_label_window(built, synthetic_tables.enrolments, None)
+
+
+@pytest.fixture(scope="module")
+def temporal(frame, synthetic_tables):
+    return validate_temporal(
+        frame, synthetic_tables.units, ["2021-12-01", "2022-06-01"], trials=2, seed=0
+    )
+
+
+def test_temporal_has_two_folds(temporal):
+    assert [f.name for f in temporal.folds] == [
+        "cutoff_2021-12-01",
+        "cutoff_2022-06-01",
+    ]
+
+
+def test_no_learner_on_both_sides(temporal, frame, synthetic_tables):
+    starts = frame.data["unit_id"].map(
+        synthetic_tables.units.set_index("unit_id")["start_date"]
+    )
+    for fold in temporal.folds:
+        cutoff = np.datetime64(fold.details["cutoff"])
+        train_learners = set(frame.data.loc[(starts < cutoff).to_numpy(), "learner_id"])
+        test_learners = set(frame.data.iloc[fold.rows]["learner_id"])
+        assert not train_learners & test_learners
+
+
+def test_repeaters_are_dropped(temporal):
+    assert temporal.final.details["test_rows_dropped_learner_in_training"] > 0
+
+
+def test_latest_cohort_is_validation(temporal):
+    assert temporal.final.details["validation_period"] == (
+        "the latest training cohort 2022A"
+    )
+
+
+def test_history_limits_training(frame, synthetic_tables):
+    limited = validate_temporal(
+        frame, synthetic_tables.units, ["2022-06-01"], history_days=200, trials=0
+    )
+    assert limited.final.details["train_cohorts"] == ["2022A"]
+
+
+def test_test_window_limits_testing(frame, synthetic_tables):
+    windowed = validate_temporal(
+        frame, synthetic_tables.units, ["2021-06-01"], test_window_days=100, trials=0
+    )
+    assert windowed.final.details["test_cohorts"] == ["2021B"]
+
+
+def test_cutoff_without_training_is_skipped(frame, synthetic_tables):
+    result = validate_temporal(
+        frame, synthetic_tables.units, ["2020-01-01", "2022-06-01"], trials=0
+    )
+    assert len(result.folds) == 1
+    assert "2020-01-01" in result.skipped[0]
+
+
+def test_no_usable_cutoff_raises(frame, synthetic_tables):
+    with pytest.raises(ValueError, match="no temporal cutoff"):
+        validate_temporal(frame, synthetic_tables.units, ["2030-01-01"], trials=0)
+
+
+def test_stratified_is_labelled(frame):
+    result = validate_stratified(frame, folds=3, trials=0)
+    assert result.kind == "stratified"
+    assert result.final.name == "out_of_fold"
+    assert len(result.final.rows) == len(frame.data)
+
+
+def test_label_window_shortens_label(synthetic_tables):
+    points = asof_points_by_offset(synthetic_tables.units, [30])
+    built = build_features(synthetic_tables, points)
+    short = with_label_window(built, synthetic_tables.enrolments, 30)
+    full = with_label_window(built, synthetic_tables.enrolments, None)
+    assert short.y.sum() < full.y.sum()
+    assert (short.y <= full.y).all()
+    assert np.array_equal(full.y, built.y)
+
+
+def test_baselines_side_by_side(temporal):
+    names = set(temporal.final.scores)
+    assert {"model", "rule", "logistic", "last_grade", "school_cohort"} <= names
+
+
+def test_missing_attendance_named(temporal):
+    reasons = temporal.final.not_applicable
+    assert reasons["abc"] == (
+        "not applicable: the source has no attendance data (absence_share)"
+    )
+    assert "absence-hour" in reasons["absence_hours"]
+
+
+def test_abc_runs_with_attendance(synthetic_tables_with_attendance):
+    tables = synthetic_tables_with_attendance
+    built = build_features(tables, asof_points_by_offset(tables.units, [60]))
+    result = validate_temporal(built, tables.units, ["2022-06-01"], trials=0)
+    assert "abc" in result.final.scores
+    assert "abc" not in result.final.not_applicable
+
+
+def test_tuning_is_seeded(frame, synthetic_tables):
+    first = validate_temporal(frame, synthetic_tables.units, ["2022-06-01"], trials=3)
+    second = validate_temporal(frame, synthetic_tables.units, ["2022-06-01"], trials=3)
+    assert first.final.tuned.params == second.final.tuned.params
+    assert np.array_equal(
+        first.final.scores["model"].probability,
+        second.final.scores["model"].probability,
+    )

@@ -1,0 +1,117 @@
+"""Fold metrics: intervals, top-k per unit, list stability and lead time."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from training.metrics import (
+    Scored,
+    average_precision,
+    calibration_error,
+    lead_time,
+    list_stability,
+    metrics_with_intervals,
+    ranked,
+    roc_auc,
+    select_top,
+)
+
+
+@pytest.fixture
+def sample():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.2).astype(int)
+    p = np.clip(0.2 + 0.3 * (y - 0.2) + rng.normal(0, 0.15, 2000), 0.001, 0.999)
+    return y, p
+
+
+def test_auc_matches_sklearn(sample):
+    y, p = sample
+    assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p))
+
+
+def test_average_precision_matches_sklearn(sample):
+    y, p = sample
+    assert average_precision(y, ranked(p, p)) == pytest.approx(
+        average_precision_score(y, p)
+    )
+
+
+def test_auc_one_class_is_none():
+    assert roc_auc(np.zeros(5, dtype=int), np.arange(5.0)) is None
+
+
+def test_ece_zero_when_calibrated():
+    y = np.array([0, 0, 0, 1] * 25)
+    p = np.full(100, 0.25)
+    assert calibration_error(y, p) == pytest.approx(0.0)
+
+
+def test_ece_of_overconfident_scores():
+    y = np.array([0, 1] * 50)
+    p = np.full(100, 0.95)
+    assert calibration_error(y, p) == pytest.approx(0.45)
+
+
+def test_intervals_contain_point(sample):
+    y, p = sample
+    groups = np.array(["d"] * len(y))
+    units = np.array(["u1", "u2"] * (len(y) // 2))
+    result = metrics_with_intervals(y, Scored(p, p), groups, units, 0.1, 5, 100, 0)
+    for name in ("roc_auc", "pr_auc", "precision_at_k_share", "brier", "ece"):
+        low, high = result[f"{name}_ci"]
+        assert low <= result[name] <= high
+
+
+def test_k_per_unit_selects_capacity():
+    groups = np.array(["d"] * 6)
+    units = np.array(["a", "a", "a", "b", "b", "b"])
+    p = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
+    combined = pd.Series(units) + "|" + pd.Series(groups)
+    mask = select_top(combined.to_numpy(), p, p, k=1)
+    assert mask.tolist() == [True, False, False, True, False, False]
+
+
+def test_ties_go_to_higher_tiebreak():
+    p = np.array([0.5, 0.5, 0.5])
+    raw = np.array([0.1, 0.3, 0.2])
+    mask = select_top(np.array(["d"] * 3), p, raw, k=1)
+    assert mask.tolist() == [False, True, False]
+
+
+def _rows():
+    dates = pd.to_datetime(["2024-01-01"] * 4 + ["2024-02-01"] * 4)
+    return pd.DataFrame(
+        {
+            "enrolment_id": ["e1", "e2", "e3", "e4"] * 2,
+            "asof_date": dates,
+            "y": [1, 0, 1, 0, 1, 0, 1, 0],
+            "withdrawal_date": pd.to_datetime(
+                ["2024-03-01", None, "2024-03-11", None] * 2
+            ),
+        }
+    )
+
+
+def test_stability_of_same_list():
+    rows = _rows()
+    p = np.array([0.9, 0.1, 0.2, 0.3, 0.9, 0.1, 0.2, 0.3])
+    assert list_stability(rows, Scored(p, p), 0.25)["mean_jaccard"] == 1.0
+
+
+def test_stability_of_changed_list():
+    rows = _rows()
+    p = np.array([0.9, 0.1, 0.2, 0.3, 0.1, 0.9, 0.2, 0.3])
+    assert list_stability(rows, Scored(p, p), 0.25)["mean_jaccard"] == 0.0
+
+
+def test_lead_time_from_first_flag():
+    rows = _rows()
+    p = np.array([0.9, 0.1, 0.2, 0.3, 0.1, 0.2, 0.9, 0.3])
+    result = lead_time(rows, Scored(p, p), 0.25)
+    assert result["leavers"] == 2
+    assert result["flagged_share"] == 1.0
+    # e1 flagged 2024-01-01, left 2024-03-01 (60 days); e3 flagged 2024-02-01,
+    # left 2024-03-11 (39 days).
+    assert result["median_days"] == pytest.approx(49.5)

@@ -1,0 +1,204 @@
+"""Challenger registration, guarded promotion, and concurrent retrains on SQLite."""
+
+import importlib.machinery
+import os
+import sqlite3
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import make_tables
+
+from models.store import configure_mlflow
+from training.promotion import compare, promote, retrain
+from training.run import RunConfig
+
+MODEL = "synthetic-model"
+TESTS = Path(__file__).resolve().parent
+REPO_ROOT = TESTS.parents[1]
+
+
+def _config(**changes):
+    base = dict(
+        source="synthetic",
+        asof_offsets_days=[30, 60, 90],
+        asof_labels={},
+        validation="temporal",
+        temporal_cutoff="2022-06-01",
+        earlier_cutoffs=["2021-12-01"],
+        tuning_trials=0,
+        bootstrap_resamples=20,
+        model_name=MODEL,
+    )
+    return RunConfig(**(base | changes))
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def _install_gate(monkeypatch, passed, reasons=()):
+    name = "fairness.gate_for_tests"
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
+    module.check_gate = lambda model_name, version: GateDecision(passed, list(reasons))
+    monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr("training.promotion.FAIRNESS_GATE_MODULE", name)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return make_tables(interaction=True, seed=3)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, tables):
+    """One challenger in a store shared by the tests that only read it."""
+    base = tmp_path_factory.mktemp("registered")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AJOISSA_HOME", str(base / "home"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        summary = retrain(tables, _config(), base / "out")
+        yield summary, patch
+
+
+def test_compare_requires_strict_win():
+    figures = {
+        "model": {"roc_auc": 0.8, "precision_at_k_share": 0.5},
+        "logistic": {"roc_auc": 0.7, "precision_at_k_share": 0.5},
+    }
+    assert compare(figures) == [
+        "precision_at_k_share: challenger 0.5000 does not beat logistic 0.5000"
+    ]
+
+
+def test_compare_accepts_clear_win():
+    figures = {
+        "model": {"roc_auc": 0.8, "precision_at_k_share": 0.6},
+        "rule": {"roc_auc": 0.6, "precision_at_k_share": None},
+    }
+    assert compare(figures) == []
+
+
+def test_promote_without_challenger(store):
+    decision = promote("nothing-here")
+    assert not decision.promoted
+    assert "run `ajoissa retrain` first" in decision.reasons[0]
+
+
+def test_missing_gate_refuses(registered, monkeypatch):
+    monkeypatch.setattr("training.promotion.FAIRNESS_GATE_MODULE", "fairness.no_gate")
+    decision = promote(MODEL)
+    assert not decision.promoted
+    assert any(r.startswith("fairness gate not evaluated") for r in decision.reasons)
+
+
+def test_failed_gate_refuses(registered, monkeypatch):
+    _install_gate(monkeypatch, passed=False, reasons=["recall gap 0.2 by gender"])
+    decision = promote(MODEL)
+    assert "fairness gate: recall gap 0.2 by gender" in decision.reasons
+
+
+def test_promotion_cycle(store, tables, monkeypatch):
+    import mlflow
+
+    _install_gate(monkeypatch, passed=True)
+    first = retrain(tables, _config(), store / "first")
+    assert first["compared_champion_version"] is None
+    decision = promote(MODEL)
+    assert decision.reasons == []
+    assert decision.promoted
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+    second = retrain(tables, _config(), store / "second")
+    assert second["compared_champion_version"] == "1"
+    assert "champion" in second["evaluation"]["promotion"]
+    again = promote(MODEL)
+    assert not again.promoted
+    assert any("does not beat champion" in r for r in again.reasons)
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+
+def test_model_card_stored(registered):
+    import mlflow
+
+    summary, _ = registered
+    configure_mlflow()
+    card = Path(summary["model_card"]).read_text()
+    assert "## Intended use and users" in card
+    assert "| school_cohort |" in card
+    assert "not applicable: the source has no absence-hour data" in card
+    assert "### gender" in card
+    html = Path(summary["model_card_html"]).read_text()
+    assert "<table>" in html
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(MODEL, summary["model_version"])
+    assert version.tags["model_card"] == "model_card/model_card.md"
+    listed = [a.path for a in client.list_artifacts(version.run_id, "model_card")]
+    assert "model_card/model_card.html" in listed
+
+
+CONCURRENT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from conftest import make_tables
+from test_training_promotion import _config
+from training.promotion import retrain
+summary = retrain(make_tables(seed=int(sys.argv[1])), _config(), Path(sys.argv[2]))
+print(summary["model_version"], summary["mlflow_run_id"])
+"""
+
+
+@pytest.mark.e2e
+def test_concurrent_retrains(store):
+    import mlflow
+
+    env = dict(os.environ) | {"PYTHONPATH": str(REPO_ROOT)}
+    script = CONCURRENT.format(tests=str(TESTS))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(seed), str(store / f"out{seed}")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    versions = sorted(stdout.split()[0] for stdout, _ in outputs)
+    assert versions == ["1", "2"]
+
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    for stdout, _ in outputs:
+        run = client.get_run(stdout.split()[1])
+        assert run.info.status == "FINISHED"
+        assert "fold.cutoff_2022-06-01.model.roc_auc" in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"evaluation.json", "model_card", "plots"} <= artifacts
+    for version in versions:
+        info = mlflow.models.get_model_info(f"models:/{MODEL}/{version}")
+        assert info.metadata["calibration"]["method"] in {"sigmoid", "isotonic"}
+    challenger = str(client.get_model_version_by_alias(MODEL, "challenger").version)
+    assert challenger in versions
+    with sqlite3.connect(store / "home" / "mlflow.db") as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -1,0 +1,262 @@
+"""Fold metrics with bootstrap confidence intervals, list stability and lead time.
+
+Every ranked list is built within one as-of date, because welfare staff review
+one list per date. Top-k is either a share of the learners at that date
+(``top_share``) or a number per unit at that date (``k_per_unit``, the welfare
+team's capacity per school). Equal probabilities are ordered by a tie-break
+score (the booster's raw score for the model, the rule's own score for rules).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Probabilities of one model on the evaluation rows, and their tie-break."""
+
+    probability: np.ndarray
+    tiebreak: np.ndarray
+
+
+def ranked(probability: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Return positions from highest to lowest risk; ties go to the higher tie-break."""
+    positions = np.arange(len(probability))
+    return np.lexsort((positions, -np.asarray(tiebreak), -np.asarray(probability)))
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Return ROC-AUC from mid-ranks (ties count one half), or None with one class."""
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    ranks = rankdata(p)
+    return float(
+        (ranks[y == 1].sum() - positives * (positives + 1) / 2)
+        / (positives * negatives)
+    )
+
+
+def average_precision(y: np.ndarray, order: np.ndarray) -> float | None:
+    """Return average precision (PR-AUC) of the ranking ``order``, or None without positives."""
+    ordered = y[order]
+    positives = int(ordered.sum())
+    if positives == 0:
+        return None
+    hits = np.cumsum(ordered)
+    precision = hits / np.arange(1, len(ordered) + 1)
+    return float(precision[ordered == 1].sum() / positives)
+
+
+def calibration_error(
+    y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
+    """Return the expected calibration error over ``bins`` equal-width bins."""
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    mean_p = np.bincount(index, weights=p, minlength=bins)
+    mean_y = np.bincount(index, weights=y, minlength=bins)
+    filled = counts > 0
+    gap = np.abs(mean_p[filled] - mean_y[filled]) / counts[filled]
+    return float((gap * counts[filled]).sum() / len(y))
+
+
+def calibration_curve(
+    y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
+) -> list[dict[str, float]]:
+    """Return mean predicted and observed rate per non-empty equal-width bin."""
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    curve = []
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            curve.append(
+                {
+                    "bin_low": b / bins,
+                    "mean_predicted": float(p[inside].mean()),
+                    "observed_rate": float(y[inside].mean()),
+                    "rows": int(inside.sum()),
+                }
+            )
+    return curve
+
+
+def select_top(
+    groups: np.ndarray,
+    probability: np.ndarray,
+    tiebreak: np.ndarray,
+    share: float | None = None,
+    k: int | None = None,
+) -> np.ndarray:
+    """Return a mask of the top ``share`` (rounded up) or top ``k`` rows of each group."""
+    if (share is None) == (k is None):
+        raise ValueError("give exactly one of share and k")
+    if share is not None and not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1]; got {share}")
+    selected = np.zeros(len(probability), dtype=bool)
+    for positions in pd.Series(np.arange(len(groups))).groupby(groups).indices.values():
+        order = positions[ranked(probability[positions], tiebreak[positions])]
+        size = math.ceil(share * len(positions)) if share is not None else k
+        selected[order[:size]] = True
+    return selected
+
+
+def _point_metrics(
+    y: np.ndarray,
+    scored: Scored,
+    selected_share: np.ndarray,
+    selected_unit: np.ndarray | None,
+) -> dict[str, float | None]:
+    p = scored.probability
+    positives = int(y.sum())
+    values: dict[str, float | None] = {
+        "roc_auc": roc_auc(y, p),
+        "pr_auc": average_precision(y, ranked(p, scored.tiebreak)),
+        "precision_at_k_share": float(y[selected_share].mean())
+        if selected_share.any()
+        else None,
+        "recall_at_k_share": float(y[selected_share].sum() / positives)
+        if positives
+        else None,
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": calibration_error(y, p),
+    }
+    if selected_unit is not None:
+        values["precision_at_k_per_unit"] = (
+            float(y[selected_unit].mean()) if selected_unit.any() else None
+        )
+        values["recall_at_k_per_unit"] = (
+            float(y[selected_unit].sum() / positives) if positives else None
+        )
+    return values
+
+
+def metrics_with_intervals(
+    y: np.ndarray,
+    scored: Scored,
+    groups: np.ndarray,
+    units: np.ndarray,
+    top_share: float,
+    k_per_unit: int | None,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Return each metric with a 95 % percentile bootstrap interval.
+
+    The top-k selection is made once on all rows. Each resample draws rows with
+    replacement and recomputes the metrics on the drawn rows and their
+    selection, so the intervals show sampling noise in the evaluation set, not
+    in training.
+    """
+    y = np.asarray(y, dtype=int)
+    by_share = select_top(groups, scored.probability, scored.tiebreak, share=top_share)
+    by_unit = None
+    if k_per_unit is not None:
+        unit_groups = pd.Series(units).astype(str) + "|" + pd.Series(groups).astype(str)
+        by_unit = select_top(
+            unit_groups.to_numpy(), scored.probability, scored.tiebreak, k=k_per_unit
+        )
+    point = _point_metrics(y, scored, by_share, by_unit)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in point}
+    for _ in range(resamples):
+        rows = rng.integers(0, len(y), len(y))
+        sample = Scored(scored.probability[rows], scored.tiebreak[rows])
+        values = _point_metrics(
+            y[rows], sample, by_share[rows], None if by_unit is None else by_unit[rows]
+        )
+        for name, value in values.items():
+            if value is not None:
+                draws[name].append(value)
+    # NOTE: the calibration error of a resample is biased upwards (duplicated
+    # rows make bins noisier), so its interval can lie above the point value.
+    result: dict[str, Any] = {"rows": len(y), "positives": int(y.sum())}
+    for name, value in point.items():
+        result[name] = value
+        if value is not None and len(draws[name]) >= max(10, resamples // 2):
+            low, high = np.percentile(draws[name], [2.5, 97.5])
+            result[f"{name}_ci"] = [float(low), float(high)]
+        else:
+            result[f"{name}_ci"] = None
+    return result
+
+
+def list_stability(
+    rows: pd.DataFrame, scored: Scored, top_share: float
+) -> dict[str, Any]:
+    """Return the overlap of top-k lists between consecutive as-of dates of each unit.
+
+    Overlap is the Jaccard index of the two lists, counting only enrolments that
+    are active on both dates, so that learners who left do not count as churn.
+    """
+    selected = select_top(
+        rows["asof_date"].astype(str).to_numpy(),
+        scored.probability,
+        scored.tiebreak,
+        share=top_share,
+    )
+    frame = rows[["enrolment_id", "asof_date"]].assign(selected=selected)
+    dates = sorted(frame["asof_date"].unique())
+    pairs = []
+    for earlier, later in itertools.pairwise(dates):
+        a = frame[frame["asof_date"] == earlier].set_index("enrolment_id")["selected"]
+        b = frame[frame["asof_date"] == later].set_index("enrolment_id")["selected"]
+        common = a.index.intersection(b.index)
+        in_a = set(common[a.loc[common].to_numpy()])
+        in_b = set(common[b.loc[common].to_numpy()])
+        union = in_a | in_b
+        if union:
+            pairs.append(
+                {
+                    "from": str(pd.Timestamp(earlier).date()),
+                    "to": str(pd.Timestamp(later).date()),
+                    "jaccard": len(in_a & in_b) / len(union),
+                }
+            )
+    mean = float(np.mean([p["jaccard"] for p in pairs])) if pairs else None
+    return {"mean_jaccard": mean, "pairs": len(pairs)}
+
+
+def lead_time(rows: pd.DataFrame, scored: Scored, top_share: float) -> dict[str, Any]:
+    """Return how long before leaving the learners who left were first in the top k.
+
+    ``rows`` needs ``enrolment_id``, ``asof_date``, ``withdrawal_date`` (missing
+    for learners who did not leave in the label window) and the label ``y``.
+    """
+    selected = select_top(
+        rows["asof_date"].astype(str).to_numpy(),
+        scored.probability,
+        scored.tiebreak,
+        share=top_share,
+    )
+    leavers = rows.assign(selected=selected)
+    leavers = leavers[leavers["y"] == 1]
+    count = int(leavers["enrolment_id"].nunique())
+    if count == 0:
+        return {"leavers": 0, "flagged_share": None, "median_days": None}
+    first = (
+        leavers[leavers["selected"]]
+        .groupby("enrolment_id")
+        .agg(first_flagged=("asof_date", "min"), left=("withdrawal_date", "first"))
+    )
+    days = (first["left"] - first["first_flagged"]).dt.days.dropna()
+    return {
+        "leavers": count,
+        "flagged_share": float(len(first) / count),
+        "median_days": float(days.median()) if len(days) else None,
+        "mean_days": float(days.mean()) if len(days) else None,
+    }

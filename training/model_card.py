@@ -1,0 +1,268 @@
+"""The model card of a registered version, in Markdown and HTML.
+
+The card is written from the run's summary and evaluation, so every figure in it
+is one the run measured. It is logged as an artifact of the run that created the
+version (``model_card/model_card.md`` and ``.html``), which MLflow stores with
+the version.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.metrics import Scored, metrics_with_intervals
+
+logger = logging.getLogger(__name__)
+
+INTENDED_USE = (
+    "Ranks learners by their estimated risk of withdrawing, so that student-welfare "
+    "staff (school social workers, psychologists, guidance counsellors, special-"
+    "education teachers, principals) can decide whom to talk with first. The score "
+    "and its reasons support a person's judgement; they never decide anything about "
+    "a learner."
+)
+NOT_INTENDED = (
+    "- Decisions about admission, grading, discipline, funding or placement.\n"
+    "- Any automatic action towards a learner or family without a person's review.\n"
+    "- Scoring learners from a source, school level or period the model was not "
+    "trained and evaluated on.\n"
+    "- Comparing or ranking schools or teachers."
+)
+
+
+def group_metrics(
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    scored: Scored,
+    attributes: list[str],
+    top_share: float,
+    min_group_size: int,
+    resamples: int,
+    seed: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Return ROC-AUC, precision at k and Brier with intervals per sensitive group.
+
+    Top-k is selected on all rows of each as-of date, then read per group, as
+    staff would see it. Groups with fewer than ``min_group_size`` rows are left
+    out.
+    """
+    from training.metrics import select_top
+
+    dates = rows["asof_date"].astype(str).to_numpy()
+    selected = select_top(dates, scored.probability, scored.tiebreak, share=top_share)
+    result: dict[str, list[dict[str, Any]]] = {}
+    for attribute in attributes:
+        values = (
+            rows[attribute].astype(object).where(rows[attribute].notna(), "unknown")
+        )
+        groups = []
+        for group in sorted(values.astype(str).unique()):
+            inside = (values.astype(str) == group).to_numpy()
+            if inside.sum() < min_group_size:
+                continue
+            metrics = metrics_with_intervals(
+                y[inside],
+                Scored(scored.probability[inside], scored.tiebreak[inside]),
+                dates[inside],
+                dates[inside],
+                top_share,
+                None,
+                resamples,
+                seed,
+            )
+            metrics["selected_share"] = float(selected[inside].mean())
+            groups.append({"group": group} | metrics)
+        result[attribute] = groups
+    return result
+
+
+def _fmt(value: float | None, interval: list[float] | None = None) -> str:
+    if value is None:
+        return "-"
+    if interval:
+        return f"{value:.3f} ({interval[0]:.3f}-{interval[1]:.3f})"
+    return f"{value:.3f}"
+
+
+def render_markdown(
+    summary: dict[str, Any], groups: dict[str, list[dict[str, Any]]]
+) -> str:
+    """Return the model card as Markdown."""
+    evaluation = summary["evaluation"]
+    latest = evaluation["folds"][-1]
+    validation = summary["validation"]
+    lines = [
+        f"# Model card: {summary['model_name']} version {summary['model_version']}",
+        "",
+        f"Source: `{summary['source']}`. MLflow run `{summary['mlflow_run_id']}`. "
+        f"Registered as `{summary['model_uri']}` with alias `{summary['model_alias']}`.",
+        "",
+        "## Intended use and users",
+        "",
+        INTENDED_USE,
+        "",
+        "## Not intended for",
+        "",
+        NOT_INTENDED,
+        "",
+        "## Data and label",
+        "",
+        f"- Validation: {validation['description']}.",
+        f"- Label: {summary['label_definition']}",
+        f"- Features ({len(summary['features'])}): "
+        + ", ".join(f"`{name}`" for name in summary["features"]),
+        f"- Evaluation rows on the latest fold: {summary['rows']['evaluation_rows']}.",
+        f"- Model: LightGBM, {validation.get('boosting_rounds')} boosting rounds, "
+        f"hyperparameters {validation.get('hyperparameters')} "
+        f"({validation.get('optuna_trials')} Optuna trials).",
+        "",
+        "## Metrics on the latest fold, with baselines",
+        "",
+        f"Fold `{latest['name']}`, all as-of dates pooled. Top-k is "
+        f"{evaluation['top_share']:.0%} of learners per as-of date"
+        + (
+            f", or {evaluation['k_per_unit']} per unit and as-of date"
+            if evaluation["k_per_unit"]
+            else ""
+        )
+        + f". Intervals: {evaluation['interval']}, {evaluation['bootstrap_resamples']} "
+        "resamples.",
+        "",
+        "| model | ROC-AUC | PR-AUC | precision@k | recall@k | precision@k per unit "
+        "| Brier | ECE | list stability | leavers flagged | median lead (days) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, values in latest["overall"].items():
+        stability = latest["list_stability"][name]["mean_jaccard"]
+        lead = latest["lead_time"][name]
+        lines.append(
+            f"| {name} | {_fmt(values['roc_auc'], values['roc_auc_ci'])} "
+            f"| {_fmt(values['pr_auc'], values['pr_auc_ci'])} "
+            f"| {_fmt(values['precision_at_k_share'], values['precision_at_k_share_ci'])} "
+            f"| {_fmt(values['recall_at_k_share'], values['recall_at_k_share_ci'])} "
+            f"| {_fmt(values.get('precision_at_k_per_unit'))} "
+            f"| {_fmt(values['brier'], values['brier_ci'])} "
+            f"| {_fmt(values['ece'], values['ece_ci'])} "
+            f"| {_fmt(stability)} | {_fmt(lead['flagged_share'])} "
+            f"| {'-' if lead['median_days'] is None else lead['median_days']} |"
+        )
+    if evaluation["kind"] == "stratified":
+        lines += [
+            "",
+            "The source has no time axis, so list stability and lead time (which "
+            "need as-of dates on a real calendar) say nothing here.",
+        ]
+    if summary["baselines_not_applicable"]:
+        lines += ["", "Baselines that could not run:", ""]
+        lines += [
+            f"- {name}: {reason}"
+            for name, reason in summary["baselines_not_applicable"].items()
+        ]
+    lines += [
+        "",
+        "## Metrics by fold",
+        "",
+        "| fold | model | ROC-AUC | precision@k | Brier |",
+        "|---|---|---|---|---|",
+    ]
+    for fold in evaluation["folds"]:
+        for name in ("model", "logistic", "rule"):
+            values = fold["overall"].get(name)
+            if values:
+                lines.append(
+                    f"| {fold['name']} | {name} "
+                    f"| {_fmt(values['roc_auc'], values['roc_auc_ci'])} "
+                    f"| {_fmt(values['precision_at_k_share'], values['precision_at_k_share_ci'])} "
+                    f"| {_fmt(values['brier'])} |"
+                )
+    lines += [
+        "",
+        "## Calibration",
+        "",
+        f"Method: {validation.get('calibration')}, fitted on "
+        f"{validation.get('validation_period', 'a held-out share of the training learners')}"
+        "; the booster is unchanged by it.",
+        "",
+        "| mean predicted | observed rate | rows |",
+        "|---|---|---|",
+    ]
+    for point in latest["calibration_curve"].get("model", []):
+        lines.append(
+            f"| {point['mean_predicted']:.3f} | {point['observed_rate']:.3f} "
+            f"| {point['rows']} |"
+        )
+    lines += ["", "## Metrics by group", ""]
+    if not groups:
+        lines.append("The source has no sensitive attributes to group by.")
+    for attribute, rows in groups.items():
+        lines += [
+            f"### {attribute}",
+            "",
+            "| group | rows | ROC-AUC | precision@k | Brier | share selected |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['group']} | {row['rows']} "
+                f"| {_fmt(row['roc_auc'], row['roc_auc_ci'])} "
+                f"| {_fmt(row['precision_at_k_share'], row['precision_at_k_share_ci'])} "
+                f"| {_fmt(row['brier'], row['brier_ci'])} | {row['selected_share']:.3f} |"
+            )
+        lines.append("")
+    lines += [
+        "## Known limitations",
+        "",
+        "- Scores are estimates from past cohorts; a change in teaching, "
+        "registration rules or recording practice makes them drift.",
+        "- Training cohorts whose units end after a fold's cutoff contribute labels "
+        "observed after that cutoff; a deployed model could only be trained once "
+        "those units had ended.",
+        "- Learners who repeat a unit are dropped from test folds when they appear "
+        "in training, so the figures describe learners new to the model.",
+        "- Reason codes explain the booster's raw score in log-odds, before "
+        "calibration.",
+        "- Groups smaller than the minimum group size are not shown.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_html(markdown_text: str, title: str) -> str:
+    """Return the Markdown card as one self-contained HTML page."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.2em .5em}"
+        "</style></head><body>\n" + body + "</body></html>\n"
+    )
+
+
+def write_model_card(
+    summary: dict[str, Any], groups: dict[str, list[dict[str, Any]]], out_dir: Path
+) -> tuple[Path, Path]:
+    """Write ``model_card.md`` and ``model_card.html`` to ``out_dir``; return both paths."""
+    import os
+
+    text = render_markdown(summary, groups)
+    paths = []
+    for name, content in (
+        ("model_card.md", text),
+        ("model_card.html", render_html(text, f"Model card {summary['model_uri']}")),
+    ):
+        path = out_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, path)
+        paths.append(path)
+    logger.info("wrote the model card of %s", summary["model_uri"])
+    return paths[0], paths[1]

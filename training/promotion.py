@@ -1,0 +1,250 @@
+"""Retrain a challenger next to the champion, and promote it only when it is better.
+
+The registry uses two aliases per registered model: ``champion`` (served) and
+``challenger`` (the latest retrain). A retrain scores the current champion on
+the challenger's own test rows, so the comparison at promotion time is on the
+same rows. Promotion requires, on the latest temporal fold (or the pooled
+out-of-fold rows for data without a time axis), a strictly higher ROC-AUC and
+precision at k than the champion and every baseline, and a passed fairness gate.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.risk import predict_risk
+from models.store import CHAMPION, configure_mlflow, load_registered
+from sources.contract import InputTables
+from training.metrics import Scored
+from training.results import PROMOTION_METRICS
+from training.run import RunConfig, StepCallback, run_main_job
+
+logger = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+FAIRNESS_GATE_MODULE = "fairness.gate"
+
+
+def champion_scorer(model_name: str) -> tuple[Any, str | None]:
+    """Return a scorer for the current champion and its version, or (None, None)."""
+    try:
+        champion = load_registered(model_name, CHAMPION)
+    except LookupError:
+        logger.info(
+            "no champion of %s yet; the challenger is compared with baselines only",
+            model_name,
+        )
+        return None, None
+
+    def score(rows: pd.DataFrame) -> Scored | None:
+        missing = [c for c in champion.spec.features if c not in rows.columns]
+        if missing:
+            logger.warning(
+                "the champion %s needs features %s that the retrain does not build; "
+                "it is not compared",
+                champion.uri,
+                missing,
+            )
+            return None
+        raw = predict_risk(champion.model, champion.spec, rows)
+        calibrated = (
+            raw if champion.calibration is None else champion.calibration.apply(raw)
+        )
+        return Scored(calibrated, raw)
+
+    return score, champion.version
+
+
+def retrain(
+    tables: InputTables,
+    config: RunConfig,
+    out_dir: Path,
+    on_step: StepCallback | None = None,
+) -> dict[str, Any]:
+    """Rebuild features, train, evaluate and register a challenger version.
+
+    Returns the summary of :func:`training.run.run_main_job`, with
+    ``compared_champion_version`` (None when there was no comparable champion).
+    """
+    import mlflow
+
+    model_name = config.model_name or f"ajoissa-{config.source}"
+    config.model_name = model_name
+    config.alias = CHALLENGER
+    configure_mlflow()
+    scorer, champion_version = champion_scorer(model_name)
+    scorers = {"champion": scorer} if scorer is not None else {}
+
+    def tag_version(summary: dict[str, Any]) -> None:
+        compared = (
+            champion_version
+            if "champion" in summary["evaluation"]["promotion"]
+            else None
+        )
+        summary["compared_champion_version"] = compared
+        client = mlflow.MlflowClient()
+        client.set_model_version_tag(
+            model_name,
+            summary["model_version"],
+            "compared_champion_version",
+            str(compared or ""),
+        )
+
+    return run_main_job(
+        tables,
+        config,
+        out_dir,
+        on_step=on_step or (lambda _: None),
+        extra_scorers=scorers,
+        on_registered=tag_version,
+    )
+
+
+@dataclass
+class PromotionDecision:
+    """Whether the challenger became champion, and every reason it did not."""
+
+    model_name: str
+    challenger_version: str | None
+    champion_version: str | None
+    promoted: bool
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    comparison: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+
+def _load_evaluation(run_id: str) -> dict[str, Any]:
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="evaluation.json"
+    )
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def compare(promotion: dict[str, dict[str, float | None]]) -> list[str]:
+    """Return why the model does not beat every other entry; empty when it does."""
+    reasons = []
+    mine = promotion.get("model", {})
+    for other, values in promotion.items():
+        if other == "model":
+            continue
+        for metric in PROMOTION_METRICS:
+            ours, theirs = mine.get(metric), values.get(metric)
+            if ours is None:
+                reasons.append(f"the challenger has no {metric} on the latest fold")
+            elif theirs is not None and ours <= theirs:
+                reasons.append(
+                    f"{metric}: challenger {ours:.4f} does not beat {other} {theirs:.4f}"
+                )
+    return reasons
+
+
+def _fairness_gate(
+    model_name: str, version: str, reviewer: str | None
+) -> tuple[list[str], list[str]]:
+    """Run the fairness gate; return (reasons to refuse, notes)."""
+    if reviewer:
+        return [], [f"fairness gate skipped by reviewer {reviewer}"]
+    if importlib.util.find_spec(FAIRNESS_GATE_MODULE) is None:
+        return [
+            f"fairness gate not evaluated: module {FAIRNESS_GATE_MODULE} is not "
+            "installed; install it, or pass --skip-fairness-gate with --reviewer NAME "
+            "to promote on a named person's responsibility"
+        ], []
+    gate = importlib.import_module(FAIRNESS_GATE_MODULE)
+    decision = gate.check_gate(model_name, version)
+    if decision.passed:
+        return [], ["fairness gate passed"]
+    return [f"fairness gate: {reason}" for reason in decision.reasons] or [
+        "fairness gate failed without a reason"
+    ], []
+
+
+def promote(
+    model_name: str, skip_fairness_reviewer: str | None = None
+) -> PromotionDecision:
+    """Make the challenger the champion if it beats the champion and every baseline.
+
+    ``skip_fairness_reviewer`` names the person who takes responsibility for
+    promoting without the fairness gate; it is stored as a version tag.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    try:
+        challenger = client.get_model_version_by_alias(model_name, CHALLENGER)
+    except MlflowException:
+        return PromotionDecision(
+            model_name,
+            None,
+            None,
+            False,
+            [f"no {CHALLENGER!r} version of {model_name}; run `ajoissa retrain` first"],
+        )
+    try:
+        champion_version: str | None = client.get_model_version_by_alias(
+            model_name, CHAMPION
+        ).version
+    except MlflowException:
+        champion_version = None
+
+    evaluation = _load_evaluation(challenger.run_id)
+    promotion = evaluation["promotion"]
+    reasons = compare(promotion)
+    compared = challenger.tags.get("compared_champion_version") or None
+    if champion_version is not None and compared != str(champion_version):
+        reasons.append(
+            f"the challenger was compared with champion version {compared or 'none'}, "
+            f"but the champion is now version {champion_version}; retrain to compare "
+            "them on the same rows"
+        )
+    gate_reasons, notes = _fairness_gate(
+        model_name, str(challenger.version), skip_fairness_reviewer
+    )
+    reasons.extend(gate_reasons)
+    decision = PromotionDecision(
+        model_name,
+        str(challenger.version),
+        champion_version,
+        not reasons,
+        reasons,
+        notes,
+        promotion,
+    )
+    if decision.promoted:
+        version = str(challenger.version)
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+        client.delete_registered_model_alias(model_name, CHALLENGER)
+        client.set_model_version_tag(
+            model_name,
+            version,
+            "promoted_at",
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        client.set_model_version_tag(
+            model_name, version, "promoted_over_version", str(champion_version or "")
+        )
+        client.set_model_version_tag(
+            model_name, version, "fairness_gate", "; ".join(notes)
+        )
+        logger.info("promoted %s version %s to champion", model_name, version)
+    else:
+        logger.info(
+            "did not promote %s version %s: %d reasons",
+            model_name,
+            challenger.version,
+            len(reasons),
+        )
+    return decision
