@@ -47,6 +47,7 @@ def main(
     ] = False,
 ) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -219,11 +220,13 @@ def run(
 
 def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     table = Table(
-        title=f"Headline figures ({summary['validation']['kind']} validation)"
+        title=f"Headline figures ({summary['validation']['kind']} validation)",
+        caption="P@10% and R@10%: precision and recall among the top 10 % of "
+        "learners by score at each as-of date.",
     )
     table.add_column("as-of")
     table.add_column("model")
-    for header in ("ROC-AUC", "PR-AUC", "precision@10%", "recall@10%", "Brier"):
+    for header in ("ROC-AUC", "PR-AUC", "P@10%", "R@10%", "Brier"):
         table.add_column(header, justify="right")
     for asof, by_model in summary["metrics"].items():
         for model, values in by_model.items():
@@ -233,6 +236,15 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
                 *("-" if v is None else f"{v:.3f}" for v in values.values()),
             )
     console.print(table)
+    beaten = _beaten_by_baselines(summary["metrics"])
+    if beaten:
+        console.print(
+            "Note: a baseline has a higher ROC-AUC than the model at "
+            + "; ".join(beaten)
+            + ". Weigh this before relying on the model; `ajoissa promote` "
+            "refuses a challenger that does not beat every baseline.",
+            highlight=False,
+        )
     console.print(
         f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})"
     )
@@ -242,6 +254,23 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     console.print(f"Example request:  {summary['example_request']}")
     console.print(f"Summary:          {out / 'summary.json'}")
     console.print(f"Wall time:        {seconds:.1f} s")
+
+
+def _beaten_by_baselines(metrics: dict) -> list[str]:
+    """Return "as-of: baselines" for each as-of date where a baseline beats the model."""
+    beaten = []
+    for asof, by_model in metrics.items():
+        model_auc = by_model.get("model", {}).get("roc_auc")
+        if model_auc is None:
+            continue
+        better = [
+            name
+            for name, values in by_model.items()
+            if name != "model" and (values.get("roc_auc") or 0.0) > model_auc
+        ]
+        if better:
+            beaten.append(f"{asof} ({', '.join(better)})")
+    return beaten
 
 
 @app.command(help=SERVE_HELP)

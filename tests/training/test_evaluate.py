@@ -37,3 +37,14 @@ def test_metrics_single_class_undefined():
     assert metrics["pr_auc"] is None
     assert metrics["recall_at_10pct"] is None
     assert metrics["precision_at_10pct"] == 0.0
+
+
+def test_cli_lists_beating_baselines():
+    from ajoissa.cli import _beaten_by_baselines
+
+    metrics = {
+        "day_30": {"model": {"roc_auc": 0.70}, "logistic": {"roc_auc": 0.72},
+                   "rule": {"roc_auc": 0.60}},
+        "day_60": {"model": {"roc_auc": 0.75}, "logistic": {"roc_auc": 0.72}},
+    }
+    assert _beaten_by_baselines(metrics) == ["day_30 (logistic)"]
