@@ -60,11 +60,14 @@ def log_and_register(
     spec: FeatureSpec,
     example: pd.DataFrame,
     model_name: str,
-    alias: str = CHAMPION,
+    alias: str | None = CHAMPION,
     tags: dict[str, str] | None = None,
     calibration: Calibration | None = None,
 ) -> RegisteredVersion:
     """Log ``model`` in the active MLflow run, register a new version, set ``alias``.
+
+    With ``alias`` None the version is registered without an alias, so that a
+    caller can set one only after its remaining steps have succeeded.
 
     The version gets the ``ARTIFACT_DIGEST_TAG`` tag with the digest of its stored
     artifact files, which :func:`models.store.load_registered` checks.
@@ -119,6 +122,7 @@ def log_and_register(
         )
         digest = artifact_digest(Path(stored))
     client.set_model_version_tag(model_name, version, ARTIFACT_DIGEST_TAG, digest)
-    client.set_registered_model_alias(model_name, alias, version)
-    logger.info("registered %s version %s with alias %s", model_name, version, alias)
+    if alias is not None:
+        client.set_registered_model_alias(model_name, alias, version)
+    logger.info("registered %s version %s (alias %s)", model_name, version, alias)
     return RegisteredVersion(name=model_name, version=version, run_id=run.info.run_id)

@@ -177,7 +177,9 @@ def run_main_job(
             fold.spec,
             frame.X.head(50),
             model_name=config.model_name or f"{MODEL_NAME_PREFIX}{config.source}",
-            alias=config.alias,
+            # The alias is set last, so a run that fails later never replaces
+            # the served model.
+            alias=None,
             tags={
                 "source": config.source,
                 "validation": config.validation,
@@ -241,6 +243,13 @@ def run_main_job(
         mlflow.log_artifact(str(report_path))
         if on_registered is not None:
             on_registered(summary)
+        mlflow.MlflowClient().set_registered_model_alias(
+            registered.name, config.alias, registered.version
+        )
+        logger.info(
+            "set alias %s on %s version %s",
+            config.alias, registered.name, registered.version,
+        )
     logger.info(
         "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
     )
