@@ -112,7 +112,7 @@ def run(
             min=1,
             help="Fairness groups with fewer distinct learners than this are "
             "suppressed. Default: the fairness policy's minimum, or the "
-            "mapping's min_group_size with --source table."
+            "mapping's min_group_size with --source table.",
         ),
     ] = None,
     mapping: Annotated[
@@ -177,9 +177,13 @@ def run(
         from dataclasses import replace
 
         if label_window_days is not None:
-            config.label_rule = replace(config.label_rule, window_days=label_window_days)
+            config.label_rule = replace(
+                config.label_rule, window_days=label_window_days
+            )
         if transfer_gap_days is not None:
-            config.label_rule = replace(config.label_rule, transfer_gap_days=transfer_gap_days)
+            config.label_rule = replace(
+                config.label_rule, transfer_gap_days=transfer_gap_days
+            )
 
     started = time.perf_counter()
     steps = 8

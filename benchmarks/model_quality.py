@@ -51,7 +51,10 @@ def _add_refit(frame: Any, units: Any, fold: Any, seed: int) -> None:
 
     starts = frame.data["unit_id"].map(units.set_index("unit_id")["start_date"])
     train = (starts < fold.details["cutoff"]).to_numpy()
-    params = fold.tuned.params | {"n_estimators": fold.tuned.rounds, "random_state": seed}
+    params = fold.tuned.params | {
+        "n_estimators": fold.tuned.rounds,
+        "random_state": seed,
+    }
     model, spec = fit_risk_model(frame.X[train], frame.y[train], params)
     raw = predict_risk(model, spec, frame.X.iloc[fold.rows])
     fold.scores["model_refit_all_training"] = Scored(raw, np.asarray(raw))

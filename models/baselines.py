@@ -75,17 +75,27 @@ class LogisticBaseline:
                 (
                     "numeric",
                     make_pipeline(
-                        SimpleImputer(strategy="median", add_indicator=True,
-                                      keep_empty_features=True),
+                        SimpleImputer(
+                            strategy="median",
+                            add_indicator=True,
+                            keep_empty_features=True,
+                        ),
                         StandardScaler(),
                     ),
                     numeric,
                 ),
-                ("categorical", OneHotEncoder(handle_unknown="ignore"), self.categorical),
+                (
+                    "categorical",
+                    OneHotEncoder(handle_unknown="ignore"),
+                    self.categorical,
+                ),
             ]
         )
         self.pipeline_ = Pipeline(
-            [("prepare", prepare), ("model", LogisticRegression(max_iter=self.max_iter))]
+            [
+                ("prepare", prepare),
+                ("model", LogisticRegression(max_iter=self.max_iter)),
+            ]
         )
         self.pipeline_.fit(self._prepare(X), np.asarray(y, dtype=int))
         return self

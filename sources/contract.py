@@ -90,8 +90,9 @@ _optional_date = pa.Column("datetime64[ns]", nullable=True, coerce=True)
 _id = pa.Column(str, nullable=False, coerce=True)
 
 
-
-def learners_schema(sensitive: tuple[str, ...] = SENSITIVE_ATTRIBUTES) -> pa.DataFrameSchema:
+def learners_schema(
+    sensitive: tuple[str, ...] = SENSITIVE_ATTRIBUTES,
+) -> pa.DataFrameSchema:
     """Return the learners schema with ``sensitive`` as optional text columns."""
     return pa.DataFrameSchema(
         {"learner_id": pa.Column(str, nullable=False, unique=True, coerce=True)}

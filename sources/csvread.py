@@ -63,19 +63,43 @@ def read_typed_csv(
         )
     except pd.errors.EmptyDataError as exc:
         raise InputDataError(
-            [Problem(str(path), table, "*", None, None, "the file is empty; "
-                     "expected a header line and data rows")]
+            [
+                Problem(
+                    str(path),
+                    table,
+                    "*",
+                    None,
+                    None,
+                    "the file is empty; expected a header line and data rows",
+                )
+            ]
         ) from exc
     except UnicodeDecodeError as exc:
         raise InputDataError(
-            [Problem(str(path), table, "*", None, None,
-                     f"the file is not valid {encoding} text (invalid byte at "
-                     f"offset {exc.start}); save it as {encoding}")]
+            [
+                Problem(
+                    str(path),
+                    table,
+                    "*",
+                    None,
+                    None,
+                    f"the file is not valid {encoding} text (invalid byte at "
+                    f"offset {exc.start}); save it as {encoding}",
+                )
+            ]
         ) from exc
     except pd.errors.ParserError as exc:
         raise InputDataError(
-            [Problem(str(path), table, "*", None, None,
-                     f"the file is not valid CSV with separator {sep!r}: {exc}")]
+            [
+                Problem(
+                    str(path),
+                    table,
+                    "*",
+                    None,
+                    None,
+                    f"the file is not valid CSV with separator {sep!r}: {exc}",
+                )
+            ]
         ) from exc
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in columns if c not in raw.columns]

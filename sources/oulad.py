@@ -51,39 +51,65 @@ def _read(data_dir: Path) -> dict[str, pd.DataFrame]:
         "courses": read_typed_csv(
             path("courses"),
             "courses",
-            {"code_module": "str", "code_presentation": "str",
-             "module_presentation_length": "int"},
+            {
+                "code_module": "str",
+                "code_presentation": "str",
+                "module_presentation_length": "int",
+            },
             required=(*key, "module_presentation_length"),
         ),
         "assessments": read_typed_csv(
             path("assessments"),
             "assessments",
-            {"code_module": "str", "code_presentation": "str",
-             "id_assessment": "str", "assessment_type": "str", "date": "int",
-             "weight": "float"},
+            {
+                "code_module": "str",
+                "code_presentation": "str",
+                "id_assessment": "str",
+                "assessment_type": "str",
+                "date": "int",
+                "weight": "float",
+            },
             required=(*key, "id_assessment"),
         ),
         "studentInfo": read_typed_csv(
             path("studentInfo"),
             "studentInfo",
-            {"code_module": "str", "code_presentation": "str", "id_student": "str",
-             "gender": "str", "highest_education": "str", "imd_band": "str",
-             "age_band": "str", "num_of_prev_attempts": "int",
-             "studied_credits": "int", "disability": "str", "final_result": "str"},
+            {
+                "code_module": "str",
+                "code_presentation": "str",
+                "id_student": "str",
+                "gender": "str",
+                "highest_education": "str",
+                "imd_band": "str",
+                "age_band": "str",
+                "num_of_prev_attempts": "int",
+                "studied_credits": "int",
+                "disability": "str",
+                "final_result": "str",
+            },
             required=(*key, "id_student", "final_result"),
         ),
         "studentRegistration": read_typed_csv(
             path("studentRegistration"),
             "studentRegistration",
-            {"code_module": "str", "code_presentation": "str", "id_student": "str",
-             "date_registration": "int", "date_unregistration": "int"},
+            {
+                "code_module": "str",
+                "code_presentation": "str",
+                "id_student": "str",
+                "date_registration": "int",
+                "date_unregistration": "int",
+            },
             required=(*key, "id_student"),
         ),
         "studentAssessment": read_typed_csv(
             path("studentAssessment"),
             "studentAssessment",
-            {"id_assessment": "str", "id_student": "str", "date_submitted": "int",
-             "score": "float"},
+            {
+                "id_assessment": "str",
+                "id_student": "str",
+                "date_submitted": "int",
+                "score": "float",
+            },
             required=("id_assessment", "id_student", "date_submitted"),
         ),
     }
@@ -112,8 +138,14 @@ def _units(courses: pd.DataFrame, origin: Path) -> pd.DataFrame:
 
         raise InputDataError(
             [
-                Problem(str(origin / FILES["courses"]), "courses", "code_presentation",
-                        int(i) + 2, code.iloc[i], "a year and B or J, such as 2013J")
+                Problem(
+                    str(origin / FILES["courses"]),
+                    "courses",
+                    "code_presentation",
+                    int(i) + 2,
+                    code.iloc[i],
+                    "a year and B or J, such as 2013J",
+                )
                 for i in bad.to_numpy().nonzero()[0]
             ]
         )
@@ -214,8 +246,16 @@ def _assessments(raw: dict[str, pd.DataFrame], reg: pd.DataFrame) -> pd.DataFram
     Undated assessments (some final exams) are due on the last day.
     """
     planned = raw["assessments"].merge(
-        reg[["code_module", "code_presentation", "id_student", "enrolment_id",
-             "start_date", "end_date"]],
+        reg[
+            [
+                "code_module",
+                "code_presentation",
+                "id_student",
+                "enrolment_id",
+                "start_date",
+                "end_date",
+            ]
+        ],
         on=["code_module", "code_presentation"],
     )
     events = planned.merge(
@@ -227,7 +267,9 @@ def _assessments(raw: dict[str, pd.DataFrame], reg: pd.DataFrame) -> pd.DataFram
             "enrolment_id": events["enrolment_id"],
             "assessment_id": events["id_assessment"],
             "due_date": due,
-            "submitted_date": _days_after(events["start_date"], events["date_submitted"]),
+            "submitted_date": _days_after(
+                events["start_date"], events["date_submitted"]
+            ),
             "score": events["score"].astype(float),
             "passed": (events["score"] >= PASS_MARK)
             .astype("boolean")

@@ -181,12 +181,22 @@ def test_serve_matches_offline_scores(run_output):
 
 def test_run_reports_bad_value(tmp_path):
     data = _write_slice(tmp_path / "data")
-    frame = pd.read_csv(data / "studentRegistration.csv", dtype=str, keep_default_na=False)
+    frame = pd.read_csv(
+        data / "studentRegistration.csv", dtype=str, keep_default_na=False
+    )
     frame.loc[4, "date_registration"] = "yesterday"
     frame.to_csv(data / "studentRegistration.csv", index=False)
     result = subprocess.run(
-        [AJOISSA, "run", "--source", "oulad", "--data", str(data), "--out",
-         str(tmp_path / "out")],
+        [
+            AJOISSA,
+            "run",
+            "--source",
+            "oulad",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+        ],
         env=_env(tmp_path / "home"),
         capture_output=True,
         text=True,
@@ -204,8 +214,16 @@ def test_run_reports_missing_file(tmp_path):
     data = _write_slice(tmp_path / "data")
     (data / "assessments.csv").unlink()
     result = subprocess.run(
-        [AJOISSA, "run", "--source", "oulad", "--data", str(data), "--out",
-         str(tmp_path / "out")],
+        [
+            AJOISSA,
+            "run",
+            "--source",
+            "oulad",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+        ],
         env=_env(tmp_path / "home"),
         capture_output=True,
         text=True,

@@ -159,8 +159,13 @@ def run_main_job(
 
     on_step("computing fold metrics with bootstrap intervals")
     evaluation = evaluate_validation(
-        frame, validation, config.asof_labels, config.top_share, config.k_per_unit,
-        config.bootstrap_resamples, config.seed,
+        frame,
+        validation,
+        config.asof_labels,
+        config.top_share,
+        config.k_per_unit,
+        config.bootstrap_resamples,
+        config.seed,
     )
     metrics = legacy_metrics(frame, fold, config.asof_labels, config.top_share)
 
@@ -232,7 +237,10 @@ def run_main_job(
         mlflow.log_artifact(str(card_md), "model_card")
         mlflow.log_artifact(str(card_html), "model_card")
         mlflow.MlflowClient().set_model_version_tag(
-            registered.name, registered.version, "model_card", "model_card/model_card.md"
+            registered.name,
+            registered.version,
+            "model_card",
+            "model_card/model_card.md",
         )
         summary["model_card"] = str(card_md.resolve())
         summary["model_card_html"] = str(card_html.resolve())
@@ -248,10 +256,14 @@ def run_main_job(
         )
         logger.info(
             "set alias %s on %s version %s",
-            config.alias, registered.name, registered.version,
+            config.alias,
+            registered.name,
+            registered.version,
         )
     logger.info(
-        "main job for %s finished in %.1f s", config.source, summary["wall_time_seconds"]
+        "main job for %s finished in %.1f s",
+        config.source,
+        summary["wall_time_seconds"],
     )
     return summary
 
@@ -279,13 +291,20 @@ def _card_groups(
         tables.learners[["learner_id", *present]], on="learner_id", how="left"
     )
     return group_metrics(
-        rows, frame.y[fold.rows], fold.scores["model"], present, config.top_share,
+        rows,
+        frame.y[fold.rows],
+        fold.scores["model"],
+        present,
+        config.top_share,
         config.min_group_size or policy.min_group_learners,
-        min(config.bootstrap_resamples, 100), config.seed,
+        min(config.bootstrap_resamples, 100),
+        config.seed,
     )
 
 
-def _validate(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Validation:
+def _validate(
+    frame: FeatureFrame, tables: InputTables, config: RunConfig
+) -> Validation:
     if config.validation == "temporal":
         if config.temporal_cutoff is None:
             raise ValueError("temporal validation needs temporal_cutoff (an ISO date)")
@@ -313,7 +332,9 @@ def _validate(frame: FeatureFrame, tables: InputTables, config: RunConfig) -> Va
     )
 
 
-def _selected_within_asof(data: pd.DataFrame, scores: np.ndarray, share: float) -> np.ndarray:
+def _selected_within_asof(
+    data: pd.DataFrame, scores: np.ndarray, share: float
+) -> np.ndarray:
     selected = np.zeros(len(data), dtype=bool)
     for _, positions in data.groupby("asof_offset_days").indices.items():
         selected[positions] = top_share_mask(scores[positions], share)
@@ -361,7 +382,9 @@ def _write_fairness_report(
     ]
     if prepared.skipped_intersections:
         skipped = "; ".join(" x ".join(m) for m in prepared.skipped_intersections)
-        notes.append(f"Intersections skipped because the source lacks a member: {skipped}.")
+        notes.append(
+            f"Intersections skipped because the source lacks a member: {skipped}."
+        )
     described = data_description(rows)
     path = write_report(
         audit,
@@ -380,7 +403,10 @@ def _write_fairness_report(
         source=config.source,
         operating_point=_operating_point(config),
         rows_description=description,
-        extra={"skipped_intersections": prepared.skipped_intersections, "data": described},
+        extra={
+            "skipped_intersections": prepared.skipped_intersections,
+            "data": described,
+        },
     )
     return path, payload
 
@@ -398,16 +424,26 @@ def _against_reference(
     for attribute, requested in reference_groups.items():
         entry = attributes.get(attribute)
         if entry is None:
-            out[attribute] = {"reference": requested, "groups": {},
-                              "reason": "the attribute is not in the audit"}
+            out[attribute] = {
+                "reference": requested,
+                "groups": {},
+                "reason": "the attribute is not in the audit",
+            }
             continue
         groups: dict[str, Any] = {}
         for row in entry["comparisons"]:
             groups.setdefault(str(row["group"]), {})[str(row["metric"])] = {
                 key: row.get(key)
-                for key in ("value", "reference_value", "difference",
-                            "difference_low", "difference_high", "ratio",
-                            "ratio_low", "ratio_high")
+                for key in (
+                    "value",
+                    "reference_value",
+                    "difference",
+                    "difference_low",
+                    "difference_high",
+                    "ratio",
+                    "ratio_low",
+                    "ratio_high",
+                )
             }
         out[attribute] = {
             "reference": entry["reference"],
@@ -440,7 +476,10 @@ def _write_reason_codes(
     hidden = tuple(config.sensitive_features or load_policy().sensitive_attributes)
     reasons = [
         top_reasons(
-            values[i], X.iloc[i], spec.features, top_n=config.reason_count,
+            values[i],
+            X.iloc[i],
+            spec.features,
+            top_n=config.reason_count,
             exclude=hidden,
         )
         for i in range(len(X))
@@ -497,29 +536,42 @@ def _validation_description(config: RunConfig, fold: Fold) -> dict[str, Any]:
     return {"kind": config.validation, "description": description} | fold.details
 
 
-def _row_counts(
-    frame: FeatureFrame, fold: Fold, config: RunConfig
-) -> dict[str, Any]:
+def _row_counts(frame: FeatureFrame, fold: Fold, config: RunConfig) -> dict[str, Any]:
     data = frame.data
     return {
         "feature_rows": int(len(data)),
         "evaluation_rows": int(len(fold.rows)),
         "label_rate_by_asof": {
             config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
-            for k, v in data.groupby("asof_offset_days")["withdraws_after"].mean().items()
+            for k, v in data.groupby("asof_offset_days")["withdraws_after"]
+            .mean()
+            .items()
         },
     }
 
 
 def _run_params(config: RunConfig, frame: FeatureFrame, fold: Fold) -> dict:
     params = {
-        k: v for k, v in asdict(config).items() if k not in ("asof_labels", "label_rule")
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("asof_labels", "label_rule")
     } | {"n_features": len(frame.feature_names)}
     if config.label_rule is not None:
         params |= {f"label_{k}": v for k, v in asdict(config.label_rule).items()}
-    params |= {f"lgbm_{k}": v for k, v in fold.model.get_params().items()
-               if k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples",
-                        "colsample_bytree", "reg_lambda", "random_state")}
+    params |= {
+        f"lgbm_{k}": v
+        for k, v in fold.model.get_params().items()
+        if k
+        in (
+            "n_estimators",
+            "learning_rate",
+            "num_leaves",
+            "min_child_samples",
+            "colsample_bytree",
+            "reg_lambda",
+            "random_state",
+        )
+    }
     params["calibration"] = fold.calibration.method
     return {k: str(v)[:500] for k, v in params.items()}
 
@@ -547,4 +599,3 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-

@@ -66,7 +66,9 @@ def _holdout_rounds(
         n_splits=round(1 / EARLY_STOPPING_SHARE), shuffle=True, random_state=seed
     )
     fit_rows, valid_rows = next(splitter.split(X, y, groups))
-    return choose_rounds(X.iloc[fit_rows], y[fit_rows], X.iloc[valid_rows], y[valid_rows])
+    return choose_rounds(
+        X.iloc[fit_rows], y[fit_rows], X.iloc[valid_rows], y[valid_rows]
+    )
 
 
 def predict_temporal(
@@ -122,14 +124,20 @@ def predict_temporal(
         rounds = choose_rounds(X[train & ~valid], y[train & ~valid], X[valid], y[valid])
         stopping = f"early stopping on the latest training cohort {latest}"
     else:
-        rounds = _holdout_rounds(X[train], y[train], data.loc[train, "learner_id"].to_numpy(), seed)
+        rounds = _holdout_rounds(
+            X[train], y[train], data.loc[train, "learner_id"].to_numpy(), seed
+        )
         stopping = "early stopping on a random 20 % of training learners"
 
-    scores, model, spec = _fit_all(X[train], y[train], X[test], rounds, frame.categorical, seed)
+    scores, model, spec = _fit_all(
+        X[train], y[train], X[test], rounds, frame.categorical, seed
+    )
     rows = np.flatnonzero(test)
     logger.info(
         "temporal split: %d training rows, %d test rows, %d test rows dropped",
-        int(train.sum()), len(rows), int(overlap.sum()),
+        int(train.sum()),
+        len(rows),
+        int(overlap.sum()),
     )
     return Prediction(
         rows=rows,
@@ -150,7 +158,9 @@ def predict_temporal(
     )
 
 
-def predict_stratified(frame: FeatureFrame, folds: int = 5, seed: int = 0) -> Prediction:
+def predict_stratified(
+    frame: FeatureFrame, folds: int = 5, seed: int = 0
+) -> Prediction:
     """Score every row out of fold with stratified cross-validation grouped by learner.
 
     The registered model is refitted on all rows with the median number of
@@ -162,10 +172,16 @@ def predict_stratified(frame: FeatureFrame, folds: int = 5, seed: int = 0) -> Pr
     scores = {name: np.zeros(len(X)) for name in ("model", "rule", "logistic")}
     fold_rounds = []
     for fold, (train_rows, test_rows) in enumerate(splitter.split(X, y, groups)):
-        rounds = _holdout_rounds(X.iloc[train_rows], y[train_rows], groups[train_rows], seed)
+        rounds = _holdout_rounds(
+            X.iloc[train_rows], y[train_rows], groups[train_rows], seed
+        )
         fold_scores, _, _ = _fit_all(
-            X.iloc[train_rows], y[train_rows], X.iloc[test_rows], rounds,
-            frame.categorical, seed,
+            X.iloc[train_rows],
+            y[train_rows],
+            X.iloc[test_rows],
+            rounds,
+            frame.categorical,
+            seed,
         )
         for name, values in fold_scores.items():
             scores[name][test_rows] = values
@@ -186,5 +202,3 @@ def predict_stratified(frame: FeatureFrame, folds: int = 5, seed: int = 0) -> Pr
             "rounds_chosen_by": "early stopping on 20 % of each fold's training learners",
         },
     )
-
-

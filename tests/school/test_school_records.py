@@ -1,4 +1,3 @@
-
 import pandas as pd
 import pytest
 from school_fixtures import EXPORT, write_export

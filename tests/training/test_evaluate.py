@@ -43,8 +43,11 @@ def test_cli_lists_beating_baselines():
     from ajoissa.cli import _beaten_by_baselines
 
     metrics = {
-        "day_30": {"model": {"roc_auc": 0.70}, "logistic": {"roc_auc": 0.72},
-                   "rule": {"roc_auc": 0.60}},
+        "day_30": {
+            "model": {"roc_auc": 0.70},
+            "logistic": {"roc_auc": 0.72},
+            "rule": {"roc_auc": 0.60},
+        },
         "day_60": {"model": {"roc_auc": 0.75}, "logistic": {"roc_auc": 0.72}},
     }
     assert _beaten_by_baselines(metrics) == ["day_30 (logistic)"]

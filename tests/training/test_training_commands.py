@@ -8,7 +8,9 @@ runner = CliRunner()
 
 
 def test_skip_gate_needs_reviewer():
-    result = runner.invoke(app, ["promote", "--model-name", "m", "--skip-fairness-gate"])
+    result = runner.invoke(
+        app, ["promote", "--model-name", "m", "--skip-fairness-gate"]
+    )
     assert result.exit_code == 2
     assert "--reviewer" in result.output
 
