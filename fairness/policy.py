@@ -250,7 +250,7 @@ def evaluate_policy(audit: dict[str, Any], policy: FairnessPolicy) -> PolicyFind
     Every shown group of every audited attribute and intersection is checked
     against its reference group under ``policy.interval_rule``. An undefined
     comparison or missing interval is a warning or a breach, as
-    ``policy.undefined`` says.
+    ``policy.undefined`` sets.
     """
     findings = PolicyFindings()
     for attribute, result in audit["attributes"].items():

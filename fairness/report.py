@@ -43,7 +43,7 @@ TEMPLATE_NAME = "report.html.j2"
 
 _CHART_COLOURS = ("#0072B2", "#56B4E9", "#595959")
 """Blue, sky blue and grey from the Okabe-Ito palette. The bars also differ by
-hatching, so they can be told apart without colour."""
+hatching, so they can be distinguished without colour."""
 _CHART_HATCHES = ("", "//", "..")
 
 

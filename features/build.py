@@ -30,8 +30,8 @@ RECENT_DAYS = 28
 """Length of the recent window for attendance features, in days."""
 
 CONTEXT_FEATURES = ("days_since_unit_start",)
-"""Features that place a row in time but say nothing about the learner; they are
-never given as reasons for a score."""
+"""Features that place a row in time but describe nothing about the learner, so
+they are never given as reasons for a score."""
 
 ASSESSMENT_FEATURES = (
     "days_since_unit_start",

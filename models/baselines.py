@@ -230,7 +230,7 @@ class LastGradeRule(ScoreRule):
 
 
 class ContextBaseline:
-    """A model that knows only where the learner studies: school and cohort.
+    """A model that uses only where the learner studies: school and cohort.
 
     It predicts the training withdrawal rate of the learner's school and cohort,
     shrunk towards the school's rate and then the overall rate by

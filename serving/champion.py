@@ -68,8 +68,11 @@ class ChampionHolder:
         self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
-        """Load the champion if it is not the loaded version; return whether it
-        changed. Errors are logged and kept in ``last_error``, never raised."""
+        """Load the champion if it is not the loaded version; return whether it changed.
+
+        A ``LookupError`` from the registry and any error while loading are logged
+        and kept in ``last_error`` instead of raised, so the old model keeps serving.
+        """
         with self._lock:
             try:
                 version = champion_version(self.name)

@@ -51,7 +51,7 @@ import pandera.pandas as pa
 from sources.errors import InputDataError, Problem
 
 END_REASONS = ("withdrawn", "completed", "failed", "transferred")
-"""Why an enrolment ended. Only ``withdrawn`` counts as dropping out."""
+"""Reasons an enrolment can end. Only ``withdrawn`` counts as dropping out."""
 
 ATTENDANCE_MARKS = ("present", "excused", "unexcused", "late")
 
@@ -197,7 +197,7 @@ class InputTables:
         default_factory=lambda: empty_table("study_right_states")
     )
     origin: str = "<memory>"
-    """Where the tables were read from, used only in error messages."""
+    """Origin of the tables (a path or label), used only in error messages."""
     sensitive: tuple[str, ...] = SENSITIVE_ATTRIBUTES
     """Learner columns that are sensitive attributes, used only in audits.
 

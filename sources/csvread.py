@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 ColumnKind = Literal["str", "int", "float"]
 
 
+def _file_error(path: Path, table: str, message: str) -> InputDataError:
+    """Return an error about the whole file, not one of its values."""
+    return InputDataError([Problem(str(path), table, "*", None, None, message)])
+
+
 def read_typed_csv(
     path: Path,
     table: str,
@@ -39,17 +44,8 @@ def read_typed_csv(
         If the file is missing, a column is missing, or values do not parse.
     """
     if not path.is_file():
-        raise InputDataError(
-            [
-                Problem(
-                    str(path),
-                    table,
-                    "*",
-                    None,
-                    None,
-                    "file not found; check that the data folder holds this file",
-                )
-            ]
+        raise _file_error(
+            path, table, "file not found; check that the data folder holds this file"
         )
     logger.debug("reading %s as table %s", path, table)
     try:
@@ -62,44 +58,19 @@ def read_typed_csv(
             encoding_errors="strict",
         )
     except pd.errors.EmptyDataError as exc:
-        raise InputDataError(
-            [
-                Problem(
-                    str(path),
-                    table,
-                    "*",
-                    None,
-                    None,
-                    "the file is empty; expected a header line and data rows",
-                )
-            ]
+        raise _file_error(
+            path, table, "the file is empty; expected a header line and data rows"
         ) from exc
     except UnicodeDecodeError as exc:
-        raise InputDataError(
-            [
-                Problem(
-                    str(path),
-                    table,
-                    "*",
-                    None,
-                    None,
-                    f"the file is not valid {encoding} text (invalid byte at "
-                    f"offset {exc.start}); save it as {encoding}",
-                )
-            ]
+        raise _file_error(
+            path,
+            table,
+            f"the file is not valid {encoding} text (invalid byte at offset "
+            f"{exc.start}); save it as {encoding}",
         ) from exc
     except pd.errors.ParserError as exc:
-        raise InputDataError(
-            [
-                Problem(
-                    str(path),
-                    table,
-                    "*",
-                    None,
-                    None,
-                    f"the file is not valid CSV with separator {sep!r}: {exc}",
-                )
-            ]
+        raise _file_error(
+            path, table, f"the file is not valid CSV with separator {sep!r}: {exc}"
         ) from exc
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in columns if c not in raw.columns]

@@ -29,7 +29,6 @@ from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
 from models.store import CHAMPION, MODEL_NAME_PREFIX, TRAINING_DATA_TAG
 from sources.contract import InputTables
-from training.evaluate import top_share_mask
 from training.model_card import group_metrics, write_model_card
 from training.registry import ensure_experiment, log_and_register
 from training.results import evaluate_validation, legacy_metrics
@@ -330,15 +329,6 @@ def _validate(
     return validate_stratified(
         frame, folds=config.folds, trials=config.tuning_trials, seed=config.seed
     )
-
-
-def _selected_within_asof(
-    data: pd.DataFrame, scores: np.ndarray, share: float
-) -> np.ndarray:
-    selected = np.zeros(len(data), dtype=bool)
-    for _, positions in data.groupby("asof_offset_days").indices.items():
-        selected[positions] = top_share_mask(scores[positions], share)
-    return selected
 
 
 def _write_fairness_report(

@@ -247,7 +247,7 @@ def validate_temporal(
         else:
             valid = _random_validation(data, train, frame.y, seed)
             held_out = "a random 20 % of training learners (one training cohort)"
-        # NOTE: the booster never sees the validation cohort, which calibrates it,
+        # NOTE: the booster is never trained on the validation cohort, which calibrates it,
         # while the baselines train on every training cohort. On OULAD this costs
         # the booster its most recent cohort (see docs/model-quality.md).
         fit = train & ~valid
