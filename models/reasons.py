@@ -14,7 +14,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.build import CONTEXT_FEATURES
+from models.reason_text import unnamed_features
 from models.spec import FeatureSpec
 
 
@@ -56,10 +56,13 @@ def reason_codes(
     """Return the ``top_n`` features with the largest absolute contribution per row.
 
     Each reason has the feature, its value for the row, the contribution in
-    log-odds and a direction: ``raises`` or ``lowers`` the risk. Context features
-    (see ``features.build.CONTEXT_FEATURES``) are never reasons.
+    log-odds and a direction: ``raises`` or ``lowers`` the risk. Features that
+    :func:`models.reason_text.unnamed_features` lists (sensitive attributes,
+    their proxies and context features) are never reasons; the next feature
+    takes their place.
     """
-    allowed = np.array([name not in CONTEXT_FEATURES for name in feature_names])
+    hidden = unnamed_features()
+    allowed = np.array([name not in hidden for name in feature_names])
     order = np.argsort(-np.abs(values), axis=1, kind="stable")
     reasons = []
     for row, columns in enumerate(order):

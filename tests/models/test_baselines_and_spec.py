@@ -94,3 +94,13 @@ def test_reasons_skip_context_features():
     reasons = reason_codes(values, X, list(X.columns), top_n=2)
     assert [r["feature"] for r in reasons[0]] == ["mean_score"]
     assert reasons[0][0]["direction"] == "lowers"
+
+
+@pytest.mark.parametrize("hidden", ["attr_gender", "attr_mother_tongue", "gender"])
+def test_reasons_never_name_sensitive(hidden):
+    from models.reasons import reason_codes
+
+    X = pd.DataFrame({hidden: ["F"], "mean_score": [40.0]})
+    values = np.array([[3.0, -0.5]])
+    reasons = reason_codes(values, X, list(X.columns), top_n=2)
+    assert [r["feature"] for r in reasons[0]] == ["mean_score"]
