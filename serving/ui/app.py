@@ -60,7 +60,7 @@ from serving.ui.present import (
     probability_words,
     row_status,
 )
-from serving.ui.reasontext import reason_sentence
+from serving.ui.reasontext import reason_sentences
 from serving.ui.store import DECISIONS, MAX_NOTE_CHARS, ScoreContext, Session, UiStore
 from serving.ui.store import session_hours as configured_session_hours
 
@@ -579,7 +579,7 @@ def _list_row(page: Page, pupil: queries.ListedPupil, status: Status) -> dict[st
         "percent": t.percent(pupil.probability),
         "words": probability_words(t, pupil.probability),
         "change": change_words(t, pupil.probability, pupil.previous_probability),
-        "reasons": [reason_sentence(t, reason) for reason in pupil.reasons[:3]],
+        "reasons": reason_sentences(t, pupil.reasons)[:3],
         "status": status,
         "charts": charts,
     }
@@ -700,7 +700,7 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
             }
             for point in reversed(points)
         ],
-        "reasons": [reason_sentence(t, reason) for reason in latest.reasons],
+        "reasons": reason_sentences(t, latest.reasons),
         "attendance": _trend_chart(t, "attendance", trends["attendance"], small=False)
         if "attendance" in trends
         else None,

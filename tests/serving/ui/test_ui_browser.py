@@ -97,7 +97,7 @@ def test_pupil_page(page, server, tokens):
     page.locator("#pupils tbody th a").first.click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Pupil ")
     expect(page.locator("#estimate")).to_have_text(re.compile(r"\d+%"))
-    expect(page.locator("#reasons li").first).to_contain_text("the estimate")
+    expect(page.locator("#reasons li").first).to_contain_text("the risk")
     expect(page.locator("#history-h ~ table tbody tr")).to_have_count(3)
     expect(page.get_by_label("Decision")).to_be_visible()
 
