@@ -1,8 +1,8 @@
 """Reason sentences for the review screens, in the reader's language.
 
-The sentences themselves live in one place, :mod:`models.reason_text`, so that
-the review screens, the API and the offline reason file say the same thing. This
-module only adapts a stored reason (a dict from
+The sentence templates are kept in one place, :mod:`models.reason_text`, so
+the review screens and the offline reason file use the same text. This module
+only adapts a stored reason (a dict from
 :func:`models.reasons.reason_codes`) to the reader's :class:`Translator`.
 """
 
