@@ -207,13 +207,24 @@ def promote(
             help="Name of the person responsible for skipping the fairness gate."
         ),
     ] = None,
+    require_signoff: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse unless a reviewer has approved the challenger in the "
+            "review screens. A recorded rejection refuses in any case."
+        ),
+    ] = False,
 ) -> None:
     from training.promotion import promote as run_promote
 
     if skip_fairness_gate and not (reviewer and reviewer.strip()):
         typer.echo("--skip-fairness-gate needs --reviewer NAME", err=True)
         raise typer.Exit(code=2)
-    decision = run_promote(model_name, reviewer.strip() if skip_fairness_gate else None)
+    decision = run_promote(
+        model_name,
+        reviewer.strip() if skip_fairness_gate else None,
+        require_signoff=require_signoff,
+    )
     for note in decision.notes:
         console.print(f"Note: {note}")
     if decision.promoted:

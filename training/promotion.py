@@ -5,7 +5,8 @@ The registry uses two aliases per registered model: ``champion`` (served) and
 the challenger's own test rows, so the comparison at promotion time is on the
 same rows. Promotion requires, on the latest temporal fold (or the pooled
 out-of-fold rows for data without a time axis), a strictly higher ROC-AUC and
-precision at k than the champion and every baseline, and a passed fairness gate.
+precision at k than the champion and every baseline, a passed fairness gate,
+and no reviewer's rejection of the challenger.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from fairness.signoff import read_signoff, signoff_reasons
 from models.risk import predict_risk
 from models.store import CHAMPION, configure_mlflow, load_registered
 from sources.contract import InputTables
@@ -171,12 +173,17 @@ def _fairness_gate(
 
 
 def promote(
-    model_name: str, skip_fairness_reviewer: str | None = None
+    model_name: str,
+    skip_fairness_reviewer: str | None = None,
+    *,
+    require_signoff: bool = False,
 ) -> PromotionDecision:
     """Make the challenger the champion if it beats the champion and every baseline.
 
     ``skip_fairness_reviewer`` names the person who takes responsibility for
-    promoting without the fairness gate; it is stored as a version tag.
+    promoting without the fairness gate; it is stored as a version tag. A
+    reviewer's rejection of the challenger (:mod:`fairness.signoff`) always
+    blocks promotion; with ``require_signoff`` a missing approval blocks it too.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -214,6 +221,10 @@ def promote(
         model_name, str(challenger.version), skip_fairness_reviewer
     )
     reasons.extend(gate_reasons)
+    signoff = read_signoff(challenger.tags)
+    reasons.extend(signoff_reasons(signoff, required=require_signoff))
+    if signoff is not None and signoff.approved:
+        notes.append(f"approved by reviewer {signoff.reviewer} on {signoff.time}")
     decision = PromotionDecision(
         model_name,
         str(challenger.version),

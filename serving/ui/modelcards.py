@@ -8,11 +8,8 @@ named ``model_card.html`` or ``model_card.md`` among them, or a
 ``model_card_url`` tag, is linked as the model card document. Anything absent
 is shown as not available.
 
-Sign-off for the promotion gate is recorded as model version tags
-(``SIGNOFF_TAGS``), so it stays with the version wherever the registry goes.
-
-NOTE: the sign-off is recorded, not enforced: moving the ``champion`` alias
-does not check these tags yet.
+Sign-off is recorded as model version tags (:mod:`fairness.signoff`), and
+``ajoissa promote`` reads it before it moves the ``champion`` alias.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairness.signoff import MAX_REASON_CHARS, SIGNOFF_DECISIONS, SIGNOFF_TAGS
 from models.store import ARTIFACT_DIGEST_TAG, TRAINING_DATA_TAG, configure_mlflow
 
 logger = logging.getLogger(__name__)
@@ -31,15 +29,6 @@ FAIRNESS_ARTIFACT = "fairness_report.html"
 SUMMARY_ARTIFACT = "summary.json"
 MODEL_CARD_ARTIFACTS = ("model_card.html", "model_card.md")
 MODEL_CARD_URL_TAG = "model_card_url"
-SIGNOFF_DECISIONS = ("approve", "reject")
-MAX_REASON_CHARS = 1000
-SIGNOFF_TAGS = {
-    "decision": "signoff_decision",
-    "reviewer": "signoff_reviewer",
-    "reason": "signoff_reason",
-    "time": "signoff_time",
-}
-"""Model version tags that hold the latest sign-off."""
 
 
 @dataclass(frozen=True)

@@ -202,3 +202,46 @@ def test_concurrent_retrains(store):
     assert challenger in versions
     with sqlite3.connect(store / "home" / "mlflow.db") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _sign(version, decision, reason="Read the report."):
+    import mlflow
+
+    from fairness.signoff import SIGNOFF_TAGS
+
+    client = mlflow.MlflowClient()
+    values = {"decision": decision, "reviewer": "R. Eviewer", "reason": reason}
+    values["time"] = "2026-12-04T10:00:00+00:00"
+    for key, tag in SIGNOFF_TAGS.items():
+        client.set_model_version_tag(MODEL, version, tag, values[key])
+
+
+def test_rejection_blocks_promotion(registered, monkeypatch):
+    summary, _ = registered
+    _install_gate(monkeypatch, passed=True)
+    _sign(summary["model_version"], "reject", "Recall gap by mother tongue.")
+    decision = promote(MODEL)
+    assert not decision.promoted
+    assert any("Recall gap by mother tongue." in r for r in decision.reasons)
+
+
+def test_required_signoff_missing(registered, monkeypatch):
+    summary, _ = registered
+    _install_gate(monkeypatch, passed=True)
+    import mlflow
+
+    _sign(summary["model_version"], "approve")
+    mlflow.MlflowClient().delete_model_version_tag(
+        MODEL, summary["model_version"], "signoff_decision"
+    )
+    decision = promote(MODEL, require_signoff=True)
+    assert any(r.startswith("no reviewer sign-off") for r in decision.reasons)
+
+
+def test_approval_noted(registered, monkeypatch):
+    summary, _ = registered
+    _install_gate(monkeypatch, passed=True)
+    _sign(summary["model_version"], "approve")
+    decision = promote(MODEL, require_signoff=True)
+    assert not any("sign-off" in r or "rejected" in r for r in decision.reasons)
+    assert any(n.startswith("approved by reviewer R. Eviewer") for n in decision.notes)
