@@ -26,6 +26,7 @@ import pandas as pd
 from fairness.audit import FairnessAudit, audit_groups
 from fairness.policy import FairnessPolicy, load_policy
 from features.build import FeatureFrame, asof_points_by_offset, build_features
+from models.calibration import Calibration
 from models.spec import FeatureSpec
 from sources.contract import InputTables
 from training.evaluate import top_share_mask
@@ -61,6 +62,7 @@ class RegisteredModel:
     run_id: str
     params: dict[str, str]
     tags: dict[str, str]
+    calibration: Calibration | None = None
 
     @property
     def uri(self) -> str:
@@ -96,6 +98,7 @@ def load_version(name: str, version: str) -> RegisteredModel:
         run_id=model_version.run_id,
         params=dict(client.get_run(model_version.run_id).data.params),
         tags=dict(model_version.tags),
+        calibration=Calibration.from_dict(info.metadata.get("calibration")),
     )
 
 
@@ -168,16 +171,23 @@ def _temporal_rows(
         raise ValueError(f"no evaluation rows start on or after {cutoff.date()}")
     rows = data[test].reset_index(drop=True)
     scores = predict_risk(
-        registered.model, registered.spec, rows[registered.spec.features]
+        registered.model,
+        registered.spec,
+        rows[registered.spec.features],
+        registered.calibration,
     )
     description = (
         f"temporal split: units starting on or after {cutoff.date()}, without "
-        "learners seen in training, scored by the registered model"
+        "learners seen in training, scored by the registered model and its "
+        "calibration"
     )
     return EvaluationRows(rows, frame.y[test], scores, description)
 
 
 def _stratified_rows(frame: FeatureFrame, folds: int, seed: int) -> EvaluationRows:
+    # NOTE: these fold models are not calibrated, unlike the main job's folds, so
+    # probability-based group figures (Brier, calibration) differ from the
+    # training report. Rankings and selections are unaffected.
     from training.split import predict_stratified
 
     prediction = predict_stratified(frame, folds=folds, seed=seed)

@@ -245,3 +245,19 @@ def test_approval_noted(registered, monkeypatch):
     decision = promote(MODEL, require_signoff=True)
     assert not any("sign-off" in r or "rejected" in r for r in decision.reasons)
     assert any(n.startswith("approved by reviewer R. Eviewer") for n in decision.notes)
+
+
+def test_audit_scores_calibrated(registered, tables):
+    from models.risk import predict_risk
+    from models.store import load_registered
+    from training.version_audit import evaluation_rows, load_version
+
+    summary, _ = registered
+    version = load_version(MODEL, summary["model_version"])
+    rows = evaluation_rows(tables, version)
+    loaded = load_registered(MODEL, "challenger")
+    expected = predict_risk(
+        loaded.model, loaded.spec, rows.data[loaded.spec.features], loaded.calibration
+    )
+    assert version.calibration is not None
+    assert rows.scores.tolist() == expected.tolist()
