@@ -192,7 +192,10 @@ SELECT a.enrolment_id, a.learner_id, a.unit_id, a.cohort, a.asof_date,
     coalesce(s.assessments_missed, 0) AS assessments_missed,
     coalesce(s.assessments_failed, 0) AS assessments_failed,
     coalesce(s.assessments_late, 0) AS assessments_late,
-    s.due_submitted / nullif(s.assessments_due, 0) AS share_submitted,
+    -- 1 when nothing is due yet: no assessment has been missed. Missing here
+    -- would read as "nothing submitted" to a model trained on weeks where
+    -- something was always due.
+    coalesce(s.due_submitted / nullif(s.assessments_due, 0), 1.0) AS share_submitted,
     s.mean_score, s.weighted_mean_score, s.last_score, s.min_score,
     s.mean_days_early, s.days_since_last_submission,
     coalesce(m.attendance_marks, 0) AS attendance_marks,

@@ -186,7 +186,7 @@ def render_markdown(
         "## Calibration",
         "",
         f"Method: {validation.get('calibration')}, fitted on "
-        f"{validation.get('validation_period', 'a held-out share of the training learners')}"
+        f"{validation.get('calibrated_on', 'a held-out share of the training learners')}"
         "; the booster is unchanged by it.",
         "",
         "| mean predicted | observed rate | rows |",

@@ -5,10 +5,12 @@ Temporal validation
     the cutoff train; units starting on or after it (within ``test_window_days``
     when set) test. Test rows of learners who also have training rows are
     dropped, so no learner is on both sides. Inside the training side the
-    latest cohort is the validation period: it chooses hyperparameters and
-    boosting rounds and calibrates the probabilities, and the booster is fitted
-    on the earlier cohorts only. With a single training cohort a random 20 % of
-    its learners is the validation set instead.
+    latest cohort is the validation period: boosters fitted on the earlier
+    cohorts are scored on it to choose hyperparameters and boosting rounds.
+    With a single training cohort a random 20 % of its learners is the
+    validation set instead. The booster is then refitted on every training
+    row with the chosen settings and calibrated on cross-fitted predictions
+    (see :func:`cross_fitted_risk`).
 Stratified cross-validation
     For data without a time axis: folds are stratified by label and grouped by
     learner; hyperparameters are chosen once, on the first fold.
@@ -48,6 +50,14 @@ logger = logging.getLogger(__name__)
 VALIDATION_SHARE = 0.2
 """Share of training learners held out for tuning and calibration when the
 training side has a single cohort."""
+
+CALIBRATION_FOLDS = 5
+"""Folds of the cross-fitted predictions that the calibration is fitted on."""
+
+CALIBRATED_ON = (
+    f"cross-fitted booster predictions on every training row ({CALIBRATION_FOLDS} "
+    "folds stratified by label and grouped by learner)"
+)
 
 ExtraScorer = Callable[[pd.DataFrame], Scored | None]
 """Scores test rows with an already trained model, for example the champion."""
@@ -141,6 +151,9 @@ def fit_fold(
 ]:
     """Fit the model and every applicable baseline on one fold; score the test rows.
 
+    ``valid`` rows choose the booster's hyperparameters (unless ``tuned`` is
+    given); the booster and the baselines are then fitted on ``fit | valid``.
+
     Returns the scores, the booster, its spec, the calibration, the tuning record
     and the baselines that were not applicable with the reason.
     """
@@ -149,8 +162,13 @@ def fit_fold(
     if tuned is None:
         tuned = tune(X[fit], y[fit], X[valid], y[valid], trials, seed)
     params = tuned.params | {"n_estimators": tuned.rounds, "random_state": seed}
-    model, spec = fit_risk_model(X[fit], y[fit], params)
-    calibration = fit_calibration(predict_risk(model, spec, X[valid]), y[valid])
+    # The validation rows only choose the hyperparameters. The booster then
+    # learns from every training row, including the latest cohort, and is
+    # calibrated on cross-fitted predictions, so no rows are held back from it.
+    model, spec = fit_risk_model(X[train], y[train], params)
+    calibration = fit_calibration(
+        cross_fitted_risk(frame, train, params, seed), y[train]
+    )
 
     X_test = X[test]
     raw = predict_risk(model, spec, X_test)
@@ -178,6 +196,32 @@ def fit_fold(
     context_p = context.predict_proba(data[test])[:, 1]
     scores[context.name] = Scored(context_p, context_p)
     return scores, model, spec, calibration, tuned, not_applicable
+
+
+def cross_fitted_risk(
+    frame: FeatureFrame,
+    rows: np.ndarray,
+    params: dict[str, Any],
+    seed: int,
+    folds: int = CALIBRATION_FOLDS,
+) -> np.ndarray:
+    """Return out-of-fold booster probabilities for the ``rows`` mask, in row order.
+
+    Folds are stratified by label and grouped by learner, and each fold's booster
+    is fitted with ``params`` on the other folds. Calibrating on these
+    probabilities lets the final booster train on every row, as scikit-learn's
+    ``CalibratedClassifierCV(ensemble=False)`` does.
+    """
+    positions = np.flatnonzero(rows)
+    X = frame.X.iloc[positions]
+    y = frame.y[positions]
+    groups = frame.data["learner_id"].to_numpy()[positions]
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out_of_fold = np.empty(len(positions))
+    for fit_rows, score_rows in splitter.split(X, y, groups):
+        model, spec = fit_risk_model(X.iloc[fit_rows], y[fit_rows], params)
+        out_of_fold[score_rows] = predict_risk(model, spec, X.iloc[score_rows])
+    return out_of_fold
 
 
 def validate_temporal(
@@ -247,9 +291,6 @@ def validate_temporal(
         else:
             valid = _random_validation(data, train, frame.y, seed)
             held_out = "a random 20 % of training learners (one training cohort)"
-        # NOTE: the booster is never trained on the validation cohort, which calibrates it,
-        # while the baselines train on every training cohort. On OULAD this costs
-        # the booster its most recent cohort (see docs/model-quality.md).
         fit = train & ~valid
 
         name = f"cutoff_{cutoff.date()}"
@@ -272,6 +313,7 @@ def validate_temporal(
             "hyperparameters": tuned.params,
             "optuna_trials": tuned.trials,
             "calibration": calibration.method,
+            "calibrated_on": CALIBRATED_ON,
         }
         logger.info(
             "fold %s: %d training rows, %d test rows, %d dropped",
@@ -311,8 +353,8 @@ def validate_stratified(
     """Cross-validate with folds stratified by label and grouped by learner.
 
     The last entry of ``folds`` pools the out-of-fold scores of all folds; its
-    model is trained on every row except a random 20 % of learners, which
-    calibrate it.
+    model is trained on every row with the hyperparameters chosen on the first
+    fold and calibrated on cross-fitted predictions.
     """
     data, y = frame.data, frame.y
     groups = data["learner_id"].to_numpy()
@@ -374,6 +416,7 @@ def validate_stratified(
             "optuna_trials": tuned.trials,
             "hyperparameters_chosen_on": "fold 1 (a random 20 % of its training learners)",
             "calibration": calibration.method,
+            "calibrated_on": CALIBRATED_ON,
         },
         results[0].not_applicable,
     )
