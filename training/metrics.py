@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from training.evaluate import list_scores
+
 logger = logging.getLogger(__name__)
 
 CALIBRATION_BINS = 10
@@ -124,7 +126,7 @@ def _point_metrics(
     p = scored.probability
     positives = int(y.sum())
     values: dict[str, float | None] = {
-        "roc_auc": roc_auc(y, p),
+        "roc_auc": roc_auc(y, list_scores(p, scored.tiebreak)),
         "pr_auc": average_precision(y, ranked(p, scored.tiebreak)),
         "precision_at_k_share": float(y[selected_share].mean())
         if selected_share.any()

@@ -138,7 +138,9 @@ def legacy_metrics(
         at = (data["asof_offset_days"] == offset).to_numpy()
         label = asof_labels.get(int(offset), f"day_{int(offset)}")
         metrics[label] = {
-            name: evaluate_scores(y[at], scored.probability[at], top_share)
+            name: evaluate_scores(
+                y[at], scored.probability[at], top_share, scored.tiebreak[at]
+            )
             for name, scored in fold.scores.items()
         }
     return metrics

@@ -51,3 +51,22 @@ def test_cli_lists_beating_baselines():
         "day_60": {"model": {"roc_auc": 0.75}, "logistic": {"roc_auc": 0.72}},
     }
     assert _beaten_by_baselines(metrics) == ["day_30 (logistic)"]
+
+
+def test_list_scores_break_ties():
+    from training.evaluate import list_scores
+
+    p = np.array([0.2, 0.2, 0.5, 0.2])
+    raw = np.array([0.1, 0.3, 0.9, 0.3])
+    assert list_scores(p, raw).tolist() == [1.0, 2.0, 3.0, 2.0]
+
+
+def test_auc_follows_tiebreak():
+    rng = np.random.default_rng(4)
+    raw = rng.random(400)
+    y = (rng.random(400) < raw).astype(int)
+    stepped = np.floor(raw * 4) / 4
+    with_ties = evaluate_scores(y, stepped)
+    listed = evaluate_scores(y, stepped, tiebreak=raw)
+    assert listed["roc_auc"] == pytest.approx(evaluate_scores(y, raw)["roc_auc"])
+    assert listed["roc_auc"] > with_ties["roc_auc"]
