@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 import duckdb
 import pandas as pd
@@ -224,10 +224,10 @@ class SparkEngine:
             shutil.rmtree(self._warehouse, ignore_errors=True)
             self._warehouse = None
 
-    def __enter__(self) -> SparkEngine:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
