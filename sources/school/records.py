@@ -391,7 +391,8 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         parsed = [
             parse_grade(t) if isinstance(t, str) else None for t in grades["grade"]
         ]
-        bad = np.array([p is None for p in parsed]) & grades["grade"].notna().to_numpy()
+        missing = np.array([p is None for p in parsed], dtype=bool)
+        bad = missing & grades["grade"].notna().to_numpy()
         checkers["grades"].add(
             "grade", np.flatnonzero(bad), grades["grade"], GRADE_EXPECTED
         )
