@@ -112,9 +112,10 @@ class DuckDBEngine:
 class SparkEngine:
     """Runs the SQL on Apache Spark through PySpark.
 
-    Either pass an existing ``session`` (which the engine never stops), or let
-    the engine start one on ``master`` when it first runs a query; then
-    :meth:`close` or leaving a ``with`` block stops it.
+    Either pass an existing ``session``, or let the engine start one on
+    ``master`` when it first runs a query; then :meth:`close` or leaving a
+    ``with`` block stops it. A session that is already active in the process is
+    used as it is, and the engine never stops a session it did not start.
 
     A session the engine starts uses UTC as its time zone, so naive pandas
     timestamps keep their calendar day. On a ``local`` master it binds the
@@ -153,6 +154,13 @@ class SparkEngine:
                 "the Spark engine needs PySpark; install it with "
                 "pip install 'ajoissa[spark]' (it also needs Java 17)"
             ) from exc
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            logger.info(
+                "using the active Spark session on %s", active.sparkContext.master
+            )
+            self._owns_session = False
+            return active
         settings = {
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.execution.arrow.pyspark.enabled": "true",

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from ajoissa.cli import app
 from features.build import learner_features
 from features.definitions import LEARNER_FEATURES, DerivedDef
 from features.engines import DuckDBEngine, SparkEngine
@@ -48,12 +50,15 @@ def spark(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> tuple[InputTables, pd.DataFrame]:
+def synth_export(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "export"
-    generate(
-        SynthConfig(pupils=200, years=2, seed=7, lessons_per_day=1),
-        out,
-    )
+    generate(SynthConfig(pupils=200, years=2, seed=7, lessons_per_day=1), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic(synth_export) -> tuple[InputTables, pd.DataFrame]:
+    out = synth_export
     tables = to_input_tables(read_records(out, out / "mark_codes.csv")).validated()
     # 1 October and 1 February, and both sides of the term boundaries on
     # 1 January and 1 August; term grades are given on the last teaching days.
@@ -304,3 +309,27 @@ def test_edge_case_values(edge_results):
     assert edge_age == 12
     edge_age = rows.loc[("edge", pd.Timestamp("2025-01-01")), "age_for_grade_months"]
     assert edge_age == 0
+
+
+def test_command_builds_on_spark(synth_export, spark, tmp_path):
+    # The command reuses the module's active session and leaves it running.
+    files = {}
+    for engine in ("duckdb", "spark"):
+        files[engine] = tmp_path / f"{engine}.parquet"
+        result = CliRunner().invoke(
+            app,
+            [
+                "features",
+                "--data",
+                str(synth_export),
+                "--engine",
+                engine,
+                "--out",
+                str(files[engine]),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    duck = pd.read_parquet(files["duckdb"])
+    on_spark = pd.read_parquet(files["spark"])
+    names = [f.name for f in LEARNER_FEATURES]
+    assert_same(duck, on_spark, names)
