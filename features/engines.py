@@ -112,10 +112,10 @@ class DuckDBEngine:
 class SparkEngine:
     """Runs the SQL on Apache Spark through PySpark.
 
-    Either pass an existing ``session``, or let the engine start one on
-    ``master`` when it first runs a query; then :meth:`close` or leaving a
-    ``with`` block stops it. A session that is already active in the process is
-    used as it is, and the engine never stops a session it did not start.
+    Pass an existing ``session``, or let the engine start one on ``master``
+    when it first runs a query. :meth:`close`, or leaving a ``with`` block,
+    stops a session that the engine started. A session already active in the
+    process is used as it is and never stopped by the engine.
 
     A session the engine starts uses UTC as its time zone, so naive pandas
     timestamps keep their calendar day. On a ``local`` master it binds the
@@ -151,9 +151,10 @@ class SparkEngine:
             from pyspark.sql import SparkSession
         except ImportError as exc:
             raise RuntimeError(
-                "the Spark engine needs PySpark; install it with "
-                "pip install 'ajoissa[spark]' (it also needs Java 17)"
+                "PySpark is not installed, so the Spark engine cannot start. "
+                "Install it with pip install 'ajoissa[spark]' and install Java 17."
             ) from exc
+
         active = SparkSession.getActiveSession()
         if active is not None:
             logger.info(
@@ -161,6 +162,7 @@ class SparkEngine:
             )
             self._owns_session = False
             return active
+
         settings = {
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -177,6 +179,7 @@ class SparkEngine:
                 "spark.sql.shuffle.partitions": "4",
             }
         settings |= self.config
+
         builder = SparkSession.builder.master(self.master).appName("ajoissa-features")
         for key, value in settings.items():
             builder = builder.config(key, value)
@@ -274,5 +277,5 @@ def make_engine(
     if name == "spark":
         return SparkEngine(spark_master)
     raise ValueError(
-        f"unknown feature engine {name!r}; use one of {', '.join(ENGINES)}"
+        f"feature engine {name!r} is invalid. Use one of {', '.join(ENGINES)}."
     )

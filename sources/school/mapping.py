@@ -226,8 +226,9 @@ def grade_levels(records: SchoolRecords) -> pd.DataFrame:
 def _grade_in_force(timeline: pd.DataFrame, grades: pd.DataFrame) -> np.ndarray:
     """Return the grade level in force on each row's ``date``, or NaN.
 
-    A grade level holds from its start date to the end of that school year, so
-    an export that lacks the next year's grade never carries the old one over.
+    A grade level is in force from its start date to the end of that school
+    year, so an export that lacks the next year's grade never carries the old
+    one over.
     """
     left = timeline[["learner_id", "date"]].astype({"date": "datetime64[ns]"})
     left = left.assign(_row=np.arange(len(left))).sort_values("date")

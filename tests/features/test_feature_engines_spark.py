@@ -60,8 +60,8 @@ def synth_export(tmp_path_factory) -> Path:
 def synthetic(synth_export) -> tuple[InputTables, pd.DataFrame]:
     out = synth_export
     tables = to_input_tables(read_records(out, out / "mark_codes.csv")).validated()
-    # 1 October and 1 February, and both sides of the term boundaries on
-    # 1 January and 1 August; term grades are given on the last teaching days.
+    # 1 October, 1 February and both sides of the term boundaries on 1 January
+    # and 1 August. Term grades fall on a term's last teaching day.
     dates = pd.to_datetime(
         [
             "2022-10-01",
@@ -88,10 +88,10 @@ def synthetic(synth_export) -> tuple[InputTables, pd.DataFrame]:
 def _edge_tables() -> tuple[InputTables, pd.DataFrame]:
     """Build learners that exercise the edges of windows and sources.
 
-    ``move`` changes school on 13 September 2024 and has one-day absences;
+    ``move`` changes school on 13 September 2024 and has one-day absences.
     ``edge`` has marks and grades on the term boundaries (31 July, 1 August,
-    31 December, 1 January); ``quiet`` has marks only in spring, so its short
-    windows are empty; ``none`` has no records at all.
+    31 December, 1 January). ``quiet`` has marks only in spring, so its short
+    windows are empty. ``none`` has no records at all.
     """
     enrolments = pd.DataFrame(
         {
