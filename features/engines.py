@@ -123,6 +123,9 @@ class SparkEngine:
     temporary folder. On a cluster the driver must be reachable from the
     executors, so the cluster's own settings (``spark-defaults.conf``, or
     ``config``) decide the addresses.
+
+    NOTE: only ``local`` masters are tested. The input tables travel from
+    pandas on the driver to Spark, so the driver's memory bounds their size.
     """
 
     name = "spark"
