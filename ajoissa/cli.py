@@ -316,6 +316,7 @@ def _register_commands() -> None:
     import ajoissa.records_commands  # noqa: F401
     import ajoissa.synth_commands  # noqa: F401
     import ajoissa.training_commands  # noqa: F401
+    import ajoissa.feature_commands  # noqa: F401
 
 
 _register_commands()

@@ -11,6 +11,7 @@ or had already ended, by the as-of date get no row.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,12 @@ import numpy as np
 import pandas as pd
 
 from features.definitions import LEARNER_FEATURES, compile_sql
+from features.engines import (
+    DUCKDB_MEMORY_LIMIT,
+    DuckDBEngine,
+    FeatureEngine,
+    learner_inputs,
+)
 from features.labels import LabelRule, dropout_events, label_dropouts
 from sources.contract import InputTables
 
@@ -221,50 +228,34 @@ def _observed_until(tables: InputTables) -> pd.Timestamp:
     return max(d for d in dates if pd.notna(d))
 
 
-DUCKDB_MEMORY_LIMIT = "4GB"
-"""Memory DuckDB may use for the learner features before it spills to disk."""
-
-
 def learner_features(
-    tables: InputTables, keys: pd.DataFrame, memory_limit: str = DUCKDB_MEMORY_LIMIT
+    tables: InputTables,
+    keys: pd.DataFrame,
+    memory_limit: str = DUCKDB_MEMORY_LIMIT,
+    engine: FeatureEngine | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Compute ``LEARNER_FEATURES`` for each learner and as-of date in ``keys``.
 
     Returns the features keyed by ``learner_id`` and ``asof_date``, and their
-    names. Only features whose source the tables have are computed.
+    names. Only features whose source the tables have are computed. ``engine``
+    runs the SQL; DuckDB with ``memory_limit`` when not given.
     """
-    sources = set()
-    if len(tables.attendance):
-        sources.add("attendance")
-    if "subject" in tables.assessments.columns and len(tables.assessments):
-        sources.add("grades")
-    if len(tables.study_right_states):
-        sources.add("study_rights")
-    if "support_level" in tables.attributes.columns:
-        sources.add("support")
+    inputs, sources = learner_inputs(tables, keys)
     sql, names = compile_sql(LEARNER_FEATURES, sources)
-    with duckdb.connect() as con:
-        con.execute("SET enable_progress_bar = false")
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.register("asof_keys", keys[["learner_id", "asof_date"]].drop_duplicates())
-        con.register("enrolments", tables.enrolments)
-        con.register("attendance", tables.attendance)
-        con.register("assessments", tables.assessments)
-        con.register("study_right_states", tables.study_right_states)
-        con.register(
-            "attributes",
-            tables.attributes.rename(
-                columns={
-                    c: f"attr_{c}"
-                    for c in tables.attributes.columns
-                    if c not in ("enrolment_id", "known_from")
-                }
-            ),
-        )
-        features = con.execute(sql).df()
+    engine = engine or DuckDBEngine(memory_limit)
+    started = time.perf_counter()
+    features = engine.run(sql, inputs)
+    features["asof_date"] = features["asof_date"].astype(keys["asof_date"].dtype)
+    logger.info(
+        "computed %d learner features for %d keys on %s in %.1f s",
+        len(names),
+        len(features),
+        engine.name,
+        time.perf_counter() - started,
+    )
     if "birth_date" in tables.learners.columns:
-        # TODO: age for grade needs the pupil's grade level, which the contract
-        # does not carry yet; age alone is the closest feature it allows.
+        # Age for grade is a declarative feature (features.definitions); plain
+        # age also covers sources without grade levels.
         born = features["learner_id"].map(
             tables.learners.set_index("learner_id")["birth_date"]
         )
@@ -278,6 +269,7 @@ def build_features(
     points: pd.DataFrame,
     label_rule: LabelRule | None = None,
     with_learner_features: bool = False,
+    engine: FeatureEngine | None = None,
 ) -> FeatureFrame:
     """Build one feature row per enrolment active at each of the as-of ``points``.
 
@@ -296,6 +288,8 @@ def build_features(
         Add the declarative learner features of
         :data:`features.definitions.LEARNER_FEATURES`, which follow a learner
         across enrolments.
+    engine
+        Engine that computes the learner features; DuckDB when not given.
     """
     attributes = tables.attributes
     leaked = sorted(set(attributes.columns) & set(tables.all_sensitive))
@@ -342,7 +336,7 @@ def build_features(
         *(f"attr_{c}" for c in attribute_columns),
     ]
     if with_learner_features:
-        extra, names = learner_features(tables, data)
+        extra, names = learner_features(tables, data, engine=engine)
         data = data.merge(extra, on=["learner_id", "asof_date"], how="left")
         feature_names += names
     for column in feature_names:

@@ -8,12 +8,12 @@ scientist adds one by appending a ``FeatureDef`` to ``LEARNER_FEATURES``;
 Sources are keyed by learner, not by enrolment, so features follow a pupil
 across enrolments: a change of school or of school year never resets a
 counter. The SQL sticks to functions that DuckDB and Spark SQL both have
-(``make_date``, ``date_add``, ``regr_slope``, ``bool_and``, ``FILTER``, window
-functions), so that one text can serve both engines.
-
-NOTE: only DuckDB runs the SQL. Spark is untested, and one construct is known
-to differ: the slope's day number is ``date - date``, an integer in DuckDB
-but an interval in Spark SQL.
+(``make_date``, ``date_add``, ``regr_slope``, ``bool_and``, ``max_by``,
+``FILTER``, window functions), so that one text serves both engines
+(:mod:`features.engines`). Two constructs are written with Spark in mind:
+``date - date`` is an interval in Spark SQL, so day numbers cast it to an
+integer, and a decimal literal such as ``1.0`` would make Spark average in
+``DECIMAL`` with five decimals, so indicators are ``DOUBLE``.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ AGGREGATIONS = (
     "slope",
     "count_distinct",
     "max_streak",
+    "last",
 )
 """Aggregations that summarise the source rows in a feature's window.
 
@@ -61,7 +62,8 @@ AGGREGATIONS = (
 ``max``, ``count_distinct``: of ``value`` over rows meeting ``where``. ``slope``: the
 least-squares slope of the ``where`` indicator over days (change in share per
 day). ``max_streak``: the longest run of consecutive recorded days on which
-every row meets ``where``."""
+every row meets ``where``. ``last``: ``value`` of the latest row meeting ``where``
+(rows on the same date tie, so give them equal values)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class FeatureDef:
     where: str = "TRUE"
     """SQL condition on the source's columns (alias ``e``)."""
     value: str = "1"
-    """SQL expression on the source's columns, for count, sum, mean and count_distinct."""
+    """SQL expression on the source's columns, for sum, mean, max, count_distinct
+    and last."""
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -112,6 +115,15 @@ SOURCES = {
     "support": """
         SELECT en.learner_id, CAST(t.known_from AS DATE) AS date, t.attr_support_level
         FROM attributes t JOIN enrolments en USING (enrolment_id)""",
+    "grade_levels": """
+        SELECT en.learner_id, CAST(t.known_from AS DATE) AS date,
+               t.attr_grade_level AS grade_level,
+               year(t.known_from) - CASE WHEN month(t.known_from) < 8 THEN 1 ELSE 0 END
+                   AS school_year,
+               year(l.birth_date) AS birth_year, month(l.birth_date) AS birth_month
+        FROM attributes t JOIN enrolments en USING (enrolment_id)
+        JOIN learners l USING (learner_id)
+        WHERE t.attr_grade_level IS NOT NULL AND l.birth_date IS NOT NULL""",
 }
 """Learner-level source tables, as SQL over the contract tables."""
 
@@ -244,6 +256,18 @@ LEARNER_FEATURES: list[FeatureDef | DerivedDef] = [
         "count_distinct",
         value="e.attr_support_level",
     ),
+    # Pupils start grade 1 in the August of the year they turn 7, so grade g in
+    # the school year starting in August of year Y expects a birth year of
+    # Y - 6 - g. The value is months older than a pupil born in December of
+    # that year: 0 to 11 is on track, 12 or more at least a year behind.
+    FeatureDef(
+        "age_for_grade_months",
+        "grade_levels",
+        "year",
+        "last",
+        value="12 * (e.school_year - 6 - e.grade_level - e.birth_year) "
+        "+ 12 - e.birth_month",
+    ),
     # Distinct levels minus one, so a return to an earlier level is not counted.
     DerivedDef("support_level_changes_365d", "greatest(support_levels_365d - 1, 0)"),
     DerivedDef("grade_change_term", "grade_mean_term - grade_mean_previous_term"),
@@ -259,14 +283,15 @@ def _window(window: str) -> str:
     return WINDOWS[window].format(**_BOUNDS)
 
 
+def _indicator(condition: str) -> str:
+    return f"CASE WHEN {condition} THEN CAST(1 AS DOUBLE) ELSE CAST(0 AS DOUBLE) END"
+
+
 def _aggregate(feature: FeatureDef) -> str:
     window = _window(feature.window)
     where = f"({window}) AND ({feature.where})"
     if feature.aggregation == "share":
-        return (
-            f"avg(CASE WHEN {feature.where} THEN 1.0 ELSE 0.0 END) "
-            f"FILTER (WHERE {window})"
-        )
+        return f"avg({_indicator(feature.where)}) FILTER (WHERE {window})"
     if feature.aggregation == "count":
         return f"count(*) FILTER (WHERE {where})"
     if feature.aggregation == "sum":
@@ -277,10 +302,12 @@ def _aggregate(feature: FeatureDef) -> str:
         return f"max({feature.value}) FILTER (WHERE {where})"
     if feature.aggregation == "count_distinct":
         return f"count(DISTINCT {feature.value}) FILTER (WHERE {where})"
+    if feature.aggregation == "last":
+        return f"max_by({feature.value}, e.date) FILTER (WHERE {where})"
     if feature.aggregation == "slope":
         return (
-            f"regr_slope(CASE WHEN {feature.where} THEN 1.0 ELSE 0.0 END, "
-            f"e.date - k.asof_date) FILTER (WHERE {window})"
+            f"regr_slope({_indicator(feature.where)}, "
+            f"CAST(e.date - k.asof_date AS INTEGER)) FILTER (WHERE {window})"
         )
     raise ValueError(
         f"feature {feature.name}: {feature.aggregation} is not a row aggregate"

@@ -5,6 +5,10 @@ document per learner (``{"henkilö": …, "opiskeluoikeudet": […]}``). Each st
 right has a type (code list ``opiskeluoikeudentyyppi``), a school
 (``oppilaitos``), a dated state history (``tila.opiskeluoikeusjaksot``, code list
 ``koskiopiskeluoikeudentila``) and completions (``suoritukset``) with grades.
+In basic education each school year is a completion of type
+``perusopetuksenvuosiluokka`` whose module code (code list
+``perusopetuksenluokkaaste``) is the grade level and whose ``alkamispäivä`` is
+the day the pupil started that grade.
 
 :func:`import_koski` maps the documents into :class:`SchoolRecords`, checks
 every state and grade code against the code lists, and reports each code or
@@ -79,6 +83,8 @@ SINGLE_SUBJECT_COMPLETIONS = ("nuortenperusopetuksenoppiaineenoppimaara",)
 """Completion types of a study right for one subject only. Such a right is not
 the pupil's main enrolment, so its graduation is not leaving basic education."""
 
+GRADE_YEAR_COMPLETION = "perusopetuksenvuosiluokka"
+GRADE_LEVEL_LIST = "perusopetuksenluokkaaste"
 GRADE_SCALE = "arviointiasteikkoyleissivistava"
 STATE_LIST = "koskiopiskeluoikeudentila"
 TYPE_LIST = "opiskeluoikeudentyyppi"
@@ -157,6 +163,7 @@ class _Importer:
         self.states = read_code_list(code_lists, STATE_LIST)
         self.types = read_code_list(code_lists, TYPE_LIST)
         self.grades = read_code_list(code_lists, GRADE_SCALE)
+        self.grade_levels = read_code_list(code_lists, GRADE_LEVEL_LIST)
         self.key = key
         self.problems: list[Problem] = []
         self.skipped: Counter = Counter()
@@ -286,6 +293,40 @@ class _Importer:
                     }
                 )
         self.completions(file, path, pupil_id, school["oid"], completions)
+        self.grade_years(file, path, right_id, completions)
+
+    def grade_years(
+        self, file: Path, path: str, right_id: str, completions: list[dict[str, Any]]
+    ) -> None:
+        """Add a grade-level row for each grade-year completion."""
+        for number, completion in enumerate(completions):
+            if (completion.get("tyyppi") or {}).get(
+                "koodiarvo"
+            ) != GRADE_YEAR_COMPLETION:
+                continue
+            where = f"{path}.suoritukset[{number}]"
+            code = (
+                (completion.get("koulutusmoduuli") or {}).get("tunniste") or {}
+            ).get("koodiarvo")
+            if code not in self.grade_levels:
+                self.problem(
+                    file,
+                    f"{where}.koulutusmoduuli.tunniste",
+                    code,
+                    f"a code in {GRADE_LEVEL_LIST}",
+                )
+                continue
+            start = completion.get("alkamispäivä")
+            if not start:
+                self.skipped["grade year without a start date"] += 1
+                continue
+            self.rows["grade_levels"].append(
+                {
+                    "study_right_id": right_id,
+                    "start_date": start,
+                    "grade_level": int(code),
+                }
+            )
 
     def completions(
         self,

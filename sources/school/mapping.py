@@ -7,7 +7,8 @@
 - attendance and assessments: marks and grades, each joined to the enrolment
   of the pupil at that school on that date;
 - attributes: the support level in force (0 general, 1 intensified,
-  2 special) and the number of behaviour notes so far;
+  2 special), the number of behaviour notes so far and, when the export has
+  grade levels, the grade level in force (see :func:`grade_levels`);
 - study_right_states: the state histories, which the dropout labels read.
 """
 
@@ -43,16 +44,8 @@ def _year_start(years: pd.Series) -> pd.Series:
 
 
 def _states(records: SchoolRecords) -> pd.DataFrame:
-    """Return the state histories with learner and level.
-
-    A study right's level is its own ``level`` column when it has one (the
-    Koski importer sets it from the study right's type), otherwise its school's.
-    """
-    rights = records.study_rights
-    if "level" not in rights.columns:
-        rights = rights.merge(
-            records.schools[["school_id", "level"]], on="school_id", how="left"
-        )
+    """Return the state histories with learner and the study right's level."""
+    rights = _right_levels(records)
     states = records.study_right_states.merge(
         rights[["study_right_id", "pupil_id", "level"]], on="study_right_id"
     )
@@ -188,8 +181,76 @@ def _attach(
     return attached, problems
 
 
+UPPER_SECONDARY_LEVELS = ("general_upper_secondary", "vocational")
+
+
+def _right_levels(records: SchoolRecords) -> pd.DataFrame:
+    """Return the study rights with their level.
+
+    A study right's level is its own ``level`` column when it has one (the
+    Koski importer sets it from the study right's type), otherwise its school's.
+    """
+    rights = records.study_rights
+    if "level" not in rights.columns:
+        rights = rights.merge(
+            records.schools[["school_id", "level"]], on="school_id", how="left"
+        )
+    return rights
+
+
+def grade_levels(records: SchoolRecords) -> pd.DataFrame:
+    """Return each pupil's grade levels as years of schooling since grade 1.
+
+    A grade in basic education counts as itself, and year of study n in upper
+    secondary education counts as grade 9 + n, because upper secondary
+    education follows grade 9. The level is the study right's. Rows of study
+    rights at another level are left out. The columns are ``learner_id``,
+    ``start_date`` and ``grade_level``.
+    """
+    rows = records.grade_levels.merge(
+        _right_levels(records)[["study_right_id", "pupil_id", "level"]],
+        on="study_right_id",
+    )
+    grade = rows["grade_level"].astype(float)
+    grade = grade.where(rows["level"] == "basic", grade + 9)
+    grade = grade.where(rows["level"].isin(("basic", *UPPER_SECONDARY_LEVELS)))
+    return pd.DataFrame(
+        {
+            "learner_id": rows["pupil_id"].astype("str"),
+            "start_date": rows["start_date"].astype("datetime64[ns]"),
+            "grade_level": grade,
+        }
+    ).dropna(subset=["grade_level"])
+
+
+def _grade_in_force(timeline: pd.DataFrame, grades: pd.DataFrame) -> np.ndarray:
+    """Return the grade level in force on each row's ``date``, or NaN.
+
+    A grade level is in force from its start date to the end of that school
+    year, so an export that lacks the next year's grade never carries the old
+    one over.
+    """
+    left = timeline[["learner_id", "date"]].astype({"date": "datetime64[ns]"})
+    left = left.assign(_row=np.arange(len(left))).sort_values("date")
+    matched = pd.merge_asof(
+        left,
+        grades.sort_values("start_date"),
+        left_on="date",
+        right_on="start_date",
+        by="learner_id",
+        direction="backward",
+    )
+    same_year = school_year(matched["date"]) == school_year(matched["start_date"])
+    values = matched["grade_level"].where(same_year).to_numpy()
+    in_force = np.full(len(left), np.nan)
+    in_force[matched["_row"].to_numpy()] = values
+    return in_force
+
+
 def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFrame:
-    """Build support level and behaviour-note count per enrolment as they change."""
+    """Build support level, behaviour-note count and grade level per enrolment as
+    they change."""
+    grades = grade_levels(records)
     support = records.support_decisions
     rank = {level: i for i, level in enumerate(SUPPORT_LEVELS)}
     changes = pd.concat(
@@ -212,6 +273,7 @@ def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFram
             enrolments[["learner_id", "start_date"]].rename(
                 columns={"start_date": "date"}
             ),
+            grades[["learner_id", "start_date"]].rename(columns={"start_date": "date"}),
         ],
         ignore_index=True,
     ).drop_duplicates()
@@ -239,6 +301,10 @@ def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFram
     )
 
     timeline = pd.concat([level, count], axis=1).reset_index()
+    columns = {"support_level": float, "behaviour_notes": float}
+    if len(grades):
+        timeline["grade_level"] = _grade_in_force(timeline, grades)
+        columns["grade_level"] = float
     rows = timeline.merge(
         enrolments[["enrolment_id", "learner_id", "start_date", "end_date"]],
         on="learner_id",
@@ -250,8 +316,8 @@ def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFram
         ["enrolment_id", "known_from"], keep="last"
     )
     return (
-        rows[["enrolment_id", "known_from", "support_level", "behaviour_notes"]]
-        .astype({"support_level": float, "behaviour_notes": float})
+        rows[["enrolment_id", "known_from", *columns]]
+        .astype(columns)
         .reset_index(drop=True)
     )
 

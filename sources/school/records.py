@@ -51,6 +51,7 @@ class SchoolRecords:
     ``attendance_marks`` gains ``date`` and ``mark`` (the contract mark) and keeps
     one row per pupil, date and lesson. ``grades`` gains ``value`` (missing for
     letter grades) and ``passed`` and keeps the original token in ``grade``.
+    Optional tables that the export leaves out are empty.
     """
 
     pupils: pd.DataFrame
@@ -61,8 +62,22 @@ class SchoolRecords:
     grades: pd.DataFrame
     support_decisions: pd.DataFrame
     behaviour_notes: pd.DataFrame
+    grade_levels: pd.DataFrame = field(
+        default_factory=lambda: empty_export_table("grade_levels")
+    )
     counts: dict[str, int] = field(default_factory=dict)
     """Rows read per table and ``duplicate_marks_dropped``."""
+
+
+def empty_export_table(name: str) -> pd.DataFrame:
+    """Return export table ``name`` with no rows and typed columns."""
+    types = {"date": "datetime64[ns]", "timestamp": "datetime64[ns]", "int": "Int64"}
+    return pd.DataFrame(
+        {
+            c.name: pd.Series(dtype=types.get(c.kind, "str"))
+            for c in TABLES[name].columns
+        }
+    )
 
 
 def school_year(dates: pd.Series) -> pd.Series:
@@ -326,7 +341,8 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
     """Read, validate and type every table of the export in ``folder``.
 
     Each table is ``<name>.csv`` (``;``-separated, UTF-8 with or without a BOM)
-    or ``<name>.parquet``; ``behaviour_notes`` may be left out.
+    or ``<name>.parquet``; ``behaviour_notes`` and ``grade_levels`` may be left
+    out.
 
     Raises
     ------
@@ -354,6 +370,7 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         ("grades", "school_id", "schools"),
         ("support_decisions", "pupil_id", "pupils"),
         ("behaviour_notes", "pupil_id", "pupils"),
+        ("grade_levels", "study_right_id", "study_rights"),
     ):
         _check_reference(tables, checkers, table, column, target)
 
@@ -374,7 +391,8 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         parsed = [
             parse_grade(t) if isinstance(t, str) else None for t in grades["grade"]
         ]
-        bad = np.array([p is None for p in parsed]) & grades["grade"].notna().to_numpy()
+        missing = np.array([p is None for p in parsed], dtype=bool)
+        bad = missing & grades["grade"].notna().to_numpy()
         checkers["grades"].add(
             "grade", np.flatnonzero(bad), grades["grade"], GRADE_EXPECTED
         )
@@ -420,13 +438,9 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         tables["attendance_marks"]
     )
     counts["duplicate_marks_dropped"] = dropped
-    if "behaviour_notes" not in tables:
-        tables["behaviour_notes"] = pd.DataFrame(
-            {
-                c.name: pd.Series(dtype="datetime64[ns]" if c.kind == "date" else "str")
-                for c in TABLES["behaviour_notes"].columns
-            }
-        )
+    for name, spec in TABLES.items():
+        if spec.optional and name not in tables:
+            tables[name] = empty_export_table(name)
     logger.info("read export from %s: %s", folder, counts)
     return SchoolRecords(**tables, counts=counts)
 

@@ -209,6 +209,16 @@ class _Chunk:
             }
         )
 
+    def grade_level(self, right_id: str, start: np.datetime64, grade: int) -> None:
+        """Record ``grade`` (10 and up in upper secondary) from ``start`` on."""
+        self.rows["grade_levels"].append(
+            {
+                "study_right_id": right_id,
+                "start_date": pd.Timestamp(start),
+                "grade_level": grade if grade <= 9 else grade - 9,
+            }
+        )
+
     def simulate(self) -> None:
         for offset in range(self.count):
             self.pupil(f"P{self.first_pupil + offset:07d}")
@@ -287,6 +297,7 @@ class _Chunk:
             if grade > 12:
                 return
             days = self.days[year]
+            self.grade_level(right, days[0], grade)
             upper = grade >= 10
             onset_rate = rates.onset_upper if upper else rates.onset_basic
             if onset is None and rng.random() < onset_rate:
@@ -330,6 +341,7 @@ class _Chunk:
                 start = moved + np.timedelta64(int(rng.integers(1, 15)), "D")
                 school = self.school(level)
                 right = self.open_right(pupil, school, start)
+                self.grade_level(right, start, grade)
                 self.segments.append(
                     (pupil, school, days[days >= start], onset, severity, habits)
                 )
@@ -592,6 +604,7 @@ def generate(
                     "study_rights",
                     "study_right_states",
                     "support_decisions",
+                    "grade_levels",
                 )
             }
             tables["grades"] = grades

@@ -16,6 +16,9 @@ SUPPORT_LEVELS = ("general", "intensified", "special")
 
 MOTHER_TONGUE_GROUPS = ("finnish", "swedish", "sami", "other")
 GENDERS = ("female", "male", "other", "unknown")
+GRADE_LEVELS = (1, 9)
+"""Range of ``grade_level``: the grade (vuosiluokka, 1 to 9) in basic education,
+the year of study in upper secondary education."""
 RECORDED_BY = ("teacher", "office")
 """Recorders of attendance marks. An office correction outranks a teacher's mark."""
 
@@ -133,6 +136,18 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec("date", "date"),
                 ColumnSpec("note_type"),
             ),
+            optional=True,
+        ),
+        TableSpec(
+            "grade_levels",
+            (
+                ColumnSpec("study_right_id"),
+                ColumnSpec("start_date", "date"),
+                ColumnSpec(
+                    "grade_level", "int", low=GRADE_LEVELS[0], high=GRADE_LEVELS[1]
+                ),
+            ),
+            key=("study_right_id", "start_date"),
             optional=True,
         ),
     )

@@ -155,3 +155,35 @@ def test_unknown_type_reported(tmp_path):
     result = import_koski([write(tmp_path, "intl.json", document)], CODE_LISTS)
     assert result.problems[0].column == "opiskeluoikeudet[0].tyyppi"
     assert "known school level" in result.problems[0].expected
+
+
+def test_grade_years_read(examples):
+    levels = examples.records.grade_levels
+    final = levels[levels["study_right_id"].str.startswith("perusopetuksenoppimaara-p")]
+    assert final["grade_level"].tolist() == [7, 8, 9]
+    starts = final["start_date"].dt.strftime("%Y-%m-%d").tolist()
+    assert starts == ["2013-08-16", "2014-08-15", "2015-08-15"]
+
+
+def grade_years(document: dict) -> list[dict]:
+    return [
+        c
+        for c in document["opiskeluoikeudet"][0]["suoritukset"]
+        if c["tyyppi"]["koodiarvo"] == "perusopetuksenvuosiluokka"
+    ]
+
+
+def test_grade_year_without_start_counted(tmp_path):
+    document = load("perusopetuksenoppimaara-paattotodistus_2025-03-20.json")
+    del grade_years(document)[0]["alkamispäivä"]
+    result = import_koski([write(tmp_path, "nostart.json", document)], CODE_LISTS)
+    assert result.skipped["grade year without a start date"] == 1
+    assert result.records.grade_levels["grade_level"].tolist() == [8, 9]
+
+
+def test_unknown_grade_level_reported(tmp_path):
+    document = load("perusopetuksenoppimaara-paattotodistus_2025-03-20.json")
+    grade_years(document)[0]["koulutusmoduuli"]["tunniste"]["koodiarvo"] = "10"
+    result = import_koski([write(tmp_path, "tenth.json", document)], CODE_LISTS)
+    assert result.problems[0].value == "10"
+    assert result.problems[0].expected == "a code in perusopetuksenluokkaaste"

@@ -3,6 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.build import learner_features
 from sources.school.mapping import to_input_tables
 from sources.school.records import read_records
 from sources.school.synth import SynthConfig, generate, teaching_days
@@ -75,3 +76,25 @@ def test_calendar_is_school_year():
 def test_rejects_zero_pupils(tmp_path):
     with pytest.raises(ValueError, match="at least 1"):
         generate(SynthConfig(pupils=0, years=1, seed=0), tmp_path / "x")
+
+
+def test_grade_levels_follow_years(synth_dir):
+    records = read_records(synth_dir, synth_dir / "mark_codes.csv")
+    rights = records.study_rights[["study_right_id", "pupil_id"]]
+    levels = records.grade_levels.merge(rights, on="study_right_id")
+    first_year = levels[levels["start_date"] < pd.Timestamp("2023-08-01")]
+    assert first_year["pupil_id"].nunique() == 1200
+    assert levels["grade_level"].between(1, 9).all()
+
+
+def test_held_back_pupils_show_age(synth_dir):
+    tables = to_input_tables(read_records(synth_dir, synth_dir / "mark_codes.csv"))
+    keys = pd.DataFrame(
+        {
+            "learner_id": tables.learners["learner_id"],
+            "asof_date": pd.Timestamp("2022-10-01"),
+        }
+    )
+    ages = learner_features(tables.validated(), keys)[0]["age_for_grade_months"]
+    assert ages.between(0, 23).all()
+    assert ages.between(12, 23).mean() == pytest.approx(0.02, abs=0.015)

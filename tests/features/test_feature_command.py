@@ -1,0 +1,45 @@
+"""The ``ajoissa features`` command on DuckDB, and its input checks."""
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from ajoissa.cli import app
+from sources.school.synth import SynthConfig, generate
+
+
+def test_command_writes_features(tmp_path):
+    export = tmp_path / "export"
+    generate(SynthConfig(pupils=30, years=1, seed=2, lessons_per_day=1), export)
+    out = tmp_path / "features.parquet"
+    result = CliRunner().invoke(
+        app, ["features", "--data", str(export), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    assert len(frame) > 0
+    assert frame["age_for_grade_months"].notna().all()
+
+
+def test_unknown_engine_rejected(tmp_path):
+    result = CliRunner().invoke(
+        app, ["features", "--engine", "polars", "--out", str(tmp_path / "f.parquet")]
+    )
+    assert result.exit_code == 2
+    assert "Invalid --engine 'polars'" in result.output
+
+
+def test_spark_without_learner_features(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "--source",
+            "oulad",
+            "--engine",
+            "spark",
+            "--out",
+            str(tmp_path / "f.parquet"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "no declarative learner features" in result.output
