@@ -63,6 +63,12 @@ MAX_BATCH_RECORDS = 10_000
 TOP_REASONS = 3
 """Number of reason codes returned per record."""
 
+SINGLE_THREAD_MAX_ROWS = 64
+"""Requests with at most this many records are scored on one LightGBM thread.
+
+Waking OpenMP threads costs more than they save on a few rows, and on a busy
+machine idle threads spin and slow the other requests."""
+
 MAX_UNSEEN_WARNINGS_PER_FIELD = 20
 """Maximum distinct unseen categories listed per field. One warning sums up the rest."""
 
@@ -157,11 +163,20 @@ class BatchTooLargeError(ValueError):
 
 @dataclass(frozen=True)
 class ValidatedBatch:
-    """Records converted to a feature frame, with their unseen-category warnings."""
+    """Valid records as feature columns and a LightGBM matrix, with warnings."""
 
-    frame: pd.DataFrame
-    """One row per record with the spec's columns in order, conformed by the spec."""
+    columns: dict[str, list[Any]]
+    """Each feature's values by record: floats (NaN where missing) for numeric
+    features, strings (None where missing or unseen) for categorical ones."""
+    matrix: np.ndarray
+    """The same values encoded by :meth:`~models.spec.FeatureSpec.encode`."""
+    spec: FeatureSpec
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The records as a frame with the spec's columns and training dtypes."""
+        return self.spec.conform(pd.DataFrame(self.columns, dtype="object"))
 
 
 @dataclass(frozen=True)
@@ -254,6 +269,7 @@ def validate_records(
                 value, problem = _parse_categorical(index, name, raw)
                 if value is not None and value not in categories[name]:
                     unseen[name][value] += 1
+                    value = None
             else:
                 value, problem = _parse_numeric(index, name, raw)
             if problem is not None:
@@ -263,15 +279,12 @@ def validate_records(
     if problems:
         raise RecordValidationError(problems, spec.features)
 
-    data: dict[str, Any] = {}
-    for name in spec.features:
-        if name in spec.categorical:
-            data[name] = pd.Series(columns[name], dtype="object")
-        else:
-            data[name] = np.asarray(columns[name], dtype=float)
-    frame = pd.DataFrame(data)
-    warnings = _unseen_warnings(unseen)
-    return ValidatedBatch(frame=spec.conform(frame), warnings=warnings)
+    return ValidatedBatch(
+        columns=columns,
+        matrix=spec.encode(columns),
+        spec=spec,
+        warnings=_unseen_warnings(unseen),
+    )
 
 
 def score_records(
@@ -279,15 +292,18 @@ def score_records(
     loaded: LoadedModel,
     max_records: int = MAX_BATCH_RECORDS,
     as_of: str | None = None,
+    include_reasons: bool = True,
 ) -> ScoringResult:
     """Validate ``records`` and score them with ``loaded``.
 
     Each score has ``probability`` (of withdrawing), ``rank`` and
     ``rank_percentile`` (see the module docstring), ``as_of`` (the date the
-    caller says the features describe, or None), ``reasons`` (the ``TOP_REASONS`` features with the
-    largest absolute TreeSHAP contribution in log-odds), ``model_name`` and
-    ``model_version``. A record's probability and reasons depend only on that
-    record, not on the other records or the key order.
+    caller says the features describe, or None), ``reasons``, ``model_name`` and
+    ``model_version``. ``reasons`` lists the ``TOP_REASONS`` features with the
+    largest absolute TreeSHAP contribution in log-odds, or is None when
+    ``include_reasons`` is false, which skips the SHAP computation. A record's
+    probability and reasons depend only on that record, not on the other
+    records or the key order.
 
     Raises
     ------
@@ -297,11 +313,15 @@ def score_records(
         If the request or any record is invalid. Lists every problem.
     """
     batch = validate_records(records, loaded.spec, max_records)
+    threads = 1 if len(batch.matrix) <= SINGLE_THREAD_MAX_ROWS else None
     probabilities = predict_risk(
-        loaded.model, loaded.spec, batch.frame, loaded.calibration
+        loaded.model, loaded.spec, batch.matrix, loaded.calibration, threads
     )
-    values, _ = contributions(loaded.model, loaded.spec, batch.frame)
-    reasons = reason_codes(values, batch.frame, loaded.spec.features, TOP_REASONS)
+    if include_reasons:
+        values, _ = contributions(loaded.model, loaded.spec, batch.matrix, threads)
+        reasons = reason_codes(values, batch.columns, loaded.spec.features, TOP_REASONS)
+    else:
+        reasons = [None] * len(probabilities)
     percentiles = rank_percentiles(probabilities)
     ranks = request_ranks(probabilities)
     scores = [
