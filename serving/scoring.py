@@ -12,7 +12,10 @@ null
     natively. A float NaN (from Python callers) is treated the same way.
 Numeric features
     A JSON number (int or float) other than a boolean, because ``true`` is not a
-    count or a score. A string containing a plain decimal number, such as
+    count or a score. The number must lie in the feature's range from
+    :func:`features.bounds.feature_ranges` (for example 0 to 1 for a share, a
+    whole number of at least 0 for a count). Features without a known range
+    take any finite number. A string containing a plain decimal number, such as
     ``"12.5"``, ``"-3"`` or ``"1e3"``, is also accepted and parsed as a float,
     because CSV exports and spreadsheets often quote numbers. Surrounding
     whitespace is ignored. Decimal commas, thousands separators, ``"NaN"`` and
@@ -45,11 +48,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from features.bounds import ValueRange, feature_ranges
 from models.reasons import contributions, reason_codes
 from models.risk import predict_risk
 from models.spec import FeatureSpec
@@ -263,6 +268,8 @@ def validate_records(
                 problems.append(
                     RecordProblem(index, name, None, "a value or null", "missing")
                 )
+                # Keeps the columns aligned with the records for the range check.
+                columns[name].append(None)
                 continue
             raw = record[name]
             if name in spec.categorical:
@@ -276,6 +283,7 @@ def validate_records(
                 problems.append(problem)
             columns[name].append(value)
 
+    problems.extend(_out_of_range(records, columns, spec))
     if problems:
         raise RecordValidationError(problems, spec.features)
 
@@ -393,6 +401,42 @@ def _parse_numeric(
         if math.isfinite(number):
             return number, None
     return math.nan, RecordProblem(index, name, raw, expected)
+
+
+def _out_of_range(
+    records: Sequence[Any], columns: dict[str, list[Any]], spec: FeatureSpec
+) -> list[RecordProblem]:
+    """Return a problem for each numeric value outside its feature's range.
+
+    Only records that are JSON objects contribute values to ``columns``, so
+    their positions are recovered from ``records`` to report record indexes.
+    """
+    positions = [i for i, record in enumerate(records) if isinstance(record, dict)]
+    ranges = _feature_ranges()
+    problems = []
+    for name in spec.features:
+        allowed = ranges.get(name)
+        if allowed is None or name in spec.categorical:
+            continue
+        values = np.asarray(columns[name], dtype=float)
+        with np.errstate(invalid="ignore"):
+            outside = (values < allowed.lower) | (values > allowed.upper)
+            if allowed.whole:
+                outside |= values != np.floor(values)
+        outside &= ~np.isnan(values)
+        for row in np.flatnonzero(outside):
+            index = positions[row]
+            problems.append(
+                RecordProblem(
+                    index, name, records[index][name], f"{allowed.describe()}, or null"
+                )
+            )
+    return problems
+
+
+@lru_cache(maxsize=1)
+def _feature_ranges() -> dict[str, ValueRange]:
+    return feature_ranges()
 
 
 def _parse_categorical(
