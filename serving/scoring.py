@@ -330,20 +330,25 @@ def score_records(
         reasons = reason_codes(values, batch.columns, loaded.spec.features, TOP_REASONS)
     else:
         reasons = [None] * len(probabilities)
-    percentiles = rank_percentiles(probabilities)
-    ranks = request_ranks(probabilities)
+    # tolist() converts to Python numbers at once, far faster than per element.
+    percentiles = rank_percentiles(probabilities).tolist()
+    ranks = request_ranks(probabilities).tolist()
     scores = [
         {
-            "probability": float(probability),
-            "rank": int(rank),
-            "rank_percentile": float(percentile),
+            "probability": probability,
+            "rank": rank,
+            "rank_percentile": percentile,
             "reasons": record_reasons,
             "model_name": loaded.name,
             "model_version": loaded.version,
             "as_of": as_of,
         }
         for probability, rank, percentile, record_reasons in zip(
-            probabilities, ranks, percentiles, reasons, strict=True
+            np.asarray(probabilities, dtype=float).tolist(),
+            ranks,
+            percentiles,
+            reasons,
+            strict=True,
         )
     ]
     logger.debug(

@@ -12,7 +12,13 @@ Configuration comes from the environment of the server process:
     check (see :func:`models.store.load_registered`).
 ``AJOISSA_RELOAD_SECONDS``
     How often the registry is asked whether the champion moved (see
-    :mod:`serving.champion`).
+    :mod:`serving.champion`). Each worker process asks on its own, so during a
+    switch two workers can serve different versions for up to this long.
+``AJOISSA_WORKERS``
+    Number of worker processes (default: one per CPU core). Each loads the
+    model and appends to the same access log.
+``AJOISSA_MAX_BODY_BYTES``
+    Maximum request body size (see :mod:`serving.middleware`).
 ``AJOISSA_HOME`` / ``MLFLOW_TRACKING_URI``
     Where the registry is, as described in :mod:`models.store`.
 ``AJOISSA_SCORE_STORE_URL``, ``AJOISSA_ACCESS_DB``, ``AJOISSA_ACCESS_LOG``
@@ -118,6 +124,7 @@ from serving.ui.app import ui_app
 logger = logging.getLogger(__name__)
 
 MODEL_NAME_ENV = "AJOISSA_MODEL_NAME"
+WORKERS_ENV = "AJOISSA_WORKERS"
 
 _APP_LOGGERS = ("serving", "models")
 
@@ -231,6 +238,29 @@ def _install_log_filters() -> None:
         access_logger.addFilter(_RedactPupilPathFilter())
 
 
+def _worker_count() -> int:
+    """Return ``AJOISSA_WORKERS``, or one worker process per CPU core.
+
+    One process runs Python code on one core at a time, so with a single
+    worker, concurrent requests queue behind each other even when cores are
+    idle.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a positive whole number.
+    """
+    raw = os.environ.get(WORKERS_ENV)
+    if raw is None:
+        return os.cpu_count() or 1
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"invalid {WORKERS_ENV}={raw!r}: expected a whole number of worker "
+            "processes, 1 or more"
+        )
+    return int(raw)
+
+
 def _describe_store() -> str:
     # The tracking URI of a remote MLflow server may contain credentials, so
     # only the embedded SQLite location is written to the log.
@@ -240,7 +270,7 @@ def _describe_store() -> str:
     return "the MLflow server in MLFLOW_TRACKING_URI"
 
 
-@bentoml.service(name="ajoissa")
+@bentoml.service(name="ajoissa", workers=_worker_count())
 @bentoml.asgi_app(read_api, path="/v1")
 @bentoml.asgi_app(ui_app, path="/ui")
 class ScoringService:
