@@ -241,50 +241,42 @@ def validate_records(
         raise BatchTooLargeError(len(records), max_records)
 
     known = set(spec.features)
-    columns: dict[str, list[Any]] = {name: [] for name in spec.features}
     problems: list[RecordProblem] = []
-    unseen: dict[str, Counter[str]] = {name: Counter() for name in spec.categorical}
-    categories = {name: set(values) for name, values in spec.categorical.items()}
-
+    objects: list[dict[str, Any]] = []
+    positions: list[int] = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             problems.append(
                 RecordProblem(index, "*", record, "a JSON object keyed by feature name")
             )
             continue
-        for key in record:
-            if key not in known:
-                problems.append(
-                    RecordProblem(
-                        index,
-                        str(key),
-                        record[key],
-                        "only the model's feature names",
-                        "unknown",
-                    )
-                )
-        for name in spec.features:
-            if name not in record:
-                problems.append(
-                    RecordProblem(index, name, None, "a value or null", "missing")
-                )
-                # Keeps the columns aligned with the records for the range check.
-                columns[name].append(None)
-                continue
-            raw = record[name]
-            if name in spec.categorical:
-                value, problem = _parse_categorical(index, name, raw)
-                if value is not None and value not in categories[name]:
-                    unseen[name][value] += 1
-                    value = None
-            else:
-                value, problem = _parse_numeric(index, name, raw)
-            if problem is not None:
-                problems.append(problem)
-            columns[name].append(value)
+        objects.append(record)
+        positions.append(index)
+        if record.keys() != known:
+            problems.extend(_key_problems(index, record, spec.features, known))
 
-    problems.extend(_out_of_range(records, columns, spec))
+    # Values are checked one feature at a time, which lets plain numeric
+    # columns skip the per-value parser.
+    columns: dict[str, list[Any]] = {}
+    unseen: dict[str, Counter[str]] = {name: Counter() for name in spec.categorical}
+    for name in spec.features:
+        values = [record.get(name) for record in objects]
+        if name in spec.categorical:
+            columns[name] = _categorical_column(
+                name,
+                values,
+                positions,
+                set(spec.categorical[name]),
+                unseen[name],
+                problems,
+            )
+        else:
+            columns[name] = _numeric_column(name, values, positions, problems)
+
+    problems.extend(_out_of_range(objects, positions, columns, spec))
     if problems:
+        # Stable sort: request-level problems first, then by record.
+        problems.sort(key=lambda p: -1 if p.record is None else p.record)
         raise RecordValidationError(problems, spec.features)
 
     return ValidatedBatch(
@@ -386,16 +378,93 @@ def request_ranks(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
     return 1 + above
 
 
+_PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})
+_NUMERIC_EXPECTED = "a finite number, a decimal number string such as '12.5', or null"
+
+
+def _key_problems(
+    index: int, record: dict[str, Any], features: list[str], known: set[str]
+) -> list[RecordProblem]:
+    problems = [
+        RecordProblem(
+            index, str(key), record[key], "only the model's feature names", "unknown"
+        )
+        for key in record
+        if key not in known
+    ]
+    problems += [
+        RecordProblem(index, name, None, "a value or null", "missing")
+        for name in features
+        if name not in record
+    ]
+    return problems
+
+
+def _numeric_column(
+    name: str, values: list[Any], positions: list[int], problems: list[RecordProblem]
+) -> list[float]:
+    """Return ``values`` as floats (NaN for null) and add a problem per invalid one."""
+    if set(map(type, values)) <= _PLAIN_NUMBER_TYPES:
+        try:
+            # None becomes NaN. Integers beyond the float range raise and take
+            # the per-value path below, which reports them.
+            array = np.array(values, dtype=float)
+        except OverflowError:
+            pass
+        else:
+            for row in np.flatnonzero(np.isinf(array)):
+                problems.append(
+                    RecordProblem(positions[row], name, values[row], _NUMERIC_EXPECTED)
+                )
+                array[row] = np.nan
+            return array.tolist()
+    column = []
+    for row, raw in enumerate(values):
+        value, problem = _parse_numeric(positions[row], name, raw)
+        if problem is not None:
+            problems.append(problem)
+        column.append(value)
+    return column
+
+
+def _categorical_column(
+    name: str,
+    values: list[Any],
+    positions: list[int],
+    categories: set[str],
+    unseen: Counter[str],
+    problems: list[RecordProblem],
+) -> list[str | None]:
+    """Return ``values`` as strings, with None for null and unseen categories.
+
+    Unseen categories are counted in ``unseen``, and invalid values are added
+    to ``problems``.
+    """
+    column = []
+    for row, raw in enumerate(values):
+        value, problem = _parse_categorical(positions[row], name, raw)
+        if problem is not None:
+            problems.append(problem)
+        if value is not None and value not in categories:
+            unseen[value] += 1
+            value = None
+        column.append(value)
+    return column
+
+
 def _parse_numeric(
     index: int, name: str, raw: Any
 ) -> tuple[float, RecordProblem | None]:
-    expected = "a finite number, a decimal number string such as '12.5', or null"
+    expected = _NUMERIC_EXPECTED
     if raw is None:
         return math.nan, None
     if isinstance(raw, bool):
         return math.nan, RecordProblem(index, name, raw, expected)
     if isinstance(raw, (int, float)):
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:
+            return math.nan, RecordProblem(index, name, raw, expected)
         if math.isnan(number):
             return math.nan, None
         if math.isinf(number):
@@ -409,14 +478,16 @@ def _parse_numeric(
 
 
 def _out_of_range(
-    records: Sequence[Any], columns: dict[str, list[Any]], spec: FeatureSpec
+    objects: list[dict[str, Any]],
+    positions: list[int],
+    columns: dict[str, list[Any]],
+    spec: FeatureSpec,
 ) -> list[RecordProblem]:
     """Return a problem for each numeric value outside its feature's range.
 
-    Only records that are JSON objects contribute values to ``columns``, so
-    their positions are recovered from ``records`` to report record indexes.
+    ``objects`` are the records that are JSON objects, ``positions`` their
+    indexes in the request, and ``columns`` their values by feature.
     """
-    positions = [i for i, record in enumerate(records) if isinstance(record, dict)]
     ranges = _feature_ranges()
     problems = []
     for name in spec.features:
@@ -430,10 +501,12 @@ def _out_of_range(
                 outside |= values != np.floor(values)
         outside &= ~np.isnan(values)
         for row in np.flatnonzero(outside):
-            index = positions[row]
             problems.append(
                 RecordProblem(
-                    index, name, records[index][name], f"{allowed.describe()}, or null"
+                    positions[row],
+                    name,
+                    objects[row][name],
+                    f"{allowed.describe()}, or null",
                 )
             )
     return problems

@@ -94,3 +94,16 @@ def test_learner_ranges_follow_definitions():
         assert ranges[name].describe() == "a number from 0 to 1", name
     assert ranges["grade_mean_year"].describe() == "a number from 4 to 10"
     assert ranges["absence_hours_year"].describe() == "a number of at least 0"
+
+
+def test_huge_integer_rejected(trained, record):
+    record["mean_days_early"] = 10**400
+    problems = _problems(trained, [record])
+    assert [(p.record, p.field) for p in problems] == [(0, "mean_days_early")]
+
+
+def test_problems_sorted_by_record(trained, record):
+    late = dict(record, **{COUNT: -1})
+    early = dict(record, **{SHARE: "x"})
+    problems = _problems(trained, [early, late])
+    assert [p.record for p in problems] == [0, 1]
