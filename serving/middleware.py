@@ -211,6 +211,9 @@ class ErrorFormatMiddleware:
             body = json.loads(content)
         except ValueError:
             return None
+        # NOTE: BentoML 1.4.40's 400 body has "error" and "detail". If an
+        # upgrade changes it, that body passes through unchanged and no
+        # access-log row is written for the request.
         if not isinstance(body, dict) or "detail" not in body or "problems" in body:
             return None
         await _log_score_request(self.access_log, scope, "400 0 record(s)")
