@@ -8,6 +8,7 @@ models and avoids importing shap in the serving process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -19,10 +20,20 @@ from models.spec import FeatureSpec
 
 
 def contributions(
-    model: lgb.LGBMClassifier, spec: FeatureSpec, X: pd.DataFrame
+    model: lgb.LGBMClassifier,
+    spec: FeatureSpec,
+    X: pd.DataFrame | np.ndarray,
+    num_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return per-row SHAP contributions (rows by features) and base values (log-odds)."""
-    raw = model.booster_.predict(spec.conform(X), pred_contrib=True)
+    """Return per-row SHAP contributions (rows by features) and base values (log-odds).
+
+    ``X`` is a frame with the spec's columns or a matrix from
+    :meth:`FeatureSpec.encode`. ``num_threads`` overrides the model's LightGBM
+    thread count for this call.
+    """
+    options = {} if num_threads is None else {"num_threads": num_threads}
+    data = X if isinstance(X, np.ndarray) else spec.conform(X)
+    raw = model.booster_.predict(data, pred_contrib=True, **options)
     return raw[:, :-1], raw[:, -1]
 
 
@@ -49,18 +60,21 @@ def shap_contributions(
 
 def reason_codes(
     values: np.ndarray,
-    X: pd.DataFrame,
+    X: pd.DataFrame | Mapping[str, Sequence[Any]],
     feature_names: list[str],
     top_n: int = 3,
 ) -> list[list[dict[str, Any]]]:
     """Return the ``top_n`` features with the largest absolute contribution per row.
 
-    Each reason has the feature, its value for the row, the contribution in
-    log-odds and a direction: ``raises`` or ``lowers`` the risk. Features that
+    Each reason has the feature, its value for the row (from ``X``, a frame or
+    a mapping of feature name to values by row), the contribution in log-odds
+    and a direction: ``raises`` or ``lowers`` the risk. Features that
     :func:`models.reason_text.unnamed_features` lists (sensitive attributes,
     their proxies and context features) are never reasons; the next feature
     takes their place.
     """
+    if isinstance(X, pd.DataFrame):
+        X = {name: X[name].tolist() for name in feature_names}
     hidden = unnamed_features()
     allowed = np.array([name not in hidden for name in feature_names])
     order = np.argsort(-np.abs(values), axis=1, kind="stable")
@@ -72,7 +86,7 @@ def reason_codes(
             if contribution == 0.0 or len(row_reasons) == top_n:
                 break
             name = feature_names[column]
-            value = X[name].iloc[row]
+            value = X[name][row]
             row_reasons.append(
                 {
                     "feature": name,

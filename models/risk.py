@@ -92,15 +92,23 @@ def fit_risk_model(
 def predict_risk(
     model: lgb.LGBMClassifier,
     spec: FeatureSpec,
-    X: pd.DataFrame,
+    X: pd.DataFrame | np.ndarray,
     calibration: Calibration | None = None,
+    num_threads: int | None = None,
 ) -> np.ndarray:
     """Return the probability of withdrawing for each row of ``X``.
 
-    With ``calibration`` the booster's probability is mapped through it; the
-    booster itself is the same either way.
+    ``X`` is a frame with the spec's columns, or a float matrix from
+    :meth:`FeatureSpec.encode`, which skips pandas and costs far less for a few
+    rows. ``num_threads`` overrides the model's LightGBM thread count for this
+    call. With ``calibration`` the booster's probability is mapped through it;
+    the booster itself is the same either way.
     """
-    raw = model.predict_proba(spec.conform(X))[:, 1]
+    options = {} if num_threads is None else {"num_threads": num_threads}
+    if isinstance(X, np.ndarray):
+        raw = model.booster_.predict(X, **options)
+    else:
+        raw = model.predict_proba(spec.conform(X), **options)[:, 1]
     if calibration is None:
         return raw
     return calibration.apply(raw)

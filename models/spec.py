@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -49,6 +52,46 @@ class FeatureSpec:
             categorical={k: list(v) for k, v in data.get("categorical", {}).items()},
             label=data.get("label", "withdraws_after"),
         )
+
+    def encode(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """Return the float matrix (rows by features) that LightGBM scores.
+
+        ``columns`` maps every feature name to its values by row: numbers or
+        None for numeric features, strings or None for categorical ones. A
+        category becomes its position in the training categories, which is the
+        code LightGBM reads from a frame made by :meth:`conform`. Missing values
+        and categories not seen in training become NaN, as in :meth:`conform`.
+        Building the matrix directly avoids pandas, whose per-column overhead
+        dominates the cost of scoring a few rows.
+
+        Raises
+        ------
+        KeyError
+            If a feature is missing from ``columns``.
+        """
+        missing = [name for name in self.features if name not in columns]
+        if missing:
+            raise KeyError(f"missing feature columns: {missing}")
+        rows = len(columns[self.features[0]]) if self.features else 0
+        matrix = np.empty((rows, len(self.features)), dtype=np.float64)
+        for position, name in enumerate(self.features):
+            values = columns[name]
+            if name in self.categorical:
+                codes = self._category_codes[name]
+                matrix[:, position] = [codes.get(value, np.nan) for value in values]
+            else:
+                matrix[:, position] = [
+                    np.nan if value is None else value for value in values
+                ]
+        return matrix
+
+    @cached_property
+    def _category_codes(self) -> dict[str, dict[Any, float]]:
+        # The spec is frozen, so the codes are computed once per instance.
+        return {
+            name: {category: float(code) for code, category in enumerate(values)}
+            for name, values in self.categorical.items()
+        }
 
     def conform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Return ``X`` with the spec's column order and types.

@@ -11,10 +11,62 @@ PUPIL_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
 """Pupil ids are pseudonymous: letters, digits and ``._:-``, at most 100."""
 
 
+class Problem(BaseModel):
+    """One invalid value, field or record in a request."""
+
+    record: int | None = Field(
+        description="0-based index of the record in /v1/score, or null when the "
+        "problem concerns the request as a whole."
+    )
+    field: str = Field(
+        description="The field, body key or parameter; '*' for a whole record."
+    )
+    kind: str = Field(
+        description="'missing' (absent key), 'unknown' (key that is not a "
+        "feature) or 'invalid' (value of the wrong type or out of range)."
+    )
+    value: Any = Field(
+        description="The value received, shortened; null when missing or when "
+        "the value is a pupil id."
+    )
+    expected: str = Field(description="What the field accepts.")
+    message: str = Field(description="The problem as one sentence.")
+
+
 class ErrorBody(BaseModel):
-    """An error response."""
+    """The body of every error response (4xx and 503) of the API."""
 
     error: str = Field(description="What failed and what to do about it.")
+    problem_count: int = Field(
+        default=0, description="Number of problems found; 0 when none apply."
+    )
+    problems: list[Problem] = Field(
+        default_factory=list,
+        description="The problems found, at most 100; empty when none apply.",
+    )
+
+
+def error_body(
+    message: str,
+    problems: list[dict[str, Any]] | None = None,
+    problem_count: int | None = None,
+) -> dict[str, Any]:
+    """Return an :class:`ErrorBody` as a dict.
+
+    ``problems`` are :class:`Problem` dicts. Only the first
+    ``MAX_PROBLEMS_IN_RESPONSE`` are listed. ``problem_count`` defaults to the
+    length of ``problems``; pass it when the caller listed only some of them.
+    """
+    listed = problems or []
+    return {
+        "error": message,
+        "problem_count": len(listed) if problem_count is None else problem_count,
+        "problems": listed[:MAX_PROBLEMS_IN_RESPONSE],
+    }
+
+
+MAX_PROBLEMS_IN_RESPONSE = 100
+"""Maximum problems listed in an error body. ``problem_count`` is the total."""
 
 
 class Reason(BaseModel):
@@ -28,6 +80,41 @@ class Reason(BaseModel):
         description="SHAP contribution to the score, in log-odds."
     )
     direction: str = Field(description="'raises' or 'lowers' the risk.")
+
+
+class Score(BaseModel):
+    """The score of one record of a scoring request."""
+
+    probability: float = Field(description="Probability of withdrawing.")
+    rank: int = Field(description="1 is the highest risk within the request.")
+    rank_percentile: float = Field(
+        description="100 * (records with probability <= this one) / records, "
+        "within the request."
+    )
+    reasons: list[Reason] | None = Field(
+        description="Top 3 features by absolute SHAP contribution; null when the "
+        "request sets include_reasons to false."
+    )
+    model_name: str
+    model_version: str
+    as_of: str | None = Field(description="The request's as_of, echoed.")
+
+
+class ServedModel(BaseModel):
+    """The model version that scored a request."""
+
+    name: str
+    version: str
+
+
+class ScoreResponse(BaseModel):
+    """Scores in the order of the request's records."""
+
+    scores: list[Score]
+    warnings: list[str] = Field(
+        description="Unseen categories, scored as missing, with record counts."
+    )
+    model: ServedModel
 
 
 class Contribution(BaseModel):

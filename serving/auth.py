@@ -30,6 +30,7 @@ import anyio.to_thread
 
 from serving.access import Principal, TokenStore
 from serving.accesslog import AccessEvent, AccessLog
+from serving.api_models import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class AccessControlMiddleware:
             )
             await anyio.to_thread.run_sync(self.access_log.append, event)
         logger.info("rejected request with %d: %s", status, message)
-        body = json.dumps({"error": message}).encode("utf-8")
+        body = json.dumps(error_body(message)).encode("utf-8")
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode("ascii")),

@@ -12,7 +12,10 @@ null
     natively. A float NaN (from Python callers) is treated the same way.
 Numeric features
     A JSON number (int or float) other than a boolean, because ``true`` is not a
-    count or a score. A string containing a plain decimal number, such as
+    count or a score. The number must lie in the feature's range from
+    :func:`features.bounds.feature_ranges` (for example 0 to 1 for a share, a
+    whole number of at least 0 for a count). Features without a known range
+    take any finite number. A string containing a plain decimal number, such as
     ``"12.5"``, ``"-3"`` or ``"1e3"``, is also accepted and parsed as a float,
     because CSV exports and spreadsheets often quote numbers. Surrounding
     whitespace is ignored. Decimal commas, thousands separators, ``"NaN"`` and
@@ -45,11 +48,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from features.bounds import ValueRange, feature_ranges
 from models.reasons import contributions, reason_codes
 from models.risk import predict_risk
 from models.spec import FeatureSpec
@@ -62,6 +67,16 @@ MAX_BATCH_RECORDS = 10_000
 
 TOP_REASONS = 3
 """Number of reason codes returned per record."""
+
+SINGLE_THREAD_MAX_ROWS = 64
+"""Requests with at most this many records are scored on one LightGBM thread.
+
+Waking OpenMP threads costs more than they save on a few rows, and on a busy
+machine idle threads spin and slow the other requests.
+
+NOTE: on a shared 2-core machine one row took 1 ms of SHAP on one thread and
+12 ms on two. The cut-off of 64 is a judgement between those figures, not
+tuned on a quiet machine."""
 
 MAX_UNSEEN_WARNINGS_PER_FIELD = 20
 """Maximum distinct unseen categories listed per field. One warning sums up the rest."""
@@ -157,11 +172,20 @@ class BatchTooLargeError(ValueError):
 
 @dataclass(frozen=True)
 class ValidatedBatch:
-    """Records converted to a feature frame, with their unseen-category warnings."""
+    """Valid records as feature columns and a LightGBM matrix, with warnings."""
 
-    frame: pd.DataFrame
-    """One row per record with the spec's columns in order, conformed by the spec."""
+    columns: dict[str, list[Any]]
+    """Each feature's values by record: floats (NaN where missing) for numeric
+    features, strings (None where missing or unseen) for categorical ones."""
+    matrix: np.ndarray
+    """The same values encoded by :meth:`~models.spec.FeatureSpec.encode`."""
+    spec: FeatureSpec
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The records as a frame with the spec's columns and training dtypes."""
+        return self.spec.conform(pd.DataFrame(self.columns, dtype="object"))
 
 
 @dataclass(frozen=True)
@@ -221,57 +245,50 @@ def validate_records(
         raise BatchTooLargeError(len(records), max_records)
 
     known = set(spec.features)
-    columns: dict[str, list[Any]] = {name: [] for name in spec.features}
     problems: list[RecordProblem] = []
-    unseen: dict[str, Counter[str]] = {name: Counter() for name in spec.categorical}
-    categories = {name: set(values) for name, values in spec.categorical.items()}
-
+    objects: list[dict[str, Any]] = []
+    positions: list[int] = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             problems.append(
                 RecordProblem(index, "*", record, "a JSON object keyed by feature name")
             )
             continue
-        for key in record:
-            if key not in known:
-                problems.append(
-                    RecordProblem(
-                        index,
-                        str(key),
-                        record[key],
-                        "only the model's feature names",
-                        "unknown",
-                    )
-                )
-        for name in spec.features:
-            if name not in record:
-                problems.append(
-                    RecordProblem(index, name, None, "a value or null", "missing")
-                )
-                continue
-            raw = record[name]
-            if name in spec.categorical:
-                value, problem = _parse_categorical(index, name, raw)
-                if value is not None and value not in categories[name]:
-                    unseen[name][value] += 1
-            else:
-                value, problem = _parse_numeric(index, name, raw)
-            if problem is not None:
-                problems.append(problem)
-            columns[name].append(value)
+        objects.append(record)
+        positions.append(index)
+        if record.keys() != known:
+            problems.extend(_key_problems(index, record, spec.features, known))
 
+    # Values are checked one feature at a time, which lets plain numeric
+    # columns skip the per-value parser.
+    columns: dict[str, list[Any]] = {}
+    unseen: dict[str, Counter[str]] = {name: Counter() for name in spec.categorical}
+    for name in spec.features:
+        values = [record.get(name) for record in objects]
+        if name in spec.categorical:
+            columns[name] = _categorical_column(
+                name,
+                values,
+                positions,
+                set(spec.categorical[name]),
+                unseen[name],
+                problems,
+            )
+        else:
+            columns[name] = _numeric_column(name, values, positions, problems)
+
+    problems.extend(_out_of_range(objects, positions, columns, spec))
     if problems:
+        # Stable sort: request-level problems first, then by record.
+        problems.sort(key=lambda p: -1 if p.record is None else p.record)
         raise RecordValidationError(problems, spec.features)
 
-    data: dict[str, Any] = {}
-    for name in spec.features:
-        if name in spec.categorical:
-            data[name] = pd.Series(columns[name], dtype="object")
-        else:
-            data[name] = np.asarray(columns[name], dtype=float)
-    frame = pd.DataFrame(data)
-    warnings = _unseen_warnings(unseen)
-    return ValidatedBatch(frame=spec.conform(frame), warnings=warnings)
+    return ValidatedBatch(
+        columns=columns,
+        matrix=spec.encode(columns),
+        spec=spec,
+        warnings=_unseen_warnings(unseen),
+    )
 
 
 def score_records(
@@ -279,15 +296,18 @@ def score_records(
     loaded: LoadedModel,
     max_records: int = MAX_BATCH_RECORDS,
     as_of: str | None = None,
+    include_reasons: bool = True,
 ) -> ScoringResult:
     """Validate ``records`` and score them with ``loaded``.
 
     Each score has ``probability`` (of withdrawing), ``rank`` and
     ``rank_percentile`` (see the module docstring), ``as_of`` (the date the
-    caller says the features describe, or None), ``reasons`` (the ``TOP_REASONS`` features with the
-    largest absolute TreeSHAP contribution in log-odds), ``model_name`` and
-    ``model_version``. A record's probability and reasons depend only on that
-    record, not on the other records or the key order.
+    caller says the features describe, or None), ``reasons``, ``model_name`` and
+    ``model_version``. ``reasons`` lists the ``TOP_REASONS`` features with the
+    largest absolute TreeSHAP contribution in log-odds, or is None when
+    ``include_reasons`` is false, which skips the SHAP computation. A record's
+    probability and reasons depend only on that record, not on the other
+    records or the key order.
 
     Raises
     ------
@@ -297,25 +317,34 @@ def score_records(
         If the request or any record is invalid. Lists every problem.
     """
     batch = validate_records(records, loaded.spec, max_records)
+    threads = 1 if len(batch.matrix) <= SINGLE_THREAD_MAX_ROWS else None
     probabilities = predict_risk(
-        loaded.model, loaded.spec, batch.frame, loaded.calibration
+        loaded.model, loaded.spec, batch.matrix, loaded.calibration, threads
     )
-    values, _ = contributions(loaded.model, loaded.spec, batch.frame)
-    reasons = reason_codes(values, batch.frame, loaded.spec.features, TOP_REASONS)
-    percentiles = rank_percentiles(probabilities)
-    ranks = request_ranks(probabilities)
+    if include_reasons:
+        values, _ = contributions(loaded.model, loaded.spec, batch.matrix, threads)
+        reasons = reason_codes(values, batch.columns, loaded.spec.features, TOP_REASONS)
+    else:
+        reasons = [None] * len(probabilities)
+    # tolist() converts to Python numbers at once, far faster than per element.
+    percentiles = rank_percentiles(probabilities).tolist()
+    ranks = request_ranks(probabilities).tolist()
     scores = [
         {
-            "probability": float(probability),
-            "rank": int(rank),
-            "rank_percentile": float(percentile),
+            "probability": probability,
+            "rank": rank,
+            "rank_percentile": percentile,
             "reasons": record_reasons,
             "model_name": loaded.name,
             "model_version": loaded.version,
             "as_of": as_of,
         }
         for probability, rank, percentile, record_reasons in zip(
-            probabilities, ranks, percentiles, reasons, strict=True
+            np.asarray(probabilities, dtype=float).tolist(),
+            ranks,
+            percentiles,
+            reasons,
+            strict=True,
         )
     ]
     logger.debug(
@@ -353,16 +382,93 @@ def request_ranks(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
     return 1 + above
 
 
+_PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})
+_NUMERIC_EXPECTED = "a finite number, a decimal number string such as '12.5', or null"
+
+
+def _key_problems(
+    index: int, record: dict[str, Any], features: list[str], known: set[str]
+) -> list[RecordProblem]:
+    problems = [
+        RecordProblem(
+            index, str(key), record[key], "only the model's feature names", "unknown"
+        )
+        for key in record
+        if key not in known
+    ]
+    problems += [
+        RecordProblem(index, name, None, "a value or null", "missing")
+        for name in features
+        if name not in record
+    ]
+    return problems
+
+
+def _numeric_column(
+    name: str, values: list[Any], positions: list[int], problems: list[RecordProblem]
+) -> list[float]:
+    """Return ``values`` as floats (NaN for null) and add a problem per invalid one."""
+    if set(map(type, values)) <= _PLAIN_NUMBER_TYPES:
+        try:
+            # None becomes NaN. Integers beyond the float range raise and take
+            # the per-value path below, which reports them.
+            array = np.array(values, dtype=float)
+        except OverflowError:
+            pass
+        else:
+            for row in np.flatnonzero(np.isinf(array)):
+                problems.append(
+                    RecordProblem(positions[row], name, values[row], _NUMERIC_EXPECTED)
+                )
+                array[row] = np.nan
+            return array.tolist()
+    column = []
+    for row, raw in enumerate(values):
+        value, problem = _parse_numeric(positions[row], name, raw)
+        if problem is not None:
+            problems.append(problem)
+        column.append(value)
+    return column
+
+
+def _categorical_column(
+    name: str,
+    values: list[Any],
+    positions: list[int],
+    categories: set[str],
+    unseen: Counter[str],
+    problems: list[RecordProblem],
+) -> list[str | None]:
+    """Return ``values`` as strings, with None for null and unseen categories.
+
+    Unseen categories are counted in ``unseen``, and invalid values are added
+    to ``problems``.
+    """
+    column = []
+    for row, raw in enumerate(values):
+        value, problem = _parse_categorical(positions[row], name, raw)
+        if problem is not None:
+            problems.append(problem)
+        if value is not None and value not in categories:
+            unseen[value] += 1
+            value = None
+        column.append(value)
+    return column
+
+
 def _parse_numeric(
     index: int, name: str, raw: Any
 ) -> tuple[float, RecordProblem | None]:
-    expected = "a finite number, a decimal number string such as '12.5', or null"
+    expected = _NUMERIC_EXPECTED
     if raw is None:
         return math.nan, None
     if isinstance(raw, bool):
         return math.nan, RecordProblem(index, name, raw, expected)
     if isinstance(raw, (int, float)):
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:
+            return math.nan, RecordProblem(index, name, raw, expected)
         if math.isnan(number):
             return math.nan, None
         if math.isinf(number):
@@ -373,6 +479,46 @@ def _parse_numeric(
         if math.isfinite(number):
             return number, None
     return math.nan, RecordProblem(index, name, raw, expected)
+
+
+def _out_of_range(
+    objects: list[dict[str, Any]],
+    positions: list[int],
+    columns: dict[str, list[Any]],
+    spec: FeatureSpec,
+) -> list[RecordProblem]:
+    """Return a problem for each numeric value outside its feature's range.
+
+    ``objects`` are the records that are JSON objects, ``positions`` their
+    indexes in the request, and ``columns`` their values by feature.
+    """
+    ranges = _feature_ranges()
+    problems = []
+    for name in spec.features:
+        allowed = ranges.get(name)
+        if allowed is None or name in spec.categorical:
+            continue
+        values = np.asarray(columns[name], dtype=float)
+        with np.errstate(invalid="ignore"):
+            outside = (values < allowed.lower) | (values > allowed.upper)
+            if allowed.whole:
+                outside |= values != np.floor(values)
+        outside &= ~np.isnan(values)
+        for row in np.flatnonzero(outside):
+            problems.append(
+                RecordProblem(
+                    positions[row],
+                    name,
+                    objects[row][name],
+                    f"{allowed.describe()}, or null",
+                )
+            )
+    return problems
+
+
+@lru_cache(maxsize=1)
+def _feature_ranges() -> dict[str, ValueRange]:
+    return feature_ranges()
 
 
 def _parse_categorical(

@@ -12,7 +12,13 @@ Configuration comes from the environment of the server process:
     check (see :func:`models.store.load_registered`).
 ``AJOISSA_RELOAD_SECONDS``
     How often the registry is asked whether the champion moved (see
-    :mod:`serving.champion`).
+    :mod:`serving.champion`). Each worker process asks on its own, so during a
+    switch two workers can serve different versions for up to this long.
+``AJOISSA_WORKERS``
+    Number of worker processes (default: one per CPU core). Each loads the
+    model and appends to the same access log.
+``AJOISSA_MAX_BODY_BYTES``
+    Maximum request body size (see :mod:`serving.middleware`).
 ``AJOISSA_HOME`` / ``MLFLOW_TRACKING_URI``
     Where the registry is, as described in :mod:`models.store`.
 ``AJOISSA_SCORE_STORE_URL``, ``AJOISSA_ACCESS_DB``, ``AJOISSA_ACCESS_LOG``
@@ -26,11 +32,16 @@ Every endpoint except the probes, ``/metrics`` and the OpenAPI document
 token, 403 when the token's role has no right (see :mod:`serving.auth`).
 
 ``POST /v1/score`` (platform)
-    Body ``{"records": [...], "as_of": "YYYY-MM-DD"}`` (``as_of`` optional).
-    Returns 200 with ``{"scores": [...], "warnings": [...], "model": {"name",
-    "version"}}`` (see :mod:`serving.scoring`). Invalid records return 400 and a
-    batch above ``MAX_BATCH_RECORDS`` returns 413, both with a JSON body that has
-    an ``error`` message. Returns 503 while no model is loaded.
+    Body ``{"records": [...], "as_of": "YYYY-MM-DD", "include_reasons": true}``
+    (``as_of`` and ``include_reasons`` optional). Returns 200 with
+    ``{"scores": [...], "warnings": [...], "model": {"name", "version"}}`` (see
+    :mod:`serving.scoring`). Invalid records or options return 400, and a batch
+    above ``MAX_BATCH_RECORDS`` or a body above the size limit (see
+    :mod:`serving.middleware`) returns 413. Returns 503 while no model is
+    loaded.
+
+Every error response has the body :class:`~serving.api_models.ErrorBody`:
+``error``, ``problem_count`` and ``problems``.
 ``GET /v1/pupils/{id}/explanation`` and ``GET /v1/pupils/{id}/history`` (staff)
     The pupil's latest stored scores with every feature's contribution, and all
     stored scores, from the score store. Only rows of the token's schools are
@@ -72,6 +83,8 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
+from pydantic_core import to_json
+from starlette.responses import Response
 
 from models.store import (
     ARTIFACT_DIGEST_TAG,
@@ -82,6 +95,7 @@ from models.store import (
 from serving.access import TokenStore
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import (
+    MAX_PROBLEMS_IN_RESPONSE,
     PUPIL_ID_PATTERN,
     ErrorBody,
     ExplainedScore,
@@ -89,10 +103,13 @@ from serving.api_models import (
     History,
     HistoryEntry,
     ModelInfo,
+    ScoreResponse,
     TokenEntry,
+    error_body,
 )
 from serving.auth import AccessControlMiddleware, principal_of
 from serving.champion import ChampionHolder, reload_seconds
+from serving.middleware import BodyLimitMiddleware, ErrorFormatMiddleware
 from serving.scorestore import ScoreStore
 from serving.scoring import (
     MAX_BATCH_RECORDS,
@@ -107,9 +124,7 @@ from serving.ui.app import ui_app
 logger = logging.getLogger(__name__)
 
 MODEL_NAME_ENV = "AJOISSA_MODEL_NAME"
-
-MAX_PROBLEMS_IN_RESPONSE = 100
-"""Maximum problems listed in a 400 response body. ``problem_count`` is the total."""
+WORKERS_ENV = "AJOISSA_WORKERS"
 
 _APP_LOGGERS = ("serving", "models")
 
@@ -133,22 +148,28 @@ read_api = FastAPI(
 
 @read_api.exception_handler(HTTPException)
 async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
 
 
 @read_api.exception_handler(RequestValidationError)
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    # Only the location and the rule are returned: the path contains a pupil id.
-    problems = [
-        {
-            "field": ".".join(str(part) for part in error["loc"]),
-            "expected": error["msg"],
-        }
-        for error in exc.errors()
-    ]
-    message = "; ".join(f"{p['field']}: {p['expected']}" for p in problems)
+    # Values are left out, because the path contains a pupil id.
+    problems = []
+    for error in exc.errors():
+        field_name = ".".join(str(part) for part in error["loc"])
+        problems.append(
+            {
+                "record": None,
+                "field": field_name,
+                "kind": "invalid",
+                "value": None,
+                "expected": error["msg"],
+                "message": f"{field_name}: {error['msg']}",
+            }
+        )
+    message = "; ".join(problem["message"] for problem in problems)
     return JSONResponse(
-        {"error": f"invalid request: {message}", "problems": problems},
+        error_body(f"invalid request: {message}", problems),
         status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
     )
 
@@ -217,6 +238,29 @@ def _install_log_filters() -> None:
         access_logger.addFilter(_RedactPupilPathFilter())
 
 
+def _worker_count() -> int:
+    """Return ``AJOISSA_WORKERS``, or one worker process per CPU core.
+
+    One process runs Python code on one core at a time, so with a single
+    worker, concurrent requests queue behind each other even when cores are
+    idle.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a positive whole number.
+    """
+    raw = os.environ.get(WORKERS_ENV)
+    if raw is None:
+        return os.cpu_count() or 1
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"invalid {WORKERS_ENV}={raw!r}: expected a whole number of worker "
+            "processes, 1 or more"
+        )
+    return int(raw)
+
+
 def _describe_store() -> str:
     # The tracking URI of a remote MLflow server may contain credentials, so
     # only the embedded SQLite location is written to the log.
@@ -226,7 +270,7 @@ def _describe_store() -> str:
     return "the MLflow server in MLFLOW_TRACKING_URI"
 
 
-@bentoml.service(name="ajoissa")
+@bentoml.service(name="ajoissa", workers=_worker_count())
 @bentoml.asgi_app(read_api, path="/v1")
 @bentoml.asgi_app(ui_app, path="/ui")
 class ScoringService:
@@ -284,23 +328,32 @@ class ScoringService:
                 "echoed in every score. Optional."
             ),
         ] = None,
-    ) -> dict[str, Any]:
+        include_reasons: Annotated[
+            Any,
+            Field(
+                description="true (default) to return the top 3 reasons per record; "
+                "false to skip them, which skips the SHAP computation that costs "
+                "most of the scoring time. Each score's reasons is then null."
+            ),
+        ] = True,
+    ) -> ScoreResponse:
         """Score records for dropout risk with the champion model.
 
-        ``records`` and ``as_of`` are typed ``Any`` so that :mod:`serving.scoring`
-        checks them and reports every problem by record index and field name.
-        Error responses get their status code through ``ctx`` and an ``error``
-        message.
+        ``records``, ``as_of`` and ``include_reasons`` are typed ``Any`` so that
+        :mod:`serving.scoring` checks them and reports every problem by record
+        index and field name. Every response, error or not, is a JSON
+        :class:`~starlette.responses.Response` built here, and error bodies are
+        :class:`~serving.api_models.ErrorBody`.
 
-        NOTE: BentoML's input model ignores body keys other than ``records`` and
-        ``as_of``, so a misspelled top-level key is not reported. The request is
+        NOTE: BentoML's input model ignores body keys other than the parameters
+        above, so a misspelled top-level key is not reported. The request is
         rejected anyway when ``records`` is then missing.
         """
         started = time.perf_counter()
         principal = principal_of(ctx.request.scope)
         loaded = self.champion.loaded
         count = len(records) if isinstance(records, (list, tuple)) else 0
-        status, body = self._score(ctx, records, as_of, loaded)
+        status, body = self._score(records, as_of, include_reasons, loaded)
         # The access log gets one row per request: the records carry no pupil id.
         self.access_log.append(
             AccessEvent(
@@ -321,37 +374,46 @@ class ScoringService:
                 loaded.version,
                 len(body["warnings"]),
             )
-        return body
+        # Returning a Response skips BentoML's output model, which builds a JSON
+        # schema on every response (16 % of the worker's busy samples in a py-spy
+        # profile of single-record requests).
+        return Response(
+            to_json(body), status_code=status, media_type="application/json"
+        )
 
     def _score(
-        self, ctx: bentoml.Context, records: Any, as_of: Any, loaded: Any
+        self, records: Any, as_of: Any, include_reasons: Any, loaded: Any
     ) -> tuple[int, dict[str, Any]]:
         if loaded is None:
             logger.warning(
                 "rejected scoring request: model %s is not loaded", self.model_name
             )
-            return HTTPStatus.SERVICE_UNAVAILABLE, {
-                "error": f"model {self.model_name!r} is not loaded because the "
+            return HTTPStatus.SERVICE_UNAVAILABLE, error_body(
+                f"model {self.model_name!r} is not loaded because the "
                 "registry has no verified champion version of it. Register one and "
                 "retry when /readyz returns 200."
-            }
+            )
         count = len(records) if isinstance(records, (list, tuple)) else 0
-        as_of_text, problem = _parse_as_of(as_of)
+        as_of_text, request_problems = _parse_options(as_of, include_reasons)
         # Only counts and durations are logged at INFO because record values
         # are pupil-level data.
         try:
-            if problem is not None:
-                _raise_with_record_problems(problem, records, loaded)
-            result = score_records(records, loaded, as_of=as_of_text)
+            if request_problems:
+                _raise_with_record_problems(request_problems, records, loaded)
+            result = score_records(
+                records,
+                loaded,
+                as_of=as_of_text,
+                include_reasons=include_reasons is True,
+            )
         except BatchTooLargeError as exc:
             logger.info(
                 "rejected scoring request: %d records exceed the limit of %d",
                 exc.count,
                 exc.limit,
             )
-            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {
-                "error": str(exc),
-                "max_records": exc.limit,
+            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error_body(str(exc)) | {
+                "max_records": exc.limit
             }
         except RecordValidationError as exc:
             logger.info(
@@ -362,11 +424,11 @@ class ScoringService:
             # The message contains pupil-level values, so it is logged only at DEBUG.
             logger.debug("validation problems: %s", exc)
             listed = exc.problems[:MAX_PROBLEMS_IN_RESPONSE]
-            return HTTPStatus.BAD_REQUEST, {
-                "error": str(exc),
-                "problem_count": len(exc.problems),
-                "problems": [problem.to_dict() for problem in listed],
-            }
+            return HTTPStatus.BAD_REQUEST, error_body(
+                str(exc),
+                [problem.to_dict() for problem in listed],
+                problem_count=len(exc.problems),
+            )
         return HTTPStatus.OK, result.to_dict()
 
     @read_api.get(
@@ -512,19 +574,37 @@ class ScoringService:
         ]
 
 
+# The first middleware added runs first: tokens are checked before a body is read.
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
+ScoringService.add_asgi_middleware(BodyLimitMiddleware)
+ScoringService.add_asgi_middleware(ErrorFormatMiddleware)
 
 
 def _raise_with_record_problems(
-    problem: RecordProblem, records: Any, loaded: Any
+    problems: list[RecordProblem], records: Any, loaded: Any
 ) -> None:
-    """Raise :class:`RecordValidationError` for ``problem`` and any in ``records``."""
-    problems = [problem]
+    """Raise :class:`RecordValidationError` for ``problems`` and any in ``records``."""
+    found = list(problems)
     try:
         validate_records(records, loaded.spec)
     except RecordValidationError as exc:
-        problems.extend(exc.problems)
-    raise RecordValidationError(problems, loaded.spec.features)
+        found.extend(exc.problems)
+    raise RecordValidationError(found, loaded.spec.features)
+
+
+def _parse_options(
+    as_of: Any, include_reasons: Any
+) -> tuple[str | None, list[RecordProblem]]:
+    """Return ``as_of`` as an ISO date and the problems of the request's options."""
+    problems = []
+    as_of_text, problem = _parse_as_of(as_of)
+    if problem is not None:
+        problems.append(problem)
+    if not isinstance(include_reasons, bool):
+        problems.append(
+            RecordProblem(None, "include_reasons", include_reasons, "true or false")
+        )
+    return as_of_text, problems
 
 
 def _parse_as_of(value: Any) -> tuple[str | None, RecordProblem | None]:

@@ -1,0 +1,143 @@
+"""/v1/score over HTTP: include_reasons, the body cap and the error format."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from serving.accesslog import AccessLog
+
+pytestmark = pytest.mark.e2e
+
+BODY_LIMIT = 50_000
+"""A small AJOISSA_MAX_BODY_BYTES, so that a few hundred records exceed it."""
+ERROR_KEYS = {"error", "problem_count", "problems"}
+
+
+@pytest.fixture(scope="module")
+def server(trained, tokens, launch, tmp_path_factory) -> Iterator[dict]:
+    workdir = tmp_path_factory.mktemp("score-http")
+    env = {
+        "AJOISSA_MAX_BODY_BYTES": str(BODY_LIMIT),
+        "AJOISSA_ACCESS_LOG": str(workdir / "access-log.db"),
+    }
+    with launch(trained.loaded.name, workdir, env=env) as running:
+        yield {"url": running.url, "log": AccessLog(workdir / "access-log.db")}
+
+
+def _post(server, tokens, **kwargs) -> httpx.Response:
+    headers = tokens.header("platform") | kwargs.pop("headers", {})
+    return httpx.post(
+        f"{server['url']}/v1/score", headers=headers, timeout=60, **kwargs
+    )
+
+
+def test_reasons_skipped_on_request(server, tokens, trained):
+    body = {"records": trained.holdout_records[:3], "include_reasons": False}
+    response = _post(server, tokens, json=body)
+    assert response.status_code == 200
+    assert [s["reasons"] for s in response.json()["scores"]] == [None] * 3
+
+
+def test_reasons_by_default(server, tokens, trained):
+    response = _post(server, tokens, json={"records": trained.holdout_records[:3]})
+    assert all(isinstance(s["reasons"], list) for s in response.json()["scores"])
+
+
+def test_reasons_option_must_be_boolean(server, tokens, trained):
+    body = {"records": trained.holdout_records[:1], "include_reasons": "no"}
+    response = _post(server, tokens, json=body)
+    assert response.status_code == 400
+    assert response.json()["problems"][0]["field"] == "include_reasons"
+
+
+def test_negative_count_400(server, tokens, trained):
+    record = dict(trained.holdout_records[0], assessments_due=-2)
+    response = _post(server, tokens, json={"records": [record]})
+    problem = response.json()["problems"][0]
+    assert response.status_code == 400
+    assert problem["field"] == "assessments_due"
+    assert problem["value"] == -2
+    assert problem["expected"] == "a whole number of at least 0, or null"
+
+
+def test_large_body_413(server, tokens, trained):
+    records = trained.holdout_records * 2
+    assert len(json.dumps({"records": records})) > BODY_LIMIT
+    response = _post(server, tokens, json={"records": records})
+    body = response.json()
+    assert response.status_code == 413
+    assert body["max_body_bytes"] == BODY_LIMIT
+    assert "Send fewer records per request" in body["error"]
+
+
+def test_chunked_large_body_413(server, tokens, trained):
+    content = json.dumps({"records": trained.holdout_records * 2}).encode()
+    response = _post(
+        server,
+        tokens,
+        content=iter([content[:1000], content[1000:]]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+def test_chunked_small_body_scored(server, tokens, trained):
+    content = json.dumps({"records": trained.holdout_records[:2]}).encode()
+    response = _post(
+        server,
+        tokens,
+        content=iter([content[:10], content[10:]]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert len(response.json()["scores"]) == 2
+
+
+@pytest.mark.parametrize("content", [b"not json", b"[1, 2]", b'"records"'])
+def test_unparseable_body_error_format(server, tokens, content):
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    assert response.status_code == 400
+    assert set(body) == ERROR_KEYS
+    assert body["problems"][0]["field"] == "body"
+    assert "Send a JSON object" in body["error"]
+
+
+def test_error_formats_match(server, tokens, trained):
+    unparseable = _post(
+        server, tokens, content=b"{", headers={"Content-Type": "application/json"}
+    )
+    invalid = _post(server, tokens, json={"records": [{"x": 1}]})
+    unauthenticated = httpx.post(f"{server['url']}/v1/score", json={}, timeout=30)
+    assert set(unparseable.json()) == ERROR_KEYS
+    assert set(invalid.json()) == ERROR_KEYS
+    assert set(unauthenticated.json()) == ERROR_KEYS
+    assert set(unparseable.json()["problems"][0]) == set(
+        invalid.json()["problems"][0]
+    )
+
+
+def test_rejected_bodies_logged(server, tokens, trained):
+    before = len(server["log"].rows())
+    _post(server, tokens, content=b"{", headers={"Content-Type": "application/json"})
+    _post(server, tokens, json={"records": trained.holdout_records * 2})
+    outcomes = [row["outcome"] for row in server["log"].rows()[before:]]
+    assert outcomes == ["400 0 record(s)", "413 body too large"]
+    assert server["log"].verify().ok
+
+
+def test_openapi_documents_errors(server):
+    document = httpx.get(f"{server['url']}/docs.json", timeout=30).json()
+    responses = document["paths"]["/v1/score"]["post"]["responses"]
+    reference = {"$ref": "#/components/schemas/ErrorBody"}
+    for code in ("400", "401", "403", "413", "503"):
+        assert responses[code]["content"]["application/json"]["schema"] == reference
+    assert "Problem" in document["components"]["schemas"]
+    request = json.dumps(document["paths"]["/v1/score"]["post"]["requestBody"])
+    assert "include_reasons" in request

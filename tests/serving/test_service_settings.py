@@ -1,0 +1,39 @@
+"""Server settings read from the environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from serving.middleware import DEFAULT_MAX_BODY_BYTES, max_body_bytes
+from serving.service import _worker_count
+
+
+def test_workers_default_per_core(monkeypatch):
+    monkeypatch.delenv("AJOISSA_WORKERS", raising=False)
+    assert _worker_count() == (os.cpu_count() or 1)
+
+
+def test_workers_from_env(monkeypatch):
+    monkeypatch.setenv("AJOISSA_WORKERS", "3")
+    assert _worker_count() == 3
+
+
+@pytest.mark.parametrize("raw", ["0", "two", "-1"])
+def test_workers_invalid(monkeypatch, raw):
+    monkeypatch.setenv("AJOISSA_WORKERS", raw)
+    with pytest.raises(ValueError, match="invalid AJOISSA_WORKERS"):
+        _worker_count()
+
+
+def test_body_limit_default(monkeypatch):
+    monkeypatch.delenv("AJOISSA_MAX_BODY_BYTES", raising=False)
+    assert max_body_bytes() == DEFAULT_MAX_BODY_BYTES
+
+
+@pytest.mark.parametrize("raw", ["0", "1MB", ""])
+def test_body_limit_invalid(monkeypatch, raw):
+    monkeypatch.setenv("AJOISSA_MAX_BODY_BYTES", raw)
+    with pytest.raises(ValueError, match="invalid AJOISSA_MAX_BODY_BYTES"):
+        max_body_bytes()
