@@ -15,7 +15,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.reason_text import unnamed_features
+from models.reason_text import LANGUAGES, reason_sentence, unnamed_features
 from models.spec import FeatureSpec
 
 
@@ -63,6 +63,8 @@ def reason_codes(
     X: pd.DataFrame | Mapping[str, Sequence[Any]],
     feature_names: list[str],
     top_n: int = 3,
+    *,
+    sentences: bool = False,
 ) -> list[list[dict[str, Any]]]:
     """Return the ``top_n`` features with the largest absolute contribution per row.
 
@@ -71,7 +73,8 @@ def reason_codes(
     and a direction: ``raises`` or ``lowers`` the risk. Features that
     :func:`models.reason_text.unnamed_features` lists (sensitive attributes,
     their proxies and context features) are never reasons; the next feature
-    takes their place.
+    takes their place. With ``sentences`` each reason also has ``sentences``,
+    one plain-language sentence per language of :mod:`models.reason_text`.
     """
     if isinstance(X, pd.DataFrame):
         X = {name: X[name].tolist() for name in feature_names}
@@ -87,14 +90,19 @@ def reason_codes(
                 break
             name = feature_names[column]
             value = X[name][row]
-            row_reasons.append(
-                {
-                    "feature": name,
-                    "value": None if pd.isna(value) else _plain(value),
-                    "contribution_log_odds": round(contribution, 4),
-                    "direction": "raises" if contribution > 0 else "lowers",
+            direction = "raises" if contribution > 0 else "lowers"
+            reason = {
+                "feature": name,
+                "value": None if pd.isna(value) else _plain(value),
+                "contribution_log_odds": round(contribution, 4),
+                "direction": direction,
+            }
+            if sentences:
+                reason["sentences"] = {
+                    language: reason_sentence(name, value, direction, language)
+                    for language in LANGUAGES
                 }
-            )
+            row_reasons.append(reason)
         reasons.append(row_reasons)
     return reasons
 

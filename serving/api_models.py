@@ -80,6 +80,11 @@ class Reason(BaseModel):
         description="SHAP contribution to the score, in log-odds."
     )
     direction: str = Field(description="'raises' or 'lowers' the risk.")
+    sentences: dict[str, str] | None = Field(
+        default=None,
+        description="The reason as one plain-language sentence per language "
+        "code (fi, sv, en). Present in /v1/score responses.",
+    )
 
 
 class Score(BaseModel):

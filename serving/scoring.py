@@ -323,7 +323,13 @@ def score_records(
     )
     if include_reasons:
         values, _ = contributions(loaded.model, loaded.spec, batch.matrix, threads)
-        reasons = reason_codes(values, batch.columns, loaded.spec.features, TOP_REASONS)
+        reasons = reason_codes(
+            values,
+            batch.columns,
+            loaded.spec.features,
+            TOP_REASONS,
+            sentences=True,
+        )
     else:
         reasons = [None] * len(probabilities)
     # tolist() converts to Python numbers at once, far faster than per element.

@@ -118,9 +118,7 @@ def test_error_formats_match(server, tokens, trained):
     assert set(unparseable.json()) == ERROR_KEYS
     assert set(invalid.json()) == ERROR_KEYS
     assert set(unauthenticated.json()) == ERROR_KEYS
-    assert set(unparseable.json()["problems"][0]) == set(
-        invalid.json()["problems"][0]
-    )
+    assert set(unparseable.json()["problems"][0]) == set(invalid.json()["problems"][0])
 
 
 def test_rejected_bodies_logged(server, tokens, trained):

@@ -52,7 +52,9 @@ def test_reasons_match_reason_codes(trained, records):
     result = score_records(records, trained.loaded)
     frame = trained.spec.conform(trained.holdout.head(50))
     values, _ = contributions(trained.loaded.model, trained.spec, frame)
-    expected = reason_codes(values, frame, trained.spec.features, top_n=3)
+    expected = reason_codes(
+        values, frame, trained.spec.features, top_n=3, sentences=True
+    )
     assert [score["reasons"] for score in result.scores] == expected
     assert all(len(score["reasons"]) <= 3 for score in result.scores)
 
@@ -218,3 +220,10 @@ def test_number_as_category(trained, records):
     record[CATEGORICAL] = 3
     result = score_records([record], trained.loaded)
     assert result.warnings[0].startswith("unseen category '3'")
+
+
+def test_reasons_have_sentences(trained, records):
+    result = score_records(records[:5], trained.loaded)
+    reason = next(r for score in result.scores for r in score["reasons"])
+    assert set(reason["sentences"]) == {"fi", "sv", "en"}
+    assert reason["sentences"]["en"].startswith(("Raises", "Lowers"))
