@@ -286,7 +286,7 @@ class _Chunk:
         level = "basic" if grade0 <= 9 else self.upper_level()
         entered = config.first_year - (grade0 - 1 if grade0 <= 9 else grade0 - 10)
         school = self.school(level)
-        right = self.open_right(pupil, school, np.datetime64(f"{entered}-08-10"))
+        right = self.open_right(pupil, school, np.datetime64(f"{entered}-08-01"))
         onset: np.datetime64 | None = None
         severity = rng.uniform(0.5, 1.0)
         pending_exit: np.datetime64 | None = None

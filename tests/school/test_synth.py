@@ -98,3 +98,15 @@ def test_held_back_pupils_show_age(synth_dir):
     ages = learner_features(tables.validated(), keys)[0]["age_for_grade_months"]
     assert ages.between(0, 23).all()
     assert ages.between(12, 23).mean() == pytest.approx(0.02, abs=0.015)
+
+
+
+@pytest.mark.parametrize("first_year", [2023, 2025])
+def test_other_first_years_validate(tmp_path, first_year):
+    out = tmp_path / str(first_year)
+    config = SynthConfig(
+        pupils=300, years=1, seed=2, first_year=first_year, lessons_per_day=1
+    )
+    generate(config, out)
+    tables = to_input_tables(read_records(out, out / "mark_codes.csv"))
+    assert tables.learners["learner_id"].nunique() == 300
