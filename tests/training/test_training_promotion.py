@@ -209,6 +209,7 @@ def _sign(version, decision, reason="Read the report."):
 
     from fairness.signoff import SIGNOFF_TAGS
 
+    configure_mlflow()
     client = mlflow.MlflowClient()
     values = {"decision": decision, "reviewer": "R. Eviewer", "reason": reason}
     values["time"] = "2026-12-04T10:00:00+00:00"
@@ -231,6 +232,7 @@ def test_required_signoff_missing(registered, monkeypatch):
     import mlflow
 
     _sign(summary["model_version"], "approve")
+    configure_mlflow()
     mlflow.MlflowClient().delete_model_version_tag(
         MODEL, summary["model_version"], "signoff_decision"
     )
@@ -240,7 +242,8 @@ def test_required_signoff_missing(registered, monkeypatch):
 
 def test_approval_noted(registered, monkeypatch):
     summary, _ = registered
-    _install_gate(monkeypatch, passed=True)
+    # A failing gate keeps the challenger in place for the other tests.
+    _install_gate(monkeypatch, passed=False, reasons=["held for the test"])
     _sign(summary["model_version"], "approve")
     decision = promote(MODEL, require_signoff=True)
     assert not any("sign-off" in r or "rejected" in r for r in decision.reasons)
