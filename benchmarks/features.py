@@ -54,17 +54,26 @@ def attendance_features():
 
 
 def prepare(pupils: int, folder: Path) -> Path:
-    """Write synthetic marks and convert them to contract attendance (untimed)."""
+    """Write synthetic marks and convert them to contract attendance (untimed).
+
+    Reuses the marks file when ``folder`` already has one for ``pupils``; the
+    synthetic records depend only on the seed and the settings.
+    """
+    import shutil
+
     import duckdb
 
     from sources.school.synth import SynthConfig, generate
 
+    marks = folder / f"attendance-{pupils}.parquet"
+    if marks.exists():
+        return marks
     records = folder / f"records-{pupils}"
     generate(
         SynthConfig(pupils=pupils, years=1, seed=1, first_year=2024, lessons_per_day=6),
         records,
     )
-    marks = folder / f"attendance-{pupils}.parquet"
+    partial = marks.with_suffix(".partial")
     with duckdb.connect() as con:
         con.execute(
             f"""
@@ -74,9 +83,11 @@ def prepare(pupils: int, folder: Path) -> Path:
                           WHEN 'LV' THEN 'unexcused' ELSE 'excused' END AS mark
               FROM '{records}/attendance_marks.parquet'
               WHERE recorded_by = 'teacher'
-            ) TO '{marks}' (FORMAT parquet)
+            ) TO '{partial}' (FORMAT parquet)
             """
         )
+    partial.rename(marks)
+    shutil.rmtree(records)
     return marks
 
 
