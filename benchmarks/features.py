@@ -86,9 +86,21 @@ def prepare(pupils: int, folder: Path) -> Path:
             ) TO '{partial}' (FORMAT parquet)
             """
         )
+        con.execute(
+            f"""
+            COPY (SELECT DISTINCT enrolment_id, enrolment_id AS learner_id
+                  FROM '{partial}' ORDER BY enrolment_id)
+            TO '{enrolments_file(marks)}' (FORMAT parquet)
+            """
+        )
     partial.rename(marks)
     shutil.rmtree(records)
     return marks
+
+
+def enrolments_file(marks: Path) -> Path:
+    """Return the enrolments table written next to ``marks``; one per pupil."""
+    return marks.with_name(marks.name.replace("attendance-", "enrolments-"))
 
 
 def build_duckdb(marks: Path) -> pd.DataFrame:
@@ -103,8 +115,7 @@ def build_duckdb(marks: Path) -> pd.DataFrame:
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         con.execute(f"CREATE VIEW attendance AS SELECT * FROM '{marks}'")
         con.execute(
-            "CREATE VIEW enrolments AS SELECT DISTINCT enrolment_id, "
-            "enrolment_id AS learner_id FROM attendance"
+            f"CREATE VIEW enrolments AS SELECT * FROM '{enrolments_file(marks)}'"
         )
         con.execute(
             f"CREATE VIEW asof_keys AS SELECT learner_id, TIMESTAMP '{ASOF}' AS asof_date "
