@@ -26,6 +26,7 @@ on aggregates, ``regr_slope``, ``bool_and``, ``count(DISTINCT ...)``, a window
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from features.definitions import (
     SOURCES,
@@ -41,39 +42,98 @@ DAY_NUMBER = "e.date - k.asof_date"
 NOTE: ``date - date`` is an integer in DuckDB but an interval in Spark SQL."""
 
 _ZERO_WHEN_MISSING = ("count", "sum", "count_distinct", "max_streak")
+_COLUMN = re.compile(r"\be\.([A-Za-z_]\w*)")
+"""A source column in a feature's ``where`` or ``value``, which name it ``e.column``."""
 
 
 def _window(window: str) -> str:
     return WINDOWS[window].format(**{name: f"k.{name}" for name in WINDOW_BOUNDS})
 
 
+def _flag(window: str) -> str:
+    return f"e.w_{window}"
+
+
+def _hits(where: str, weight: str = "e.n") -> str:
+    return f"CASE WHEN {where} THEN {weight} ELSE 0 END"
+
+
 def _aggregate(feature: FeatureDef) -> str:
-    """Return the aggregate over joined source rows that gives ``feature``."""
-    window = _window(feature.window)
-    where = f"({window}) AND ({feature.where})"
+    """Return the aggregate over ``counted_<source>`` rows that gives ``feature``.
+
+    Each counted row stands for ``n`` source rows with the same columns, so
+    every aggregation weights by ``n`` and gives what it gives on the source
+    rows (up to the rounding of floating-point sums).
+    """
+    window = _flag(feature.window)
+    where, value = feature.where, feature.value
+
+    def total(expression: str) -> str:
+        return f"sum({expression}) FILTER (WHERE {window})"
+
     if feature.aggregation == "share":
+        return f"{total(_hits(where))} / {total('e.n')}"
+    if feature.aggregation == "count":
+        return total(_hits(where))
+    if feature.aggregation == "sum":
+        return f"coalesce({total(f'CASE WHEN {where} THEN ({value}) * e.n END')}, 0)"
+    if feature.aggregation == "mean":
+        values = total(f"CASE WHEN {where} THEN ({value}) * e.n END")
+        count = total(f"CASE WHEN ({where}) AND ({value}) IS NOT NULL THEN e.n END")
+        return f"{values} / nullif({count}, 0)"
+    if feature.aggregation == "max":
+        return f"max(CASE WHEN {where} THEN {value} END) FILTER (WHERE {window})"
+    if feature.aggregation == "count_distinct":
         return (
-            f"avg(CASE WHEN {feature.where} THEN 1.0 ELSE 0.0 END) "
+            f"count(DISTINCT CASE WHEN {where} THEN {value} END) "
             f"FILTER (WHERE {window})"
         )
-    if feature.aggregation == "count":
-        return f"count(*) FILTER (WHERE {where})"
-    if feature.aggregation == "sum":
-        return f"coalesce(sum({feature.value}) FILTER (WHERE {where}), 0)"
-    if feature.aggregation == "mean":
-        return f"avg({feature.value}) FILTER (WHERE {where})"
-    if feature.aggregation == "max":
-        return f"max({feature.value}) FILTER (WHERE {where})"
-    if feature.aggregation == "count_distinct":
-        return f"count(DISTINCT {feature.value}) FILTER (WHERE {where})"
     if feature.aggregation == "slope":
-        return (
-            f"regr_slope(CASE WHEN {feature.where} THEN 1.0 ELSE 0.0 END, "
-            f"{DAY_NUMBER}) FILTER (WHERE {window})"
-        )
+        return _slope(total, where)
     raise ValueError(
         f"feature {feature.name}: {feature.aggregation} is not a row aggregate"
     )
+
+
+def _slope(total: Callable[[str], str], where: str) -> str:
+    """Return the least-squares slope of the ``where`` indicator over day numbers.
+
+    The slope is ``(n Sxy - Sx Sy) / (n Sxx - Sx^2)``, where x is the day number
+    and y is 1 for a row meeting ``where``, else 0. Every sum is an integer, so
+    both terms are exact; a window whose rows share one day number gives NULL,
+    as ``regr_slope`` does.
+    """
+    n, sx, sxx = total("e.n"), total("e.sum_x"), total("e.sum_xx")
+    sy, sxy = total(_hits(where)), total(_hits(where, "e.sum_x"))
+    return f"({n} * {sxy} - {sx} * {sy}) / nullif({n} * {sxx} - {sx} * {sx}, 0)"
+
+
+def _counted_cte(source: str, features: list[FeatureDef]) -> str:
+    """Return the CTE counting a source's joined rows per key and column values.
+
+    It groups by learner, as-of date, the window flags and the source columns
+    that the features read, so lesson-level marks shrink to a few rows per
+    learner before the many filtered aggregates run. ``sum_x`` and ``sum_xx``
+    keep the day numbers that slopes need.
+    """
+    read = sorted(
+        {c for f in features for c in _COLUMN.findall(f"{f.where} {f.value}")}
+    )
+    windows = sorted({f.window for f in features})
+    keys = ["learner_id", "asof_date", *(f"w_{w}" for w in windows), *read]
+    inner = ["k.learner_id", "k.asof_date"]
+    inner += [f"({_window(w)}) AS w_{w}" for w in windows]
+    inner += [f"e.{c}" for c in read]
+    counts = ["count(*) AS n"]
+    if any(f.aggregation == "slope" for f in features):
+        inner.append(f"{DAY_NUMBER} AS x")
+        counts += ["sum(x) AS sum_x", "sum(x * x) AS sum_xx"]
+    return f"""counted_{source} AS (
+        SELECT {", ".join(keys)}, {", ".join(counts)}
+        FROM (SELECT {", ".join(inner)}
+        {_joined(source)}) r
+        GROUP BY {", ".join(keys)}
+    )"""
 
 
 def _joined(source: str, condition: str = "TRUE") -> str:
@@ -159,12 +219,13 @@ def compile_features(
         if not rows:
             continue
         columns = ",\n        ".join(f"{_aggregate(f)} AS {f.name}" for f in rows)
+        ctes.append(_counted_cte(source, rows))
         ctes.append(
             f"""agg_{source} AS (
-        SELECT k.learner_id, k.asof_date,
+        SELECT e.learner_id, e.asof_date,
         {columns}
-        {_joined(source)}
-        GROUP BY k.learner_id, k.asof_date
+        FROM counted_{source} e
+        GROUP BY e.learner_id, e.asof_date
     )"""
         )
         tables.append(f"agg_{source}")
