@@ -21,7 +21,8 @@ choices keep step 1 cheap:
   learner first;
 - the window bounds (term and school-year starts) are columns of ``keys``,
   computed once per key instead of once per row;
-- rows dated after the latest as-of date are dropped while the source is read.
+- the join condition ``date <= asof_date`` lets DuckDB skip the rows dated
+  after the latest as-of date while it reads the source (a join filter).
 
 A longest streak needs the days in order, so each ``max_streak`` feature has
 its own pass. It groups the rows in its window by learner, as-of date and day.
@@ -151,10 +152,8 @@ def _joined(source: str, condition: str = "TRUE") -> str:
     """Return FROM and WHERE joining a source's rows to the as-of keys."""
     spec = SOURCES[source]
     keys = "keys_by_enrolment" if spec.key == "enrolment_id" else "keys"
-    return f"""FROM {keys} k JOIN (
-            SELECT * FROM ({spec.rows}) s
-            WHERE s.date <= (SELECT max(asof_date) FROM keys)
-        ) e ON e.{spec.key} = k.{spec.key} AND e.date <= k.asof_date
+    return f"""FROM {keys} k JOIN ({spec.rows}) e
+          ON e.{spec.key} = k.{spec.key} AND e.date <= k.asof_date
         WHERE {condition}"""
 
 
