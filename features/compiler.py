@@ -164,6 +164,10 @@ def _streak_ctes(feature: FeatureDef) -> list[str]:
     Any other day, including one whose conditions are all NULL, is a miss. The
     run number of a day is the count of missed days up to and including it, so
     the hit days of one run share it.
+
+    NOTE: this pass groups every day of every key and sorts the days, so it
+    takes about three quarters of the build time at 100,000 pupils
+    (docs/benchmarks.md).
     """
     name = feature.name
     return [

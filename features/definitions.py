@@ -74,9 +74,10 @@ class FeatureDef:
     window: str
     aggregation: str
     where: str = "TRUE"
-    """SQL condition on the source's columns (alias ``e``)."""
+    """SQL condition on the source's columns, each written ``e.column``."""
     value: str = "1"
-    """SQL expression on the source's columns, for count, sum, mean and count_distinct."""
+    """SQL expression on the source's columns (``e.column``), for sum, mean,
+    max and count_distinct."""
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
