@@ -94,7 +94,7 @@ def prepare(pupils: int, folder: Path) -> Path:
         con.execute(
             f"""
             COPY (SELECT DISTINCT enrolment_id, enrolment_id AS learner_id
-                  FROM '{partial}' ORDER BY enrolment_id)
+                  FROM read_parquet('{partial}') ORDER BY enrolment_id)
             TO '{enrolments_file(marks)}' (FORMAT parquet)
             """
         )
