@@ -7,15 +7,20 @@ build:
 
 - ``ajoissa``: the attendance features of ``features.definitions`` compiled to
   SQL and run by DuckDB on the Parquet file;
-- ``pandas``: the same features, vectorised in pandas;
+- ``pandas``: the same features, vectorised in pandas, 10,000 pupils at a
+  time so that memory stays bounded;
 - ``floor``: a plain DuckDB group-by scan of the same marks (count and
   unexcused count per pupil), the least any build must do.
 
-It prints wall time and peak memory per build and the ratios against the floor.
 Before timing, it checks that the pandas and DuckDB features agree on the first
 pupil count.
 
-Run: ``PYTHONPATH=. python benchmarks/features.py --pupils 10000 100000``
+It prints wall time and peak memory per build, the ratios against the floor
+and against pandas, and the load average, so that one run gives every figure
+of the table in docs/benchmarks.md.
+
+Run: ``PYTHONPATH=. python benchmarks/features.py --pupils 10000 100000 1000000
+--workdir /path/with/space``
 """
 
 from __future__ import annotations
@@ -54,17 +59,26 @@ def attendance_features():
 
 
 def prepare(pupils: int, folder: Path) -> Path:
-    """Write synthetic marks and convert them to contract attendance (untimed)."""
+    """Write synthetic marks and convert them to contract attendance (untimed).
+
+    Reuses the marks file when ``folder`` already has one for ``pupils``; the
+    synthetic records depend only on the seed and the settings.
+    """
+    import shutil
+
     import duckdb
 
     from sources.school.synth import SynthConfig, generate
 
+    marks = folder / f"attendance-{pupils}.parquet"
+    if marks.exists():
+        return marks
     records = folder / f"records-{pupils}"
     generate(
         SynthConfig(pupils=pupils, years=1, seed=1, first_year=2024, lessons_per_day=6),
         records,
     )
-    marks = folder / f"attendance-{pupils}.parquet"
+    partial = marks.with_suffix(".partial")
     with duckdb.connect() as con:
         con.execute(
             f"""
@@ -74,10 +88,24 @@ def prepare(pupils: int, folder: Path) -> Path:
                           WHEN 'LV' THEN 'unexcused' ELSE 'excused' END AS mark
               FROM '{records}/attendance_marks.parquet'
               WHERE recorded_by = 'teacher'
-            ) TO '{marks}' (FORMAT parquet)
+            ) TO '{partial}' (FORMAT parquet)
             """
         )
+        con.execute(
+            f"""
+            COPY (SELECT DISTINCT enrolment_id, enrolment_id AS learner_id
+                  FROM read_parquet('{partial}') ORDER BY enrolment_id)
+            TO '{enrolments_file(marks)}' (FORMAT parquet)
+            """
+        )
+    partial.rename(marks)
+    shutil.rmtree(records)
     return marks
+
+
+def enrolments_file(marks: Path) -> Path:
+    """Return the enrolments table written next to ``marks``; one per pupil."""
+    return marks.with_name(marks.name.replace("attendance-", "enrolments-"))
 
 
 def build_duckdb(marks: Path) -> pd.DataFrame:
@@ -92,8 +120,7 @@ def build_duckdb(marks: Path) -> pd.DataFrame:
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         con.execute(f"CREATE VIEW attendance AS SELECT * FROM '{marks}'")
         con.execute(
-            "CREATE VIEW enrolments AS SELECT DISTINCT enrolment_id, "
-            "enrolment_id AS learner_id FROM attendance"
+            f"CREATE VIEW enrolments AS SELECT * FROM '{enrolments_file(marks)}'"
         )
         con.execute(
             f"CREATE VIEW asof_keys AS SELECT learner_id, TIMESTAMP '{ASOF}' AS asof_date "
@@ -102,8 +129,36 @@ def build_duckdb(marks: Path) -> pd.DataFrame:
         return con.execute(sql).df()
 
 
+PANDAS_CHUNK_PUPILS = 10_000
+"""Pupils per pandas chunk; about 1.2 GB peak memory per chunk of 10,000."""
+
+
 def build_pandas(marks: Path) -> pd.DataFrame:
-    frame = pd.read_parquet(marks)
+    """Compute the features in pandas, reading ``PANDAS_CHUNK_PUPILS`` at a time.
+
+    Each chunk is a range of sorted enrolment ids, read with a Parquet filter
+    so that row groups outside the range are skipped when the file is sorted.
+    A pupil's marks never span two chunks, so the chunks' features concatenate.
+    """
+    pupils = pd.read_parquet(enrolments_file(marks), columns=["enrolment_id"])
+    ids = np.sort(pupils["enrolment_id"].to_numpy(dtype=object))
+    parts = []
+    for start in range(0, len(ids), PANDAS_CHUNK_PUPILS):
+        chunk = ids[start : start + PANDAS_CHUNK_PUPILS]
+        frame = pd.read_parquet(
+            marks,
+            filters=[
+                ("enrolment_id", ">=", chunk[0]),
+                ("enrolment_id", "<=", chunk[-1]),
+                ("date", "<=", ASOF.date()),
+            ],
+        )
+        parts.append(pandas_features(frame))
+    return pd.concat(parts, ignore_index=True)
+
+
+def pandas_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Compute the attendance features of the pupils in ``frame``, vectorised."""
     frame = frame[frame["date"] <= ASOF.date()]
     day = pd.to_datetime(frame["date"])
     learner = frame["enrolment_id"].astype("category")
@@ -235,30 +290,80 @@ def check_agreement(marks: Path) -> None:
     )
 
 
+def describe_run() -> str:
+    """Return the commit, machine and settings the figures depend on."""
+    import os
+
+    import duckdb
+
+    from features.build import DUCKDB_MEMORY_LIMIT
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+        ).stdout.strip()
+
+    dirty = " (uncommitted changes)" if git("status", "--porcelain") else ""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"# commit {git('rev-parse', '--short', 'HEAD')}{dirty}; "
+        f"{os.cpu_count()} cores, {memory:.0f} GiB; DuckDB {duckdb.__version__}, "
+        f"memory_limit {DUCKDB_MEMORY_LIMIT}; pandas {pd.__version__}, "
+        f"{PANDAS_CHUNK_PUPILS:,} pupils per chunk"
+    )
+
+
+def load_average() -> float:
+    """Return the one-minute load average."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def main() -> None:
+    import pyarrow.parquet as pq
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--pupils", type=int, nargs="+", default=[10_000, 100_000, 1_000_000]
+        "--pupils",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000, 1_000_000],
+        help="pupil counts to measure, one school year of marks each",
     )
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="folder for the generated marks, reused when it has them "
+        "(default: a new temporary folder)",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ajoissa-bench-"))
-    print("pupils | marks | build | wall s | peak MiB | time / floor | memory / floor")
+    print(describe_run())
+    print(
+        "pupils | marks | build | wall s | peak MiB | time / floor | "
+        "time / pandas | memory / floor | load average"
+    )
     for index, pupils in enumerate(args.pupils):
         started = time.perf_counter()
         marks = prepare(pupils, workdir)
-        count = pd.read_parquet(marks, columns=["mark"]).shape[0]
+        count = pq.ParquetFile(marks).metadata.num_rows
         print(f"# prepared {count:,} marks in {time.perf_counter() - started:.0f} s")
         if index == 0:
             check_agreement(marks)
-        results = {name: measure(name, marks) for name in BUILDS}
-        floor = results["floor"]
+        results = {}
+        for name in BUILDS:
+            results[name] = measure(name, marks)
+            results[name]["load"] = load_average()
+        floor, pandas = results["floor"], results["pandas"]
         for name, r in results.items():
             print(
-                f"{pupils:,} | {count:,} | {name} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | "
-                f"{r['seconds'] / floor['seconds']:.1f} | {r['peak_mib'] / floor['peak_mib']:.1f}"
+                f"{pupils:,} | {count:,} | {name} | {r['seconds']:.2f} | "
+                f"{r['peak_mib']:,.0f} | {r['seconds'] / floor['seconds']:.1f} | "
+                f"{r['seconds'] / pandas['seconds']:.2f} | "
+                f"{r['peak_mib'] / floor['peak_mib']:.1f} | {r['load']:.1f}"
             )
     print("# peak MiB: VmHWM of each build's own process")
+    print("# load average: one-minute load average when the build ended")
 
 
 if __name__ == "__main__":

@@ -3,22 +3,20 @@
 A feature is a :class:`FeatureDef`: a source table, a time window before the
 as-of date, an aggregation and optionally a condition and a value. A data
 scientist adds one by appending a ``FeatureDef`` to ``LEARNER_FEATURES``;
-:func:`compile_sql` turns the whole list into one SELECT statement.
+:func:`compile_sql` turns the whole list into one SELECT statement
+(:mod:`features.compiler` says how).
 
-Sources are keyed by learner, not by enrolment, so features follow a pupil
-across enrolments: a change of school or of school year never resets a
-counter. The SQL sticks to functions that DuckDB and Spark SQL both have
-(``make_date``, ``date_add``, ``regr_slope``, ``bool_and``, ``max_by``,
-``FILTER``, window functions), so that one text serves both engines
-(:mod:`features.engines`). Two constructs are written with Spark in mind:
-``date - date`` is an interval in Spark SQL, so day numbers cast it to an
-integer, and a decimal literal such as ``1.0`` would make Spark average in
-``DECIMAL`` with five decimals, so indicators are ``DOUBLE``.
+Features are computed per learner, not per enrolment: a source keyed by
+enrolment reaches the learner through every enrolment the learner has, so
+features follow a pupil across enrolments and a change of school or of school
+year never resets a counter. The SQL sticks to functions that DuckDB and Spark SQL both have
+(``make_date``, ``date_add``, ``max_by``, ``FILTER``, window functions), so
+that one text serves both engines (:mod:`features.engines`). Day numbers cast
+``date - date``, an interval in Spark SQL, to an integer.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 WINDOWS = {
@@ -36,7 +34,7 @@ and from 1 January to 31 July; the school year from 1 August."""
 
 _YEAR = "year(k.asof_date)"
 _AUTUMN = "month(k.asof_date) >= 8"
-_BOUNDS = {
+WINDOW_BOUNDS = {
     "term_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
     f"ELSE make_date({_YEAR}, 1, 1) END",
     "previous_term_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 1, 1) "
@@ -44,6 +42,7 @@ _BOUNDS = {
     "year_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
     f"ELSE make_date({_YEAR} - 1, 8, 1) END",
 }
+"""Window bounds as SQL on the as-of date (alias ``k``), computed once per key."""
 
 AGGREGATIONS = (
     "share",
@@ -75,10 +74,10 @@ class FeatureDef:
     window: str
     aggregation: str
     where: str = "TRUE"
-    """SQL condition on the source's columns (alias ``e``)."""
+    """SQL condition on the source's columns, each written ``e.column``."""
     value: str = "1"
-    """SQL expression on the source's columns, for sum, mean, max, count_distinct
-    and last."""
+    """SQL expression on the source's columns (``e.column``), for sum, mean,
+    max, count_distinct and last."""
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -98,24 +97,46 @@ class DerivedDef:
     expression: str
 
 
+@dataclass(frozen=True)
+class Source:
+    """A source table of dated rows, as SQL over the contract tables."""
+
+    rows: str
+    """SELECT giving ``key``, ``date`` (a DATE) and the columns features use."""
+    key: str
+    """``learner_id``, or ``enrolment_id`` for rows that reach their learner
+    through the enrolments table."""
+
+
 SOURCES = {
-    "attendance": """
-        SELECT en.learner_id, CAST(a.date AS DATE) AS date, a.mark
-        FROM attendance a JOIN enrolments en USING (enrolment_id)""",
-    "grades": """
-        SELECT en.learner_id, CAST(s.submitted_date AS DATE) AS date, s.subject,
-               s.score / 100 * 6 + 4 AS grade, s.passed
-        FROM assessments s JOIN enrolments en USING (enrolment_id)
-        WHERE s.submitted_date IS NOT NULL""",
-    "study_rights": """
+    "attendance": Source(
+        """
+        SELECT enrolment_id, CAST(date AS DATE) AS date, mark FROM attendance""",
+        "enrolment_id",
+    ),
+    "grades": Source(
+        """
+        SELECT enrolment_id, CAST(submitted_date AS DATE) AS date, subject,
+               score / 100 * 6 + 4 AS grade, passed
+        FROM assessments WHERE submitted_date IS NOT NULL""",
+        "enrolment_id",
+    ),
+    "study_rights": Source(
+        """
         SELECT learner_id, CAST(min(state_from) AS DATE) AS date,
                min(state_from) > min(min(state_from)) OVER (PARTITION BY learner_id)
                    AS is_change
         FROM study_right_states GROUP BY learner_id, study_right_id""",
-    "support": """
-        SELECT en.learner_id, CAST(t.known_from AS DATE) AS date, t.attr_support_level
-        FROM attributes t JOIN enrolments en USING (enrolment_id)""",
-    "grade_levels": """
+        "learner_id",
+    ),
+    "support": Source(
+        """
+        SELECT enrolment_id, CAST(known_from AS DATE) AS date, attr_support_level
+        FROM attributes""",
+        "enrolment_id",
+    ),
+    "grade_levels": Source(
+        """
         SELECT en.learner_id, CAST(t.known_from AS DATE) AS date,
                t.attr_grade_level AS grade_level,
                year(t.known_from) - CASE WHEN month(t.known_from) < 8 THEN 1 ELSE 0 END
@@ -124,8 +145,10 @@ SOURCES = {
         FROM attributes t JOIN enrolments en USING (enrolment_id)
         JOIN learners l USING (learner_id)
         WHERE t.attr_grade_level IS NOT NULL AND l.birth_date IS NOT NULL""",
+        "learner_id",
+    ),
 }
-"""Learner-level source tables, as SQL over the contract tables."""
+"""Source tables by name; every feature reads one of them."""
 
 ABSENT = "e.mark IN ('excused', 'unexcused')"
 LESSON_HOURS = 0.75
@@ -279,140 +302,10 @@ LEARNER_FEATURES: list[FeatureDef | DerivedDef] = [
 """The learner features built for sources with attendance and grades."""
 
 
-def _window(window: str) -> str:
-    return WINDOWS[window].format(**_BOUNDS)
-
-
-def _indicator(condition: str) -> str:
-    return f"CASE WHEN {condition} THEN CAST(1 AS DOUBLE) ELSE CAST(0 AS DOUBLE) END"
-
-
-def _aggregate(feature: FeatureDef) -> str:
-    window = _window(feature.window)
-    where = f"({window}) AND ({feature.where})"
-    if feature.aggregation == "share":
-        return f"avg({_indicator(feature.where)}) FILTER (WHERE {window})"
-    if feature.aggregation == "count":
-        return f"count(*) FILTER (WHERE {where})"
-    if feature.aggregation == "sum":
-        return f"coalesce(sum({feature.value}) FILTER (WHERE {where}), 0)"
-    if feature.aggregation == "mean":
-        return f"avg({feature.value}) FILTER (WHERE {where})"
-    if feature.aggregation == "max":
-        return f"max({feature.value}) FILTER (WHERE {where})"
-    if feature.aggregation == "count_distinct":
-        return f"count(DISTINCT {feature.value}) FILTER (WHERE {where})"
-    if feature.aggregation == "last":
-        return f"max_by({feature.value}, e.date) FILTER (WHERE {where})"
-    if feature.aggregation == "slope":
-        return (
-            f"regr_slope({_indicator(feature.where)}, "
-            f"CAST(e.date - k.asof_date AS INTEGER)) FILTER (WHERE {window})"
-        )
-    raise ValueError(
-        f"feature {feature.name}: {feature.aggregation} is not a row aggregate"
-    )
-
-
-def _streak_cte(feature: FeatureDef) -> str:
-    """Return SQL for the longest run of consecutive recorded days meeting ``where``."""
-    window = _window(feature.window)
-    return f"""
-    {feature.name}_days AS (
-        SELECT e.learner_id, e.date, bool_and({feature.where}) AS hit
-        FROM src_{feature.source} e GROUP BY e.learner_id, e.date
-    ),
-    {feature.name}_runs AS (
-        SELECT k.learner_id, k.asof_date, e.hit,
-               row_number() OVER (PARTITION BY k.learner_id, k.asof_date ORDER BY e.date)
-             - row_number() OVER (PARTITION BY k.learner_id, k.asof_date, e.hit
-                                  ORDER BY e.date) AS run
-        FROM keys k JOIN {feature.name}_days e
-          ON e.learner_id = k.learner_id AND e.date <= k.asof_date AND ({window})
-    ),
-    {feature.name} AS (
-        SELECT learner_id, asof_date, max(days) AS {feature.name}
-        FROM (SELECT learner_id, asof_date, run, count(*) AS days
-              FROM {feature.name}_runs WHERE hit GROUP BY learner_id, asof_date, run) t
-        GROUP BY learner_id, asof_date
-    )"""
-
-
 def compile_sql(
     features: list[FeatureDef | DerivedDef], sources: set[str]
 ) -> tuple[str, list[str]]:
-    """Compile ``features`` into one SELECT over the table ``keys``.
+    """Compile ``features`` into one SELECT; see :func:`features.compiler.compile_features`."""
+    from features.compiler import compile_features
 
-    ``asof_keys`` has ``learner_id`` and ``asof_date``; the contract tables must
-    be registered under their names. Features whose source is not in ``sources``
-    are skipped. Returns the SQL and the names of the features it computes,
-    in order.
-
-    NOTE: the attendance features took 12.9 times as long as a plain DuckDB
-    scan of the same marks at 10,000 pupils, and 31 times at 100,000
-    (docs/benchmarks.md). The joins that tie marks to learners and as-of dates
-    cost most of it.
-    """
-    direct = [f for f in features if isinstance(f, FeatureDef) and f.source in sources]
-    names = {f.name for f in direct}
-    derived = [
-        f
-        for f in features
-        if isinstance(f, DerivedDef)
-        and all(word in names for word in _identifiers(f.expression))
-    ]
-    ctes = [
-        "keys AS (SELECT learner_id, CAST(asof_date AS DATE) AS asof_date FROM asof_keys)"
-    ]
-    ctes += [
-        f"src_{name} AS ({SOURCES[name]})"
-        for name in sorted({f.source for f in direct})
-    ]
-    selects = []
-    for source in sorted({f.source for f in direct}):
-        rows = [
-            f for f in direct if f.source == source and f.aggregation != "max_streak"
-        ]
-        if not rows:
-            continue
-        columns = ",\n        ".join(f"{_aggregate(f)} AS {f.name}" for f in rows)
-        ctes.append(
-            f"""agg_{source} AS (
-        SELECT k.learner_id, k.asof_date,
-        {columns}
-        FROM keys k JOIN src_{source} e
-          ON e.learner_id = k.learner_id AND e.date <= k.asof_date
-        GROUP BY k.learner_id, k.asof_date
-    )"""
-        )
-        selects.append(f"agg_{source}")
-    streaks = [f for f in direct if f.aggregation == "max_streak"]
-    ctes += [_streak_cte(f) for f in streaks]
-    selects += [f.name for f in streaks]
-
-    joins = "\n".join(f"LEFT JOIN {t} USING (learner_id, asof_date)" for t in selects)
-    zero_when_missing = {
-        f.name
-        for f in direct
-        if f.aggregation in ("count", "sum", "count_distinct", "max_streak")
-    }
-    outputs = [
-        f"coalesce({f.name}, 0) AS {f.name}" if f.name in zero_when_missing else f.name
-        for f in direct
-    ]
-    inner = (
-        f"SELECT k.learner_id, CAST(k.asof_date AS TIMESTAMP) AS asof_date, "
-        f"{', '.join(outputs)} FROM keys k\n{joins}"
-    )
-    derived_columns = "".join(f", {f.expression} AS {f.name}" for f in derived)
-    sql = (
-        "WITH "
-        + ",\n    ".join(ctes)
-        + f",\n    direct AS ({inner})\nSELECT *{derived_columns} FROM direct"
-    )
-    return sql, [f.name for f in direct] + [f.name for f in derived]
-
-
-def _identifiers(expression: str) -> list[str]:
-    """Return the column names in a SQL expression, leaving out function names."""
-    return re.findall(r"\b[A-Za-z_]\w*\b(?!\s*\()", expression)
+    return compile_features(features, sources)

@@ -1,0 +1,282 @@
+"""Compile declarative learner features into one SQL statement.
+
+Per source, the row-level aggregations (share, count, sum, mean, max, slope,
+count_distinct, last) take two steps:
+
+1. ``counted_<source>`` joins the source rows to the as-of keys (rows on or
+   before the as-of date) and counts them per learner, as-of date, window
+   flags and the values of the columns the features read. Attendance
+   features read only ``mark``, so in the benchmark (one as-of date in
+   February) about 650 marks per pupil become about ten rows.
+2. ``agg_<source>`` computes every feature from the counted rows, weighting
+   each row by its count ``n``: a share is ``sum(n where the condition holds)
+   / sum(n)``, a slope comes from the sums of ``n``, x and x squared.
+
+Each filtered aggregate costs a pass over its input, so step 1 runs the few
+cheap ones over many rows and step 2 the many over few rows. Three more
+choices keep step 1 cheap:
+
+- rows keyed by enrolment join the keys through ``keys_by_enrolment``, the
+  small join of keys and enrolments, instead of mapping every row to its
+  learner first;
+- the window bounds (term and school-year starts) are columns of ``keys``,
+  computed once per key instead of once per row;
+- the join condition ``date <= asof_date`` lets DuckDB skip the rows dated
+  after the latest as-of date while it reads the source (a join filter).
+
+A longest streak needs the days in order, so each ``max_streak`` feature has
+its own pass. It groups the rows in its window by learner, as-of date and day.
+One window function numbers the runs of hit days by the count of missed days
+so far, and the longest run wins.
+
+The SQL uses only constructs that DuckDB and Spark SQL both have: ``FILTER``
+on aggregates, ``bool_and``, ``count(DISTINCT ...)``, a window ``sum`` with
+the default frame, scalar subqueries, ``make_date``, ``date_add``, ``year``,
+``month``, ``greatest``, ``nullif`` and ``coalesce``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from features.definitions import (
+    SOURCES,
+    WINDOW_BOUNDS,
+    WINDOWS,
+    DerivedDef,
+    FeatureDef,
+)
+
+DAY_NUMBER = "CAST(e.date - k.asof_date AS INTEGER)"
+"""Day number of a row relative to the as-of date, the slope's x.
+
+``date - date`` is an integer in DuckDB but an interval in Spark SQL, so the
+cast makes both an integer."""
+
+_ZERO_WHEN_MISSING = ("count", "sum", "count_distinct", "max_streak")
+_COLUMN = re.compile(r"\be\.([A-Za-z_]\w*)")
+"""Matches a source column in a feature's ``where`` or ``value`` (``e.column``)."""
+
+
+def _window(window: str) -> str:
+    return WINDOWS[window].format(**{name: f"k.{name}" for name in WINDOW_BOUNDS})
+
+
+def _flag(window: str) -> str:
+    return f"e.w_{window}"
+
+
+def _hits(where: str, weight: str = "e.n") -> str:
+    return f"CASE WHEN {where} THEN {weight} ELSE 0 END"
+
+
+def _aggregate(feature: FeatureDef) -> str:
+    """Return the aggregate over ``counted_<source>`` rows that gives ``feature``.
+
+    Each counted row is ``n`` source rows with the same columns, so every
+    aggregation weights by ``n``. The result equals the aggregation over the
+    source rows, up to the rounding of floating-point sums.
+    """
+    window = _flag(feature.window)
+    where, value = feature.where, feature.value
+
+    def total(expression: str) -> str:
+        return f"sum({expression}) FILTER (WHERE {window})"
+
+    if feature.aggregation == "share":
+        return f"{total(_hits(where))} / {total('e.n')}"
+    if feature.aggregation == "count":
+        return total(_hits(where))
+    if feature.aggregation == "sum":
+        return f"coalesce({total(f'CASE WHEN {where} THEN ({value}) * e.n END')}, 0)"
+    if feature.aggregation == "mean":
+        values = total(f"CASE WHEN {where} THEN ({value}) * e.n END")
+        count = total(f"CASE WHEN ({where}) AND ({value}) IS NOT NULL THEN e.n END")
+        return f"{values} / nullif({count}, 0)"
+    if feature.aggregation == "max":
+        return f"max(CASE WHEN {where} THEN {value} END) FILTER (WHERE {window})"
+    if feature.aggregation == "count_distinct":
+        return (
+            f"count(DISTINCT CASE WHEN {where} THEN {value} END) "
+            f"FILTER (WHERE {window})"
+        )
+    if feature.aggregation == "last":
+        return f"max_by({value}, e.date) FILTER (WHERE {window} AND ({where}))"
+    if feature.aggregation == "slope":
+        return _slope(total, where)
+    raise ValueError(
+        f"feature {feature.name}: {feature.aggregation} is not a row aggregate"
+    )
+
+
+def _slope(total: Callable[[str], str], where: str) -> str:
+    """Return the least-squares slope of the ``where`` indicator over day numbers.
+
+    The slope is ``(n Sxy - Sx Sy) / (n Sxx - Sx^2)``, where x is the day number
+    and y is 1 for a row meeting ``where``, else 0. Every sum is an integer, so
+    both terms are exact; a window whose rows share one day number gives NULL,
+    as ``regr_slope`` does.
+    """
+    n, sx, sxx = total("e.n"), total("e.sum_x"), total("e.sum_xx")
+    sy, sxy = total(_hits(where)), total(_hits(where, "e.sum_x"))
+    return f"({n} * {sxy} - {sx} * {sy}) / nullif({n} * {sxx} - {sx} * {sx}, 0)"
+
+
+def _counted_cte(source: str, features: list[FeatureDef]) -> str:
+    """Return the CTE counting a source's joined rows per key and column values.
+
+    It groups by learner, as-of date, the window flags and the source columns
+    that the features read, so lesson-level marks shrink to a few rows per
+    learner before the many filtered aggregates run. ``sum_x`` and ``sum_xx``
+    keep the day numbers that slopes need.
+    """
+    read = {c for f in features for c in _COLUMN.findall(f"{f.where} {f.value}")}
+    if any(f.aggregation == "last" for f in features):
+        # The latest value needs each row's date.
+        read.add("date")
+    read = sorted(read)
+    windows = sorted({f.window for f in features})
+    keys = ["key_id", *(f"w_{w}" for w in windows), *read]
+    inner = ["k.key_id"]
+    inner += [f"({_window(w)}) AS w_{w}" for w in windows]
+    inner += [f"e.{c}" for c in read]
+    counts = ["count(*) AS n"]
+    if any(f.aggregation == "slope" for f in features):
+        inner.append(f"{DAY_NUMBER} AS x")
+        counts += ["sum(x) AS sum_x", "sum(x * x) AS sum_xx"]
+    return f"""counted_{source} AS (
+        SELECT {", ".join(keys)}, {", ".join(counts)}
+        FROM (SELECT {", ".join(inner)}
+        {_joined(source)}) r
+        GROUP BY {", ".join(keys)}
+    )"""
+
+
+def _joined(source: str, condition: str = "TRUE") -> str:
+    """Return FROM and WHERE joining a source's rows to the as-of keys."""
+    spec = SOURCES[source]
+    keys = "keys_by_enrolment" if spec.key == "enrolment_id" else "keys"
+    return f"""FROM {keys} k JOIN ({spec.rows}) e
+          ON e.{spec.key} = k.{spec.key} AND e.date <= k.asof_date
+        WHERE {condition}"""
+
+
+def _streak_ctes(feature: FeatureDef) -> list[str]:
+    """Return CTEs for the longest run of consecutive recorded days meeting ``where``.
+
+    A day is a hit when ``bool_and`` of the condition over its rows is true.
+    Any other day, including one whose conditions are all NULL, is a miss. The
+    run number of a day is the count of missed days up to and including it, so
+    the hit days of one run share it.
+
+    NOTE: this pass groups every day of every key and sorts the days, so it
+    takes about three quarters of the build time at 100,000 pupils
+    (docs/benchmarks.md).
+    """
+    name = feature.name
+    return [
+        f"""{name}_days AS (
+        SELECT k.key_id, e.date, bool_and({feature.where}) AS hit
+        {_joined(feature.source, _window(feature.window))}
+        GROUP BY k.key_id, e.date
+    )""",
+        f"""{name}_runs AS (
+        SELECT key_id, hit,
+               sum(CASE WHEN hit THEN 0 ELSE 1 END)
+                   OVER (PARTITION BY key_id ORDER BY date) AS run
+        FROM {name}_days
+    )""",
+        f"""{name} AS (
+        SELECT key_id, max(days) AS {name}
+        FROM (SELECT key_id, run, count(*) AS days
+              FROM {name}_runs WHERE hit GROUP BY key_id, run) t
+        GROUP BY key_id
+    )""",
+    ]
+
+
+def compile_features(
+    features: list[FeatureDef | DerivedDef], sources: set[str]
+) -> tuple[str, list[str]]:
+    """Compile ``features`` into one SELECT over the table ``asof_keys``.
+
+    ``asof_keys`` has ``learner_id`` and ``asof_date``; the contract tables must
+    be registered under their names. Features whose source is not in ``sources``
+    are skipped, and so are derived features that use a skipped feature.
+    Returns the SQL and the names of the features it computes, in order.
+    """
+    direct = [f for f in features if isinstance(f, FeatureDef) and f.source in sources]
+    names = {f.name for f in direct}
+    derived = [
+        f
+        for f in features
+        if isinstance(f, DerivedDef)
+        and all(word in names for word in _identifiers(f.expression))
+    ]
+    bounds = ", ".join(f"{sql} AS {name}" for name, sql in WINDOW_BOUNDS.items())
+    # key_id numbers the keys, because grouping, sorting and joining on one
+    # integer is cheaper than on the learner id (text) and the date.
+    # NOTE: Spark SQL runs a row_number without PARTITION BY in one task.
+    ctes = [
+        f"""keys AS (
+        SELECT k.learner_id, k.asof_date, {bounds},
+               row_number() OVER (ORDER BY k.learner_id, k.asof_date) AS key_id
+        FROM (SELECT learner_id, CAST(asof_date AS DATE) AS asof_date
+              FROM asof_keys) k
+    )"""
+    ]
+    used = sorted({f.source for f in direct})
+    if any(SOURCES[s].key == "enrolment_id" for s in used):
+        ctes.append(
+            """keys_by_enrolment AS (
+        SELECT en.enrolment_id, k.*
+        FROM keys k JOIN enrolments en ON en.learner_id = k.learner_id
+    )"""
+        )
+    tables = []
+    for source in used:
+        rows = [
+            f for f in direct if f.source == source and f.aggregation != "max_streak"
+        ]
+        if not rows:
+            continue
+        columns = ",\n        ".join(f"{_aggregate(f)} AS {f.name}" for f in rows)
+        ctes.append(_counted_cte(source, rows))
+        ctes.append(
+            f"""agg_{source} AS (
+        SELECT e.key_id,
+        {columns}
+        FROM counted_{source} e
+        GROUP BY e.key_id
+    )"""
+        )
+        tables.append(f"agg_{source}")
+    for feature in direct:
+        if feature.aggregation == "max_streak":
+            ctes += _streak_ctes(feature)
+            tables.append(feature.name)
+
+    joins = "\n".join(f"LEFT JOIN {t} USING (key_id)" for t in tables)
+    outputs = [
+        f"coalesce({f.name}, 0) AS {f.name}"
+        if f.aggregation in _ZERO_WHEN_MISSING
+        else f.name
+        for f in direct
+    ]
+    inner = (
+        f"SELECT k.learner_id, CAST(k.asof_date AS TIMESTAMP) AS asof_date, "
+        f"{', '.join(outputs)} FROM keys k\n{joins}"
+    )
+    derived_columns = "".join(f", {f.expression} AS {f.name}" for f in derived)
+    sql = (
+        "WITH "
+        + ",\n    ".join(ctes)
+        + f",\n    direct AS ({inner})\nSELECT *{derived_columns} FROM direct"
+    )
+    return sql, [f.name for f in direct] + [f.name for f in derived]
+
+
+def _identifiers(expression: str) -> list[str]:
+    """Return the column names in a SQL expression, leaving out function names."""
+    return re.findall(r"\b[A-Za-z_]\w*\b(?!\s*\()", expression)
