@@ -107,7 +107,12 @@ def reason_sentence(feature: str, value: Any, direction: str, language: str) -> 
     elif _is_missing(value):
         body = texts["missing"][language].format(label=entry["label"][language])
     else:
-        body = entry[language].format(
+        template = entry[language]
+        if "negative" in entry and float(value) < 0:
+            # A template for negative values reads "after" where the usual
+            # one reads "before", so the number is shown without its sign.
+            template, value = entry["negative"][language], -float(value)
+        body = template.format(
             value=format_value(value, entry["format"], language),
             weeks=RECENT_DAYS // 7,
         )

@@ -162,3 +162,9 @@ def test_contribution_rounded_not_nan():
     )
     assert reasons[0]["value"] is None
     assert not math.isnan(reasons[0]["contribution_log_odds"])
+
+
+def test_negative_days_read_after():
+    text = reason_sentence("mean_days_early", -7.0, "raises", "en")
+    assert "7.0 days after the due date" in text
+    assert "-" not in text.split(":", 1)[1]
