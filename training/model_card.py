@@ -152,6 +152,7 @@ def render_markdown(
             f"| {_fmt(stability)} | {_fmt(lead['flagged_share'])} "
             f"| {'-' if lead['median_days'] is None else lead['median_days']} |"
         )
+    lines += ["", *_baseline_verdict(latest["overall"])]
     if evaluation["kind"] == "stratified":
         lines += [
             "",
@@ -266,3 +267,31 @@ def write_model_card(
         paths.append(path)
     logger.info("wrote the model card of %s", summary["model_uri"])
     return paths[0], paths[1]
+
+
+def _baseline_verdict(overall: dict[str, dict[str, Any]]) -> list[str]:
+    """Return sentences saying which baselines the model does not beat, and on what."""
+    model = overall.get("model", {})
+    beaten_by = []
+    for name, values in overall.items():
+        if name in ("model", "champion"):
+            continue
+        for metric, label in (
+            ("roc_auc", "ROC-AUC"),
+            ("precision_at_k_share", "precision at k"),
+        ):
+            ours, theirs = model.get(metric), values.get(metric)
+            if ours is not None and theirs is not None and theirs >= ours:
+                beaten_by.append(f"{name} ({label} {theirs:.3f} against {ours:.3f})")
+    if not beaten_by:
+        return [
+            "**Against the baselines:** the model has a higher ROC-AUC and precision "
+            "at k than every baseline on this fold."
+        ]
+    return [
+        "**Against the baselines:** the model does not beat "
+        + "; ".join(beaten_by)
+        + ". A simpler rule ranks these learners at least as well, so weigh the "
+        "baseline before relying on this model; `ajoissa promote` refuses such a "
+        "challenger."
+    ]

@@ -1,0 +1,24 @@
+"""The model card's sentence on the baselines."""
+
+from training.model_card import _baseline_verdict
+
+
+def test_verdict_names_winning_baseline():
+    overall = {
+        "model": {"roc_auc": 0.66, "precision_at_k_share": 0.31},
+        "logistic": {"roc_auc": 0.69, "precision_at_k_share": 0.35},
+        "rule": {"roc_auc": 0.60, "precision_at_k_share": None},
+    }
+    (text,) = _baseline_verdict(overall)
+    assert "does not beat logistic (ROC-AUC 0.690 against 0.660)" in text
+    assert "logistic (precision at k 0.350 against 0.310)" in text
+    assert "rule" not in text
+
+
+def test_verdict_when_model_wins():
+    overall = {
+        "model": {"roc_auc": 0.8, "precision_at_k_share": 0.4},
+        "logistic": {"roc_auc": 0.7, "precision_at_k_share": 0.3},
+    }
+    (text,) = _baseline_verdict(overall)
+    assert "higher ROC-AUC and precision at k than every baseline" in text
