@@ -308,15 +308,15 @@ def _register_commands() -> None:
     Each topic keeps its commands in its own module (``ajoissa/<topic>_commands.py``,
     which imports ``app`` from here); add one import line per module below.
     """
-    import ajoissa.table_commands  # noqa: F401
-    import ajoissa.fairness_commands  # noqa: F401
     import ajoissa.access_commands  # noqa: F401
+    import ajoissa.fairness_commands  # noqa: F401
+    import ajoissa.feature_commands  # noqa: F401
+    import ajoissa.records_commands  # noqa: F401
     import ajoissa.review_commands  # noqa: F401
     import ajoissa.score_commands  # noqa: F401
-    import ajoissa.records_commands  # noqa: F401
     import ajoissa.synth_commands  # noqa: F401
+    import ajoissa.table_commands  # noqa: F401
     import ajoissa.training_commands  # noqa: F401
-    import ajoissa.feature_commands  # noqa: F401
 
 
 _register_commands()

@@ -6,11 +6,11 @@ it never learns which source the tables came from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
-import dataclasses
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -271,7 +271,7 @@ class _Importer:
                 "level": level,
             }
         )
-        for number, (period, code) in enumerate(zip(periods, codes)):
+        for number, (period, code) in enumerate(zip(periods, codes, strict=True)):
             where = f"{path}.tila.opiskeluoikeusjaksot[{number}]"
             if code not in self.states:
                 self.problem(file, where, code, f"a code in {STATE_LIST}")

@@ -101,7 +101,7 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     first_year, last_year = first_year[rights.index], last_year[rights.index]
 
     rights = rights.assign(
-        year=[list(range(a, b + 1)) for a, b in zip(first_year, last_year)]
+        year=[list(range(a, b + 1)) for a, b in zip(first_year, last_year, strict=True)]
     ).explode("year")
     rights["year"] = rights["year"].astype(int)
 

@@ -52,7 +52,9 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
     if problems:
         raise InputDataError(problems)
     codes: dict[str, str] = {}
-    for position, (code, mark) in enumerate(zip(table["code"], table["mark"])):
+    for position, (code, mark) in enumerate(
+        zip(table["code"], table["mark"], strict=True)
+    ):
         code, mark = code.strip(), mark.strip()
         if mark not in ATTENDANCE_MARKS:
             problems.append(

@@ -100,7 +100,6 @@ def test_held_back_pupils_show_age(synth_dir):
     assert ages.between(12, 23).mean() == pytest.approx(0.02, abs=0.015)
 
 
-
 @pytest.mark.parametrize("first_year", [2023, 2025])
 def test_other_first_years_validate(tmp_path, first_year):
     out = tmp_path / str(first_year)

@@ -182,7 +182,7 @@ def test_concurrent_retrains(store):
         for seed in (0, 1)
     ]
     outputs = [p.communicate(timeout=600) for p in processes]
-    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-3000:]
     versions = sorted(stdout.split()[0] for stdout, _ in outputs)
     assert versions == ["1", "2"]
