@@ -15,6 +15,7 @@ from rich.progress import (
     BarColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -201,7 +202,7 @@ def run(
         )
 
         def on_step(description: str) -> None:
-            progress.update(task, advance=1, description=description)
+            advance_step(progress, task, description)
 
         try:
             tables = entry.load(data_path)
@@ -300,6 +301,18 @@ def serve(
         typer.echo(f"Cannot serve: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     run_server(host=host, port=port, model_name=name)
+
+
+def advance_step(progress: Progress, task: TaskID, description: str) -> None:
+    """Advance a progress bar by one step and name the step.
+
+    A bar is drawn only on a terminal, so with output to a file or a pipe each
+    step is also printed as a line with the time, or the log would show
+    nothing until the command ends.
+    """
+    progress.update(task, advance=1, description=description)
+    if not console.is_terminal:
+        console.print(f"{time.strftime('%H:%M:%S')} {description}")
 
 
 def _register_commands() -> None:

@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ajoissa.cli import SourceName, app, console
+from ajoissa.cli import SourceName, advance_step, app, console
 
 RETRAIN_HELP = (
     "Rebuild features, train and tune the model over temporal folds (or stratified "
@@ -136,7 +136,7 @@ def retrain(
         )
 
         def on_step(description: str) -> None:
-            progress.update(task, advance=1, description=description)
+            advance_step(progress, task, description)
 
         try:
             summary = run_retrain(entry.load(data_path), config, out, on_step=on_step)

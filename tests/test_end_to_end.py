@@ -7,6 +7,7 @@ registered champion on 127.0.0.1 and its scores must equal the offline ones.
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -122,6 +123,11 @@ def test_run_prints_headline_table(run_output):
     _, _, summary = run_output
     assert "Headline figures" in summary["_stdout"]
     assert "models:/ajoissa-oulad/" in summary["_stdout"]
+
+
+def test_run_prints_steps_without_terminal(run_output):
+    _, _, summary = run_output
+    assert re.search(r"\d\d:\d\d:\d\d building point-in-time", summary["_stdout"])
 
 
 def test_serve_matches_offline_scores(run_output):
