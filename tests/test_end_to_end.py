@@ -7,8 +7,8 @@ registered champion on 127.0.0.1 and its scores must equal the offline ones.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
