@@ -35,6 +35,11 @@ DEFAULT_PARAMS: dict[str, object] = {
 ``n_estimators`` is normally replaced by :func:`choose_rounds` on a validation set.
 """
 
+MAX_LEAF_SHARE = 0.05
+"""Largest minimum leaf size as a share of the training rows."""
+MIN_LEAF_ROWS = 5
+"""Smallest minimum leaf size that the cap by ``MAX_LEAF_SHARE`` can set."""
+
 STRONG_REGULARISATION: dict[str, object] = {
     "learning_rate": 0.02,
     "num_leaves": 7,
@@ -83,7 +88,7 @@ def fit_risk_model(
     their categories in the booster and reapplies them at prediction time.
     """
     spec = FeatureSpec.from_frame(X)
-    model = lgb.LGBMClassifier(**_with_constraints(params, spec.features))
+    model = lgb.LGBMClassifier(**_with_constraints(params, spec.features, len(X)))
     logger.info("fitting LightGBM on %d rows and %d features", len(X), X.shape[1])
     model.fit(spec.conform(X), y)
     return model, spec
@@ -143,7 +148,7 @@ def choose_rounds(
     spec = FeatureSpec.from_frame(X_fit)
     model = lgb.LGBMClassifier(
         **_with_constraints(
-            (params or {}) | {"n_estimators": MAX_ROUNDS}, spec.features
+            (params or {}) | {"n_estimators": MAX_ROUNDS}, spec.features, len(X_fit)
         )
     )
     model.fit(
@@ -160,9 +165,13 @@ def choose_rounds(
 
 
 def _with_constraints(
-    params: dict[str, object] | None, columns: list[str]
+    params: dict[str, object] | None, columns: list[str], rows: int
 ) -> dict[str, object]:
     merged = DEFAULT_PARAMS | (params or {})
     if "monotone_constraints" not in merged:
         merged["monotone_constraints"] = monotone_constraints(columns)
+    # A leaf size meant for tens of thousands of rows forbids every split on a
+    # table of a few hundred, and the booster then scores all rows alike.
+    cap = max(MIN_LEAF_ROWS, int(rows * MAX_LEAF_SHARE))
+    merged["min_child_samples"] = min(int(merged["min_child_samples"]), cap)
     return merged

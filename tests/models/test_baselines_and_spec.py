@@ -104,3 +104,13 @@ def test_reasons_never_name_sensitive(hidden):
     values = np.array([[3.0, -0.5]])
     reasons = reason_codes(values, X, list(X.columns), top_n=2)
     assert [r["feature"] for r in reasons[0]] == ["mean_score"]
+
+
+def test_small_table_still_splits():
+    from models.risk import STRONG_REGULARISATION, fit_risk_model, predict_risk
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"mean_score": rng.normal(60, 15, 300)})
+    y = (X["mean_score"] + rng.normal(0, 10, 300) < 55).to_numpy().astype(int)
+    model, spec = fit_risk_model(X, y, dict(STRONG_REGULARISATION))
+    assert np.unique(predict_risk(model, spec, X)).size > 1
