@@ -96,10 +96,14 @@ def read_typed_csv(
             out[name] = text.where(~empty, None).astype("str")
             continue
         numbers = pd.to_numeric(text.where(~empty, None), errors="coerce")
-        bad = numbers.isna() & ~empty
+        # inf, -Infinity and values beyond the float range (1e400) parse to an
+        # infinite float, which no model can train on.
+        infinite = pd.Series(np.isinf(numbers.to_numpy(dtype=float)), index=text.index)
+        bad = (numbers.isna() & ~empty) | infinite
         if kind == "int":
-            fractional = numbers.notna() & (numbers % 1 != 0)
+            fractional = numbers.notna() & ~infinite & (numbers % 1 != 0)
             bad = bad | fractional
+        expected = "an integer" if kind == "int" else "a number"
         for i in np.flatnonzero(bad.to_numpy())[:50]:
             problems.append(
                 Problem(
@@ -108,7 +112,9 @@ def read_typed_csv(
                     name,
                     int(i) + 2,
                     raw[name].iloc[i],
-                    "an integer" if kind == "int" else "a number",
+                    "a finite number; replace the infinite or out-of-range value"
+                    if infinite.iloc[i]
+                    else expected,
                 )
             )
         if bad.any():

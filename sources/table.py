@@ -57,6 +57,11 @@ UNIT_LENGTH = pd.DateOffset(years=1)
 
 MAX_PROBLEMS_PER_COLUMN = 20
 
+INFINITE_EXPECTED = (
+    "a finite number; replace the infinite or out-of-range value with a real "
+    "one, or leave the cell empty if it is not known"
+)
+
 Role = Literal["id", "group", "period", "outcome", "sensitive", "excluded", "feature"]
 Kind = Literal["numeric", "categorical"]
 
@@ -149,6 +154,13 @@ class _Reader:
             self.problem(
                 column, int(position), "" if pd.isna(value) else value, expected
             )
+
+    def numbers(self, column: str, text: pd.Series, expected: str) -> pd.Series:
+        """Parse ``text`` as finite numbers; report the values that are not."""
+        numbers, bad, infinite = _parse_numbers(text, self.mapping.file.decimal)
+        self.bad_values(column, text, bad, expected)
+        self.bad_values(column, text, infinite, INFINITE_EXPECTED)
+        return numbers
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -434,11 +446,24 @@ def _roles(mapping: TableMapping, columns: list[str]) -> dict[str, Role]:
     return roles
 
 
-def _parse_numbers(text: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
-    """Return the numbers in ``text`` and a mask of present values that do not parse."""
+def _to_float(text: pd.Series, decimal: str) -> pd.Series:
+    """Return ``text`` as floats; NaN where a value does not parse."""
     candidate = text.str.replace(",", ".", regex=False) if decimal == "," else text
-    numbers = pd.to_numeric(candidate, errors="coerce").astype(float)
-    return numbers, numbers.isna() & text.notna()
+    return pd.to_numeric(candidate, errors="coerce").astype(float)
+
+
+def _parse_numbers(
+    text: pd.Series, decimal: str
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Return the finite numbers in ``text`` and two masks of present values.
+
+    The first mask marks values that do not parse, the second values that parse
+    to an infinite number (``inf``, ``-Infinity``, or ``1e400``, which overflows
+    a float). Both kinds are NaN in the returned numbers.
+    """
+    numbers = _to_float(text, decimal)
+    infinite = pd.Series(np.isinf(numbers.to_numpy()), index=text.index)
+    return numbers.where(~infinite), numbers.isna() & text.notna(), infinite
 
 
 def _outcome(mapping: TableMapping, raw: pd.DataFrame, reader: _Reader) -> np.ndarray:
@@ -454,9 +479,8 @@ def _outcome(mapping: TableMapping, raw: pd.DataFrame, reader: _Reader) -> np.nd
     if spec.rule is None:
         return text.isin(spec.adverse_values or []).to_numpy()
     _, symbol, threshold = spec.parsed_rule()
-    numbers, bad = _parse_numbers(text, mapping.file.decimal)
-    reader.bad_values(
-        column, text, bad, f"a number, because the outcome rule is {spec.rule!r}"
+    numbers = reader.numbers(
+        column, text, f"a number, because the outcome rule is {spec.rule!r}"
     )
     return _OPERATORS[symbol](numbers, threshold).fillna(False).to_numpy(dtype=bool)
 
@@ -491,9 +515,11 @@ def _periods(
         reader.bad_values(spec.column, text, starts.isna() & text.notna(), expected)
         labels = starts.dt.strftime("%Y-%m-%d")
     elif spec.kind == "year":
-        years, bad = _parse_numbers(text, mapping.file.decimal)
-        bad = bad | (
-            years.notna() & ((years % 1 != 0) | (years < 1900) | (years > 2200))
+        years, unparsed, infinite = _parse_numbers(text, mapping.file.decimal)
+        bad = (
+            unparsed
+            | infinite
+            | (years.notna() & ((years % 1 != 0) | (years < 1900) | (years > 2200)))
         )
         reader.bad_values(spec.column, text, bad, "a whole year between 1900 and 2200")
         valid = years.where(~bad)
@@ -552,9 +578,8 @@ def _sensitive_groups(
 ) -> pd.Series:
     text = raw[spec.column]
     if spec.bins is not None:
-        numbers, bad = _parse_numbers(text, mapping.file.decimal)
-        reader.bad_values(
-            spec.column, text, bad, "a number, because the mapping gives bins"
+        numbers = reader.numbers(
+            spec.column, text, "a number, because the mapping gives bins"
         )
         bands = pd.cut(
             numbers, bins=spec.bins.edges, labels=spec.bins.labels, right=True
@@ -619,11 +644,9 @@ def _features(
                 continue
             used_names[name] = column
             if kind == "numeric":
-                numbers, bad = _parse_numbers(text, mapping.file.decimal)
-                reader.bad_values(
+                numbers = reader.numbers(
                     column,
                     text,
-                    bad,
                     "a number, because the mapping lists the column under 'numeric'",
                 )
                 typed[name] = (kind, numbers)
@@ -651,8 +674,10 @@ def _kind(mapping: TableMapping, column: str, text: pd.Series) -> Kind:
         return "categorical"
     if column in mapping.numeric:
         return "numeric"
-    _, bad = _parse_numbers(text, mapping.file.decimal)
-    return "categorical" if bad.any() or text.isna().all() else "numeric"
+    # An infinite value keeps the column numeric, so that it is reported
+    # instead of turning the column into categories.
+    unparsed = _to_float(text, mapping.file.decimal).isna() & text.notna()
+    return "categorical" if unparsed.any() or text.isna().all() else "numeric"
 
 
 def _keys(

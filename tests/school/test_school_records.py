@@ -98,3 +98,13 @@ def test_load_is_idempotent(tmp_path, export_dir):
     second = pd.read_parquet(store / "attendance_marks.parquet")
     pd.testing.assert_frame_equal(first, second)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "store"]
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400"])
+def test_school_records_infinite(tmp_path, value):
+    export = {k: list(v) for k, v in EXPORT.items()}
+    export["pupils"][1] = f"p1;{value};3;female;finnish;Helsinki"
+    with pytest.raises(
+        InputDataError, match=rf"column 'birth_year', row 2: value '{value}'"
+    ):
+        read_records(write_export(tmp_path / "export", export))

@@ -479,3 +479,23 @@ def test_wrong_encoding_rejected(tmp_path):
     path = write_case(tmp_path, table, encoding="latin-1")
     with pytest.raises(InputDataError, match="not valid 'utf-8' text"):
         read_mapped_table(path)
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400"])
+def test_infinite_numeric_located(tmp_path, value):
+    table = pupils().astype({"absences": str})
+    table.loc[3, "absences"] = value
+    expected = (
+        rf"column 'absences', row 5: value '{value}' is invalid; expected a finite"
+    )
+    with pytest.raises(InputDataError, match=expected):
+        read_mapped_table(write_case(tmp_path, table))
+
+
+def test_infinite_outcome_located(tmp_path):
+    table = pupils().astype({"final_grade": str})
+    table.loc[0, "final_grade"] = "-inf"
+    with pytest.raises(
+        InputDataError, match=r"column 'final_grade', row 2: value '-inf'"
+    ):
+        read_mapped_table(write_case(tmp_path, table))
