@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sources.contract import InputTables, empty_table
+from sources.csvread import locate_decode_error
 from sources.errors import InputDataError, Problem
 from sources.identifiers import identifier_reason
 from sources.table_mapping import (
@@ -319,13 +320,11 @@ def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFra
         reader.raise_if_any()
     spec = mapping.file
     file_format = spec.resolved_format()
+    encoding = (
+        "utf-8-sig" if spec.encoding.lower() in ("utf-8", "utf8") else spec.encoding
+    )
     try:
         if file_format == "csv":
-            encoding = (
-                "utf-8-sig"
-                if spec.encoding.lower() in ("utf-8", "utf8")
-                else spec.encoding
-            )
             raw = pd.read_csv(
                 path,
                 sep=spec.separator,
@@ -345,13 +344,27 @@ def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFra
         else:
             raw = pd.read_parquet(path)
             raw = raw.astype(object).where(raw.notna(), "").astype(str)
-    except (UnicodeDecodeError, LookupError) as exc:
+    except UnicodeDecodeError:
+        line, where = locate_decode_error(path, encoding, spec.separator)
+        reader.problems.append(
+            Problem(
+                str(path),
+                mapping.name,
+                "*",
+                line,
+                None,
+                f"the file is not valid {spec.encoding!r} text: {where}; save it as "
+                "CSV UTF-8, or set 'file.encoding' in the mapping to the file's "
+                "encoding, for example latin-1",
+            )
+        )
+    except LookupError as exc:
         reader.problem(
             "*",
             None,
             None,
-            f"the file is not valid {spec.encoding!r} text ({exc}); set "
-            "'file.encoding' in the mapping, for example to latin-1",
+            f"the encoding {spec.encoding!r} is unknown ({exc}); set "
+            "'file.encoding' in the mapping, for example to utf-8 or latin-1",
         )
     except (ValueError, OSError) as exc:
         # pandas raises ParserError (a ValueError) for a row with too many

@@ -3,6 +3,7 @@
 Every table here is synthetic and small, so these tests train nothing.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -499,3 +500,16 @@ def test_infinite_outcome_located(tmp_path):
         InputDataError, match=r"column 'final_grade', row 2: value '-inf'"
     ):
         read_mapped_table(write_case(tmp_path, table))
+
+
+def test_non_utf8_line_named(tmp_path):
+    table = pupils()
+    table["municipality"] = "Espoo"
+    table.loc[7, "municipality"] = "Jyväskylä"
+    path = write_case(tmp_path, table, encoding="latin-1")
+    expected = (
+        "row 9: the file is not valid 'utf-8' text: column 'municipality', byte "
+        "0xe4 (invalid continuation byte); save it as CSV UTF-8"
+    )
+    with pytest.raises(InputDataError, match=re.escape(expected)):
+        read_mapped_table(path)
