@@ -23,6 +23,7 @@ Like the UCI dropout loader, each row becomes one snapshot:
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 from collections.abc import Callable, Iterable
@@ -186,6 +187,14 @@ def read_mapped_table(mapping_path: Path) -> MappedTable:
     reader = _Reader(mapping, path)
     logger.info("reading table %s from %s", mapping.name, path)
     raw = _read_text(mapping, path, reader)
+    if raw.empty:
+        reader.problem(
+            "*",
+            None,
+            None,
+            f"the file has no data rows, only the columns {list(raw.columns)}; "
+            "export the table with its rows",
+        )
     _check_named_columns(mapping, raw, reader)
     _check_identifiers(mapping, raw, reader)
     reader.raise_if_any()
@@ -400,9 +409,28 @@ def _named_columns(mapping: TableMapping) -> list[tuple[str, str]]:
     return [(key, column) for key, column in named if column is not None]
 
 
+SEPARATORS = (",", ";", "\t", "|")
+"""Field separators that CSV exports commonly use, for the wrong-separator hint."""
+
+
 def _check_named_columns(
     mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
 ) -> None:
+    header_row = -1 if reader.first_row == 2 else None
+    if mapping.file.resolved_format() == "csv" and len(raw.columns) == 1:
+        header = str(raw.columns[0])
+        counts = {sep: header.count(sep) for sep in SEPARATORS}
+        guess = max(counts, key=lambda sep: counts[sep])
+        if counts[guess] > 0:
+            reader.problem(
+                "*",
+                header_row,
+                None,
+                f"the header is one column {header!r}, so the file seems to use "
+                f"{guess!r} as its separator, not {mapping.file.separator!r}; set "
+                f"'separator: {json.dumps(guess)}' under 'file' in the mapping",
+            )
+            return
     for key, column in _named_columns(mapping):
         if column not in raw.columns:
             reader.problem(

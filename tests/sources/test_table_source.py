@@ -513,3 +513,17 @@ def test_non_utf8_line_named(tmp_path):
     )
     with pytest.raises(InputDataError, match=re.escape(expected)):
         read_mapped_table(path)
+
+
+def test_header_only_rejected(tmp_path):
+    path = write_case(tmp_path, pupils().head(0))
+    with pytest.raises(InputDataError, match="the file has no data rows"):
+        read_mapped_table(path)
+
+
+def test_wrong_separator_hint(tmp_path):
+    path = write_case(tmp_path, sep=";")
+    with pytest.raises(InputDataError) as excinfo:
+        read_mapped_table(path)
+    assert len(problems_of(excinfo)) == 1
+    assert """set 'separator: ";"' under 'file'""" in str(excinfo.value)
