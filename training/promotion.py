@@ -7,7 +7,8 @@ promotion time is on the same rows. With stratified cross-validation (data
 without a time axis) the champion was fitted on every row, so scoring it on the
 challenger's out-of-fold rows would score it on its own training rows. There the
 retrain takes the champion's cross-validated figures recorded in its own run:
-the same protocol, but not the same rows. Promotion requires, on the latest
+the same protocol, on the data the champion was trained on, which need not be
+the challenger's rows. Promotion requires, on the latest
 temporal fold (or the pooled out-of-fold rows), a strictly higher ROC-AUC and
 precision at k than the champion and every baseline, a passed fairness gate,
 and no reviewer's rejection of the challenger.
@@ -118,7 +119,8 @@ def champion_recorded_figures(
         f"the champion (version {version.version}) was fitted on every row, so "
         "its figures are its own out-of-fold figures recorded by its training "
         f"run {version.run_id}: the same protocol ({champion_folds}-fold "
-        "stratified cross-validation), but not the same rows as the challenger's"
+        "stratified cross-validation) on the data it was trained on, which need "
+        "not be the challenger's rows"
     )
     if champion_folds != folds:
         description += (

@@ -160,7 +160,7 @@ def test_stratified_champion_recorded(store, monkeypatch):
     assert champion == first["evaluation"]["promotion"]["model"]
     assert second["compared_champion_version"] == first["model_version"]
     recorded = second["evaluation"]["recorded_figures"]["champion"]
-    assert "not the same rows" in recorded
+    assert "need not be the challenger's rows" in recorded
     card = Path(second["model_card"]).read_text()
     assert "The champion row is not scored on these rows" in card
     _install_gate(monkeypatch, passed=False, reasons=["held for the test"])
