@@ -10,12 +10,20 @@ import typer
 from ajoissa.cli import app, console
 
 LOAD_HELP = (
-    "Validate a school platform's export (docs/data-contract.md) and print one "
-    "report of every problem, or the row counts when it is valid. With --store, "
+    "Validate a school platform's export (docs/data-contract.md). When it is "
+    "invalid, print its problems (at most 20 of each kind, with a count of the "
+    "rest) and write every problem to a report file; when it is valid, print the "
+    "row counts. With --store, "
     "also write the validated tables as Parquet to that folder, replacing an "
     "earlier load of it as a whole, so loading the same export again gives the "
     "same files."
 )
+
+REPORT_NAME = "load-records-problems.txt"
+"""File name of the full problem list, written into the export folder by default."""
+
+PROBLEMS_PER_KIND = 20
+"""Problems printed per file, table, column and expected value; the report has all."""
 
 
 @app.command("load-records", help=LOAD_HELP)
@@ -31,22 +39,39 @@ def load_records(
     store: Annotated[
         Path | None, typer.Option(help="Folder to write the validated tables to.")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Text file that lists every problem, one per line, when the "
+            f"export is invalid. Default: DATA/{REPORT_NAME}."
+        ),
+    ] = None,
 ) -> None:
-    from sources.errors import InputDataError
+    from sources.errors import (
+        InputDataError,
+        summarize_problems,
+        write_problem_report,
+    )
     from sources.school.marks import DEFAULT_MARK_CODES
     from sources.school.records import read_records, write_records
 
     if mark_codes is None:
         local = data / "mark_codes.csv"
         mark_codes = local if local.is_file() else DEFAULT_MARK_CODES
+    report = report or data / REPORT_NAME
     try:
         records = read_records(data, mark_codes)
     except InputDataError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
+        for line in summarize_problems(exc.problems, PROBLEMS_PER_KIND):
+            typer.echo(line, err=True)
+        try:
+            write_problem_report(exc.problems, report)
+            listed = f"Every problem is listed in {report}."
+        except OSError as error:
+            listed = f"The full list could not be written to {report}: {error}."
         typer.echo(
-            f"{len(exc.problems)} problem(s); nothing was stored. Fix the listed "
-            "values and run again.",
+            f"{len(exc.problems)} problem(s); nothing was stored. {listed} Fix the "
+            "listed values and run again.",
             err=True,
         )
         raise typer.Exit(code=2) from exc

@@ -147,6 +147,10 @@ def retrain(
         progress.update(task, completed=steps, description="done")
 
     _print_promotion_table(summary["evaluation"])
+    for name, description in summary["evaluation"].get("recorded_figures", {}).items():
+        console.print(
+            f"Note: the {name} row is not scored on these rows: {description}."
+        )
     console.print(f"Registered challenger: {summary['model_uri']}")
     console.print(
         f"Compared with champion version: {summary['compared_champion_version']}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +22,36 @@ ColumnKind = Literal["str", "int", "float"]
 def _file_error(path: Path, table: str, message: str) -> InputDataError:
     """Return an error about the whole file, not one of its values."""
     return InputDataError([Problem(str(path), table, "*", None, None, message)])
+
+
+def locate_decode_error(path: Path, encoding: str, sep: str) -> tuple[int | None, str]:
+    """Find the first byte of ``path`` that ``encoding`` cannot decode.
+
+    Returns its 1-based line number (None if every line decodes) and a text
+    naming the column, the byte and the reason. The error that pandas raises
+    gives only a byte position, which a person cannot find in a spreadsheet.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    header: list[str] | None = None
+    with path.open("rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            try:
+                text = decoder.decode(line)
+            except UnicodeDecodeError as exc:
+                start = min(exc.start, len(line) - 1)
+                # NOTE: the column is found by counting separators before the
+                # byte, so a quoted field that contains the separator shifts it.
+                field = line[:start].count(sep.encode("ascii", "replace"))
+                column = (
+                    f"column {header[field]!r}, "
+                    if header is not None and field < len(header)
+                    else ""
+                )
+                return line_number, f"{column}byte 0x{line[start]:02x} ({exc.reason})"
+            if header is None:
+                header = next(csv.reader([text.lstrip("\ufeff")], delimiter=sep), [])
+                header = [name.strip() for name in header]
+    return None, "no undecodable byte found on a second read"
 
 
 def read_typed_csv(
@@ -62,11 +94,19 @@ def read_typed_csv(
             path, table, "the file is empty; expected a header line and data rows"
         ) from exc
     except UnicodeDecodeError as exc:
-        raise _file_error(
-            path,
-            table,
-            f"the file is not valid {encoding} text (invalid byte at offset "
-            f"{exc.start}); save it as {encoding}",
+        line, where = locate_decode_error(path, encoding, sep)
+        raise InputDataError(
+            [
+                Problem(
+                    str(path),
+                    table,
+                    "*",
+                    line,
+                    None,
+                    f"the file is not valid {encoding} text: {where}; save it as "
+                    f"CSV {encoding.upper()}",
+                )
+            ]
         ) from exc
     except pd.errors.ParserError as exc:
         raise _file_error(
@@ -96,10 +136,14 @@ def read_typed_csv(
             out[name] = text.where(~empty, None).astype("str")
             continue
         numbers = pd.to_numeric(text.where(~empty, None), errors="coerce")
-        bad = numbers.isna() & ~empty
+        # inf, -Infinity and values beyond the float range (1e400) parse to an
+        # infinite float, which no model can train on.
+        infinite = pd.Series(np.isinf(numbers.to_numpy(dtype=float)), index=text.index)
+        bad = (numbers.isna() & ~empty) | infinite
         if kind == "int":
-            fractional = numbers.notna() & (numbers % 1 != 0)
+            fractional = numbers.notna() & ~infinite & (numbers % 1 != 0)
             bad = bad | fractional
+        expected = "an integer" if kind == "int" else "a number"
         for i in np.flatnonzero(bad.to_numpy())[:50]:
             problems.append(
                 Problem(
@@ -108,7 +152,9 @@ def read_typed_csv(
                     name,
                     int(i) + 2,
                     raw[name].iloc[i],
-                    "an integer" if kind == "int" else "a number",
+                    "a finite number; replace the infinite or out-of-range value"
+                    if infinite.iloc[i]
+                    else expected,
                 )
             )
         if bad.any():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,34 @@ class Problem:
             f"{self.file}: table {self.table!r}, column {self.column!r}, row {row}: "
             f"value {self.value!r} is invalid; expected {self.expected}"
         )
+
+
+def summarize_problems(problems: list[Problem], per_group: int = 20) -> list[str]:
+    """Return one line per problem, at most ``per_group`` per kind of problem.
+
+    A kind is the file, table, column and expected value. For each kind with
+    more problems, a last line gives the count of the rest.
+    """
+    groups: dict[tuple[str, str, str, str], list[Problem]] = {}
+    for problem in problems:
+        key = (problem.file, problem.table, problem.column, problem.expected)
+        groups.setdefault(key, []).append(problem)
+    lines = []
+    for (file, table, column, _), members in groups.items():
+        lines += [str(p) for p in members[:per_group]]
+        if len(members) > per_group:
+            lines.append(
+                f"{file}: table {table!r}, column {column!r}: ... and "
+                f"{len(members) - per_group} more rows with the same problem"
+            )
+    return lines
+
+
+def write_problem_report(problems: list[Problem], path: Path) -> None:
+    """Write every problem to ``path``, one per line, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class InputDataError(ValueError):

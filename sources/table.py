@@ -23,6 +23,7 @@ Like the UCI dropout loader, each row becomes one snapshot:
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from sources.contract import InputTables, empty_table
+from sources.csvread import locate_decode_error
 from sources.errors import InputDataError, Problem
 from sources.identifiers import identifier_reason
 from sources.table_mapping import (
@@ -56,6 +58,11 @@ SNAPSHOT_OFFSET_DAYS = 1
 UNIT_LENGTH = pd.DateOffset(years=1)
 
 MAX_PROBLEMS_PER_COLUMN = 20
+
+INFINITE_EXPECTED = (
+    "a finite number; replace the infinite or out-of-range value with a real "
+    "one, or leave the cell empty if it is not known"
+)
 
 Role = Literal["id", "group", "period", "outcome", "sensitive", "excluded", "feature"]
 Kind = Literal["numeric", "categorical"]
@@ -150,6 +157,13 @@ class _Reader:
                 column, int(position), "" if pd.isna(value) else value, expected
             )
 
+    def numbers(self, column: str, text: pd.Series, expected: str) -> pd.Series:
+        """Parse ``text`` as finite numbers; report the values that are not."""
+        numbers, bad, infinite = _parse_numbers(text, self.mapping.file.decimal)
+        self.bad_values(column, text, bad, expected)
+        self.bad_values(column, text, infinite, INFINITE_EXPECTED)
+        return numbers
+
     def raise_if_any(self) -> None:
         if self.problems:
             raise InputDataError(self.problems)
@@ -173,6 +187,14 @@ def read_mapped_table(mapping_path: Path) -> MappedTable:
     reader = _Reader(mapping, path)
     logger.info("reading table %s from %s", mapping.name, path)
     raw = _read_text(mapping, path, reader)
+    if raw.empty:
+        reader.problem(
+            "*",
+            None,
+            None,
+            f"the file has no data rows, only the columns {list(raw.columns)}; "
+            "export the table with its rows",
+        )
     _check_named_columns(mapping, raw, reader)
     _check_identifiers(mapping, raw, reader)
     reader.raise_if_any()
@@ -307,13 +329,11 @@ def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFra
         reader.raise_if_any()
     spec = mapping.file
     file_format = spec.resolved_format()
+    encoding = (
+        "utf-8-sig" if spec.encoding.lower() in ("utf-8", "utf8") else spec.encoding
+    )
     try:
         if file_format == "csv":
-            encoding = (
-                "utf-8-sig"
-                if spec.encoding.lower() in ("utf-8", "utf8")
-                else spec.encoding
-            )
             raw = pd.read_csv(
                 path,
                 sep=spec.separator,
@@ -333,13 +353,27 @@ def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFra
         else:
             raw = pd.read_parquet(path)
             raw = raw.astype(object).where(raw.notna(), "").astype(str)
-    except (UnicodeDecodeError, LookupError) as exc:
+    except UnicodeDecodeError:
+        line, where = locate_decode_error(path, encoding, spec.separator)
+        reader.problems.append(
+            Problem(
+                str(path),
+                mapping.name,
+                "*",
+                line,
+                None,
+                f"the file is not valid {spec.encoding!r} text: {where}; save it as "
+                "CSV UTF-8, or set 'file.encoding' in the mapping to the file's "
+                "encoding, for example latin-1",
+            )
+        )
+    except LookupError as exc:
         reader.problem(
             "*",
             None,
             None,
-            f"the file is not valid {spec.encoding!r} text ({exc}); set "
-            "'file.encoding' in the mapping, for example to latin-1",
+            f"the encoding {spec.encoding!r} is unknown ({exc}); set "
+            "'file.encoding' in the mapping, for example to utf-8 or latin-1",
         )
     except (ValueError, OSError) as exc:
         # pandas raises ParserError (a ValueError) for a row with too many
@@ -375,9 +409,28 @@ def _named_columns(mapping: TableMapping) -> list[tuple[str, str]]:
     return [(key, column) for key, column in named if column is not None]
 
 
+SEPARATORS = (",", ";", "\t", "|")
+"""Field separators that CSV exports commonly use, for the wrong-separator hint."""
+
+
 def _check_named_columns(
     mapping: TableMapping, raw: pd.DataFrame, reader: _Reader
 ) -> None:
+    header_row = -1 if reader.first_row == 2 else None
+    if mapping.file.resolved_format() == "csv" and len(raw.columns) == 1:
+        header = str(raw.columns[0])
+        counts = {sep: header.count(sep) for sep in SEPARATORS}
+        guess = max(counts, key=lambda sep: counts[sep])
+        if counts[guess] > 0:
+            reader.problem(
+                "*",
+                header_row,
+                None,
+                f"the header is one column {header!r}, so the file seems to use "
+                f"{guess!r} as its separator, not {mapping.file.separator!r}; set "
+                f"'separator: {json.dumps(guess)}' under 'file' in the mapping",
+            )
+            return
     for key, column in _named_columns(mapping):
         if column not in raw.columns:
             reader.problem(
@@ -434,11 +487,24 @@ def _roles(mapping: TableMapping, columns: list[str]) -> dict[str, Role]:
     return roles
 
 
-def _parse_numbers(text: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
-    """Return the numbers in ``text`` and a mask of present values that do not parse."""
+def _to_float(text: pd.Series, decimal: str) -> pd.Series:
+    """Return ``text`` as floats; NaN where a value does not parse."""
     candidate = text.str.replace(",", ".", regex=False) if decimal == "," else text
-    numbers = pd.to_numeric(candidate, errors="coerce").astype(float)
-    return numbers, numbers.isna() & text.notna()
+    return pd.to_numeric(candidate, errors="coerce").astype(float)
+
+
+def _parse_numbers(
+    text: pd.Series, decimal: str
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Return the finite numbers in ``text`` and two masks of present values.
+
+    The first mask marks values that do not parse, the second values that parse
+    to an infinite number (``inf``, ``-Infinity``, or ``1e400``, which overflows
+    a float). Both kinds are NaN in the returned numbers.
+    """
+    numbers = _to_float(text, decimal)
+    infinite = pd.Series(np.isinf(numbers.to_numpy()), index=text.index)
+    return numbers.where(~infinite), numbers.isna() & text.notna(), infinite
 
 
 def _outcome(mapping: TableMapping, raw: pd.DataFrame, reader: _Reader) -> np.ndarray:
@@ -454,9 +520,8 @@ def _outcome(mapping: TableMapping, raw: pd.DataFrame, reader: _Reader) -> np.nd
     if spec.rule is None:
         return text.isin(spec.adverse_values or []).to_numpy()
     _, symbol, threshold = spec.parsed_rule()
-    numbers, bad = _parse_numbers(text, mapping.file.decimal)
-    reader.bad_values(
-        column, text, bad, f"a number, because the outcome rule is {spec.rule!r}"
+    numbers = reader.numbers(
+        column, text, f"a number, because the outcome rule is {spec.rule!r}"
     )
     return _OPERATORS[symbol](numbers, threshold).fillna(False).to_numpy(dtype=bool)
 
@@ -491,9 +556,11 @@ def _periods(
         reader.bad_values(spec.column, text, starts.isna() & text.notna(), expected)
         labels = starts.dt.strftime("%Y-%m-%d")
     elif spec.kind == "year":
-        years, bad = _parse_numbers(text, mapping.file.decimal)
-        bad = bad | (
-            years.notna() & ((years % 1 != 0) | (years < 1900) | (years > 2200))
+        years, unparsed, infinite = _parse_numbers(text, mapping.file.decimal)
+        bad = (
+            unparsed
+            | infinite
+            | (years.notna() & ((years % 1 != 0) | (years < 1900) | (years > 2200)))
         )
         reader.bad_values(spec.column, text, bad, "a whole year between 1900 and 2200")
         valid = years.where(~bad)
@@ -552,9 +619,8 @@ def _sensitive_groups(
 ) -> pd.Series:
     text = raw[spec.column]
     if spec.bins is not None:
-        numbers, bad = _parse_numbers(text, mapping.file.decimal)
-        reader.bad_values(
-            spec.column, text, bad, "a number, because the mapping gives bins"
+        numbers = reader.numbers(
+            spec.column, text, "a number, because the mapping gives bins"
         )
         bands = pd.cut(
             numbers, bins=spec.bins.edges, labels=spec.bins.labels, right=True
@@ -619,11 +685,9 @@ def _features(
                 continue
             used_names[name] = column
             if kind == "numeric":
-                numbers, bad = _parse_numbers(text, mapping.file.decimal)
-                reader.bad_values(
+                numbers = reader.numbers(
                     column,
                     text,
-                    bad,
                     "a number, because the mapping lists the column under 'numeric'",
                 )
                 typed[name] = (kind, numbers)
@@ -651,8 +715,10 @@ def _kind(mapping: TableMapping, column: str, text: pd.Series) -> Kind:
         return "categorical"
     if column in mapping.numeric:
         return "numeric"
-    _, bad = _parse_numbers(text, mapping.file.decimal)
-    return "categorical" if bad.any() or text.isna().all() else "numeric"
+    # An infinite value keeps the column numeric, so that it is reported
+    # instead of turning the column into categories.
+    unparsed = _to_float(text, mapping.file.decimal).isna() & text.notna()
+    return "categorical" if unparsed.any() or text.isna().all() else "numeric"
 
 
 def _keys(

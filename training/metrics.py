@@ -53,15 +53,27 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float | None:
     )
 
 
-def average_precision(y: np.ndarray, order: np.ndarray) -> float | None:
-    """Return average precision (PR-AUC) of the ranking ``order``, or None without positives."""
-    ordered = y[order]
-    positives = int(ordered.sum())
+def average_precision(y: np.ndarray, scores: np.ndarray) -> float | None:
+    """Return average precision (PR-AUC) of ``scores``, or None without positives.
+
+    Rows with equal scores form one threshold, as in scikit-learn's
+    ``average_precision_score``: the sum over distinct thresholds, from the
+    highest, of the precision at that threshold times the recall it adds. So
+    the result does not depend on the order of tied rows. Pass
+    :func:`training.evaluate.list_scores` to rank as the list does.
+    """
+    y = np.asarray(y)
+    positives = int(y.sum())
     if positives == 0:
         return None
-    hits = np.cumsum(ordered)
-    precision = hits / np.arange(1, len(ordered) + 1)
-    return float(precision[ordered == 1].sum() / positives)
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    ordered_scores = np.asarray(scores, dtype=float)[order]
+    # The last row of each group of equal scores closes a threshold.
+    closes = np.r_[np.flatnonzero(np.diff(ordered_scores) != 0), len(order) - 1]
+    hits = np.cumsum(y[order])[closes]
+    precision = hits / (closes + 1)
+    recall_added = np.diff(np.r_[0, hits]) / positives
+    return float((precision * recall_added).sum())
 
 
 def calibration_error(
@@ -125,9 +137,10 @@ def _point_metrics(
 ) -> dict[str, float | None]:
     p = scored.probability
     positives = int(y.sum())
+    scores = list_scores(p, scored.tiebreak)
     values: dict[str, float | None] = {
-        "roc_auc": roc_auc(y, list_scores(p, scored.tiebreak)),
-        "pr_auc": average_precision(y, ranked(p, scored.tiebreak)),
+        "roc_auc": roc_auc(y, scores),
+        "pr_auc": average_precision(y, scores),
         "precision_at_k_share": float(y[selected_share].mean())
         if selected_share.any()
         else None,

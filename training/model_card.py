@@ -159,6 +159,8 @@ def render_markdown(
             "The source has no time axis, so list stability and lead time (which "
             "need as-of dates on a real calendar) say nothing here.",
         ]
+    for name, description in evaluation.get("recorded_figures", {}).items():
+        lines += ["", f"The {name} row is not scored on these rows: {description}."]
     if summary["baselines_not_applicable"]:
         lines += ["", "Baselines that could not run:", ""]
         lines += [

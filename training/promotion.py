@@ -1,10 +1,15 @@
 """Retrain a challenger next to the champion, and promote it only when it is better.
 
 The registry uses two aliases per registered model: ``champion`` (served) and
-``challenger`` (the latest retrain). A retrain scores the current champion on
-the challenger's own test rows, so the comparison at promotion time is on the
-same rows. Promotion requires, on the latest temporal fold (or the pooled
-out-of-fold rows for data without a time axis), a strictly higher ROC-AUC and
+``challenger`` (the latest retrain). With temporal validation a retrain scores
+the current champion on the challenger's own test rows, so the comparison at
+promotion time is on the same rows. With stratified cross-validation (data
+without a time axis) the champion was fitted on every row, so scoring it on the
+challenger's out-of-fold rows would score it on its own training rows. There the
+retrain takes the champion's cross-validated figures recorded in its own run:
+the same protocol, on the data the champion was trained on, which need not be
+the challenger's rows. Promotion requires, on the latest
+temporal fold (or the pooled out-of-fold rows), a strictly higher ROC-AUC and
 precision at k than the champion and every baseline, a passed fairness gate,
 and no reviewer's rejection of the challenger.
 """
@@ -66,6 +71,71 @@ def champion_scorer(model_name: str) -> tuple[Any, str | None]:
     return score, champion.version
 
 
+def champion_recorded_figures(
+    model_name: str, folds: int
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Return the champion's own cross-validated figures and its version.
+
+    The figures are the out-of-fold results that the champion's training run
+    recorded for its model, in the form :func:`training.results.add_recorded_figures`
+    takes. Returns (None, None) without a champion, and (None, None) with a
+    warning when its run has no stratified cross-validation to compare with.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        logger.info(
+            "no champion of %s yet; the challenger is compared with baselines only",
+            model_name,
+        )
+        return None, None
+    try:
+        evaluation = _load_evaluation(version.run_id)
+    except (MlflowException, OSError, ValueError) as exc:
+        logger.warning(
+            "the evaluation of champion %s version %s could not be read (%s); it "
+            "is not compared",
+            model_name,
+            version.version,
+            exc,
+        )
+        return None, None
+    latest = evaluation["folds"][-1]
+    if evaluation.get("kind") != "stratified" or "model" not in latest["overall"]:
+        logger.warning(
+            "champion %s version %s was not cross-validated by stratified folds "
+            "(validation %s); it is not compared",
+            model_name,
+            version.version,
+            evaluation.get("kind"),
+        )
+        return None, None
+    champion_folds = latest["details"].get("folds")
+    description = (
+        f"the champion (version {version.version}) was fitted on every row, so "
+        "its figures are its own out-of-fold figures recorded by its training "
+        f"run {version.run_id}: the same protocol ({champion_folds}-fold "
+        "stratified cross-validation) on the data it was trained on, which need "
+        "not be the challenger's rows"
+    )
+    if champion_folds != folds:
+        description += (
+            f". NOTE: the challenger used {folds} folds, so the figures are less "
+            "comparable"
+        )
+    recorded = {
+        "overall": latest["overall"]["model"],
+        "list_stability": latest["list_stability"]["model"],
+        "lead_time": latest["lead_time"]["model"],
+        "description": description,
+    }
+    return recorded, str(version.version)
+
+
 def retrain(
     tables: InputTables,
     config: RunConfig,
@@ -76,6 +146,9 @@ def retrain(
 
     Returns the summary of :func:`training.run.run_main_job`, with
     ``compared_champion_version`` (None when there was no comparable champion).
+    With stratified validation the champion's figures are the ones its own run
+    recorded (see :func:`champion_recorded_figures`), and the summary's
+    ``evaluation.recorded_figures`` says so.
     """
     import mlflow
 
@@ -83,8 +156,16 @@ def retrain(
     config.model_name = model_name
     config.alias = CHALLENGER
     configure_mlflow()
-    scorer, champion_version = champion_scorer(model_name)
-    scorers = {"champion": scorer} if scorer is not None else {}
+    scorers: dict[str, Any] = {}
+    recorded: dict[str, dict[str, Any]] = {}
+    if config.validation == "stratified":
+        figures, champion_version = champion_recorded_figures(model_name, config.folds)
+        if figures is not None:
+            recorded["champion"] = figures
+    else:
+        scorer, champion_version = champion_scorer(model_name)
+        if scorer is not None:
+            scorers["champion"] = scorer
 
     def tag_version(summary: dict[str, Any]) -> None:
         compared = (
@@ -107,6 +188,7 @@ def retrain(
         out_dir,
         on_step=on_step or (lambda _: None),
         extra_scorers=scorers,
+        recorded_figures=recorded,
         on_registered=tag_version,
     )
 
@@ -215,8 +297,12 @@ def promote(
         reasons.append(
             f"the challenger was compared with champion version {compared or 'none'}, "
             f"but the champion is now version {champion_version}; retrain to compare "
-            "them on the same rows"
+            "them"
         )
+    comparison_notes = [
+        f"{name} figures: {description}"
+        for name, description in evaluation.get("recorded_figures", {}).items()
+    ]
     gate_reasons, notes = _fairness_gate(
         model_name, str(challenger.version), skip_fairness_reviewer
     )
@@ -231,7 +317,7 @@ def promote(
         champion_version,
         not reasons,
         reasons,
-        notes,
+        comparison_notes + notes,
         promotion,
     )
     if decision.promoted:

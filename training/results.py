@@ -117,6 +117,30 @@ def evaluate_validation(
     }
 
 
+def add_recorded_figures(
+    evaluation: dict[str, Any], recorded: dict[str, dict[str, Any]]
+) -> None:
+    """Add figures that other models' own runs recorded to the latest fold.
+
+    ``recorded`` maps a model name to its ``overall`` metrics, ``list_stability``
+    and ``lead_time`` (as :func:`evaluate_fold` returns them for one model) and
+    a ``description`` of where they come from, which is kept under
+    ``evaluation["recorded_figures"]``. The figures join the latest fold's
+    table and the promotion figures without being computed on its rows.
+    """
+    latest = evaluation["folds"][-1]
+    for name, entry in recorded.items():
+        latest["overall"][name] = entry["overall"]
+        latest["list_stability"][name] = entry["list_stability"]
+        latest["lead_time"][name] = entry["lead_time"]
+        evaluation["promotion"][name] = {
+            metric: entry["overall"].get(metric) for metric in PROMOTION_METRICS
+        }
+    evaluation["recorded_figures"] = {
+        name: entry["description"] for name, entry in recorded.items()
+    }
+
+
 def promotion_figures(
     fold_result: dict[str, Any],
 ) -> dict[str, dict[str, float | None]]:

@@ -31,7 +31,11 @@ from models.store import CHAMPION, MODEL_NAME_PREFIX, TRAINING_DATA_TAG
 from sources.contract import InputTables
 from training.model_card import group_metrics, write_model_card
 from training.registry import ensure_experiment, log_and_register
-from training.results import evaluate_validation, legacy_metrics
+from training.results import (
+    add_recorded_figures,
+    evaluate_validation,
+    legacy_metrics,
+)
 from training.tracking import log_run_details
 from training.validate import (
     ExtraScorer,
@@ -122,6 +126,7 @@ def run_main_job(
     on_step: StepCallback = _noop,
     extra_scorers: dict[str, ExtraScorer] | None = None,
     on_registered: Callable[[dict[str, Any]], None] | None = None,
+    recorded_figures: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run the main job and write ``out_dir/summary.json``; return the summary.
 
@@ -129,8 +134,10 @@ def run_main_job(
     ``reason_codes.jsonl`` (one line per evaluated row). The model is logged to
     MLflow, registered and given ``config.alias``. ``extra_scorers`` score each
     fold's test rows with already trained models (for example the champion) so
-    that they appear next to the baselines; ``on_registered`` runs inside the
-    MLflow run after registration, with the summary.
+    that they appear next to the baselines; ``recorded_figures`` adds models'
+    figures from their own runs instead (see
+    :func:`training.results.add_recorded_figures`). ``on_registered`` runs
+    inside the MLflow run after registration, with the summary.
     """
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +173,8 @@ def run_main_job(
         config.bootstrap_resamples,
         config.seed,
     )
+    if recorded_figures:
+        add_recorded_figures(evaluation, recorded_figures)
     metrics = legacy_metrics(frame, fold, config.asof_labels, config.top_share)
 
     on_step("registering the model in MLflow")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sources.csvread import locate_decode_error
 from sources.errors import InputDataError, Problem
 from sources.school.grades import GRADE_EXPECTED, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
@@ -261,15 +262,18 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         return None, checker
     try:
         raw = _read_raw(path)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
+        line, where = locate_decode_error(
+            path, CSV_OPTIONS["encoding"], CSV_OPTIONS["sep"]
+        )
         checker.problems.append(
             Problem(
                 str(path),
                 spec.name,
                 "*",
+                line,
                 None,
-                None,
-                f"the file is not UTF-8 ({exc.reason}); save it as CSV UTF-8",
+                f"the file is not UTF-8: {where}; save it as CSV UTF-8",
             )
         )
         return None, checker

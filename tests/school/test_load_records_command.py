@@ -38,3 +38,22 @@ def test_invalid_export_lists_problems(tmp_path: Path):
     assert "column 'grade', row 2: value '11' is invalid" in result.output
     assert "column 'birth_month', row 2: value '13' is invalid" in result.output
     assert not store.exists()
+
+
+def test_many_problems_summarized(tmp_path: Path):
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    del broken["pupils"][1]
+    broken["attendance_marks"] += [
+        f"p1;s1;{day:02d}.10.2024 08:15;1;MA;P;teacher;" for day in range(1, 31)
+    ]
+    data = write_export(tmp_path / "e", broken)
+    result = runner.invoke(app, ["load-records", "--data", str(data)])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    marks = [line for line in lines if "'attendance_marks', column 'pupil_id'" in line]
+    assert len(marks) == 21
+    assert "... and 12 more rows with the same problem" in marks[-1]
+    report = data / "load-records-problems.txt"
+    assert f"listed in {report}" in result.output.replace("\n", "")
+    listed = report.read_text(encoding="utf-8").splitlines()
+    assert sum("'attendance_marks', column 'pupil_id'" in line for line in listed) == 32

@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 from school_fixtures import EXPORT, write_export
@@ -98,3 +100,27 @@ def test_load_is_idempotent(tmp_path, export_dir):
     second = pd.read_parquet(store / "attendance_marks.parquet")
     pd.testing.assert_frame_equal(first, second)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "store"]
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400"])
+def test_school_records_infinite(tmp_path, value):
+    export = {k: list(v) for k, v in EXPORT.items()}
+    export["pupils"][1] = f"p1;{value};3;female;finnish;Helsinki"
+    with pytest.raises(
+        InputDataError, match=rf"column 'birth_year', row 2: value '{value}'"
+    ):
+        read_records(write_export(tmp_path / "export", export))
+
+
+def test_non_utf8_line_named(tmp_path):
+    export_dir = write_export(tmp_path / "export", EXPORT)
+    lines = EXPORT["pupils"][:2] + ["p2;2009;11;male;swedish;Jyväskylä"]
+    (export_dir / "pupils.csv").write_bytes(
+        ("\r\n".join(lines) + "\r\n").encode("latin-1")
+    )
+    expected = (
+        "table 'pupils', row 3: the file is not UTF-8: column 'home_municipality', "
+        "byte 0xe4 (invalid continuation byte); save it as CSV UTF-8"
+    )
+    with pytest.raises(InputDataError, match=re.escape(expected)):
+        read_records(export_dir)

@@ -3,6 +3,7 @@
 Every table here is synthetic and small, so these tests train nothing.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -479,3 +480,50 @@ def test_wrong_encoding_rejected(tmp_path):
     path = write_case(tmp_path, table, encoding="latin-1")
     with pytest.raises(InputDataError, match="not valid 'utf-8' text"):
         read_mapped_table(path)
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400"])
+def test_infinite_numeric_located(tmp_path, value):
+    table = pupils().astype({"absences": str})
+    table.loc[3, "absences"] = value
+    expected = (
+        rf"column 'absences', row 5: value '{value}' is invalid; expected a finite"
+    )
+    with pytest.raises(InputDataError, match=expected):
+        read_mapped_table(write_case(tmp_path, table))
+
+
+def test_infinite_outcome_located(tmp_path):
+    table = pupils().astype({"final_grade": str})
+    table.loc[0, "final_grade"] = "-inf"
+    with pytest.raises(
+        InputDataError, match=r"column 'final_grade', row 2: value '-inf'"
+    ):
+        read_mapped_table(write_case(tmp_path, table))
+
+
+def test_non_utf8_line_named(tmp_path):
+    table = pupils()
+    table["municipality"] = "Espoo"
+    table.loc[7, "municipality"] = "Jyväskylä"
+    path = write_case(tmp_path, table, encoding="latin-1")
+    expected = (
+        "row 9: the file is not valid 'utf-8' text: column 'municipality', byte "
+        "0xe4 (invalid continuation byte); save it as CSV UTF-8"
+    )
+    with pytest.raises(InputDataError, match=re.escape(expected)):
+        read_mapped_table(path)
+
+
+def test_header_only_rejected(tmp_path):
+    path = write_case(tmp_path, pupils().head(0))
+    with pytest.raises(InputDataError, match="the file has no data rows"):
+        read_mapped_table(path)
+
+
+def test_wrong_separator_hint(tmp_path):
+    path = write_case(tmp_path, sep=";")
+    with pytest.raises(InputDataError) as excinfo:
+        read_mapped_table(path)
+    assert len(problems_of(excinfo)) == 1
+    assert """set 'separator: ";"' under 'file'""" in str(excinfo.value)

@@ -12,7 +12,6 @@ from training.metrics import (
     lead_time,
     list_stability,
     metrics_with_intervals,
-    ranked,
     roc_auc,
     select_top,
 )
@@ -33,9 +32,37 @@ def test_auc_matches_sklearn(sample):
 
 def test_average_precision_matches_sklearn(sample):
     y, p = sample
-    assert average_precision(y, ranked(p, p)) == pytest.approx(
-        average_precision_score(y, p)
-    )
+    assert average_precision(y, p) == pytest.approx(average_precision_score(y, p))
+
+
+def tied_sample():
+    """Two tied scores; within each tie, the positives come first in row order."""
+    high = np.r_[np.ones(100, dtype=int), np.zeros(400, dtype=int)]
+    low = np.r_[np.ones(75, dtype=int), np.zeros(1425, dtype=int)]
+    y = np.r_[high, low]
+    p = np.r_[np.full(500, 0.3), np.full(1500, 0.1)]
+    return y, p
+
+
+def test_average_precision_ties_match_sklearn():
+    y, p = tied_sample()
+    assert average_precision(y, p) == pytest.approx(average_precision_score(y, p))
+
+
+def test_average_precision_ignores_row_order():
+    y, p = tied_sample()
+    shuffled = np.random.default_rng(2).permutation(len(y))
+    assert average_precision(y[shuffled], p[shuffled]) == average_precision(y, p)
+
+
+def test_tied_pr_auc_inside_interval():
+    y, p = tied_sample()
+    scored = Scored(p, np.zeros(len(p)))
+    groups = np.array(["d"] * len(y))
+    result = metrics_with_intervals(y, scored, groups, groups, 0.1, None, 200, 0)
+    low, high = result["pr_auc_ci"]
+    assert low <= result["pr_auc"]
+    assert result["pr_auc"] <= high
 
 
 def test_auc_one_class_is_none():

@@ -134,6 +134,40 @@ def test_promotion_cycle(store, tables, monkeypatch):
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
 
+def test_stratified_champion_recorded(store, monkeypatch):
+    import mlflow
+
+    tables = make_tables(learners_per_unit=20, interaction=True, seed=3)
+
+    def stratified():
+        return _config(
+            validation="stratified",
+            temporal_cutoff=None,
+            earlier_cutoffs=[],
+            asof_offsets_days=[60],
+            folds=3,
+            bootstrap_resamples=10,
+            model_name="stratified-model",
+        )
+
+    first = retrain(tables, stratified(), store / "first")
+    configure_mlflow()
+    mlflow.MlflowClient().set_registered_model_alias(
+        "stratified-model", "champion", first["model_version"]
+    )
+    second = retrain(tables, stratified(), store / "second")
+    champion = second["evaluation"]["promotion"]["champion"]
+    assert champion == first["evaluation"]["promotion"]["model"]
+    assert second["compared_champion_version"] == first["model_version"]
+    recorded = second["evaluation"]["recorded_figures"]["champion"]
+    assert "need not be the challenger's rows" in recorded
+    card = Path(second["model_card"]).read_text()
+    assert "The champion row is not scored on these rows" in card
+    _install_gate(monkeypatch, passed=False, reasons=["held for the test"])
+    decision = promote("stratified-model")
+    assert any(n.startswith("champion figures: ") for n in decision.notes)
+
+
 def test_model_card_stored(registered):
     import mlflow
 
