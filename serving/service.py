@@ -58,7 +58,8 @@ Every error response has the body :class:`~serving.api_models.ErrorBody`:
     returns 200 only when a verified model is loaded and 503 otherwise.
 ``GET /metrics``
     Prometheus metrics, provided by BentoML (request counts and latencies per
-    endpoint).
+    route template, such as ``/v1/pupils/{pupil_id}/explanation``; see
+    :mod:`serving.metrics`).
 
 ``/ui``
     The review screens for staff and reviewers (see :mod:`serving.ui.app`),
@@ -107,8 +108,10 @@ from serving.api_models import (
     TokenEntry,
     error_body,
 )
-from serving.auth import AccessControlMiddleware, principal_of
+from serving.auth import PUBLIC_PATHS, AccessControlMiddleware, principal_of
 from serving.champion import ChampionHolder, reload_seconds
+from serving.metrics import RouteTemplates
+from serving.metrics import install as install_metric_templates
 from serving.middleware import BodyLimitMiddleware, ErrorFormatMiddleware
 from serving.scorestore import ScoreStore
 from serving.scoring import (
@@ -578,6 +581,15 @@ class ScoringService:
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
 ScoringService.add_asgi_middleware(BodyLimitMiddleware)
 ScoringService.add_asgi_middleware(ErrorFormatMiddleware)
+
+# /metrics is open, so its endpoint labels carry route templates, never ids.
+install_metric_templates(
+    RouteTemplates(
+        [("/v1", read_api), ("/ui", ui_app)],
+        fixed_paths=PUBLIC_PATHS | {"/v1/score", "/docs"},
+        fixed_prefixes=("/static_content/", "/assets/"),
+    )
+)
 
 
 def _raise_with_record_problems(
