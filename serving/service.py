@@ -19,6 +19,9 @@ Configuration comes from the environment of the server process:
     model and appends to the same access log.
 ``AJOISSA_MAX_BODY_BYTES``
     Maximum request body size (see :mod:`serving.middleware`).
+``AJOISSA_REQUEST_TIMEOUT_SECONDS``
+    Seconds a request may run before BentoML returns 504 (default
+    ``DEFAULT_REQUEST_TIMEOUT_SECONDS``, sized for a full batch with reasons).
 ``AJOISSA_HOME`` / ``MLFLOW_TRACKING_URI``
     Where the registry is, as described in :mod:`models.store`.
 ``AJOISSA_SCORE_STORE_URL``, ``AJOISSA_ACCESS_DB``, ``AJOISSA_ACCESS_LOG``
@@ -128,6 +131,13 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME_ENV = "AJOISSA_MODEL_NAME"
 WORKERS_ENV = "AJOISSA_WORKERS"
+REQUEST_TIMEOUT_ENV = "AJOISSA_REQUEST_TIMEOUT_SECONDS"
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
+"""Seconds a request may run before BentoML returns 504 (BentoML's own default is
+60). A full batch of ``MAX_BATCH_RECORDS`` with reasons took 8.6 to 10.2 s in
+``benchmarks/serving.py`` on 2 shared cores at load average 6.5 to 10.6, and
+26 s at load average 13 before the scoring speed-ups (docs/benchmarks.md), so
+the default leaves room for a machine about ten times slower than that."""
 
 _APP_LOGGERS = ("serving", "models")
 
@@ -264,6 +274,29 @@ def _worker_count() -> int:
     return int(raw)
 
 
+def _request_timeout() -> float:
+    """Return ``AJOISSA_REQUEST_TIMEOUT_SECONDS`` or the default, in seconds.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a positive number of seconds.
+    """
+    raw = os.environ.get(REQUEST_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_REQUEST_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(
+            f"invalid {REQUEST_TIMEOUT_ENV}={raw!r}: expected a number of seconds "
+            "greater than 0, such as 300"
+        )
+    return seconds
+
+
 def _describe_store() -> str:
     # The tracking URI of a remote MLflow server may contain credentials, so
     # only the embedded SQLite location is written to the log.
@@ -273,7 +306,11 @@ def _describe_store() -> str:
     return "the MLflow server in MLFLOW_TRACKING_URI"
 
 
-@bentoml.service(name="ajoissa", workers=_worker_count())
+@bentoml.service(
+    name="ajoissa",
+    workers=_worker_count(),
+    traffic={"timeout": _request_timeout()},
+)
 @bentoml.asgi_app(read_api, path="/v1")
 @bentoml.asgi_app(ui_app, path="/ui")
 class ScoringService:
