@@ -332,8 +332,13 @@ class UiStore:
         return {row[3]: _review(row) for row in rows}
 
     def export_csv(self, destination: Path) -> int:
-        """Write every review to ``destination`` as CSV; return the row count.
+        """Write every review to ``destination`` as Excel CSV; return the row count.
 
+        The format is the one of the data contract for a Finnish Excel: ``;``
+        between fields, UTF-8 with a byte-order mark, CRLF line ends, and a
+        decimal comma in ``probability``. A text cell that starts with ``=``,
+        ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so
+        that a spreadsheet shows it as text instead of running it as a formula.
         The file is written to a temporary file in the same folder and then
         renamed, so an existing file is replaced whole or not at all.
         """
@@ -347,10 +352,10 @@ class UiStore:
             prefix=f".{destination.name}.", dir=destination.parent
         )
         try:
-            with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out)
+            with os.fdopen(handle, "w", newline="", encoding="utf-8-sig") as out:
+                writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
                 writer.writerow(EXPORT_COLUMNS)
-                writer.writerows(rows)
+                writer.writerows([_excel_cell(value) for value in row] for row in rows)
             os.replace(temporary, destination)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -387,6 +392,18 @@ class UiStore:
                 "DO UPDATE SET capacity = excluded.capacity",
                 (school_id, capacity),
             )
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make Excel or LibreOffice read a cell as a formula."""
+
+
+def _excel_cell(value: object) -> object:
+    if isinstance(value, float):
+        return repr(value).replace(".", ",")
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 _REVIEW_COLUMNS = (

@@ -144,12 +144,38 @@ def test_reviews_export_csv(tmp_path, monkeypatch):
     store.add_review(STAFF, "p2", "S1", "not_a_concern", 'a, "quoted" note', None, None)
     out = tmp_path / "out" / "reviews.csv"
     result = CliRunner().invoke(app, ["reviews", "export", "--out", str(out)])
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert result.exit_code == 0, result.output
+    rows = _read_excel_csv(out)
     assert len(rows) == 2
     assert rows[0]["flagged"] == "1"
     assert rows[0]["model_version"] == "1"
     assert rows[1]["note"] == 'a, "quoted" note'
+
+
+def _read_excel_csv(path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=";"))
+
+
+def test_reviews_export_excel_format(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    _review(store, None)
+    out = tmp_path / "reviews.csv"
+    store.export_csv(out)
+    content = out.read_bytes()
+    assert content.startswith(b"\xef\xbb\xbfreview_id;recorded_at;")
+    assert b"\r\n" in content
+    probability = _read_excel_csv(out)[0]["probability"]
+    assert "," in probability
+
+
+@pytest.mark.parametrize("note", ['=HYPERLINK("x")', "+1", "-2+3", "@SUM(A1)"])
+def test_reviews_export_no_formulas(tmp_path, note):
+    store = UiStore(tmp_path / "ui.db")
+    store.add_review(STAFF, "p1", "S1", "not_a_concern", note, None, None)
+    out = tmp_path / "reviews.csv"
+    store.export_csv(out)
+    assert _read_excel_csv(out)[0]["note"] == "'" + note
 
 
 def test_capacity_command_rejects_zero(tmp_path, monkeypatch):
