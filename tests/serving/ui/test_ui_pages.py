@@ -183,6 +183,36 @@ def test_review_rejects_past_follow_up(client, tokens, scored):
     assert "today or later" in response.text
 
 
+def _post_review(client, tokens, scored, **fields):
+    pupil = next(row.pupil_id for row in scored if row.school_id == tokens.school)
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}/pupils/{pupil}")
+    data = {"csrf": _csrf(page.text), "decision": "monitor"} | fields
+    return client.post(
+        f"/ui/schools/{tokens.school}/pupils/{pupil}/reviews",
+        data=data,
+        follow_redirects=False,
+    )
+
+
+def test_review_rejects_far_follow_up(client, tokens, scored):
+    response = _post_review(client, tokens, scored, follow_up="9999-12-31")
+    assert response.status_code == 400
+    assert "or earlier" in response.text
+
+
+def test_review_rejects_nul_note(client, tokens, scored):
+    response = _post_review(client, tokens, scored, note="called\x00home")
+    assert response.status_code == 400
+    assert "control characters" in response.text
+
+
+def test_review_keeps_line_breaks(client, tokens, scored, env):
+    note = "called home\r\n\tno answer"
+    response = _post_review(client, tokens, scored, note=note)
+    assert response.status_code == 303
+
+
 def test_signout_ends_session(client, tokens):
     _sign_in(client, tokens.by_role["staff"])
     page = client.get(f"/ui/schools/{tokens.school}")

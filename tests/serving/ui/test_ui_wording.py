@@ -13,7 +13,7 @@ from serving.access import Principal
 from serving.ui.i18n import LANGUAGES, Translator, catalogue, pick_language
 from serving.ui.present import change_words, line_chart, probability_words, row_status
 from serving.ui.reasontext import reason_sentences
-from serving.ui.store import ScoreContext, UiStore
+from serving.ui.store import MAX_FOLLOW_UP_DAYS, ScoreContext, UiStore
 
 STAFF = Principal("abc", "staff", ("S1",))
 AS_OF = dt.date(2014, 3, 3)
@@ -185,3 +185,16 @@ def test_capacity_command_rejects_zero(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["reviews", "capacity", "S1", "0"])
     assert result.exit_code == 2
     assert "invalid capacity 0" in result.output
+
+
+def test_store_rejects_far_follow_up(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    far = dt.date.today() + dt.timedelta(days=MAX_FOLLOW_UP_DAYS + 1)
+    with pytest.raises(ValueError, match="invalid follow-up date"):
+        store.add_review(STAFF, "p1", "S1", "monitor", "", far, None)
+
+
+def test_store_rejects_control_note(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    with pytest.raises(ValueError, match="control characters"):
+        store.add_review(STAFF, "p1", "S1", "monitor", "a\x00b", None, None)
