@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ajoissa.cli import app, console
+
+if TYPE_CHECKING:
+    from serving.access import TokenInfo
 
 tokens_app = typer.Typer(
     help=(
@@ -57,14 +61,25 @@ def create_token(
 
 @tokens_app.command("list")
 def list_tokens() -> None:
-    """List tokens (id, role, schools, label, created, revoked), never secrets."""
+    """List tokens (id, role, schools, label, created, revoked), never secrets.
+
+    In a terminal wide enough for it the list is a table. Otherwise, and when
+    the output is piped, it is tab-separated text with a header line. Ids are
+    never shortened.
+    """
     from serving.access import TokenStore
 
-    table = Table(title="API tokens")
-    for header in ("id", "role", "schools", "label", "created", "revoked"):
-        table.add_column(header)
-    for info in TokenStore().list():
-        table.add_row(
+    print_tokens(TokenStore().list())
+
+
+TOKEN_COLUMNS = ("id", "role", "schools", "label", "created", "revoked")
+
+
+def print_tokens(infos: list[TokenInfo], out: Console | None = None) -> None:
+    """Print ``infos`` as a table if it fits ``out``, else as tab-separated lines."""
+    out = out or console
+    rows = [
+        (
             info.token_id,
             info.role,
             ", ".join(info.schools),
@@ -72,22 +87,46 @@ def list_tokens() -> None:
             info.created_at,
             info.revoked_at or "",
         )
-    console.print(table)
+        for info in infos
+    ]
+    table = Table(title="API tokens")
+    for header in TOKEN_COLUMNS:
+        table.add_column(header, no_wrap=header == "id")
+    for row in rows:
+        table.add_row(*row)
+    if out.is_terminal and out.measure(table).maximum <= out.width:
+        out.print(table)
+        return
+    # Plain text keeps every id whole however narrow the terminal is, and a
+    # pipe gets lines that cut and awk can read.
+    lines = ["\t".join(TOKEN_COLUMNS)]
+    lines += ["\t".join(_one_line(value) for value in row) for row in rows]
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.split())
 
 
 @tokens_app.command("revoke")
 def revoke_token(
-    token_id: Annotated[str, typer.Argument(help="Token id, as shown by list.")],
+    token_id: Annotated[
+        str,
+        typer.Argument(
+            help="Token id as shown by list, or a unique prefix of at least 8 of "
+            "its characters."
+        ),
+    ],
 ) -> None:
     """Revoke a token. Requests that use it get 401 from then on."""
     from serving.access import TokenStore
 
     try:
-        TokenStore().revoke(token_id)
+        full_id = TokenStore().revoke(token_id)
     except LookupError as exc:
         typer.echo(f"Cannot revoke: {exc}", err=True)
         raise typer.Exit(code=2) from exc
-    console.print(f"Revoked token {token_id}.")
+    console.print(f"Revoked token {full_id}.")
 
 
 @access_log_app.command("verify")

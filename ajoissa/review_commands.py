@@ -29,7 +29,11 @@ def export_reviews(
         ),
     ],
 ) -> None:
-    """Write every review to CSV, one row per review, oldest first.
+    """Write every review to Excel CSV, one row per review, oldest first.
+
+    The file uses ``;`` between fields, UTF-8 with a byte-order mark and a
+    decimal comma, as a Finnish Excel expects. Cells that start with ``=``,
+    ``+``, ``-`` or ``@`` get a leading ``'`` so that they stay text.
 
     Each row has the decision, follow-up date and note. It also has the score
     the pupil had when reviewed: as-of date, model version, probability, rank

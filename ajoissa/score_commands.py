@@ -37,7 +37,7 @@ def score(
             help="Folder (or file) with the source's data. Default: the bundled copy."
         ),
     ] = None,
-    model: Annotated[
+    model_name: Annotated[
         str | None,
         typer.Option(
             help="Registered model whose 'champion' version scores. Default: the "
@@ -72,7 +72,7 @@ def score(
     ) as progress:
         task = progress.add_task("loading the champion model", total=None)
         try:
-            loaded = load_registered(resolve_model_name(model))
+            loaded = load_registered(resolve_model_name(model_name))
             progress.update(
                 task, description=f"loading {source.value} from {data_path}"
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,13 +12,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+_INTEGRAL_DECIMAL = re.compile(r"[+-]?\d+\.0+")
+
+
+def category_text(value: Any) -> str:
+    """Return the text by which a categorical value is matched to a category.
+
+    Surrounding whitespace is stripped, and an integral number is written as
+    an integer (``171``, ``171.0`` and ``" 171 "`` all give ``"171"``). Other
+    numbers keep ``str()`` (``1.5`` gives ``"1.5"``). Training categories and
+    input values both pass through this function before they are compared.
+    """
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    is_float = isinstance(value, (float, np.floating))
+    if is_float and math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
     """The columns a model expects, in order, with the categories it was trained on.
 
     Numeric features are float64. Each categorical feature lists its categories in
-    training order, because LightGBM encodes categories by their position.
+    training order, because LightGBM encodes categories by their position. Input
+    values are matched to categories by :func:`category_text`.
     """
 
     features: list[str]
@@ -93,6 +118,27 @@ class FeatureSpec:
             for name, values in self.categorical.items()
         }
 
+    @cached_property
+    def category_lookup(self) -> dict[str, dict[str, str]]:
+        """Training category by its :func:`category_text`, per categorical feature.
+
+        A category stored as ``"171.0"`` (from a float column in training) is
+        also found by ``"171"``, so an integral number matches it.
+
+        NOTE: if two training categories differ only in surrounding whitespace
+        or in ``171`` against ``171.0``, only the first one is ever matched.
+        """
+        lookup: dict[str, dict[str, str]] = {}
+        for name, values in self.categorical.items():
+            by_text: dict[str, str] = {}
+            for category in values:
+                text = category_text(category)
+                by_text.setdefault(text, category)
+                if _INTEGRAL_DECIMAL.fullmatch(text):
+                    by_text.setdefault(str(int(float(text))), category)
+            lookup[name] = by_text
+        return lookup
+
     def conform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Return ``X`` with the spec's column order and types.
 
@@ -110,8 +156,13 @@ class FeatureSpec:
         out = {}
         for name in self.features:
             if name in self.categorical:
+                lookup = self.category_lookup[name]
                 values = X[name].astype("object").where(X[name].notna(), None)
-                values = values.map(lambda v: None if v is None else str(v))
+                values = values.map(
+                    lambda v, lookup=lookup: (
+                        None if v is None else lookup.get(category_text(v))
+                    )
+                )
                 out[name] = pd.Categorical(values, categories=self.categorical[name])
             else:
                 out[name] = pd.to_numeric(X[name], errors="raise").astype(float)

@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 ACCESS_DB_ENV = "AJOISSA_ACCESS_DB"
 ROLES = ("platform", "staff", "reviewer", "admin")
 TOKEN_PREFIX = "ajoissa_"
+MIN_TOKEN_ID_PREFIX = 8
+"""Shortest token id prefix that ``revoke`` accepts. Ids have 16 hex digits."""
 _TOKEN = re.compile(r"ajoissa_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
 
 _SCHEMA = """
@@ -177,27 +179,48 @@ class TokenStore:
             for row in rows
         ]
 
-    def revoke(self, token_id: str) -> None:
-        """Revoke a token; requests with it get 401 from then on.
+    def revoke(self, token_id: str) -> str:
+        """Revoke a token and return its full id. Requests with it get 401 from then on.
+
+        ``token_id`` is the full id or a prefix of at least
+        ``MIN_TOKEN_ID_PREFIX`` characters that matches exactly one token.
 
         Raises
         ------
         LookupError
-            If no token has this id.
+            If no token has this id, or the prefix is shorter than the minimum
+            or matches several tokens.
         """
+        full_id = self._resolve_id(token_id)
         revoked = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         with self._connect() as connection:
-            cursor = connection.execute(
+            connection.execute(
                 "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) "
                 "WHERE token_id = ?",
-                (revoked, token_id),
+                (revoked, full_id),
             )
-        if cursor.rowcount == 0:
+        logger.info("revoked token %s", full_id)
+        return full_id
+
+    def _resolve_id(self, token_id: str) -> str:
+        ids = [info.token_id for info in self.list()]
+        if token_id in ids:
+            return token_id
+        rule = (
+            f"give the full id or a unique prefix of at least {MIN_TOKEN_ID_PREFIX} "
+            "characters, as shown by `ajoissa tokens list`"
+        )
+        if len(token_id) < MIN_TOKEN_ID_PREFIX:
+            raise LookupError(f"no token with id {token_id!r} in {self.path}; {rule}")
+        matches = [full for full in ids if full.startswith(token_id)]
+        if not matches:
+            raise LookupError(f"no token with id {token_id!r} in {self.path}; {rule}")
+        if len(matches) > 1:
             raise LookupError(
-                f"no token with id {token_id!r} in {self.path}; "
-                "`ajoissa tokens list` shows the ids"
+                f"token id prefix {token_id!r} matches {len(matches)} tokens in "
+                f"{self.path}: {', '.join(matches)}; {rule}"
             )
-        logger.info("revoked token %s", token_id)
+        return matches[0]
 
 
 def _digest(secret: str) -> str:

@@ -73,7 +73,7 @@ def score_asof(
         raise ValueError(
             f"the model {loaded.name} version {loaded.version} needs feature columns "
             f"that this source does not produce: {', '.join(missing)}. Score with "
-            "a model trained on this source (--model)."
+            "a model trained on this source (--model-name)."
         )
     X = spec.conform(frame.data[spec.features])
     probabilities = predict_risk(loaded.model, spec, X)

@@ -21,9 +21,12 @@ Numeric features
     whitespace is ignored. Decimal commas, thousands separators, ``"NaN"`` and
     ``"Infinity"`` are rejected, and so are infinite numbers.
 Categorical features
-    A string, or a number that is converted with ``str()`` (``3`` becomes
-    ``"3"`` and ``3.0`` becomes ``"3.0"``). A value that is not among the
-    model's training categories is scored as missing. The response then contains
+    A string or a number, matched to the model's training categories by
+    :func:`models.spec.category_text`: surrounding whitespace is stripped and an
+    integral number compares as its integer text (``" 171 "``, ``171`` and
+    ``171.0`` all match the category ``"171"``). The offline path
+    (:meth:`models.spec.FeatureSpec.conform`) uses the same rule. A value that is
+    not among the model's training categories is scored as missing. The response then contains
     one warning per field and unseen value, with the number of records affected.
     After ``MAX_UNSEEN_WARNINGS_PER_FIELD`` values, one warning sums up the rest.
 
@@ -57,7 +60,7 @@ import pandas as pd
 from features.bounds import ValueRange, feature_ranges
 from models.reasons import contributions, reason_codes
 from models.risk import predict_risk
-from models.spec import FeatureSpec
+from models.spec import FeatureSpec, category_text
 from models.store import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -270,7 +273,7 @@ def validate_records(
                 name,
                 values,
                 positions,
-                set(spec.categorical[name]),
+                spec.category_lookup[name],
                 unseen[name],
                 problems,
             )
@@ -441,24 +444,25 @@ def _categorical_column(
     name: str,
     values: list[Any],
     positions: list[int],
-    categories: set[str],
+    categories: dict[str, str],
     unseen: Counter[str],
     problems: list[RecordProblem],
 ) -> list[str | None]:
-    """Return ``values`` as strings, with None for null and unseen categories.
+    """Return ``values`` as training categories, with None for null and unseen ones.
 
-    Unseen categories are counted in ``unseen``, and invalid values are added
-    to ``problems``.
+    ``categories`` maps :func:`~models.spec.category_text` to the training
+    category. Unseen categories are counted in ``unseen``, and invalid values
+    are added to ``problems``.
     """
     column = []
     for row, raw in enumerate(values):
-        value, problem = _parse_categorical(positions[row], name, raw)
+        text, problem = _parse_categorical(positions[row], name, raw)
         if problem is not None:
             problems.append(problem)
-        if value is not None and value not in categories:
-            unseen[value] += 1
-            value = None
-        column.append(value)
+        category = None if text is None else categories.get(text)
+        if text is not None and category is None:
+            unseen[text] += 1
+        column.append(category)
     return column
 
 
@@ -533,11 +537,11 @@ def _parse_categorical(
     if raw is None:
         return None, None
     if isinstance(raw, str):
-        return raw, None
+        return category_text(raw), None
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         if isinstance(raw, float) and math.isnan(raw):
             return None, None
-        return str(raw), None
+        return category_text(raw), None
     problem = RecordProblem(index, name, raw, "a string, a number or null")
     return None, problem
 

@@ -19,6 +19,9 @@ Configuration comes from the environment of the server process:
     model and appends to the same access log.
 ``AJOISSA_MAX_BODY_BYTES``
     Maximum request body size (see :mod:`serving.middleware`).
+``AJOISSA_REQUEST_TIMEOUT_SECONDS``
+    Seconds a request may run before BentoML returns 504 (default
+    ``DEFAULT_REQUEST_TIMEOUT_SECONDS``, sized for a full batch with reasons).
 ``AJOISSA_HOME`` / ``MLFLOW_TRACKING_URI``
     Where the registry is, as described in :mod:`models.store`.
 ``AJOISSA_SCORE_STORE_URL``, ``AJOISSA_ACCESS_DB``, ``AJOISSA_ACCESS_LOG``
@@ -58,7 +61,8 @@ Every error response has the body :class:`~serving.api_models.ErrorBody`:
     returns 200 only when a verified model is loaded and 503 otherwise.
 ``GET /metrics``
     Prometheus metrics, provided by BentoML (request counts and latencies per
-    endpoint).
+    route template, such as ``/v1/pupils/{pupil_id}/explanation``; see
+    :mod:`serving.metrics`).
 
 ``/ui``
     The review screens for staff and reviewers (see :mod:`serving.ui.app`),
@@ -108,8 +112,10 @@ from serving.api_models import (
     TokenEntry,
     error_body,
 )
-from serving.auth import AccessControlMiddleware, principal_of
+from serving.auth import PUBLIC_PATHS, AccessControlMiddleware, principal_of
 from serving.champion import ChampionHolder, reload_seconds
+from serving.metrics import RouteTemplates
+from serving.metrics import install as install_metric_templates
 from serving.middleware import BodyLimitMiddleware, ErrorFormatMiddleware
 from serving.scorestore import ScoreStore
 from serving.scoring import (
@@ -126,6 +132,13 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME_ENV = "AJOISSA_MODEL_NAME"
 WORKERS_ENV = "AJOISSA_WORKERS"
+REQUEST_TIMEOUT_ENV = "AJOISSA_REQUEST_TIMEOUT_SECONDS"
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
+"""Seconds a request may run before BentoML returns 504 (BentoML's own default is
+60). A full batch of ``MAX_BATCH_RECORDS`` with reasons took 8.6 to 10.2 s in
+``benchmarks/serving.py`` on 2 shared cores at load average 6.5 to 10.6, and
+26 s at load average 13 before the scoring speed-ups (docs/benchmarks.md), so
+the default leaves room for a machine about ten times slower than that."""
 
 _APP_LOGGERS = ("serving", "models")
 
@@ -262,6 +275,29 @@ def _worker_count() -> int:
     return int(raw)
 
 
+def _request_timeout() -> float:
+    """Return ``AJOISSA_REQUEST_TIMEOUT_SECONDS`` or the default, in seconds.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a positive number of seconds.
+    """
+    raw = os.environ.get(REQUEST_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_REQUEST_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(
+            f"invalid {REQUEST_TIMEOUT_ENV}={raw!r}: expected a number of seconds "
+            "greater than 0, such as 300"
+        )
+    return seconds
+
+
 def _describe_store() -> str:
     # The tracking URI of a remote MLflow server may contain credentials, so
     # only the embedded SQLite location is written to the log.
@@ -271,7 +307,11 @@ def _describe_store() -> str:
     return "the MLflow server in MLFLOW_TRACKING_URI"
 
 
-@bentoml.service(name="ajoissa", workers=_worker_count())
+@bentoml.service(
+    name="ajoissa",
+    workers=_worker_count(),
+    traffic={"timeout": _request_timeout()},
+)
 @bentoml.asgi_app(read_api, path="/v1")
 @bentoml.asgi_app(ui_app, path="/ui")
 class ScoringService:
@@ -584,6 +624,15 @@ class ScoringService:
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
 ScoringService.add_asgi_middleware(BodyLimitMiddleware)
 ScoringService.add_asgi_middleware(ErrorFormatMiddleware)
+
+# /metrics is open, so its endpoint labels carry route templates, never ids.
+install_metric_templates(
+    RouteTemplates(
+        [("/v1", read_api), ("/ui", ui_app)],
+        fixed_paths=PUBLIC_PATHS | {"/v1/score", "/docs"},
+        fixed_prefixes=("/static_content/", "/assets/"),
+    )
+)
 
 
 def _raise_with_record_problems(

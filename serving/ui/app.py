@@ -61,7 +61,15 @@ from serving.ui.present import (
     row_status,
 )
 from serving.ui.reasontext import reason_sentences
-from serving.ui.store import DECISIONS, MAX_NOTE_CHARS, ScoreContext, Session, UiStore
+from serving.ui.store import (
+    DECISIONS,
+    MAX_NOTE_CHARS,
+    ScoreContext,
+    Session,
+    UiStore,
+    latest_follow_up,
+    note_has_control,
+)
 from serving.ui.store import session_hours as configured_session_hours
 
 logger = logging.getLogger(__name__)
@@ -721,7 +729,8 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
 
         values = {
             "decision": str(form.get("decision", "")),
-            "note": str(form.get("note", "")).strip(),
+            # Browsers send a textarea's line breaks as CRLF.
+            "note": str(form.get("note", "")).replace("\r\n", "\n").strip(),
             "follow_up": str(form.get("follow_up", "")).strip(),
         }
         error, follow_up = _review_problem(page.t, values)
@@ -779,14 +788,20 @@ def _review_problem(
         return t("review.invalid_decision"), None
     if len(values["note"]) > MAX_NOTE_CHARS:
         return t("review.note_too_long", max=MAX_NOTE_CHARS), None
+    if note_has_control(values["note"]):
+        return t("review.note_control"), None
     if not values["follow_up"]:
         return None, None
     try:
         follow_up = dt.date.fromisoformat(values["follow_up"])
     except ValueError:
         return t("review.invalid_date"), None
-    if follow_up < dt.date.today():
+    today = dt.date.today()
+    if follow_up < today:
         return t("review.invalid_date"), None
+    latest = latest_follow_up(today)
+    if follow_up > latest:
+        return t("review.date_too_far", max_date=latest.isoformat()), None
     return None, follow_up
 
 

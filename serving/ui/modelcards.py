@@ -3,10 +3,11 @@
 A model card here is what the registry stores about a version: its tags
 (artifact digest, training data fingerprint, source), the metrics of the run
 that trained it and the run's artifacts. The training job logs
-``fairness_report.html`` and ``summary.json`` as run artifacts. A document
-named ``model_card.html`` or ``model_card.md`` among them, or a
-``model_card_url`` tag, is linked as the model card document. Anything absent
-is shown as not available.
+``fairness_report.html`` and ``summary.json`` as run artifacts, and the model
+card as ``model_card/model_card.html`` and ``model_card/model_card.md``. A
+document named ``model_card.html`` or ``model_card.md`` in the ``model_card``
+folder or at the top level, or a ``model_card_url`` tag, is linked as the model
+card document. Anything absent is shown as not available.
 
 Sign-off is recorded as model version tags (:mod:`fairness.signoff`), and
 ``ajoissa promote`` reads it before it moves the ``champion`` alias.
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 FAIRNESS_ARTIFACT = "fairness_report.html"
 SUMMARY_ARTIFACT = "summary.json"
 MODEL_CARD_ARTIFACTS = ("model_card.html", "model_card.md")
+MODEL_CARD_FOLDER = "model_card"
+"""Run artifact folder in which the training job stores the model card."""
 MODEL_CARD_URL_TAG = "model_card_url"
 
 
@@ -70,7 +73,21 @@ class VersionCard:
 
     @property
     def model_card_artifact(self) -> str | None:
-        return next((a for a in MODEL_CARD_ARTIFACTS if a in self.artifacts), None)
+        """Name of the first model card document stored with the run, if any."""
+        return next(
+            (a for a in MODEL_CARD_ARTIFACTS if self.stored_path(a) is not None), None
+        )
+
+    def stored_path(self, artifact: str) -> str | None:
+        """Return the run artifact path of ``artifact``, or None if it is absent.
+
+        A model card document is looked up in ``MODEL_CARD_FOLDER`` first, then
+        at the top level. Other documents are looked up at the top level.
+        """
+        candidates = [artifact]
+        if artifact in MODEL_CARD_ARTIFACTS:
+            candidates.insert(0, f"{MODEL_CARD_FOLDER}/{artifact}")
+        return next((path for path in candidates if path in self.artifacts), None)
 
     @property
     def model_card_url(self) -> str | None:
@@ -144,23 +161,37 @@ def version_card(name: str, version: str) -> VersionCard:
     if found.run_id:
         try:
             card.metrics = dict(client.get_run(found.run_id).data.metrics)
-            card.artifacts = tuple(
-                item.path for item in client.list_artifacts(found.run_id)
-            )
+            card.artifacts = _artifact_paths(client, found.run_id)
         except MlflowException as exc:
             logger.warning("failed to read run %s: %s", found.run_id, exc)
     return card
 
 
+def _artifact_paths(client, run_id: str) -> tuple[str, ...]:
+    """Return the run's top-level artifact paths and those in ``MODEL_CARD_FOLDER``."""
+    paths = []
+    for item in client.list_artifacts(run_id):
+        paths.append(item.path)
+        if item.is_dir and item.path == MODEL_CARD_FOLDER:
+            paths.extend(
+                inner.path for inner in client.list_artifacts(run_id, item.path)
+            )
+    return tuple(paths)
+
+
 def read_artifact(card: VersionCard, artifact: str) -> bytes | None:
-    """Return a top-level run artifact of the version, or None if it is absent."""
+    """Return a run artifact of the version, or None if it is absent.
+
+    ``artifact`` is a document name; :meth:`VersionCard.stored_path` finds it.
+    """
     import mlflow
 
-    if card.run_id is None or artifact not in card.artifacts:
+    path = card.stored_path(artifact)
+    if card.run_id is None or path is None:
         return None
     with tempfile.TemporaryDirectory(prefix="ajoissa-card-") as tmp:
         local = mlflow.artifacts.download_artifacts(
-            run_id=card.run_id, artifact_path=artifact, dst_path=tmp
+            run_id=card.run_id, artifact_path=path, dst_path=tmp
         )
         return Path(local).read_bytes()
 

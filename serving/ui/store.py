@@ -23,6 +23,7 @@ import os
 import secrets
 import sqlite3
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,24 @@ DECISIONS = ("monitor", "support_planned", "already_supported", "not_a_concern")
 :meth:`Review.overrides_flag` describes."""
 
 MAX_NOTE_CHARS = 2000
+MAX_FOLLOW_UP_DAYS = 730
+"""Latest follow-up date, in days after today (about two years)."""
+NOTE_CONTROL_ALLOWED = frozenset("\n\t")
+"""Control characters a note may contain. Others, such as NUL, are rejected."""
+
+
+def note_has_control(note: str) -> bool:
+    """Return whether ``note`` has a control character other than newline and tab."""
+    return any(
+        unicodedata.category(char) == "Cc" and char not in NOTE_CONTROL_ALLOWED
+        for char in note
+    )
+
+
+def latest_follow_up(today: dt.date) -> dt.date:
+    """Return the latest follow-up date that a review recorded on ``today`` may set."""
+    return today + dt.timedelta(days=MAX_FOLLOW_UP_DAYS)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -265,7 +284,9 @@ class UiStore:
         Raises
         ------
         ValueError
-            If ``decision`` is unknown or ``note`` is longer than ``MAX_NOTE_CHARS``.
+            If ``decision`` is unknown, ``note`` is longer than ``MAX_NOTE_CHARS``
+            or has a control character other than newline and tab, or
+            ``follow_up`` is more than ``MAX_FOLLOW_UP_DAYS`` after today.
         """
         if decision not in DECISIONS:
             raise ValueError(
@@ -275,7 +296,18 @@ class UiStore:
             raise ValueError(
                 f"the note has {len(note)} characters; at most {MAX_NOTE_CHARS} fit"
             )
+        if note_has_control(note):
+            raise ValueError(
+                "the note contains control characters; only newline and tab are allowed"
+            )
         recorded = dt.datetime.now(dt.UTC)
+        # The form check in serving.ui.app also uses the local date.
+        latest = latest_follow_up(dt.date.today())
+        if follow_up is not None and follow_up > latest:
+            raise ValueError(
+                f"invalid follow-up date {follow_up.isoformat()}: expected "
+                f"{latest.isoformat()} or earlier ({MAX_FOLLOW_UP_DAYS} days ahead)"
+            )
         with self._connect() as connection:
             cursor = connection.execute(
                 "INSERT INTO reviews (recorded_at, token_id, pupil_id, school_id, "
@@ -332,8 +364,13 @@ class UiStore:
         return {row[3]: _review(row) for row in rows}
 
     def export_csv(self, destination: Path) -> int:
-        """Write every review to ``destination`` as CSV; return the row count.
+        """Write every review to ``destination`` as Excel CSV; return the row count.
 
+        The format is the one of the data contract for a Finnish Excel: ``;``
+        between fields, UTF-8 with a byte-order mark, CRLF line ends, and a
+        decimal comma in ``probability``. A text cell that starts with ``=``,
+        ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so
+        that a spreadsheet shows it as text instead of running it as a formula.
         The file is written to a temporary file in the same folder and then
         renamed, so an existing file is replaced whole or not at all.
         """
@@ -347,10 +384,10 @@ class UiStore:
             prefix=f".{destination.name}.", dir=destination.parent
         )
         try:
-            with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out)
+            with os.fdopen(handle, "w", newline="", encoding="utf-8-sig") as out:
+                writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
                 writer.writerow(EXPORT_COLUMNS)
-                writer.writerows(rows)
+                writer.writerows([_excel_cell(value) for value in row] for row in rows)
             os.replace(temporary, destination)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -387,6 +424,18 @@ class UiStore:
                 "DO UPDATE SET capacity = excluded.capacity",
                 (school_id, capacity),
             )
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make Excel or LibreOffice read a cell as a formula."""
+
+
+def _excel_cell(value: object) -> object:
+    if isinstance(value, float):
+        return repr(value).replace(".", ",")
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 _REVIEW_COLUMNS = (

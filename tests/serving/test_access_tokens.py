@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from ajoissa.access_commands import print_tokens
 from ajoissa.cli import app
 from serving.access import TokenStore
 
@@ -87,4 +90,66 @@ def test_cli_create_list_revoke(tmp_path, monkeypatch):
     assert token.split(".", 1)[1] not in listed.output
     revoked = runner.invoke(app, ["tokens", "revoke", token_id])
     assert revoked.exit_code == 0, revoked.output
+    assert store.authenticate(token) is None
+
+
+LONG_LABEL = "student welfare officer, north district, autumn term"
+
+
+def test_cli_list_full_ids(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_ACCESS_DB", str(tmp_path / "cli-access.db"))
+    monkeypatch.setenv("COLUMNS", "80")
+    store = TokenStore(tmp_path / "cli-access.db")
+    schools = ["AAA-2013J", "BBB-2014B", "CCC-2014J"]
+    _, info = store.create("staff", schools, LONG_LABEL)
+    listed = CliRunner().invoke(app, ["tokens", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert info.token_id in listed.output
+    assert "\u2026" not in listed.output
+
+
+def test_narrow_terminal_full_ids(store):
+    _, info = store.create("staff", ["AAA-2013J", "BBB-2014B"], LONG_LABEL)
+    out = Console(file=io.StringIO(), width=60, force_terminal=True, record=True)
+    print_tokens(store.list(), out)
+    assert info.token_id in out.export_text()
+
+
+def test_wide_terminal_table(store):
+    _, info = store.create("reviewer", label="ethics board")
+    out = Console(file=io.StringIO(), width=200, force_terminal=True, record=True)
+    print_tokens(store.list(), out)
+    text = out.export_text()
+    assert "API tokens" in text
+    assert info.token_id in text
+
+
+def test_revoke_by_prefix(store):
+    token, info = store.create("platform")
+    assert store.revoke(info.token_id[:8]) == info.token_id
+    assert store.authenticate(token) is None
+
+
+def test_revoke_short_prefix(store):
+    _, info = store.create("platform")
+    with pytest.raises(LookupError, match="unique prefix of at least 8"):
+        store.revoke(info.token_id[:7])
+
+
+def test_revoke_ambiguous_prefix(store, monkeypatch):
+    ids = iter(["0123456789abcdef", "0123456789fedcba"])
+    monkeypatch.setattr("serving.access.secrets.token_hex", lambda n: next(ids))
+    store.create("platform")
+    store.create("platform")
+    with pytest.raises(LookupError, match="matches 2 tokens"):
+        store.revoke("01234567")
+
+
+def test_cli_revoke_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_ACCESS_DB", str(tmp_path / "cli-access.db"))
+    store = TokenStore(tmp_path / "cli-access.db")
+    token, info = store.create("platform")
+    revoked = CliRunner().invoke(app, ["tokens", "revoke", info.token_id[:12]])
+    assert revoked.exit_code == 0, revoked.output
+    assert f"Revoked token {info.token_id}." in revoked.output
     assert store.authenticate(token) is None

@@ -209,6 +209,23 @@ def test_metrics_count_requests(api, tokens):
     assert 'endpoint="/v1/score"' in text
 
 
+def test_metrics_have_no_ids(api, tokens, own_pupil, other_pupil):
+    own, other = own_pupil.pupil_id, other_pupil.pupil_id
+    staff = tokens.header("staff")
+    _request(api, "GET", f"/v1/pupils/{own}/explanation", staff)
+    _request(api, "GET", f"/v1/pupils/{other}/history", staff)
+    _request(api, "GET", f"/v1/pupils/{own}/history", tokens.header("admin"))
+    _request(api, "GET", f"/ui/schools/{tokens.school}/pupils/{own}")
+    _request(api, "GET", f"/ui/schools/{other_pupil.school_id}")
+    _request(api, "GET", f"/no/such/{own}")
+    text = _request(api, "GET", "/metrics").text
+    for value in (own, other, tokens.school, other_pupil.school_id):
+        assert value not in text
+    assert 'endpoint="/v1/pupils/{pupil_id}/explanation"' in text
+    assert 'endpoint="/ui/schools/{school_id}/pupils/{pupil_id}"' in text
+    assert 'endpoint="{unmatched}"' in text
+
+
 def test_access_log_records_reads(api, tokens, trained, own_pupil, other_pupil):
     body = {"records": trained.holdout_records[:2]}
     _request(api, "POST", "/v1/score", tokens.header("platform"), json=body)

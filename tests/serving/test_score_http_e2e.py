@@ -139,3 +139,19 @@ def test_openapi_documents_errors(server):
     assert "Problem" in document["components"]["schemas"]
     request = json.dumps(document["paths"]["/v1/score"]["post"]["requestBody"])
     assert "include_reasons" in request
+
+
+def test_timeout_setting_applied(trained, tokens, launch, tmp_path):
+    # 9,000 records take far longer than 0.05 s to parse and score, so the
+    # request times out only if BentoML received the setting.
+    env = {"AJOISSA_REQUEST_TIMEOUT_SECONDS": "0.05", "AJOISSA_WORKERS": "1"}
+    body = {"records": trained.holdout_records * 3}
+    with launch(trained.loaded.name, tmp_path, env=env) as running:
+        response = httpx.post(
+            f"{running.url}/v1/score",
+            headers=tokens.header("platform"),
+            json=body,
+            timeout=120,
+        )
+    assert response.status_code == 504
+    assert "0.05 seconds" in response.json()["error"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models.reasons import contributions, reason_codes
 from models.risk import predict_risk
+from models.spec import FeatureSpec
 from serving.scoring import (
     MAX_BATCH_RECORDS,
     BatchTooLargeError,
@@ -227,3 +229,41 @@ def test_reasons_have_sentences(trained, records):
     reason = next(r for score in result.scores for r in score["reasons"])
     assert set(reason["sentences"]) == {"fi", "sv", "en"}
     assert reason["sentences"]["en"].startswith(("Raises", "Lowers"))
+
+
+def test_category_whitespace_same_score(trained, records):
+    record = next(r for r in records if r[CATEGORICAL] is not None)
+    expected = score_records([record], trained.loaded).scores[0]["probability"]
+    for variant in (f"{record[CATEGORICAL]} ", f"\t{record[CATEGORICAL]}\n"):
+        result = score_records([{**record, CATEGORICAL: variant}], trained.loaded)
+        assert result.scores[0]["probability"] == expected
+        assert result.warnings == []
+
+
+NUMBERED = FeatureSpec(features=["course"], categorical={"course": ["171", "9003"]})
+"""A spec whose category labels are integer text, as in the UCI course codes."""
+
+
+@pytest.mark.parametrize("value", ["171", " 171 ", 171, 171.0])
+def test_category_number_matches(value):
+    batch = validate_records([{"course": value}], NUMBERED)
+    assert batch.columns["course"] == ["171"]
+    assert batch.warnings == []
+
+
+def test_category_fraction_unseen():
+    batch = validate_records([{"course": 171.5}], NUMBERED)
+    assert batch.columns["course"] == [None]
+    assert "'171.5'" in batch.warnings[0]
+
+
+def test_conform_same_rule():
+    frame = pd.DataFrame({"course": [" 171", 171.0, 9003]}, dtype=object)
+    conformed = NUMBERED.conform(frame)["course"]
+    assert list(conformed) == ["171", "171", "9003"]
+
+
+def test_float_training_category_matches():
+    spec = FeatureSpec(features=["course"], categorical={"course": ["171.0"]})
+    batch = validate_records([{"course": 171}], spec)
+    assert batch.columns["course"] == ["171.0"]

@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import typer
 from typer.testing import CliRunner
 
 from ajoissa.cli import app
@@ -116,13 +117,31 @@ def test_cli_score(tmp_path, monkeypatch, trained):
     url = f"sqlite:///{tmp_path / 'cli-scores.db'}"
     monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
     args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
-    args += ["--model", trained.loaded.name]
+    args += ["--model-name", trained.loaded.name]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Stored run 1:" in result.output
     store = ScoreStore(url)
     assert [key for _, key, _ in store.runs()] == [_key(trained)]
     store.dispose()
+
+
+def test_cli_several_champions(monkeypatch, trained):
+    monkeypatch.setenv("AJOISSA_HOME", str(trained.home))
+    names = ["ajoissa-oulad", "ajoissa-uci-dropout"]
+    monkeypatch.setattr("models.store.champion_model_names", lambda: names)
+    args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "choose one with --model-name" in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "score", "promote"])
+def test_cli_model_name_option(command):
+    click_command = typer.main.get_command(app).commands[command]
+    options = {opt for param in click_command.params for opt in param.opts}
+    assert "--model-name" in options
+    assert "--model" not in options
 
 
 def test_cli_bad_date(trained):
@@ -141,7 +160,7 @@ def test_cli_store_unreachable(monkeypatch, trained, scored):
         "serving.scheduled.score_asof", lambda tables, loaded, day: scored[:3]
     )
     args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
-    args += ["--model", trained.loaded.name]
+    args += ["--model-name", trained.loaded.name]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "Cannot write the score store postgresql+psycopg://" in result.output

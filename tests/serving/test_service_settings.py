@@ -7,7 +7,16 @@ import os
 import pytest
 
 from serving.middleware import DEFAULT_MAX_BODY_BYTES, max_body_bytes
-from serving.service import _worker_count
+from serving.scoring import MAX_BATCH_RECORDS
+from serving.service import (
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    ScoringService,
+    _request_timeout,
+    _worker_count,
+)
+
+SLOWEST_BENCHMARK_RECORDS_PER_SECOND = 386
+"""Slowest HTTP rate with reasons in docs/benchmarks.md (load average about 13)."""
 
 
 def test_workers_default_per_core(monkeypatch):
@@ -37,3 +46,24 @@ def test_body_limit_invalid(monkeypatch, raw):
     monkeypatch.setenv("AJOISSA_MAX_BODY_BYTES", raw)
     with pytest.raises(ValueError, match="invalid AJOISSA_MAX_BODY_BYTES"):
         max_body_bytes()
+
+
+def test_timeout_fits_full_batch():
+    seconds = MAX_BATCH_RECORDS / SLOWEST_BENCHMARK_RECORDS_PER_SECOND
+    assert DEFAULT_REQUEST_TIMEOUT_SECONDS > 10 * seconds
+
+
+def test_timeout_applied_to_service():
+    assert ScoringService.config["traffic"]["timeout"] == _request_timeout()
+
+
+def test_timeout_from_env(monkeypatch):
+    monkeypatch.setenv("AJOISSA_REQUEST_TIMEOUT_SECONDS", "90.5")
+    assert _request_timeout() == 90.5
+
+
+@pytest.mark.parametrize("raw", ["0", "ten", "-5", "inf", "nan"])
+def test_timeout_invalid(monkeypatch, raw):
+    monkeypatch.setenv("AJOISSA_REQUEST_TIMEOUT_SECONDS", raw)
+    with pytest.raises(ValueError, match="invalid AJOISSA_REQUEST_TIMEOUT_SECONDS"):
+        _request_timeout()

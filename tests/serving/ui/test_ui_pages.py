@@ -183,6 +183,36 @@ def test_review_rejects_past_follow_up(client, tokens, scored):
     assert "today or later" in response.text
 
 
+def _post_review(client, tokens, scored, **fields):
+    pupil = next(row.pupil_id for row in scored if row.school_id == tokens.school)
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}/pupils/{pupil}")
+    data = {"csrf": _csrf(page.text), "decision": "monitor"} | fields
+    return client.post(
+        f"/ui/schools/{tokens.school}/pupils/{pupil}/reviews",
+        data=data,
+        follow_redirects=False,
+    )
+
+
+def test_review_rejects_far_follow_up(client, tokens, scored):
+    response = _post_review(client, tokens, scored, follow_up="9999-12-31")
+    assert response.status_code == 400
+    assert "or earlier" in response.text
+
+
+def test_review_rejects_nul_note(client, tokens, scored):
+    response = _post_review(client, tokens, scored, note="called\x00home")
+    assert response.status_code == 400
+    assert "control characters" in response.text
+
+
+def test_review_keeps_line_breaks(client, tokens, scored, env):
+    note = "called home\r\n\tno answer"
+    response = _post_review(client, tokens, scored, note=note)
+    assert response.status_code == 303
+
+
 def test_signout_ends_session(client, tokens):
     _sign_in(client, tokens.by_role["staff"])
     page = client.get(f"/ui/schools/{tokens.school}")
@@ -268,3 +298,46 @@ def test_model_card_links_fairness_report(client, tokens, tmp_path):
     assert served.text == "<h1>Group metrics</h1>"
     assert served.headers["content-security-policy"].startswith("sandbox")
     assert missing.status_code == 404
+
+
+def _version_with_artifacts(name, tmp_path, files):
+    """Register a model version whose run has ``files``: {(folder, name): text}."""
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow()
+    mlflow_client = mlflow.MlflowClient()
+    experiment = mlflow_client.create_experiment(f"{name}-{tmp_path.name}")
+    run = mlflow_client.create_run(experiment)
+    for (folder, file_name), text in files.items():
+        local = tmp_path / (folder or "top") / file_name
+        local.parent.mkdir(exist_ok=True)
+        local.write_text(text, encoding="utf-8")
+        mlflow_client.log_artifact(run.info.run_id, str(local), folder)
+    mlflow_client.create_registered_model(name)
+    version = mlflow_client.create_model_version(
+        name, run.info.artifact_uri, run_id=run.info.run_id
+    )
+    return version.version
+
+
+@pytest.mark.parametrize(
+    ("folder", "document"),
+    [
+        ("model_card", "model_card.html"),
+        ("model_card", "model_card.md"),
+        (None, "model_card.html"),
+    ],
+)
+def test_model_card_document_found(client, tokens, tmp_path, folder, document):
+    name = f"ui-card-{folder or 'top'}-{document.replace('.', '-')}"
+    files = {(folder, document): "# Model card"}
+    version = _version_with_artifacts(name, tmp_path, files)
+    _sign_in(client, tokens.by_role["reviewer"])
+    card = client.get(f"/ui/models/{name}/{version}")
+    link = f"/ui/models/{name}/{version}/artifacts/{document}"
+    served = client.get(link)
+    assert f'href="{link}"' in card.text
+    assert served.status_code == 200
+    assert served.text == "# Model card"

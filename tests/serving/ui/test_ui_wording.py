@@ -13,7 +13,7 @@ from serving.access import Principal
 from serving.ui.i18n import LANGUAGES, Translator, catalogue, pick_language
 from serving.ui.present import change_words, line_chart, probability_words, row_status
 from serving.ui.reasontext import reason_sentences
-from serving.ui.store import ScoreContext, UiStore
+from serving.ui.store import MAX_FOLLOW_UP_DAYS, ScoreContext, UiStore
 
 STAFF = Principal("abc", "staff", ("S1",))
 AS_OF = dt.date(2014, 3, 3)
@@ -144,12 +144,38 @@ def test_reviews_export_csv(tmp_path, monkeypatch):
     store.add_review(STAFF, "p2", "S1", "not_a_concern", 'a, "quoted" note', None, None)
     out = tmp_path / "out" / "reviews.csv"
     result = CliRunner().invoke(app, ["reviews", "export", "--out", str(out)])
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert result.exit_code == 0, result.output
+    rows = _read_excel_csv(out)
     assert len(rows) == 2
     assert rows[0]["flagged"] == "1"
     assert rows[0]["model_version"] == "1"
     assert rows[1]["note"] == 'a, "quoted" note'
+
+
+def _read_excel_csv(path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=";"))
+
+
+def test_reviews_export_excel_format(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    _review(store, None)
+    out = tmp_path / "reviews.csv"
+    store.export_csv(out)
+    content = out.read_bytes()
+    assert content.startswith(b"\xef\xbb\xbfreview_id;recorded_at;")
+    assert b"\r\n" in content
+    probability = _read_excel_csv(out)[0]["probability"]
+    assert "," in probability
+
+
+@pytest.mark.parametrize("note", ['=HYPERLINK("x")', "+1", "-2+3", "@SUM(A1)"])
+def test_reviews_export_no_formulas(tmp_path, note):
+    store = UiStore(tmp_path / "ui.db")
+    store.add_review(STAFF, "p1", "S1", "not_a_concern", note, None, None)
+    out = tmp_path / "reviews.csv"
+    store.export_csv(out)
+    assert _read_excel_csv(out)[0]["note"] == "'" + note
 
 
 def test_capacity_command_rejects_zero(tmp_path, monkeypatch):
@@ -159,3 +185,16 @@ def test_capacity_command_rejects_zero(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["reviews", "capacity", "S1", "0"])
     assert result.exit_code == 2
     assert "invalid capacity 0" in result.output
+
+
+def test_store_rejects_far_follow_up(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    far = dt.date.today() + dt.timedelta(days=MAX_FOLLOW_UP_DAYS + 1)
+    with pytest.raises(ValueError, match="invalid follow-up date"):
+        store.add_review(STAFF, "p1", "S1", "monitor", "", far, None)
+
+
+def test_store_rejects_control_note(tmp_path):
+    store = UiStore(tmp_path / "ui.db")
+    with pytest.raises(ValueError, match="control characters"):
+        store.add_review(STAFF, "p1", "S1", "monitor", "a\x00b", None, None)
