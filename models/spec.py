@@ -18,13 +18,17 @@ _INTEGRAL_DECIMAL = re.compile(r"[+-]?\d+\.0+")
 def category_text(value: Any) -> str:
     """Return the text by which a categorical value is matched to a category.
 
-    Surrounding whitespace is stripped, and an integral number is written as
-    an integer (``171``, ``171.0`` and ``" 171 "`` all give ``"171"``). Other
-    numbers keep ``str()`` (``1.5`` gives ``"1.5"``). Training categories and
+    Surrounding whitespace is stripped, and an integral number, sent as a
+    number or as decimal text, is written as an integer (``171``, ``171.0``,
+    ``"171.0"`` and ``" 171 "`` all give ``"171"``). Other numbers keep
+    ``str()`` (``1.5`` gives ``"1.5"``). Training categories and
     input values both pass through this function before they are compared.
     """
     if isinstance(value, str):
-        return value.strip()
+        text = value.strip()
+        if _INTEGRAL_DECIMAL.fullmatch(text):
+            return str(int(text.split(".")[0]))
+        return text
     if isinstance(value, (bool, np.bool_)):
         return str(value)
     if isinstance(value, (int, np.integer)):

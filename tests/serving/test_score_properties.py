@@ -59,7 +59,7 @@ def test_score_independent_of_sending(trained, data):
     index=st.integers(0, POOL - 1),
 )
 def test_category_number_is_text(trained, number, index):
-    # A number sent for a categorical field scores as its str() text.
+    # A number sent for a categorical field scores as its str() text does.
     record = trained.holdout_records[index]
     as_number = score_records([dict(record, attr_module=number)], trained.loaded)
     as_text = score_records([dict(record, attr_module=str(number))], trained.loaded)

@@ -244,7 +244,7 @@ NUMBERED = FeatureSpec(features=["course"], categorical={"course": ["171", "9003
 """A spec whose category labels are integer text, as in the UCI course codes."""
 
 
-@pytest.mark.parametrize("value", ["171", " 171 ", 171, 171.0])
+@pytest.mark.parametrize("value", ["171", " 171 ", 171, 171.0, "171.0"])
 def test_category_number_matches(value):
     batch = validate_records([{"course": value}], NUMBERED)
     assert batch.columns["course"] == ["171"]
