@@ -5,8 +5,8 @@ the scoring API rejects it instead of scoring it. The ranges come from how each
 feature is built:
 
 - declarative learner features (:data:`features.definitions.LEARNER_FEATURES`)
-  by their aggregation: a share lies in 0..1, a count, a distinct count or a
-  streak is a whole number of at least 0, and a sum of non-negative values
+  by their aggregation. A share lies in 0..1. A count, a distinct count or a
+  streak is a whole number of at least 0. A sum of non-negative values
   (absence hours) is at least 0. A mean or maximum takes the range of its
   value expression where ``VALUE_RANGES`` lists it;
 - the SQL features of :mod:`features.build` by ``BUILD_FEATURE_RANGES``, which

@@ -6,10 +6,10 @@ scientist adds one by appending a ``FeatureDef`` to ``LEARNER_FEATURES``;
 :func:`compile_sql` turns the whole list into one SELECT statement
 (:mod:`features.compiler` says how).
 
-Features are computed per learner, not per enrolment: a source keyed by
+Features are computed per learner, not per enrolment. A source keyed by
 enrolment reaches the learner through every enrolment the learner has, so
-features follow a pupil across enrolments and a change of school or of school
-year never resets a counter. The SQL sticks to functions that DuckDB and Spark SQL both have
+features follow a pupil across enrolments. A change of school or of school year
+never resets a counter. The SQL sticks to functions that DuckDB and Spark SQL both have
 (``make_date``, ``date_add``, ``max_by``, ``FILTER``, window functions), so
 that one text serves both engines (:mod:`features.engines`). Day numbers cast
 ``date - date``, an interval in Spark SQL, to an integer.

@@ -136,9 +136,9 @@ REQUEST_TIMEOUT_ENV = "AJOISSA_REQUEST_TIMEOUT_SECONDS"
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
 """Seconds a request may run before BentoML returns 504 (BentoML's own default is
 60). A full batch of ``MAX_BATCH_RECORDS`` with reasons took 8.6 to 10.2 s in
-``benchmarks/serving.py`` on 2 shared cores at load average 6.5 to 10.6, and
-26 s at load average 13 before the scoring speed-ups (docs/benchmarks.md), so
-the default leaves room for a machine about ten times slower than that."""
+``benchmarks/serving.py`` on 2 shared cores at load average 6.5 to 10.6. Before
+the scoring speed-ups it took 26 s at load average 13 (docs/benchmarks.md). The
+default leaves room for a machine about ten times slower than that."""
 
 _APP_LOGGERS = ("serving", "models")
 
