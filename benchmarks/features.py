@@ -114,7 +114,7 @@ def build_duckdb(marks: Path) -> pd.DataFrame:
     from features.build import DUCKDB_MEMORY_LIMIT
     from features.definitions import compile_sql
 
-    sql, _ = compile_sql(attendance_features(), {"attendance"})
+    compiled = compile_sql(attendance_features(), {"attendance"})
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
@@ -126,7 +126,7 @@ def build_duckdb(marks: Path) -> pd.DataFrame:
             f"CREATE VIEW asof_keys AS SELECT learner_id, TIMESTAMP '{ASOF}' AS asof_date "
             "FROM enrolments"
         )
-        return con.execute(sql).df()
+        return compiled.finish(con.execute(compiled.sql).df())
 
 
 PANDAS_CHUNK_PUPILS = 10_000

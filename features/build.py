@@ -241,10 +241,11 @@ def learner_features(
     runs the SQL; DuckDB with ``memory_limit`` when not given.
     """
     inputs, sources = learner_inputs(tables, keys)
-    sql, names = compile_sql(LEARNER_FEATURES, sources)
+    compiled = compile_sql(LEARNER_FEATURES, sources)
+    names = list(compiled.names)
     engine = engine or DuckDBEngine(memory_limit)
     started = time.perf_counter()
-    features = engine.run(sql, inputs)
+    features = compiled.finish(engine.run(compiled.sql, inputs))
     features["asof_date"] = features["asof_date"].astype(keys["asof_date"].dtype)
     logger.info(
         "computed %d learner features for %d keys on %s in %.1f s",

@@ -24,25 +24,35 @@ choices keep step 1 cheap:
 - the join condition ``date <= asof_date`` lets DuckDB skip the rows dated
   after the latest as-of date while it reads the source (a join filter).
 
-A longest streak needs the days in order, so each ``max_streak`` feature has
-its own pass. It groups the rows in its window by learner, as-of date and day.
-One window function numbers the runs of hit days by the count of missed days
-so far, and the longest run wins.
+A longest streak needs the days in order. For windows of at most
+:data:`features.streaks.MASK_DAYS` days, step 1 also keeps each group's days
+as bitmasks, step 2 combines them per feature, and
+:meth:`CompiledFeatures.finish` measures the runs with NumPy
+(:mod:`features.streaks`). A streak over a longer window, or one that a derived
+feature reads, gets its own SQL pass. That pass groups the rows in its window
+by learner, as-of date and day. One window function numbers the runs of hit
+days by the count of missed days so far, and the longest run wins.
 
 The SQL uses only constructs that DuckDB and Spark SQL both have: ``FILTER``
-on aggregates, ``bool_and``, ``count(DISTINCT ...)``, a window ``sum`` with
-the default frame, scalar subqueries, ``make_date``, ``date_add``, ``year``,
-``month``, ``greatest``, ``nullif`` and ``coalesce``.
+on aggregates, ``bool_and``, ``bit_or``, ``count(DISTINCT ...)``, a window
+``sum`` with the default frame, scalar subqueries, ``make_date``,
+``date_add``, ``year``, ``month``, ``<<``, ``greatest``, ``nullif`` and
+``coalesce``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import pandas as pd
+
+from features import streaks
 from features.definitions import (
     SOURCES,
     WINDOW_BOUNDS,
+    WINDOW_DAYS,
     WINDOWS,
     DerivedDef,
     FeatureDef,
@@ -53,6 +63,35 @@ DAY_NUMBER = "CAST(e.date - k.asof_date AS INTEGER)"
 
 ``date - date`` is an integer in DuckDB but an interval in Spark SQL, so the
 cast makes both an integer."""
+
+DAY_OFFSET = "CAST(k.asof_date - e.date AS INTEGER)"
+"""Days from a row's date to the as-of date, the bit of the row's day in a
+streak's masks."""
+
+
+@dataclass(frozen=True)
+class CompiledFeatures:
+    """Feature SQL and the step that completes its result.
+
+    ``sql`` returns ``learner_id``, ``asof_date``, the features and, for each
+    streak in ``mask_streaks``, the mask columns of :mod:`features.streaks`
+    in place of the streak. :meth:`finish` turns those into the streaks.
+    """
+
+    sql: str
+    names: list[str]
+    mask_streaks: tuple[str, ...] = ()
+
+    def finish(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return ``frame`` with the streaks computed and the mask columns dropped.
+
+        The columns come out as ``learner_id``, ``asof_date`` and ``names``.
+        """
+        frame = frame.copy()
+        for name in self.mask_streaks:
+            frame[name] = streaks.longest_runs(frame, name)
+        return frame[["learner_id", "asof_date", *self.names]]
+
 
 _ZERO_WHEN_MISSING = ("count", "sum", "count_distinct", "max_streak")
 _COLUMN = re.compile(r"\be\.([A-Za-z_]\w*)")
@@ -123,13 +162,30 @@ def _slope(total: Callable[[str], str], where: str) -> str:
     return f"({n} * {sxy} - {sx} * {sy}) / nullif({n} * {sxx} - {sx} * {sx}, 0)"
 
 
+def _mask_aggregates(feature: FeatureDef) -> list[str]:
+    """Return the aggregates over counted rows that give a streak's masks."""
+    window = _flag(feature.window)
+    filters = {
+        "days": window,
+        "hits": f"{window} AND ({feature.where})",
+        "misses": f"{window} AND NOT ({feature.where})",
+    }
+    return [
+        f"bit_or(e.day_bits_{word}) FILTER (WHERE {condition}) AS "
+        f"{streaks.mask_column(feature.name, kind, word)}"
+        for kind, condition in filters.items()
+        for word in range(streaks.WORDS)
+    ]
+
+
 def _counted_cte(source: str, features: list[FeatureDef]) -> str:
     """Return the CTE counting a source's joined rows per key and column values.
 
     It groups by learner, as-of date, the window flags and the source columns
     that the features read, so lesson-level marks shrink to a few rows per
     learner before the many filtered aggregates run. ``sum_x`` and ``sum_xx``
-    keep the day numbers that slopes need.
+    keep the day numbers that slopes need, and ``day_bits_<word>`` the days
+    that streaks need.
     """
     read = {c for f in features for c in _COLUMN.findall(f"{f.where} {f.value}")}
     if any(f.aggregation == "last" for f in features):
@@ -145,6 +201,12 @@ def _counted_cte(source: str, features: list[FeatureDef]) -> str:
     if any(f.aggregation == "slope" for f in features):
         inner.append(f"{DAY_NUMBER} AS x")
         counts += ["sum(x) AS sum_x", "sum(x * x) AS sum_xx"]
+    if any(f.aggregation == "max_streak" for f in features):
+        inner.append(f"{DAY_OFFSET} AS day_offset")
+        counts += [
+            f"bit_or({streaks.day_bit('day_offset', word)}) AS day_bits_{word}"
+            for word in range(streaks.WORDS)
+        ]
     return f"""counted_{source} AS (
         SELECT {", ".join(keys)}, {", ".join(counts)}
         FROM (SELECT {", ".join(inner)}
@@ -170,9 +232,9 @@ def _streak_ctes(feature: FeatureDef) -> list[str]:
     run number of a day is the count of missed days up to and including it, so
     the hit days of one run share it.
 
-    NOTE: this pass groups every day of every key and sorts the days, so it
-    takes about three quarters of the build time at 100,000 pupils
-    (docs/benchmarks.md).
+    NOTE: this pass groups every day of every key and sorts the days, which
+    took about three quarters of the build time at 100,000 pupils
+    (docs/benchmarks.md). Windows that fit the bitmasks avoid it.
     """
     name = feature.name
     return [
@@ -198,13 +260,14 @@ def _streak_ctes(feature: FeatureDef) -> list[str]:
 
 def compile_features(
     features: list[FeatureDef | DerivedDef], sources: set[str]
-) -> tuple[str, list[str]]:
+) -> CompiledFeatures:
     """Compile ``features`` into one SELECT over the table ``asof_keys``.
 
     ``asof_keys`` has ``learner_id`` and ``asof_date``; the contract tables must
     be registered under their names. Features whose source is not in ``sources``
     are skipped, and so are derived features that use a skipped feature.
-    Returns the SQL and the names of the features it computes, in order.
+    The result's ``names`` lists the computed features in order; run its
+    ``sql`` and pass the result through its ``finish``.
     """
     direct = [f for f in features if isinstance(f, FeatureDef) and f.source in sources]
     names = {f.name for f in direct}
@@ -214,6 +277,14 @@ def compile_features(
         if isinstance(f, DerivedDef)
         and all(word in names for word in _identifiers(f.expression))
     ]
+    read_by_derived = {word for f in derived for word in _identifiers(f.expression)}
+    masked = {
+        f.name
+        for f in direct
+        if f.aggregation == "max_streak"
+        and _window_fits_masks(f.window)
+        and f.name not in read_by_derived
+    }
     bounds = ", ".join(f"{sql} AS {name}" for name, sql in WINDOW_BOUNDS.items())
     # key_id numbers the keys, because grouping, sorting and joining on one
     # integer is cheaper than on the learner id (text) and the date.
@@ -237,11 +308,20 @@ def compile_features(
     tables = []
     for source in used:
         rows = [
-            f for f in direct if f.source == source and f.aggregation != "max_streak"
+            f
+            for f in direct
+            if f.source == source
+            and (f.aggregation != "max_streak" or f.name in masked)
         ]
         if not rows:
             continue
-        columns = ",\n        ".join(f"{_aggregate(f)} AS {f.name}" for f in rows)
+        aggregates = []
+        for f in rows:
+            if f.name in masked:
+                aggregates += _mask_aggregates(f)
+            else:
+                aggregates.append(f"{_aggregate(f)} AS {f.name}")
+        columns = ",\n        ".join(aggregates)
         ctes.append(_counted_cte(source, rows))
         ctes.append(
             f"""agg_{source} AS (
@@ -253,17 +333,24 @@ def compile_features(
         )
         tables.append(f"agg_{source}")
     for feature in direct:
-        if feature.aggregation == "max_streak":
+        if feature.aggregation == "max_streak" and feature.name not in masked:
             ctes += _streak_ctes(feature)
             tables.append(feature.name)
 
     joins = "\n".join(f"LEFT JOIN {t} USING (key_id)" for t in tables)
-    outputs = [
-        f"coalesce({f.name}, 0) AS {f.name}"
-        if f.aggregation in _ZERO_WHEN_MISSING
-        else f.name
-        for f in direct
-    ]
+    outputs = []
+    for f in direct:
+        if f.name in masked:
+            # No key may come out NULL: a NULL would turn the column into
+            # floats, which cannot hold 62-bit masks exactly.
+            for kind in streaks.MASK_KINDS:
+                for word in range(streaks.WORDS):
+                    column = streaks.mask_column(f.name, kind, word)
+                    outputs.append(f"coalesce({column}, 0) AS {column}")
+        elif f.aggregation in _ZERO_WHEN_MISSING:
+            outputs.append(f"coalesce({f.name}, 0) AS {f.name}")
+        else:
+            outputs.append(f.name)
     inner = (
         f"SELECT k.learner_id, CAST(k.asof_date AS TIMESTAMP) AS asof_date, "
         f"{', '.join(outputs)} FROM keys k\n{joins}"
@@ -274,7 +361,14 @@ def compile_features(
         + ",\n    ".join(ctes)
         + f",\n    direct AS ({inner})\nSELECT *{derived_columns} FROM direct"
     )
-    return sql, [f.name for f in direct] + [f.name for f in derived]
+    names = [f.name for f in direct] + [f.name for f in derived]
+    mask_streaks = tuple(f.name for f in direct if f.name in masked)
+    return CompiledFeatures(sql, names, mask_streaks)
+
+
+def _window_fits_masks(window: str) -> bool:
+    days = WINDOW_DAYS.get(window)
+    return days is not None and days <= streaks.MASK_DAYS
 
 
 def _identifiers(expression: str) -> list[str]:

@@ -18,6 +18,10 @@ that one text serves both engines (:mod:`features.engines`). Day numbers cast
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from features.compiler import CompiledFeatures
 
 WINDOWS = {
     "2w": "e.date > date_add(k.asof_date, -14)",
@@ -31,6 +35,20 @@ WINDOWS = {
 }
 """Windows ending on the as-of date. Terms run from 1 August to 31 December
 and from 1 January to 31 July; the school year from 1 August."""
+
+WINDOW_DAYS = {
+    "2w": 14,
+    "4w": 28,
+    "8w": 56,
+    "term": 213,
+    "previous_term": 366,
+    "year": 366,
+    "365d": 365,
+    "all": None,
+}
+"""The most days a window can span (``None`` when unbounded). The longer term,
+1 January to 31 July, has 213 days in a leap year; the previous term starts at
+most 366 days before the as-of date."""
 
 _YEAR = "year(k.asof_date)"
 _AUTUMN = "month(k.asof_date) >= 8"
@@ -304,7 +322,7 @@ LEARNER_FEATURES: list[FeatureDef | DerivedDef] = [
 
 def compile_sql(
     features: list[FeatureDef | DerivedDef], sources: set[str]
-) -> tuple[str, list[str]]:
+) -> CompiledFeatures:
     """Compile ``features`` into one SELECT; see :func:`features.compiler.compile_features`."""
     from features.compiler import compile_features
 

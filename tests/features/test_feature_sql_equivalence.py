@@ -9,6 +9,7 @@ from reference_feature_sql import compile_reference_sql
 from features.definitions import (
     ABSENT,
     LEARNER_FEATURES,
+    DerivedDef,
     FeatureDef,
     compile_sql,
 )
@@ -18,20 +19,23 @@ MARKS = ("present", "late", "excused", "unexcused")
 SUBJECTS = ("AI", "MA", "EN", "RU", "BI", "HI", "KE", "LI")
 
 
-def run(sql: str, tables: dict[str, pd.DataFrame], keys: pd.DataFrame):
+def run(sql: str, tables: dict[str, pd.DataFrame], keys: pd.DataFrame, finish=None):
     with duckdb.connect() as con:
         for name, frame in tables.items():
             con.register(name, frame)
         con.register("asof_keys", keys)
         frame = con.execute(sql).df()
+    if finish is not None:
+        frame = finish(frame)
     return frame.set_index(["learner_id", "asof_date"]).sort_index()
 
 
 def both(tables, keys, features=LEARNER_FEATURES, sources=ALL_SOURCES):
-    new_sql, new_names = compile_sql(features, sources)
+    compiled = compile_sql(features, sources)
     old_sql, old_names = compile_reference_sql(features, sources)
-    assert new_names == old_names
-    return run(new_sql, tables, keys), run(old_sql, tables, keys), new_names
+    assert compiled.names == old_names
+    new = run(compiled.sql, tables, keys, compiled.finish)
+    return new, run(old_sql, tables, keys), compiled.names
 
 
 def assert_same(new: pd.DataFrame, old: pd.DataFrame, names: list[str]) -> None:
@@ -241,6 +245,61 @@ def test_several_streaks_and_windows():
 
 
 def test_sql_avoids_duckdb_only_syntax():
-    sql, _ = compile_sql(LEARNER_FEATURES, ALL_SOURCES)
+    sql = compile_sql(LEARNER_FEATURES, ALL_SOURCES).sql
     for construct in ("::", "ASOF", "QUALIFY", "GROUP BY ALL", "arg_max", "list_"):
         assert construct not in sql, construct
+
+
+def test_streak_across_mask_words():
+    # Absent on the 9 school days from 60 to 71 days before the as-of date,
+    # across the first mask word's last day (61 days before).
+    asof = pd.Timestamp("2025-03-03")
+    days = pd.bdate_range(asof - pd.Timedelta(days=90), asof)
+    absent = {d for d in days if 60 <= (asof - d).days <= 71}
+    marks = [("e1", d, "excused" if d in absent else "present") for d in days]
+    tables = contract([("e1", "L")], marks)
+    new, old, names = both(tables, keys(["L"], [asof]))
+    assert new["absence_streak_year"].iloc[0] == len(absent) == 9
+    assert_same(new, old, names)
+
+
+def test_streak_days_with_unknown_condition():
+    # A day whose only mark is NULL is a miss. A NULL beside an absence is
+    # ignored, as bool_and ignores it.
+    marks = [
+        ("e1", "2024-09-09", "excused"),
+        ("e1", "2024-09-10", None),
+        ("e1", "2024-09-11", "excused"),
+        ("e1", "2024-09-12", "excused"),
+        ("e1", "2024-09-12", None),
+        ("e1", "2024-09-13", "unexcused"),
+    ]
+    tables = contract([("e1", "L")], marks)
+    new, old, names = both(tables, keys(["L"], ["2024-09-20"]))
+    assert new["absence_streak_year"].iloc[0] == 3
+    assert_same(new, old, names)
+
+
+def test_streaks_outside_masks_use_sql_pass():
+    features = [
+        FeatureDef("absent_streak_all", "attendance", "all", "max_streak", ABSENT),
+        FeatureDef("absent_streak_8w", "attendance", "8w", "max_streak", ABSENT),
+        FeatureDef(
+            "late_streak_year", "attendance", "year", "max_streak", "e.mark = 'late'"
+        ),
+        DerivedDef("late_streak_over_one", "greatest(late_streak_year - 1, 0)"),
+    ]
+    compiled = compile_sql(features, {"attendance"})
+    # Unbounded windows and streaks read by a derived feature keep the SQL pass.
+    assert compiled.mask_streaks == ("absent_streak_8w",)
+    tables = synthetic(5, learners=20)
+    dates = ["2024-03-15", "2024-12-31", "2025-06-01"]
+    new, old, names = both(
+        tables,
+        keys([f"L{i}" for i in range(20)], dates),
+        features=features,
+        sources={"attendance"},
+    )
+    assert_same(new, old, names)
+    assert (new["absent_streak_all"] >= new["absent_streak_8w"]).all()
+    assert new["absent_streak_all"].max() > 0

@@ -150,15 +150,15 @@ def test_unknown_window_rejected():
 
 
 def test_compile_skips_missing_source():
-    sql, names = compile_sql(
+    compiled = compile_sql(
         [
             FeatureDef("a", "attendance", "2w", "share", "TRUE"),
             FeatureDef("g", "grades", "year", "mean", value="e.grade"),
         ],
         {"attendance"},
     )
-    assert names == ["a"]
-    assert "src_grades" not in sql
+    assert compiled.names == ["a"]
+    assert "src_grades" not in compiled.sql
 
 
 def test_support_level_changes():
@@ -176,11 +176,11 @@ def test_support_level_changes():
 
 
 def test_derived_skips_function_names():
-    _, names = compile_sql(
+    names = compile_sql(
         [
             FeatureDef("a", "attendance", "2w", "count"),
             DerivedDef("b", "greatest(a - 1, 0)"),
         ],
         {"attendance"},
-    )
+    ).names
     assert names == ["a", "b"]
