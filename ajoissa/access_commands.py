@@ -145,7 +145,8 @@ def verify_log() -> None:
             err=True,
         )
         raise typer.Exit(code=1)
-    console.print(
+    # Plain echo, because a console would wrap the path and hash at its width.
+    typer.echo(
         f"Access log {log.path} verified: {result.rows_checked} rows, head seq "
         f"{result.head_seq}, head hash {result.head_hash}"
     )

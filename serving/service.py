@@ -635,6 +635,37 @@ install_metric_templates(
 )
 
 
+def _exit_worker_on_failed_start() -> None:
+    """Make a worker whose start-up fails exit instead of serving without a service.
+
+    BentoML 1.4.40 starts each worker's uvicorn with ``lifespan="auto"``. In
+    that mode an exception raised before the application handles the
+    lifespan (for example while Starlette builds the middleware stack) is
+    logged at INFO as "lifespan protocol appears unsupported", and the worker
+    serves requests that all fail with "service isn't instantiated yet".
+    With ``"on"`` uvicorn logs the error and the worker exits, so BentoML's
+    process manager starts it again.
+    """
+    import uvicorn
+
+    if getattr(uvicorn.Config, "lifespan_required", False):
+        return
+
+    class LifespanRequiredConfig(uvicorn.Config):
+        lifespan_required = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("lifespan", "on")
+            super().__init__(*args, **kwargs)
+
+    # NOTE: the worker module of BentoML 1.4.40 reads uvicorn.Config after it
+    # imports this service; tests/serving/test_service_settings.py checks it.
+    uvicorn.Config = LifespanRequiredConfig
+
+
+_exit_worker_on_failed_start()
+
+
 def _raise_with_record_problems(
     problems: list[RecordProblem], records: Any, loaded: Any
 ) -> None:

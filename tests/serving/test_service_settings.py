@@ -67,3 +67,30 @@ def test_timeout_invalid(monkeypatch, raw):
     monkeypatch.setenv("AJOISSA_REQUEST_TIMEOUT_SECONDS", raw)
     with pytest.raises(ValueError, match="invalid AJOISSA_REQUEST_TIMEOUT_SECONDS"):
         _request_timeout()
+
+
+def test_worker_config_requires_lifespan():
+    import inspect
+
+    import uvicorn
+    from _bentoml_impl.worker import service as worker
+
+    # BentoML's worker builds uvicorn.Config without a lifespan setting.
+    assert "uvicorn.Config(" in inspect.getsource(worker.main.callback)
+    config = uvicorn.Config(app=lambda scope, receive, send: None, log_config=None)
+    assert config.lifespan == "on"
+
+
+def test_failed_start_stops_worker():
+    import uvicorn
+
+    async def broken_app(scope, receive, send):
+        raise RuntimeError("start-up failed")
+
+    config = uvicorn.Config(app=broken_app, host="127.0.0.1", port=0, log_config=None)
+    server = uvicorn.Server(config)
+    # With lifespan "auto" the server would have started and served requests.
+    with pytest.raises(SystemExit) as stopped:
+        server.run()
+    assert stopped.value.code != 0
+    assert not server.started
