@@ -15,9 +15,11 @@ build:
 Before timing, it checks that the pandas and DuckDB features agree on the first
 pupil count.
 
-It prints wall time and peak memory per build, the ratios against the floor
+It runs each build ``--repeats`` times (3 by default) and prints the median
+wall time and the largest peak memory per build, the ratios against the floor
 and against pandas, and the load average, so that one run gives every figure
-of the table in docs/benchmarks.md.
+of the table in docs/benchmarks.md. The median damps the swings of a machine
+shared with other work.
 
 Run: ``PYTHONPATH=. python benchmarks/features.py --pupils 10000 100000 1000000
 --workdir /path/with/space``
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -336,6 +339,13 @@ def main() -> None:
         help="folder for the generated marks, reused when it has them "
         "(default: a new temporary folder)",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each build per pupil count; the median wall time and "
+        "the largest peak memory are reported (default: 3)",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ajoissa-bench-"))
     print(describe_run())
@@ -352,8 +362,12 @@ def main() -> None:
             check_agreement(marks)
         results = {}
         for name in BUILDS:
-            results[name] = measure(name, marks)
-            results[name]["load"] = load_average()
+            runs = [measure(name, marks) for _ in range(args.repeats)]
+            results[name] = {
+                "seconds": statistics.median(r["seconds"] for r in runs),
+                "peak_mib": max(r["peak_mib"] for r in runs),
+                "load": load_average(),
+            }
         floor, pandas = results["floor"], results["pandas"]
         for name, r in results.items():
             print(
@@ -362,7 +376,10 @@ def main() -> None:
                 f"{r['seconds'] / pandas['seconds']:.2f} | "
                 f"{r['peak_mib'] / floor['peak_mib']:.1f} | {r['load']:.1f}"
             )
-    print("# peak MiB: VmHWM of each build's own process")
+    print(
+        f"# wall s: median of {args.repeats} runs, each in its own process; "
+        "peak MiB: the largest VmHWM of those processes"
+    )
     print("# load average: one-minute load average when the build ended")
 
 
