@@ -228,6 +228,17 @@ def _observed_until(tables: InputTables) -> pd.Timestamp:
     return max(d for d in dates if pd.notna(d))
 
 
+LEARNER_FEATURE_NAMES = frozenset(
+    {feature.name for feature in LEARNER_FEATURES} | {"age_years"}
+)
+"""Columns that only :func:`build_features` with ``with_learner_features`` adds."""
+
+
+def uses_learner_features(feature_names: Sequence[str]) -> bool:
+    """Return whether a model reading ``feature_names`` needs the learner features."""
+    return any(name in LEARNER_FEATURE_NAMES for name in feature_names)
+
+
 def learner_features(
     tables: InputTables,
     keys: pd.DataFrame,

@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import asof_points_by_date, build_features
+from features.build import (
+    asof_points_by_date,
+    build_features,
+    uses_learner_features,
+)
 from models.reasons import contributions, reason_codes
 from models.risk import predict_risk
 from models.store import LoadedModel
@@ -61,13 +65,15 @@ def score_asof(
             f"no unit runs on the as-of date {as_of}: the units run from {first} "
             f"to {last}. Choose an as-of date in that range."
         )
-    frame = build_features(tables, points)
+    spec = loaded.spec
+    frame = build_features(
+        tables, points, with_learner_features=uses_learner_features(spec.features)
+    )
     if frame.data.empty:
         raise NoActivePupilsError(
             f"no enrolment is active on the as-of date {as_of} in the "
             f"{len(points)} unit(s) running then"
         )
-    spec = loaded.spec
     missing = [name for name in spec.features if name not in frame.data.columns]
     if missing:
         raise ValueError(

@@ -25,7 +25,12 @@ import pandas as pd
 
 from fairness.audit import FairnessAudit, audit_groups
 from fairness.policy import FairnessPolicy, load_policy
-from features.build import FeatureFrame, asof_points_by_offset, build_features
+from features.build import (
+    FeatureFrame,
+    asof_points_by_offset,
+    build_features,
+    uses_learner_features,
+)
 from models.calibration import Calibration
 from models.spec import FeatureSpec
 from sources.contract import InputTables
@@ -139,7 +144,11 @@ def evaluation_rows(
             "asof_offsets_days and validation; audit it with the run that trained it"
         )
     tables = tables.validated()
-    frame = build_features(tables, asof_points_by_offset(tables.units, list(offsets)))
+    frame = build_features(
+        tables,
+        asof_points_by_offset(tables.units, list(offsets)),
+        with_learner_features=uses_learner_features(registered.spec.features),
+    )
     missing = [name for name in registered.spec.features if name not in frame.data]
     if missing:
         raise ValueError(

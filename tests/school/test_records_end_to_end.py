@@ -63,7 +63,9 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "183",
         home=home,
     )
-    return json.loads((out / "summary.json").read_text())
+    result = json.loads((out / "summary.json").read_text())
+    result["data"], result["home"] = str(data), str(home)
+    return result
 
 
 def test_records_asof_dates(summary):
@@ -82,6 +84,25 @@ def test_records_learner_features(summary):
 
 def test_records_model_registered(summary):
     assert summary["model_name"] == "ajoissa-records"
+
+
+def test_records_model_scores_asof(summary):
+    # The model reads learner features, which scheduled scoring must build too.
+    home = Path(summary["home"])
+    result = _ajoissa(
+        "score",
+        "--source",
+        "records",
+        "--data",
+        summary["data"],
+        "--as-of",
+        "2025-02-03",
+        "--model-name",
+        "ajoissa-records",
+        home=home,
+    )
+    assert "ajoissa-records" in result.stdout
+    assert (home / "scores.db").exists()
 
 
 def test_synth_rejects_bad_format(tmp_path):
