@@ -53,8 +53,26 @@ def load_records(
         write_problem_report,
     )
     from sources.school.marks import DEFAULT_MARK_CODES
-    from sources.school.records import read_records, write_records
+    from sources.school.records import (
+        STORED_FILES,
+        check_replaceable,
+        read_records,
+        write_records,
+    )
 
+    if store is not None and data.resolve().is_relative_to(store.resolve()):
+        typer.echo(
+            f"Invalid --store {store}: it contains the export folder {data}, which "
+            "replacing it would delete. Choose a folder outside the export.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if store is not None:
+        try:
+            check_replaceable(store.resolve(), STORED_FILES, "load-records --store")
+        except ValueError as error:
+            typer.echo(f"Invalid --store: {error}", err=True)
+            raise typer.Exit(code=2) from error
     if mark_codes is None:
         local = data / "mark_codes.csv"
         mark_codes = local if local.is_file() else DEFAULT_MARK_CODES
@@ -78,5 +96,9 @@ def load_records(
     for table, rows in records.counts.items():
         console.print(f"{table:>24}: {rows:,}")
     if store is not None:
-        write_records(records, store)
+        try:
+            write_records(records, store)
+        except ValueError as error:
+            typer.echo(f"Invalid --store: {error} Nothing was stored.", err=True)
+            raise typer.Exit(code=2) from error
         console.print(f"Stored the validated tables in {store}")

@@ -23,7 +23,13 @@ SYNTH_HELP = (
 @app.command(help=SYNTH_HELP)
 def synth(
     pupils: Annotated[int, typer.Option(help="Number of pupils.", min=1)],
-    out: Annotated[Path, typer.Option(help="Folder to write; replaced if it exists.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Folder to write. An earlier output of synth there is replaced; "
+            "a folder with other files is rejected."
+        ),
+    ],
     years: Annotated[int, typer.Option(help="Number of school years.", min=1)] = 3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     first_year: Annotated[
@@ -36,7 +42,8 @@ def synth(
         str, typer.Option("--format", help="File format: parquet or csv (Excel style).")
     ] = "parquet",
 ) -> None:
-    from sources.school.synth import SynthConfig, generate
+    from sources.school.records import check_replaceable
+    from sources.school.synth import SynthConfig, expected_outputs, generate
 
     if file_format not in ("parquet", "csv"):
         typer.echo(f"Invalid --format {file_format!r}: use parquet or csv.", err=True)
@@ -49,6 +56,11 @@ def synth(
         lessons_per_day=lessons_per_day,
         file_format=file_format,
     )
+    try:
+        check_replaceable(out.resolve(), expected_outputs(), "synth")
+    except ValueError as error:
+        typer.echo(f"Invalid --out: {error}", err=True)
+        raise typer.Exit(code=2) from error
     started = time.perf_counter()
     with Progress(
         TextColumn("[progress.description]{task.description}"),

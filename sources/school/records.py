@@ -449,14 +449,51 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
     return SchoolRecords(**tables, counts=counts)
 
 
+STORED_FILES = frozenset(f"{name}.parquet" for name in TABLES)
+"""The files that :func:`write_records` writes."""
+
+
+def check_replaceable(
+    out_dir: Path, expected: set[str] | frozenset[str], writer: str
+) -> None:
+    """Raise ``ValueError`` unless ``writer`` may replace the folder ``out_dir``.
+
+    The folder may be replaced when it does not exist, is empty or contains
+    only files named in ``expected`` (an earlier output), so a mistyped path
+    never deletes other files.
+    """
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ValueError(
+            f"{out_dir} is a file; {writer} writes a folder. Choose a folder path."
+        )
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in expected)
+    if others:
+        shown = ", ".join(others[:5])
+        if len(others) > 5:
+            shown += f" and {len(others) - 5} more"
+        raise ValueError(
+            f"{out_dir} already contains {shown}, which {writer} did not write "
+            "and which replacing the folder would delete. Choose a new or empty "
+            "folder, or move those files away first."
+        )
+
+
 def write_records(records: SchoolRecords, out_dir: Path) -> None:
     """Store ``records`` as one Parquet file per table in ``out_dir``.
 
     The tables are written to a new sibling folder that then replaces
     ``out_dir``, so readers see either the old or the new load, and loading the
     same export twice gives the same files.
+
+    Raises
+    ------
+    ValueError
+        If ``out_dir`` is a file or contains files other than the tables.
     """
     out_dir = out_dir.resolve()
+    check_replaceable(out_dir, STORED_FILES, "load-records --store")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:

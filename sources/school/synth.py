@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sources.school.marks import DEFAULT_MARK_CODES
-from sources.school.records import CSV_OPTIONS, TIME_ZONE
+from sources.school.records import CSV_OPTIONS, TIME_ZONE, check_replaceable
 from sources.school.tables import TABLES
 
 logger = logging.getLogger(__name__)
@@ -555,6 +555,12 @@ def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def expected_outputs() -> set[str]:
+    """Return the names of every file that :func:`generate` may write."""
+    tables = {f"{name}{suffix}" for name in TABLES for suffix in (".csv", ".parquet")}
+    return tables | {"mark_codes.csv"}
+
+
 def generate(
     config: SynthConfig,
     out_dir: Path,
@@ -576,6 +582,7 @@ def generate(
     if config.file_format not in ("csv", "parquet"):
         raise ValueError(f"file format {config.file_format!r} is not csv or parquet")
     out_dir = out_dir.resolve()
+    check_replaceable(out_dir, expected_outputs(), "synth")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     suffix = ".csv" if config.file_format == "csv" else ".parquet"

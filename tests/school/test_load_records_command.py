@@ -57,3 +57,36 @@ def test_many_problems_summarized(tmp_path: Path):
     assert f"listed in {report}" in result.output.replace("\n", "")
     listed = report.read_text(encoding="utf-8").splitlines()
     assert sum("'attendance_marks', column 'pupil_id'" in line for line in listed) == 32
+
+
+def test_store_with_other_files_rejected(export_dir: Path, tmp_path: Path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "thesis.txt").write_text("keep me")
+    result = runner.invoke(
+        app, ["load-records", "--data", str(export_dir), "--store", str(store)]
+    )
+    assert result.exit_code == 2
+    assert "thesis.txt" in result.output
+    assert (store / "thesis.txt").read_text() == "keep me"
+    assert not (store / "pupils.parquet").exists()
+
+
+def test_store_reload_replaces_tables(export_dir: Path, tmp_path: Path):
+    store = tmp_path / "store"
+    for _ in range(2):
+        result = runner.invoke(
+            app, ["load-records", "--data", str(export_dir), "--store", str(store)]
+        )
+        assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(store / "pupils.parquet")) == 2
+
+
+def test_store_containing_export_rejected(export_dir: Path):
+    before = sorted(p.name for p in export_dir.iterdir())
+    result = runner.invoke(
+        app, ["load-records", "--data", str(export_dir), "--store", str(export_dir)]
+    )
+    assert result.exit_code == 2
+    assert "contains the export folder" in result.output
+    assert sorted(p.name for p in export_dir.iterdir()) == before

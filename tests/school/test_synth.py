@@ -109,3 +109,29 @@ def test_other_first_years_validate(tmp_path, first_year):
     generate(config, out)
     tables = to_input_tables(read_records(out, out / "mark_codes.csv"))
     assert tables.learners["learner_id"].nunique() == 300
+
+
+def test_rejects_folder_with_other_files(tmp_path):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="thesis.txt"):
+        generate(SynthConfig(pupils=5, years=1, seed=1), out)
+    assert (out / "thesis.txt").read_text() == "keep me"
+    assert (out / "sub").is_dir()
+
+
+def test_rejects_file_as_folder(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        generate(SynthConfig(pupils=5, years=1, seed=1), target)
+    assert target.read_text() == "x"
+
+
+def test_replaces_own_earlier_output(tmp_path):
+    out = tmp_path / "out"
+    generate(SynthConfig(pupils=5, years=1, seed=1), out)
+    counts = generate(SynthConfig(pupils=6, years=1, seed=1), out)
+    assert counts["pupils"] == 6
+    assert len(pd.read_parquet(out / "pupils.parquet")) == 6
