@@ -262,6 +262,23 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         return None, checker
     try:
         raw = _read_raw(path)
+    except pd.errors.EmptyDataError:
+        if spec.optional:
+            # A table exported with no rows and no header line: no notes.
+            logger.info("%s is empty; read as a table without rows", path)
+            return empty_export_table(spec.name), checker
+        columns = ";".join(c.name for c in spec.columns)
+        checker.problems.append(
+            Problem(
+                str(path),
+                spec.name,
+                "*",
+                None,
+                None,
+                f"the file is empty; export the table with its header line: {columns}",
+            )
+        )
+        return None, checker
     except UnicodeDecodeError:
         line, where = locate_decode_error(
             path, CSV_OPTIONS["encoding"], CSV_OPTIONS["sep"]
@@ -279,11 +296,31 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         return None, checker
     raw.columns = [str(c).strip() for c in raw.columns]
     absent = [c.name for c in spec.columns if c.name not in raw.columns]
-    for name in absent:
-        checker.problems.append(
-            Problem(str(path), spec.name, name, 1, None, "this column in the header")
+    expected = "this column in the header"
+    if (
+        absent
+        and len(raw.columns) == 1
+        and ("," in raw.columns[0] or "\t" in raw.columns[0])
+    ):
+        expected += (
+            "; the header looks separated by commas or tabs, but the contract's "
+            "CSV uses ';' (save as CSV UTF-8 with ';' as the separator)"
         )
+    for name in absent:
+        checker.problems.append(Problem(str(path), spec.name, name, 1, None, expected))
     if absent:
+        return None, checker
+    if raw.empty and not spec.optional:
+        checker.problems.append(
+            Problem(
+                str(path),
+                spec.name,
+                "*",
+                None,
+                None,
+                "the file has only its header line; export the table with its rows",
+            )
+        )
         return None, checker
     table = pd.DataFrame({c.name: _check_column(raw, c, checker) for c in spec.columns})
     if spec.key:

@@ -124,3 +124,45 @@ def test_non_utf8_line_named(tmp_path):
     )
     with pytest.raises(InputDataError, match=re.escape(expected)):
         read_records(export_dir)
+
+
+def _problems(folder) -> list[str]:
+    with pytest.raises(InputDataError) as raised:
+        read_records(folder)
+    return [str(p) for p in raised.value.problems]
+
+
+def test_empty_required_file_reported(tmp_path):
+    folder = write_export(tmp_path / "e", EXPORT)
+    (folder / "pupils.csv").write_bytes(b"")
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "table 'pupils'" in problems[0]
+    assert "the file is empty; export the table with its header line" in problems[0]
+
+
+def test_empty_optional_file_has_no_rows(tmp_path):
+    folder = write_export(tmp_path / "e", EXPORT)
+    (folder / "behaviour_notes.csv").write_bytes(b"")
+    records = read_records(folder)
+    assert len(records.behaviour_notes) == 0
+    assert len(records.pupils) == 2
+
+
+def test_header_only_table_one_problem(tmp_path):
+    tables = {k: list(v) for k, v in EXPORT.items()}
+    tables["pupils"] = tables["pupils"][:1]
+    problems = _problems(write_export(tmp_path / "e", tables))
+    assert problems == [
+        f"{tmp_path / 'e' / 'pupils.csv'}: table 'pupils': the file has only its "
+        "header line; export the table with its rows"
+    ]
+
+
+def test_comma_separated_header_hint(tmp_path):
+    tables = {k: list(v) for k, v in EXPORT.items()}
+    tables["pupils"] = [line.replace(";", ",") for line in tables["pupils"]]
+    problems = _problems(write_export(tmp_path / "e", tables))
+    pupils = [p for p in problems if "table 'pupils'" in p]
+    assert pupils
+    assert all("separated by commas or tabs" in p for p in pupils)
