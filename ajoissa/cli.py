@@ -127,14 +127,16 @@ def run(
         int | None,
         typer.Option(
             help="Days after each as-of date in which a dropout counts for the label "
-            "(sources with study-right histories only). Default: 365."
+            "(sources with study-right histories only). Default: 365.",
+            min=1,
         ),
     ] = None,
     transfer_gap_days: Annotated[
         int | None,
         typer.Option(
             help="Days within which a new study right makes an ended one a school "
-            "change, not a dropout (sources with study-right histories). Default: 120."
+            "change, not a dropout (sources with study-right histories). Default: 120.",
+            min=0,
         ),
     ] = None,
 ) -> None:

@@ -76,7 +76,8 @@ def retrain(
         int | None,
         typer.Option(
             help="Label: withdrawal within this many days after the as-of date. "
-            "Default: any later withdrawal from the unit."
+            "Default: any later withdrawal from the unit.",
+            min=1,
         ),
     ] = None,
     asof_days: Annotated[

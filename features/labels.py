@@ -42,6 +42,16 @@ class LabelRule:
     """Age, in years, at which compulsory education ends. Finishing basic
     education younger than this without continuing counts as dropping out."""
 
+    def __post_init__(self) -> None:
+        if self.window_days < 1:
+            raise ValueError(
+                f"invalid label window {self.window_days} days: expected at least 1"
+            )
+        if self.transfer_gap_days < 0:
+            raise ValueError(
+                f"invalid transfer gap {self.transfer_gap_days} days: expected 0 or more"
+            )
+
 
 def dropout_events(
     states: pd.DataFrame, learners: pd.DataFrame, rule: LabelRule

@@ -337,8 +337,9 @@ def validate_temporal(
         )
     if not folds:
         raise ValueError(
-            f"no temporal cutoff in {cutoffs} leaves both training and test rows; "
-            "choose cutoffs between the first and last unit start dates"
+            f"no temporal cutoff in {cutoffs} leaves both training and test rows "
+            "with known labels. The data may span too few school years for the "
+            "label window: shorten the window (--label-window-days) or add years"
         )
     return Validation("temporal", folds, folds[-1], skipped)
 

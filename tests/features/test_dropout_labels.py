@@ -202,3 +202,28 @@ def test_end_judged_after_gap():
         keys, events, RULE, observed_until=pd.Timestamp("2025-07-31")
     )
     assert labels.iloc[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"window_days": 0}, "invalid label window 0 days"),
+        ({"window_days": -5}, "invalid label window -5 days"),
+        ({"transfer_gap_days": -1}, "invalid transfer gap -1 days"),
+    ],
+)
+def test_label_rule_rejects_bad_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        LabelRule(**settings)
+
+
+def test_run_rejects_negative_window():
+    from typer.testing import CliRunner
+
+    from ajoissa.cli import app
+
+    result = CliRunner().invoke(
+        app, ["run", "--source", "records", "--label-window-days", "-5"]
+    )
+    assert result.exit_code == 2
+    assert "--label-window-days" in result.output
