@@ -60,6 +60,13 @@ def load_records(
         write_records,
     )
 
+    if not data.is_dir():
+        typer.echo(
+            f"Invalid --data {data}: folder not found. Give the folder that "
+            "contains the export's tables.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     if store is not None and data.resolve().is_relative_to(store.resolve()):
         typer.echo(
             f"Invalid --store {store}: it contains the export folder {data}, which "

@@ -31,14 +31,14 @@ def export_reviews(
 ) -> None:
     """Write every review to Excel CSV, one row per review, oldest first.
 
-    The file uses ``;`` between fields, UTF-8 with a byte-order mark and a
-    decimal comma, as a Finnish Excel expects. Cells that start with ``=``,
-    ``+``, ``-`` or ``@`` get a leading ``'`` so that they stay text.
+    The file uses ';' between fields, UTF-8 with a byte-order mark and a
+    decimal comma, as a Finnish Excel expects. Cells that start with '=', '+',
+    '-' or '@' get a leading apostrophe so that they stay text.
 
     Each row has the decision, follow-up date and note. It also has the score
     the pupil had when reviewed: as-of date, model version, probability, rank
-    and whether the pupil was within the team's capacity. Reviews can so be
-    joined to outcomes for retraining and evaluation.
+    and whether the pupil was within the team's capacity, so that reviews can
+    be joined to outcomes for retraining and evaluation.
     """
     from serving.ui.store import UiStore
 

@@ -230,7 +230,9 @@ def run_main_job(
             "evaluation": evaluation,
             "shap_additivity_max_error": shap_check,
             "features": fold.spec.features,
-            "label_definition": _label_definition(config),
+            "label_definition": _label_definition(
+                config, has_history=len(tables.study_right_states) > 0
+            ),
         }
         if config.source_details:
             summary["source_details"] = config.source_details
@@ -276,7 +278,19 @@ def run_main_job(
     return summary
 
 
-def _label_definition(config: RunConfig) -> str:
+def _label_definition(config: RunConfig, has_history: bool) -> str:
+    if has_history:
+        rule = config.label_rule or LabelRule()
+        return (
+            f"1 when the learner drops out within {rule.window_days} days after the "
+            "as-of date: a study right ends as resigned or considered resigned "
+            f"with no new study right within {rule.transfer_gap_days} days, or "
+            "basic education ends before age "
+            f"{rule.compulsory_education_until_age} with no study right beyond "
+            f"basic education starting within {rule.transfer_gap_days} days; 0 "
+            "otherwise. A school change "
+            "is not a dropout. Enrolments not active at an as-of date get no row."
+        )
     window = (
         f"within {config.label_window_days} days after the as-of date"
         if config.label_window_days is not None

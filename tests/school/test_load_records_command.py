@@ -90,3 +90,10 @@ def test_store_containing_export_rejected(export_dir: Path):
     assert result.exit_code == 2
     assert "contains the export folder" in result.output
     assert sorted(p.name for p in export_dir.iterdir()) == before
+
+
+def test_missing_data_folder_rejected(tmp_path: Path):
+    result = runner.invoke(app, ["load-records", "--data", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "folder not found" in result.output
+    assert not (tmp_path / "nope").exists()

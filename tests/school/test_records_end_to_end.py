@@ -124,3 +124,10 @@ def test_synth_rejects_bad_format(tmp_path):
     )
     assert result.returncode == 2
     assert "Invalid --format" in result.stderr
+
+
+def test_records_label_definition(summary):
+    definition = summary["label_definition"]
+    assert "within 183 days after the as-of date" in definition
+    assert "considered resigned" in definition
+    assert "withdrawing" not in definition
