@@ -603,7 +603,7 @@ def _trend_chart(
         return t.percent(value / 100) if as_percent else t.number(value)
 
     label = t(
-        "trend.summary",
+        "trend.summary" if len(values) > 1 else "trend.summary_single",
         name=t(f"trend.{name}"),
         first=show(values[0][1]),
         first_date=values[0][0].isoformat(),

@@ -135,6 +135,22 @@ def test_chart_names_values():
     assert "<polyline" in svg
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_single_point_chart_label(language):
+    from serving.ui.app import _trend_chart
+
+    t = Translator(language)
+    svg = str(_trend_chart(t, "grades", [(dt.date(2014, 3, 3), 32.0)], small=False))
+    label = svg.split('aria-label="', 1)[1].split('"', 1)[0]
+    assert label == t(
+        "trend.summary_single",
+        name=t("trend.grades"),
+        first="32",
+        first_date="2014-03-03",
+    )
+    assert label.count("2014-03-03") == 1
+
+
 def test_reviews_export_csv(tmp_path, monkeypatch):
     from ajoissa.cli import app
 
