@@ -310,7 +310,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         checker.problems.append(Problem(str(path), spec.name, name, 1, None, expected))
     if absent:
         return None, checker
-    if raw.empty and not spec.optional:
+    if raw.empty and spec.name in REFERENCED_TABLES:
         checker.problems.append(
             Problem(
                 str(path),
@@ -485,6 +485,10 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
     logger.info("read export from %s: %s", folder, counts)
     return SchoolRecords(**tables, counts=counts)
 
+
+REFERENCED_TABLES = ("pupils", "schools", "study_rights")
+"""Tables that other tables refer to, so an export cannot do without their rows.
+Other tables, such as support decisions, may have only a header line."""
 
 STORED_FILES = frozenset(f"{name}.parquet" for name in TABLES)
 """The files that :func:`write_records` writes."""
