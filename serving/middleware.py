@@ -354,8 +354,8 @@ class ScoreBodyMiddleware:
     BentoML rejects it as before.
 
     The two parsers give the same values, including for ``NaN``, ``1e400``,
-    integers beyond 64 bits and duplicate keys (the last one wins); a test
-    compares them.
+    integers beyond 64 bits and duplicate keys, where the last one wins. A
+    test compares them.
     """
 
     def __init__(self, app: App) -> None:

@@ -262,7 +262,8 @@ def _validate_per_record(
     Raises
     ------
     RecordValidationError
-        Listing every problem, sorted by record.
+        If any record or value breaks the rules. Lists every problem, sorted
+        by record.
     """
     known = set(spec.features)
     problems: list[RecordProblem] = []
@@ -317,13 +318,13 @@ def _validate_columnwise(
     """Validate a batch of well-formed records a column at a time, or return None.
 
     This path gives the same batch as :func:`_validate_per_record`, with far
-    fewer Python operations per value. It
-    returns None as soon as anything needs the per-record rules: a record that
-    is not a dict with exactly the feature keys, a numeric value that is not an
-    int, a float or null, an infinite or out-of-range number, or a categorical
-    value that is not a string, an int, a float or null. The per-record path
-    then checks the whole batch again: it accepts decimal strings and reports
-    every problem, so error responses have a single source.
+    fewer Python operations per value. It returns None as soon as a value or
+    record needs the per-record rules: a record that is not a dict with
+    exactly the feature keys, a numeric value other than an int, a float or
+    null, an infinite or out-of-range number, or a categorical value other
+    than a string, an int, a float or null. The per-record path then checks
+    the whole batch again. It accepts decimal strings and reports every
+    problem, so error responses have a single source.
     """
     features = spec.features
     if set(map(type, records)) != {dict}:
