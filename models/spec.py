@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -107,11 +108,12 @@ class FeatureSpec:
             values = columns[name]
             if name in self.categorical:
                 codes = self._category_codes[name]
-                matrix[:, position] = [codes.get(value, np.nan) for value in values]
+                matrix[:, position] = list(
+                    map(codes.get, values, itertools.repeat(np.nan))
+                )
             else:
-                matrix[:, position] = [
-                    np.nan if value is None else value for value in values
-                ]
+                # A float array turns None into NaN.
+                matrix[:, position] = np.asarray(values, dtype=np.float64)
         return matrix
 
     @cached_property

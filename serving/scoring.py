@@ -45,6 +45,7 @@ together, while ``probability`` and ``reasons`` do not.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -52,6 +53,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -246,7 +248,23 @@ def validate_records(
         raise RecordValidationError([problem], spec.features)
     if len(records) > max_records:
         raise BatchTooLargeError(len(records), max_records)
+    batch = _validate_columnwise(records, spec)
+    if batch is None:
+        batch = _validate_per_record(records, spec)
+    return batch
 
+
+def _validate_per_record(
+    records: list[Any] | tuple[Any, ...], spec: FeatureSpec
+) -> ValidatedBatch:
+    """Check every record and value of a non-empty batch by the module's rules.
+
+    Raises
+    ------
+    RecordValidationError
+        If any record or value breaks the rules. Lists every problem, sorted
+        by record.
+    """
     known = set(spec.features)
     problems: list[RecordProblem] = []
     objects: list[dict[str, Any]] = []
@@ -292,6 +310,139 @@ def validate_records(
         spec=spec,
         warnings=_unseen_warnings(unseen),
     )
+
+
+def _validate_columnwise(
+    records: list[Any] | tuple[Any, ...], spec: FeatureSpec
+) -> ValidatedBatch | None:
+    """Validate a batch of well-formed records a column at a time, or return None.
+
+    This path gives the same batch as :func:`_validate_per_record`, with far
+    fewer Python operations per value. It returns None as soon as a value or
+    record needs the per-record rules: a record that is not a dict with
+    exactly the feature keys, a numeric value other than an int, a float or
+    null, an infinite or out-of-range number, or a categorical value other
+    than a string, an int, a float or null. The per-record path then checks
+    the whole batch again. It accepts decimal strings and reports every
+    problem, so error responses have a single source.
+    """
+    features = spec.features
+    if set(map(type, records)) != {dict}:
+        return None
+    if set(map(len, records)) != {len(set(features))}:
+        return None
+    numeric = [name for name in features if name not in spec.categorical]
+    categorical = [name for name in features if name in spec.categorical]
+    try:
+        # A record with as many keys as features and every feature key
+        # present has exactly the feature keys.
+        rows = _value_rows(records, numeric)
+        raw_categories = {
+            name: list(map(itemgetter(name), records)) for name in categorical
+        }
+    except KeyError:
+        return None
+
+    values = itertools.chain.from_iterable(rows)
+    if not set(map(type, values)) <= _PLAIN_NUMBER_TYPES:
+        return None
+    try:
+        # None becomes NaN.
+        numbers = np.array(rows, dtype=float).reshape(len(records), len(numeric))
+    except OverflowError:
+        return None
+    if np.isinf(numbers).any() or _any_out_of_range(numbers, numeric):
+        return None
+
+    by_name: dict[str, Any] = {}
+    unseen: dict[str, Counter[str]] = {name: Counter() for name in spec.categorical}
+    for name in categorical:
+        column = _categories_by_value(
+            raw_categories[name], spec.category_lookup[name], unseen[name]
+        )
+        if column is None:
+            return None
+        by_name[name] = column
+    numbers_at = {name: position for position, name in enumerate(numeric)}
+    for name, position in numbers_at.items():
+        by_name[name] = numbers[:, position]
+    # The matrix is encoded from the float arrays, which skips a conversion
+    # per value; the columns hold Python floats like the per-record path.
+    matrix = spec.encode(by_name)
+    columns = {
+        name: by_name[name].tolist() if name in numbers_at else by_name[name]
+        for name in features
+    }
+    return ValidatedBatch(
+        columns=columns,
+        matrix=matrix,
+        spec=spec,
+        warnings=_unseen_warnings(unseen),
+    )
+
+
+def _value_rows(records: Sequence[dict[str, Any]], names: list[str]) -> list[tuple]:
+    """Return each record's values of ``names`` as a tuple, in that order.
+
+    Raises
+    ------
+    KeyError
+        If a record lacks one of ``names``.
+    """
+    if not names:
+        return [()] * len(records)
+    if len(names) == 1:
+        # itemgetter of one key returns the value itself, not a tuple.
+        return [(value,) for value in map(itemgetter(names[0]), records)]
+    return list(map(itemgetter(*names), records))
+
+
+def _any_out_of_range(numbers: np.ndarray, names: list[str]) -> bool:
+    """Return whether a value of ``numbers`` (records by ``names``) is out of range."""
+    ranges = _feature_ranges()
+    for position, name in enumerate(names):
+        allowed = ranges.get(name)
+        if allowed is None:
+            continue
+        values = numbers[:, position]
+        with np.errstate(invalid="ignore"):
+            outside = (values < allowed.lower) | (values > allowed.upper)
+            if allowed.whole:
+                outside |= values != np.floor(values)
+        if (outside & ~np.isnan(values)).any():
+            return True
+    return False
+
+
+_CATEGORY_VALUE_TYPES = frozenset({str, int, float, type(None)})
+
+
+def _categories_by_value(
+    values: list[Any], categories: dict[str, str], unseen: Counter[str]
+) -> list[str | None] | None:
+    """Return ``values`` as training categories, matching each distinct value once.
+
+    Gives the same column and the same ``unseen`` counts, in the same order, as
+    :func:`_categorical_column`. Returns None if a value is not a string, an
+    int, a float or null, which only the per-value rules report.
+    """
+    if not set(map(type, values)) <= _CATEGORY_VALUE_TYPES:
+        return None
+    # Counter keeps first occurrences in order, which keeps the warnings'
+    # order. Equal numbers such as 171 and 171.0 share a key and a category
+    # text, so merging them changes nothing.
+    matched: dict[Any, str] = {}
+    for value, count in Counter(values).items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        text = category_text(value)
+        category = categories.get(text)
+        if category is None:
+            unseen[text] += count
+        else:
+            matched[value] = category
+    # A NaN or an unseen value is not in ``matched``, so it gets None.
+    return list(map(matched.get, values))
 
 
 def score_records(

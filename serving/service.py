@@ -116,7 +116,12 @@ from serving.auth import PUBLIC_PATHS, AccessControlMiddleware, principal_of
 from serving.champion import ChampionHolder, reload_seconds
 from serving.metrics import RouteTemplates
 from serving.metrics import install as install_metric_templates
-from serving.middleware import BodyLimitMiddleware, ErrorFormatMiddleware
+from serving.middleware import (
+    SCORE_BODY_KEY,
+    BodyLimitMiddleware,
+    ErrorFormatMiddleware,
+    ScoreBodyMiddleware,
+)
 from serving.scorestore import ScoreStore
 from serving.scoring import (
     MAX_BATCH_RECORDS,
@@ -391,12 +396,23 @@ class ScoringService:
         :class:`~starlette.responses.Response` built here, and error bodies are
         :class:`~serving.api_models.ErrorBody`.
 
-        NOTE: BentoML's input model ignores body keys other than the parameters
-        above, so a misspelled top-level key is not reported. The request is
+        A JSON object body reaches the handler through the scope, parsed by
+        :class:`~serving.middleware.ScoreBodyMiddleware`, and the parameters
+        then keep their defaults; BentoML fills them only for bodies that the
+        middleware passes through.
+
+        NOTE: BentoML's input model, like the middleware, ignores body keys
+        other than the parameters above, so a misspelled top-level key is not
+        reported. The request is
         rejected anyway when ``records`` is then missing.
         """
         started = time.perf_counter()
-        principal = principal_of(ctx.request.scope)
+        scope = ctx.request.scope
+        parsed = scope.get(SCORE_BODY_KEY)
+        if parsed is not None:
+            # ScoreBodyMiddleware parsed the body and passed BentoML ``{}``.
+            records, as_of, include_reasons = score_arguments(parsed)
+        principal = principal_of(scope)
         loaded = self.champion.loaded
         count = len(records) if isinstance(records, (list, tuple)) else 0
         status, body = self._score(records, as_of, include_reasons, loaded)
@@ -624,6 +640,7 @@ class ScoringService:
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
 ScoringService.add_asgi_middleware(BodyLimitMiddleware)
 ScoringService.add_asgi_middleware(ErrorFormatMiddleware)
+ScoringService.add_asgi_middleware(ScoreBodyMiddleware)
 
 # /metrics is open, so its endpoint labels carry route templates, never ids.
 install_metric_templates(
@@ -664,6 +681,19 @@ def _exit_worker_on_failed_start() -> None:
 
 
 _exit_worker_on_failed_start()
+
+
+def score_arguments(body: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Return ``records``, ``as_of`` and ``include_reasons`` of a parsed body.
+
+    Absent keys get the defaults of :meth:`ScoringService.score`, as BentoML
+    gives them.
+    """
+    return (
+        body.get("records"),
+        body.get("as_of"),
+        body.get("include_reasons", True),
+    )
 
 
 def _raise_with_record_problems(

@@ -97,6 +97,22 @@ def test_chunked_small_body_scored(server, tokens, trained):
     assert len(response.json()["scores"]) == 2
 
 
+def test_body_parsed_by_bentoml_scores_same(server, tokens, trained):
+    # A text/plain body skips ScoreBodyMiddleware and BentoML parses it.
+    content = json.dumps(
+        {"records": trained.holdout_records[:5], "as_of": "2024-01-31"}
+    )
+    by_middleware = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    by_bentoml = _post(
+        server, tokens, content=content, headers={"Content-Type": "text/plain"}
+    )
+    assert by_middleware.status_code == by_bentoml.status_code == 200
+    assert by_middleware.json() == by_bentoml.json()
+    assert by_middleware.json()["scores"][0]["as_of"] == "2024-01-31"
+
+
 @pytest.mark.parametrize("content", [b"not json", b"[1, 2]", b'"records"'])
 def test_unparseable_body_error_format(server, tokens, content):
     response = _post(
