@@ -401,10 +401,12 @@ class ScoringService:
         then keep their defaults; BentoML fills them only for bodies that the
         middleware passes through.
 
-        NOTE: BentoML's input model, like the middleware, ignores body keys
-        other than the parameters above, so a misspelled top-level key is not
-        reported. The request is
-        rejected anyway when ``records`` is then missing.
+        A JSON object body with a top-level key other than the parameters above
+        is rejected with a 400 that names the key.
+
+        NOTE: BentoML's input model ignores such keys, so a body that the
+        middleware passes through (not ``application/json``) does not get
+        that check.
         """
         started = time.perf_counter()
         scope = ctx.request.scope
@@ -412,10 +414,11 @@ class ScoringService:
         if parsed is not None:
             # ScoreBodyMiddleware parsed the body and passed BentoML ``{}``.
             records, as_of, include_reasons = score_arguments(parsed)
+        unknown = unknown_key_problems(parsed) if parsed is not None else []
         principal = principal_of(scope)
         loaded = self.champion.loaded
         count = len(records) if isinstance(records, (list, tuple)) else 0
-        status, body = self._score(records, as_of, include_reasons, loaded)
+        status, body = self._score(records, as_of, include_reasons, loaded, unknown)
         # The access log gets one row per request: the records carry no pupil id.
         self.access_log.append(
             AccessEvent(
@@ -444,7 +447,12 @@ class ScoringService:
         )
 
     def _score(
-        self, records: Any, as_of: Any, include_reasons: Any, loaded: Any
+        self,
+        records: Any,
+        as_of: Any,
+        include_reasons: Any,
+        loaded: Any,
+        unknown: list[RecordProblem],
     ) -> tuple[int, dict[str, Any]]:
         if loaded is None:
             logger.warning(
@@ -457,6 +465,7 @@ class ScoringService:
             )
         count = len(records) if isinstance(records, (list, tuple)) else 0
         as_of_text, request_problems = _parse_options(as_of, include_reasons)
+        request_problems = unknown + request_problems
         # Only counts and durations are logged at INFO because record values
         # are pupil-level data.
         try:
@@ -683,6 +692,10 @@ def _exit_worker_on_failed_start() -> None:
 _exit_worker_on_failed_start()
 
 
+SCORE_REQUEST_KEYS = ("records", "as_of", "include_reasons")
+"""The keys of a ``POST /v1/score`` body."""
+
+
 def score_arguments(body: dict[str, Any]) -> tuple[Any, Any, Any]:
     """Return ``records``, ``as_of`` and ``include_reasons`` of a parsed body.
 
@@ -694,6 +707,20 @@ def score_arguments(body: dict[str, Any]) -> tuple[Any, Any, Any]:
         body.get("as_of"),
         body.get("include_reasons", True),
     )
+
+
+def unknown_key_problems(body: dict[str, Any]) -> list[RecordProblem]:
+    """Return a problem for each top-level key of ``body`` that no option reads.
+
+    A misspelled option such as ``include_reason`` would otherwise be ignored
+    silently and its default used.
+    """
+    expected = "no such field; a request has " + ", ".join(SCORE_REQUEST_KEYS)
+    return [
+        RecordProblem(None, str(key), body[key], expected)
+        for key in body
+        if key not in SCORE_REQUEST_KEYS
+    ]
 
 
 def _raise_with_record_problems(

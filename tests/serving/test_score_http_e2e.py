@@ -54,6 +54,15 @@ def test_reasons_option_must_be_boolean(server, tokens, trained):
     assert response.json()["problems"][0]["field"] == "include_reasons"
 
 
+def test_misspelled_option_400(server, tokens, trained):
+    body = {"records": trained.holdout_records[:1], "include_reason": False}
+    response = _post(server, tokens, json=body)
+    assert response.status_code == 400
+    problems = response.json()["problems"]
+    assert [p["field"] for p in problems] == ["include_reason"]
+    assert "records, as_of, include_reasons" in problems[0]["expected"]
+
+
 def test_negative_count_400(server, tokens, trained):
     record = dict(trained.holdout_records[0], assessments_due=-2)
     response = _post(server, tokens, json={"records": [record]})
