@@ -114,8 +114,8 @@ def enrolments_file(marks: Path) -> Path:
 def build_duckdb(marks: Path) -> pd.DataFrame:
     import duckdb
 
-    from features.build import DUCKDB_MEMORY_LIMIT
     from features.definitions import compile_sql
+    from features.engines import DUCKDB_MEMORY_LIMIT
 
     compiled = compile_sql(attendance_features(), {"attendance"})
     with duckdb.connect() as con:
@@ -299,7 +299,7 @@ def describe_run() -> str:
 
     import duckdb
 
-    from features.build import DUCKDB_MEMORY_LIMIT
+    from features.engines import DUCKDB_MEMORY_LIMIT
 
     def git(*args: str) -> str:
         return subprocess.run(

@@ -22,10 +22,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from sources.contract import InputTables
-
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from sources.contract import InputTables
 
 logger = logging.getLogger(__name__)
 
