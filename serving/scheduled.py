@@ -82,9 +82,9 @@ def score_asof(
             "a model trained on this source (--model-name)."
         )
     X = spec.conform(frame.data[spec.features])
-    probabilities = predict_risk(loaded.model, spec, X)
+    probabilities = predict_risk(loaded.model, spec, X, loaded.calibration)
     values, base = contributions(loaded.model, spec, X)
-    reasons = reason_codes(values, X, spec.features, TOP_REASONS)
+    reasons = reason_codes(values, X, spec.features, TOP_REASONS, sentences=True)
 
     data = frame.data[["enrolment_id", "learner_id", "unit_id"]].reset_index(drop=True)
     data["probability"] = probabilities

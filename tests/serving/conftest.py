@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 from features.build import asof_points_by_offset, build_features
-from models.risk import fit_risk_model
+from models.calibration import fit_calibration
+from models.risk import fit_risk_model, predict_risk
 from models.spec import FeatureSpec
 from models.store import LoadedModel, load_registered
 from serving.access import TokenStore
@@ -81,8 +82,20 @@ def trained(
             train["withdraws_after"].to_numpy(dtype=int),
             params={"n_estimators": 20},
         )
+        # A calibration, as ajoissa run registers one, so that tests compare
+        # calibrated probabilities everywhere.
+        holdout_raw = predict_risk(model, spec, holdout[features.feature_names])
+        calibration = fit_calibration(
+            holdout_raw, holdout["withdraws_after"].to_numpy(dtype=int), "sigmoid"
+        )
         with mlflow.start_run(experiment_id=ensure_experiment()):
-            log_and_register(model, spec, train[features.feature_names], MODEL_NAME)
+            log_and_register(
+                model,
+                spec,
+                train[features.feature_names],
+                MODEL_NAME,
+                calibration=calibration,
+            )
         loaded = load_registered(MODEL_NAME)
         holdout_frame = holdout[features.feature_names].reset_index(drop=True)
         yield TrainedModel(

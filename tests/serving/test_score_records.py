@@ -33,10 +33,22 @@ def records(trained) -> list[dict[str, object]]:
 def test_scores_match_predict_risk(trained, records):
     result = score_records(records, trained.loaded)
     expected = predict_risk(
-        trained.loaded.model, trained.spec, trained.holdout.head(50)
+        trained.loaded.model,
+        trained.spec,
+        trained.holdout.head(50),
+        trained.loaded.calibration,
     )
     got = np.array([score["probability"] for score in result.scores])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_scores_are_calibrated(trained, records):
+    # The test model carries a calibration, as models from ajoissa run do.
+    assert trained.loaded.calibration is not None
+    result = score_records(records, trained.loaded)
+    raw = predict_risk(trained.loaded.model, trained.spec, trained.holdout.head(50))
+    got = np.array([score["probability"] for score in result.scores])
+    assert np.abs(got - raw).max() > 1e-6
 
 
 def test_scores_carry_model_identity(trained, records):

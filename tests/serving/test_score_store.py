@@ -47,7 +47,9 @@ def test_every_active_enrolment_scored(tables, trained, scored):
 
 def test_scores_equal_offline(tables, trained, scored):
     frame = build_features(tables, asof_points_by_date(tables.units, [AS_OF]))
-    expected = predict_risk(trained.loaded.model, trained.spec, frame.data)
+    expected = predict_risk(
+        trained.loaded.model, trained.spec, frame.data, trained.loaded.calibration
+    )
     by_enrolment = {row.enrolment_id: row.probability for row in scored}
     got = np.array([by_enrolment[e] for e in frame.data["enrolment_id"]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
@@ -69,8 +71,11 @@ def test_contributions_sum_to_raw_score(trained, scored):
     total = row.contributions["base_value_log_odds"] + sum(
         item["contribution_log_odds"] for item in row.contributions["features"]
     )
-    probability = 1.0 / (1.0 + np.exp(-total))
-    assert abs(probability - row.probability) < 1e-4
+    # The contributions add up to the booster's log-odds; the stored
+    # probability is that score passed through the model's calibration.
+    raw = 1.0 / (1.0 + np.exp(-total))
+    calibrated = trained.loaded.calibration.apply(np.array([raw]))[0]
+    assert abs(calibrated - row.probability) < 1e-4
     assert len(row.contributions["features"]) == len(trained.spec.features)
     assert set(row.features) == set(trained.spec.features)
 

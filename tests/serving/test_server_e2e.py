@@ -127,7 +127,9 @@ def test_scores_match_offline(server, trained, tokens):
     )
     assert response.status_code == 200
     body = response.json()
-    expected = predict_risk(trained.loaded.model, trained.spec, rows)
+    expected = predict_risk(
+        trained.loaded.model, trained.spec, rows, trained.loaded.calibration
+    )
     got = np.array([score["probability"] for score in body["scores"]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     assert body["model"] == {
