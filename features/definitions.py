@@ -46,9 +46,9 @@ WINDOW_DAYS = {
     "365d": 365,
     "all": None,
 }
-"""The most days a window can span (``None`` when unbounded). The longer term,
-1 January to 31 July, has 213 days in a leap year; the previous term starts at
-most 366 days before the as-of date."""
+"""The maximum number of days a window spans (``None`` when unbounded). The
+longer term, 1 January to 31 July, has 213 days in a leap year. The previous
+term starts at most 366 days before the as-of date."""
 
 _YEAR = "year(k.asof_date)"
 _AUTUMN = "month(k.asof_date) >= 8"
