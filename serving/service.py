@@ -214,7 +214,8 @@ class _DropRequestBodyFilter(logging.Filter):
     BentoML 1.4 logs request parsing failures at ERROR with the pydantic
     ValidationError, whose text quotes the start of the request body. A body
     contains pupil-level data, so the traceback is dropped and only the
-    error count remains.
+    error count remains. The record is lowered to INFO, because the client
+    gets a 400 for its own mistake and the server has no error to act on.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -227,6 +228,8 @@ class _DropRequestBodyFilter(logging.Filter):
             record.args = None
             record.exc_info = None
             record.exc_text = None
+            record.levelno = logging.INFO
+            record.levelname = logging.getLevelName(logging.INFO)
         return True
 
 

@@ -224,6 +224,8 @@ def test_log_has_counts_not_values(server, trained, tokens):
     assert "scored 7 record(s) in" in log
     assert "rejected scoring request: 20 problem(s), 1 record(s) received" in log
     assert "request body rejected: 1 validation error(s)" in log
+    rejected = [line for line in log.splitlines() if "request body rejected" in line]
+    assert all("[INFO]" in line for line in rejected)
     assert "secret-value" not in log
     assert "secret-body" not in log
 
