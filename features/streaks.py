@@ -3,9 +3,9 @@
 A ``max_streak`` feature is the longest run of consecutive recorded days on
 which every row meets the feature's condition. Finding runs needs each
 learner's days in order. Grouping every mark by learner and day and then
-sorting the days takes most of a feature build (about three quarters of it at
-100,000 pupils, see docs/benchmarks.md), so windows no longer than
-:data:`MASK_DAYS` days take a cheaper route:
+sorting the days took about three quarters of the feature build at 100,000
+pupils (docs/benchmarks.md), so windows no longer than :data:`MASK_DAYS` days
+take a cheaper route:
 
 1. The SQL keeps, per key, three sets of days as bitmasks: the days with any
    row, the days with a row meeting the condition and the days with a row
@@ -14,8 +14,8 @@ sorting the days takes most of a feature build (about three quarters of it at
    masks come out of the same grouped pass as the other attendance counts.
 2. :func:`longest_runs` measures the runs from the masks with NumPy.
 
-A day is a hit when it has a row meeting the condition and none failing it;
-rows whose condition is NULL are ignored, as ``bool_and`` ignores them, and a
+A day is a hit when it has a row meeting the condition and none failing it.
+Rows whose condition is NULL are ignored, as ``bool_and`` ignores them, so a
 day with only such rows is a miss. Days without rows do not break a run.
 """
 
