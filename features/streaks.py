@@ -30,7 +30,7 @@ positive ``BIGINT`` and no shift reaches the sign bit."""
 
 WORDS = 6
 MASK_DAYS = BITS_PER_WORD * WORDS
-"""Longest window, in days, whose streaks use bitmasks (372 days)."""
+"""Maximum window length, in days, for which streaks use bitmasks (372 days)."""
 
 MASK_KINDS = ("days", "hits", "misses")
 """The masks per streak: days with rows, with a row meeting the condition and

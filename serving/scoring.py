@@ -319,12 +319,13 @@ def _validate_columnwise(
 
     This path gives the same batch as :func:`_validate_per_record`, with far
     fewer Python operations per value. It returns None as soon as a value or
-    record needs the per-record rules: a record that is not a dict with
-    exactly the feature keys, a numeric value other than an int, a float or
-    null, an infinite or out-of-range number, or a categorical value other
-    than a string, an int, a float or null. The per-record path then checks
-    the whole batch again. It accepts decimal strings and reports every
-    problem, so error responses have a single source.
+    record needs the per-record rules. Such are a record that is not a dict
+    with exactly the feature keys, and a numeric value other than an int, a
+    float or null. So are an infinite or out-of-range number and a
+    categorical value other than a string, an int, a float or null. The
+    per-record path then checks the whole batch again. It accepts decimal
+    strings and reports every problem, so error responses have a single
+    source.
     """
     features = spec.features
     if set(map(type, records)) != {dict}:

@@ -134,6 +134,12 @@ class _Checker:
                 )
             )
 
+    def add_file_problem(self, message: str, line: int | None = None) -> None:
+        """Add a problem with the whole file, such as an empty one."""
+        self.problems.append(
+            Problem(str(self.path), self.table, "*", line, None, message)
+        )
+
 
 def _as_text(column: pd.Series) -> pd.Series:
     """Return ``column`` as stripped text, with missing values as ``""``.
@@ -268,30 +274,16 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
             logger.info("%s is empty; read as a table without rows", path)
             return empty_export_table(spec.name), checker
         columns = ";".join(c.name for c in spec.columns)
-        checker.problems.append(
-            Problem(
-                str(path),
-                spec.name,
-                "*",
-                None,
-                None,
-                f"the file is empty; export the table with its header line: {columns}",
-            )
+        checker.add_file_problem(
+            f"the file is empty; export the table with its header line: {columns}"
         )
         return None, checker
     except UnicodeDecodeError:
         line, where = locate_decode_error(
             path, CSV_OPTIONS["encoding"], CSV_OPTIONS["sep"]
         )
-        checker.problems.append(
-            Problem(
-                str(path),
-                spec.name,
-                "*",
-                line,
-                None,
-                f"the file is not UTF-8: {where}; save it as CSV UTF-8",
-            )
+        checker.add_file_problem(
+            f"the file is not UTF-8: {where}; save it as CSV UTF-8", line
         )
         return None, checker
     raw.columns = [str(c).strip() for c in raw.columns]
@@ -311,15 +303,8 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
     if absent:
         return None, checker
     if raw.empty and spec.name in REFERENCED_TABLES:
-        checker.problems.append(
-            Problem(
-                str(path),
-                spec.name,
-                "*",
-                None,
-                None,
-                "the file has only its header line; export the table with its rows",
-            )
+        checker.add_file_problem(
+            "the file has only its header line; export the table with its rows"
         )
         return None, checker
     table = pd.DataFrame({c.name: _check_column(raw, c, checker) for c in spec.columns})
@@ -511,11 +496,11 @@ def check_replaceable(
         )
     others = sorted(p.name for p in out_dir.iterdir() if p.name not in expected)
     if others:
-        shown = ", ".join(others[:5])
+        listed = ", ".join(others[:5])
         if len(others) > 5:
-            shown += f" and {len(others) - 5} more"
+            listed += f" and {len(others) - 5} more"
         raise ValueError(
-            f"{out_dir} already contains {shown}, which {writer} did not write "
+            f"{out_dir} already contains {listed}, which {writer} did not write "
             "and which replacing the folder would delete. Choose a new or empty "
             "folder, or move those files away first."
         )
