@@ -26,13 +26,21 @@ from features.engines import (
     FeatureEngine,
     learner_inputs,
 )
-from features.labels import LabelRule, dropout_events, label_dropouts
+from features.labels import (
+    LabelRule,
+    dropout_events,
+    first_dropout_dates,
+    label_dropouts,
+)
 from sources.contract import InputTables
 
 logger = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("enrolment_id", "learner_id", "unit_id", "cohort", "asof_date")
 LABEL = "withdraws_after"
+WITHDRAWAL_DATE = "withdrawal_date"
+"""Date of the dropout that makes the label 1, when it comes from study-right
+histories. Lead time is measured to it."""
 RECENT_DAYS = 28
 """Length of the recent window for attendance features, in days."""
 
@@ -363,7 +371,9 @@ def build_features(
             "dropped %d feature rows whose label cannot be judged before the data end",
             int(unknown.sum()),
         )
-        data = data.assign(**{LABEL: labels})[~unknown].reset_index(drop=True)
+        left = first_dropout_dates(data, events, rule)
+        data = data.assign(**{LABEL: labels, WITHDRAWAL_DATE: left})
+        data = data[~unknown].reset_index(drop=True)
     data[LABEL] = data[LABEL].astype(int)
     logger.info(
         "built %d feature rows, %d features, label rate %.3f",

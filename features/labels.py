@@ -137,3 +137,26 @@ def label_dropouts(
     labels[joined.loc[in_window & ~censored, "_row"].unique()] = 1
     labels.index = keys.index
     return labels
+
+
+def first_dropout_dates(
+    keys: pd.DataFrame, events: pd.DataFrame, rule: LabelRule
+) -> pd.Series:
+    """Return each ``keys`` row's first dropout in its label window, aligned with ``keys``.
+
+    Missing where no dropout falls in the window. Lead time is measured to this
+    date.
+    """
+    window = pd.Timedelta(days=rule.window_days)
+    indexed = keys[["learner_id", "asof_date"]].reset_index(drop=True)
+    indexed["_row"] = indexed.index
+    joined = indexed.merge(events[["learner_id", "date"]], on="learner_id")
+    joined = joined[
+        (joined["date"] > joined["asof_date"])
+        & (joined["date"] <= joined["asof_date"] + window)
+    ]
+    first = joined.groupby("_row")["date"].min()
+    dates = pd.Series(pd.NaT, index=indexed.index, dtype="datetime64[ns]")
+    dates[first.index] = first.to_numpy()
+    dates.index = keys.index
+    return dates

@@ -26,6 +26,25 @@ class RuleBaseline:
     counts above the largest seen in training take the rate of the largest.
     """
 
+    name = "rule"
+
+    def applicability(self, X: pd.DataFrame) -> str | None:
+        """Return why the rule cannot rank ``X``, or None when it can.
+
+        A source without assessment events gives every row the same count, and
+        a rule that scores every row alike ranks no one.
+        """
+        missing = [c for c in RULE_COLUMNS if c not in X.columns]
+        if missing:
+            return f"not applicable: the source has no assessment data ({missing})"
+        counts = self.rule_score(X)
+        if len(counts) and np.all(counts == counts[0]):
+            return (
+                "not applicable: every training row has the same number of missed "
+                "and failed assessments, so the rule ranks no one"
+            )
+        return None
+
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> RuleBaseline:
         counts = self.rule_score(X)
         frame = pd.DataFrame({"count": counts, "y": np.asarray(y, dtype=float)})

@@ -47,11 +47,13 @@ from training.validate import (
     with_label_window,
 )
 from training.version_audit import (
+    LABEL_RULE_PARAM_PREFIX,
     EvaluationRows,
     audit_input,
     audit_payload,
     data_description,
     group_audit,
+    label_definition,
 )
 
 logger = logging.getLogger(__name__)
@@ -279,26 +281,8 @@ def run_main_job(
 
 
 def _label_definition(config: RunConfig, has_history: bool) -> str:
-    if has_history:
-        rule = config.label_rule or LabelRule()
-        return (
-            f"1 when the learner drops out within {rule.window_days} days after the "
-            "as-of date: a study right ends as resigned or considered resigned "
-            f"with no new study right within {rule.transfer_gap_days} days, or "
-            "basic education ends before age "
-            f"{rule.compulsory_education_until_age} with no study right beyond "
-            f"basic education starting within {rule.transfer_gap_days} days; 0 "
-            "otherwise. A school change "
-            "is not a dropout. Enrolments not active at an as-of date get no row."
-        )
-    window = (
-        f"within {config.label_window_days} days after the as-of date"
-        if config.label_window_days is not None
-        else "at any time after the as-of date, before the unit ends"
-    )
-    return (
-        f"1 when the enrolment ends with the learner withdrawing {window}; 0 "
-        "otherwise. Enrolments not active at an as-of date get no row."
+    return label_definition(
+        config.label_rule, config.label_window_days, has_history=has_history
     )
 
 
@@ -398,7 +382,9 @@ def _write_fairness_report(
         notes.append(
             f"Intersections skipped because the source lacks a member: {skipped}."
         )
-    described = data_description(rows)
+    described = data_description(
+        rows, _label_definition(config, len(tables.study_right_states) > 0)
+    )
     path = write_report(
         audit,
         out_dir / "fairness_report.html",
@@ -570,7 +556,10 @@ def _run_params(config: RunConfig, frame: FeatureFrame, fold: Fold) -> dict:
         if k not in ("asof_labels", "label_rule")
     } | {"n_features": len(frame.feature_names)}
     if config.label_rule is not None:
-        params |= {f"label_{k}": v for k, v in asdict(config.label_rule).items()}
+        params |= {
+            f"{LABEL_RULE_PARAM_PREFIX}{k}": v
+            for k, v in asdict(config.label_rule).items()
+        }
     params |= {
         f"lgbm_{k}": v
         for k, v in fold.model.get_params().items()

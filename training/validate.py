@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from features.build import LABEL, FeatureFrame
+from features.build import LABEL, WITHDRAWAL_DATE, FeatureFrame
 from models.baselines import (
     RULE_BASELINES,
     ContextBaseline,
@@ -97,7 +97,12 @@ def with_label_window(
 
     With ``window_days`` None the label is any later withdrawal from the unit.
     Adds ``withdrawal_date`` (missing unless the label is 1), used for lead time.
+    A frame labelled from study-right histories already has ``withdrawal_date``
+    and its label follows the :class:`~features.labels.LabelRule`; it is
+    returned unchanged.
     """
+    if WITHDRAWAL_DATE in frame.data.columns:
+        return frame
     indexed = enrolments.set_index("enrolment_id")
     data = frame.data
     end = data["enrolment_id"].map(indexed["end_date"])
@@ -109,7 +114,7 @@ def with_label_window(
         withdrawn &= end <= horizon
     withdrawn = withdrawn.to_numpy(dtype=bool)
     data = data.assign(
-        **{LABEL: withdrawn.astype(int), "withdrawal_date": end.where(withdrawn)}
+        **{LABEL: withdrawn.astype(int), WITHDRAWAL_DATE: end.where(withdrawn)}
     )
     return FeatureFrame(
         data=data, feature_names=frame.feature_names, categorical=frame.categorical
@@ -174,14 +179,18 @@ def fit_fold(
     raw = predict_risk(model, spec, X_test)
     scores = {"model": Scored(calibration.apply(raw), raw)}
 
-    rule = RuleBaseline().fit(X[train], y[train])
-    rule_p = rule.predict_proba(X_test)[:, 1]
-    scores["rule"] = Scored(rule_p, rule.rule_score(X_test))
+    not_applicable = {}
+    rule = RuleBaseline()
+    reason = rule.applicability(X[train])
+    if reason:
+        not_applicable[rule.name] = reason
+    else:
+        rule_p = rule.fit(X[train], y[train]).predict_proba(X_test)[:, 1]
+        scores[rule.name] = Scored(rule_p, rule.rule_score(X_test))
     logistic = LogisticBaseline(frame.categorical).fit(X[train], y[train])
     logistic_p = logistic.predict_proba(X_test)[:, 1]
     scores["logistic"] = Scored(logistic_p, logistic_p)
 
-    not_applicable = {}
     for rule_class in RULE_BASELINES:
         baseline = rule_class()
         reason = baseline.applicability(data[train])
@@ -394,12 +403,18 @@ def validate_stratified(
         frame, everything & ~valid, valid, valid, trials, seed, tuned
     )
     rows = np.concatenate([fold.rows for fold in results])
+    # A baseline that could not run on one fold's training rows is left out of
+    # the pooled scores, with the first fold's reason.
+    not_applicable_anywhere: dict[str, str] = {}
+    for fold in results:
+        not_applicable_anywhere = fold.not_applicable | not_applicable_anywhere
     pooled_scores = {
         name: Scored(
             np.concatenate([f.scores[name].probability for f in results]),
             np.concatenate([f.scores[name].tiebreak for f in results]),
         )
         for name in results[0].scores
+        if all(name in f.scores for f in results)
     }
     pooled = Fold(
         "out_of_fold",
@@ -419,7 +434,7 @@ def validate_stratified(
             "calibration": calibration.method,
             "calibrated_on": CALIBRATED_ON,
         },
-        results[0].not_applicable,
+        not_applicable_anywhere,
     )
     return Validation("stratified", [*results, pooled], pooled)
 

@@ -31,12 +31,17 @@ from features.build import (
     build_features,
     uses_learner_features,
 )
+from features.labels import LabelRule
 from models.calibration import Calibration
 from models.spec import FeatureSpec
 from sources.contract import InputTables
 from training.evaluate import top_share_mask
+from training.validate import with_label_window
 
 logger = logging.getLogger(__name__)
+
+LABEL_RULE_PARAM_PREFIX = "label_rule_"
+"""Run parameters that record the :class:`~features.labels.LabelRule`."""
 
 StepCallback = Callable[[str], None]
 
@@ -118,6 +123,34 @@ def recorded_setting(params: dict[str, str], key: str, default: Any) -> Any:
         return text
 
 
+def recorded_label_settings(
+    params: dict[str, str],
+) -> tuple[LabelRule | None, int | None]:
+    """Return the label rule and the label window that a run recorded.
+
+    The rule applies to sources with study-right histories and the window,
+    in days, to the others. Runs from before the rule had its own parameter
+    names recorded its settings as ``label_window_days`` and
+    ``label_transfer_gap_days``.
+    """
+    fields = LabelRule.__dataclass_fields__
+    rule_settings = {
+        name: int(recorded_setting(params, LABEL_RULE_PARAM_PREFIX + name, None))
+        for name in fields
+        if LABEL_RULE_PARAM_PREFIX + name in params
+    }
+    if not rule_settings and "label_transfer_gap_days" in params:
+        rule_settings = {
+            name: int(recorded_setting(params, "label_" + name, None))
+            for name in fields
+            if "label_" + name in params
+        }
+        return LabelRule(**rule_settings), None
+    window = recorded_setting(params, "label_window_days", None)
+    window = None if window in (None, "None") else int(window)
+    return (LabelRule(**rule_settings) if rule_settings else None), window
+
+
 def evaluation_rows(
     tables: InputTables, registered: RegisteredModel, *, folds_default: int = 5
 ) -> EvaluationRows:
@@ -144,11 +177,14 @@ def evaluation_rows(
             "asof_offsets_days and validation; audit it with the run that trained it"
         )
     tables = tables.validated()
+    label_rule, label_window = recorded_label_settings(params)
     frame = build_features(
         tables,
         asof_points_by_offset(tables.units, list(offsets)),
+        label_rule,
         with_learner_features=uses_learner_features(registered.spec.features),
     )
+    frame = with_label_window(frame, tables.enrolments, label_window)
     missing = [name for name in registered.spec.features if name not in frame.data]
     if missing:
         raise ValueError(
@@ -376,7 +412,13 @@ def audit_version(
             "skipped_intersections": prepared.skipped_intersections,
             "mitigation": mitigation.to_dict(),
             "explanations": explanations.to_dict(),
-            "data": data_description(rows),
+            "data": data_description(
+                rows,
+                label_definition(
+                    *recorded_label_settings(registered.params),
+                    has_history=len(tables.study_right_states) > 0,
+                ),
+            ),
         },
     )
     report = write_report(
@@ -402,8 +444,40 @@ def mitigation_attribute(policy: FairnessPolicy, present: list[str]) -> str | No
     return present[0] if present else None
 
 
-def data_description(rows: EvaluationRows) -> dict[str, Any]:
-    """Summarise the audited rows and the label for the report."""
+def label_definition(
+    rule: LabelRule | None, window_days: int | None, *, has_history: bool
+) -> str:
+    """Describe the label in words, for the model card and the reports.
+
+    Sources with study-right histories follow ``rule`` (the defaults when it is
+    None); the others label a withdrawal from the enrolment, within
+    ``window_days`` when it is set.
+    """
+    if has_history:
+        rule = rule or LabelRule()
+        return (
+            f"1 when the learner drops out within {rule.window_days} days after the "
+            "as-of date: a study right ends as resigned or considered resigned "
+            f"with no new study right within {rule.transfer_gap_days} days, or "
+            "basic education ends before age "
+            f"{rule.compulsory_education_until_age} with no study right beyond "
+            f"basic education starting within {rule.transfer_gap_days} days; 0 "
+            "otherwise. A school change "
+            "is not a dropout. Enrolments not active at an as-of date get no row."
+        )
+    window = (
+        f"within {window_days} days after the as-of date"
+        if window_days is not None
+        else "at any time after the as-of date, before the unit ends"
+    )
+    return (
+        f"1 when the enrolment ends with the learner withdrawing {window}; 0 "
+        "otherwise. Enrolments not active at an as-of date get no row."
+    )
+
+
+def data_description(rows: EvaluationRows, label: str) -> dict[str, Any]:
+    """Summarise the audited rows and the label (in words) for the report."""
     data = rows.data
     by_asof = (
         pd.DataFrame({"asof": data["asof_offset_days"], "y": rows.y})
@@ -415,10 +489,7 @@ def data_description(rows: EvaluationRows) -> dict[str, Any]:
         "learners": int(data["learner_id"].nunique()),
         "units": int(data["unit_id"].nunique()),
         "cohorts": sorted(str(c) for c in data["cohort"].unique()),
-        "label": (
-            "1 when the enrolment later ended with the learner withdrawing; "
-            "completing, failing or transferring count as 0"
-        ),
+        "label": label,
         "label_rate": float(np.mean(rows.y)),
         "by_asof": [
             {

@@ -1,7 +1,12 @@
 import pandas as pd
 import pytest
 
-from features.labels import LabelRule, dropout_events, label_dropouts
+from features.labels import (
+    LabelRule,
+    dropout_events,
+    first_dropout_dates,
+    label_dropouts,
+)
 
 ASOF = pd.Timestamp("2024-10-01")
 RULE = LabelRule(window_days=365, transfer_gap_days=120)
@@ -227,3 +232,25 @@ def test_run_rejects_negative_window():
     )
     assert result.exit_code == 2
     assert "--label-window-days" in result.output
+
+
+def test_first_dropout_date_in_window():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-03-01", "resigned"),
+    )
+    learners = pd.DataFrame(
+        {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
+    )
+    events = dropout_events(states, learners, RULE)
+    keys = pd.DataFrame(
+        {
+            "learner_id": ["L", "L"],
+            "asof_date": [ASOF, pd.Timestamp("2025-04-01")],
+        },
+        index=[7, 3],
+    )
+    dates = first_dropout_dates(keys, events, RULE)
+    assert list(dates.index) == [7, 3]
+    assert dates.loc[7] == pd.Timestamp("2025-03-01")
+    assert pd.isna(dates.loc[3])
