@@ -46,6 +46,17 @@ def test_rule_needs_its_columns(frame):
         RuleBaseline().fit(X.drop(columns="assessments_failed"), y)
 
 
+def test_rule_applicability(frame):
+    X, _ = frame
+    rule = RuleBaseline()
+    assert rule.applicability(X) is None
+    silent = X.assign(assessments_missed=0.0, assessments_failed=np.nan)
+    assert "ranks no one" in rule.applicability(silent)
+    assert "no assessment data" in rule.applicability(
+        X.drop(columns="assessments_missed")
+    )
+
+
 def test_logistic_ignores_unseen_category(frame):
     X, y = frame
     model = LogisticBaseline(["attr_module"]).fit(X, y)

@@ -122,3 +122,14 @@ def test_tuning_is_seeded(frame, synthetic_tables):
         first.final.scores["model"].probability,
         second.final.scores["model"].probability,
     )
+
+
+def test_rule_without_assessments_is_not_applicable(frame):
+    silent = frame.data.assign(assessments_missed=0.0, assessments_failed=0.0)
+    quiet = type(frame)(
+        data=silent, feature_names=frame.feature_names, categorical=frame.categorical
+    )
+    validation = validate_stratified(quiet, folds=2, trials=1, seed=0)
+    for fold in validation.folds:
+        assert "rule" not in fold.scores
+        assert "ranks no one" in fold.not_applicable["rule"]
