@@ -255,6 +255,13 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     console.print(
         f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})"
     )
+    if summary["model_alias"] == "challenger":
+        console.print(
+            f"{summary['model_name']} already has a champion, so this version is "
+            f"the {summary['model_alias']}: only `ajoissa promote` replaces a "
+            "champion, after `ajoissa retrain` has compared the two.",
+            highlight=False,
+        )
     console.print(f"MLflow tracking:  {uri}")
     console.print(f"Fairness report:  {summary['fairness_report']}")
     console.print(f"Reason codes:     {summary['reason_codes']}")

@@ -28,6 +28,7 @@ each source has its own feature set."""
 DEFAULT_MODEL_NAME = "ajoissa-oulad"
 EXPERIMENT_NAME = "ajoissa"
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 ARTIFACT_DIGEST_TAG = "artifact_sha256"
 """Model version tag with the SHA-256 digest of the model's artifact files, set at
 registration and checked before the model is loaded for serving."""

@@ -29,7 +29,7 @@ import pandas as pd
 
 from fairness.signoff import read_signoff, signoff_reasons
 from models.risk import predict_risk
-from models.store import CHAMPION, configure_mlflow, load_registered
+from models.store import CHALLENGER, CHAMPION, configure_mlflow, load_registered
 from sources.contract import InputTables
 from training.metrics import Scored
 from training.results import PROMOTION_METRICS
@@ -37,7 +37,6 @@ from training.run import RunConfig, StepCallback, run_main_job
 
 logger = logging.getLogger(__name__)
 
-CHALLENGER = "challenger"
 FAIRNESS_GATE_MODULE = "fairness.gate"
 
 

@@ -27,7 +27,13 @@ from features.labels import LabelRule
 from models.reason_text import top_reasons
 from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
-from models.store import CHAMPION, MODEL_NAME_PREFIX, TRAINING_DATA_TAG
+from models.store import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAME_PREFIX,
+    TRAINING_DATA_TAG,
+    champion_version,
+)
 from sources.contract import InputTables
 from training.model_card import group_metrics, write_model_card
 from training.registry import ensure_experiment, log_and_register
@@ -183,6 +189,8 @@ def run_main_job(
     import mlflow
 
     experiment_id = ensure_experiment()
+    model_name = config.model_name or f"{MODEL_NAME_PREFIX}{config.source}"
+    alias = _alias_to_set(model_name, config.alias)
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
         mlflow.log_params(_run_params(config, frame, fold))
         mlflow.log_metrics(_flat_metrics(metrics))
@@ -191,7 +199,7 @@ def run_main_job(
             fold.model,
             fold.spec,
             frame.X.head(50),
-            model_name=config.model_name or f"{MODEL_NAME_PREFIX}{config.source}",
+            model_name=model_name,
             # The alias is set last, so a run that fails later never replaces
             # the served model.
             alias=None,
@@ -219,7 +227,7 @@ def run_main_job(
             "model_uri": registered.uri,
             "model_name": registered.name,
             "model_version": registered.version,
-            "model_alias": config.alias,
+            "model_alias": alias,
             "mlflow_run_id": run.info.run_id,
             "tracking_uri": mlflow.get_tracking_uri(),
             "fairness_report": str(report_path.resolve()),
@@ -264,11 +272,11 @@ def run_main_job(
         if on_registered is not None:
             on_registered(summary)
         mlflow.MlflowClient().set_registered_model_alias(
-            registered.name, config.alias, registered.version
+            registered.name, alias, registered.version
         )
         logger.info(
             "set alias %s on %s version %s",
-            config.alias,
+            alias,
             registered.name,
             registered.version,
         )
@@ -278,6 +286,28 @@ def run_main_job(
         summary["wall_time_seconds"],
     )
     return summary
+
+
+def _alias_to_set(model_name: str, wanted: str) -> str:
+    """Return the alias for the new version: never replace a champion here.
+
+    Only ``ajoissa promote`` replaces a champion, after checking the new
+    version against it, the baselines and the fairness gate. A run asked for
+    the champion alias of a model that already has one registers a
+    challenger instead.
+    """
+    if wanted != CHAMPION:
+        return wanted
+    try:
+        current = champion_version(model_name, CHAMPION)
+    except LookupError:
+        return CHAMPION
+    logger.info(
+        "%s already has champion version %s; registering a challenger",
+        model_name,
+        current,
+    )
+    return CHALLENGER
 
 
 def _label_definition(config: RunConfig, has_history: bool) -> str:

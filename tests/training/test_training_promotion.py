@@ -14,7 +14,7 @@ from conftest import make_tables
 
 from models.store import configure_mlflow
 from training.promotion import compare, promote, retrain
-from training.run import RunConfig
+from training.run import RunConfig, run_main_job
 
 MODEL = "synthetic-model"
 TESTS = Path(__file__).resolve().parent
@@ -298,3 +298,28 @@ def test_audit_scores_calibrated(registered, tables):
     )
     assert version.calibration is not None
     assert rows.scores.tolist() == expected.tolist()
+
+
+def test_main_job_never_replaces_a_champion(store):
+    import mlflow
+
+    tables = make_tables(learners_per_unit=20, interaction=True, seed=3)
+    config = dict(
+        validation="stratified",
+        temporal_cutoff=None,
+        earlier_cutoffs=[],
+        asof_offsets_days=[60],
+        folds=3,
+        bootstrap_resamples=10,
+        model_name="main-job-model",
+    )
+    first = run_main_job(tables, _config(**config), store / "first")
+    second = run_main_job(tables, _config(**config), store / "second")
+    assert first["model_alias"] == "champion"
+    assert second["model_alias"] == "challenger"
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("main-job-model", "champion")
+    challenger = client.get_model_version_by_alias("main-job-model", "challenger")
+    assert str(champion.version) == first["model_version"]
+    assert str(challenger.version) == second["model_version"]
