@@ -233,6 +233,52 @@ def cross_fitted_risk(
     return out_of_fold
 
 
+@dataclass
+class TemporalSplit:
+    """Row masks of one temporal fold.
+
+    ``overlap`` marks the rows dropped from the test side because their learner
+    has training rows, ``purged`` the training rows dropped because their
+    label window reaches the cutoff.
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    overlap: np.ndarray
+    purged: np.ndarray
+
+
+def temporal_split(
+    data: pd.DataFrame,
+    unit_start: pd.Series,
+    cutoff: pd.Timestamp,
+    *,
+    history_days: int | None = None,
+    test_window_days: int | None = None,
+    disjoint_learners: bool = True,
+    purge_label_days: int | None = None,
+) -> TemporalSplit:
+    """Split ``data`` at ``cutoff`` by each row's unit start (``unit_start``).
+
+    The settings are those of :func:`validate_temporal`, which documents them.
+    """
+    train = (unit_start < cutoff).to_numpy().copy()
+    if history_days is not None:
+        train &= (unit_start >= cutoff - pd.Timedelta(days=history_days)).to_numpy()
+    purged = np.zeros(len(data), dtype=bool)
+    if purge_label_days is not None:
+        window_end = data["asof_date"] + pd.Timedelta(days=purge_label_days)
+        purged = train & (window_end >= cutoff).to_numpy()
+        train &= ~purged
+    test = (unit_start >= cutoff).to_numpy().copy()
+    if test_window_days is not None:
+        test &= (unit_start < cutoff + pd.Timedelta(days=test_window_days)).to_numpy()
+    overlap = test & data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
+    if not disjoint_learners:
+        overlap[:] = False
+    return TemporalSplit(train, test & ~overlap, overlap, purged)
+
+
 def validate_temporal(
     frame: FeatureFrame,
     units: pd.DataFrame,
@@ -264,19 +310,21 @@ def validate_temporal(
     folds, skipped = [], []
     for cutoff_text in sorted(cutoffs):
         cutoff = pd.Timestamp(cutoff_text)
-        train = (unit_start < cutoff).to_numpy().copy()
-        if history_days is not None:
-            train &= (unit_start >= cutoff - pd.Timedelta(days=history_days)).to_numpy()
-        purged = np.zeros(len(data), dtype=bool)
-        if purge_label_days is not None:
-            window_end = data["asof_date"] + pd.Timedelta(days=purge_label_days)
-            purged = train & (window_end >= cutoff).to_numpy()
-            train &= ~purged
-        test = (unit_start >= cutoff).to_numpy().copy()
-        if test_window_days is not None:
-            test &= (
-                unit_start < cutoff + pd.Timedelta(days=test_window_days)
-            ).to_numpy()
+        split = temporal_split(
+            data,
+            unit_start,
+            cutoff,
+            history_days=history_days,
+            test_window_days=test_window_days,
+            disjoint_learners=disjoint_learners,
+            purge_label_days=purge_label_days,
+        )
+        train, test, overlap, purged = (
+            split.train,
+            split.test,
+            split.overlap,
+            split.purged,
+        )
         if not train.any() or not test.any():
             message = (
                 f"cutoff {cutoff.date()}: {int(train.sum())} training rows and "
@@ -285,12 +333,6 @@ def validate_temporal(
             logger.warning(message)
             skipped.append(message)
             continue
-        overlap = (
-            test & data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
-        )
-        if not disjoint_learners:
-            overlap[:] = False
-        test &= ~overlap
 
         cohort_start = unit_start[train].groupby(data.loc[train, "cohort"]).min()
         if len(cohort_start) > 1:

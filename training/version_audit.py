@@ -36,7 +36,7 @@ from models.calibration import Calibration
 from models.spec import FeatureSpec
 from sources.contract import InputTables
 from training.evaluate import top_share_mask
-from training.validate import with_label_window
+from training.validate import temporal_split, with_label_window
 
 logger = logging.getLogger(__name__)
 
@@ -194,24 +194,43 @@ def evaluation_rows(
     seed = int(recorded_setting(params, "seed", 0))
     if validation == "temporal":
         cutoff = pd.Timestamp(str(recorded_setting(params, "temporal_cutoff", "")))
-        return _temporal_rows(frame, tables.units, cutoff, registered)
+        has_history = len(tables.study_right_states) > 0
+        split = temporal_split(
+            frame.data,
+            frame.data["unit_id"].map(tables.units.set_index("unit_id")["start_date"]),
+            cutoff,
+            history_days=_optional_days(params, "history_days"),
+            test_window_days=_optional_days(params, "test_window_days"),
+            disjoint_learners=bool(recorded_setting(params, "disjoint_learners", True)),
+            purge_label_days=(
+                label_rule.window_days
+                if label_rule is not None and has_history
+                else None
+            ),
+        )
+        return _temporal_rows(
+            frame, split.test, cutoff, registered, disjoint=bool(split.overlap.any())
+        )
     folds = int(recorded_setting(params, "folds", folds_default))
     return _stratified_rows(frame, folds, seed)
 
 
+def _optional_days(params: dict[str, str], key: str) -> int | None:
+    value = recorded_setting(params, key, None)
+    return None if value in (None, "None") else int(value)
+
+
 def _temporal_rows(
     frame: FeatureFrame,
-    units: pd.DataFrame,
+    test: np.ndarray,
     cutoff: pd.Timestamp,
     registered: RegisteredModel,
+    *,
+    disjoint: bool,
 ) -> EvaluationRows:
     from models.risk import predict_risk
 
     data = frame.data
-    unit_start = data["unit_id"].map(units.set_index("unit_id")["start_date"])
-    train = (unit_start < cutoff).to_numpy()
-    in_training = data["learner_id"].isin(data.loc[train, "learner_id"]).to_numpy()
-    test = ~train & ~in_training
     if not test.any():
         raise ValueError(f"no evaluation rows start on or after {cutoff.date()}")
     rows = data[test].reset_index(drop=True)
@@ -221,10 +240,10 @@ def _temporal_rows(
         rows[registered.spec.features],
         registered.calibration,
     )
+    learners = ", without learners seen in training" if disjoint else ""
     description = (
-        f"temporal split: units starting on or after {cutoff.date()}, without "
-        "learners seen in training, scored by the registered model and its "
-        "calibration"
+        f"temporal split: units starting on or after {cutoff.date()}{learners}, "
+        "scored by the registered model and its calibration"
     )
     return EvaluationRows(rows, frame.y[test], scores, description)
 

@@ -131,3 +131,21 @@ def test_records_label_definition(summary):
     assert "within 183 days after the as-of date" in definition
     assert "considered resigned" in definition
     assert "withdrawing" not in definition
+
+
+def test_records_audit_rows_match_the_run(summary, monkeypatch):
+    """The version audit rebuilds the run's own test rows and labels."""
+    from fairness.registry import load_audit
+    from sources.school.mapping import to_input_tables
+    from sources.school.records import read_records
+    from training.version_audit import evaluation_rows, load_version
+
+    monkeypatch.setenv("AJOISSA_HOME", summary["home"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    version = load_version(summary["model_name"], summary["model_version"])
+    tables = to_input_tables(read_records(Path(summary["data"])))
+    rows = evaluation_rows(tables, version)
+    stored, _ = load_audit(summary["model_name"], summary["model_version"])
+    assert len(rows.data) == stored["data"]["rows"]
+    assert rows.y.mean() == pytest.approx(stored["data"]["label_rate"])
+    assert "drops out within 183 days" in stored["data"]["label"]
