@@ -244,3 +244,57 @@ def test_submission_before_asof_counts(small, picked, asof):
     assert after["assessments_due"] == before["assessments_due"] + 1
     assert after["min_score"] == 5.0
     assert after["days_since_last_submission"] == 3
+
+
+def with_assessments(
+    tables: InputTables, enrolment_id: str, events: list[tuple], asof: pd.Timestamp
+) -> InputTables:
+    """Replace the enrolment's assessments with ``events``.
+
+    Each event is (due day, submitted day or None, score or None, weight), with
+    days counted from ``asof``.
+    """
+
+    def day(offset: int | None) -> pd.Timestamp:
+        return pd.NaT if offset is None else asof + pd.Timedelta(days=offset)
+
+    replacement = pd.DataFrame(
+        {
+            "enrolment_id": enrolment_id,
+            "assessment_id": [f"made-{i}" for i in range(len(events))],
+            "due_date": [day(due) for due, _, _, _ in events],
+            "submitted_date": [day(sent) for _, sent, _, _ in events],
+            "score": [score for _, _, score, _ in events],
+            "passed": [
+                None if score is None else score >= 40 for *_, score, _ in events
+            ],
+            "weight": [weight for _, _, _, weight in events],
+        }
+    )
+    others = tables.assessments[tables.assessments["enrolment_id"] != enrolment_id]
+    assessments = pd.concat([others, replacement], ignore_index=True)
+    return replace(tables, assessments=assessments).validated()
+
+
+def test_weighted_score_so_far(small, picked, asof):
+    enrolment = picked["completed"]
+    events = [
+        (-10, -12, 80.0, 20.0),  # submitted on time: 80 with weight 20
+        (-5, None, None, 30.0),  # due, never submitted: 0 with weight 30
+        (10, -1, 50.0, 10.0),  # submitted before its due date: 50 with weight 10
+        (-3, 2, 90.0, 40.0),  # due, submitted after the as-of date: 0, weight 40
+        (30, None, None, 100.0),  # not due yet: left out
+        (40, 5, 100.0, 50.0),  # submitted after the as-of date: left out
+    ]
+    tables = with_assessments(small, enrolment, events, asof)
+    row = features_at_offset(tables).set_index("enrolment_id").loc[enrolment]
+    assert row["weighted_score_so_far"] == pytest.approx(2100 / 100)
+    assert row["weighted_mean_score"] == pytest.approx(2100 / 30)
+
+
+def test_weighted_score_missing_before_anything_due(small, picked, asof):
+    enrolment = picked["completed"]
+    tables = with_assessments(small, enrolment, [(30, None, None, 100.0)], asof)
+    row = features_at_offset(tables).set_index("enrolment_id").loc[enrolment]
+    assert pd.isna(row["weighted_score_so_far"])
+    assert row["assessments_due"] == 0
