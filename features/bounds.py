@@ -78,7 +78,6 @@ BUILD_FEATURE_RANGES = {
     "last_score": SCORE,
     "min_score": SCORE,
     "days_since_last_submission": COUNT,
-    "weighted_score_so_far": SCORE,
     "attendance_marks": COUNT,
     "absence_share": SHARE,
     "unexcused_share": SHARE,

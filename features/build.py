@@ -56,7 +56,6 @@ ASSESSMENT_FEATURES = (
     "min_score",
     "mean_days_early",
     "days_since_last_submission",
-    "weighted_score_so_far",
 )
 ATTENDANCE_FEATURES = (
     "attendance_marks",
@@ -149,15 +148,6 @@ assessed AS (
             AS assessments_failed,
         count(*) FILTER (WHERE s.submitted_date <= a.asof_date
             AND s.submitted_date > s.due_date) AS assessments_late,
-        sum(s.score * s.weight) FILTER (WHERE s.submitted_date <= a.asof_date)
-            AS weighted_points,
-        -- The graded submissions so far and the assessments due so far but not
-        -- submitted, which count as a score of 0 in weighted_score_so_far.
-        sum(s.weight) FILTER (WHERE (s.submitted_date <= a.asof_date
-                AND s.score IS NOT NULL)
-            OR (s.due_date <= a.asof_date
-                AND (s.submitted_date IS NULL OR s.submitted_date > a.asof_date)))
-            AS weight_so_far,
         avg(s.score) FILTER (WHERE s.submitted_date <= a.asof_date) AS mean_score,
         sum(s.score * s.weight) FILTER (WHERE s.submitted_date <= a.asof_date)
             / nullif(sum(s.weight) FILTER (WHERE s.submitted_date <= a.asof_date
@@ -215,8 +205,6 @@ SELECT a.enrolment_id, a.learner_id, a.unit_id, a.cohort, a.asof_date,
     coalesce(s.due_submitted / nullif(s.assessments_due, 0), 1.0) AS share_submitted,
     s.mean_score, s.weighted_mean_score, s.last_score, s.min_score,
     s.mean_days_early, s.days_since_last_submission,
-    coalesce(s.weighted_points, 0) / nullif(s.weight_so_far, 0)
-        AS weighted_score_so_far,
     coalesce(m.attendance_marks, 0) AS attendance_marks,
     m.absence_share, m.unexcused_share, m.late_share,
     m.absence_share_recent, m.unexcused_share_recent,

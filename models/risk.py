@@ -60,7 +60,6 @@ MONOTONE_DIRECTIONS: dict[str, int] = {
     "share_submitted": -1,
     "mean_score": -1,
     "weighted_mean_score": -1,
-    "weighted_score_so_far": -1,
     "last_score": -1,
     "min_score": -1,
     "days_since_last_submission": 1,
