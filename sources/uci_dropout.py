@@ -273,7 +273,7 @@ def derived_attributes(semesters: pd.DataFrame) -> pd.DataFrame:
         prefix = f"curricular_units_{sem}_sem"
         enrolled = semesters[f"{prefix}_enrolled"].astype(float)
         approved = semesters[f"{prefix}_approved"].astype(float)
-        shares[sem] = approved / enrolled.where(enrolled > 0)
+        shares[sem] = approved / enrolled.where(enrolled != 0)
     grade = "curricular_units_{}_sem_grade"
     return pd.DataFrame(
         {
