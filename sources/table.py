@@ -67,7 +67,7 @@ INFINITE_EXPECTED = (
 Role = Literal[
     "id", "group", "period", "outcome", "sensitive", "excluded", "feature", "derived"
 ]
-"""What a column is for; ``derived`` marks a feature computed from two others."""
+"""The purpose of a column; ``derived`` marks a feature computed from two others."""
 Kind = Literal["numeric", "categorical"]
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
