@@ -16,7 +16,11 @@ Set-ups:
   against 2013J only (no 2014 row is read), with boosting rounds chosen on a
   random 20 % of the 2013B learners.
 - UCI dropout, binary (Dropout against Graduate and Enrolled): stratified 5-fold
-  cross-validation grouped by learner; the data has no time axis.
+  cross-validation grouped by learner; the data has no time axis. Each fold
+  chooses its hyperparameters by cross-validation inside its training rows.
+- UCI dropout inside the folds (opt-in, ``--only uci_dropout_inside_folds``):
+  the mapping with and without its derived attributes, compared by 5-fold
+  cross-validation inside each outer training fold.
 - UCI dropout, three classes (Dropout, Enrolled, Graduate): the same folds, a
   multiclass LightGBM and a multinomial logistic regression on the same
   features; macro one-vs-rest ROC-AUC and accuracy.
