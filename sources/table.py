@@ -64,7 +64,10 @@ INFINITE_EXPECTED = (
     "one, or leave the cell empty if it is not known"
 )
 
-Role = Literal["id", "group", "period", "outcome", "sensitive", "excluded", "feature"]
+Role = Literal[
+    "id", "group", "period", "outcome", "sensitive", "excluded", "feature", "derived"
+]
+"""The purpose of a column; ``derived`` marks a feature computed from two others."""
 Kind = Literal["numeric", "categorical"]
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
@@ -204,6 +207,7 @@ def read_mapped_table(mapping_path: Path) -> MappedTable:
     period_start, period_label = _periods(mapping, raw, reader)
     sensitive = _sensitive(mapping, raw, reader)
     features, infos = _features(mapping, raw, roles, reader)
+    features, infos = _with_derived(mapping, features, infos, reader)
     learner_id, unit_group = _keys(mapping, raw, reader)
     reader.raise_if_any()
 
@@ -708,6 +712,66 @@ def _features(
     ]
     features = pd.DataFrame({n: typed[n][1] for n in ordered}, index=raw.index)
     return features, infos
+
+
+def _with_derived(
+    mapping: TableMapping,
+    features: pd.DataFrame,
+    infos: list[ColumnInfo],
+    reader: _Reader,
+) -> tuple[pd.DataFrame, list[ColumnInfo]]:
+    """Append the mapping's ``derived`` features to ``features`` and ``infos``."""
+    infos = list(infos)
+    columns = dict(features.items())
+    numeric = {
+        name
+        for name, values in columns.items()
+        if pd.api.types.is_numeric_dtype(values.dtype)
+    }
+    for spec in mapping.derived:
+        name = snake_case(spec.name)
+        operands = []
+        for operand in spec.operands:
+            key = snake_case(operand)
+            if key not in numeric:
+                reader.problem(
+                    operand,
+                    None,
+                    None,
+                    f"a numeric feature column or an earlier derived feature, "
+                    f"because the derived feature {spec.name!r} uses it",
+                )
+                break
+            operands.append(columns[key].astype(float))
+        if len(operands) < 2:
+            continue
+        if name in columns:
+            reader.problem(
+                spec.name,
+                None,
+                None,
+                f"a derived feature name unlike any feature, but it becomes "
+                f"{name!r}; rename it",
+            )
+            continue
+        first, second = operands
+        if spec.ratio is not None:
+            values = first / second.where(second != 0)
+        else:
+            values = first - second
+        columns[name] = values
+        numeric.add(name)
+        infos.append(
+            ColumnInfo(
+                column=spec.name,
+                role="derived",
+                kind="numeric",
+                missing_share=float(values.isna().mean()) if len(values) else 0.0,
+                distinct=int(values.nunique()),
+                feature_name=name,
+            )
+        )
+    return pd.DataFrame(columns, index=features.index), infos
 
 
 def _kind(mapping: TableMapping, column: str, text: pd.Series) -> Kind:

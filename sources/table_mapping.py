@@ -155,6 +155,36 @@ class BinsSpec(_Strict):
         return self
 
 
+class DerivedSpec(_Strict):
+    """A numeric feature computed from two numbers of the same row.
+
+    Give exactly one of ``ratio`` and ``difference``. Each operand is a numeric
+    feature column's header or the ``name`` of an earlier ``derived`` entry.
+    """
+
+    name: str = Field(min_length=1)
+    """The feature's name; the feature frame uses it in snake case."""
+    ratio: tuple[str, str] | None = None
+    """Numerator and denominator. The value is missing where the denominator
+    is 0 or either operand is missing."""
+    difference: tuple[str, str] | None = None
+    """The first operand minus the second."""
+
+    @model_validator(mode="after")
+    def _check_one_form(self) -> DerivedSpec:
+        if (self.ratio is None) == (self.difference is None):
+            raise ValueError(
+                f"derived feature {self.name!r} needs exactly one of 'ratio' and "
+                "'difference'"
+            )
+        return self
+
+    @property
+    def operands(self) -> tuple[str, str]:
+        """The two operands, in the order the operation uses them."""
+        return self.ratio or self.difference or ("", "")
+
+
 class SensitiveSpec(_Strict):
     """A sensitive attribute, used only to audit the model, never as a feature."""
 
@@ -247,6 +277,9 @@ class TableMapping(_Strict):
     (codes such as 1 = urban, 2 = rural)."""
     numeric: list[str] = Field(default_factory=list)
     """Columns that must be numbers; any other value stops the run."""
+    derived: list[DerivedSpec] = Field(default_factory=list)
+    """Features computed from two numbers of the same row, such as a share of
+    courses passed; they follow the other features in the given order."""
     split: SplitSpec = Field(default_factory=SplitSpec)
     min_group_size: int = Field(default=10, ge=1)
     """Audit groups with fewer rows are suppressed; inspect warns about them."""
@@ -260,6 +293,10 @@ class TableMapping(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"sensitive attribute names {duplicates} repeat")
+        derived = [snake_case(d.name) for d in self.derived]
+        repeated = sorted({n for n in derived if derived.count(n) > 1})
+        if repeated:
+            raise ValueError(f"derived feature names {repeated} repeat in snake case")
         keyed = [
             ("id_column", self.id_column),
             ("group_column", self.group_column),

@@ -13,7 +13,9 @@ The file has no dates, so the loader maps it as one snapshot:
   carries no meaning.
 - one enrolment per row, starting on ``SNAPSHOT_START``.
 - every column that is neither sensitive nor the target becomes an attribute
-  known from ``SNAPSHOT_START``.
+  known from ``SNAPSHOT_START``, and so do four attributes derived from the
+  semester results: the share of enrolled curricular units approved in each
+  semester, its change and the change in grade (``DERIVED_ATTRIBUTES``).
 - the pipeline scores the snapshot at the as-of date
   ``SNAPSHOT_START + SNAPSHOT_OFFSET_DAYS``. ``Dropout`` ends the enrolment as
   ``withdrawn`` one day after that date, so every dropout is still enrolled at
@@ -97,6 +99,14 @@ SEMESTER_ATTRIBUTES: dict[str, tuple[str, ColumnKind]] = {
 Grades are on the Portuguese 0 to 20 scale and the other columns are counts.
 """
 
+DERIVED_ATTRIBUTES = (
+    "curricular_units_1st_sem_approved_share",
+    "curricular_units_2nd_sem_approved_share",
+    "curricular_units_approved_share_change",
+    "curricular_units_grade_change",
+)
+"""Attributes derived from ``SEMESTER_ATTRIBUTES`` (see :func:`derived_attributes`)."""
+
 NUMERIC_ATTRIBUTES: dict[str, tuple[str, ColumnKind]] = {
     "Application order": ("application_order", "int"),
     # 1 = daytime, 0 = evening. The source header ends in a tab, which
@@ -159,7 +169,8 @@ def load_uci_dropout(path: Path) -> InputTables:
     approved second-semester unit, so those features may partly record the
     withdrawal itself. In the shipped file, 727 of the 1,421 dropouts have no
     approved second-semester unit, against 75 of the 2,209 graduates. Drop the
-    attributes in ``SEMESTER_ATTRIBUTES`` to score on what is known at enrolment.
+    attributes in ``SEMESTER_ATTRIBUTES`` and ``DERIVED_ATTRIBUTES`` to score on
+    what is known at enrolment.
 
     Parameters
     ----------
@@ -210,13 +221,25 @@ def load_uci_dropout(path: Path) -> InputTables:
         }
     )
 
-    attributes = pd.DataFrame(
-        {"enrolment_id": enrolment_id, "known_from": SNAPSHOT_START}
-        | {name: raw[column].astype(str) for column, name in CODED_ATTRIBUTES.items()}
-        | {
+    numeric = pd.DataFrame(
+        {
             name: raw[column].astype(float)
             for column, (name, _) in NUMERIC_ATTRIBUTES.items()
         }
+    )
+    attributes = pd.concat(
+        [
+            pd.DataFrame(
+                {"enrolment_id": enrolment_id, "known_from": SNAPSHOT_START}
+                | {
+                    name: raw[column].astype(str)
+                    for column, name in CODED_ATTRIBUTES.items()
+                }
+            ),
+            numeric,
+            derived_attributes(numeric),
+        ],
+        axis=1,
     )
 
     logger.info(
@@ -232,6 +255,37 @@ def load_uci_dropout(path: Path) -> InputTables:
         attributes=attributes,
         assessments=empty_table("assessments"),
         origin=str(path),
+    )
+
+
+def derived_attributes(semesters: pd.DataFrame) -> pd.DataFrame:
+    """Derive the ``DERIVED_ATTRIBUTES`` from the semester attributes.
+
+    ``semesters`` has the attribute names of ``SEMESTER_ATTRIBUTES`` as columns.
+    The approved share of a semester is approved units over enrolled units,
+    missing when none were enrolled. The changes are the second semester's
+    value minus the first's. In the shipped file a semester's grade is 0
+    exactly when no unit was approved, so the grade change also records a
+    semester without an approved unit.
+    """
+    shares = {}
+    for sem in ("1st", "2nd"):
+        prefix = f"curricular_units_{sem}_sem"
+        enrolled = semesters[f"{prefix}_enrolled"].astype(float)
+        approved = semesters[f"{prefix}_approved"].astype(float)
+        shares[sem] = approved / enrolled.where(enrolled != 0)
+    grade = "curricular_units_{}_sem_grade"
+    return pd.DataFrame(
+        {
+            "curricular_units_1st_sem_approved_share": shares["1st"],
+            "curricular_units_2nd_sem_approved_share": shares["2nd"],
+            "curricular_units_approved_share_change": shares["2nd"] - shares["1st"],
+            "curricular_units_grade_change": semesters[grade.format("2nd")].astype(
+                float
+            )
+            - semesters[grade.format("1st")].astype(float),
+        },
+        index=semesters.index,
     )
 
 

@@ -130,6 +130,90 @@ def test_features_categorical_first(tmp_path):
     ]
 
 
+def courses_table() -> pd.DataFrame:
+    """Return ``pupils()`` with courses taken and passed; pupil 0 took none."""
+    table = pupils()
+    courses = np.arange(len(table)) % 6
+    table["courses"] = courses
+    table["passed"] = courses // 2
+    return table
+
+
+DERIVED = [
+    {"name": "Pass share", "ratio": ["passed", "courses"]},
+    {"name": "absences_less_passed", "difference": ["absences", "passed"]},
+    {"name": "share_less_absences", "difference": ["pass_share", "absences"]},
+]
+
+
+def test_derived_features(tmp_path):
+    table = courses_table()
+    mapping = base_mapping(derived=DERIVED)
+    read = read_mapped_table(write_case(tmp_path, table, mapping))
+    features = read.features
+    assert list(features.columns)[-3:] == [
+        "pass_share",
+        "absences_less_passed",
+        "share_less_absences",
+    ]
+    share = table["passed"] / table["courses"].where(table["courses"] != 0)
+    assert np.array_equal(features["pass_share"], share, equal_nan=True)
+    assert pd.isna(features["pass_share"].iloc[0])
+    assert (
+        features["absences_less_passed"] == table["absences"] - table["passed"]
+    ).all()
+    assert np.array_equal(
+        features["share_less_absences"], share - table["absences"], equal_nan=True
+    )
+    roles = {info.column: info.role for info in read.columns}
+    assert roles["Pass share"] == "derived"
+
+
+def test_derived_features_build(tmp_path):
+    mapping = base_mapping(derived=DERIVED)
+    tables = load_table(write_case(tmp_path, courses_table(), mapping)).validated()
+    frame = build_features(tables, asof_points_by_offset(tables.units, [1]))
+    assert "attr_pass_share" in frame.feature_names
+    assert "attr_pass_share" not in frame.categorical
+
+
+@pytest.mark.parametrize("operand", ["nowhere", "support", "share_less_absences"])
+def test_derived_bad_operand_rejected(tmp_path, operand):
+    derived = [{"name": "bad", "ratio": ["passed", operand]}, *DERIVED]
+    mapping = base_mapping(derived=derived)
+    with pytest.raises(
+        InputDataError,
+        match=rf"column '{operand}'.*expected a numeric feature column or an "
+        r"earlier derived feature, because the derived feature 'bad' uses it",
+    ):
+        read_mapped_table(write_case(tmp_path, courses_table(), mapping))
+
+
+def test_derived_name_clash_rejected(tmp_path):
+    mapping = base_mapping(
+        derived=[{"name": "Absences", "ratio": ["passed", "courses"]}]
+    )
+    with pytest.raises(InputDataError, match=r"column 'Absences'.*becomes 'absences'"):
+        read_mapped_table(write_case(tmp_path, courses_table(), mapping))
+
+
+def test_mapping_derived_one_form(tmp_path):
+    both = {"name": "x", "ratio": ["a", "b"], "difference": ["a", "b"]}
+    mapping = base_mapping(derived=[both])
+    with pytest.raises(MappingError, match=r"key 'derived.0'.*exactly one of"):
+        read_mapped_table(write_case(tmp_path, mapping=mapping))
+
+
+def test_mapping_derived_names_repeat(tmp_path):
+    derived = [
+        {"name": "Pass share", "ratio": ["passed", "courses"]},
+        {"name": "pass_share", "difference": ["passed", "courses"]},
+    ]
+    mapping = base_mapping(derived=derived)
+    with pytest.raises(MappingError, match=r"names \['pass_share'\] repeat"):
+        read_mapped_table(write_case(tmp_path, mapping=mapping))
+
+
 def test_features_build(tmp_path):
     tables = load_table(write_case(tmp_path)).validated()
     frame = build_features(tables, asof_points_by_offset(tables.units, [1]))

@@ -1,6 +1,7 @@
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import ajoissa
@@ -8,6 +9,7 @@ from features.build import LABEL, asof_points_by_offset, build_features
 from sources.contract import SENSITIVE_ATTRIBUTES
 from sources.errors import InputDataError
 from sources.uci_dropout import (
+    DERIVED_ATTRIBUTES,
     SEMESTER_ATTRIBUTES,
     SNAPSHOT_OFFSET_DAYS,
     SNAPSHOT_START,
@@ -94,6 +96,45 @@ def test_attributes_not_sensitive(tables):
 def test_semester_attributes_present(tables):
     for name, _ in SEMESTER_ATTRIBUTES.values():
         assert name in tables.attributes.columns
+
+
+def test_derived_attributes(tables):
+    attributes = tables.attributes
+    for name in DERIVED_ATTRIBUTES:
+        assert name in attributes.columns
+    first = attributes["curricular_units_1st_sem_approved_share"]
+    second = attributes["curricular_units_2nd_sem_approved_share"]
+    enrolled = attributes["curricular_units_1st_sem_enrolled"]
+    approved = attributes["curricular_units_1st_sem_approved"]
+    assert first.isna().equals(enrolled == 0)
+    assert (
+        first[enrolled > 0] == approved[enrolled > 0] / enrolled[enrolled > 0]
+    ).all()
+    assert first.dropna().between(0, 1).all()
+    change = attributes["curricular_units_approved_share_change"]
+    assert change.dropna().equals((second - first).dropna())
+
+
+def test_derived_from_edited_row(tmp_path):
+    edits = {
+        (1, "Curricular units 1st sem (enrolled)"): "6",
+        (1, "Curricular units 1st sem (approved)"): "3",
+        (1, "Curricular units 1st sem (grade)"): "12.5",
+        (1, "Curricular units 2nd sem (enrolled)"): "5",
+        (1, "Curricular units 2nd sem (approved)"): "5",
+        (1, "Curricular units 2nd sem (grade)"): "14.0",
+        (2, "Curricular units 1st sem (enrolled)"): "0",
+        (2, "Curricular units 1st sem (approved)"): "0",
+    }
+    attributes = load_uci_dropout(write_copy(tmp_path, edits)).attributes
+    row = attributes.iloc[0]
+    assert row["curricular_units_1st_sem_approved_share"] == 0.5
+    assert row["curricular_units_2nd_sem_approved_share"] == 1.0
+    assert row["curricular_units_approved_share_change"] == 0.5
+    assert row["curricular_units_grade_change"] == 1.5
+    second = attributes.iloc[1]
+    assert pd.isna(second["curricular_units_1st_sem_approved_share"])
+    assert pd.isna(second["curricular_units_approved_share_change"])
 
 
 def test_features_snapshot(tables):
