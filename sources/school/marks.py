@@ -35,14 +35,34 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
         raise InputDataError(
             [Problem(str(path), "mark_codes", "*", None, None, "file not found")]
         )
-    table = pd.read_csv(
-        path,
-        sep=";",
-        dtype=str,
-        comment="#",
-        keep_default_na=False,
-        encoding="utf-8-sig",
-    )
+    try:
+        table = pd.read_csv(
+            path,
+            sep=";",
+            dtype=str,
+            comment="#",
+            keep_default_na=False,
+            encoding="utf-8-sig",
+        )
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        detail = (
+            "the file is empty"
+            if isinstance(exc, pd.errors.EmptyDataError)
+            else f"the file cannot be read as CSV: {exc}"
+        )
+        raise InputDataError(
+            [
+                Problem(
+                    str(path),
+                    "mark_codes",
+                    "*",
+                    None,
+                    None,
+                    f"{detail}; write a header line 'code;mark' and one line per "
+                    "local mark code",
+                )
+            ]
+        ) from exc
     problems = []
     for column in ("code", "mark"):
         if column not in table.columns:

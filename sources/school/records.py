@@ -152,13 +152,28 @@ def _as_text(column: pd.Series) -> pd.Series:
     return pd.Series(np.append(stripped, "")[codes], index=column.index, dtype=object)
 
 
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+LATEST_DATE = pd.Timestamp("2200-12-31")
+"""Dates outside this range are reported as invalid. Far-future placeholders
+such as 31.12.9999 for an open end do not fit pandas' nanosecond timestamps;
+an open end is an empty value."""
+
+
+def _in_range(values: pd.Series) -> pd.Series:
+    """Return ``values`` as ``datetime64[ns]``, with dates out of range as NaT."""
+    inside = (values >= EARLIEST_DATE) & (values <= LATEST_DATE)
+    return values.where(inside).astype("datetime64[ns]")
+
+
 def _parse_dates(text: pd.Series) -> pd.Series:
     parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     for fmt in _DATE_FORMATS:
         todo = parsed.isna() & (text != "")
         if not todo.any():
             break
-        parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        parsed[todo] = _in_range(
+            pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        )
     return parsed
 
 
@@ -174,23 +189,23 @@ def _parse_timestamps(text: pd.Series) -> pd.Series:
         utc = pd.to_datetime(
             text[with_offset], utc=True, format="ISO8601", errors="coerce"
         )
-        parsed[with_offset] = utc.dt.tz_convert(TIME_ZONE).dt.tz_localize(None)
+        parsed[with_offset] = _in_range(
+            utc.dt.tz_convert(TIME_ZONE).dt.tz_localize(None)
+        )
     for fmt in _LOCAL_TIME_FORMATS:
         todo = parsed.isna() & (text != "") & ~with_offset
         if not todo.any():
             break
-        parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        parsed[todo] = _in_range(
+            pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        )
     return parsed
 
 
 def _native_times(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.DatetimeTZDtype):
-        return (
-            column.dt.tz_convert(TIME_ZONE)
-            .dt.tz_localize(None)
-            .astype("datetime64[ns]")
-        )
-    return column.astype("datetime64[ns]")
+        return _in_range(column.dt.tz_convert(TIME_ZONE).dt.tz_localize(None))
+    return _in_range(column)
 
 
 def _check_column(
@@ -219,6 +234,9 @@ def _check_column(
             "a date as dd.mm.yyyy"
             if spec.kind == "date"
             else "a timestamp as ISO 8601 with a UTC offset, or dd.mm.yyyy hh:mm local time"
+        ) + (
+            f" from {EARLIEST_DATE.year} to {LATEST_DATE.year}; leave an open end "
+            "empty instead of a far-future date"
         )
         checker.add(spec.name, np.flatnonzero(bad.to_numpy()), column, expected)
         return values
@@ -278,12 +296,28 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
             f"the file is empty; export the table with its header line: {columns}"
         )
         return None, checker
+    except pd.errors.ParserError as exc:
+        # pandas names the line: "Expected 6 fields in line 4, saw 8".
+        checker.add_file_problem(
+            f"the file cannot be read as CSV: {exc}; check that every line has "
+            "as many ';'-separated fields as the header and that quoted values "
+            "are closed"
+        )
+        return None, checker
     except UnicodeDecodeError:
         line, where = locate_decode_error(
             path, CSV_OPTIONS["encoding"], CSV_OPTIONS["sep"]
         )
         checker.add_file_problem(
             f"the file is not UTF-8: {where}; save it as CSV UTF-8", line
+        )
+        return None, checker
+    except (OSError, ValueError) as exc:
+        if path.suffix != ".parquet":
+            raise
+        # pyarrow raises ArrowInvalid (a ValueError) for a truncated or empty file.
+        checker.add_file_problem(
+            f"the file cannot be read as Parquet: {exc}; export the table again"
         )
         return None, checker
     raw.columns = [str(c).strip() for c in raw.columns]

@@ -166,3 +166,42 @@ def test_comma_separated_header_hint(tmp_path):
     pupils = [p for p in problems if "table 'pupils'" in p]
     assert pupils
     assert all("separated by commas or tabs" in p for p in pupils)
+
+
+@pytest.mark.parametrize("value", ["31.12.9999", "01.08.2999", "01.01.1800"])
+def test_date_out_of_range_reported(tmp_path, value):
+    tables = {k: list(v) for k, v in EXPORT.items()}
+    tables["support_decisions"][1] = f"p2;01.10.2024;{value};intensified"
+    problems = _problems(write_export(tmp_path / "e", tables))
+    assert len(problems) == 1
+    assert f"column 'end_date', row 2: value '{value}'" in problems[0]
+    assert "from 1900 to 2200; leave an open end empty" in problems[0]
+
+
+def test_line_with_extra_fields_reported(tmp_path):
+    tables = {k: list(v) for k, v in EXPORT.items()}
+    tables["support_decisions"].append("p1;01.10.2024;;general;extra;fields")
+    problems = _problems(write_export(tmp_path / "e", tables))
+    assert len(problems) == 1
+    assert "table 'support_decisions'" in problems[0]
+    assert "cannot be read as CSV" in problems[0]
+    assert "line 3" in problems[0]
+
+
+def test_empty_parquet_file_reported(tmp_path):
+    folder = write_export(tmp_path / "e", EXPORT)
+    (folder / "grades.csv").unlink()
+    (folder / "grades.parquet").write_bytes(b"")
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "table 'grades'" in problems[0]
+    assert "cannot be read as Parquet" in problems[0]
+
+
+def test_empty_mark_code_file_reported(tmp_path):
+    from sources.school.marks import read_mark_codes
+
+    path = tmp_path / "mark_codes.csv"
+    path.write_bytes(b"")
+    with pytest.raises(InputDataError, match="the file is empty; write a header"):
+        read_mark_codes(path)
