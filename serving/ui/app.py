@@ -478,7 +478,6 @@ def _hours_text(page: Page) -> str:
 # Staff pages
 
 
-@ui_app.get("/schools/{school_id}")
 def school(request: Request, school_id: str) -> Response:
     def view(page: Page) -> Response:
         endpoint = "/ui/schools/{school}"
@@ -621,7 +620,7 @@ def _trend_chart(
     )
 
 
-@ui_app.get("/schools/{school_id}/pupils/{pupil_id}")
+@ui_app.get("/schools/{school_id:path}/pupils/{pupil_id}")
 def pupil(request: Request, school_id: str, pupil_id: str) -> Response:
     return _handle(request, lambda page: _pupil_page(page, school_id, pupil_id))
 
@@ -718,7 +717,7 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
     }
 
 
-@ui_app.post("/schools/{school_id}/pupils/{pupil_id}/reviews")
+@ui_app.post("/schools/{school_id:path}/pupils/{pupil_id}/reviews")
 async def record_review(request: Request, school_id: str, pupil_id: str) -> Response:
     form = await request.form()
 
@@ -948,6 +947,11 @@ def _not_found_page(request: Request) -> Response:
         message=page.t("error.notfound.page"),
     )
 
+
+# A school id may hold '/': a school-records unit is "school/year". The school
+# page's route matches any such id, so it comes after the pupil routes, which
+# would otherwise read as part of a school id.
+ui_app.add_api_route("/schools/{school_id:path}", school, methods=["GET"])
 
 # BentoML 1.4 merges every mounted FastAPI app's routes into the service's
 # OpenAPI document; these HTML pages are not part of the API.

@@ -341,3 +341,45 @@ def test_model_card_document_found(client, tokens, tmp_path, folder, document):
     assert f'href="{link}"' in card.text
     assert served.status_code == 200
     assert served.text == "# Model card"
+
+
+def test_school_id_with_slash(client, trained, tmp_path, monkeypatch):
+    """School-records units are "school/year"; their pages open like any other."""
+    from serving.access import TokenStore
+
+    school = "VOC00001/2024"
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    store = ScoreStore(url)
+    rows = [
+        StoredScore(
+            pupil_id=f"p{i}",
+            school_id=school,
+            enrolment_id=f"e{i}",
+            probability=0.5 - i / 10,
+            school_rank=i + 1,
+            school_size=3,
+            reasons=[],
+            contributions={"base_value_log_odds": 0.0, "features": []},
+            features={"weighted_mean_score": 50.0},
+        )
+        for i in range(3)
+    ]
+    store.replace_run(RunKey("records", dt.date(2025, 2, 1), "m", "1"), rows)
+    store.dispose()
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "slash")
+    signed_in = _sign_in(client, token)
+    assert signed_in.status_code == 303
+    start = client.get("/ui/", follow_redirects=False)
+    assert start.headers["location"] == f"/ui/schools/{school}"
+    listing = client.get(f"/ui/schools/{school}")
+    assert listing.status_code == 200
+    assert re.findall(r'<tr data-pupil="([^"]+)"', listing.text) == ["p0", "p1", "p2"]
+    for path in (
+        f"/ui/schools/{school}/pupils/p1",
+        "/ui/schools/VOC00001%2F2024/pupils/p1",
+    ):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "p1" in page.text
