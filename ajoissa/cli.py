@@ -243,6 +243,8 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
                 *("-" if v is None else f"{v:.3f}" for v in values.values()),
             )
     console.print(table)
+    for name, reason in summary.get("baselines_not_applicable", {}).items():
+        console.print(f"Baseline {name}: {reason}", highlight=False)
     beaten = _beaten_by_baselines(summary["metrics"])
     if beaten:
         console.print(

@@ -137,6 +137,8 @@ def test_cli_student_mapping(tmp_path, store):
     assert summary["metrics"]["snapshot"]["model"]["roc_auc"] > 0.5
     assert "attr_g1" not in summary["features"]
     assert "attr_sex" not in summary["features"]
+    assert "ranks no one" in summary["baselines_not_applicable"]["rule"]
+    assert "Baseline rule: not applicable" in " ".join(result.output.split())
     comparison = summary["fairness_against_reference"]["address"]
     assert comparison["reference"] == "urban"
     assert set(comparison["groups"]) == {"rural"}
