@@ -115,9 +115,10 @@ class _Client:
     def post(self, body: bytes) -> float:
         """Send ``body``, read the whole response and return the seconds taken.
 
-        The server closes a connection after 5 s without a request (uvicorn's
-        keep-alive timeout), for example while the floor runs. The request is
-        then sent again on a new connection, and only that attempt is timed.
+        The server closes a connection after 5 s without a request (BentoML
+        1.4.40 starts uvicorn with that keep-alive timeout), for example while
+        the floor runs. The request is then sent again on a new connection,
+        and only that attempt is timed.
 
         Raises
         ------
