@@ -54,6 +54,15 @@ def test_revoked_rejected(store):
     assert store.list()[0].revoked_at is not None
 
 
+def test_revocation_seen_by_open_store(store):
+    # The checking store keeps its connection open between checks, as a
+    # server does, while another process revokes the token.
+    token, info = store.create("platform")
+    assert store.authenticate(token) is not None
+    TokenStore(store.path).revoke(info.token_id)
+    assert store.authenticate(token) is None
+
+
 def test_revoke_unknown(store):
     with pytest.raises(LookupError, match="no token with id 'nope'"):
         store.revoke("nope")
