@@ -16,10 +16,11 @@ Before timing, it checks that the pandas and DuckDB features agree on the first
 pupil count.
 
 It runs each build ``--repeats`` times (3 by default) and prints the median
-wall time and the largest peak memory per build, the ratios against the floor
-and against pandas, and the load average, so that one run gives every figure
-of the table in docs/benchmarks.md. The median damps the swings of a machine
-shared with other work.
+wall time, the median CPU time and the largest peak memory per build, the
+ratios against the floor and against pandas, and the load average, so that one
+run gives every figure of the table in docs/benchmarks.md. The median damps the
+swings of a machine shared with other work. CPU time (user and system, all
+threads) moves less than wall time when other jobs share the cores.
 
 Run: ``PYTHONPATH=. python benchmarks/features.py --pupils 10000 100000 1000000
 --workdir /path/with/space``
@@ -251,7 +252,8 @@ BUILDS = {"ajoissa": build_duckdb, "pandas": build_pandas, "floor": build_floor}
 
 
 def measure(build: str, marks: Path) -> dict[str, float]:
-    """Run one build in a child process; return its wall time and peak memory.
+    """Run one build in a child process; return its wall time, CPU time and peak
+    memory.
 
     Peak memory is the child's VmHWM (high-water resident set size), which a new
     program starts afresh. ``ru_maxrss`` would not do: Linux carries it over
@@ -260,10 +262,11 @@ def measure(build: str, marks: Path) -> dict[str, float]:
     code = (
         f"import json, sys, time; sys.path.insert(0, {str(REPO_ROOT)!r});"
         "from pathlib import Path; import benchmarks.features as b;"
-        f"t = time.perf_counter(); rows = len(b.BUILDS[{build!r}](Path({str(marks)!r})));"
-        "s = time.perf_counter() - t;"
+        "t = time.perf_counter(); c0 = time.process_time();"
+        f"rows = len(b.BUILDS[{build!r}](Path({str(marks)!r})));"
+        "s = time.perf_counter() - t; c = time.process_time() - c0;"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
-        "print(json.dumps({'seconds': s, 'rows': rows,"
+        "print(json.dumps({'seconds': s, 'cpu_seconds': c, 'rows': rows,"
         " 'peak_mib': int(hwm.split()[1]) / 1024}))"
     )
     result = subprocess.run(
@@ -350,8 +353,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ajoissa-bench-"))
     print(describe_run())
     print(
-        "pupils | marks | build | wall s | peak MiB | time / floor | "
-        "time / pandas | memory / floor | load average"
+        "pupils | marks | build | wall s | CPU s | peak MiB | time / floor | "
+        "CPU / floor | time / pandas | memory / floor | load average"
     )
     for index, pupils in enumerate(args.pupils):
         started = time.perf_counter()
@@ -365,6 +368,7 @@ def main() -> None:
             runs = [measure(name, marks) for _ in range(args.repeats)]
             results[name] = {
                 "seconds": statistics.median(r["seconds"] for r in runs),
+                "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
                 "peak_mib": max(r["peak_mib"] for r in runs),
                 "load": load_average(),
             }
@@ -372,12 +376,15 @@ def main() -> None:
         for name, r in results.items():
             print(
                 f"{pupils:,} | {count:,} | {name} | {r['seconds']:.2f} | "
-                f"{r['peak_mib']:,.0f} | {r['seconds'] / floor['seconds']:.1f} | "
+                f"{r['cpu_seconds']:.2f} | {r['peak_mib']:,.0f} | "
+                f"{r['seconds'] / floor['seconds']:.1f} | "
+                f"{r['cpu_seconds'] / floor['cpu_seconds']:.1f} | "
                 f"{r['seconds'] / pandas['seconds']:.2f} | "
                 f"{r['peak_mib'] / floor['peak_mib']:.1f} | {r['load']:.1f}"
             )
     print(
-        f"# wall s: median of {args.repeats} runs, each in its own process; "
+        f"# wall s, CPU s: medians of {args.repeats} runs, each in its own "
+        "process; "
         "peak MiB: the largest VmHWM of those processes"
     )
     print("# load average: one-minute load average when the build ended")

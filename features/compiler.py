@@ -19,8 +19,10 @@ choices keep step 1 cheap:
 - rows keyed by enrolment join the keys through ``keys_by_enrolment``, the
   small join of keys and enrolments, instead of mapping every row to its
   learner first;
-- the window bounds (term and school-year starts) are columns of ``keys``,
-  computed once per key instead of once per row;
+- every joined row gets one integer, its days before the as-of date
+  (:data:`DAYS_BEFORE`), and windows, slopes and streak masks all read it;
+  the window bounds (days since the term and school-year starts) are
+  columns of ``keys``, computed once per key instead of once per row;
 - the join condition ``date <= asof_date`` lets DuckDB skip the rows dated
   after the latest as-of date while it reads the source (a join filter).
 
@@ -35,9 +37,9 @@ days by the count of missed days so far, and the longest run wins.
 
 The SQL uses only constructs that DuckDB and Spark SQL both have: ``FILTER``
 on aggregates, ``bool_and``, ``bit_or``, ``count(DISTINCT ...)``, a window
-``sum`` with the default frame, scalar subqueries, ``make_date``,
-``date_add``, ``year``, ``month``, ``<<``, ``&``, ``greatest``, ``nullif`` and
-``coalesce``.
+``sum`` with the default frame, scalar subqueries, ``make_date``, ``year``,
+``month``, ``floor``, ``least``, ``%``, ``<<``, ``&``, ``greatest``,
+``nullif`` and ``coalesce``.
 """
 
 from __future__ import annotations
@@ -58,15 +60,12 @@ from features.definitions import (
     FeatureDef,
 )
 
-DAY_NUMBER = "CAST(e.date - k.asof_date AS INTEGER)"
-"""Day number of a row relative to the as-of date, the slope's x.
+DAYS_BEFORE = "CAST(k.asof_date - e.date AS INTEGER)"
+"""Days from a row's date to its key's as-of date, computed once per joined row.
 
-``date - date`` is an integer in DuckDB but an interval in Spark SQL, so the
-cast makes both an integer."""
-
-DAY_OFFSET = "CAST(k.asof_date - e.date AS INTEGER)"
-"""Days from a row's date to the as-of date, the bit of the row's day in a
-streak's masks."""
+Windows test it, slopes use its negative as the day number and streaks take
+their mask word and bit from it. ``date - date`` is an integer in DuckDB but
+an interval in Spark SQL, so the cast makes both an integer."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +86,8 @@ class CompiledFeatures:
 
         The columns come out as ``learner_id``, ``asof_date`` and ``names``.
         """
-        frame = frame.copy()
-        for name in self.mask_streaks:
-            frame[name] = streaks.longest_runs(frame, name)
-        return frame[["learner_id", "asof_date", *self.names]]
+        runs = {name: streaks.longest_runs(frame, name) for name in self.mask_streaks}
+        return frame.assign(**runs)[["learner_id", "asof_date", *self.names]]
 
 
 _ZERO_WHEN_MISSING = ("count", "sum", "count_distinct", "max_streak")
@@ -99,7 +96,18 @@ _COLUMN = re.compile(r"\be\.([A-Za-z_]\w*)")
 
 
 def _window(window: str) -> str:
-    return WINDOWS[window].format(**{name: f"k.{name}" for name in WINDOW_BOUNDS})
+    """Return a window's condition on the joined rows of :func:`_joined`."""
+    bounds = {name: f"e.{name}" for name in WINDOW_BOUNDS}
+    return WINDOWS[window].format(days="e.days_before", **bounds)
+
+
+def _bounds(windows: list[str]) -> list[str]:
+    """Return the names of the window bounds that ``windows`` read."""
+    return [
+        name
+        for name in WINDOW_BOUNDS
+        if any(f"{{{name}}}" in WINDOWS[window] for window in windows)
+    ]
 
 
 def _flag(window: str) -> str:
@@ -128,7 +136,9 @@ def _aggregate(feature: FeatureDef) -> str:
     if feature.aggregation == "count":
         return total(_hits(where))
     if feature.aggregation == "sum":
-        return f"coalesce({total(f'CASE WHEN {where} THEN ({value}) * e.n END')}, 0)"
+        # A DOUBLE result converts to pandas faster than DuckDB's DECIMAL.
+        values = total(f"CASE WHEN {where} THEN ({value}) * e.n END")
+        return f"CAST(coalesce({values}, 0) AS DOUBLE)"
     if feature.aggregation == "mean":
         values = total(f"CASE WHEN {where} THEN ({value}) * e.n END")
         count = total(f"CASE WHEN ({where}) AND ({value}) IS NOT NULL THEN e.n END")
@@ -171,7 +181,7 @@ def _mask_aggregates(feature: FeatureDef) -> list[str]:
         "misses": f"{window} AND NOT ({feature.where})",
     }
     return [
-        f"bit_or(e.day_bits_{word}) FILTER (WHERE {condition}) AS "
+        f"bit_or(e.day_bits) FILTER (WHERE e.word = {word} AND {condition}) AS "
         f"{streaks.mask_column(feature.name, kind, word)}"
         for kind, condition in filters.items()
         for word in range(streaks.WORDS)
@@ -184,10 +194,15 @@ def _counted_cte(source: str, features: list[FeatureDef]) -> str:
     It groups by learner, as-of date, the windows a row falls in and the
     source columns that the features read, so lesson-level marks shrink to a
     few rows per learner before the many filtered aggregates run. The windows
-    are grouped as one integer with a bit per window, which DuckDB groups
-    faster than a boolean column per window, and the CTE turns the bits back
-    into ``w_<window>`` flags. ``sum_x`` and ``sum_xx`` keep the day numbers
-    that slopes need, and ``day_bits_<word>`` the days that streaks need.
+    are grouped as one integer, ``group_code``, with a bit per window, which
+    DuckDB groups faster than a boolean column per window, and the CTE turns
+    the bits back into ``w_<window>`` flags. ``sum_x`` and ``sum_xx`` keep the
+    day numbers that slopes need.
+
+    For streaks ``group_code`` also contains the row's mask word
+    (:func:`features.streaks.word_of`) above the window bits, and
+    ``day_bits`` is the ``bit_or`` of the rows' day bits within that word.
+    One shift per row costs less than a test per word.
     """
     read = {c for f in features for c in _COLUMN.findall(f"{f.where} {f.value}")}
     if any(f.aggregation == "last" for f in features):
@@ -195,41 +210,59 @@ def _counted_cte(source: str, features: list[FeatureDef]) -> str:
         read.add("date")
     read = sorted(read)
     windows = sorted({f.window for f in features})
-    window_bits = " + ".join(
+    group_code = " + ".join(
         f"CASE WHEN {_window(w)} THEN {1 << i} ELSE 0 END"
         for i, w in enumerate(windows)
     )
-    inner = ["k.key_id", f"{window_bits} AS windows", *(f"e.{c}" for c in read)]
+    word_unit = 1 << len(windows)
+    masks = any(f.aggregation == "max_streak" for f in features)
+    if masks:
+        group_code += f" + {word_unit} * {streaks.word_of('e.days_before')}"
+    inner = ["e.key_id", f"{group_code} AS group_code", *(f"e.{c}" for c in read)]
     counts = {"n": "count(*)"}
     if any(f.aggregation == "slope" for f in features):
-        inner.append(f"{DAY_NUMBER} AS x")
-        counts |= {"sum_x": "sum(x)", "sum_xx": "sum(x * x)"}
-    if any(f.aggregation == "max_streak" for f in features):
-        inner.append(f"{DAY_OFFSET} AS day_offset")
-        for word in range(streaks.WORDS):
-            counts[f"day_bits_{word}"] = (
-                f"bit_or({streaks.day_bit('day_offset', word)})"
-            )
-    keys = ["key_id", "windows", *read]
-    flags = [f"(windows & {1 << i}) <> 0 AS w_{w}" for i, w in enumerate(windows)]
+        # The slope's day number is the negative of days_before.
+        inner.append("e.days_before")
+        counts |= {
+            "sum_x": "-sum(days_before)",
+            "sum_xx": "sum(days_before * days_before)",
+        }
+    if masks:
+        inner.append(f"{streaks.bit_of('e.days_before')} AS day_bit")
+        counts["day_bits"] = "bit_or(day_bit)"
+    keys = ["key_id", "group_code", *read]
+    flags = [f"(group_code & {1 << i}) <> 0 AS w_{w}" for i, w in enumerate(windows)]
+    if masks:
+        flags.append(f"CAST(floor(group_code / {word_unit}) AS INTEGER) AS word")
     outputs = ["key_id", *flags, *read, *counts]
     return f"""counted_{source} AS (
         SELECT {", ".join(outputs)} FROM (
         SELECT {", ".join(keys)},
                {", ".join(f"{sql} AS {name}" for name, sql in counts.items())}
         FROM (SELECT {", ".join(inner)}
-        {_joined(source)}) r
+        {_joined(source, read, windows)}) r
         GROUP BY {", ".join(keys)}) g
     )"""
 
 
-def _joined(source: str, condition: str = "TRUE") -> str:
-    """Return FROM and WHERE joining a source's rows to the as-of keys."""
+def _joined(source: str, columns: list[str], windows: list[str]) -> str:
+    """Return a FROM clause joining a source's rows to the as-of keys, as ``e``.
+
+    ``e`` has ``key_id``, ``days_before`` (see :data:`DAYS_BEFORE`), the
+    window bounds that ``windows`` read and the source ``columns``. Only
+    rows on or before the as-of date join.
+    """
     spec = SOURCES[source]
     keys = "keys_by_enrolment" if spec.key == "enrolment_id" else "keys"
-    return f"""FROM {keys} k JOIN ({spec.rows}) e
-          ON e.{spec.key} = k.{spec.key} AND e.date <= k.asof_date
-        WHERE {condition}"""
+    selected = [
+        "k.key_id",
+        f"{DAYS_BEFORE} AS days_before",
+        *(f"k.{name}" for name in _bounds(windows)),
+        *(f"e.{c}" for c in columns),
+    ]
+    return f"""FROM (SELECT {", ".join(selected)}
+        FROM {keys} k JOIN ({spec.rows}) e
+          ON e.{spec.key} = k.{spec.key} AND e.date <= k.asof_date) e"""
 
 
 def _streak_ctes(feature: FeatureDef) -> list[str]:
@@ -245,16 +278,18 @@ def _streak_ctes(feature: FeatureDef) -> list[str]:
     (docs/benchmarks.md). Windows that fit the bitmasks avoid it.
     """
     name = feature.name
+    read = sorted(set(_COLUMN.findall(feature.where)))
     return [
         f"""{name}_days AS (
-        SELECT k.key_id, e.date, bool_and({feature.where}) AS hit
-        {_joined(feature.source, _window(feature.window))}
-        GROUP BY k.key_id, e.date
+        SELECT e.key_id, e.days_before, bool_and({feature.where}) AS hit
+        {_joined(feature.source, read, [feature.window])}
+        WHERE {_window(feature.window)}
+        GROUP BY e.key_id, e.days_before
     )""",
         f"""{name}_runs AS (
         SELECT key_id, hit,
                sum(CASE WHEN hit THEN 0 ELSE 1 END)
-                   OVER (PARTITION BY key_id ORDER BY date) AS run
+                   OVER (PARTITION BY key_id ORDER BY days_before DESC) AS run
         FROM {name}_days
     )""",
         f"""{name} AS (

@@ -24,17 +24,22 @@ if TYPE_CHECKING:
     from features.compiler import CompiledFeatures
 
 WINDOWS = {
-    "2w": "e.date > date_add(k.asof_date, -14)",
-    "4w": "e.date > date_add(k.asof_date, -28)",
-    "8w": "e.date > date_add(k.asof_date, -56)",
-    "term": "e.date >= {term_start}",
-    "previous_term": "e.date >= {previous_term_start} AND e.date < {term_start}",
-    "year": "e.date >= {year_start}",
-    "365d": "e.date > date_add(k.asof_date, -365)",
+    "2w": "{days} < 14",
+    "4w": "{days} < 28",
+    "8w": "{days} < 56",
+    "term": "{days} <= {term_days}",
+    "previous_term": "{days} > {term_days} AND {days} <= {previous_term_days}",
+    "year": "{days} <= {year_days}",
+    "365d": "{days} < 365",
     "all": "TRUE",
 }
-"""Windows ending on the as-of date. Terms run from 1 August to 31 December
-and from 1 January to 31 July; the school year from 1 August."""
+"""Windows ending on the as-of date, as SQL conditions on ``{days}``, the number
+of days from a row's date to the as-of date (0 on the as-of date itself).
+Terms run from 1 August to 31 December and from 1 January to 31 July; the
+school year from 1 August. The other placeholders are :data:`WINDOW_BOUNDS`.
+
+Every joined source row is tested against every window, and comparing one
+integer per row costs less than the date arithmetic it replaces."""
 
 WINDOW_DAYS = {
     "2w": 14,
@@ -52,15 +57,28 @@ term starts at most 366 days before the as-of date."""
 
 _YEAR = "year(k.asof_date)"
 _AUTUMN = "month(k.asof_date) >= 8"
+
+
+def _days_since(start: str) -> str:
+    return f"CAST(k.asof_date - {start} AS INTEGER)"
+
+
 WINDOW_BOUNDS = {
-    "term_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
-    f"ELSE make_date({_YEAR}, 1, 1) END",
-    "previous_term_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 1, 1) "
-    f"ELSE make_date({_YEAR} - 1, 8, 1) END",
-    "year_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
-    f"ELSE make_date({_YEAR} - 1, 8, 1) END",
+    "term_days": _days_since(
+        f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
+        f"ELSE make_date({_YEAR}, 1, 1) END"
+    ),
+    "previous_term_days": _days_since(
+        f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 1, 1) "
+        f"ELSE make_date({_YEAR} - 1, 8, 1) END"
+    ),
+    "year_days": _days_since(
+        f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
+        f"ELSE make_date({_YEAR} - 1, 8, 1) END"
+    ),
 }
-"""Window bounds as SQL on the as-of date (alias ``k``), computed once per key."""
+"""Days from the start of the term, the previous term and the school year to
+the as-of date, as SQL on the as-of date (alias ``k``), computed once per key."""
 
 AGGREGATIONS = (
     "share",

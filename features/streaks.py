@@ -10,8 +10,9 @@ take a cheaper route:
 1. The SQL keeps, per key, three sets of days as bitmasks: the days with any
    row, the days with a row meeting the condition and the days with a row
    failing it. Bit ``b`` of word ``w`` is the day ``w * BITS_PER_WORD + b``
-   days before the as-of date. Each row adds its day with ``bit_or``, so the
-   masks come out of the same grouped pass as the other attendance counts.
+   days before the as-of date. The grouped pass that counts the rows also
+   groups them by word, and each row adds its day's bit with ``bit_or``, so
+   a row costs one shift and no test per word.
 2. :func:`longest_runs` measures the runs from the masks with NumPy.
 
 A day is a hit when it has a row meeting the condition and none failing it.
@@ -42,25 +43,28 @@ def mask_column(feature: str, kind: str, word: int) -> str:
     return f"{feature}__{kind}_{word}"
 
 
-def day_bit(offset: str, word: int) -> str:
-    """Return SQL for the bit of a row's day in ``word``, or NULL outside it.
+def word_of(days: str) -> str:
+    """Return SQL for the mask word of a day ``days`` before the as-of date.
 
-    ``offset`` is the SQL for the days between the row's date and the as-of
-    date.
+    Days further back than :data:`MASK_DAYS` all share word :data:`WORDS`,
+    which no mask reads, so that older rows fall into one group per key and
+    mark instead of one per 62 days.
     """
-    low = word * BITS_PER_WORD
-    high = low + BITS_PER_WORD
-    return (
-        f"CASE WHEN {offset} >= {low} AND {offset} < {high} "
-        f"THEN CAST(1 AS BIGINT) << ({offset} - {low}) END"
-    )
+    return f"least(CAST(floor({days} / {BITS_PER_WORD}) AS INTEGER), {WORDS})"
+
+
+def bit_of(days: str) -> str:
+    """Return SQL for a day's bit within its mask word (see :func:`word_of`)."""
+    return f"CAST(1 AS BIGINT) << ({days} % {BITS_PER_WORD})"
 
 
 def longest_runs(frame: pd.DataFrame, feature: str) -> np.ndarray:
     """Return the longest streak per row of ``frame`` from ``feature``'s masks.
 
     It walks the days one bit at a time with NumPy operations over all rows,
-    which needs no per-row Python and no unpacked bit arrays.
+    which needs no per-row Python and no unpacked bit arrays. Days on which no
+    row has a mark, such as weekends, holidays and days before the first
+    mark, leave every run as it is, so the walk skips them.
     """
     words = {
         kind: frame[[mask_column(feature, kind, w) for w in range(WORDS)]]
@@ -70,13 +74,23 @@ def longest_runs(frame: pd.DataFrame, feature: str) -> np.ndarray:
     }
     hit_days = words["hits"] & ~words["misses"]
     miss_days = words["days"] & ~hit_days
-    run = np.zeros(len(frame), dtype=np.int64)
-    longest = np.zeros(len(frame), dtype=np.int64)
+    recorded = np.bitwise_or.reduce(words["days"], axis=1)
+    run = np.zeros(len(frame), dtype=np.int32)
+    longest = np.zeros(len(frame), dtype=np.int32)
+    # Buffers for the day's bits, so that the loop allocates no arrays.
+    bits = np.empty(len(frame), dtype=np.int64)
+    flags = np.empty(len(frame), dtype=bool)
     for word in range(WORDS):
         for bit in range(BITS_PER_WORD):
             mask = np.int64(1 << bit)
+            if not recorded[word] & mask:
+                continue
             # A day without rows is in neither mask and leaves the run as it is.
-            run += (hit_days[word] & mask) != 0
-            run[(miss_days[word] & mask) != 0] = 0
+            np.bitwise_and(hit_days[word], mask, out=bits)
+            np.not_equal(bits, 0, out=flags)
+            np.add(run, flags, out=run)
+            np.bitwise_and(miss_days[word], mask, out=bits)
+            np.equal(bits, 0, out=flags)
+            np.multiply(run, flags, out=run)
             np.maximum(longest, run, out=longest)
-    return longest
+    return longest.astype(np.int64)

@@ -10,7 +10,29 @@ from __future__ import annotations
 
 import re
 
-from features.definitions import WINDOW_BOUNDS, WINDOWS, DerivedDef, FeatureDef
+from features.definitions import DerivedDef, FeatureDef
+
+_YEAR = "year(k.asof_date)"
+_AUTUMN = "month(k.asof_date) >= 8"
+WINDOW_STARTS = {
+    "term_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
+    f"ELSE make_date({_YEAR}, 1, 1) END",
+    "previous_term_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 1, 1) "
+    f"ELSE make_date({_YEAR} - 1, 8, 1) END",
+    "year_start": f"CASE WHEN {_AUTUMN} THEN make_date({_YEAR}, 8, 1) "
+    f"ELSE make_date({_YEAR} - 1, 8, 1) END",
+}
+WINDOWS = {
+    "2w": "e.date > date_add(k.asof_date, -14)",
+    "4w": "e.date > date_add(k.asof_date, -28)",
+    "8w": "e.date > date_add(k.asof_date, -56)",
+    "term": "e.date >= {term_start}",
+    "previous_term": "e.date >= {previous_term_start} AND e.date < {term_start}",
+    "year": "e.date >= {year_start}",
+    "365d": "e.date > date_add(k.asof_date, -365)",
+    "all": "TRUE",
+}
+"""The windows as date conditions, independent of the compiler's day counts."""
 
 OLD_SOURCES = {
     "attendance": """
@@ -33,7 +55,7 @@ OLD_SOURCES = {
 
 
 def _window(window: str) -> str:
-    return WINDOWS[window].format(**WINDOW_BOUNDS)
+    return WINDOWS[window].format(**WINDOW_STARTS)
 
 
 def _aggregate(feature: FeatureDef) -> str:
