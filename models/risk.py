@@ -145,23 +145,6 @@ def choose_rounds(
     Training stops after ``EARLY_STOPPING_ROUNDS`` rounds without improvement,
     or at ``MAX_ROUNDS``.
     """
-    model, _ = fit_early_stopped(X_fit, y_fit, X_valid, y_valid, params)
-    rounds = int(model.best_iteration_ or MAX_ROUNDS)
-    logger.info("early stopping chose %d boosting rounds", rounds)
-    return max(rounds, 1)
-
-
-def fit_early_stopped(
-    X_fit: pd.DataFrame,
-    y_fit: np.ndarray,
-    X_valid: pd.DataFrame,
-    y_valid: np.ndarray,
-    params: dict[str, object] | None = None,
-) -> tuple[lgb.LGBMClassifier, FeatureSpec]:
-    """Fit on ``X_fit`` until the log loss on ``X_valid`` stops improving.
-
-    The returned model predicts with its best iteration (``best_iteration_``).
-    """
     spec = FeatureSpec.from_frame(X_fit)
     model = lgb.LGBMClassifier(
         **_with_constraints(
@@ -176,7 +159,9 @@ def fit_early_stopped(
         eval_metric="binary_logloss",
         callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
     )
-    return model, spec
+    rounds = int(model.best_iteration_ or MAX_ROUNDS)
+    logger.info("early stopping chose %d boosting rounds", rounds)
+    return max(rounds, 1)
 
 
 def _with_constraints(
