@@ -78,11 +78,16 @@ class RouteTemplates:
         """
         if self._routes is None:
             self._routes = [
-                (prefix.rstrip("/"), regex, template)
+                # "{school_id:path}" is labelled "{school_id}": the converter
+                # is how the route matches, not part of its name.
+                (prefix.rstrip("/"), regex, _CONVERTER.sub(r"{\1}", template))
                 for prefix, app in self.mounts
                 for regex, template in _leaf_routes(app.routes, "")
             ]
         return self._routes
+
+
+_CONVERTER = re.compile(r"\{(\w+):\w+\}")
 
 
 def _leaf_routes(routes: Iterable[Any], prefix: str) -> Iterable[tuple[Any, str]]:
