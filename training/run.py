@@ -288,16 +288,16 @@ def run_main_job(
     return summary
 
 
-def _alias_to_set(model_name: str, wanted: str) -> str:
-    """Return the alias for the new version: never replace a champion here.
+def _alias_to_set(model_name: str, requested: str) -> str:
+    """Return the alias for the new version, which is never a second champion.
 
-    Only ``ajoissa promote`` replaces a champion, after checking the new
-    version against it, the baselines and the fairness gate. A run asked for
-    the champion alias of a model that already has one registers a
-    challenger instead.
+    Only ``ajoissa promote`` replaces a champion, after it checks the new
+    version against the champion, the baselines and the fairness gate. So a
+    run that requests the champion alias for a model that already has one
+    gets the challenger alias.
     """
-    if wanted != CHAMPION:
-        return wanted
+    if requested != CHAMPION:
+        return requested
     try:
         current = champion_version(model_name, CHAMPION)
     except LookupError:

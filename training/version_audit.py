@@ -468,9 +468,9 @@ def label_definition(
 ) -> str:
     """Describe the label in words, for the model card and the reports.
 
-    Sources with study-right histories follow ``rule`` (the defaults when it is
-    None); the others label a withdrawal from the enrolment, within
-    ``window_days`` when it is set.
+    Sources with study-right histories follow ``rule``, or the rule's defaults
+    when it is None. Other sources label a withdrawal from the enrolment,
+    within ``window_days`` when it is set.
     """
     if has_history:
         rule = rule or LabelRule()

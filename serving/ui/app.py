@@ -948,9 +948,9 @@ def _not_found_page(request: Request) -> Response:
     )
 
 
-# A school id may hold '/': a school-records unit is "school/year". The school
-# page's route matches any such id, so it comes after the pupil routes, which
-# would otherwise read as part of a school id.
+# A school id may contain '/', because a school-records unit is "school/year".
+# The school page's route matches any such id, so it is added after the pupil
+# routes, or it would match their paths too.
 ui_app.add_api_route("/schools/{school_id:path}", school, methods=["GET"])
 
 # BentoML 1.4 merges every mounted FastAPI app's routes into the service's

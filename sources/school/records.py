@@ -155,8 +155,8 @@ def _as_text(column: pd.Series) -> pd.Series:
 EARLIEST_DATE = pd.Timestamp("1900-01-01")
 LATEST_DATE = pd.Timestamp("2200-12-31")
 """Dates outside this range are reported as invalid. Far-future placeholders
-such as 31.12.9999 for an open end do not fit pandas' nanosecond timestamps;
-an open end is an empty value."""
+such as 31.12.9999 for an open end do not fit pandas' nanosecond timestamps,
+so the contract writes an open end as an empty value."""
 
 
 def _in_range(values: pd.Series) -> pd.Series:

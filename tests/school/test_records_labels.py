@@ -13,25 +13,25 @@ from sources.school.synth import SynthConfig, generate
 from training.validate import with_label_window
 
 
-def test_enrolment_window_keeps_study_right_labels(tmp_path: Path):
+def test_label_window_keeps_study_right_labels(tmp_path: Path):
     generate(SynthConfig(pupils=600, years=2, seed=1), tmp_path / "export")
     tables = to_input_tables(read_records(tmp_path / "export")).validated()
     points = asof_points_by_offset(tables.units, [60, 150])
     frame = build_features(tables, points, LabelRule(window_days=365))
     labelled = frame.data[LABEL].to_numpy()
-    # Enrolments that end as resigned are not all dropouts: some pupils move
-    # to another school. The data must hold such cases for this test to bite.
+    # Some enrolments that end as resigned are school changes, not dropouts.
+    # The data must contain such cases, or relabelling would go unnoticed.
     ended = frame.data["enrolment_id"].map(
         tables.enrolments.set_index("enrolment_id")["end_reason"]
     )
     assert ((ended == "withdrawn").to_numpy() != labelled.astype(bool)).any()
 
-    kept = with_label_window(frame, tables.enrolments, None)
-    assert np.array_equal(kept.data[LABEL].to_numpy(), labelled)
-    left = kept.data[WITHDRAWAL_DATE]
+    windowed = with_label_window(frame, tables.enrolments, None)
+    assert np.array_equal(windowed.data[LABEL].to_numpy(), labelled)
+    left = windowed.data[WITHDRAWAL_DATE]
     assert left.notna().to_numpy().tolist() == (labelled == 1).tolist()
-    assert (left[labelled == 1] > kept.data.loc[labelled == 1, "asof_date"]).all()
+    assert (left[labelled == 1] > windowed.data.loc[labelled == 1, "asof_date"]).all()
     assert (
         left[labelled == 1]
-        <= kept.data.loc[labelled == 1, "asof_date"] + pd.Timedelta(days=365)
+        <= windowed.data.loc[labelled == 1, "asof_date"] + pd.Timedelta(days=365)
     ).all()

@@ -51,6 +51,18 @@ def _install_gate(monkeypatch, passed, reasons=()):
     monkeypatch.setattr("training.promotion.FAIRNESS_GATE_MODULE", name)
 
 
+def _stratified_config(model_name: str) -> RunConfig:
+    return _config(
+        validation="stratified",
+        temporal_cutoff=None,
+        earlier_cutoffs=[],
+        asof_offsets_days=[60],
+        folds=3,
+        bootstrap_resamples=10,
+        model_name=model_name,
+    )
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "home"))
@@ -140,15 +152,7 @@ def test_stratified_champion_recorded(store, monkeypatch):
     tables = make_tables(learners_per_unit=20, interaction=True, seed=3)
 
     def stratified():
-        return _config(
-            validation="stratified",
-            temporal_cutoff=None,
-            earlier_cutoffs=[],
-            asof_offsets_days=[60],
-            folds=3,
-            bootstrap_resamples=10,
-            model_name="stratified-model",
-        )
+        return _stratified_config("stratified-model")
 
     first = retrain(tables, stratified(), store / "first")
     configure_mlflow()
@@ -304,17 +308,10 @@ def test_main_job_never_replaces_a_champion(store):
     import mlflow
 
     tables = make_tables(learners_per_unit=20, interaction=True, seed=3)
-    config = dict(
-        validation="stratified",
-        temporal_cutoff=None,
-        earlier_cutoffs=[],
-        asof_offsets_days=[60],
-        folds=3,
-        bootstrap_resamples=10,
-        model_name="main-job-model",
+    first = run_main_job(tables, _stratified_config("main-job-model"), store / "first")
+    second = run_main_job(
+        tables, _stratified_config("main-job-model"), store / "second"
     )
-    first = run_main_job(tables, _config(**config), store / "first")
-    second = run_main_job(tables, _config(**config), store / "second")
     assert first["model_alias"] == "champion"
     assert second["model_alias"] == "challenger"
     configure_mlflow()

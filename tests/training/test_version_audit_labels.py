@@ -44,6 +44,7 @@ def test_recorded_label_settings(params, rule, window):
 def test_label_definition_names_the_settings():
     rule = LabelRule(window_days=180, transfer_gap_days=60)
     text = label_definition(rule, None, has_history=True)
-    assert "within 180 days" in text and "within 60 days" in text
+    assert "within 180 days" in text
+    assert "within 60 days" in text
     assert "within 90 days" in label_definition(None, 90, has_history=False)
     assert "before the unit ends" in label_definition(None, None, has_history=False)

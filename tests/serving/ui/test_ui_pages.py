@@ -344,7 +344,7 @@ def test_model_card_document_found(client, tokens, tmp_path, folder, document):
 
 
 def test_school_id_with_slash(client, trained, tmp_path, monkeypatch):
-    """School-records units are "school/year"; their pages open like any other."""
+    """School-records units are named "school/year", and their pages open."""
     from serving.access import TokenStore
 
     school = "VOC00001/2024"
