@@ -254,7 +254,9 @@ def meets_policy_sentence(version: str, findings: PolicyFindings) -> str:
     sentence = f"the audit meets policy {version} in {findings.assessed} of "
     sentence += f"{findings.checked} comparisons"
     if findings.not_assessed:
-        sentence += f"; {findings.not_assessed} could not be assessed (see the warnings)"
+        sentence += (
+            f"; {findings.not_assessed} could not be assessed (see the warnings)"
+        )
     return sentence
 
 
