@@ -90,12 +90,10 @@ def school_year(dates: pd.Series) -> pd.Series:
     return dates.dt.year - (dates.dt.month < 8).astype(int)
 
 
-def _find_file(folder: Path, table: str) -> Path | None:
-    for suffix in (".csv", ".parquet"):
-        candidate = folder / f"{table}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+def _find_files(folder: Path, table: str) -> list[Path]:
+    """Return the table's files in ``folder``: none, a CSV, a Parquet or both."""
+    candidates = (folder / f"{table}{suffix}" for suffix in (".csv", ".parquet"))
+    return [candidate for candidate in candidates if candidate.is_file()]
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
@@ -268,8 +266,23 @@ def _check_column(
 
 
 def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Checker]:
-    path = _find_file(folder, spec.name)
+    found = _find_files(folder, spec.name)
+    path = found[0] if found else None
     checker = _Checker(path or folder / f"{spec.name}.csv", spec.name)
+    if len(found) > 1:
+        # Either could be the newer export, so neither is chosen.
+        checker.problems.append(
+            Problem(
+                str(folder),
+                spec.name,
+                "*",
+                None,
+                None,
+                f"both {spec.name}.csv and {spec.name}.parquet are in the export "
+                "folder; keep only the one that holds the current export",
+            )
+        )
+        return None, checker
     if path is None:
         if not spec.optional:
             checker.problems.append(

@@ -198,6 +198,17 @@ def test_empty_parquet_file_reported(tmp_path):
     assert "cannot be read as Parquet" in problems[0]
 
 
+def test_csv_and_parquet_of_one_table_reported(tmp_path):
+    folder = write_export(tmp_path / "e", EXPORT)
+    pd.read_csv(
+        folder / "grades.csv", sep=";", dtype=str, encoding="utf-8-sig"
+    ).to_parquet(folder / "grades.parquet")
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "table 'grades'" in problems[0]
+    assert "both grades.csv and grades.parquet" in problems[0]
+
+
 def test_empty_mark_code_file_reported(tmp_path):
     from sources.school.marks import read_mark_codes
 
