@@ -9,6 +9,7 @@ repeated load replaces the earlier one instead of adding to it.
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import shutil
@@ -104,9 +105,22 @@ def _read_raw(path: Path) -> pd.DataFrame:
     )
 
 
-def _row_number(path: Path, position: int) -> int:
-    """Return the 1-based CSV line (header is line 1) or the 0-based Parquet row."""
-    return position + 2 if path.suffix == ".csv" else position
+def _csv_line_starts(path: Path) -> list[int]:
+    """Return the 1-based line on which each data row of a CSV file starts.
+
+    A quoted value can span lines and pandas skips blank lines, so a row's
+    position plus 2 is its line only in simple files. This reads the file once
+    more with the :mod:`csv` module and is called only when there are problems.
+    """
+    starts = []
+    with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
+        reader = csv.reader(handle, delimiter=CSV_OPTIONS["sep"])
+        previous_end = 0
+        for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if record:
+                starts.append(start)
+    return starts[1:]
 
 
 class _Checker:
@@ -116,6 +130,17 @@ class _Checker:
         self.path = path
         self.table = table
         self.problems: list[Problem] = []
+        self._line_starts: list[int] | None = None
+
+    def _row_number(self, position: int) -> int:
+        """Return the 1-based CSV line (header is line 1) or the 0-based Parquet row."""
+        if self.path.suffix != ".csv":
+            return position
+        if self._line_starts is None:
+            self._line_starts = _csv_line_starts(self.path)
+        if position < len(self._line_starts):
+            return self._line_starts[position]
+        return position + 2
 
     def add(
         self, column: str, positions: np.ndarray, values: pd.Series, expected: str
@@ -126,7 +151,7 @@ class _Checker:
                     str(self.path),
                     self.table,
                     column,
-                    _row_number(self.path, int(position)),
+                    self._row_number(int(position)),
                     values.iloc[int(position)],
                     expected,
                 )
