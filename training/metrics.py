@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from training.evaluate import list_scores
+from training.evaluate import list_scores, top_weights_of
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +139,8 @@ def top_weights(
     """Return each row's expected share of a top-``share`` or top-``k`` place.
 
     Like :func:`select_top`, but rows that tie on both the probability and the
-    tie-break at the edge of the list share its last places equally: 3 places
-    left for 6 tied rows give each 0.5. Precision and recall computed with these
-    weights are their expected values over a random order of the tied rows, so
-    they do not depend on the order of the rows in the data. A score that is the
-    same for every row then gets the group's base rate as its precision.
+    tie-break at the edge of a group's list share its last places
+    (:func:`training.evaluate.top_weights_of`).
     """
     if (share is None) == (k is None):
         raise ValueError("give exactly one of share and k")
@@ -154,16 +151,8 @@ def top_weights(
     weights = np.zeros(len(probability))
     for positions in pd.Series(np.arange(len(groups))).groupby(groups).indices.values():
         size = math.ceil(share * len(positions)) if share is not None else k
-        if size >= len(positions):
-            weights[positions] = 1.0
-            continue
-        p, t = probability[positions], tiebreak[positions]
-        last = positions[ranked(p, t)][size - 1]
-        edge_p, edge_t = probability[last], tiebreak[last]
-        above = (p > edge_p) | ((p == edge_p) & (t > edge_t))
-        tied = (p == edge_p) & (t == edge_t)
-        weights[positions[above]] = 1.0
-        weights[positions[tied]] = (size - int(above.sum())) / int(tied.sum())
+        scores = list_scores(probability[positions], tiebreak[positions])
+        weights[positions] = top_weights_of(scores, size)
     return weights
 
 
