@@ -118,7 +118,7 @@ def test_finnish_sentence():
     sentence = reason_sentence("unexcused_share_recent", 0.14, "raises", "fi")
     assert (
         sentence
-        == "Nostaa riskiä: luvattomia poissaoloja 14 % viimeisten 4 viikon aikana"
+        == "Nostaa riskiä: selvittämättömiä poissaoloja 14 % viimeisten 4 viikon aikana"
     )
 
 
