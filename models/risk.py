@@ -51,6 +51,14 @@ STRONG_REGULARISATION: dict[str, object] = {
 leaves and a strong L2 penalty, for small, noisy and mostly linear signals such
 as OULAD's assessment features (docs/model-quality.md has the comparison)."""
 
+SINGLE_THREAD_ROWS = 20_000
+"""Training sets with fewer rows are fitted on one thread unless ``n_jobs`` is
+given. On a small table each boosting round is short, and LightGBM's OpenMP
+threads wait between rounds by spinning. When another process holds one of the
+2 cores, a 2-thread fit then waits for that core at every round: 30 fits of 100
+rounds on 3,500 rows took 70.4 s on 2 threads against 8.9 s on one thread,
+and 5.0 s against 8.6 s with both cores free (``benchmarks/fit_threads.py``)."""
+
 MAX_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 50
 
@@ -168,6 +176,8 @@ def _with_constraints(
     params: dict[str, object] | None, columns: list[str], rows: int
 ) -> dict[str, object]:
     merged = DEFAULT_PARAMS | (params or {})
+    if rows < SINGLE_THREAD_ROWS and "n_jobs" not in (params or {}):
+        merged["n_jobs"] = 1
     if "monotone_constraints" not in merged:
         merged["monotone_constraints"] = monotone_constraints(columns)
     # A leaf size meant for tens of thousands of rows forbids every split on a
