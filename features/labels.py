@@ -112,12 +112,11 @@ def label_dropouts(
     """Label each ``keys`` row (``learner_id``, ``asof_date``), aligned with ``keys``.
 
     The label is 1 when a dropout falls in the window after the as-of date and 0
-    otherwise. It is missing (``<NA>``) when the window cannot be judged in
-    full by ``observed_until``, the last date the data record: a dropout is
-    only known once ``transfer_gap_days`` have passed after it, so the label is
-    known only when ``asof_date + window_days + transfer_gap_days`` is on or
-    before ``observed_until``. Such a row is missing even when a dropout is
-    already seen in its window, because keeping only those rows would
+    otherwise. A dropout is only known once ``transfer_gap_days`` have passed
+    after it, so the label is known only when ``asof_date + window_days +
+    transfer_gap_days`` is on or before ``observed_until``, the last date the
+    data record. Otherwise it is missing (``<NA>``), even when a dropout is
+    already seen in the window, because keeping only those rows would
     over-represent dropouts. With ``observed_until`` None every label is known.
     """
     window = pd.Timedelta(days=rule.window_days)

@@ -1,4 +1,4 @@
-"""Which cohorts have known labels, and why a temporal split may find none.
+"""Cohorts with known labels, and the reason a temporal split may find none.
 
 A label from study-right histories is known only when its as-of date plus the
 label window and the transfer gap falls on or before the data end

@@ -173,13 +173,6 @@ def run_main_job(
             "no enrolment is active at any as-of date; check the as-of offsets "
             f"{config.asof_offsets_days} against the units' start and end dates"
         )
-    if frame.rows_past_data_end:
-        logger.warning(
-            "%d feature rows have no label yet because their label window runs "
-            "past the data end %s; they are left out of training and evaluation",
-            frame.rows_past_data_end,
-            frame.data_end.date() if frame.data_end is not None else "-",
-        )
 
     frame = with_label_window(frame, tables.enrolments, config.label_window_days)
 
@@ -619,7 +612,13 @@ def _validation_description(config: RunConfig, fold: Fold) -> dict[str, Any]:
 
 def _row_counts(frame: FeatureFrame, fold: Fold, config: RunConfig) -> dict[str, Any]:
     data = frame.data
+    evaluated = set(data["asof_offset_days"].iloc[fold.rows])
     return {
+        "asof_without_evaluation_rows": [
+            name
+            for offset, name in config.asof_labels.items()
+            if offset not in evaluated
+        ],
         "feature_rows": int(len(data)),
         "evaluation_rows": int(len(fold.rows)),
         "left_out_label_window_past_data_end": frame.rows_past_data_end,

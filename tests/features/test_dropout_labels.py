@@ -214,7 +214,7 @@ def test_dropout_known_at_limit():
 
 
 def test_seen_dropout_past_data_end_is_unknown():
-    # The dropout and its gap are both observed, but the window is not: keeping
+    # The dropout and its gap are both observed, but the window is not. Keeping
     # the row as 1 would over-represent dropouts among such rows.
     states = history(
         ("a", "vocational", "2023-08-01", "present"),

@@ -72,6 +72,7 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_records_asof_dates(summary):
     assert set(summary["metrics"]) == {"oct_1", "dec_1", "feb_1"}
+    assert summary["rows"]["asof_without_evaluation_rows"] == []
 
 
 def test_records_split_by_school_year(summary):
