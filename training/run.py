@@ -355,8 +355,8 @@ def _validate(
         if config.temporal_cutoff is None:
             raise ValueError("temporal validation needs temporal_cutoff (an ISO date)")
         if config.temporal_cutoff == LATEST_COHORT:
-            # The latest cohort with labelled rows: later ones have label
-            # windows that run past the data end.
+            # The latest cohort with labelled rows, because later ones have
+            # label windows that run past the data end.
             cutoff = latest_labelled_cohort_start(frame, tables.units)
             config.temporal_cutoff = str(cutoff.date())
         has_history = len(tables.study_right_states) > 0
@@ -370,6 +370,9 @@ def _validate(
                 trials=config.tuning_trials,
                 seed=config.seed,
                 disjoint_learners=config.disjoint_learners,
+                # NOTE: the purge counts the label window only. A dropout near
+                # the end of a training row's window is judged on study rights
+                # that start up to transfer_gap_days later, in the test period.
                 purge_label_days=(
                     config.label_rule.window_days
                     if config.label_rule is not None and has_history

@@ -17,8 +17,8 @@ DATA_END = pd.Timestamp("2025-05-31")
         # 2021 is the latest whose 1 October window ends before August 2023.
         (365, 120, 4),
         (183, 120, 3),
-        # 1 October plus 120 + 120 days is before 31 May: the latest year is
-        # labelled, and the year before trains.
+        # 1 October plus 120 + 120 days is before 31 May, so the latest year
+        # is labelled and the year before trains.
         (120, 120, 2),
     ],
 )
