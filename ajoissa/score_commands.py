@@ -21,6 +21,20 @@ SCORE_HELP = (
 )
 
 
+def parse_as_of(text: str) -> dt.date | None:
+    """Return the date ``text`` gives as ISO (2025-02-03) or Finnish (3.2.2025)
+    notation, or None if it is neither."""
+    text = text.strip()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.strptime(text, "%d.%m.%Y").date()
+    except ValueError:
+        return None
+
+
 @app.command(help=SCORE_HELP)
 def score(
     source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
@@ -28,7 +42,8 @@ def score(
         str,
         typer.Option(
             "--as-of",
-            help="As-of date (YYYY-MM-DD): only events on or before it are used.",
+            help="As-of date (YYYY-MM-DD or dd.mm.yyyy): only events on or "
+            "before it are used.",
         ),
     ],
     data: Annotated[
@@ -54,13 +69,14 @@ def score(
     from serving.scorestore import RunKey, ScoreStore, describe_url, store_url
     from sources.errors import InputDataError
 
-    try:
-        day = dt.date.fromisoformat(as_of)
-    except ValueError:
+    day = parse_as_of(as_of)
+    if day is None:
         typer.echo(
-            f"Invalid --as-of {as_of!r}: expected a date as YYYY-MM-DD.", err=True
+            f"Invalid --as-of {as_of!r}: expected a date as YYYY-MM-DD or "
+            "dd.mm.yyyy, such as 2025-02-03 or 3.2.2025.",
+            err=True,
         )
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=2)
     entry = SOURCES[source.value]
     data_path = data or entry.default_data
     started = time.perf_counter()

@@ -11,7 +11,9 @@ on 127.0.0.1 with a platform token and measures:
 - single-record ``POST /v1/score`` requests (reasons included) at concurrency
   1, 8 and 32: p50 and p99 latency and requests per second;
 - batches of 1,000 and 10,000 records over HTTP, with reasons and with
-  ``include_reasons: false``, in records per second (median of the repeats);
+  ``include_reasons: false``, in records per second: one request at a time
+  (median of the repeats), and ``BATCH_CONCURRENCY`` requests at a time, one
+  per worker process (total records over the elapsed time of the repeats);
 - the floor: in-process ``predict_risk`` alone, and ``predict_risk`` plus SHAP
   contributions and reason codes, on the same records encoded as the server
   encodes them, in records per second (best of the repeats). Each floor run
@@ -55,6 +57,8 @@ sys.path.insert(0, str(REPO_ROOT))
 MODEL_NAME = "benchmark-model"
 CONCURRENCY = (1, 8, 32)
 BATCH_SIZES = (1_000, 10_000)
+BATCH_CONCURRENCY = 2
+"""Concurrent batch requests: the server starts one worker process per core."""
 
 
 def _prepare(home: Path) -> tuple[list[dict], object]:
@@ -183,14 +187,15 @@ def _single(port: int, token: str, records: list[dict], requests: int) -> dict:
 def _batches(
     port: int, token: str, records: list[dict], loaded: object, repeats: int
 ) -> tuple[dict, dict]:
-    """Return HTTP and floor records per second by batch size and reasons.
+    """Return HTTP records per second one request at a time and concurrently,
+    and the floor's records per second, by batch size and reasons.
 
     Each HTTP request is followed by one run of the floor's work on the same
     records, so both see the same load on the shared cores.
     """
     from serving.scoring import validate_records
 
-    http_rates, floor = {}, {}
+    http_rates, concurrent, floor = {}, {}, {}
     client = _Client(port, token, timeout=600)
     try:
         for size in BATCH_SIZES:
@@ -208,9 +213,31 @@ def _batches(
                     floor_times.append(_floor_seconds(batch, loaded, reasons))
                 http_rates[size, reasons] = size / statistics.median(times)
                 floor[size, reasons] = size / min(floor_times)
+                concurrent[size, reasons] = _concurrent_rate(
+                    port, token, body, size, repeats
+                )
     finally:
         client.close()
-    return http_rates, floor
+    return http_rates, concurrent, floor
+
+
+def _concurrent_rate(
+    port: int, token: str, body: bytes, size: int, repeats: int
+) -> float:
+    """Return records per second with ``BATCH_CONCURRENCY`` connections posting
+    ``body`` ``repeats`` times each, after one untimed request per connection."""
+    clients = [_Client(port, token, timeout=600) for _ in range(BATCH_CONCURRENCY)]
+    try:
+        for client in clients:
+            client.post(body)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(BATCH_CONCURRENCY) as pool:
+            list(pool.map(lambda c: [c.post(body) for _ in range(repeats)], clients))
+        elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            client.close()
+    return BATCH_CONCURRENCY * repeats * size / elapsed
 
 
 def _start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
@@ -277,7 +304,9 @@ def main() -> None:
         process = _start_server(home, args.port)
         try:
             single = _single(args.port, token, records, args.requests)
-            batches, floor = _batches(args.port, token, records, loaded, args.repeats)
+            batches, concurrent, floor = _batches(
+                args.port, token, records, loaded, args.repeats
+            )
         finally:
             process.send_signal(2)
             process.wait(timeout=60)
@@ -298,19 +327,21 @@ def main() -> None:
     print()
     print(
         "| batch | reasons | HTTP records/s | floor records/s (same work) | "
-        "HTTP / floor |"
+        f"HTTP / floor | HTTP records/s, {BATCH_CONCURRENCY} at a time | "
+        f"HTTP, {BATCH_CONCURRENCY} at a time / floor |"
     )
-    print("|---:|---|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for size in BATCH_SIZES:
         for reasons, label in (
             (False, "no (predict only)"),
             (True, "yes (predict + SHAP)"),
         ):
             http = batches[size, reasons]
+            both = concurrent[size, reasons]
             base = floor[size, reasons]
             print(
                 f"| {size:,} | {label} | {http:,.0f} | {base:,.0f} | "
-                f"{http / base:.2f} |"
+                f"{http / base:.2f} | {both:,.0f} | {both / base:.2f} |"
             )
 
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fairness.policy import FairnessPolicy, evaluate_policy, load_policy
+from fairness.policy import (
+    FairnessPolicy,
+    evaluate_policy,
+    load_policy,
+    meets_policy_sentence,
+)
 from fairness.registry import (
     AuditNotFoundError,
     ReviewerException,
@@ -102,8 +107,13 @@ def check_gate(model_name: str, version: str) -> GateDecision:
     findings = evaluate_policy(payload["audit"], policy)
     breaches += findings.breaches
     warnings += findings.warnings
-    if findings.checked == 0 and not breaches:
-        breaches.append("no comparison in the stored audit could be checked")
+    if findings.assessed == 0 and not breaches:
+        breaches.append(
+            f"none of the {findings.checked} comparisons in the stored audit "
+            "could be assessed"
+            if findings.checked
+            else "the stored audit has no comparison to check"
+        )
 
     exception = read_exception(model_name, version)
     honoured = None
@@ -126,9 +136,7 @@ def check_gate(model_name: str, version: str) -> GateDecision:
             )
     passed = not breaches or honoured is not None
     if not breaches:
-        reasons.insert(
-            0, f"the audit meets policy {policy.version} ({findings.checked} checks)"
-        )
+        reasons.insert(0, meets_policy_sentence(policy.version, findings))
     decision = GateDecision(
         passed=passed,
         reasons=reasons,

@@ -233,10 +233,31 @@ class PolicyFindings:
     breaches: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     checked: int = 0
+    # Comparisons without a value or interval to test: counted in ``checked``.
+    not_assessed: int = 0
+
+    @property
+    def assessed(self) -> int:
+        return self.checked - self.not_assessed
 
     @property
     def passed(self) -> bool:
         return not self.breaches
+
+
+def meets_policy_sentence(version: str, findings: PolicyFindings) -> str:
+    """The verdict of an audit without breaches, saying how much was assessed.
+
+    Comparisons that could not be assessed are warnings, not passes, so the
+    sentence names them instead of counting them with the others.
+    """
+    sentence = f"the audit meets policy {version} in {findings.assessed} of "
+    sentence += f"{findings.checked} comparisons"
+    if findings.not_assessed:
+        sentence += (
+            f"; {findings.not_assessed} could not be assessed (see the warnings)"
+        )
+    return sentence
 
 
 def _fmt(value: float, measure: str) -> str:
@@ -282,6 +303,7 @@ def _check_row(
     if value is None or (policy.interval_rule != "point_estimate" and low is None):
         reason = row[f"{rule.measure}_reason"] or "no value"
         message = f"{where}: {rule.metric} {rule.measure} not assessed ({reason})"
+        findings.not_assessed += 1
         target = findings.breaches if policy.undefined == "fail" else findings.warnings
         target.append(message)
         return

@@ -316,6 +316,7 @@ def _verdict(
         "breaches": findings.breaches,
         "warnings": findings.warnings,
         "checked": findings.checked,
+        "not_assessed": findings.not_assessed,
         "rules": [rule.describe() for rule in policy.rules],
         "interval_rule": policy.interval_rule,
         "undefined": policy.undefined,

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 from features.definitions import LEARNER_FEATURES, FeatureDef
+from sources.school.tables import SUPPORT_LEVELS
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,18 @@ BUILD_FEATURE_RANGES = {
     "late_share": SHARE,
     "absence_share_recent": SHARE,
     "unexcused_share_recent": SHARE,
-    "age_years": NON_NEGATIVE,
+    "age_years": ValueRange(0.0, 120.0),
+    # Attributes that the school-records mapping (sources/school/mapping.py)
+    # builds, with the ranges docs/data-contract.md gives them: support level
+    # 0 general, 1 intensified, 2 special; grade 1 to 9 in basic education and
+    # 9 + n in year n of upper secondary (vocational studies can take 5 years).
+    "attr_support_level": ValueRange(0.0, float(len(SUPPORT_LEVELS) - 1), whole=True),
+    "attr_behaviour_notes": COUNT,
+    "attr_grade_level": ValueRange(1.0, 14.0, whole=True),
 }
-"""Ranges of the features computed by the SQL in :mod:`features.build`.
-``mean_days_early`` has none: early submissions are positive, late ones negative."""
+"""Ranges of the features computed by the SQL in :mod:`features.build`, and of
+the school-records attributes. ``mean_days_early`` has none: early submissions
+are positive, late ones negative."""
 
 _AGGREGATION_RANGES = {
     "share": SHARE,

@@ -26,6 +26,20 @@ LANGUAGES = ("fi", "sv", "en")
 CONTRIBUTION_UNIT = "log-odds"
 """Unit of SHAP contributions: LightGBM's raw score for binary classification."""
 
+FORMATS = (
+    "percent",
+    "count",
+    "days",
+    "decimal_days",
+    "hours",
+    "score",
+    "grade",
+    "points_per_week",
+    "level",
+    "text",
+)
+"""Value formats a template may name; ``models/reason_texts.yaml`` describes them."""
+
 _DECIMAL_COMMA = {"fi", "sv"}
 
 
@@ -50,16 +64,30 @@ def unnamed_features(extra: tuple[str, ...] = ()) -> frozenset[str]:
 
 
 def format_value(value: Any, kind: str, language: str) -> str:
-    """Format a feature value in its unit, with the language's decimal mark."""
+    """Format a feature value in its unit, with the language's decimal mark.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of ``FORMATS``.
+    """
+    if kind not in FORMATS:
+        raise ValueError(f"value format {kind!r} is not one of {FORMATS}")
     if kind == "text":
         return str(value)
     number = float(value)
     if kind == "percent":
         text = f"{number * 100:.0f} %"
-    elif kind in ("count", "days"):
+    elif kind in ("count", "days", "level"):
         text = f"{number:.0f}"
     elif kind == "score":
         text = f"{number:.0f}/100"
+    elif kind == "grade":
+        text = f"{number:.2f}"
+    elif kind == "points_per_week":
+        # A slope of a 0/1 indicator over day numbers is a change in share per
+        # day, so 7 days and 100 percentage points turn it into points per week.
+        text = f"{number * 7 * 100:.1f}"
     else:
         text = f"{number:.1f}"
     if language in _DECIMAL_COMMA:
@@ -113,10 +141,19 @@ def reason_sentence(feature: str, value: Any, direction: str, language: str) -> 
             # one reads "before", so the number is shown without its sign.
             template, value = entry["negative"][language], -float(value)
         body = template.format(
-            value=format_value(value, entry["format"], language),
-            weeks=RECENT_DAYS // 7,
+            value=_value_text(entry, value, language), weeks=RECENT_DAYS // 7
         )
     return f"{prefix}: {body}"
+
+
+def _value_text(entry: dict[str, Any], value: Any, language: str) -> str:
+    """Return the value in words when the template lists its code under
+    ``levels``, otherwise the value in the template's format."""
+    if entry["format"] == "level" and float(value).is_integer():
+        words = entry.get("levels", {}).get(int(float(value)))
+        if words is not None:
+            return str(words[language])
+    return format_value(value, entry["format"], language)
 
 
 def top_reasons(

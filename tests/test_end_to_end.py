@@ -101,6 +101,17 @@ def test_run_summary_metrics(run_output):
             assert 0.0 <= values["brier"] <= 1.0
 
 
+def test_run_summary_label_rates(run_output):
+    _, _, summary = run_output
+    rows = summary["rows"]
+    evaluation = rows["evaluation_label_rate_by_asof"]
+    assert set(evaluation) == set(summary["metrics"])
+    assert set(rows["label_rate_by_asof"]) == set(summary["metrics"])
+    assert all(0.0 < rate < 1.0 for rate in evaluation.values())
+    # The evaluation rows are the 2014 test units only, a strict subset.
+    assert rows["evaluation_rows"] < rows["feature_rows"]
+
+
 def test_run_registers_version(run_output):
     _, _, summary = run_output
     assert summary["model_uri"] == f"models:/ajoissa-oulad/{summary['model_version']}"

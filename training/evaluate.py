@@ -26,6 +26,28 @@ def top_share_mask(scores: np.ndarray, share: float) -> np.ndarray:
     return mask
 
 
+def top_weights_of(scores: np.ndarray, size: int) -> np.ndarray:
+    """Return each row's expected share of the ``size`` places at the top of ``scores``.
+
+    Rows above the edge of the list get 1 and rows below it 0. Rows whose score
+    equals the last place's share the places left equally: 3 places for 6 tied
+    rows give each 0.5. Precision and recall computed with these weights are
+    their expected values over a random order of the tied rows, so they do not
+    depend on the order of the rows in the data, and a score that is the same
+    for every row gets the base rate as its precision.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if size >= len(scores):
+        return np.ones(len(scores))
+    if size <= 0:
+        return np.zeros(len(scores))
+    edge = np.sort(scores)[::-1][size - 1]
+    above, tied = scores > edge, scores == edge
+    weights = above.astype(float)
+    weights[tied] = (size - int(above.sum())) / int(tied.sum())
+    return weights
+
+
 def list_scores(probability: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
     """Return scores that order rows as the ranked list does.
 
@@ -59,13 +81,17 @@ def evaluate_scores(
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(scores, dtype=float)
     order = p if tiebreak is None else list_scores(p, tiebreak)
-    selected = top_share_mask(order, share)
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1]; got {share}")
+    # Rows tied at the edge of the top share share its last places.
+    weights = top_weights_of(order, math.ceil(share * len(order)))
+    hits = float(weights @ y)
     positives = int(y.sum())
     both_classes = 0 < positives < len(y)
     return {
         "roc_auc": float(roc_auc_score(y, order)) if both_classes else None,
         "pr_auc": float(average_precision_score(y, order)) if both_classes else None,
-        "precision_at_10pct": float(y[selected].mean()) if selected.any() else None,
-        "recall_at_10pct": float(y[selected].sum() / positives) if positives else None,
+        "precision_at_10pct": hits / float(weights.sum()) if weights.any() else None,
+        "recall_at_10pct": hits / positives if positives else None,
         "brier": float(brier_score_loss(y, p)),
     }

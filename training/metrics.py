@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from training.evaluate import list_scores
+from training.evaluate import list_scores, top_weights_of
 
 logger = logging.getLogger(__name__)
 
@@ -129,34 +129,61 @@ def select_top(
     return selected
 
 
+def top_weights(
+    groups: np.ndarray,
+    probability: np.ndarray,
+    tiebreak: np.ndarray,
+    share: float | None = None,
+    k: int | None = None,
+) -> np.ndarray:
+    """Return each row's expected share of a top-``share`` or top-``k`` place.
+
+    Like :func:`select_top`, but rows that tie on both the probability and the
+    tie-break at the edge of a group's list share its last places
+    (:func:`training.evaluate.top_weights_of`).
+    """
+    if (share is None) == (k is None):
+        raise ValueError("give exactly one of share and k")
+    if share is not None and not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1]; got {share}")
+    probability = np.asarray(probability, dtype=float)
+    tiebreak = np.asarray(tiebreak, dtype=float)
+    weights = np.zeros(len(probability))
+    for positions in pd.Series(np.arange(len(groups))).groupby(groups).indices.values():
+        size = math.ceil(share * len(positions)) if share is not None else k
+        scores = list_scores(probability[positions], tiebreak[positions])
+        weights[positions] = top_weights_of(scores, size)
+    return weights
+
+
 def _point_metrics(
     y: np.ndarray,
     scored: Scored,
-    selected_share: np.ndarray,
-    selected_unit: np.ndarray | None,
+    weight_share: np.ndarray,
+    weight_unit: np.ndarray | None,
 ) -> dict[str, float | None]:
     p = scored.probability
     positives = int(y.sum())
     scores = list_scores(p, scored.tiebreak)
+
+    def precision(weights: np.ndarray) -> float | None:
+        total = float(weights.sum())
+        return float(weights @ y) / total if total > 0 else None
+
+    def recall(weights: np.ndarray) -> float | None:
+        return float(weights @ y) / positives if positives else None
+
     values: dict[str, float | None] = {
         "roc_auc": roc_auc(y, scores),
         "pr_auc": average_precision(y, scores),
-        "precision_at_k_share": float(y[selected_share].mean())
-        if selected_share.any()
-        else None,
-        "recall_at_k_share": float(y[selected_share].sum() / positives)
-        if positives
-        else None,
+        "precision_at_k_share": precision(weight_share),
+        "recall_at_k_share": recall(weight_share),
         "brier": float(np.mean((p - y) ** 2)),
         "ece": calibration_error(y, p),
     }
-    if selected_unit is not None:
-        values["precision_at_k_per_unit"] = (
-            float(y[selected_unit].mean()) if selected_unit.any() else None
-        )
-        values["recall_at_k_per_unit"] = (
-            float(y[selected_unit].sum() / positives) if positives else None
-        )
+    if weight_unit is not None:
+        values["precision_at_k_per_unit"] = precision(weight_unit)
+        values["recall_at_k_per_unit"] = recall(weight_unit)
     return values
 
 
@@ -172,17 +199,18 @@ def metrics_with_intervals(
 ) -> dict[str, Any]:
     """Return each metric with a 95 % percentile bootstrap interval.
 
-    The top-k selection is made once on all rows. Each resample draws rows with
+    The top-k selection is made once on all rows, with rows tied at its edge
+    sharing the last places (:func:`top_weights`). Each resample draws rows with
     replacement and recomputes the metrics on the drawn rows and their
     selection, so the intervals show sampling noise in the evaluation set, not
     in training.
     """
     y = np.asarray(y, dtype=int)
-    by_share = select_top(groups, scored.probability, scored.tiebreak, share=top_share)
+    by_share = top_weights(groups, scored.probability, scored.tiebreak, share=top_share)
     by_unit = None
     if k_per_unit is not None:
         unit_groups = pd.Series(units).astype(str) + "|" + pd.Series(groups).astype(str)
-        by_unit = select_top(
+        by_unit = top_weights(
             unit_groups.to_numpy(), scored.probability, scored.tiebreak, k=k_per_unit
         )
     point = _point_metrics(y, scored, by_share, by_unit)

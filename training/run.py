@@ -614,8 +614,19 @@ def _validation_description(config: RunConfig, fold: Fold) -> dict[str, Any]:
 
 
 def _row_counts(frame: FeatureFrame, fold: Fold, config: RunConfig) -> dict[str, Any]:
+    """Row counts, and label rates per as-of date over all feature rows
+    (``label_rate_by_asof``) and over the evaluation rows only."""
     data = frame.data
     evaluated = set(data["asof_offset_days"].iloc[fold.rows])
+
+    def rates(rows: pd.DataFrame) -> dict[str, float]:
+        return {
+            config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
+            for k, v in rows.groupby("asof_offset_days")["withdraws_after"]
+            .mean()
+            .items()
+        }
+
     return {
         "asof_without_evaluation_rows": [
             name
@@ -626,12 +637,8 @@ def _row_counts(frame: FeatureFrame, fold: Fold, config: RunConfig) -> dict[str,
         "evaluation_rows": int(len(fold.rows)),
         "left_out_label_window_past_data_end": frame.rows_past_data_end,
         "data_end": None if frame.data_end is None else str(frame.data_end.date()),
-        "label_rate_by_asof": {
-            config.asof_labels.get(int(k), f"day_{k}"): round(float(v), 4)
-            for k, v in data.groupby("asof_offset_days")["withdraws_after"]
-            .mean()
-            .items()
-        },
+        "label_rate_by_asof": rates(data),
+        "evaluation_label_rate_by_asof": rates(data.iloc[fold.rows]),
     }
 
 

@@ -9,6 +9,7 @@ repeated load replaces the earlier one instead of adding to it.
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import shutil
@@ -90,12 +91,10 @@ def school_year(dates: pd.Series) -> pd.Series:
     return dates.dt.year - (dates.dt.month < 8).astype(int)
 
 
-def _find_file(folder: Path, table: str) -> Path | None:
-    for suffix in (".csv", ".parquet"):
-        candidate = folder / f"{table}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+def _find_files(folder: Path, table: str) -> list[Path]:
+    """Return the table's files in ``folder``: none, a CSV, a Parquet or both."""
+    candidates = (folder / f"{table}{suffix}" for suffix in (".csv", ".parquet"))
+    return [candidate for candidate in candidates if candidate.is_file()]
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
@@ -106,9 +105,22 @@ def _read_raw(path: Path) -> pd.DataFrame:
     )
 
 
-def _row_number(path: Path, position: int) -> int:
-    """Return the 1-based CSV line (header is line 1) or the 0-based Parquet row."""
-    return position + 2 if path.suffix == ".csv" else position
+def _csv_line_starts(path: Path) -> list[int]:
+    """Return the 1-based line on which each data row of a CSV file starts.
+
+    A quoted value can span lines and pandas skips blank lines, so a row's
+    position plus 2 is its line only in simple files. This reads the file once
+    more with the :mod:`csv` module and is called only when there are problems.
+    """
+    starts = []
+    with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
+        reader = csv.reader(handle, delimiter=CSV_OPTIONS["sep"])
+        previous_end = 0
+        for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if record:
+                starts.append(start)
+    return starts[1:]
 
 
 class _Checker:
@@ -118,6 +130,17 @@ class _Checker:
         self.path = path
         self.table = table
         self.problems: list[Problem] = []
+        self._line_starts: list[int] | None = None
+
+    def _row_number(self, position: int) -> int:
+        """Return the 1-based CSV line (header is line 1) or the 0-based Parquet row."""
+        if self.path.suffix != ".csv":
+            return position
+        if self._line_starts is None:
+            self._line_starts = _csv_line_starts(self.path)
+        if position < len(self._line_starts):
+            return self._line_starts[position]
+        return position + 2
 
     def add(
         self, column: str, positions: np.ndarray, values: pd.Series, expected: str
@@ -128,7 +151,7 @@ class _Checker:
                     str(self.path),
                     self.table,
                     column,
-                    _row_number(self.path, int(position)),
+                    self._row_number(int(position)),
                     values.iloc[int(position)],
                     expected,
                 )
@@ -268,8 +291,23 @@ def _check_column(
 
 
 def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Checker]:
-    path = _find_file(folder, spec.name)
+    found = _find_files(folder, spec.name)
+    path = found[0] if found else None
     checker = _Checker(path or folder / f"{spec.name}.csv", spec.name)
+    if len(found) > 1:
+        # Either could be the newer export, so neither is chosen.
+        checker.problems.append(
+            Problem(
+                str(folder),
+                spec.name,
+                "*",
+                None,
+                None,
+                f"both {spec.name}.csv and {spec.name}.parquet are in the export "
+                "folder; keep only the one that holds the current export",
+            )
+        )
+        return None, checker
     if path is None:
         if not spec.optional:
             checker.problems.append(

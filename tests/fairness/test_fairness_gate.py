@@ -44,11 +44,16 @@ def write_policy(
     return path
 
 
-def frame(recall_b: float) -> pd.DataFrame:
-    """400 learners; group a has recall 0.6, group b has ``recall_b``."""
+def frame(recall_b: float, positives_in_b: bool = True) -> pd.DataFrame:
+    """400 learners; group a has recall 0.6, group b has ``recall_b``.
+
+    Without positives in group b its recall, and so the comparison, is undefined.
+    """
     rng = np.random.default_rng(0)
     gender = np.where(np.arange(800) % 2 == 0, "a", "b")
     y = (np.arange(800) % 4 < 2).astype(int)
+    if not positives_in_b:
+        y[gender == "b"] = 0
     rate = np.where(gender == "a", 0.6, recall_b)
     selected = (y == 1) & (rng.random(800) < rate)
     return pd.DataFrame(
@@ -87,10 +92,12 @@ def registry(home, monkeypatch) -> str:
     return registered.version
 
 
-def store(version: str, recall_b: float, policy_path: Path) -> str:
+def store(
+    version: str, recall_b: float, policy_path: Path, positives_in_b: bool = True
+) -> str:
     policy = load_policy(policy_path)
     audit = audit_groups(
-        frame(recall_b),
+        frame(recall_b, positives_in_b),
         sensitive_features=["gender"],
         learner="learner",
         bootstrap=BootstrapSettings(replicates=50, seed=0),
@@ -121,6 +128,19 @@ def test_gate_passes_equal_recall(registry, tmp_path, monkeypatch):
     assert decision.passed is True
     assert decision.breaches == []
     assert decision.policy_version == "t1"
+    assert "in 1 of 1 comparisons" in decision.reasons[0]
+
+
+def test_gate_refuses_when_nothing_could_be_assessed(registry, tmp_path, monkeypatch):
+    # Under `undefined: warn` an undefined comparison is only a warning, but a
+    # gate with no assessed comparison has no evidence to pass on.
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.6, policy, positives_in_b=False)
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is False
+    assert "none of the 1 comparisons" in decision.breaches[0]
+    assert any("not assessed" in text for text in decision.warnings)
 
 
 def test_gate_fails_low_recall(registry, tmp_path, monkeypatch):

@@ -2,7 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from fairness.policy import PolicyError, evaluate_policy, load_policy
+from fairness.policy import (
+    PolicyError,
+    evaluate_policy,
+    load_policy,
+    meets_policy_sentence,
+)
 
 BASE = """
 version: "p1"
@@ -78,6 +83,20 @@ def test_undefined_warns(tmp_path):
     findings = evaluate_policy(audit_with(None, None, None), policy_file(tmp_path))
     assert findings.breaches == []
     assert "not assessed" in findings.warnings[0]
+    assert (findings.checked, findings.assessed, findings.not_assessed) == (1, 0, 1)
+
+
+def test_verdict_names_comparisons_not_assessed(tmp_path):
+    audit = audit_with(1.0, 0.9, 1.1)
+    undefined = dict(audit_with(None, None, None)["attributes"]["gender"])
+    undefined["comparisons"] = [dict(undefined["comparisons"][0], group="c")]
+    audit["attributes"]["age_band"] = undefined
+    findings = evaluate_policy(audit, policy_file(tmp_path))
+    assert findings.passed
+    assert (findings.assessed, findings.not_assessed) == (1, 1)
+    sentence = meets_policy_sentence("p1", findings)
+    assert "in 1 of 2 comparisons" in sentence
+    assert "1 could not be assessed" in sentence
 
 
 def test_rejects_missing_version(tmp_path):

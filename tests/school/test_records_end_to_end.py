@@ -181,3 +181,24 @@ def test_records_audit_rows_match_the_run(summary, monkeypatch):
     assert len(rows.data) == stored["data"]["rows"]
     assert rows.y.mean() == pytest.approx(stored["data"]["label_rate"])
     assert "drops out within 183 days" in stored["data"]["label"]
+
+
+def test_records_features_within_api_ranges(summary, monkeypatch):
+    """Every built feature value passes the scoring API's range check."""
+    from features.bounds import feature_ranges
+    from sources.school.mapping import to_input_tables
+    from sources.school.records import read_records
+    from training.version_audit import evaluation_rows, load_version
+
+    monkeypatch.setenv("AJOISSA_HOME", summary["home"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    version = load_version(summary["model_name"], summary["model_version"])
+    tables = to_input_tables(read_records(Path(summary["data"])))
+    data = evaluation_rows(tables, version).data
+    ranges = feature_ranges()
+    checked = [name for name in summary["features"] if name in ranges]
+    assert {"attr_grade_level", "attr_support_level", "age_years"} <= set(checked)
+    for name in checked:
+        values = data[name].dropna().astype(float)
+        outside = values[[not ranges[name].contains(v) for v in values]]
+        assert outside.empty, f"{name}: {outside.head().tolist()}"

@@ -198,6 +198,32 @@ def test_empty_parquet_file_reported(tmp_path):
     assert "cannot be read as Parquet" in problems[0]
 
 
+def test_problem_line_counts_quoted_newlines_and_blank_lines(tmp_path):
+    # Row 1's name spans lines 2 and 3, line 4 is blank, and row 2 starts on
+    # line 5: the line a text editor shows for the bad level.
+    schools = [
+        "school_id;name;municipality;level",
+        's1;"Alppilan koulu\nlisärakennus";Helsinki;basic',
+        "",
+        "s2;Kallion lukio;Helsinki;lukio",
+    ]
+    folder = write_export(tmp_path / "e", EXPORT | {"schools": schools})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'level', row 5" in problems[0]
+
+
+def test_csv_and_parquet_of_one_table_reported(tmp_path):
+    folder = write_export(tmp_path / "e", EXPORT)
+    pd.read_csv(
+        folder / "grades.csv", sep=";", dtype=str, encoding="utf-8-sig"
+    ).to_parquet(folder / "grades.parquet")
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "table 'grades'" in problems[0]
+    assert "both grades.csv and grades.parquet" in problems[0]
+
+
 def test_empty_mark_code_file_reported(tmp_path):
     from sources.school.marks import read_mark_codes
 

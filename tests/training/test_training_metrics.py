@@ -14,6 +14,7 @@ from training.metrics import (
     metrics_with_intervals,
     roc_auc,
     select_top,
+    top_weights,
 )
 
 
@@ -105,6 +106,41 @@ def test_ties_go_to_higher_tiebreak():
     raw = np.array([0.1, 0.3, 0.2])
     mask = select_top(np.array(["d"] * 3), p, raw, k=1)
     assert mask.tolist() == [False, True, False]
+
+
+def test_tied_rows_share_the_last_places():
+    p = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
+    weights = top_weights(np.array(["d"] * 5), p, p, k=2)
+    assert weights.tolist() == pytest.approx([1, 1 / 3, 1 / 3, 1 / 3, 0])
+
+
+def test_weights_follow_the_tiebreak():
+    p = np.array([0.5, 0.5, 0.5])
+    raw = np.array([0.1, 0.3, 0.2])
+    weights = top_weights(np.array(["d"] * 3), p, raw, k=1)
+    assert weights.tolist() == [0, 1, 0]
+
+
+def test_constant_score_gets_base_rate_whatever_the_row_order():
+    # 3 of 10 rows are positive; a score that is the same for all of them
+    # cannot rank, so its precision in the top 20 % is the base rate.
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    constant = np.full(10, 0.3)
+    groups = np.array(["d"] * 10)
+    for order in (np.arange(10), np.arange(10)[::-1]):
+        result = metrics_with_intervals(
+            y[order], Scored(constant, constant), groups, groups, 0.2, None, 20, 0
+        )
+        assert result["precision_at_k_share"] == pytest.approx(0.3)
+        assert result["recall_at_k_share"] == pytest.approx(0.2)
+
+
+def test_untied_precision_unchanged(sample):
+    y, p = sample
+    groups = np.array(["d"] * len(y))
+    result = metrics_with_intervals(y, Scored(p, p), groups, groups, 0.1, None, 20, 0)
+    mask = select_top(groups, p, p, share=0.1)
+    assert result["precision_at_k_share"] == pytest.approx(y[mask].mean())
 
 
 def _rows():

@@ -383,3 +383,49 @@ def test_school_id_with_slash(client, trained, tmp_path, monkeypatch):
         page = client.get(path)
         assert page.status_code == 200, path
         assert "p1" in page.text
+
+
+def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
+    """Reasons from school-records features read as sentences, never column names."""
+    from serving.access import TokenStore
+
+    school = "BAS00001/2024"
+    reasons = [
+        {"feature": "age_years", "value": 14.2, "direction": "raises"},
+        {"feature": "unexcused_share_4w", "value": 0.12, "direction": "raises"},
+        {"feature": "attr_support_level", "value": 1.0, "direction": "raises"},
+        {"feature": "grade_mean_term", "value": None, "direction": "lowers"},
+    ]
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    store = ScoreStore(url)
+    row = StoredScore(
+        pupil_id="p1",
+        school_id=school,
+        enrolment_id="e1",
+        probability=0.4,
+        school_rank=1,
+        school_size=1,
+        reasons=reasons,
+        contributions={"base_value_log_odds": 0.0, "features": []},
+        features={"unexcused_share_4w": 0.12},
+    )
+    store.replace_run(RunKey("records", dt.date(2025, 2, 1), "m", "1"), [row])
+    store.dispose()
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "fi")
+    _sign_in(client, token)
+    page = client.get(
+        f"/ui/schools/{school}/pupils/p1", headers={"Accept-Language": "fi"}
+    ).text
+    assert (
+        "Nostaa riskiä: selvittämättömiä poissaoloja 12 % oppitunneista "
+        "viimeisten 4 viikon aikana" in page
+    )
+    assert "Nostaa riskiä: tehostettu tuki voimassa" in page
+    assert (
+        "Laskee riskiä: arvosanojen keskiarvo tämän lukukauden alusta: "
+        "ei vielä merkintää" in page
+    )
+    assert "support_level" not in page
+    assert "age_years" not in page

@@ -1,0 +1,39 @@
+"""The ``--as-of`` date of ``ajoissa score``, in the notations staff use."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from typer.testing import CliRunner
+
+from ajoissa.cli import app
+from ajoissa.score_commands import parse_as_of
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-02-03", dt.date(2025, 2, 3)),
+        ("3.2.2025", dt.date(2025, 2, 3)),
+        ("03.02.2025", dt.date(2025, 2, 3)),
+        (" 31.12.2024 ", dt.date(2024, 12, 31)),
+    ],
+)
+def test_accepts_iso_and_finnish_dates(text, expected):
+    assert parse_as_of(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2025-02-30", "31.2.2025", "2.3.25", "tomorrow", ""])
+def test_rejects_other_text(text):
+    assert parse_as_of(text) is None
+
+
+def test_command_names_the_accepted_notations(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
+    result = CliRunner().invoke(
+        app, ["score", "--source", "oulad", "--as-of", "3/2/2025"]
+    )
+    assert result.exit_code == 2
+    assert "Invalid --as-of '3/2/2025'" in result.output
+    assert "dd.mm.yyyy" in result.output
