@@ -243,6 +243,20 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
                 *("-" if v is None else f"{v:.3f}" for v in values.values()),
             )
     console.print(table)
+    left_out = summary["rows"].get("left_out_label_window_past_data_end")
+    if left_out:
+        console.print(
+            f"Left out {left_out:,} feature rows whose label window runs past the "
+            f"data end {summary['rows']['data_end']}: their labels are not known yet.",
+            highlight=False,
+        )
+    missing = summary["rows"].get("asof_without_evaluation_rows")
+    if missing:
+        console.print(
+            f"No evaluation rows at {', '.join(missing)}, so the table has no "
+            "figures there.",
+            highlight=False,
+        )
     for name, reason in summary.get("baselines_not_applicable", {}).items():
         console.print(f"Baseline {name}: {reason}", highlight=False)
     beaten = _beaten_by_baselines(summary["metrics"])

@@ -115,3 +115,10 @@ def build_feature_file(
         f"Wrote {len(frame.data):,} rows and {len(frame.feature_names)} features "
         f"built on {engine} to {out} in {time.perf_counter() - started:.1f} s"
     )
+    if frame.rows_past_data_end:
+        console.print(
+            f"Left out {frame.rows_past_data_end:,} rows whose label window runs "
+            f"past the data end {frame.data_end.date() if frame.data_end else '-'}: "
+            "their labels are not known yet.",
+            highlight=False,
+        )

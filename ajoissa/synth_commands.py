@@ -30,7 +30,16 @@ def synth(
             "a folder with other files is rejected."
         ),
     ],
-    years: Annotated[int, typer.Option(help="Number of school years.", min=1)] = 3,
+    years: Annotated[
+        int,
+        typer.Option(
+            help="Number of school years. `ajoissa run --source records` needs "
+            "four with its default label window (365 days) and three with "
+            "--label-window-days 183, because the latest year has no known "
+            "labels yet.",
+            min=1,
+        ),
+    ] = 4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     first_year: Annotated[
         int, typer.Option(help="Calendar year in which the first school year starts.")

@@ -87,6 +87,12 @@ class FeatureFrame:
     data: pd.DataFrame
     feature_names: list[str]
     categorical: list[str]
+    rows_past_data_end: int = 0
+    """Feature rows left out because their label window, plus the transfer gap,
+    runs past ``data_end``, so their label is not known yet."""
+    data_end: pd.Timestamp | None = None
+    """Last date the tables record anything, when labels come from study-right
+    histories."""
 
     @property
     def X(self) -> pd.DataFrame:  # noqa: N802 - the usual name for a design matrix
@@ -290,6 +296,7 @@ def build_features(
     label_rule: LabelRule | None = None,
     with_learner_features: bool = False,
     engine: FeatureEngine | None = None,
+    labels: bool = True,
 ) -> FeatureFrame:
     """Build one feature row per enrolment active at each of the as-of ``points``.
 
@@ -310,6 +317,11 @@ def build_features(
         across enrolments.
     engine
         Engine that computes the learner features; DuckDB when not given.
+    labels
+        Add the ``LABEL`` and ``WITHDRAWAL_DATE`` columns. With study-right
+        histories, rows whose label is not known yet are then left out and
+        counted in ``rows_past_data_end``. Scoring passes False, so it keeps
+        every active enrolment, and the frame has no label columns.
     """
     attributes = tables.attributes
     leaked = sorted(set(attributes.columns) & set(tables.all_sensitive))
@@ -362,17 +374,33 @@ def build_features(
     for column in feature_names:
         if column not in categorical:
             data[column] = data[column].astype(float)
+    if not labels:
+        data = data.drop(columns=[LABEL])
+        logger.info(
+            "built %d feature rows, %d features, without labels",
+            len(data),
+            len(feature_names),
+        )
+        return FeatureFrame(data, feature_names, categorical)
+
+    left_out, data_end = 0, None
     if len(tables.study_right_states):
         rule = label_rule or LabelRule()
+        data_end = _observed_until(tables)
         events = dropout_events(tables.study_right_states, tables.learners, rule)
-        labels = label_dropouts(data, events, rule, _observed_until(tables))
-        unknown = labels.isna().to_numpy()
+        label = label_dropouts(data, events, rule, data_end)
+        unknown = label.isna().to_numpy()
+        left_out = int(unknown.sum())
         logger.info(
-            "dropped %d feature rows whose label cannot be judged before the data end",
-            int(unknown.sum()),
+            "left out %d feature rows whose label window (%d days plus a %d-day "
+            "transfer gap) runs past the data end %s",
+            left_out,
+            rule.window_days,
+            rule.transfer_gap_days,
+            data_end.date(),
         )
         left = first_dropout_dates(data, events, rule)
-        data = data.assign(**{LABEL: labels, WITHDRAWAL_DATE: left})
+        data = data.assign(**{LABEL: label, WITHDRAWAL_DATE: left})
         data = data[~unknown].reset_index(drop=True)
     data[LABEL] = data[LABEL].astype(int)
     logger.info(
@@ -381,4 +409,4 @@ def build_features(
         len(feature_names),
         data[LABEL].mean() if len(data) else float("nan"),
     )
-    return FeatureFrame(data=data, feature_names=feature_names, categorical=categorical)
+    return FeatureFrame(data, feature_names, categorical, left_out, data_end)

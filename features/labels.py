@@ -60,7 +60,8 @@ def dropout_events(
 
     ``learners`` needs ``birth_date`` for the compulsory-education rule. A
     learner without one is treated as past that age. Ends too close to the end
-    of the data to judge are included; :func:`label_dropouts` sets them aside.
+    of the data to judge are included; :func:`label_dropouts` leaves out the
+    rows whose window they could fall in.
     """
     spells = study_right_spells(states)
     exits = spells[spells["end_state"].isin(EXIT_STATES)].assign(after_basic=False)
@@ -111,32 +112,32 @@ def label_dropouts(
     """Label each ``keys`` row (``learner_id``, ``asof_date``), aligned with ``keys``.
 
     The label is 1 when a dropout falls in the window after the as-of date and 0
-    otherwise. It is missing (``<NA>``) when the window contains an end of a
-    study right that cannot be judged yet. A dropout is only known once
-    ``transfer_gap_days`` have passed after it, and the data stop at
-    ``observed_until``.
-
-    NOTE: a row whose window runs past ``observed_until`` without any dropout
-    gets 0, although a dropout may still come in the unobserved part.
+    otherwise. A dropout is only known once ``transfer_gap_days`` have passed
+    after it, so the label is known only when ``asof_date + window_days +
+    transfer_gap_days`` is on or before ``observed_until``, the last date the
+    data record. Otherwise it is missing (``<NA>``), even when a dropout is
+    already seen in the window, because keeping only those rows would
+    over-represent dropouts. With ``observed_until`` None every label is known.
     """
     window = pd.Timedelta(days=rule.window_days)
-    gap = pd.Timedelta(days=rule.transfer_gap_days)
     indexed = keys[["learner_id", "asof_date"]].reset_index(drop=True)
     indexed["_row"] = indexed.index
     joined = indexed.merge(events[["learner_id", "date"]], on="learner_id")
     in_window = (joined["date"] > joined["asof_date"]) & (
         joined["date"] <= joined["asof_date"] + window
     )
-    censored = pd.Series(False, index=joined.index)
-    if observed_until is not None:
-        censored = joined["date"] + gap > observed_until
     labels = pd.Series(0, index=indexed.index, dtype="Int64")
-    unknown = joined.loc[in_window & censored, "_row"].unique()
-    labels[unknown] = pd.NA
-    # A dropout that is already known outweighs a later end still to be judged.
-    labels[joined.loc[in_window & ~censored, "_row"].unique()] = 1
+    labels[joined.loc[in_window, "_row"].unique()] = 1
+    if observed_until is not None:
+        judged_by = indexed["asof_date"] + label_horizon(rule)
+        labels[(judged_by > observed_until).to_numpy()] = pd.NA
     labels.index = keys.index
     return labels
+
+
+def label_horizon(rule: LabelRule) -> pd.Timedelta:
+    """Return how long after an as-of date its label can first be judged in full."""
+    return pd.Timedelta(days=rule.window_days + rule.transfer_gap_days)
 
 
 def first_dropout_dates(

@@ -66,8 +66,13 @@ def score_asof(
             f"to {last}. Choose an as-of date in that range."
         )
     spec = loaded.spec
+    # Scoring needs no labels, so the latest as-of dates, whose label windows
+    # run past the data end, keep every active enrolment.
     frame = build_features(
-        tables, points, with_learner_features=uses_learner_features(spec.features)
+        tables,
+        points,
+        with_learner_features=uses_learner_features(spec.features),
+        labels=False,
     )
     if frame.data.empty:
         raise NoActivePupilsError(

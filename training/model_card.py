@@ -118,6 +118,7 @@ def render_markdown(
         f"- Features ({len(summary['features'])}): "
         + ", ".join(f"`{name}`" for name in summary["features"]),
         f"- Evaluation rows on the latest fold: {summary['rows']['evaluation_rows']}.",
+        *_left_out_lines(summary["rows"]),
         f"- Model: LightGBM, {validation.get('boosting_rounds')} boosting rounds, "
         f"hyperparameters {validation.get('hyperparameters')} "
         f"({validation.get('optuna_trials')} Optuna trials).",
@@ -296,4 +297,14 @@ def _baseline_verdict(overall: dict[str, dict[str, Any]]) -> list[str]:
         + ". A simpler rule ranks these learners at least as well, so weigh the "
         "baseline before relying on this model; `ajoissa promote` refuses such a "
         "challenger."
+    ]
+
+
+def _left_out_lines(rows: dict[str, Any]) -> list[str]:
+    left_out = rows.get("left_out_label_window_past_data_end")
+    if not left_out:
+        return []
+    return [
+        f"- Left out: {left_out} feature rows whose label window runs past the "
+        f"data end {rows.get('data_end')}, because their labels are not known yet."
     ]

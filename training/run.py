@@ -35,6 +35,10 @@ from models.store import (
     champion_version,
 )
 from sources.contract import InputTables
+from training.label_coverage import (
+    censoring_explanation,
+    latest_labelled_cohort_start,
+)
 from training.model_card import group_metrics, write_model_card
 from training.registry import ensure_experiment, log_and_register
 from training.results import (
@@ -46,6 +50,7 @@ from training.tracking import log_run_details
 from training.validate import (
     ExtraScorer,
     Fold,
+    NoTemporalFoldError,
     Validation,
     add_scores,
     validate_stratified,
@@ -158,6 +163,11 @@ def run_main_job(
     frame = build_features(
         tables, points, config.label_rule, with_learner_features=config.learner_features
     )
+    if frame.data.empty and frame.rows_past_data_end:
+        raise ValueError(
+            "no feature row has a known label. "
+            + _censoring_explanation(frame, tables, config)
+        )
     if frame.data.empty:
         raise ValueError(
             "no enrolment is active at any as-of date; check the as-of offsets "
@@ -345,26 +355,52 @@ def _validate(
         if config.temporal_cutoff is None:
             raise ValueError("temporal validation needs temporal_cutoff (an ISO date)")
         if config.temporal_cutoff == LATEST_COHORT:
-            cutoff = tables.units.groupby("cohort")["start_date"].min().max()
+            # The latest cohort with labelled rows, because later ones have
+            # label windows that run past the data end.
+            cutoff = latest_labelled_cohort_start(frame, tables.units)
             config.temporal_cutoff = str(cutoff.date())
         has_history = len(tables.study_right_states) > 0
-        return validate_temporal(
-            frame,
-            tables.units,
-            [*config.earlier_cutoffs, config.temporal_cutoff],
-            history_days=config.history_days,
-            test_window_days=config.test_window_days,
-            trials=config.tuning_trials,
-            seed=config.seed,
-            disjoint_learners=config.disjoint_learners,
-            purge_label_days=(
-                config.label_rule.window_days
-                if config.label_rule is not None and has_history
-                else None
-            ),
-        )
+        try:
+            return validate_temporal(
+                frame,
+                tables.units,
+                [*config.earlier_cutoffs, config.temporal_cutoff],
+                history_days=config.history_days,
+                test_window_days=config.test_window_days,
+                trials=config.tuning_trials,
+                seed=config.seed,
+                disjoint_learners=config.disjoint_learners,
+                # NOTE: the purge counts the label window only. A dropout near
+                # the end of a training row's window is judged on study rights
+                # that start up to transfer_gap_days later, in the test period.
+                purge_label_days=(
+                    config.label_rule.window_days
+                    if config.label_rule is not None and has_history
+                    else None
+                ),
+            )
+        except NoTemporalFoldError as error:
+            if frame.data_end is None:
+                raise
+            cutoffs = [*config.earlier_cutoffs, config.temporal_cutoff]
+            raise NoTemporalFoldError(
+                f"no temporal cutoff in {cutoffs} leaves both training and test "
+                "rows with known labels. "
+                + _censoring_explanation(frame, tables, config)
+            ) from error
     return validate_stratified(
         frame, folds=config.folds, trials=config.tuning_trials, seed=config.seed
+    )
+
+
+def _censoring_explanation(
+    frame: FeatureFrame, tables: InputTables, config: RunConfig
+) -> str:
+    return censoring_explanation(
+        frame,
+        tables.units,
+        min(config.asof_offsets_days),
+        config.label_rule or LabelRule(),
     )
 
 
@@ -404,6 +440,7 @@ def _write_fairness_report(
     notes = [
         f"Rows: {len(data)} evaluation rows (learner and as-of date) from "
         f"{description}.",
+        *_left_out_note(frame),
         "The mitigation comparison and explanation overview are added by "
         "`ajoissa audit` for a registered version.",
     ]
@@ -438,6 +475,17 @@ def _write_fairness_report(
         },
     )
     return path, payload
+
+
+def _left_out_note(frame: FeatureFrame) -> list[str]:
+    """Return a note on the rows left out because their label is not known yet."""
+    if not frame.rows_past_data_end or frame.data_end is None:
+        return []
+    return [
+        f"{frame.rows_past_data_end} feature rows were left out because their "
+        f"label window runs past the data end {frame.data_end.date()}, so their "
+        "labels are not known yet."
+    ]
 
 
 def _against_reference(
@@ -569,6 +617,7 @@ def _row_counts(frame: FeatureFrame, fold: Fold, config: RunConfig) -> dict[str,
     """Row counts, and label rates per as-of date over all feature rows
     (``label_rate_by_asof``) and over the evaluation rows only."""
     data = frame.data
+    evaluated = set(data["asof_offset_days"].iloc[fold.rows])
 
     def rates(rows: pd.DataFrame) -> dict[str, float]:
         return {
@@ -579,8 +628,15 @@ def _row_counts(frame: FeatureFrame, fold: Fold, config: RunConfig) -> dict[str,
         }
 
     return {
+        "asof_without_evaluation_rows": [
+            name
+            for offset, name in config.asof_labels.items()
+            if offset not in evaluated
+        ],
         "feature_rows": int(len(data)),
         "evaluation_rows": int(len(fold.rows)),
+        "left_out_label_window_past_data_end": frame.rows_past_data_end,
+        "data_end": None if frame.data_end is None else str(frame.data_end.date()),
         "label_rate_by_asof": rates(data),
         "evaluation_label_rate_by_asof": rates(data.iloc[fold.rows]),
     }

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -58,6 +58,11 @@ CALIBRATED_ON = (
     f"cross-fitted booster predictions on every training row ({CALIBRATION_FOLDS} "
     "folds stratified by label and grouped by learner)"
 )
+
+
+class NoTemporalFoldError(ValueError):
+    """Raised when no temporal cutoff leaves both training and test rows."""
+
 
 ExtraScorer = Callable[[pd.DataFrame], Scored | None]
 """Scores test rows with an already trained model, for example the champion."""
@@ -116,9 +121,7 @@ def with_label_window(
     data = data.assign(
         **{LABEL: withdrawn.astype(int), WITHDRAWAL_DATE: end.where(withdrawn)}
     )
-    return FeatureFrame(
-        data=data, feature_names=frame.feature_names, categorical=frame.categorical
-    )
+    return replace(frame, data=data)
 
 
 def _random_validation(
@@ -302,7 +305,7 @@ def validate_temporal(
 
     Raises
     ------
-    ValueError
+    NoTemporalFoldError
         If no cutoff leaves both training and test rows.
     """
     data = frame.data
@@ -387,7 +390,7 @@ def validate_temporal(
             )
         )
     if not folds:
-        raise ValueError(
+        raise NoTemporalFoldError(
             f"no temporal cutoff in {cutoffs} leaves both training and test rows "
             "with known labels. The data may span too few school years for the "
             "label window: shorten the window (--label-window-days) or add years"

@@ -177,23 +177,61 @@ def test_gap_length(gap, expected):
     assert label(states, rule=rule) == expected
 
 
+def label_by(
+    states: pd.DataFrame, observed_until: str, asof: pd.Timestamp = ASOF
+) -> object:
+    """Label learner L at ``asof`` with the data ending on ``observed_until``."""
+    learners = pd.DataFrame(
+        {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
+    )
+    events = dropout_events(states, learners, RULE)
+    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [asof]})
+    labels = label_dropouts(keys, events, RULE, pd.Timestamp(observed_until))
+    return labels.iloc[0]
+
+
+# As of 2024-10-01 the 365-day window ends on 2025-10-01 and the 120-day gap
+# after it on 2026-01-29, the first data end at which the label is known.
+JUDGED_ON = "2026-01-29"
+
+
+def test_window_past_data_end_is_unknown():
+    states = history(("a", "vocational", "2023-08-01", "present"))
+    assert pd.isna(label_by(states, "2026-01-28"))
+
+
+def test_window_ending_at_limit_is_known():
+    states = history(("a", "vocational", "2023-08-01", "present"))
+    assert label_by(states, JUDGED_ON) == 0
+
+
+def test_dropout_known_at_limit():
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-10-01", "resigned"),
+    )
+    assert label_by(states, JUDGED_ON) == 1
+
+
+def test_seen_dropout_past_data_end_is_unknown():
+    # The dropout and its gap are both observed, but the window is not. Keeping
+    # the row as 1 would over-represent dropouts among such rows.
+    states = history(
+        ("a", "vocational", "2023-08-01", "present"),
+        ("a", "vocational", "2025-01-10", "resigned"),
+    )
+    assert pd.isna(label_by(states, "2025-07-31"))
+
+
 def test_end_near_data_end_is_unknown():
     states = history(
         ("a", "vocational", "2023-08-01", "present"),
         ("a", "vocational", "2025-05-01", "resigned"),
     )
-    learners = pd.DataFrame(
-        {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
-    )
-    events = dropout_events(states, learners, RULE)
-    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
-    labels = label_dropouts(
-        keys, events, RULE, observed_until=pd.Timestamp("2025-07-31")
-    )
-    assert pd.isna(labels.iloc[0])
+    assert pd.isna(label_by(states, "2025-07-31"))
 
 
-def test_end_judged_after_gap():
+def test_labels_known_for_earlier_asof_only():
     states = history(
         ("a", "vocational", "2023-08-01", "present"),
         ("a", "vocational", "2025-03-01", "resigned"),
@@ -202,11 +240,23 @@ def test_end_judged_after_gap():
         {"learner_id": ["L"], "birth_date": [pd.Timestamp("2008-05-01")]}
     )
     events = dropout_events(states, learners, RULE)
-    keys = pd.DataFrame({"learner_id": ["L"], "asof_date": [ASOF]})
-    labels = label_dropouts(
-        keys, events, RULE, observed_until=pd.Timestamp("2025-07-31")
+    keys = pd.DataFrame(
+        {
+            "learner_id": ["L", "L", "L"],
+            "asof_date": pd.to_datetime(["2023-10-01", "2024-10-01", "2024-10-02"]),
+        },
+        index=[5, 9, 2],
     )
-    assert labels.iloc[0] == 1
+    labels = label_dropouts(keys, events, RULE, pd.Timestamp(JUDGED_ON))
+    assert list(labels.index) == [5, 9, 2]
+    assert labels.loc[5] == 0
+    assert labels.loc[9] == 1
+    assert pd.isna(labels.loc[2])
+
+
+def test_without_data_end_every_label_known():
+    states = history(("a", "vocational", "2023-08-01", "present"))
+    assert label(states) == 0
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,15 @@ from sources.school.synth import SynthConfig, generate
 
 def test_command_writes_features(tmp_path):
     export = tmp_path / "export"
-    generate(SynthConfig(pupils=30, years=1, seed=2, lessons_per_day=1), export)
+    # The labels of the last school year are not known yet, so one year
+    # would give no rows.
+    generate(SynthConfig(pupils=30, years=2, seed=2, lessons_per_day=1), export)
     out = tmp_path / "features.parquet"
     result = CliRunner().invoke(
         app, ["features", "--data", str(export), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
+    assert "label window runs past the data end" in result.output
     frame = pd.read_parquet(out)
     assert len(frame) > 0
     assert frame["age_for_grade_months"].notna().all()

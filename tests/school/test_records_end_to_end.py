@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 AJOISSA = str(Path(sys.executable).with_name("ajoissa"))
@@ -51,7 +52,7 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
         str(data),
         home=home,
     )
-    _ajoissa(
+    run = _ajoissa(
         "run",
         "--source",
         "records",
@@ -65,16 +66,47 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     result = json.loads((out / "summary.json").read_text())
     result["data"], result["home"] = str(data), str(home)
+    result["stdout"] = run.stdout
     return result
 
 
 def test_records_asof_dates(summary):
     assert set(summary["metrics"]) == {"oct_1", "dec_1", "feb_1"}
+    assert summary["rows"]["asof_without_evaluation_rows"] == []
 
 
 def test_records_split_by_school_year(summary):
-    assert summary["validation"]["cutoff"] == "2024-08-01"
-    assert summary["validation"]["test_cohorts"] == ["2024"]
+    # The export's school years are 2022 to 2024. The labels of 2024 are not
+    # known by the data end, so 2023 is the latest year with labelled rows.
+    assert summary["validation"]["cutoff"] == "2023-08-01"
+    assert summary["validation"]["test_cohorts"] == ["2023"]
+    assert summary["validation"]["train_cohorts"] == ["2022"]
+
+
+def test_records_windows_end_before_data_end(summary):
+    from sources.school.mapping import to_input_tables
+    from sources.school.records import read_records
+
+    tables = to_input_tables(read_records(Path(summary["data"])))
+    last_record = max(
+        tables.study_right_states["state_from"].max(),
+        tables.attendance["date"].max(),
+        tables.assessments["submitted_date"].max(),
+    )
+    assert summary["rows"]["data_end"] == str(last_record.date())
+    horizon = pd.Timedelta(days=183 + 120)
+    with open(summary["reason_codes"], encoding="utf-8") as lines:
+        asof = pd.to_datetime([json.loads(line)["asof_date"] for line in lines])
+    assert len(asof) == summary["rows"]["evaluation_rows"]
+    assert (asof + horizon <= last_record).all()
+
+
+def test_records_reports_rows_left_out(summary):
+    left_out = summary["rows"]["left_out_label_window_past_data_end"]
+    assert left_out > 0
+    assert f"Left out {left_out:,} feature rows" in summary["stdout"]
+    card = Path(summary["model_card"]).read_text(encoding="utf-8")
+    assert f"Left out: {left_out} feature rows" in card
 
 
 def test_records_learner_features(summary):

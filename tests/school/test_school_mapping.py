@@ -44,21 +44,26 @@ def test_support_level_attribute(tables):
 
 
 def test_labels_from_states(tables):
+    # The window and gap after 2024-10-01 end on 2025-04-29, before the last
+    # record on 2025-05-30, so both labels are known.
     points = asof_points_by_date(tables.units, [pd.Timestamp("2024-10-01")])
     frame = build_features(
-        tables, points, LabelRule(window_days=365, transfer_gap_days=60)
+        tables, points, LabelRule(window_days=150, transfer_gap_days=60)
     )
     labels = frame.data.set_index("learner_id")[LABEL]
     assert labels["p2"] == 1
     assert labels["p1"] == 0
+    assert frame.rows_past_data_end == 0
 
 
-def test_unjudged_end_left_out(tables):
+def test_window_past_data_end_left_out(tables):
     points = asof_points_by_date(tables.units, [pd.Timestamp("2024-10-01")])
     frame = build_features(
-        tables, points, LabelRule(window_days=365, transfer_gap_days=120)
+        tables, points, LabelRule(window_days=365, transfer_gap_days=60)
     )
-    assert frame.data["learner_id"].tolist() == ["p1"]
+    assert frame.data.empty
+    assert frame.rows_past_data_end == 2
+    assert frame.data_end == pd.Timestamp("2025-05-30")
 
 
 def test_mark_outside_study_right(tmp_path):
