@@ -150,10 +150,10 @@ def test_cli_model_name_option(command):
 
 
 def test_cli_bad_date(trained):
-    args = ["score", "--source", "oulad", "--as-of", "3.3.2014"]
+    args = ["score", "--source", "oulad", "--as-of", "3/3/2014"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert "expected a date as YYYY-MM-DD" in result.output
+    assert "expected a date as YYYY-MM-DD or dd.mm.yyyy" in result.output
 
 
 def test_cli_store_unreachable(monkeypatch, trained, scored):
