@@ -5,9 +5,9 @@ Usage::
     PYTHONPATH=. python benchmarks/fit_threads.py [--fits 30] [--rows 3500]
 
 It fits ``--fits`` boosters of 100 rounds on a random table of ``--rows``
-rows and 40 columns, first with both cores free, then while a child process
-spins on one core, each time with ``n_jobs`` 2 (LightGBM's OpenMP threads,
-which spin while they wait) and 1. It prints the seconds and the ratio of one
+rows and 40 columns. It does so first with both cores free, then while a
+child process spins on one core. Each time it fits with ``n_jobs`` 2 and 1;
+LightGBM's two OpenMP threads spin while they wait. It prints the seconds and the ratio of one
 thread to two. ``models.risk.SINGLE_THREAD_ROWS`` rests on these figures.
 """
 

@@ -246,7 +246,7 @@ class PolicyFindings:
 
 
 def meets_policy_sentence(version: str, findings: PolicyFindings) -> str:
-    """The verdict of an audit without breaches, saying how much was assessed.
+    """Return the verdict of an audit without breaches, with how much was assessed.
 
     Comparisons that could not be assessed are warnings, not passes, so the
     sentence names them instead of counting them with the others.

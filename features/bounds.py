@@ -86,10 +86,10 @@ BUILD_FEATURE_RANGES = {
     "absence_share_recent": SHARE,
     "unexcused_share_recent": SHARE,
     "age_years": ValueRange(0.0, 120.0),
-    # Attributes that the school-records mapping (sources/school/mapping.py)
-    # builds, with the ranges docs/data-contract.md gives them: support level
-    # 0 general, 1 intensified, 2 special; grade 1 to 9 in basic education and
-    # 9 + n in year n of upper secondary (vocational studies can take 5 years).
+    # Attributes of the school-records mapping (sources/school/mapping.py), in
+    # the ranges of docs/data-contract.md. Support level: 0 general, 1
+    # intensified, 2 special. Grade: 1 to 9 in basic education, then 9 + n in
+    # year n of upper secondary, where vocational studies can take 5 years.
     "attr_support_level": ValueRange(0.0, float(len(SUPPORT_LEVELS) - 1), whole=True),
     "attr_behaviour_notes": COUNT,
     "attr_grade_level": ValueRange(1.0, 14.0, whole=True),

@@ -54,7 +54,7 @@ as OULAD's assessment features (docs/model-quality.md has the comparison)."""
 SINGLE_THREAD_ROWS = 20_000
 """Training sets with fewer rows are fitted on one thread unless ``n_jobs`` is
 given. On a small table each boosting round is short, and LightGBM's OpenMP
-threads wait between rounds by spinning. When another process holds one of the
+threads wait between rounds by spinning. When another process keeps one of the
 2 cores, a 2-thread fit then waits for that core at every round: 30 fits of 100
 rounds on 3,500 rows took 70.4 s on 2 threads against 8.9 s on one thread,
 and 5.0 s against 8.6 s with both cores free (``benchmarks/fit_threads.py``)."""

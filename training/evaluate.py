@@ -32,7 +32,7 @@ def top_weights_of(scores: np.ndarray, size: int) -> np.ndarray:
     Rows above the edge of the list get 1 and rows below it 0. Rows whose score
     equals the last place's share the places left equally: 3 places for 6 tied
     rows give each 0.5. Precision and recall computed with these weights are
-    their expected values over a random order of the tied rows, so they do not
+    their expected values over a random order of the tied rows. So they do not
     depend on the order of the rows in the data, and a score that is the same
     for every row gets the base rate as its precision.
     """

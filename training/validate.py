@@ -409,9 +409,9 @@ def validate_stratified(
 
     Each fold chooses its hyperparameters on a random 20 % of its own training
     learners, so no fold's test rows take part in choosing its model. The last
-    entry of ``folds`` pools the out-of-fold scores of all folds; its model is
-    trained on every row, with hyperparameters chosen the same way on a random
-    20 % of all learners, and calibrated on cross-fitted predictions.
+    entry of ``folds`` pools the out-of-fold scores of all folds. Its model is
+    trained on every row and calibrated on cross-fitted predictions. Its
+    hyperparameters are chosen the same way, on a random 20 % of all learners.
     """
     data, y = frame.data, frame.y
     groups = data["learner_id"].to_numpy()
