@@ -232,14 +232,22 @@ ORDER BY a.asof_date, a.enrolment_id
 """
 
 
-def _observed_until(tables: InputTables) -> pd.Timestamp:
-    """Return the last date on which the tables record anything."""
+def data_end(tables: InputTables) -> pd.Timestamp | None:
+    """Return the last date on which the tables record anything, or None."""
     dates = [
         tables.study_right_states["state_from"].max(),
         tables.attendance["date"].max(),
         tables.assessments["submitted_date"].max(),
     ]
-    return max(d for d in dates if pd.notna(d))
+    known = [d for d in dates if pd.notna(d)]
+    return max(known) if known else None
+
+
+def _observed_until(tables: InputTables) -> pd.Timestamp:
+    end = data_end(tables)
+    if end is None:
+        raise ValueError("the tables record no dated event, so no label can be judged")
+    return end
 
 
 LEARNER_FEATURE_NAMES = frozenset(

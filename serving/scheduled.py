@@ -19,6 +19,7 @@ import pandas as pd
 from features.build import (
     asof_points_by_date,
     build_features,
+    data_end,
     uses_learner_features,
 )
 from models.reasons import contributions, reason_codes
@@ -33,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 class NoActivePupilsError(ValueError):
     """Raised when no enrolment is active on the as-of date."""
+
+
+class AfterDataEndError(ValueError):
+    """Raised when the as-of date is after the last date the tables record."""
 
 
 def score_asof(
@@ -53,10 +58,21 @@ def score_asof(
     ------
     NoActivePupilsError
         If no unit runs on ``as_of`` or no enrolment is active then.
+    AfterDataEndError
+        If ``as_of`` is after the last date the tables record.
     ValueError
         If the features built from ``tables`` lack a column the model needs.
     """
     day = pd.Timestamp(as_of)
+    end = data_end(tables)
+    if end is not None and day > end:
+        # Features of a later date would count the missing weeks as weeks
+        # without absences or grades, and the staff screens show the latest run.
+        raise AfterDataEndError(
+            f"the as-of date {as_of} is after the last date the data record "
+            f"({end.date()}), so the features would miss everything after it. "
+            "Score at or before that date, or export newer data."
+        )
     points = asof_points_by_date(tables.units, [day])
     if points.empty:
         first = tables.units["start_date"].min().date()

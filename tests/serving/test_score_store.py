@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from ajoissa.cli import app
 from features.build import asof_points_by_date, build_features
 from models.risk import predict_risk
-from serving.scheduled import NoActivePupilsError, score_asof
+from serving.scheduled import AfterDataEndError, NoActivePupilsError, score_asof
 from serving.scorestore import RunKey, ScoreStore
 
 AS_OF = dt.date(2014, 3, 3)
@@ -82,6 +82,12 @@ def test_contributions_sum_to_raw_score(trained, scored):
 
 def test_no_unit_running(tables, trained):
     with pytest.raises(NoActivePupilsError, match="no unit runs on the as-of date"):
+        score_asof(tables, trained.loaded, dt.date(2010, 1, 1))
+
+
+def test_after_data_end_refused(tables, trained):
+    # Weeks after the last record would read as weeks without any absence.
+    with pytest.raises(AfterDataEndError, match="after the last date the data"):
         score_asof(tables, trained.loaded, dt.date(2020, 1, 1))
 
 
