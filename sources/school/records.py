@@ -435,6 +435,49 @@ def _resolve_duplicate_marks(marks: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return marks[keep].reset_index(drop=True), dropped
 
 
+MAX_DAYS_AFTER_ACTIVITY = 366
+"""Event dates may lie at most this many days after the export's last
+attendance mark or grade. The last recorded date ends every label window, so
+one mistyped year such as 2099 would otherwise make the data seem to run for
+decades, with pupils active and labelled in years that have not happened."""
+
+_EVENT_DATES = (
+    ("study_rights", "start_date"),
+    ("study_right_states", "state_from"),
+    ("support_decisions", "start_date"),
+    ("behaviour_notes", "date"),
+    ("grade_levels", "start_date"),
+)
+
+
+def _check_after_activity(
+    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker]
+) -> None:
+    """Report event dates far after the last attendance mark or grade."""
+    ends = [
+        tables[name][column].max()
+        for name, column in (("attendance_marks", "lesson_start"), ("grades", "date"))
+        if name in tables and len(tables[name])
+    ]
+    ends = [end for end in ends if pd.notna(end)]
+    if not ends:
+        return
+    last = max(ends).normalize()
+    limit = last + pd.Timedelta(days=MAX_DAYS_AFTER_ACTIVITY)
+    for name, column in _EVENT_DATES:
+        if name not in tables:
+            continue
+        late = tables[name][column] > limit
+        checkers[name].add(
+            column,
+            np.flatnonzero(late.fillna(False).to_numpy()),
+            tables[name][column],
+            f"a date on or before {limit:%d.%m.%Y}, at most {MAX_DAYS_AFTER_ACTIVITY} "
+            f"days after the export's last attendance mark or grade "
+            f"({last:%d.%m.%Y}); correct the date",
+        )
+
+
 def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolRecords:
     """Read, validate and type every table of the export in ``folder``.
 
@@ -525,6 +568,8 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
             states["state_from"],
             "a date on or after the study right's start_date",
         )
+
+    _check_after_activity(tables, checkers)
 
     problems = [p for checker in checkers.values() for p in checker.problems]
     if problems:

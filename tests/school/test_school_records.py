@@ -213,6 +213,17 @@ def test_problem_line_counts_quoted_newlines_and_blank_lines(tmp_path):
     assert "column 'level', row 5" in problems[0]
 
 
+def test_state_far_after_last_mark_reported(tmp_path):
+    # One mistyped year would make the data seem to run until 2099.
+    states = [*EXPORT["study_right_states"], "r1;01.01.2099;resigned"]
+    folder = write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'state_from'" in problems[0]
+    assert "2099" in problems[0]
+    assert "last attendance mark or grade" in problems[0]
+
+
 def test_csv_and_parquet_of_one_table_reported(tmp_path):
     folder = write_export(tmp_path / "e", EXPORT)
     pd.read_csv(
