@@ -569,10 +569,17 @@ def _waiting_count(
     return unreviewed_top + follow_ups_due
 
 
+MAX_PAGE = 1_000_000
+"""Page numbers above this are read as this one, which then redirects to the
+last page. Larger numbers overflow SQLite's 64-bit offsets."""
+
+
 def _page_number(raw: str | None) -> int:
-    if raw is None or not raw.isdigit():
+    if raw is None or not (raw.isascii() and raw.isdigit()):
         return 1
-    return max(1, int(raw))
+    if len(raw) > len(str(MAX_PAGE)):
+        return MAX_PAGE
+    return min(MAX_PAGE, max(1, int(raw)))
 
 
 def _list_row(page: Page, pupil: queries.ListedPupil, status: Status) -> dict[str, Any]:

@@ -268,6 +268,12 @@ def test_thousand_pupils_paginate(client, tokens, trained, env, tmp_path, monkey
         f"p{i:04d}" for i in range(990, 1000)
     ]
     assert beyond.headers["location"].endswith("?page=67")
+    # Numbers past SQLite's 64-bit offsets, and digits outside ASCII.
+    huge = client.get(
+        f"/ui/schools/{tokens.school}?page=99999999999999999999", follow_redirects=False
+    )
+    assert huge.headers["location"].endswith("?page=67")
+    assert client.get(f"/ui/schools/{tokens.school}?page=²").status_code == 200
 
 
 def test_model_card_links_fairness_report(client, tokens, tmp_path):
