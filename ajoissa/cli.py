@@ -246,7 +246,8 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     left_out = summary["rows"].get("left_out_label_window_past_data_end")
     if left_out:
         console.print(
-            f"Left out {left_out:,} feature rows whose label window runs past the "
+            f"Left out {left_out:,} feature rows whose label window, plus the "
+            "transfer gap in which a new study right can still start, runs past the "
             f"data end {summary['rows']['data_end']}: their labels are not known yet.",
             highlight=False,
         )

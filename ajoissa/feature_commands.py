@@ -117,7 +117,8 @@ def build_feature_file(
     )
     if frame.rows_past_data_end:
         console.print(
-            f"Left out {frame.rows_past_data_end:,} rows whose label window runs "
+            f"Left out {frame.rows_past_data_end:,} rows whose label window, plus "
+            "the transfer gap in which a new study right can still start, runs "
             f"past the data end {frame.data_end.date() if frame.data_end else '-'}: "
             "their labels are not known yet.",
             highlight=False,

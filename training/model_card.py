@@ -305,6 +305,7 @@ def _left_out_lines(rows: dict[str, Any]) -> list[str]:
     if not left_out:
         return []
     return [
-        f"- Left out: {left_out} feature rows whose label window runs past the "
+        f"- Left out: {left_out} feature rows whose label window, plus the "
+        "transfer gap in which a new study right can still start, runs past the "
         f"data end {rows.get('data_end')}, because their labels are not known yet."
     ]

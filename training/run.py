@@ -483,8 +483,9 @@ def _left_out_note(frame: FeatureFrame) -> list[str]:
         return []
     return [
         f"{frame.rows_past_data_end} feature rows were left out because their "
-        f"label window runs past the data end {frame.data_end.date()}, so their "
-        "labels are not known yet."
+        "label window, plus the transfer gap in which a new study right can still "
+        f"start, runs past the data end {frame.data_end.date()}, so their labels "
+        "are not known yet."
     ]
 
 

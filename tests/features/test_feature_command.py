@@ -17,7 +17,8 @@ def test_command_writes_features(tmp_path):
         app, ["features", "--data", str(export), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "label window runs past the data end" in result.output
+    assert "plus the transfer gap" in result.output
+    assert "runs past the data end" in result.output
     frame = pd.read_parquet(out)
     assert len(frame) > 0
     assert frame["age_for_grade_months"].notna().all()
