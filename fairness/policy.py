@@ -235,6 +235,9 @@ class PolicyFindings:
     checked: int = 0
     # Comparisons without a value or interval to test: counted in ``checked``.
     not_assessed: int = 0
+    # Comparisons whose estimate is outside the band although the interval
+    # reaches into it (no breach under ``interval_outside``).
+    outside_band: int = 0
 
     @property
     def assessed(self) -> int:
@@ -248,15 +251,22 @@ class PolicyFindings:
 def meets_policy_sentence(version: str, findings: PolicyFindings) -> str:
     """Return the verdict of an audit without breaches, with how much was assessed.
 
-    Comparisons that could not be assessed are warnings, not passes, so the
-    sentence names them instead of counting them with the others.
+    Comparisons that could not be assessed, or whose estimate lies outside the
+    band, are warnings, not passes, so the sentence names them.
     """
-    sentence = f"the audit meets policy {version} in {findings.assessed} of "
-    sentence += f"{findings.checked} comparisons"
-    if findings.not_assessed:
+    inside = findings.assessed - findings.outside_band
+    plural = "s" if findings.checked != 1 else ""
+    sentence = f"no breach of policy {version}: {findings.checked} comparison{plural}, "
+    sentence += f"{inside} with the estimate inside the band"
+    if findings.outside_band:
         sentence += (
-            f"; {findings.not_assessed} could not be assessed (see the warnings)"
+            f", {findings.outside_band} with the estimate outside the band but an "
+            "interval that reaches into it"
         )
+    if findings.not_assessed:
+        sentence += f", {findings.not_assessed} that could not be assessed"
+    if findings.outside_band or findings.not_assessed:
+        sentence += " (see the warnings)"
     return sentence
 
 
@@ -320,6 +330,7 @@ def _check_row(
     else:
         breach = high < rule.lower or low > rule.upper
         if not breach and not inside:
+            findings.outside_band += 1
             findings.warnings.append(
                 message + "; the estimate is outside the band but the interval "
                 "reaches into it"

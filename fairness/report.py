@@ -307,7 +307,7 @@ def _verdict(
 ) -> dict[str, Any] | None:
     if policy is None:
         return None
-    from fairness.policy import evaluate_policy
+    from fairness.policy import evaluate_policy, meets_policy_sentence
 
     findings = evaluate_policy(audit.to_dict(), policy)
     return {
@@ -317,6 +317,10 @@ def _verdict(
         "warnings": findings.warnings,
         "checked": findings.checked,
         "not_assessed": findings.not_assessed,
+        "outside_band": findings.outside_band,
+        "summary": meets_policy_sentence(policy.version, findings)
+        if findings.passed
+        else None,
         "rules": [rule.describe() for rule in policy.rules],
         "interval_rule": policy.interval_rule,
         "undefined": policy.undefined,

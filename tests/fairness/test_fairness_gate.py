@@ -128,7 +128,7 @@ def test_gate_passes_equal_recall(registry, tmp_path, monkeypatch):
     assert decision.passed is True
     assert decision.breaches == []
     assert decision.policy_version == "t1"
-    assert "in 1 of 1 comparisons" in decision.reasons[0]
+    assert "1 comparison, 1 with the estimate inside the band" in decision.reasons[0]
 
 
 def test_gate_refuses_when_nothing_could_be_assessed(registry, tmp_path, monkeypatch):

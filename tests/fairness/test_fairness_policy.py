@@ -65,6 +65,9 @@ def test_interval_outside_overlap_warns(tmp_path):
     findings = evaluate_policy(audit_with(0.7, 0.5, 0.9), policy_file(tmp_path))
     assert findings.breaches == []
     assert "reaches into it" in findings.warnings[0]
+    sentence = meets_policy_sentence("p1", findings)
+    assert "0 with the estimate inside the band" in sentence
+    assert "1 with the estimate outside the band" in sentence
 
 
 def test_point_estimate_rule(tmp_path):
@@ -95,8 +98,8 @@ def test_verdict_names_comparisons_not_assessed(tmp_path):
     assert findings.passed
     assert (findings.assessed, findings.not_assessed) == (1, 1)
     sentence = meets_policy_sentence("p1", findings)
-    assert "in 1 of 2 comparisons" in sentence
-    assert "1 could not be assessed" in sentence
+    assert "2 comparisons, 1 with the estimate inside the band" in sentence
+    assert "1 that could not be assessed" in sentence
 
 
 def test_rejects_missing_version(tmp_path):
