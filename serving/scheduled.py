@@ -103,16 +103,29 @@ def score_asof(
             "a model trained on this source (--model-name)."
         )
     X = spec.conform(frame.data[spec.features])
-    probabilities = predict_risk(loaded.model, spec, X, loaded.calibration)
+    raw = predict_risk(loaded.model, spec, X)
+    probabilities = raw if loaded.calibration is None else loaded.calibration.apply(raw)
     values, base = contributions(loaded.model, spec, X)
     reasons = reason_codes(values, X, spec.features, TOP_REASONS, sentences=True)
 
     data = frame.data[["enrolment_id", "learner_id", "unit_id"]].reset_index(drop=True)
     data["probability"] = probabilities
-    # Rank 1 is the highest risk in the school; ties share the better rank.
-    grouped = data.groupby("unit_id")["probability"]
-    data["school_rank"] = grouped.rank(method="min", ascending=False).astype(int)
-    data["school_size"] = grouped.transform("size").astype(int)
+    # Rank 1 is the highest risk in the school. Calibration maps many raw
+    # scores to one probability, so equal probabilities are ordered by the
+    # booster's raw score and then by pupil id, and every rank is distinct: a
+    # team's capacity of 15 then marks exactly 15 pupils.
+    data["_raw"] = raw
+    ordered = data.sort_values(
+        ["unit_id", "probability", "_raw", "learner_id"],
+        ascending=[True, False, False, True],
+        kind="stable",
+    )
+    data.loc[ordered.index, "school_rank"] = (
+        ordered.groupby("unit_id").cumcount().to_numpy() + 1
+    )
+    data["school_rank"] = data["school_rank"].astype(int)
+    data["school_size"] = data.groupby("unit_id")["probability"].transform("size")
+    data["school_size"] = data["school_size"].astype(int)
 
     rows = [
         StoredScore(

@@ -64,6 +64,8 @@ def test_rank_within_school(scored):
     assert rows[0].probability == max(row.probability for row in rows)
     assert all(row.school_size == len(rows) for row in rows)
     assert all(a.probability >= b.probability for a, b in itertools.pairwise(rows))
+    # Ranks are distinct even where calibration gives pupils one probability.
+    assert [row.school_rank for row in rows] == list(range(1, len(rows) + 1))
 
 
 def test_contributions_sum_to_raw_score(trained, scored):
