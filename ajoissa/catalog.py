@@ -57,10 +57,25 @@ def _oulad_config() -> RunConfig:
 
 
 def _load_records(path: Path) -> InputTables:
+    from sources.errors import InputDataError, Problem
     from sources.school.mapping import to_input_tables
     from sources.school.marks import DEFAULT_MARK_CODES
     from sources.school.records import read_records
 
+    if not path.is_dir():
+        raise InputDataError(
+            [
+                Problem(
+                    str(path.resolve()),
+                    "export",
+                    "*",
+                    None,
+                    None,
+                    "no such folder; give the folder of the school platform's "
+                    "export with --data DIR",
+                )
+            ]
+        )
     # An export may bring its own mark-code table; otherwise the example one applies.
     codes = path / "mark_codes.csv"
     records = read_records(path, codes if codes.is_file() else DEFAULT_MARK_CODES)

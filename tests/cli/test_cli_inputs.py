@@ -1,4 +1,4 @@
-"""The ``--as-of`` date of ``ajoissa score``, in the notations staff use."""
+"""Command-line inputs: the as-of date of `ajoissa score` and the export folder."""
 
 from __future__ import annotations
 
@@ -37,3 +37,26 @@ def test_command_names_the_accepted_notations(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "Invalid --as-of '3/2/2025'" in result.output
     assert "dd.mm.yyyy" in result.output
+
+
+def test_missing_records_folder_named_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
+    missing = tmp_path / "no-export"
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "--source",
+            "records",
+            "--data",
+            str(missing),
+            "--out",
+            str(tmp_path / "f.parquet"),
+        ],
+    )
+    assert result.exit_code != 0
+    assert str(missing) in result.output
+    assert (
+        "give the folder of the school platform's export with --data" in result.output
+    )
+    assert "not found in the export folder" not in result.output
