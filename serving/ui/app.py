@@ -585,8 +585,8 @@ def _page_number(raw: str | None) -> int:
 def _list_row(page: Page, pupil: queries.ListedPupil, status: Status) -> dict[str, Any]:
     t = page.t
     charts = {}
-    for name, points in pupil.trends.items():
-        charts[name] = _trend_chart(t, name, points, small=True)
+    for name, trend in pupil.trends.items():
+        charts[name] = _trend_chart(t, name, trend, small=True)
     return {
         "pupil_id": pupil.pupil_id,
         "rank": pupil.school_rank,
@@ -599,14 +599,21 @@ def _list_row(page: Page, pupil: queries.ListedPupil, status: Status) -> dict[st
     }
 
 
-def _trend_chart(
-    t: Translator, name: str, points: list[tuple[dt.date, float]], small: bool
-) -> Any:
+GRADE_SCALE_FEATURES = frozenset({"grade_mean_term"})
+"""Trend features on the Finnish grade scale, drawn on an axis up to 10."""
+
+
+def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) -> Any:
     as_percent = name == "attendance"
-    values = [(day, value * 100 if as_percent else value) for day, value in points]
+    on_grade_scale = trend.feature in GRADE_SCALE_FEATURES
+    values = [
+        (day, value * 100 if as_percent else value) for day, value in trend.points
+    ]
 
     def show(value: float) -> str:
-        return t.percent(value / 100) if as_percent else t.number(value)
+        if as_percent:
+            return t.percent(value / 100)
+        return t.number(value, 1) if on_grade_scale else t.number(value)
 
     label = t(
         "trend.summary" if len(values) > 1 else "trend.summary_single",
@@ -618,10 +625,11 @@ def _trend_chart(
         count=len(values),
     )
     unit = "%" if as_percent else ""
+    scale_top = 10.0 if on_grade_scale else 100.0
     if small:
-        return line_chart(values, label, 100.0)
+        return line_chart(values, label, scale_top)
     # Absence shares are usually small, so their axis stops above the largest one.
-    top = axis_max([value for _, value in values]) if as_percent else 100.0
+    top = axis_max([value for _, value in values]) if as_percent else scale_top
     return line_chart(
         values, label, top, width=360, height=140, show_axis=True, unit=unit
     )

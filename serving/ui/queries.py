@@ -10,19 +10,28 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from serving.scorestore import score_runs, scores
 
 TREND_FEATURES = {
-    "attendance": "absence_share",
-    "grades": "weighted_mean_score",
+    "attendance": ("absence_share",),
+    "grades": ("grade_mean_term", "weighted_mean_score"),
 }
-"""The stored feature drawn as each trend chart. A chart is left out when the
-feature is missing from every stored run, as attendance is for sources without
-attendance marks."""
+"""The stored features that each trend chart can draw, in order of preference.
+A chart draws the first one that the model stores: for grades, the term's
+grade average on the 4 to 10 scale (school records) before the weighted
+assessment score on 0 to 100 (OULAD). A chart is left out when none is stored,
+as attendance is for sources without attendance marks."""
+
+
+class Trend(NamedTuple):
+    """One trend chart's feature and its values by as-of date."""
+
+    feature: str
+    points: list[tuple[dt.date, float]]
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class ListedPupil:
     school_rank: int
     previous_probability: float | None
     reasons: list[dict[str, Any]]
-    trends: dict[str, list[tuple[dt.date, float]]] = field(default_factory=dict)
+    trends: dict[str, Trend] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,19 +177,22 @@ def pupil_points(engine: sa.Engine, school_id: str, pupil_id: str) -> list[Pupil
     return list(by_date.values())
 
 
-def trend_series(
-    points: Sequence[PupilPoint],
-) -> dict[str, list[tuple[dt.date, float]]]:
-    """Return each trend feature's values over the points, skipping missing values."""
-    series: dict[str, list[tuple[dt.date, float]]] = {}
-    for name, feature in TREND_FEATURES.items():
+def trend_series(points: Sequence[PupilPoint]) -> dict[str, Trend]:
+    """Return each chart's trend over the points, skipping missing values."""
+    series: dict[str, Trend] = {}
+    for name, features in TREND_FEATURES.items():
+        # The first feature that the model stores at all, even as missing
+        # values, so that all pupils of a source get charts on one scale.
+        stored = [f for f in features if any(f in point.features for point in points)]
+        if not stored:
+            continue
         values = [
-            (point.run.as_of, float(point.features[feature]))
+            (point.run.as_of, float(point.features[stored[0]]))
             for point in points
-            if point.features.get(feature) is not None
+            if point.features.get(stored[0]) is not None
         ]
         if values:
-            series[name] = values
+            series[name] = Trend(stored[0], values)
     return series
 
 
@@ -198,7 +210,7 @@ def _probabilities(
 
 def _trends(
     engine: sa.Engine, school_id: str, pupil_ids: list[str]
-) -> dict[str, dict[str, list[tuple[dt.date, float]]]]:
+) -> dict[str, dict[str, Trend]]:
     if not pupil_ids:
         return {}
     query = (

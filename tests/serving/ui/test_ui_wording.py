@@ -12,6 +12,7 @@ from models.reason_text import reason_sentence
 from serving.access import Principal
 from serving.ui.i18n import LANGUAGES, Translator, catalogue, pick_language
 from serving.ui.present import change_words, line_chart, probability_words, row_status
+from serving.ui.queries import Trend
 from serving.ui.reasontext import reason_sentences
 from serving.ui.store import MAX_FOLLOW_UP_DAYS, ScoreContext, UiStore
 
@@ -136,11 +137,25 @@ def test_chart_names_values():
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
+def test_grade_average_chart_on_grade_scale(language):
+    from serving.ui.app import _trend_chart
+
+    t = Translator(language)
+    trend = Trend("grade_mean_term", [(dt.date(2025, 2, 3), 6.45)])
+    svg = str(_trend_chart(t, "grades", trend, small=False))
+    label = svg.split('aria-label="', 1)[1].split('"', 1)[0]
+    assert t.number(6.45, 1) in label
+    # The axis tops out at the best grade, 10, not at 100.
+    assert 'class="tick">10</text>' in svg
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_single_point_chart_label(language):
     from serving.ui.app import _trend_chart
 
     t = Translator(language)
-    svg = str(_trend_chart(t, "grades", [(dt.date(2014, 3, 3), 32.0)], small=False))
+    trend = Trend("weighted_mean_score", [(dt.date(2014, 3, 3), 32.0)])
+    svg = str(_trend_chart(t, "grades", trend, small=False))
     label = svg.split('aria-label="', 1)[1].split('"', 1)[0]
     assert label == t(
         "trend.summary_single",
@@ -214,3 +229,25 @@ def test_store_rejects_control_note(tmp_path):
     store = UiStore(tmp_path / "ui.db")
     with pytest.raises(ValueError, match="control characters"):
         store.add_review(STAFF, "p1", "S1", "monitor", "a\x00b", None, None)
+
+
+def test_grade_trend_keeps_one_scale_per_source():
+    from serving.ui.queries import PupilPoint, RunRef, trend_series
+
+    def point(day, features):
+        run = RunRef(1, day, "m", "1")
+        return PupilPoint(run, 0.1, 1, 10, [], features)
+
+    # A records pupil without grades this term gets no grade chart rather than
+    # a chart of the 0 to 100 assessment score.
+    records = [
+        point(
+            dt.date(2024, 10, 1), {"grade_mean_term": None, "weighted_mean_score": 40}
+        ),
+        point(
+            dt.date(2024, 12, 1), {"grade_mean_term": None, "weighted_mean_score": 45}
+        ),
+    ]
+    assert "grades" not in trend_series(records)
+    oulad = [point(dt.date(2014, 3, 3), {"weighted_mean_score": 41.0})]
+    assert trend_series(oulad)["grades"].feature == "weighted_mean_score"
