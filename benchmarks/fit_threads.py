@@ -59,13 +59,16 @@ def main() -> None:
             spinner = multiprocessing.Process(target=_spin, args=(3600,), daemon=True)
             spinner.start()
         try:
-            two = _fits(X, y, args.fits, 2)
-            one = _fits(X, y, args.fits, 1)
+            two_threads = _fits(X, y, args.fits, 2)
+            one_thread = _fits(X, y, args.fits, 1)
         finally:
             if spinner is not None:
                 spinner.terminate()
                 spinner.join()
-        print(f"| {label} | {two:.2f} | {one:.2f} | {one / two:.2f} |")
+        print(
+            f"| {label} | {two_threads:.2f} | {one_thread:.2f} | "
+            f"{one_thread / two_threads:.2f} |"
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -55,9 +55,9 @@ SINGLE_THREAD_ROWS = 20_000
 """Training sets with fewer rows are fitted on one thread unless ``n_jobs`` is
 given. On a small table each boosting round is short, and LightGBM's OpenMP
 threads wait between rounds by spinning. When another process keeps one of the
-2 cores, a 2-thread fit then waits for that core at every round: 30 fits of 100
-rounds on 3,500 rows took 70.4 s on 2 threads against 8.9 s on one thread,
-and 5.0 s against 8.6 s with both cores free (``benchmarks/fit_threads.py``)."""
+2 cores busy, a 2-thread fit waits for that core at every round. 30 fits of 100
+rounds on 3,500 rows took 70.4 s on 2 threads against 8.9 s on one thread, and
+5.0 s against 8.6 s with both cores free (``benchmarks/fit_threads.py``)."""
 
 MAX_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 50

@@ -111,21 +111,16 @@ def score_asof(
     data = frame.data[["enrolment_id", "learner_id", "unit_id"]].reset_index(drop=True)
     data["probability"] = probabilities
     # Rank 1 is the highest risk in the school. Calibration maps many raw
-    # scores to one probability, so equal probabilities are ordered by the
-    # booster's raw score and then by pupil id, and every rank is distinct: a
-    # team's capacity of 15 then marks exactly 15 pupils.
-    data["_raw"] = raw
-    ordered = data.sort_values(
-        ["unit_id", "probability", "_raw", "learner_id"],
+    # scores to one probability, so ties go to the higher raw score, then to
+    # the pupil id. Every rank is distinct, so a capacity of 15 marks 15 pupils.
+    ordered = data.assign(raw=raw).sort_values(
+        ["unit_id", "probability", "raw", "learner_id"],
         ascending=[True, False, False, True],
         kind="stable",
     )
-    data.loc[ordered.index, "school_rank"] = (
-        ordered.groupby("unit_id").cumcount().to_numpy() + 1
-    )
-    data["school_rank"] = data["school_rank"].astype(int)
-    data["school_size"] = data.groupby("unit_id")["probability"].transform("size")
-    data["school_size"] = data["school_size"].astype(int)
+    # Assignment aligns the ranks back to ``data`` by index.
+    data["school_rank"] = ordered.groupby("unit_id").cumcount() + 1
+    data["school_size"] = data.groupby("unit_id")["unit_id"].transform("size")
 
     rows = [
         StoredScore(

@@ -83,7 +83,7 @@ def evaluate_scores(
     order = p if tiebreak is None else list_scores(p, tiebreak)
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1]; got {share}")
-    # Rows tied at the edge of the top share share its last places.
+    # Rows tied at the edge of the top share split its last places.
     weights = top_weights_of(order, math.ceil(share * len(order)))
     hits = float(weights @ y)
     positives = int(y.sum())

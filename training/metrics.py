@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,19 @@ def calibration_curve(
     return curve
 
 
+def _group_list_sizes(
+    groups: np.ndarray, share: float | None, k: int | None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield each group's row positions and the size of its top list: ``share``
+    of its rows (rounded up) or ``k`` rows."""
+    if (share is None) == (k is None):
+        raise ValueError("give exactly one of share and k")
+    if share is not None and not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1]; got {share}")
+    for positions in pd.Series(np.arange(len(groups))).groupby(groups).indices.values():
+        yield positions, math.ceil(share * len(positions)) if share is not None else k
+
+
 def select_top(
     groups: np.ndarray,
     probability: np.ndarray,
@@ -117,14 +131,9 @@ def select_top(
     k: int | None = None,
 ) -> np.ndarray:
     """Return a mask of the top ``share`` (rounded up) or top ``k`` rows of each group."""
-    if (share is None) == (k is None):
-        raise ValueError("give exactly one of share and k")
-    if share is not None and not 0 < share <= 1:
-        raise ValueError(f"share must be in (0, 1]; got {share}")
     selected = np.zeros(len(probability), dtype=bool)
-    for positions in pd.Series(np.arange(len(groups))).groupby(groups).indices.values():
+    for positions, size in _group_list_sizes(groups, share, k):
         order = positions[ranked(probability[positions], tiebreak[positions])]
-        size = math.ceil(share * len(positions)) if share is not None else k
         selected[order[:size]] = True
     return selected
 
@@ -142,15 +151,10 @@ def top_weights(
     tie-break at the edge of a group's list share its last places
     (:func:`training.evaluate.top_weights_of`).
     """
-    if (share is None) == (k is None):
-        raise ValueError("give exactly one of share and k")
-    if share is not None and not 0 < share <= 1:
-        raise ValueError(f"share must be in (0, 1]; got {share}")
     probability = np.asarray(probability, dtype=float)
     tiebreak = np.asarray(tiebreak, dtype=float)
     weights = np.zeros(len(probability))
-    for positions in pd.Series(np.arange(len(groups))).groupby(groups).indices.values():
-        size = math.ceil(share * len(positions)) if share is not None else k
+    for positions, size in _group_list_sizes(groups, share, k):
         scores = list_scores(probability[positions], tiebreak[positions])
         weights[positions] = top_weights_of(scores, size)
     return weights

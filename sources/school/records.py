@@ -294,32 +294,24 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
     found = _find_files(folder, spec.name)
     path = found[0] if found else None
     checker = _Checker(path or folder / f"{spec.name}.csv", spec.name)
+
+    def folder_problem(message: str) -> None:
+        checker.problems.append(
+            Problem(str(folder), spec.name, "*", None, None, message)
+        )
+
     if len(found) > 1:
         # Either could be the newer export, so neither is chosen.
-        checker.problems.append(
-            Problem(
-                str(folder),
-                spec.name,
-                "*",
-                None,
-                None,
-                f"both {spec.name}.csv and {spec.name}.parquet are in the export "
-                "folder; keep only the one that holds the current export",
-            )
+        folder_problem(
+            f"both {spec.name}.csv and {spec.name}.parquet are in the export "
+            "folder; keep only the one that contains the current export"
         )
         return None, checker
     if path is None:
         if not spec.optional:
-            checker.problems.append(
-                Problem(
-                    str(folder),
-                    spec.name,
-                    "*",
-                    None,
-                    None,
-                    f"file {spec.name}.csv or {spec.name}.parquet not found in the "
-                    "export folder; export this table",
-                )
+            folder_problem(
+                f"file {spec.name}.csv or {spec.name}.parquet not found in the "
+                "export folder; export this table"
             )
         return None, checker
     try:

@@ -131,7 +131,7 @@ def test_gate_passes_equal_recall(registry, tmp_path, monkeypatch):
     assert "1 comparison, 1 with the estimate inside the band" in decision.reasons[0]
 
 
-def test_gate_refuses_when_nothing_could_be_assessed(registry, tmp_path, monkeypatch):
+def test_gate_rejects_unassessable_audit(registry, tmp_path, monkeypatch):
     # Under `undefined: warn` an undefined comparison is only a warning, but a
     # gate with no assessed comparison has no evidence to pass on.
     policy = write_policy(tmp_path)

@@ -198,7 +198,7 @@ def test_empty_parquet_file_reported(tmp_path):
     assert "cannot be read as Parquet" in problems[0]
 
 
-def test_problem_line_counts_quoted_newlines_and_blank_lines(tmp_path):
+def test_problem_line_after_quoted_newlines(tmp_path):
     # Row 1's name spans lines 2 and 3, line 4 is blank, and row 2 starts on
     # line 5: the line a text editor shows for the bad level.
     schools = [

@@ -87,7 +87,7 @@ def test_no_unit_running(tables, trained):
         score_asof(tables, trained.loaded, dt.date(2010, 1, 1))
 
 
-def test_after_data_end_refused(tables, trained):
+def test_after_data_end_rejected(tables, trained):
     # Weeks after the last record would read as weeks without any absence.
     with pytest.raises(AfterDataEndError, match="after the last date the data"):
         score_asof(tables, trained.loaded, dt.date(2020, 1, 1))

@@ -33,7 +33,7 @@ def test_metrics_on_known_ranking():
 
 def test_precision_counts_tied_edge_rows_in_part():
     # The top 20 % is 2 places: 0.9 takes one, and the four rows at 0.5 (two
-    # of them positive) share the other, so it holds half a positive.
+    # of them positive) share the other, so it contains half a positive.
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
     scores = np.array([0.9, 0.5, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
     for order in (np.arange(10), np.array([0, 4, 3, 2, 1, 5, 6, 7, 8, 9])):

@@ -121,9 +121,9 @@ def test_weights_follow_the_tiebreak():
     assert weights.tolist() == [0, 1, 0]
 
 
-def test_constant_score_gets_base_rate_whatever_the_row_order():
-    # 3 of 10 rows are positive; a score that is the same for all of them
-    # cannot rank, so its precision in the top 20 % is the base rate.
+def test_constant_score_precision_is_base_rate():
+    # 3 of 10 rows are positive. A score that is the same for every row cannot
+    # rank, so its precision in the top 20 % is the base rate in any row order.
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
     constant = np.full(10, 0.3)
     groups = np.array(["d"] * 10)
