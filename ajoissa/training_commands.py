@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.progress import (
@@ -17,6 +17,9 @@ from rich.progress import (
 from rich.table import Table
 
 from ajoissa.cli import SourceName, advance_step, app, console
+
+CalibrationRows = Literal["later-period", "cross-fitted"]
+CALIBRATION_ROWS = {"later-period": "later_period", "cross-fitted": "cross_fitted"}
 
 RETRAIN_HELP = (
     "Rebuild features, train and tune the model over temporal folds (or stratified "
@@ -98,6 +101,16 @@ def retrain(
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples for the confidence intervals.")
     ] = 200,
+    calibration: Annotated[
+        CalibrationRows,
+        typer.Option(
+            help="Rows the probability calibration is fitted on. later-period: the "
+            "latest training cohort, scored by a booster fitted on the earlier "
+            "cohorts. cross-fitted: every training row, scored out of fold. A fold "
+            "with one training cohort, and data without a time axis, are always "
+            "cross-fitted."
+        ),
+    ] = "later-period",
 ) -> None:
     from ajoissa.catalog import SOURCES
     from sources.errors import InputDataError
@@ -118,6 +131,7 @@ def retrain(
     config.k_per_unit = k_per_unit
     config.tuning_trials = trials
     config.bootstrap_resamples = bootstrap
+    config.calibration = CALIBRATION_ROWS[calibration]
     if model_name:
         config.model_name = model_name
     data_path = data or entry.default_data

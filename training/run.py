@@ -48,6 +48,7 @@ from training.results import (
 )
 from training.tracking import log_run_details
 from training.validate import (
+    CalibrationPeriod,
     ExtraScorer,
     Fold,
     NoTemporalFoldError,
@@ -105,6 +106,9 @@ class RunConfig:
     label_rule: LabelRule | None = None
     """Label settings for sources with study-right histories. When set, training
     rows whose label window reaches the temporal cutoff are dropped."""
+    calibration: CalibrationPeriod = "later_period"
+    """Rows the calibration is fitted on in temporal folds with more than one
+    training cohort (see :data:`training.validate.CalibrationPeriod`)."""
     folds: int = 5
     top_share: float = 0.10
     k_per_unit: int | None = 10
@@ -370,6 +374,7 @@ def _validate(
                 trials=config.tuning_trials,
                 seed=config.seed,
                 disjoint_learners=config.disjoint_learners,
+                calibration=config.calibration,
                 # NOTE: the purge counts the label window only. A dropout near
                 # the end of a training row's window is judged on study rights
                 # that start up to transfer_gap_days later, in the test period.

@@ -9,8 +9,13 @@ Temporal validation
     cohorts are scored on it to choose hyperparameters and boosting rounds.
     With a single training cohort a random 20 % of its learners is the
     validation set instead. The booster is then refitted on every training
-    row with the chosen settings and calibrated on cross-fitted predictions
-    (see :func:`cross_fitted_risk`).
+    row with the chosen settings. Its calibration is fitted on a later
+    held-out period: the latest training cohort, scored by a booster with the
+    same settings fitted on the earlier cohorts. This maps what a booster
+    trained on the past predicts for the next cohort to what happened, which
+    is how the registered model is used. With one training cohort, or with
+    ``calibration="cross_fitted"``, the calibration is fitted on cross-fitted
+    predictions instead (see :func:`cross_fitted_risk`).
 Stratified cross-validation
     For data without a time axis: folds are stratified by label and grouped by
     learner; hyperparameters are chosen once, on the first fold.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -54,10 +59,15 @@ training side has a single cohort."""
 CALIBRATION_FOLDS = 5
 """Folds of the cross-fitted predictions that the calibration is fitted on."""
 
-CALIBRATED_ON = (
+CROSS_FITTED = (
     f"cross-fitted booster predictions on every training row ({CALIBRATION_FOLDS} "
     "folds stratified by label and grouped by learner)"
 )
+
+CalibrationPeriod = Literal["later_period", "cross_fitted"]
+"""Rows the calibration is fitted on. ``later_period`` is the latest training
+cohort, scored by a booster fitted on the earlier cohorts. ``cross_fitted`` is
+every training row, scored out of fold."""
 
 
 class NoTemporalFoldError(ValueError):
@@ -141,6 +151,20 @@ def _random_validation(
     return valid
 
 
+@dataclass
+class FoldFit:
+    """Booster, calibration, baselines and test scores of one fold."""
+
+    scores: dict[str, Scored]
+    model: lgb.LGBMClassifier
+    spec: FeatureSpec
+    calibration: Calibration
+    calibrated_on: str
+    tuned: Tuned
+    not_applicable: dict[str, str]
+    """Baselines that could not be fitted, with the reason."""
+
+
 def fit_fold(
     frame: FeatureFrame,
     fit: np.ndarray,
@@ -149,33 +173,29 @@ def fit_fold(
     trials: int,
     seed: int,
     tuned: Tuned | None = None,
-) -> tuple[
-    dict[str, Scored],
-    lgb.LGBMClassifier,
-    FeatureSpec,
-    Calibration,
-    Tuned,
-    dict[str, str],
-]:
+    calibration_rows: CalibrationPeriod = "cross_fitted",
+    valid_name: str = "",
+) -> FoldFit:
     """Fit the model and every applicable baseline on one fold; score the test rows.
 
     ``valid`` rows choose the booster's hyperparameters (unless ``tuned`` is
     given); the booster and the baselines are then fitted on ``fit | valid``.
-
-    Returns the scores, the booster, its spec, the calibration, the tuning record
-    and the baselines that were not applicable with the reason.
+    With ``calibration_rows`` ``later_period`` the calibration is fitted on
+    the ``valid`` rows (``valid_name`` describes them), scored by a booster
+    fitted on the ``fit`` rows. It falls back to cross-fitted predictions
+    when the ``valid`` rows have only one class.
     """
     X, y, data = frame.X, frame.y, frame.data
     train = fit | valid
     if tuned is None:
         tuned = tune(X[fit], y[fit], X[valid], y[valid], trials, seed)
     params = tuned.params | {"n_estimators": tuned.rounds, "random_state": seed}
-    # The validation rows only choose the hyperparameters. The booster then
-    # learns from every training row, including the latest cohort, and is
-    # calibrated on cross-fitted predictions, so no rows are held back from it.
+    # The validation rows only choose the hyperparameters and fit the
+    # calibration. The booster then learns from every training row, including
+    # the latest cohort, and the calibration never changes it.
     model, spec = fit_risk_model(X[train], y[train], params)
-    calibration = fit_calibration(
-        cross_fitted_risk(frame, train, params, seed), y[train]
+    calibration, calibrated_on = _fit_fold_calibration(
+        frame, fit, valid, params, seed, calibration_rows, valid_name
     )
 
     X_test = X[test]
@@ -207,7 +227,40 @@ def fit_fold(
     context = ContextBaseline().fit(data[train], y[train])
     context_p = context.predict_proba(data[test])[:, 1]
     scores[context.name] = Scored(context_p, context_p)
-    return scores, model, spec, calibration, tuned, not_applicable
+    return FoldFit(
+        scores, model, spec, calibration, calibrated_on, tuned, not_applicable
+    )
+
+
+def _fit_fold_calibration(
+    frame: FeatureFrame,
+    fit: np.ndarray,
+    valid: np.ndarray,
+    params: dict[str, Any],
+    seed: int,
+    calibration_rows: CalibrationPeriod,
+    valid_name: str,
+) -> tuple[Calibration, str]:
+    """Fit the fold's calibration; return it with a description of its rows."""
+    X, y = frame.X, frame.y
+    if calibration_rows == "later_period":
+        if len(np.unique(y[valid])) == 2:
+            earlier, spec = fit_risk_model(X[fit], y[fit], params)
+            raw = predict_risk(earlier, spec, X[valid])
+            return fit_calibration(raw, y[valid]), (
+                f"{valid_name}: {int(valid.sum())} rows scored by a booster with "
+                "the same settings fitted on the earlier training cohorts"
+            )
+        logger.warning(
+            "the later period %s has one class; calibrating on cross-fitted "
+            "predictions instead",
+            valid_name,
+        )
+    train = fit | valid
+    calibration = fit_calibration(
+        cross_fitted_risk(frame, train, params, seed), y[train]
+    )
+    return calibration, CROSS_FITTED
 
 
 def cross_fitted_risk(
@@ -293,6 +346,7 @@ def validate_temporal(
     on_fold: Callable[[str], None] | None = None,
     disjoint_learners: bool = True,
     purge_label_days: int | None = None,
+    calibration: CalibrationPeriod = "later_period",
 ) -> Validation:
     """Run one temporal fold per cutoff; folds without train or test rows are skipped.
 
@@ -301,7 +355,9 @@ def validate_temporal(
     and the model scores them again the next year, so their source turns it
     off. With ``purge_label_days``, training rows whose label window (that
     many days after the as-of date) reaches the cutoff are dropped, so no
-    training label looks into the test period.
+    training label looks into the test period. ``calibration`` chooses the
+    rows the calibration is fitted on (see :data:`CalibrationPeriod`); a fold
+    with one training cohort has no later period and is always cross-fitted.
 
     Raises
     ------
@@ -342,17 +398,27 @@ def validate_temporal(
             latest = cohort_start.idxmax()
             valid = train & (data["cohort"] == latest).to_numpy()
             held_out = f"the latest training cohort {latest}"
+            calibration_rows = calibration
         else:
             valid = _random_validation(data, train, frame.y, seed)
             held_out = "a random 20 % of training learners (one training cohort)"
+            calibration_rows = "cross_fitted"
         fit = train & ~valid
 
         name = f"cutoff_{cutoff.date()}"
         if on_fold:
             on_fold(name)
-        scores, model, spec, calibration, tuned, not_applicable = fit_fold(
-            frame, fit, valid, test, trials, seed
+        fitted = fit_fold(
+            frame,
+            fit,
+            valid,
+            test,
+            trials,
+            seed,
+            calibration_rows=calibration_rows,
+            valid_name=held_out,
         )
+        tuned = fitted.tuned
         rows = np.flatnonzero(test)
         details = {
             "cutoff": str(cutoff.date()),
@@ -366,8 +432,8 @@ def validate_temporal(
             "boosting_rounds": tuned.rounds,
             "hyperparameters": tuned.params,
             "optuna_trials": tuned.trials,
-            "calibration": calibration.method,
-            "calibrated_on": CALIBRATED_ON,
+            "calibration": fitted.calibration.method,
+            "calibrated_on": fitted.calibrated_on,
         }
         logger.info(
             "fold %s: %d training rows, %d test rows, %d dropped",
@@ -380,13 +446,13 @@ def validate_temporal(
             Fold(
                 name,
                 rows,
-                scores,
-                model,
-                spec,
-                calibration,
+                fitted.scores,
+                fitted.model,
+                fitted.spec,
+                fitted.calibration,
                 tuned,
                 details,
-                not_applicable,
+                fitted.not_applicable,
             )
         )
     if not folds:
@@ -426,32 +492,28 @@ def validate_stratified(
         name = f"fold_{index + 1}"
         if on_fold:
             on_fold(name)
-        scores, model, spec, calibration, tuned, not_applicable = fit_fold(
-            frame, train & ~valid, valid, test, trials, seed
-        )
+        fitted = fit_fold(frame, train & ~valid, valid, test, trials, seed)
         results.append(
             Fold(
                 name,
                 np.flatnonzero(test),
-                scores,
-                model,
-                spec,
-                calibration,
-                tuned,
+                fitted.scores,
+                fitted.model,
+                fitted.spec,
+                fitted.calibration,
+                fitted.tuned,
                 {
                     "test_rows": int(test.sum()),
-                    "boosting_rounds": tuned.rounds,
-                    "hyperparameters": tuned.params,
+                    "boosting_rounds": fitted.tuned.rounds,
+                    "hyperparameters": fitted.tuned.params,
                 },
-                not_applicable,
+                fitted.not_applicable,
             )
         )
 
     everything = np.ones(len(data), dtype=bool)
     valid = _random_validation(data, everything, y, seed)
-    _, model, spec, calibration, tuned, _ = fit_fold(
-        frame, everything & ~valid, valid, valid, trials, seed
-    )
+    final = fit_fold(frame, everything & ~valid, valid, valid, trials, seed)
     rows = np.concatenate([fold.rows for fold in results])
     # A baseline that could not run on one fold's training rows is left out of
     # the pooled scores, with the first fold's reason.
@@ -470,22 +532,22 @@ def validate_stratified(
         "out_of_fold",
         rows,
         pooled_scores,
-        model,
-        spec,
-        calibration,
-        tuned,
+        final.model,
+        final.spec,
+        final.calibration,
+        final.tuned,
         {
             "folds": folds,
             "test_rows": len(rows),
-            "boosting_rounds": tuned.rounds,
-            "hyperparameters": tuned.params,
-            "optuna_trials": tuned.trials,
+            "boosting_rounds": final.tuned.rounds,
+            "hyperparameters": final.tuned.params,
+            "optuna_trials": final.tuned.trials,
             "hyperparameters_chosen_on": (
                 "each fold: a random 20 % of its own training learners; "
                 "the registered model: a random 20 % of all learners"
             ),
-            "calibration": calibration.method,
-            "calibrated_on": CALIBRATED_ON,
+            "calibration": final.calibration.method,
+            "calibrated_on": f"{final.calibrated_on} (no time axis)",
         },
         not_applicable_anywhere,
     )

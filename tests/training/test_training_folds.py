@@ -49,6 +49,37 @@ def test_latest_cohort_is_validation(temporal):
     )
 
 
+def test_calibration_on_later_cohort(temporal, frame):
+    details = temporal.final.details
+    cohort_rows = int((frame.data["cohort"] == "2022A").sum())
+    assert details["calibrated_on"].startswith("the latest training cohort 2022A")
+    assert temporal.final.calibration.rows == cohort_rows
+    assert f"{cohort_rows} rows" in details["calibrated_on"]
+
+
+def test_calibration_cross_fitted_option(frame, synthetic_tables):
+    result = validate_temporal(
+        frame,
+        synthetic_tables.units,
+        ["2022-06-01"],
+        trials=0,
+        calibration="cross_fitted",
+    )
+    details = result.final.details
+    assert details["calibrated_on"].startswith("cross-fitted booster predictions")
+    assert result.final.calibration.rows == details["train_rows"]
+
+
+def test_one_cohort_calibration_cross_fitted(frame, synthetic_tables):
+    result = validate_temporal(
+        frame, synthetic_tables.units, ["2022-06-01"], history_days=200, trials=0
+    )
+    details = result.final.details
+    assert details["train_cohorts"] == ["2022A"]
+    assert details["calibrated_on"].startswith("cross-fitted booster predictions")
+    assert result.final.calibration.rows == details["train_rows"]
+
+
 def test_history_limits_training(frame, synthetic_tables):
     limited = validate_temporal(
         frame, synthetic_tables.units, ["2022-06-01"], history_days=200, trials=0
@@ -81,6 +112,7 @@ def test_stratified_is_labelled(frame):
     assert result.kind == "stratified"
     assert result.final.name == "out_of_fold"
     assert len(result.final.rows) == len(frame.data)
+    assert result.final.details["calibrated_on"].endswith("(no time axis)")
 
 
 def test_label_window_shortens_label(synthetic_tables):
