@@ -225,6 +225,15 @@ def run(
     _print_summary(summary, out, time.perf_counter() - started, tracking_uri())
 
 
+def print_constant_baselines(validation: dict) -> None:
+    """Print the baselines that rank no test row, which any model beats."""
+    for name, reason in validation.get("baselines_constant_on_test", {}).items():
+        console.print(
+            f"Note: baseline {name} {reason}. Its ROC-AUC of 0.5 is by construction.",
+            highlight=False,
+        )
+
+
 def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     table = Table(
         title=f"Headline figures ({summary['validation']['kind']} validation)",
@@ -260,6 +269,7 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
         )
     for name, reason in summary.get("baselines_not_applicable", {}).items():
         console.print(f"Baseline {name}: {reason}", highlight=False)
+    print_constant_baselines(summary["validation"])
     beaten = _beaten_by_baselines(summary["metrics"])
     if beaten:
         console.print(

@@ -16,7 +16,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ajoissa.cli import SourceName, advance_step, app, console
+from ajoissa.cli import (
+    SourceName,
+    advance_step,
+    app,
+    console,
+    print_constant_baselines,
+)
 
 CalibrationRows = Literal["later-period", "cross-fitted"]
 CALIBRATION_ROWS = {"later-period": "later_period", "cross-fitted": "cross_fitted"}
@@ -172,6 +178,7 @@ def retrain(
     )
     for name, reason in summary["baselines_not_applicable"].items():
         console.print(f"Baseline {name}: {reason}")
+    print_constant_baselines(summary["validation"])
     console.print(f"Model card:  {summary.get('model_card', '-')}")
     console.print(f"Summary:     {out / 'summary.json'}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")

@@ -168,6 +168,15 @@ def render_markdown(
             f"- {name}: {reason}"
             for name, reason in summary["baselines_not_applicable"].items()
         ]
+    constant = validation.get("baselines_constant_on_test", {})
+    if constant:
+        lines += [
+            "",
+            "Baselines whose ROC-AUC of 0.5 is by construction, so beating them "
+            "shows little:",
+            "",
+        ]
+        lines += [f"- {name}: {reason}" for name, reason in constant.items()]
     lines += [
         "",
         "## Metrics by fold",

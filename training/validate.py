@@ -163,6 +163,8 @@ class FoldFit:
     tuned: Tuned
     not_applicable: dict[str, str]
     """Baselines that could not be fitted, with the reason."""
+    constant_on_test: dict[str, str] = field(default_factory=dict)
+    """Fitted baselines that give every test row the same score, with the reason."""
 
 
 def fit_fold(
@@ -228,8 +230,41 @@ def fit_fold(
     context_p = context.predict_proba(data[test])[:, 1]
     scores[context.name] = Scored(context_p, context_p)
     return FoldFit(
-        scores, model, spec, calibration, calibrated_on, tuned, not_applicable
+        scores,
+        model,
+        spec,
+        calibration,
+        calibrated_on,
+        tuned,
+        not_applicable,
+        _constant_on_test(scores, data[test]),
     )
+
+
+def _constant_on_test(scores: dict[str, Scored], test: pd.DataFrame) -> dict[str, str]:
+    """Return the baselines whose scores do not vary over the ``test`` rows.
+
+    A baseline is applicable when its inputs vary on the training rows, but
+    the test period can still lack them, for example grades before the
+    autumn as-of dates of a school year. Such a baseline ranks no one there:
+    its ROC-AUC is 0.5 by construction, and beating it shows little.
+    """
+    constant = {}
+    rules = {rule.name: rule for rule in RULE_BASELINES}
+    for name, scored in scores.items():
+        if name == "model" or len(scored.probability) < 2:
+            continue
+        if (
+            pd.Series(scored.probability).nunique(dropna=False) > 1
+            or pd.Series(scored.tiebreak).nunique(dropna=False) > 1
+        ):
+            continue
+        reason = "gives every test row the same score, so it ranks no one there"
+        for column, what in getattr(rules.get(name), "required", ()):
+            if column not in test.columns or test[column].isna().all():
+                reason += f". No test row has {what} data in {column}"
+        constant[name] = reason
+    return constant
 
 
 def _fit_fold_calibration(
@@ -434,6 +469,7 @@ def validate_temporal(
             "optuna_trials": tuned.trials,
             "calibration": fitted.calibration.method,
             "calibrated_on": fitted.calibrated_on,
+            "baselines_constant_on_test": fitted.constant_on_test,
         }
         logger.info(
             "fold %s: %d training rows, %d test rows, %d dropped",
@@ -506,6 +542,7 @@ def validate_stratified(
                     "test_rows": int(test.sum()),
                     "boosting_rounds": fitted.tuned.rounds,
                     "hyperparameters": fitted.tuned.params,
+                    "baselines_constant_on_test": fitted.constant_on_test,
                 },
                 fitted.not_applicable,
             )
@@ -548,6 +585,11 @@ def validate_stratified(
             ),
             "calibration": final.calibration.method,
             "calibrated_on": f"{final.calibrated_on} (no time axis)",
+            "baselines_constant_on_test": {
+                name: f"{fold.name}: {reason}"
+                for fold in results
+                for name, reason in fold.details["baselines_constant_on_test"].items()
+            },
         },
         not_applicable_anywhere,
     )

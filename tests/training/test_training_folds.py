@@ -1,6 +1,7 @@
 """Temporal folds and stratified cross-validation on synthetic contract tables."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.build import asof_points_by_offset, build_features
@@ -165,3 +166,32 @@ def test_rule_without_assessments_is_not_applicable(frame):
     for fold in validation.folds:
         assert "rule" not in fold.scores
         assert "ranks no one" in fold.not_applicable["rule"]
+
+
+def test_constant_baseline_on_test_named():
+    from models.baselines import LAST_GRADE_COLUMN
+    from training.metrics import Scored
+    from training.validate import _constant_on_test
+
+    test_rows = pd.DataFrame({LAST_GRADE_COLUMN: [np.nan, np.nan, np.nan]})
+    scores = {
+        "model": Scored(np.array([0.1, 0.1, 0.1]), np.array([1.0, 1.0, 1.0])),
+        "last_grade": Scored(np.full(3, 0.2), np.full(3, 101.0)),
+        "logistic": Scored(np.array([0.1, 0.2, 0.3]), np.array([0.1, 0.2, 0.3])),
+        "school_cohort": Scored(np.full(3, 0.05), np.array([0.05, 0.05, 0.04])),
+    }
+    constant = _constant_on_test(scores, test_rows)
+    assert set(constant) == {"last_grade"}
+    assert constant["last_grade"] == (
+        "gives every test row the same score, so it ranks no one there. "
+        f"No test row has grade data in {LAST_GRADE_COLUMN}"
+    )
+
+
+def test_fold_lists_constant_baselines(temporal):
+    constant = temporal.final.details["baselines_constant_on_test"]
+    for name, scored in temporal.final.scores.items():
+        if name == "model":
+            continue
+        varies = np.ptp(scored.probability) > 0 or np.ptp(scored.tiebreak) > 0
+        assert (name in constant) == (not varies), name
