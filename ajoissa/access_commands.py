@@ -39,7 +39,8 @@ def create_token(
     school: Annotated[
         list[str] | None,
         typer.Option(
-            help="School (unit) id a staff token may read; repeat for several schools."
+            help="School id a staff token may read (the unit id for sources without "
+            "schools); repeat for several schools."
         ),
     ] = None,
     label: Annotated[

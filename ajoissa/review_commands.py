@@ -49,7 +49,9 @@ def export_reviews(
 
 @reviews_app.command("capacity")
 def set_capacity(
-    school: Annotated[str, typer.Argument(help="School (unit) id.")],
+    school: Annotated[
+        str, typer.Argument(help="School id (the unit id for sources without schools).")
+    ],
     pupils: Annotated[
         int,
         typer.Argument(

@@ -13,7 +13,7 @@ from ajoissa.cli import SourceName, app, console
 
 SCORE_HELP = (
     "Score every pupil active on an as-of date with the champion model and store, "
-    "per pupil, the probability, rank within the school (unit), reasons, model "
+    "per pupil, the probability, rank within the school, reasons, model "
     "version and the feature values used. Rerunning the same as-of date and model "
     "version replaces that run and nothing else. A failed run leaves the store as "
     "it was.\n\nThe store is AJOISSA_SCORE_STORE_URL (a SQLAlchemy URL), by default "

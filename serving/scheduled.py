@@ -1,9 +1,10 @@
 """Scheduled scoring: every pupil active on an as-of date, scored and ranked.
 
 The input is the validated contract tables of any source, so a new source needs
-no change here. A unit (a course presentation or a school year at a school)
-plays the role of the school: a pupil's rank is among the pupils of the same
-unit on the same as-of date.
+no change here. The school of a score is its unit's ``school_id`` where the
+units have one (school records: the school, whatever the year), and otherwise
+the unit itself (a course presentation). A pupil's rank is among the pupils of
+the same school on the same as-of date.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ class NoActivePupilsError(ValueError):
 
 class AfterDataEndError(ValueError):
     """Raised when the as-of date is after the last date the tables record."""
+
+
+def school_of_units(units: pd.DataFrame, unit_ids: pd.Series) -> pd.Series:
+    """Return the school of each unit in ``unit_ids``: its ``school_id``, or the unit id."""
+    unit_ids = unit_ids.astype(str)
+    if "school_id" not in units.columns:
+        return unit_ids
+    schools = units.set_index(units["unit_id"].astype(str))["school_id"]
+    return unit_ids.map(schools).fillna(unit_ids).astype(str)
 
 
 def score_asof(
@@ -109,23 +119,24 @@ def score_asof(
     reasons = reason_codes(values, X, spec.features, TOP_REASONS, sentences=True)
 
     data = frame.data[["enrolment_id", "learner_id", "unit_id"]].reset_index(drop=True)
+    data["school_id"] = school_of_units(tables.units, data["unit_id"])
     data["probability"] = probabilities
     # Rank 1 is the highest risk in the school. Calibration maps many raw
     # scores to one probability, so ties go to the higher raw score, then to
     # the pupil id. Every rank is distinct, so a capacity of 15 marks 15 pupils.
     ordered = data.assign(raw=raw).sort_values(
-        ["unit_id", "probability", "raw", "learner_id"],
+        ["school_id", "probability", "raw", "learner_id"],
         ascending=[True, False, False, True],
         kind="stable",
     )
     # Assignment aligns the ranks back to ``data`` by index.
-    data["school_rank"] = ordered.groupby("unit_id").cumcount() + 1
-    data["school_size"] = data.groupby("unit_id")["unit_id"].transform("size")
+    data["school_rank"] = ordered.groupby("school_id").cumcount() + 1
+    data["school_size"] = data.groupby("school_id")["school_id"].transform("size")
 
     rows = [
         StoredScore(
             pupil_id=str(row.learner_id),
-            school_id=str(row.unit_id),
+            school_id=str(row.school_id),
             enrolment_id=str(row.enrolment_id),
             probability=float(row.probability),
             school_rank=int(row.school_rank),

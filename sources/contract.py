@@ -117,6 +117,10 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "cohort": _id,
             "start_date": _date,
             "end_date": _date,
+            # The school that runs the unit, where a unit is one of its years.
+            # Scheduled scores and staff access use it; without it the unit
+            # id is the school.
+            "school_id": pa.Column(str, nullable=True, coerce=True, required=False),
         },
         checks=pa.Check(
             lambda df: df["end_date"] >= df["start_date"],

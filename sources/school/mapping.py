@@ -389,6 +389,7 @@ def to_input_tables(
             "cohort": years["_year"].astype(str),
             "start_date": _year_start(years["_year"]),
             "end_date": _year_start(years["_year"] + 1) - pd.Timedelta(days=1),
+            "school_id": years["_school"],
         }
     )
     tables = InputTables(

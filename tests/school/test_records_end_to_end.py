@@ -118,10 +118,9 @@ def test_records_model_registered(summary):
     assert summary["model_name"] == "ajoissa-records"
 
 
-def test_records_model_scores_asof(summary):
-    # The model reads learner features, which scheduled scoring must build too.
-    home = Path(summary["home"])
-    result = _ajoissa(
+@pytest.fixture(scope="module")
+def scored(summary: dict) -> subprocess.CompletedProcess:
+    return _ajoissa(
         "score",
         "--source",
         "records",
@@ -131,10 +130,30 @@ def test_records_model_scores_asof(summary):
         "2025-02-03",
         "--model-name",
         "ajoissa-records",
-        home=home,
+        home=Path(summary["home"]),
     )
-    assert "ajoissa-records" in result.stdout
-    assert (home / "scores.db").exists()
+
+
+def test_records_model_scores_asof(summary, scored):
+    # The model reads learner features, which scheduled scoring must build too.
+    assert "ajoissa-records" in scored.stdout
+    assert (Path(summary["home"]) / "scores.db").exists()
+
+
+def test_records_scores_keyed_by_school(summary, scored):
+    # Staff tokens name schools, so a score's school must not change each year.
+    import sqlite3
+
+    schools = set(
+        pd.read_parquet(Path(summary["data"]) / "schools.parquet")["school_id"]
+    )
+    with sqlite3.connect(Path(summary["home"]) / "scores.db") as db:
+        rows = pd.read_sql("SELECT school_id, school_rank, school_size FROM scores", db)
+    assert len(rows) > 0
+    assert set(rows["school_id"]) <= schools
+    for school, group in rows.groupby("school_id"):
+        assert sorted(group["school_rank"]) == list(range(1, len(group) + 1)), school
+        assert (group["school_size"] == len(group)).all(), school
 
 
 def test_synth_rejects_bad_format(tmp_path):
