@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from fairness.attributes import point_in_time_attributes
 from fairness.policy import load_policy
 from fairness.registry import store_audit
 from fairness.report import write_report
@@ -64,6 +65,7 @@ from training.version_audit import (
     audit_input,
     audit_payload,
     data_description,
+    derived_notes,
     group_audit,
     label_definition,
 )
@@ -336,10 +338,16 @@ def _card_groups(
     data = frame.data.iloc[fold.rows].reset_index(drop=True)
     policy = load_policy()
     attributes = config.sensitive_features or policy.sensitive_attributes
-    present = [c for c in attributes if c in tables.learners.columns]
-    rows = data[["learner_id", "asof_date"]].merge(
-        tables.learners[["learner_id", *present]], on="learner_id", how="left"
+    static = [c for c in attributes if c in tables.learners.columns]
+    derived = point_in_time_attributes(
+        data, tables.learners, [c for c in attributes if c not in static]
     )
+    rows = data[["learner_id", "asof_date"]].merge(
+        tables.learners[["learner_id", *static]], on="learner_id", how="left"
+    )
+    for name, values in derived.items():
+        rows[name] = values.to_numpy()
+    present = [c for c in attributes if c in static or c in derived]
     return group_metrics(
         rows,
         frame.y[fold.rows],
@@ -446,6 +454,7 @@ def _write_fairness_report(
         f"Rows: {len(data)} evaluation rows (learner and as-of date) from "
         f"{description}.",
         *_left_out_note(frame),
+        *derived_notes(prepared),
         "The mitigation comparison and explanation overview are added by "
         "`ajoissa audit` for a registered version.",
     ]
@@ -476,6 +485,7 @@ def _write_fairness_report(
         rows_description=description,
         extra={
             "skipped_intersections": prepared.skipped_intersections,
+            "derived_attributes": prepared.derived,
             "data": described,
         },
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from fairness.attributes import DERIVATIONS, point_in_time_attributes
 from fairness.audit import FairnessAudit, audit_groups
 from fairness.policy import FairnessPolicy, load_policy
 from features.build import (
@@ -284,6 +285,8 @@ class AuditInput:
     absent: list[str]
     intersections: list[list[str]]
     skipped_intersections: list[list[str]]
+    derived: dict[str, str] = field(default_factory=dict)
+    """Attributes taken at each row's as-of date, with how they were derived."""
 
 
 def audit_input(
@@ -300,20 +303,41 @@ def audit_input(
     are listed as absent, and intersections that need one are skipped.
     """
     wanted = list(attributes) if attributes is not None else policy.sensitive_attributes
-    present = [name for name in wanted if name in learners.columns]
-    absent = [name for name in wanted if name not in learners.columns]
+    static = [name for name in wanted if name in learners.columns]
+    derived = point_in_time_attributes(
+        rows.data, learners, [name for name in wanted if name not in static]
+    )
+    present = [name for name in wanted if name in static or name in derived]
+    absent = [name for name in wanted if name not in present]
     intersections = [m for m in policy.intersections if set(m) <= set(present)]
     skipped = [m for m in policy.intersections if not set(m) <= set(present)]
     frame = rows.data[["learner_id", "asof_offset_days"]].merge(
-        learners[["learner_id", *present]],
+        learners[["learner_id", *static]],
         on="learner_id",
         how="left",
         validate="many_to_one",
     )
+    for name, values in derived.items():
+        frame[name] = values.to_numpy()
     frame["y_true"] = rows.y
     frame["score"] = rows.scores
     frame["selected"] = selected_within_asof(rows.data, rows.scores, top_share)
-    return AuditInput(frame, present, absent, intersections, skipped)
+    return AuditInput(
+        frame,
+        present,
+        absent,
+        intersections,
+        skipped,
+        {name: DERIVATIONS[name] for name in derived},
+    )
+
+
+def derived_notes(prepared: AuditInput) -> list[str]:
+    """Return one report note per attribute taken at each row's as-of date."""
+    return [
+        f"The {name} groups are not a learner column: they are the {how}."
+        for name, how in prepared.derived.items()
+    ]
 
 
 def group_audit(
@@ -429,6 +453,7 @@ def audit_version(
         rows_description=rows.description,
         extra={
             "skipped_intersections": prepared.skipped_intersections,
+            "derived_attributes": prepared.derived,
             "mitigation": mitigation.to_dict(),
             "explanations": explanations.to_dict(),
             "data": data_description(
@@ -446,7 +471,7 @@ def audit_version(
         model_uri=registered.uri,
         source=source,
         operating_point=point,
-        notes=[f"Rows: {rows.description}."],
+        notes=[f"Rows: {rows.description}.", *derived_notes(prepared)],
         policy=policy,
         mitigation=mitigation,
         explanations=explanations,

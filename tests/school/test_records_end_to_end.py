@@ -202,6 +202,23 @@ def test_records_audit_rows_match_the_run(summary, monkeypatch):
     assert "drops out within 183 days" in stored["data"]["label"]
 
 
+def test_records_audit_age_and_support(summary, monkeypatch):
+    """Age band and support status are audited at each as-of date."""
+    from fairness.registry import load_audit
+
+    monkeypatch.setenv("AJOISSA_HOME", summary["home"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    stored, _ = load_audit(summary["model_name"], summary["model_version"])
+    audited = stored["audit"]["attributes"]
+    assert "age_band" in audited
+    assert "support_status" in audited
+    assert "age_band" not in stored["audit"]["absent_attributes"]
+    assert set(stored["derived_attributes"]) == {"age_band", "support_status"}
+    report = Path(summary["fairness_report"]).read_text()
+    assert "The age_band groups are not a learner column" in report
+    assert "16 to 17" in report or "13 to 15" in report
+
+
 def test_records_features_within_api_ranges(summary, monkeypatch):
     """Every built feature value passes the scoring API's range check."""
     from features.bounds import feature_ranges
