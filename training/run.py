@@ -24,7 +24,7 @@ from fairness.policy import load_policy
 from fairness.registry import store_audit
 from fairness.report import write_report
 from features.build import FeatureFrame, asof_points_by_offset, build_features
-from features.labels import LabelRule
+from features.labels import LabelRule, label_horizon
 from models.reason_text import top_reasons
 from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
@@ -383,11 +383,10 @@ def _validate(
                 seed=config.seed,
                 disjoint_learners=config.disjoint_learners,
                 calibration=config.calibration,
-                # NOTE: the purge counts the label window only. A dropout near
-                # the end of a training row's window is judged on study rights
-                # that start up to transfer_gap_days later, in the test period.
+                # A training row's label is known only once the transfer gap
+                # after its window has passed, so both must end before the cutoff.
                 purge_label_days=(
-                    config.label_rule.window_days
+                    label_horizon(config.label_rule).days
                     if config.label_rule is not None and has_history
                     else None
                 ),

@@ -388,9 +388,10 @@ def validate_temporal(
     With ``disjoint_learners``, test rows of learners who also have training
     rows are dropped. School records follow the same pupils from year to year
     and the model scores them again the next year, so their source turns it
-    off. With ``purge_label_days``, training rows whose label window (that
-    many days after the as-of date) reaches the cutoff are dropped, so no
-    training label looks into the test period. ``calibration`` chooses the
+    off. With ``purge_label_days``, training rows whose label is judged on
+    events up to that many days after the as-of date reaching the cutoff are
+    dropped, so no training label looks into the test period. For labels from
+    study-right histories that is the label window plus the transfer gap. ``calibration`` chooses the
     rows the calibration is fitted on (see :data:`CalibrationPeriod`); a fold
     with one training cohort has no later period and is always cross-fitted.
 
@@ -463,6 +464,7 @@ def validate_temporal(
             "test_rows": len(rows),
             "test_rows_dropped_learner_in_training": int(overlap.sum()),
             "training_rows_dropped_label_after_cutoff": int(purged.sum()),
+            "label_known_after_days": purge_label_days,
             "validation_period": held_out,
             "boosting_rounds": tuned.rounds,
             "hyperparameters": tuned.params,

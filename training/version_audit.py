@@ -32,7 +32,7 @@ from features.build import (
     build_features,
     uses_learner_features,
 )
-from features.labels import LabelRule
+from features.labels import LabelRule, label_horizon
 from models.calibration import Calibration
 from models.spec import FeatureSpec
 from sources.contract import InputTables
@@ -204,7 +204,7 @@ def evaluation_rows(
             test_window_days=_optional_days(params, "test_window_days"),
             disjoint_learners=bool(recorded_setting(params, "disjoint_learners", True)),
             purge_label_days=(
-                label_rule.window_days
+                label_horizon(label_rule).days
                 if label_rule is not None and has_history
                 else None
             ),

@@ -177,6 +177,11 @@ def test_synth_rejects_bad_format(tmp_path):
     assert "Invalid --format" in result.stderr
 
 
+def test_records_purge_covers_transfer_gap(summary):
+    # The run uses the default 120-day transfer gap after its 183-day window.
+    assert summary["validation"]["label_known_after_days"] == 183 + 120
+
+
 def test_records_label_definition(summary):
     definition = summary["label_definition"]
     assert "within 183 days after the as-of date" in definition

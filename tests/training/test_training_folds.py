@@ -195,3 +195,19 @@ def test_fold_lists_constant_baselines(temporal):
             continue
         varies = np.ptp(scored.probability) > 0 or np.ptp(scored.tiebreak) > 0
         assert (name in constant) == (not varies), name
+
+
+def test_purge_drops_labels_reaching_cutoff(frame, synthetic_tables):
+    from training.validate import temporal_split
+
+    data = frame.data
+    starts = data["unit_id"].map(
+        synthetic_tables.units.set_index("unit_id")["start_date"]
+    )
+    cutoff = pd.Timestamp("2022-06-01")
+    plain = temporal_split(data, starts, cutoff)
+    split = temporal_split(data, starts, cutoff, purge_label_days=100)
+    reaches = (data["asof_date"] + pd.Timedelta(days=100) >= cutoff).to_numpy()
+    assert split.purged.any()
+    assert np.array_equal(split.purged, plain.train & reaches)
+    assert np.array_equal(split.train, plain.train & ~reaches)
