@@ -94,6 +94,16 @@ BUILD_FEATURE_RANGES = {
     "attr_behaviour_notes": COUNT,
     "attr_grade_level": ValueRange(1.0, 14.0, whole=True),
 }
+
+EXPLICIT_LEARNER_FEATURE_RANGES = {
+    # Months older than the youngest pupil on track for the grade. No pupil is
+    # five years ahead of the grade, and adults in vocational upper secondary
+    # can be decades older than its age, so only values beyond a 120-year gap
+    # are invalid.
+    "age_for_grade_months": ValueRange(-60.0, 1440.0, whole=True),
+}
+"""Ranges of learner features whose aggregation and value give no range."""
+
 """Ranges of the features computed by the SQL in :mod:`features.build`, and of
 the school-records attributes. ``mean_days_early`` has none: early submissions
 are positive, late ones negative."""
@@ -129,7 +139,7 @@ def feature_ranges() -> dict[str, ValueRange]:
             found = _learner_feature_range(feature)
             if found is not None:
                 ranges[feature.name] = found
-    return ranges
+    return ranges | EXPLICIT_LEARNER_FEATURE_RANGES
 
 
 def _plain(number: float) -> str:
