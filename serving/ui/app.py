@@ -497,10 +497,14 @@ def school(request: Request, school_id: str) -> Response:
         today = dt.date.today()
         waiting = _waiting_count(ctx, listing, capacity, reviews, today)
 
+        window = modelcards.label_window_days(
+            listing.latest.model_name, listing.latest.model_version
+        )
         rows = [
             _list_row(
                 page,
                 pupil,
+                window,
                 row_status(
                     page.t,
                     pupil.school_rank,
@@ -582,7 +586,12 @@ def _page_number(raw: str | None) -> int:
     return min(MAX_PAGE, max(1, int(raw)))
 
 
-def _list_row(page: Page, pupil: queries.ListedPupil, status: Status) -> dict[str, Any]:
+def _list_row(
+    page: Page,
+    pupil: queries.ListedPupil,
+    window_days: int | None,
+    status: Status,
+) -> dict[str, Any]:
     t = page.t
     charts = {}
     for name, trend in pupil.trends.items():
@@ -591,7 +600,7 @@ def _list_row(page: Page, pupil: queries.ListedPupil, status: Status) -> dict[st
         "pupil_id": pupil.pupil_id,
         "rank": pupil.school_rank,
         "percent": t.percent(pupil.probability),
-        "words": probability_words(t, pupil.probability),
+        "words": probability_words(t, pupil.probability, window_days),
         "change": change_words(t, pupil.probability, pupil.previous_probability),
         "reasons": reason_sentences(t, pupil.reasons)[:3],
         "status": status,
@@ -701,7 +710,13 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
     previous = points[-2].probability if len(points) > 1 else None
     return {
         "percent": t.percent(latest.probability),
-        "words": probability_words(t, latest.probability),
+        "words": probability_words(
+            t,
+            latest.probability,
+            modelcards.label_window_days(
+                latest.run.model_name, latest.run.model_version
+            ),
+        ),
         "change": change_words(t, latest.probability, previous),
         "risk_chart": line_chart(
             risk,

@@ -167,6 +167,48 @@ def version_card(name: str, version: str) -> VersionCard:
     return card
 
 
+LABEL_WINDOW_PARAMS = ("label_rule_window_days", "label_window_days")
+"""Run parameters with the label window in days: the study-right label rule's
+window, else the withdrawal window of other sources ("None" when the label
+counts any later withdrawal from the unit)."""
+
+
+_label_windows: dict[tuple[str, str], int | None] = {}
+"""Label windows read so far, by model name and version. A version never
+changes its run, so an entry never goes stale."""
+
+
+def label_window_days(name: str, version: str) -> int | None:
+    """Return the label window in days of a model version, or None without one.
+
+    A version whose label counts any withdrawal before its unit ends has no
+    window. A version the registry cannot read also gives None, with a
+    warning, and is read again on the next call.
+    """
+    from mlflow.exceptions import MlflowException
+
+    key = (name, version)
+    if key in _label_windows:
+        return _label_windows[key]
+    client = _client()
+    try:
+        found = client.get_model_version(name, version)
+        params = client.get_run(found.run_id).data.params if found.run_id else {}
+    except MlflowException as exc:
+        logger.warning(
+            "failed to read the label window of %s %s: %s", name, version, exc
+        )
+        return None
+    window = None
+    for param in LABEL_WINDOW_PARAMS:
+        value = params.get(param)
+        if value not in (None, "", "None"):
+            window = int(value)
+            break
+    _label_windows[key] = window
+    return window
+
+
 def _artifact_paths(client, run_id: str) -> tuple[str, ...]:
     """Return the run's top-level artifact paths and those in ``MODEL_CARD_FOLDER``."""
     paths = []

@@ -25,15 +25,31 @@ CHANGE_EPSILON = 0.005
 """Changes smaller than half a percentage point read as no change."""
 
 
-def probability_words(t: Translator, probability: float) -> str:
-    """Return the estimate as 'about n in 10 (or 100) pupils with a similar record'."""
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def probability_words(
+    t: Translator, probability: float, window_days: int | None = None
+) -> str:
+    """Return the estimate as 'about n in 10 (or 100) pupils with a similar record'.
+
+    ``window_days`` is the model's label window. The sentence ends with a
+    dropout within that many months, or, without a window, a withdrawal
+    before the end of the course or school year.
+    """
+    if window_days is None:
+        outcome = t("outcome.unit_end")
+    else:
+        outcome = t(
+            "outcome.window", months=max(1, round(window_days / DAYS_PER_MONTH))
+        )
     if probability < 0.005:
-        return t("prob.under_1")
+        return t("prob.under_1", outcome=outcome)
     if probability >= 0.95:
-        return t("prob.over_19")
+        return t("prob.over_19", outcome=outcome)
     if probability < 0.095:
-        return t("prob.in_100", n=round(probability * 100))
-    return t("prob.in_10", n=round(probability * 10))
+        return t("prob.in_100", n=round(probability * 100), outcome=outcome)
+    return t("prob.in_10", n=round(probability * 10), outcome=outcome)
 
 
 def change_words(t: Translator, now: float, before: float | None) -> str:

@@ -435,3 +435,48 @@ def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
     )
     assert "support_level" not in page
     assert "age_years" not in page
+
+
+def test_estimate_names_label_window(client, trained, tmp_path, monkeypatch):
+    """A model trained on a 6-month label window reads as a dropout within 6 months."""
+    import mlflow
+
+    from models.store import configure_mlflow
+    from serving.access import TokenStore
+
+    configure_mlflow()
+    registry = mlflow.MlflowClient()
+    name = f"ui-window-{tmp_path.name}"
+    run = registry.create_run(registry.create_experiment(name))
+    registry.log_param(run.info.run_id, "label_rule_window_days", "183")
+    registry.create_registered_model(name)
+    version = registry.create_model_version(
+        name, run.info.artifact_uri, run_id=run.info.run_id
+    ).version
+
+    school = "BAS00002"
+    url = f"sqlite:///{tmp_path / 'window.db'}"
+    store = ScoreStore(url)
+    row = StoredScore(
+        pupil_id="p1",
+        school_id=school,
+        enrolment_id="e1",
+        probability=0.3,
+        school_rank=1,
+        school_size=1,
+        reasons=[],
+        contributions={"base_value_log_odds": 0.0, "features": []},
+        features={},
+    )
+    store.replace_run(RunKey("records", dt.date(2025, 2, 1), name, version), [row])
+    store.dispose()
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "w")
+    _sign_in(client, token)
+    expected = "About 3 in 10 pupils with a similar record dropped out within 6 months."
+    listing = client.get(f"/ui/schools/{school}").text
+    pupil = client.get(f"/ui/schools/{school}/pupils/p1").text
+    assert expected in listing
+    assert expected in pupil
+    assert "before the end of their course" not in pupil

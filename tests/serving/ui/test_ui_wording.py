@@ -85,6 +85,33 @@ def test_probability_words(probability, expected):
     assert probability_words(Translator("en"), probability).startswith(expected)
 
 
+def test_probability_words_unit_end():
+    assert probability_words(Translator("en"), 0.31) == (
+        "About 3 in 10 pupils with a similar record withdrew before the end of "
+        "their course or school year."
+    )
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "en",
+            "About 3 in 10 pupils with a similar record dropped out within 12 months.",
+        ),
+        ("fi", "keskeytti opintonsa 12 kuukauden kuluessa."),
+        ("sv", "avbröt studierna inom 12 månader."),
+    ],
+)
+def test_probability_words_label_window(language, expected):
+    assert probability_words(Translator(language), 0.31, 365).endswith(expected)
+
+
+def test_probability_words_short_window():
+    words = probability_words(Translator("en"), 0.04, 183)
+    assert words.endswith("dropped out within 6 months.")
+
+
 def test_change_in_points():
     assert change_words(Translator("en"), 0.30, 0.18) == "up 12 percentage points"
 
