@@ -628,9 +628,9 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
         "trend.summary" if len(values) > 1 else "trend.summary_single",
         name=t(f"trend.{name}"),
         first=show(values[0][1]),
-        first_date=values[0][0].isoformat(),
+        first_date=t.date(values[0][0]),
         last=show(values[-1][1]),
-        last_date=values[-1][0].isoformat(),
+        last_date=t.date(values[-1][0]),
         count=len(values),
     )
     unit = "%" if as_percent else ""
@@ -640,7 +640,14 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
     # Absence shares are usually small, so their axis stops above the largest one.
     top = axis_max([value for _, value in values]) if as_percent else scale_top
     return line_chart(
-        values, label, top, width=360, height=140, show_axis=True, unit=unit
+        values,
+        label,
+        top,
+        width=360,
+        height=140,
+        show_axis=True,
+        unit=unit,
+        date_text=t.date,
     )
 
 
@@ -702,9 +709,7 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
     risk_label = (
         t("trend.risk")
         + ": "
-        + ", ".join(
-            f"{day.isoformat()} {t.percent(value / 100)}" for day, value in risk
-        )
+        + ", ".join(f"{t.date(day)} {t.percent(value / 100)}" for day, value in risk)
     )
     trends = queries.trend_series(points)
     previous = points[-2].probability if len(points) > 1 else None
@@ -726,10 +731,11 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
             height=140,
             show_axis=True,
             unit="%",
+            date_text=t.date,
         ),
         "history": [
             {
-                "as_of": point.run.as_of.isoformat(),
+                "as_of": t.date(point.run.as_of),
                 "percent": t.percent(point.probability),
                 "rank": point.school_rank,
                 "size": point.school_size,
@@ -830,7 +836,7 @@ def _review_problem(
         return t("review.invalid_date"), None
     latest = latest_follow_up(today)
     if follow_up > latest:
-        return t("review.date_too_far", max_date=latest.isoformat()), None
+        return t("review.date_too_far", max_date=t.date(latest)), None
     return None, follow_up
 
 

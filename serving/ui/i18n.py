@@ -7,6 +7,7 @@ checks it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from functools import cache
@@ -55,6 +56,20 @@ class Translator:
         if self.language != "en":
             value = value.replace(".", ",")
         return self("fmt.percent", value=value)
+
+    def date(self, day: dt.date) -> str:
+        """Format a date as this language's readers write it.
+
+        Finnish, and Swedish as written in Finland, use day.month.year with
+        no leading zeros (5.12.2026); English uses ISO 8601 (2026-12-05).
+        """
+        if self.language == "en":
+            return day.isoformat()
+        return f"{day.day}.{day.month}.{day.year}"
+
+    def time(self, moment: dt.datetime) -> str:
+        """Format a date and time to the minute, as in :meth:`date`."""
+        return f"{self.date(moment.date())} {moment:%H:%M}"
 
     def number(self, value: float, digits: int = 0) -> str:
         """Format a number with the language's decimal separator."""

@@ -13,6 +13,7 @@ calibration step (such as isotonic regression) is applied to the model.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
@@ -83,10 +84,10 @@ def row_status(
     """Return the status: a review decision that still applies overrides the flag."""
     if review is not None and review.overrides_flag(today, latest_as_of):
         decision = t(f"decision.{review.decision}")
-        date = review.recorded_at.date().isoformat()
+        date = t.date(review.recorded_at.date())
         return Status(t("status.decided", decision=decision, date=date), False)
     if review is not None and review.follow_up is not None:
-        follow_up = review.follow_up.isoformat()
+        follow_up = t.date(review.follow_up)
         return Status(t("status.follow_up_due", date=follow_up), True)
     if school_rank <= capacity:
         return Status(t("status.flagged"), True)
@@ -108,10 +109,12 @@ def line_chart(
     height: int = 32,
     show_axis: bool = False,
     unit: str = "",
+    date_text: Callable[[dt.date], str] = dt.date.isoformat,
 ) -> Markup:
     """Return an inline SVG line chart of ``points`` with ``label`` as its text.
 
-    The y axis runs from 0 to ``y_max``, and ``unit`` follows its top value. A
+    The y axis runs from 0 to ``y_max``, and ``unit`` follows its top value.
+    ``date_text`` formats the dates under the axis. A
     single point is drawn as a dot. The label is the accessible name, so screen
     readers get the numbers as text.
     """
@@ -147,7 +150,7 @@ def line_chart(
             f'<text x="{left - 4}" y="{pad + 8}" class="tick">{y_max:g}{escape(unit)}</text>'
         )
         parts.append(f'<text x="{left - 4}" y="{pad + plot_h}" class="tick">0</text>')
-        first, last = points[0][0].isoformat(), points[-1][0].isoformat()
+        first, last = date_text(points[0][0]), date_text(points[-1][0])
         parts.append(f'<text x="{left}" y="{height - 3}" class="date">{first}</text>')
         if count > 1:
             parts.append(

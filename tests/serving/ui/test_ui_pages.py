@@ -435,6 +435,9 @@ def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
     )
     assert "support_level" not in page
     assert "age_years" not in page
+    # Finnish readers get dates as day.month.year.
+    assert "1.2.2025" in page
+    assert "2025-02-01" not in page
 
 
 def test_estimate_names_label_window(client, trained, tmp_path, monkeypatch):

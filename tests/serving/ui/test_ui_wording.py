@@ -188,9 +188,19 @@ def test_single_point_chart_label(language):
         "trend.summary_single",
         name=t("trend.grades"),
         first="32",
-        first_date="2014-03-03",
+        first_date=t.date(dt.date(2014, 3, 3)),
     )
-    assert label.count("2014-03-03") == 1
+    assert label.count(t.date(dt.date(2014, 3, 3))) == 1
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("fi", "3.3.2014"), ("sv", "3.3.2014"), ("en", "2014-03-03")],
+)
+def test_dates_in_reader_format(language, expected):
+    t = Translator(language)
+    assert t.date(dt.date(2014, 3, 3)) == expected
+    assert t.time(dt.datetime(2014, 3, 3, 9, 5)) == f"{expected} 09:05"
 
 
 def test_reviews_export_csv(tmp_path, monkeypatch):
