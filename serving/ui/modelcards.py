@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,10 @@ class VersionCard:
     tags: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: tuple[str, ...] = ()
+
+    @property
+    def metric_tables(self) -> list[MetricTable]:
+        return metric_tables(self.metrics)
 
     @property
     def source(self) -> str | None:
@@ -165,6 +170,79 @@ def version_card(name: str, version: str) -> VersionCard:
         except MlflowException as exc:
             logger.warning("failed to read run %s: %s", found.run_id, exc)
     return card
+
+
+@dataclass(frozen=True)
+class MetricTable:
+    """Metrics of one fold or as-of date: a row per model or baseline."""
+
+    kind: str
+    """``fold``, ``asof`` or ``other`` (names that follow neither pattern)."""
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[float | None, ...]], ...]
+
+
+METRIC_ORDER = (
+    "roc_auc",
+    "pr_auc",
+    "precision_at_k_share",
+    "recall_at_k_share",
+    "precision_at_k_per_unit",
+    "recall_at_k_per_unit",
+    "precision_at_10pct",
+    "recall_at_10pct",
+    "brier",
+    "ece",
+)
+"""Column order of the metric tables; metrics not listed follow by name."""
+
+
+def metric_tables(metrics: dict[str, float]) -> list[MetricTable]:
+    """Group run metrics into tables by fold and by as-of date.
+
+    The training job logs ``fold.<fold>.<model>.<metric>`` for each temporal
+    or cross-validation fold and ``<as-of>.<model>.<metric>`` for each as-of
+    date of the latest fold. Other names go to one ``other`` table, a row each.
+    Folds come first, then as-of dates, each sorted by name with numbers
+    compared as numbers (``day_30`` before ``day_120``).
+    """
+    grouped: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    other: list[tuple[str, tuple[float | None, ...]]] = []
+    for key, value in metrics.items():
+        parts = key.split(".")
+        if len(parts) == 4 and parts[0] == "fold":
+            section, model, metric = ("fold", parts[1]), parts[2], parts[3]
+        elif len(parts) == 3:
+            section, model, metric = ("asof", parts[0]), parts[1], parts[2]
+        else:
+            other.append((key, (value,)))
+            continue
+        grouped.setdefault(section, {}).setdefault(model, {})[metric] = value
+    tables = []
+    for (kind, name), by_model in sorted(
+        grouped.items(), key=lambda item: (item[0][0] != "fold", _natural(item[0][1]))
+    ):
+        found = {metric for values in by_model.values() for metric in values}
+        columns = [m for m in METRIC_ORDER if m in found]
+        columns += sorted(found - set(METRIC_ORDER))
+        # The model first, then the baselines by name.
+        models = sorted(by_model, key=lambda m: (m != "model", m))
+        rows = tuple(
+            (model, tuple(by_model[model].get(c) for c in columns)) for model in models
+        )
+        tables.append(MetricTable(kind, name, tuple(columns), rows))
+    if other:
+        tables.append(MetricTable("other", "", ("value",), tuple(sorted(other))))
+    return tables
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """Return a sort key that orders the digit runs of ``name`` by value."""
+    return [
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.findall(r"\d+|\D+", name)
+    ]
 
 
 LABEL_WINDOW_PARAMS = ("label_rule_window_days", "label_window_days")

@@ -483,3 +483,39 @@ def test_estimate_names_label_window(client, trained, tmp_path, monkeypatch):
     assert expected in listing
     assert expected in pupil
     assert "before the end of their course" not in pupil
+
+
+def test_model_metrics_as_tables(client, tokens, tmp_path):
+    """Run metrics read as one table per fold and as-of date, not dotted names."""
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow()
+    registry = mlflow.MlflowClient()
+    run = registry.create_run(registry.create_experiment(f"ui-metrics-{tmp_path.name}"))
+    metrics = {
+        "fold.cutoff_2014-01-01.model.roc_auc": 0.71,
+        "fold.cutoff_2014-01-01.logistic.roc_auc": 0.69,
+        "fold.cutoff_2014-01-01.model.ece": 0.021,
+        "day_30.model.roc_auc": 0.68,
+    }
+    for key, value in metrics.items():
+        registry.log_metric(run.info.run_id, key, value)
+    name = f"ui-metrics-{tmp_path.name}"
+    registry.create_registered_model(name)
+    version = registry.create_model_version(
+        name, run.info.artifact_uri, run_id=run.info.run_id
+    ).version
+    _sign_in(client, tokens.by_role["reviewer"])
+    page = client.get(f"/ui/models/{name}/{version}", headers={"Accept-Language": "en"})
+    captions = re.findall(r"<caption>([^<]+)</caption>", page.text)
+    assert captions == ["Fold cutoff_2014-01-01", "Latest fold, as-of date day_30"]
+    assert '<th scope="col">ROC-AUC</th>' in page.text
+    assert '<th scope="col">Calibration error (ECE)</th>' in page.text
+    assert re.search(
+        r'<th scope="row">logistic</th><td class="num">0.690</td>', page.text
+    )
+    # The logistic regression has no ECE logged, which shows as a dash.
+    assert '<td class="num">–</td>' in page.text
+    assert "fold.cutoff_2014-01-01" not in page.text
