@@ -68,6 +68,7 @@ from training.version_audit import (
     derived_notes,
     group_audit,
     label_definition,
+    left_out_note,
 )
 
 logger = logging.getLogger(__name__)
@@ -452,7 +453,7 @@ def _write_fairness_report(
     notes = [
         f"Rows: {len(data)} evaluation rows (learner and as-of date) from "
         f"{description}.",
-        *_left_out_note(frame),
+        *left_out_note(frame),
         *derived_notes(prepared),
         "The mitigation comparison and explanation overview are added by "
         "`ajoissa audit` for a registered version.",
@@ -489,18 +490,6 @@ def _write_fairness_report(
         },
     )
     return path, payload
-
-
-def _left_out_note(frame: FeatureFrame) -> list[str]:
-    """Return a note on the rows left out because their label is not known yet."""
-    if not frame.rows_past_data_end or frame.data_end is None:
-        return []
-    return [
-        f"{frame.rows_past_data_end} feature rows were left out because their "
-        "label window, plus the transfer gap in which a new study right can still "
-        f"start, runs past the data end {frame.data_end.date()}, so their labels "
-        "are not known yet."
-    ]
 
 
 def _against_reference(

@@ -12,6 +12,7 @@ version, where :func:`fairness.gate.check_gate` reads them.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class EvaluationRows:
     y: np.ndarray
     scores: np.ndarray
     description: str
+    notes: tuple[str, ...] = ()
+    """Report notes on rows left out of ``data``."""
 
 
 @dataclass(frozen=True)
@@ -209,11 +212,13 @@ def evaluation_rows(
                 else None
             ),
         )
-        return _temporal_rows(
+        rows = _temporal_rows(
             frame, split.test, cutoff, registered, disjoint=bool(split.overlap.any())
         )
-    folds = int(recorded_setting(params, "folds", folds_default))
-    return _stratified_rows(frame, folds, seed)
+    else:
+        folds = int(recorded_setting(params, "folds", folds_default))
+        rows = _stratified_rows(frame, folds, seed)
+    return dataclasses.replace(rows, notes=tuple(left_out_note(frame)))
 
 
 def _optional_days(params: dict[str, str], key: str) -> int | None:
@@ -330,6 +335,18 @@ def audit_input(
         skipped,
         {name: DERIVATIONS[name] for name in derived},
     )
+
+
+def left_out_note(frame: FeatureFrame) -> list[str]:
+    """Return a note on the rows left out because their label is not known yet."""
+    if not frame.rows_past_data_end or frame.data_end is None:
+        return []
+    return [
+        f"{frame.rows_past_data_end} feature rows were left out because their "
+        "label window, plus the transfer gap in which a new study right can still "
+        f"start, runs past the data end {frame.data_end.date()}, so their labels "
+        "are not known yet."
+    ]
 
 
 def derived_notes(prepared: AuditInput) -> list[str]:
@@ -471,7 +488,11 @@ def audit_version(
         model_uri=registered.uri,
         source=source,
         operating_point=point,
-        notes=[f"Rows: {rows.description}.", *derived_notes(prepared)],
+        notes=[
+            f"Rows: {rows.description}.",
+            *rows.notes,
+            *derived_notes(prepared),
+        ],
         policy=policy,
         mitigation=mitigation,
         explanations=explanations,

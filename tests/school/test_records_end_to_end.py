@@ -205,6 +205,14 @@ def test_records_audit_rows_match_the_run(summary, monkeypatch):
     assert len(rows.data) == stored["data"]["rows"]
     assert rows.y.mean() == pytest.approx(stored["data"]["label_rate"])
     assert "drops out within 183 days" in stored["data"]["label"]
+    left_out = summary["rows"]["left_out_label_window_past_data_end"]
+    assert left_out > 0
+    assert rows.notes == (
+        f"{left_out} feature rows were left out because their label window, plus "
+        "the transfer gap in which a new study right can still start, runs past "
+        f"the data end {summary['rows']['data_end']}, so their labels are not "
+        "known yet.",
+    )
 
 
 def test_records_audit_age_and_support(summary, monkeypatch):
