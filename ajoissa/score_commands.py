@@ -129,3 +129,99 @@ def score(
     )
     console.print(f"Score store: {describe_url(store.url)}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")
+
+
+scores_app = typer.Typer(
+    help="List and delete scoring runs in the score store. Scores are personal "
+    "data about pupils: delete runs that were scored by mistake, and prune old "
+    "runs once they are past the retention period.",
+    no_args_is_help=True,
+)
+app.add_typer(scores_app, name="scores")
+
+
+def _store_or_exit():
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serving.scorestore import ScoreStore, describe_url, store_url
+
+    try:
+        return ScoreStore()
+    except SQLAlchemyError as exc:
+        typer.echo(
+            f"Cannot open the score store {describe_url(store_url())}: {exc}. "
+            "Check AJOISSA_SCORE_STORE_URL.",
+            err=True,
+        )
+        raise typer.Exit(code=1) from exc
+
+
+@scores_app.command("list")
+def list_runs() -> None:
+    """List the scoring runs: id, source, as-of date, model version and pupils."""
+    from rich.table import Table
+
+    store = _store_or_exit()
+    runs = store.runs()
+    store.dispose()
+    if not runs:
+        console.print("The score store has no runs.")
+        return
+    table = Table(title="Scoring runs, oldest as-of date first")
+    for column in ("run", "source", "as-of", "model", "version", "pupils"):
+        table.add_column(column)
+    for run_id, key, count in runs:
+        table.add_row(
+            str(run_id),
+            key.source,
+            key.as_of.isoformat(),
+            key.model_name,
+            key.model_version,
+            str(count),
+        )
+    console.print(table)
+
+
+@scores_app.command("delete")
+def delete_run(
+    run_id: Annotated[
+        int, typer.Argument(help="Run id, as `ajoissa scores list` shows.")
+    ],
+) -> None:
+    """Delete one scoring run and every pupil score in it."""
+    store = _store_or_exit()
+    try:
+        key = store.delete_run(run_id)
+    except LookupError as exc:
+        typer.echo(f"Cannot delete: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    finally:
+        store.dispose()
+    console.print(
+        f"Deleted run {run_id}: {key.source} as of {key.as_of}, model "
+        f"{key.model_name} version {key.model_version}."
+    )
+
+
+@scores_app.command("prune")
+def prune_runs(
+    retention_days: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Keep runs whose as-of date is at most this many days before "
+            "today; delete older ones.",
+        ),
+    ],
+) -> None:
+    """Delete the runs whose as-of date is older than the retention period."""
+    before = dt.date.today() - dt.timedelta(days=retention_days)
+    store = _store_or_exit()
+    try:
+        deleted = store.prune(before)
+    finally:
+        store.dispose()
+    console.print(
+        f"Deleted {len(deleted)} runs with as-of dates before {before} "
+        f"({sum(count for _, _, count in deleted)} pupil scores)."
+    )

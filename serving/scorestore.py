@@ -221,6 +221,53 @@ class ScoreStore:
                 for row in connection.execute(query)
             ]
 
+    def delete_run(self, run_id: int) -> RunKey:
+        """Delete the run ``run_id`` and its scores in one transaction.
+
+        Raises
+        ------
+        LookupError
+            If the store has no run with that id.
+        """
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                sa.select(score_runs).where(score_runs.c.run_id == run_id)
+            ).first()
+            if row is None:
+                raise LookupError(
+                    f"no scoring run {run_id} in the score store; list the runs "
+                    "with `ajoissa scores list`"
+                )
+            connection.execute(sa.delete(scores).where(scores.c.run_id == run_id))
+            connection.execute(
+                sa.delete(score_runs).where(score_runs.c.run_id == run_id)
+            )
+        key = _run_key(row)
+        logger.info("deleted scoring run %s (as-of %s)", run_id, key.as_of)
+        return key
+
+    def prune(self, before: dt.date) -> list[tuple[int, RunKey, int]]:
+        """Delete every run with an as-of date before ``before``, in one transaction.
+
+        Returns the deleted runs as ``(run_id, key, pupil_count)``.
+        """
+        with self.engine.begin() as connection:
+            old = connection.execute(
+                sa.select(score_runs)
+                .where(score_runs.c.as_of < before)
+                .order_by(score_runs.c.as_of)
+            ).all()
+            ids = [row.run_id for row in old]
+            if ids:
+                connection.execute(sa.delete(scores).where(scores.c.run_id.in_(ids)))
+                connection.execute(
+                    sa.delete(score_runs).where(score_runs.c.run_id.in_(ids))
+                )
+        logger.info(
+            "pruned %d scoring runs with as-of dates before %s", len(ids), before
+        )
+        return [(row.run_id, _run_key(row), row.pupil_count) for row in old]
+
     def drop_tables(self) -> None:
         """Drop the store's tables and everything in them, for tests."""
         metadata.drop_all(self.engine)

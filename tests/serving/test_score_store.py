@@ -125,6 +125,64 @@ def test_failed_run_keeps_previous(store, trained, scored):
     assert stored[0].score == scored[4]
 
 
+def test_delete_run_keeps_others(store, trained, scored):
+    first = store.replace_run(_key(trained), scored[:5])
+    store.replace_run(_key(trained, LATER), scored[:10])
+    assert store.delete_run(first) == _key(trained)
+    assert [(key.as_of, count) for _, key, count in store.runs()] == [(LATER, 10)]
+    with store.engine.connect() as connection:
+        total = connection.execute(sa.text("SELECT count(*) FROM scores")).scalar()
+    assert total == 10
+    with pytest.raises(LookupError, match=f"no scoring run {first}"):
+        store.delete_run(first)
+
+
+def test_prune_deletes_older_runs(store, trained, scored):
+    store.replace_run(_key(trained), scored[:5])
+    store.replace_run(_key(trained, LATER), scored[:10])
+    deleted = store.prune(LATER)
+    assert [(key.as_of, count) for _, key, count in deleted] == [(AS_OF, 5)]
+    assert [key.as_of for _, key, _ in store.runs()] == [LATER]
+    assert store.pupil_scores(scored[0].pupil_id, None)[0].run.as_of == LATER
+    assert store.prune(LATER) == []
+
+
+def test_cli_scores_list_and_delete(tmp_path, monkeypatch, trained, scored):
+    url = f"sqlite:///{tmp_path / 'cli-runs.db'}"
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    store = ScoreStore(url)
+    run_id = store.replace_run(_key(trained), scored[:3])
+    store.dispose()
+    listed = CliRunner().invoke(app, ["scores", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "2014-03-03" in listed.output
+    deleted = CliRunner().invoke(app, ["scores", "delete", str(run_id)])
+    assert deleted.exit_code == 0, deleted.output
+    assert f"Deleted run {run_id}: oulad as of 2014-03-03" in deleted.output
+    again = CliRunner().invoke(app, ["scores", "delete", str(run_id)])
+    assert again.exit_code == 2
+    assert f"no scoring run {run_id} in the score store" in again.output
+    empty = CliRunner().invoke(app, ["scores", "list"])
+    assert "The score store has no runs." in empty.output
+
+
+def test_cli_scores_prune(tmp_path, monkeypatch, trained, scored):
+    url = f"sqlite:///{tmp_path / 'cli-prune.db'}"
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    store = ScoreStore(url)
+    store.replace_run(_key(trained), scored[:3])
+    recent = dt.date.today() - dt.timedelta(days=10)
+    store.replace_run(_key(trained, recent), scored[:4])
+    store.dispose()
+    result = CliRunner().invoke(app, ["scores", "prune", "--retention-days", "30"])
+    assert result.exit_code == 0, result.output
+    assert "Deleted 1 runs" in result.output
+    assert "(3 pupil scores)" in result.output
+    store = ScoreStore(url)
+    assert [key.as_of for _, key, _ in store.runs()] == [recent]
+    store.dispose()
+
+
 def test_cli_score(tmp_path, monkeypatch, trained):
     monkeypatch.setenv("AJOISSA_HOME", str(trained.home))
     url = f"sqlite:///{tmp_path / 'cli-scores.db'}"
