@@ -17,6 +17,7 @@ the speed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
@@ -79,7 +80,7 @@ def decode_plain_request(body: bytes, spec: FeatureSpec) -> PlainRequest | None:
     if not 1 <= len(records) <= MAX_BATCH_RECORDS:
         return None
 
-    rows = decoder.numeric_row(records)
+    rows = decoder.numeric_rows(records)
     raw_categories = {
         name: list(map(getter, records))
         for name, getter in decoder.category_getters.items()
@@ -93,8 +94,8 @@ def decode_plain_request(body: bytes, spec: FeatureSpec) -> PlainRequest | None:
 @dataclass(frozen=True)
 class _PlainDecoder:
     decoder: msgspec.json.Decoder
-    numeric_row: Any
-    """Callable that returns a list of each record's numeric values as tuples."""
+    numeric_rows: Callable[[list[Any]], list[tuple]]
+    """Function from a list of records to their numeric values, a tuple per record."""
     category_getters: dict[str, attrgetter]
 
 
@@ -137,12 +138,12 @@ def _plain_decoder(
     numeric = [attributes[name] for name in features if name not in categorical]
     return _PlainDecoder(
         decoder=msgspec.json.Decoder(body),
-        numeric_row=_row_getter(numeric),
+        numeric_rows=_row_getter(numeric),
         category_getters={name: attrgetter(attributes[name]) for name in categorical},
     )
 
 
-def _row_getter(attributes: list[str]) -> Any:
+def _row_getter(attributes: list[str]) -> Callable[[list[Any]], list[tuple]]:
     """Return a function from records to a list of their ``attributes`` as tuples."""
     if not attributes:
         return lambda records: [()] * len(records)
