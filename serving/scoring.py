@@ -52,7 +52,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -179,13 +179,26 @@ class BatchTooLargeError(ValueError):
 class ValidatedBatch:
     """Valid records as feature columns and a LightGBM matrix, with warnings."""
 
-    columns: dict[str, list[Any]]
+    values: dict[str, list[Any] | np.ndarray]
     """Each feature's values by record: floats (NaN where missing) for numeric
-    features, strings (None where missing or unseen) for categorical ones."""
+    features, strings (None where missing or unseen) for categorical ones. A
+    numeric feature may come as a float array; :attr:`columns` has lists."""
     matrix: np.ndarray
     """The same values encoded by :meth:`~models.spec.FeatureSpec.encode`."""
     spec: FeatureSpec
     warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def columns(self) -> dict[str, list[Any]]:
+        """Each feature's values by record as a list of Python values.
+
+        Built on first use, because only reasons and :attr:`frame` read it: for
+        1,000 records of 19 features the lists take about 0.2 ms.
+        """
+        return {
+            name: column.tolist() if isinstance(column, np.ndarray) else column
+            for name, column in self.values.items()
+        }
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -305,7 +318,7 @@ def _validate_per_record(
         raise RecordValidationError(problems, spec.features)
 
     return ValidatedBatch(
-        columns=columns,
+        values=columns,
         matrix=spec.encode(columns),
         spec=spec,
         warnings=_unseen_warnings(unseen),
@@ -347,36 +360,47 @@ def _validate_columnwise(
     values = itertools.chain.from_iterable(rows)
     if not set(map(type, values)) <= _PLAIN_NUMBER_TYPES:
         return None
+    return batch_from_plain_values(rows, raw_categories, spec)
+
+
+def batch_from_plain_values(
+    rows: Sequence[Sequence[float | int | None]],
+    raw_categories: dict[str, list[Any]],
+    spec: FeatureSpec,
+) -> ValidatedBatch | None:
+    """Check and encode values whose types already pass, or return None.
+
+    ``rows`` contains each record's numeric values (ints, floats or None) in the
+    order of ``spec.features`` without the categorical features, and
+    ``raw_categories`` each categorical feature's values by record. Returns
+    None when a number is infinite or out of range, or a categorical value is
+    not a string, an int, a float or null: the per-record rules report those.
+    """
+    numeric = [name for name in spec.features if name not in spec.categorical]
     try:
         # None becomes NaN.
-        numbers = np.array(rows, dtype=float).reshape(len(records), len(numeric))
+        numbers = np.array(rows, dtype=float).reshape(len(rows), len(numeric))
     except OverflowError:
         return None
     if np.isinf(numbers).any() or _any_out_of_range(numbers, numeric):
         return None
 
-    by_name: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     unseen: dict[str, Counter[str]] = {name: Counter() for name in spec.categorical}
-    for name in categorical:
+    for name in spec.categorical:
         column = _categories_by_value(
             raw_categories[name], spec.category_lookup[name], unseen[name]
         )
         if column is None:
             return None
-        by_name[name] = column
-    numbers_at = {name: position for position, name in enumerate(numeric)}
-    for name, position in numbers_at.items():
-        by_name[name] = numbers[:, position]
+        values[name] = column
+    for position, name in enumerate(numeric):
+        values[name] = numbers[:, position]
     # The matrix is encoded from the float arrays, which skips a conversion
-    # per value; the columns hold Python floats like the per-record path.
-    matrix = spec.encode(by_name)
-    columns = {
-        name: by_name[name].tolist() if name in numbers_at else by_name[name]
-        for name in features
-    }
+    # per value.
     return ValidatedBatch(
-        columns=columns,
-        matrix=matrix,
+        values={name: values[name] for name in spec.features},
+        matrix=spec.encode(values),
         spec=spec,
         warnings=_unseen_warnings(unseen),
     )
@@ -487,6 +511,20 @@ def score_records(
         If the request or any record is invalid. Lists every problem.
     """
     batch = validate_records(records, loaded.spec, max_records)
+    return score_batch(batch, loaded, as_of, include_reasons)
+
+
+def score_batch(
+    batch: ValidatedBatch,
+    loaded: LoadedModel,
+    as_of: str | None = None,
+    include_reasons: bool = True,
+) -> ScoringResult:
+    """Score records that :func:`validate_records` or another validator checked.
+
+    ``batch.spec`` must be ``loaded.spec``. The scores are those of
+    :func:`score_records`.
+    """
     threads = 1 if len(batch.matrix) <= SINGLE_THREAD_MAX_ROWS else None
     probabilities = predict_risk(
         loaded.model, loaded.spec, batch.matrix, loaded.calibration, threads

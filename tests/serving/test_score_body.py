@@ -1,4 +1,4 @@
-"""ScoreBodyMiddleware: the /v1/score body parsed once, as BentoML parses it."""
+"""ScoreBodyMiddleware: the /v1/score body kept for the handler, as BentoML parses it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from serving.middleware import SCORE_BODY_KEY, SCORE_PATH, ScoreBodyMiddleware
+from serving.middleware import (
+    SCORE_BODY_KEY,
+    SCORE_PATH,
+    ScoreBodyMiddleware,
+    parse_score_body,
+)
 from serving.service import ScoringService, score_arguments
 
 BODIES = [
@@ -75,7 +80,9 @@ def _bentoml_fields(body: bytes) -> dict[str, Any]:
     return {name: getattr(parsed, name) for name in type(parsed).model_fields}
 
 
-def _handler_fields(parsed: dict[str, Any]) -> dict[str, Any]:
+def _handler_fields(kept: bytes | dict[str, Any]) -> dict[str, Any]:
+    parsed = parse_score_body(kept)
+    assert parsed is not None
     names = ("records", "as_of", "include_reasons")
     return dict(zip(names, score_arguments(parsed), strict=True))
 
@@ -110,6 +117,22 @@ def test_chunked_body_parsed(body):
     )
     assert passed == b"{}"
     assert _same(_handler_fields(scope[SCORE_BODY_KEY]), _bentoml_fields(body))
+
+
+def test_plain_json_object_kept_as_bytes():
+    scope, _ = _run(BODIES[0])
+    assert scope[SCORE_BODY_KEY] == BODIES[0]
+
+
+def test_nan_object_kept_parsed():
+    # msgspec rejects the NaN token, and from_json accepts it as BentoML does.
+    scope, _ = _run(BODIES[3])
+    assert isinstance(scope[SCORE_BODY_KEY], dict)
+
+
+def test_unparseable_stored_body_gives_none():
+    nested = b'{"records": ' + b"[" * 300 + b"]" * 300 + b"}"
+    assert parse_score_body(nested) is None
 
 
 def test_empty_object_keeps_defaults():

@@ -134,6 +134,18 @@ def test_unparseable_body_error_format(server, tokens, content):
     assert "Send a JSON object" in body["error"]
 
 
+def test_deeply_nested_body_400(server, tokens):
+    # msgspec finds a JSON object, and from_json stops at its nesting limit.
+    content = b'{"records": ' + b"[" * 300 + b"]" * 300 + b"}"
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    assert response.status_code == 400
+    assert set(body) == ERROR_KEYS
+    assert [problem["field"] for problem in body["problems"]] == ["body"]
+
+
 def test_error_formats_match(server, tokens, trained):
     unparseable = _post(
         server, tokens, content=b"{", headers={"Content-Type": "application/json"}
