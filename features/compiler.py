@@ -137,6 +137,13 @@ def _aggregate(feature: FeatureDef) -> str:
         return total(_hits(where))
     if feature.aggregation == "sum":
         # A DOUBLE result converts to pandas faster than DuckDB's DECIMAL.
+        if not _COLUMN.search(value):
+            # A constant (such as lesson hours) moves out of the sum. What
+            # remains counts the matching rows, which a share with the same
+            # condition and window computes already. With an integer or
+            # decimal constant both forms are exact. A floating-point
+            # constant rounds once instead of once per counted row.
+            return f"CAST(coalesce({total(_hits(where))} * ({value}), 0) AS DOUBLE)"
         values = total(f"CASE WHEN {where} THEN ({value}) * e.n END")
         return f"CAST(coalesce({values}, 0) AS DOUBLE)"
     if feature.aggregation == "mean":
