@@ -211,8 +211,7 @@ def _counted_cte(source: str, features: list[FeatureDef]) -> str:
     ``day_bits`` is the ``bit_or`` of the rows' day bits within that word.
     One shift per row costs less than a test per word. The first day shares
     its remainder with the day bit, so the rows need no floating-point
-    division. The
-    counted rows turn it back into the word number.
+    division. The counted rows turn it back into the word number.
     """
     read = {c for f in features for c in _COLUMN.findall(f"{f.where} {f.value}")}
     if any(f.aggregation == "last" for f in features):

@@ -48,10 +48,10 @@ def word_start_of(days: str) -> str:
 
     ``days`` counts back from the as-of date. The result is ``BITS_PER_WORD``
     times the word number, so it needs the remainder that :func:`bit_of`
-    computes too, and no floating-point division. Days further back than :data:`MASK_DAYS`
-    all start at :data:`MASK_DAYS`, the start of word :data:`WORDS`, which no
-    mask reads. Older rows thus fall into one group per key and mark instead
-    of one per 62 days.
+    computes too, and no floating-point division. Days further back than
+    :data:`MASK_DAYS` all start at :data:`MASK_DAYS`, the start of word
+    :data:`WORDS`, which no mask reads. Older rows thus fall into one group
+    per key and mark instead of one per 62 days.
     """
     return f"least({days} - {days} % {BITS_PER_WORD}, {MASK_DAYS})"
 
