@@ -137,6 +137,13 @@ def _aggregate(feature: FeatureDef) -> str:
         return total(_hits(where))
     if feature.aggregation == "sum":
         # A DOUBLE result converts to pandas faster than DuckDB's DECIMAL.
+        if not _COLUMN.search(value):
+            # A constant (such as lesson hours) moves out of the sum. What
+            # remains counts the matching rows, which a share with the same
+            # condition and window computes already. With an integer or
+            # decimal constant both forms are exact. A floating-point
+            # constant rounds once instead of once per counted row.
+            return f"CAST(coalesce({total(_hits(where))} * ({value}), 0) AS DOUBLE)"
         values = total(f"CASE WHEN {where} THEN ({value}) * e.n END")
         return f"CAST(coalesce({values}, 0) AS DOUBLE)"
     if feature.aggregation == "mean":
@@ -199,10 +206,12 @@ def _counted_cte(source: str, features: list[FeatureDef]) -> str:
     the bits back into ``w_<window>`` flags. ``sum_x`` and ``sum_xx`` keep the
     day numbers that slopes need.
 
-    For streaks ``group_code`` also contains the row's mask word
-    (:func:`features.streaks.word_of`) above the window bits, and
+    For streaks ``group_code`` also contains the first day of the row's mask
+    word (:func:`features.streaks.word_start_of`) above the window bits, and
     ``day_bits`` is the ``bit_or`` of the rows' day bits within that word.
-    One shift per row costs less than a test per word.
+    One shift per row costs less than a test per word. The first day shares
+    its remainder with the day bit, so the rows need no floating-point
+    division. The counted rows turn it back into the word number.
     """
     read = {c for f in features for c in _COLUMN.findall(f"{f.where} {f.value}")}
     if any(f.aggregation == "last" for f in features):
@@ -217,7 +226,7 @@ def _counted_cte(source: str, features: list[FeatureDef]) -> str:
     word_unit = 1 << len(windows)
     masks = any(f.aggregation == "max_streak" for f in features)
     if masks:
-        group_code += f" + {word_unit} * {streaks.word_of('e.days_before')}"
+        group_code += f" + {word_unit} * {streaks.word_start_of('e.days_before')}"
     inner = ["e.key_id", f"{group_code} AS group_code", *(f"e.{c}" for c in read)]
     counts = {"n": "count(*)"}
     if any(f.aggregation == "slope" for f in features):
@@ -233,7 +242,8 @@ def _counted_cte(source: str, features: list[FeatureDef]) -> str:
     keys = ["key_id", "group_code", *read]
     flags = [f"(group_code & {1 << i}) <> 0 AS w_{w}" for i, w in enumerate(windows)]
     if masks:
-        flags.append(f"CAST(floor(group_code / {word_unit}) AS INTEGER) AS word")
+        word_size = word_unit * streaks.BITS_PER_WORD
+        flags.append(f"CAST(floor(group_code / {word_size}) AS INTEGER) AS word")
     outputs = ["key_id", *flags, *read, *counts]
     return f"""counted_{source} AS (
         SELECT {", ".join(outputs)} FROM (

@@ -43,18 +43,21 @@ def mask_column(feature: str, kind: str, word: int) -> str:
     return f"{feature}__{kind}_{word}"
 
 
-def word_of(days: str) -> str:
-    """Return SQL for the mask word of a day ``days`` before the as-of date.
+def word_start_of(days: str) -> str:
+    """Return SQL for the first day of the mask word that contains day ``days``.
 
-    Days further back than :data:`MASK_DAYS` all share word :data:`WORDS`,
-    which no mask reads, so that older rows fall into one group per key and
-    mark instead of one per 62 days.
+    ``days`` counts back from the as-of date. The result is ``BITS_PER_WORD``
+    times the word number, so it needs the remainder that :func:`bit_of`
+    computes too, and no floating-point division. Days further back than
+    :data:`MASK_DAYS` all start at :data:`MASK_DAYS`, the start of word
+    :data:`WORDS`, which no mask reads. Older rows thus fall into one group
+    per key and mark instead of one per 62 days.
     """
-    return f"least(CAST(floor({days} / {BITS_PER_WORD}) AS INTEGER), {WORDS})"
+    return f"least({days} - {days} % {BITS_PER_WORD}, {MASK_DAYS})"
 
 
 def bit_of(days: str) -> str:
-    """Return SQL for a day's bit within its mask word (see :func:`word_of`)."""
+    """Return SQL for a day's bit within its mask word (see :func:`word_start_of`)."""
     return f"CAST(1 AS BIGINT) << ({days} % {BITS_PER_WORD})"
 
 

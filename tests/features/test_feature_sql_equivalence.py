@@ -244,6 +244,31 @@ def test_several_streaks_and_windows():
     assert_same(new, old, names)
 
 
+def test_sums_of_constants_and_columns():
+    # A constant value moves out of the sum, but a column value stays inside.
+    features = [
+        FeatureDef(
+            "late_hours_term", "attendance", "term", "sum", "e.mark = 'late'", "0.75"
+        ),
+        FeatureDef("absent_tenths_4w", "attendance", "4w", "sum", ABSENT, "0.1e0"),
+        FeatureDef(
+            "late_minus_all", "attendance", "all", "sum", "e.mark = 'late'", "-2"
+        ),
+        FeatureDef("grade_sum_year", "grades", "year", "sum", "e.grade > 6", "e.grade"),
+    ]
+    tables = synthetic(5, learners=20)
+    new, old, names = both(
+        tables,
+        keys([f"L{i}" for i in range(20)], ["2024-09-30", "2025-02-03"]),
+        features=features,
+        sources={"attendance", "grades"},
+    )
+    assert_same(new, old, names)
+    assert (new["late_hours_term"] > 0).any()
+    assert (new["late_minus_all"] < 0).any()
+    assert (new["grade_sum_year"] > 0).any()
+
+
 def test_sql_avoids_duckdb_only_syntax():
     sql = compile_sql(LEARNER_FEATURES, ALL_SOURCES).sql
     for construct in ("::", "ASOF", "QUALIFY", "GROUP BY ALL", "arg_max", "list_"):
