@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-PUPIL_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
-"""Pupil ids are pseudonymous: letters, digits and ``._:-``, at most 100."""
+PUPIL_ID_PATTERN = r"^[\w.:-]{1,100}$"
+"""Pupil ids are pseudonymous: letters (ä, ö and å too), digits and ``_.:-``,
+at most 100 characters."""
 
 
 class Problem(BaseModel):

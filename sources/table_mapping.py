@@ -9,6 +9,7 @@ through writing one; ``ajoissa/mappings/`` contains the shipped examples.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -314,8 +315,14 @@ class TableMapping(_Strict):
 
 
 def snake_case(text: str) -> str:
-    """Return ``text`` in lower case with every run of other characters as ``_``."""
-    return re.sub(r"[^0-9a-z]+", "_", text.strip().lower()).strip("_")
+    """Return ``text`` in lower case ASCII with every run of other characters as ``_``.
+
+    Letters with diacritics lose them first, so ``Sähköposti`` becomes
+    ``sahkoposti``, not ``s_hk_posti``.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return re.sub(r"[^0-9a-z]+", "_", plain).strip("_")
 
 
 def _yaml_text(value: Any) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.e2e
 
 ROLES = ("platform", "staff", "reviewer", "admin")
 PUBLIC = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json")
+FINNISH_PUPIL = "Äärelä-7"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,15 @@ def api(trained, scored, tokens, launch, tmp_path_factory) -> Iterator[dict]:
     store.replace_run(key, scored)
     store.replace_run(
         RunKey("oulad", dt.date(2014, 2, 3), trained.loaded.name, "1"), scored[:50]
+    )
+    # A pupil id with Finnish letters, which sources accept.
+    finnish = dataclasses.replace(
+        own := next(r for r in scored if r.school_id == tokens.school),
+        pupil_id=FINNISH_PUPIL,
+        enrolment_id=f"{own.enrolment_id}-fi",
+    )
+    store.replace_run(
+        RunKey("oulad", dt.date(2014, 1, 6), trained.loaded.name, "1"), [finnish]
     )
     store.dispose()
     env = {
@@ -131,6 +143,13 @@ def test_invalid_pupil_id_422(api, tokens):
     response = _request(api, "GET", path, tokens.header("staff"))
     assert response.status_code == 422
     assert "pupil_id" in response.json()["error"]
+
+
+def test_finnish_pupil_id_read(api, tokens):
+    path = f"/v1/pupils/{quote(FINNISH_PUPIL)}/history"
+    response = _request(api, "GET", path, tokens.header("staff"))
+    assert response.status_code == 200, response.text
+    assert response.json()["pupil_id"] == FINNISH_PUPIL
 
 
 def test_explanation_matches_store(api, tokens, own_pupil):

@@ -71,3 +71,17 @@ def test_repeated_school_names_pass():
 )
 def test_ordinary_columns_pass(header, values):
     assert identifier_reason(header, pd.Series(values)) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("Sähköposti", "sahkoposti"),
+        ("Äidinkieli / Modersmål", "aidinkieli_modersmal"),
+        ("Poissaolot (h)", "poissaolot_h"),
+    ],
+)
+def test_headers_keep_finnish_letters(header, name):
+    from sources.table_mapping import snake_case
+
+    assert snake_case(header) == name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -460,8 +461,10 @@ def test_estimate_names_label_window(client, trained, tmp_path, monkeypatch):
     school = "BAS00002"
     url = f"sqlite:///{tmp_path / 'window.db'}"
     store = ScoreStore(url)
+    # Sources accept pupil ids with Finnish letters, so the page must open.
+    pupil_id = "Äärelä-7"
     row = StoredScore(
-        pupil_id="p1",
+        pupil_id=pupil_id,
         school_id=school,
         enrolment_id="e1",
         probability=0.3,
@@ -479,7 +482,7 @@ def test_estimate_names_label_window(client, trained, tmp_path, monkeypatch):
     _sign_in(client, token)
     expected = "About 3 in 10 pupils with a similar record dropped out within 6 months."
     listing = client.get(f"/ui/schools/{school}").text
-    pupil = client.get(f"/ui/schools/{school}/pupils/p1").text
+    pupil = client.get(f"/ui/schools/{school}/pupils/{quote(pupil_id)}").text
     assert expected in listing
     assert expected in pupil
     assert "before the end of their course" not in pupil
