@@ -339,6 +339,25 @@ def serve(
     run_server(host=host, port=port, model_name=name)
 
 
+DATA_NEEDED = {
+    "records": "the folder of the school-records export",
+    "table": "the mapping file (YAML) of the table",
+}
+"""What ``--data`` names for the sources that bundle no data."""
+
+
+def data_path_or_exit(source: str, data: Path | None) -> Path:
+    """Return ``data``, else the source's bundled copy; exit 2 when it has none."""
+    from ajoissa.catalog import SOURCES
+
+    path = data or SOURCES[source].default_data
+    if path is None:
+        what = DATA_NEEDED.get(source, "the source's data")
+        typer.echo(f"--source {source} needs --data: {what}.", err=True)
+        raise typer.Exit(code=2)
+    return path
+
+
 def advance_step(progress: Progress, task: TaskID, description: str) -> None:
     """Advance a progress bar by one step and name the step.
 

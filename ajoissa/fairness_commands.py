@@ -16,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ajoissa.cli import app, console
+from ajoissa.cli import app, console, data_path_or_exit
 
 if TYPE_CHECKING:
     from fairness.gate import GateDecision
@@ -105,7 +105,7 @@ def audit(
     entry = SOURCES[source]
     # NOTE: the main job records the source name but not the data path, so an
     # audit of a model trained on other data needs --data pointing at that data.
-    data_path = data or entry.default_data
+    data_path = data_path_or_exit(source, data)
 
     started = time.perf_counter()
     with Progress(

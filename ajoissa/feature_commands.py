@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ajoissa.cli import app, console
+from ajoissa.cli import app, console, data_path_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def build_feature_file(
         )
         raise typer.Exit(code=2)
     entry = SOURCES[source]
-    path = data or entry.default_data
+    path = data_path_or_exit(source, data)
     config = entry.run_config(path)
     if engine != "duckdb" and not config.learner_features:
         typer.echo(

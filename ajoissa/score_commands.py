@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ajoissa.cli import SourceName, app, console
+from ajoissa.cli import SourceName, app, console, data_path_or_exit
 
 SCORE_HELP = (
     "Score every pupil active on an as-of date with the champion model and store, "
@@ -78,7 +78,7 @@ def score(
         )
         raise typer.Exit(code=2)
     entry = SOURCES[source.value]
-    data_path = data or entry.default_data
+    data_path = data_path_or_exit(source.value, data)
     started = time.perf_counter()
     with Progress(
         SpinnerColumn(),

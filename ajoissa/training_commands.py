@@ -21,6 +21,7 @@ from ajoissa.cli import (
     advance_step,
     app,
     console,
+    data_path_or_exit,
     print_constant_baselines,
 )
 
@@ -140,7 +141,7 @@ def retrain(
     config.calibration = CALIBRATION_ROWS[calibration]
     if model_name:
         config.model_name = model_name
-    data_path = data or entry.default_data
+    data_path = data_path_or_exit(source.value, data)
 
     started = time.perf_counter()
     steps = 9

@@ -60,3 +60,25 @@ def test_missing_records_folder_named_once(tmp_path, monkeypatch):
         "give the folder of the school platform's export with --data" in result.output
     )
     assert "not found in the export folder" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["score", "--source", "table", "--as-of", "2024-01-01"],
+            "--source table needs --data: the mapping file (YAML) of the table.",
+        ),
+        (
+            ["retrain", "--source", "table", "--out", "out"],
+            "--source table needs --data: the mapping file (YAML) of the table.",
+        ),
+    ],
+)
+def test_table_without_data_named(tmp_path, monkeypatch, args, expected):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
