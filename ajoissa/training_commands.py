@@ -120,11 +120,16 @@ def retrain(
     ] = "later-period",
 ) -> None:
     from ajoissa.catalog import SOURCES
-    from sources.errors import InputDataError
+    from sources.errors import InputDataError, MappingError
     from training.promotion import retrain as run_retrain
 
     entry = SOURCES[source.value]
-    config = entry.config()
+    data_path = data_path_or_exit(source.value, data)
+    try:
+        config = entry.run_config(data_path)
+    except (InputDataError, MappingError) as exc:
+        typer.echo(f"Input data error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     if cutoff:
         ordered = sorted(cutoff)
         config.temporal_cutoff, config.earlier_cutoffs = ordered[-1], ordered[:-1]
@@ -141,7 +146,6 @@ def retrain(
     config.calibration = CALIBRATION_ROWS[calibration]
     if model_name:
         config.model_name = model_name
-    data_path = data_path_or_exit(source.value, data)
 
     started = time.perf_counter()
     steps = 9

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -82,3 +83,15 @@ def test_table_without_data_named(tmp_path, monkeypatch, args, expected):
     assert result.exit_code == 2
     assert expected in result.output
     assert "Traceback" not in result.output
+
+
+def test_retrain_table_source(tmp_path, monkeypatch):
+    # The table source takes its run settings from the mapping file.
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mapping = Path(__file__).parents[2] / "ajoissa" / "mappings" / "uci-dropout.yaml"
+    args = ["retrain", "--source", "table", "--data", str(mapping)]
+    args += ["--out", str(tmp_path / "out"), "--trials", "0", "--bootstrap", "5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Registered challenger: models:/ajoissa-table" in result.output
