@@ -270,6 +270,12 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     for name, reason in summary.get("baselines_not_applicable", {}).items():
         console.print(f"Baseline {name}: {reason}", highlight=False)
     print_constant_baselines(summary["validation"])
+    if summary.get("not_validated"):
+        console.print(
+            f"Warning: {summary['not_validated']}. The version is registered as "
+            f"{summary['model_alias']!r}, not as the served champion.",
+            highlight=False,
+        )
     beaten = _beaten_by_baselines(summary["metrics"])
     if beaten:
         console.print(

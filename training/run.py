@@ -208,6 +208,12 @@ def run_main_job(
     experiment_id = ensure_experiment()
     model_name = config.model_name or f"{MODEL_NAME_PREFIX}{config.source}"
     alias = _alias_to_set(model_name, config.alias)
+    unvalidated = _unvalidated_reason(evaluation)
+    if unvalidated and alias == CHAMPION:
+        # A model whose test rows show no dropout was never measured, so it
+        # must not go live unreviewed.
+        logger.warning("registering a challenger, not a champion: %s", unvalidated)
+        alias = CHALLENGER
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
         mlflow.log_params(_run_params(config, frame, fold))
         mlflow.log_metrics(_flat_metrics(metrics))
@@ -261,6 +267,8 @@ def run_main_job(
                 config, has_history=len(tables.study_right_states) > 0
             ),
         }
+        if unvalidated:
+            summary["not_validated"] = unvalidated
         if config.source_details:
             summary["source_details"] = config.source_details
         if config.reference_groups:
@@ -303,6 +311,19 @@ def run_main_job(
         summary["wall_time_seconds"],
     )
     return summary
+
+
+def _unvalidated_reason(evaluation: dict[str, Any]) -> str | None:
+    """Return why the latest fold measured nothing of the model, or None."""
+    latest = evaluation["folds"][-1]
+    if latest["overall"].get("model", {}).get("roc_auc") is not None:
+        return None
+    return (
+        f"the test rows of fold {latest['name']} have only one class (no dropout "
+        "or no pupil who stayed), so ROC-AUC and precision at k are undefined and "
+        "the model was not validated. Test on a period with dropouts: add data or "
+        "change the cutoff"
+    )
 
 
 def _alias_to_set(model_name: str, requested: str) -> str:

@@ -611,3 +611,31 @@ def test_wrong_separator_hint(tmp_path):
         read_mapped_table(path)
     assert len(problems_of(excinfo)) == 1
     assert """set 'separator: ";"' under 'file'""" in str(excinfo.value)
+
+
+def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
+    """A latest period without any adverse outcome leaves the model a challenger."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ajoissa.cli import app
+
+    earlier = pd.concat([pupils(seed=1), pupils(seed=2)], ignore_index=True)
+    later = pupils(seed=3).assign(final_grade=12)
+    later["pupil"] = [f"q{i:03d}" for i in range(len(later))]
+    table = pd.concat([earlier, later], ignore_index=True)
+    table["year"] = [2022] * 40 + [2023] * 40 + [2024] * 40
+    mapping = base_mapping(period={"column": "year", "kind": "year"})
+    path = write_case(tmp_path, table, mapping)
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["run", "--source", "table", "--mapping", str(path), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_alias"] == "challenger"
+    assert "have only one class" in summary["not_validated"]
+    assert "not as the served champion" in " ".join(result.output.split())
