@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,28 @@ class Problem:
         row = "-" if self.row is None else str(self.row)
         return (
             f"{self.file}: table {self.table!r}, column {self.column!r}, row {row}: "
-            f"value {self.value!r} is invalid; expected {self.expected}"
+            f"value {_shown(self.value)} is invalid; expected {self.expected}"
         )
+
+
+def _shown(value: object) -> str:
+    """Return ``value`` as a reader of the file would write it, quoted when text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "(empty)"
+    if value is pd.NaT:
+        return "(empty)"
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        moment = pd.Timestamp(value)
+        if moment == moment.normalize():
+            return moment.date().isoformat()
+        return moment.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 def summarize_problems(problems: list[Problem], per_group: int = 20) -> list[str]:

@@ -2,6 +2,8 @@
 
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from sources.csvread import read_typed_csv
@@ -36,3 +38,22 @@ def test_typed_csv_non_utf8_line(tmp_path):
     )
     with pytest.raises(InputDataError, match=re.escape(expected)):
         read_typed_csv(path, "scores", {"id": "str", "town": "str"})
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (pd.Timestamp("2020-01-01"), "value 2020-01-01 is invalid"),
+        (pd.Timestamp("2020-01-01 08:15"), "value 2020-01-01 08:15:00 is invalid"),
+        (None, "value (empty) is invalid"),
+        (float("nan"), "value (empty) is invalid"),
+        (True, "value true is invalid"),
+        (np.int64(7), "value 7 is invalid"),
+        ("8++", "value '8++' is invalid"),
+    ],
+)
+def test_problem_shows_value_as_written(value, shown):
+    from sources.errors import Problem
+
+    problem = Problem("pupils.csv", "pupils", "birth", 3, value, "a date")
+    assert shown in str(problem)
