@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_START = pd.Timestamp("2000-01-01")
 """Placeholder start of every unit when the table has no period column, and of
-the first period of ``ordinal`` periods. It carries no meaning."""
+the first period of ``ordinal`` periods other than school years. It carries
+no meaning, so dates shown for such units are not calendar dates."""
 
 SNAPSHOT_OFFSET_DAYS = 1
 """As-of offset, in days after each unit's start, at which every row is scored."""
@@ -573,16 +575,20 @@ def _periods(
         )
         labels = valid.astype("Int64").astype(str)
     else:
-        order = _ordinal_order(text.dropna().unique())
-        offsets = text.map({label: i for i, label in enumerate(order)})
-        starts = pd.Series(
-            [
-                SNAPSHOT_START + pd.DateOffset(years=int(i)) if pd.notna(i) else pd.NaT
-                for i in offsets
-            ],
-            index=text.index,
-            dtype="datetime64[ns]",
-        )
+        starts = _school_year_starts(text)
+        if starts is None:
+            order = _ordinal_order(text.dropna().unique())
+            offsets = text.map({label: i for i, label in enumerate(order)})
+            starts = pd.Series(
+                [
+                    SNAPSHOT_START + pd.DateOffset(years=int(i))
+                    if pd.notna(i)
+                    else pd.NaT
+                    for i in offsets
+                ],
+                index=text.index,
+                dtype="datetime64[ns]",
+            )
         labels = text
     starts = starts.astype("datetime64[ns]")
     if reader.problems:
@@ -598,6 +604,35 @@ def _periods(
             "cross-validation",
         )
     return starts, labels.astype(str)
+
+
+_SCHOOL_YEAR = re.compile(r"\s*(\d{4})\s*[/\-\u2013]\s*(\d{2}|\d{4})\s*")
+"""A school-year label such as ``2023/24``, ``2023-2024`` or ``2023–24``."""
+
+
+def _school_year_starts(text: pd.Series) -> pd.Series | None:
+    """Return 1 August of each school-year label's first year, or None.
+
+    Finnish school years run from 1 August to 31 July, so ``2023/24`` starts
+    on 2023-08-01 and staff see real dates. Unless every label is a school
+    year whose second year follows its first, the labels are only ordered.
+    """
+    first_years = {}
+    for label in text.dropna().unique():
+        match = _SCHOOL_YEAR.fullmatch(str(label))
+        if match is None:
+            return None
+        first, second = int(match[1]), int(match[2])
+        following = first + 1 if len(match[2]) == 4 else (first + 1) % 100
+        if second != following:
+            return None
+        first_years[label] = first
+    if not first_years:
+        return None
+    years = text.map(first_years)
+    return pd.to_datetime(
+        {"year": years, "month": 8, "day": 1}, errors="coerce"
+    ).astype("datetime64[ns]")
 
 
 def _ordinal_order(labels: Iterable[str]) -> list[str]:

@@ -79,7 +79,10 @@ class PeriodSpec(_Strict):
     kind: Literal["date", "year", "ordinal"] = "date"
     """``date``: a calendar date. ``year``: a whole year such as 2024.
     ``ordinal``: ordered labels such as ``2023/24`` or period numbers, sorted
-    numerically when every label is a number and as text otherwise."""
+    numerically when every label is a number and as text otherwise. When every
+    label is a school year (``2023/24``, ``2023-2024``), each period starts on
+    1 August of its first year; other labels get placeholder dates from
+    2000-01-01, one year apart."""
     date_format: str | None = None
     """strftime format of ``date`` values, such as ``%d.%m.%Y``. Default: ISO 8601."""
     test_periods: int = Field(default=1, ge=1)

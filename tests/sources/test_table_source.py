@@ -313,6 +313,27 @@ def test_ordinal_periods_sorted(tmp_path):
     assert mapped.temporal_cutoff() == latest.date().isoformat()
 
 
+def test_school_year_labels_dated(tmp_path):
+    table = pd.concat([pupils(seed=i) for i in range(3)], ignore_index=True)
+    table["term"] = ["2023/24"] * 40 + ["2021-2022"] * 40 + ["2022/23"] * 40
+    mapping = base_mapping(period={"column": "term", "kind": "ordinal"})
+    mapped = read_mapped_table(write_case(tmp_path, table, mapping))
+    starts = dict(zip(mapped.period_label, mapped.period_start, strict=True))
+    assert starts["2021-2022"] == pd.Timestamp("2021-08-01")
+    assert starts["2023/24"] == pd.Timestamp("2023-08-01")
+    assert mapped.temporal_cutoff() == "2023-08-01"
+
+
+def test_other_ordinal_labels_placeholder(tmp_path):
+    table = pd.concat([pupils(seed=i) for i in range(3)], ignore_index=True)
+    table["term"] = ["3"] * 40 + ["1"] * 40 + ["2"] * 40
+    mapping = base_mapping(period={"column": "term", "kind": "ordinal"})
+    mapped = read_mapped_table(write_case(tmp_path, table, mapping))
+    starts = dict(zip(mapped.period_label, mapped.period_start, strict=True))
+    assert starts["1"] == pd.Timestamp("2000-01-01")
+    assert starts["3"] == pd.Timestamp("2002-01-01")
+
+
 def test_dates_with_format(tmp_path):
     table = pd.concat([pupils(seed=1), pupils(seed=2)], ignore_index=True)
     table["snapshot"] = ["15.08.2023"] * 40 + ["14.08.2024"] * 40
