@@ -215,7 +215,7 @@ class ScoreStore:
             return [
                 PupilScore(
                     run=_run_key(row),
-                    created_at=row.created_at,
+                    created_at=_as_utc(row.created_at),
                     score=_stored_score(row),
                 )
                 for row in connection.execute(query)
@@ -282,6 +282,11 @@ def _sqlite_foreign_keys(connection: Any, _: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _as_utc(moment: dt.datetime) -> dt.datetime:
+    """Return ``moment`` with its time zone; SQLite returns the stored UTC time naive."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _row_values(run_id: int, row: StoredScore) -> dict[str, Any]:

@@ -102,6 +102,12 @@ def test_pupil_scores_read_back(store, trained, scored):
     assert store.pupil_scores(row.pupil_id, ["no-such-school"]) == []
 
 
+def test_scored_at_in_utc(store, trained, scored):
+    store.replace_run(_key(trained), scored[:1])
+    found = store.pupil_scores(scored[0].pupil_id, None)[0]
+    assert found.created_at.utcoffset() == dt.timedelta(0)
+
+
 def test_rerun_replaces_only_that_run(store, trained, scored):
     store.replace_run(_key(trained), scored)
     store.replace_run(_key(trained, LATER), scored[:10])
