@@ -524,7 +524,24 @@ def _outcome(mapping: TableMapping, raw: pd.DataFrame, reader: _Reader) -> np.nd
         "an outcome value; remove rows whose outcome is not known yet",
     )
     if spec.rule is None:
-        return text.isin(spec.adverse_values or []).to_numpy()
+        adverse = [str(value) for value in spec.adverse_values or []]
+        # A value that differs from an adverse value only in case or spaces
+        # (Kyllä for kyllä) is almost always a typo, and it would silently
+        # count as not adverse.
+        # Parquet keeps numbers as numbers, and the mapping lists text.
+        as_text = text.astype(str)
+        exact = text.notna() & as_text.isin(adverse)
+        folded = {value.strip().casefold() for value in adverse}
+        near = text.notna() & ~exact
+        near &= as_text.str.strip().str.casefold().isin(folded)
+        reader.bad_values(
+            column,
+            text,
+            near,
+            f"exactly one of the adverse values {adverse} or another value; "
+            "fix the spelling in the file or list it in outcome.adverse_values",
+        )
+        return exact.to_numpy()
     _, symbol, threshold = spec.parsed_rule()
     numbers = reader.numbers(
         column, text, f"a number, because the outcome rule is {spec.rule!r}"
@@ -709,6 +726,8 @@ def _features(
         text = raw[column]
         kind = _kind(mapping, column, text)
         role = roles[column]
+        if role == "feature" and kind == "categorical":
+            _check_decimal_comma(mapping, column, text, reader)
         name = None
         if role in ("feature", "group"):
             name = snake_case(column)
@@ -807,6 +826,28 @@ def _with_derived(
             )
         )
     return pd.DataFrame(columns, index=features.index), infos
+
+
+def _check_decimal_comma(
+    mapping: TableMapping, column: str, text: pd.Series, reader: _Reader
+) -> None:
+    """Report a column of numbers written with decimal commas under decimal '.'.
+
+    Such a column would otherwise become categories, one per distinct number.
+    """
+    if mapping.file.decimal != "." or column in mapping.categorical:
+        return
+    present = text.dropna().astype(str)
+    if present.empty or not present.str.contains(",", regex=False).any():
+        return
+    if _to_float(present, ",").notna().all():
+        reader.problem(
+            column,
+            None,
+            present[present.str.contains(",", regex=False)].iloc[0],
+            "numbers with '.' as the decimal mark (file.decimal), but the column "
+            "uses ','; set file.decimal: ',' or list the column under 'categorical'",
+        )
 
 
 def _kind(mapping: TableMapping, column: str, text: pd.Series) -> Kind:

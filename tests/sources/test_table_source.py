@@ -236,6 +236,52 @@ def test_adverse_values_outcome(tmp_path):
     )
 
 
+def test_adverse_value_typo_reported(tmp_path):
+    table = pupils()
+    table["left"] = np.where(table["final_grade"] < 8, "kyllä", "ei")
+    table.loc[3, "left"] = "Kyllä"
+    mapping = base_mapping(
+        outcome={"column": "left", "adverse_values": ["kyllä"]},
+        exclude=["final_grade"],
+    )
+    with pytest.raises(InputDataError) as excinfo:
+        load_table(write_case(tmp_path, table, mapping))
+    [problem] = problems_of(excinfo)
+    assert problem.column == "left"
+    assert problem.value == "Kyllä"
+    assert problem.row == 5
+    assert "exactly one of the adverse values ['kyllä']" in problem.expected
+
+
+def test_numeric_adverse_values_in_parquet(tmp_path):
+    table = pupils()
+    table["left"] = (table["final_grade"] < 8).astype(int)
+    table.to_parquet(tmp_path / "pupils.parquet")
+    mapping = base_mapping(
+        file={"path": "pupils.parquet"},
+        outcome={"column": "left", "adverse_values": ["1"]},
+        exclude=["final_grade"],
+    )
+    tables = load_table(write_case(tmp_path, table, mapping)).validated()
+    withdrawn = tables.enrolments["end_reason"].eq("withdrawn").sum()
+    assert withdrawn == (table["final_grade"] < 8).sum()
+
+
+def test_decimal_comma_under_point_reported(tmp_path):
+    table = pupils()
+    table["grade_mean"] = [f"{7 + i % 3},{i % 10}" for i in range(len(table))]
+    path = write_case(tmp_path, table, sep=";")
+    mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
+    mapping["file"]["separator"] = ";"
+    path.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(InputDataError) as excinfo:
+        load_table(path)
+    [problem] = problems_of(excinfo)
+    assert problem.column == "grade_mean"
+    assert problem.value == "7,0"
+    assert "set file.decimal: ','" in problem.expected
+
+
 def test_decimal_comma(tmp_path):
     table = pupils()
     table["mean_grade"] = [f"{7 + i / 4:.2f}".replace(".", ",") for i in range(40)]
