@@ -99,6 +99,8 @@ def test_school_list_capacity(client, tokens, env):
     assert "pupils with a similar record withdrew" in response.text
     assert "Page 1 of" in response.text
     assert '<svg class="chart"' in response.text
+    # The chart names its trend, so the visible name is hidden from screen readers.
+    assert '<span aria-hidden="true">Grades:</span>' in response.text
     listed = [row for row in _access_rows(env) if row["outcome"] == "200 listed"]
     assert len(listed) == 15
 
