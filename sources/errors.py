@@ -114,7 +114,12 @@ class MappingError(ValueError):
     def __init__(self, path: object, problems: list[tuple[str, str]]) -> None:
         self.path = str(path)
         self.problems = problems
-        lines = [f"{self.path}: key {key!r}: {message}" for key, message in problems]
+        lines = [
+            f"{self.path}: {message}"
+            if key == "*"
+            else f"{self.path}: key {key!r}: {message}"
+            for key, message in problems
+        ]
         lines.append("Fix the mapping file and run again.")
         super().__init__(
             f"{len(problems)} problem(s) in the mapping file:\n" + "\n".join(lines)

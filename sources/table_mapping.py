@@ -8,6 +8,7 @@ through writing one; ``ajoissa/mappings/`` contains the shipped examples.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from pathlib import Path
@@ -349,7 +350,9 @@ def load_mapping(path: Path) -> TableMapping:
     if not path.is_file():
         raise MappingError(path, [("*", "file not found; check the --mapping path")])
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except _DuplicateKeyError as exc:
+        raise MappingError(path, [(exc.key, str(exc))]) from exc
     except yaml.YAMLError as exc:
         raise MappingError(path, [("*", f"invalid YAML: {exc}")]) from exc
     except UnicodeDecodeError as exc:
@@ -360,10 +363,62 @@ def load_mapping(path: Path) -> TableMapping:
         return TableMapping.model_validate(content)
     except ValidationError as exc:
         problems = [
-            (".".join(str(part) for part in error["loc"]) or "*", error["msg"])
+            (".".join(str(part) for part in error["loc"]) or "*", _plain_message(error))
             for error in exc.errors()
         ]
         raise MappingError(path, problems) from exc
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: str, first: int, second: int) -> None:
+        self.key = key
+        super().__init__(
+            f"the key appears twice, on lines {first} and {second}; keep one, "
+            "because YAML would silently use the last"
+        )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key repeated in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKeyError(str(key), seen[key], line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _field_names() -> set[str]:
+    """Return every key a mapping file may contain, at any level."""
+    names: set[str] = set()
+    for model in _Strict.__subclasses__():
+        names |= set(model.model_fields)
+    return names
+
+
+def _plain_message(error: dict[str, Any]) -> str:
+    """Return a pydantic error about a mapping key in plain words."""
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        close = difflib.get_close_matches(key, sorted(_field_names()), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        return f"unknown key{hint} docs/bring-your-own-data.md lists the keys."
+    if kind == "missing":
+        return "missing; this key is required"
+    if kind == "string_pattern_mismatch" and error["loc"] == ("name",):
+        return (
+            f"invalid value {value!r}: expected lower-case letters, digits and "
+            "'-', starting with a letter or digit, at most 63 characters"
+        )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if isinstance(value, dict | list):
+        return message
+    return f"invalid value {value!r}: {message}"
 
 
 def data_path(mapping_path: Path, mapping: TableMapping) -> Path:

@@ -508,8 +508,41 @@ def test_mapping_unknown_key(tmp_path):
 def test_mapping_missing_outcome(tmp_path):
     mapping = base_mapping()
     del mapping["outcome"]
-    with pytest.raises(MappingError, match=r"key 'outcome': Field required"):
+    with pytest.raises(
+        MappingError, match=r"key 'outcome': missing; this key is required"
+    ):
         read_mapped_table(write_case(tmp_path, mapping=mapping))
+
+
+def test_mapping_unknown_key_suggests(tmp_path):
+    mapping = base_mapping(exlude=["final_grade"])
+    with pytest.raises(MappingError) as excinfo:
+        read_mapped_table(write_case(tmp_path, mapping=mapping))
+    assert excinfo.value.problems == [
+        (
+            "exlude",
+            "unknown key; did you mean 'exclude'? docs/bring-your-own-data.md "
+            "lists the keys.",
+        )
+    ]
+
+
+def test_mapping_repeated_key_rejected(tmp_path):
+    path = write_case(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "min_group_size: 3\n", encoding="utf-8")
+    with pytest.raises(MappingError) as excinfo:
+        read_mapped_table(path)
+    [(key, message)] = excinfo.value.problems
+    assert key == "min_group_size"
+    assert "appears twice" in message
+
+
+def test_mapping_file_missing_named(tmp_path):
+    with pytest.raises(MappingError) as excinfo:
+        read_mapped_table(tmp_path / "nope.yaml")
+    assert "nope.yaml: file not found; check the --mapping path" in str(excinfo.value)
+    assert "key '*'" not in str(excinfo.value)
 
 
 def test_mapping_bad_rule(tmp_path):
