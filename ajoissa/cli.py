@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from enum import Enum
 from pathlib import Path
@@ -206,6 +207,7 @@ def run(
         def on_step(description: str) -> None:
             advance_step(progress, task, description)
 
+        exit_on_sigterm()
         try:
             tables = entry.load(data_path)
             summary = run_main_job(tables, config, out, on_step=on_step)
@@ -350,6 +352,15 @@ DATA_NEEDED = {
     "table": "the mapping file (YAML) of the table",
 }
 """What ``--data`` names for the sources that bundle no data."""
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so a stopped run cleans up what it registered."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def data_path_or_exit(source: str, data: Path | None) -> Path:

@@ -22,6 +22,7 @@ from ajoissa.cli import (
     app,
     console,
     data_path_or_exit,
+    exit_on_sigterm,
     print_constant_baselines,
 )
 
@@ -164,6 +165,7 @@ def retrain(
         def on_step(description: str) -> None:
             advance_step(progress, task, description)
 
+        exit_on_sigterm()
         try:
             summary = run_retrain(entry.load(data_path), config, out, on_step=on_step)
         except InputDataError as exc:

@@ -234,71 +234,77 @@ def run_main_job(
             calibration=fold.calibration,
         )
 
-        on_step("auditing fairness")
-        report_path, audit = _write_fairness_report(
-            frame, tables, fold, config, out_dir, registered.uri
-        )
-        store_audit(registered.name, registered.version, audit, report_path)
-
-        on_step("computing reason codes from SHAP values")
-        reasons_path, shap_check = _write_reason_codes(frame, fold, config, out_dir)
-        example_path = _write_example_request(frame, fold, out_dir)
-
-        summary = {
-            "source": config.source,
-            "validation": _validation_description(config, fold),
-            "model_uri": registered.uri,
-            "model_name": registered.name,
-            "model_version": registered.version,
-            "model_alias": alias,
-            "mlflow_run_id": run.info.run_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
-            "fairness_report": str(report_path.resolve()),
-            "reason_codes": str(reasons_path.resolve()),
-            "example_request": str(example_path.resolve()),
-            "operating_point": _operating_point(config),
-            "rows": _row_counts(frame, fold, config),
-            "metrics": metrics,
-            "baselines_not_applicable": fold.not_applicable,
-            "evaluation": evaluation,
-            "shap_additivity_max_error": shap_check,
-            "features": fold.spec.features,
-            "label_definition": _label_definition(
-                config, has_history=len(tables.study_right_states) > 0
-            ),
-        }
-        if unvalidated:
-            summary["not_validated"] = unvalidated
-        if config.source_details:
-            summary["source_details"] = config.source_details
-        if config.reference_groups:
-            summary["fairness_against_reference"] = _against_reference(
-                audit, config.reference_groups
+        try:
+            on_step("auditing fairness")
+            report_path, audit = _write_fairness_report(
+                frame, tables, fold, config, out_dir, registered.uri
             )
-        on_step("writing the model card")
-        card_md, card_html = write_model_card(
-            summary, _card_groups(frame, tables, fold, config), out_dir
-        )
-        mlflow.log_artifact(str(card_md), "model_card")
-        mlflow.log_artifact(str(card_html), "model_card")
-        mlflow.MlflowClient().set_model_version_tag(
-            registered.name,
-            registered.version,
-            "model_card",
-            "model_card/model_card.md",
-        )
-        summary["model_card"] = str(card_md.resolve())
-        summary["model_card_html"] = str(card_html.resolve())
-        summary["wall_time_seconds"] = round(time.perf_counter() - started, 1)
-        summary_path = out_dir / "summary.json"
-        _write_json_atomically(summary_path, summary)
-        mlflow.log_artifact(str(summary_path))
-        mlflow.log_artifact(str(report_path))
-        if on_registered is not None:
-            on_registered(summary)
-        mlflow.MlflowClient().set_registered_model_alias(
-            registered.name, alias, registered.version
-        )
+            store_audit(registered.name, registered.version, audit, report_path)
+
+            on_step("computing reason codes from SHAP values")
+            reasons_path, shap_check = _write_reason_codes(frame, fold, config, out_dir)
+            example_path = _write_example_request(frame, fold, out_dir)
+
+            summary = {
+                "source": config.source,
+                "validation": _validation_description(config, fold),
+                "model_uri": registered.uri,
+                "model_name": registered.name,
+                "model_version": registered.version,
+                "model_alias": alias,
+                "mlflow_run_id": run.info.run_id,
+                "tracking_uri": mlflow.get_tracking_uri(),
+                "fairness_report": str(report_path.resolve()),
+                "reason_codes": str(reasons_path.resolve()),
+                "example_request": str(example_path.resolve()),
+                "operating_point": _operating_point(config),
+                "rows": _row_counts(frame, fold, config),
+                "metrics": metrics,
+                "baselines_not_applicable": fold.not_applicable,
+                "evaluation": evaluation,
+                "shap_additivity_max_error": shap_check,
+                "features": fold.spec.features,
+                "label_definition": _label_definition(
+                    config, has_history=len(tables.study_right_states) > 0
+                ),
+            }
+            if unvalidated:
+                summary["not_validated"] = unvalidated
+            if config.source_details:
+                summary["source_details"] = config.source_details
+            if config.reference_groups:
+                summary["fairness_against_reference"] = _against_reference(
+                    audit, config.reference_groups
+                )
+            on_step("writing the model card")
+            card_md, card_html = write_model_card(
+                summary, _card_groups(frame, tables, fold, config), out_dir
+            )
+            mlflow.log_artifact(str(card_md), "model_card")
+            mlflow.log_artifact(str(card_html), "model_card")
+            mlflow.MlflowClient().set_model_version_tag(
+                registered.name,
+                registered.version,
+                "model_card",
+                "model_card/model_card.md",
+            )
+            summary["model_card"] = str(card_md.resolve())
+            summary["model_card_html"] = str(card_html.resolve())
+            summary["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+            summary_path = out_dir / "summary.json"
+            _write_json_atomically(summary_path, summary)
+            mlflow.log_artifact(str(summary_path))
+            mlflow.log_artifact(str(report_path))
+            if on_registered is not None:
+                on_registered(summary)
+            mlflow.MlflowClient().set_registered_model_alias(
+                registered.name, alias, registered.version
+            )
+        except BaseException:
+            # Without its audit, card and alias the version is unusable, and the
+            # reviewer screens would still list it.
+            _delete_version(registered)
+            raise
         logger.info(
             "set alias %s on %s version %s",
             alias,
@@ -311,6 +317,27 @@ def run_main_job(
         summary["wall_time_seconds"],
     )
     return summary
+
+
+def _delete_version(registered: Any) -> None:
+    """Delete a model version that a failed or interrupted run registered."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().delete_model_version(registered.name, registered.version)
+    except MlflowException:
+        logger.exception(
+            "failed to delete %s version %s after the run failed; delete it by hand",
+            registered.name,
+            registered.version,
+        )
+        return
+    logger.warning(
+        "deleted %s version %s because the run failed before it finished",
+        registered.name,
+        registered.version,
+    )
 
 
 def _unvalidated_reason(evaluation: dict[str, Any]) -> str | None:

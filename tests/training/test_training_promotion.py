@@ -320,3 +320,18 @@ def test_main_job_never_replaces_a_champion(store):
     challenger = client.get_model_version_by_alias("main-job-model", "challenger")
     assert str(champion.version) == first["model_version"]
     assert str(challenger.version) == second["model_version"]
+
+
+def test_failed_main_job_leaves_no_version(store, monkeypatch):
+    import mlflow
+
+    def broken_card(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("training.run.write_model_card", broken_card)
+    tables = make_tables(learners_per_unit=20, interaction=True, seed=3)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_main_job(tables, _stratified_config("failed-job-model"), store / "out")
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    assert client.search_model_versions("name = 'failed-job-model'") == []
