@@ -351,7 +351,7 @@ DATA_NEEDED = {
     "records": "the folder of the school-records export",
     "table": "the mapping file (YAML) of the table",
 }
-"""What ``--data`` names for the sources that bundle no data."""
+"""Description of the ``--data`` argument of each source that bundles no data."""
 
 
 def exit_on_sigterm() -> None:

@@ -260,9 +260,9 @@ def _constant_on_test(scores: dict[str, Scored], test: pd.DataFrame) -> dict[str
         ):
             continue
         reason = "gives every test row the same score, so it ranks no one there"
-        for column, what in getattr(rules.get(name), "required", ()):
+        for column, data_kind in getattr(rules.get(name), "required", ()):
             if column not in test.columns or test[column].isna().all():
-                reason += f". No test row has {what} data in {column}"
+                reason += f". No test row has {data_kind} data in {column}"
         constant[name] = reason
     return constant
 

@@ -352,8 +352,8 @@ def left_out_note(frame: FeatureFrame) -> list[str]:
 def derived_notes(prepared: AuditInput) -> list[str]:
     """Return one report note per attribute taken at each row's as-of date."""
     return [
-        f"The {name} groups are not a learner column: they are the {how}."
-        for name, how in prepared.derived.items()
+        f"The {name} groups are not a learner column: they are the {derivation}."
+        for name, derivation in prepared.derived.items()
     ]
 
 

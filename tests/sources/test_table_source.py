@@ -359,23 +359,25 @@ def test_ordinal_periods_sorted(tmp_path):
     assert mapped.temporal_cutoff() == latest.date().isoformat()
 
 
-def test_school_year_labels_dated(tmp_path):
+def _ordinal_periods(tmp_path: Path, labels: list[str]):
+    """Map three 40-row periods with ``labels``; return the table and each start."""
     table = pd.concat([pupils(seed=i) for i in range(3)], ignore_index=True)
-    table["term"] = ["2023/24"] * 40 + ["2021-2022"] * 40 + ["2022/23"] * 40
+    table["term"] = [label for label in labels for _ in range(40)]
     mapping = base_mapping(period={"column": "term", "kind": "ordinal"})
     mapped = read_mapped_table(write_case(tmp_path, table, mapping))
     starts = dict(zip(mapped.period_label, mapped.period_start, strict=True))
+    return mapped, starts
+
+
+def test_school_year_labels_dated(tmp_path):
+    mapped, starts = _ordinal_periods(tmp_path, ["2023/24", "2021-2022", "2022/23"])
     assert starts["2021-2022"] == pd.Timestamp("2021-08-01")
     assert starts["2023/24"] == pd.Timestamp("2023-08-01")
     assert mapped.temporal_cutoff() == "2023-08-01"
 
 
 def test_other_ordinal_labels_placeholder(tmp_path):
-    table = pd.concat([pupils(seed=i) for i in range(3)], ignore_index=True)
-    table["term"] = ["3"] * 40 + ["1"] * 40 + ["2"] * 40
-    mapping = base_mapping(period={"column": "term", "kind": "ordinal"})
-    mapped = read_mapped_table(write_case(tmp_path, table, mapping))
-    starts = dict(zip(mapped.period_label, mapped.period_start, strict=True))
+    _, starts = _ordinal_periods(tmp_path, ["3", "1", "2"])
     assert starts["1"] == pd.Timestamp("2000-01-01")
     assert starts["3"] == pd.Timestamp("2002-01-01")
 
