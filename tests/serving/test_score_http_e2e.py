@@ -134,6 +134,26 @@ def test_unparseable_body_error_format(server, tokens, content):
     assert "Send a JSON object" in body["error"]
 
 
+def _reject_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_infinite_value_400_is_strict_json(server, tokens, trained):
+    # from_json reads the Infinity token, the validation rejects it, and the
+    # error body must still be JSON that any client parses.
+    record = dict(trained.holdout_records[0])
+    numeric = next(k for k, v in record.items() if isinstance(v, float))
+    record[numeric] = float("inf")
+    content = json.dumps({"records": [record]})
+    assert "Infinity" in content
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    body = json.loads(response.text, parse_constant=_reject_constant)
+    assert body["problems"][0]["field"] == numeric
+
+
 def test_deeply_nested_body_400(server, tokens):
     # msgspec finds a JSON object, and from_json stops at its nesting limit.
     content = b'{"records": ' + b"[" * 300 + b"]" * 300 + b"}"
