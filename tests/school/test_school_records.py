@@ -1,11 +1,17 @@
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from school_fixtures import EXPORT, write_export
 
 from sources.errors import InputDataError
-from sources.school.records import read_records, school_year, write_records
+from sources.school.records import (
+    _resolve_duplicate_marks,
+    read_records,
+    school_year,
+    write_records,
+)
 
 
 def test_reads_every_table(export_dir):
@@ -242,3 +248,53 @@ def test_empty_mark_code_file_reported(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(InputDataError, match="the file is empty; write a header"):
         read_mark_codes(path)
+
+
+def _reference_resolution(marks: pd.DataFrame) -> pd.DataFrame:
+    """The precedence rule written as a plain sort: office, latest, later row."""
+    ranked = marks.assign(
+        row=range(len(marks)),
+        office=marks["recorded_by"] == "office",
+        recorded=marks["recorded_at"].fillna(pd.Timestamp.min),
+    ).sort_values(["office", "recorded", "row"])
+    kept = ranked.groupby(["pupil_id", "date", "lesson"], dropna=False).tail(1)
+    return marks.iloc[sorted(kept["row"])].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_duplicate_precedence_matches_plain_sort(seed):
+    rng = np.random.default_rng(seed)
+    n = 400
+    recorded = pd.Series(
+        pd.to_datetime("2024-09-02") + pd.to_timedelta(rng.integers(0, 3, n), "h")
+    ).where(rng.random(n) > 0.2)
+    marks = pd.DataFrame(
+        {
+            "pupil_id": pd.Categorical(rng.choice(["p1", "p2", "p3"], n)),
+            "lesson": pd.Categorical(rng.choice(["1", "2", None], n)),
+            "date": pd.to_datetime("2024-09-02")
+            + pd.to_timedelta(rng.integers(0, 4, n), "D"),
+            "recorded_by": pd.Categorical(rng.choice(["teacher", "office"], n)),
+            "recorded_at": recorded,
+            "mark": rng.choice(["present", "late"], n),
+        }
+    )
+    kept, dropped = _resolve_duplicate_marks(marks)
+    expected = _reference_resolution(marks)
+    assert dropped == n - len(expected) > 0
+    pd.testing.assert_frame_equal(kept, expected)
+
+
+def test_marks_without_duplicates_returned_as_they_are():
+    marks = pd.DataFrame(
+        {
+            "pupil_id": ["p1", "p1", "p2"],
+            "lesson": ["1", "2", "1"],
+            "date": pd.to_datetime(["2024-09-02"] * 3),
+            "recorded_by": ["teacher"] * 3,
+            "recorded_at": pd.to_datetime([None] * 3),
+        }
+    )
+    kept, dropped = _resolve_duplicate_marks(marks)
+    assert dropped == 0
+    assert kept is marks
