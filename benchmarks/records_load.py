@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 def load(folder: Path) -> int:
-    """Load the export as the main job does; return the number of marks kept."""
+    """Load the export as the main job does and return the number of marks kept."""
     from sources.school.mapping import to_input_tables
     from sources.school.records import read_records
 
@@ -44,7 +44,7 @@ def load(folder: Path) -> int:
 
 
 def floor(folder: Path) -> int:
-    """Read the marks file with no check; return its number of rows."""
+    """Read the marks file with no check and return its number of rows."""
     import pandas as pd
 
     from sources.school.records import CSV_OPTIONS
@@ -65,7 +65,7 @@ STEPS = {"load": load, "floor": floor}
 
 
 def measure(step: str, folder: Path) -> dict[str, float]:
-    """Run one step in a new process; return its rows, seconds and peak MiB.
+    """Run one step in a new process and return its rows, seconds and peak MiB.
 
     A new process starts its ``VmHWM`` afresh, so the peak is the step's own
     (with the interpreter and the imports).
@@ -100,7 +100,7 @@ def main() -> None:
         "--workdir",
         type=Path,
         required=True,
-        help="Folder for the export; an export already there is reused.",
+        help="Folder for the export. An export already there is reused.",
     )
     args = parser.parse_args()
 

@@ -482,7 +482,7 @@ def _check_reference(
 def _contract_marks(mark_codes: pd.Series, codes: dict[str, str]) -> pd.Series:
     """Return the contract mark of each local code, as a category.
 
-    Each distinct code is looked up once; an unknown code gives a missing mark.
+    Each distinct code is looked up once. An unknown code gives a missing mark.
     """
     local = pd.Series(mark_codes, dtype="category")
     marks = local.cat.categories.map(codes)
@@ -587,9 +587,11 @@ def _check_after_activity(
         )
 
 
-# NOTE: the whole export is read into pandas and checked in memory, about 350
-# bytes per attendance mark at peak (3.7 GB for 10.9 million marks). A city's
-# multi-year export may need a streaming reader or DuckDB-side checks.
+# NOTE: the whole export is read into pandas and checked in memory, about 160
+# bytes per attendance mark at peak with the mapping and validation that follow
+# (1.2 GB for 8 million marks, benchmarks/records_load.py). A city's export of
+# 100 million marks would need about 16 GB: a streaming reader or checks in
+# DuckDB would remove the limit.
 def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolRecords:
     """Read, validate and type every table of the export in ``folder``.
 

@@ -285,7 +285,7 @@ def test_duplicate_precedence_matches_plain_sort(seed):
     pd.testing.assert_frame_equal(kept, expected)
 
 
-def test_marks_without_duplicates_returned_as_they_are():
+def test_unique_marks_not_copied():
     marks = pd.DataFrame(
         {
             "pupil_id": ["p1", "p1", "p2"],
