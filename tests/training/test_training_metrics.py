@@ -7,6 +7,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from training.metrics import (
     Scored,
+    _point_metrics,
+    _Resampled,
     average_precision,
     calibration_error,
     lead_time,
@@ -178,3 +180,29 @@ def test_lead_time_from_first_flag():
     # e1 flagged 2024-01-01, left 2024-03-01 (60 days); e3 flagged 2024-02-01,
     # left 2024-03-11 (39 days).
     assert result["median_days"] == pytest.approx(49.5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resample_metrics_match_drawn_rows(seed):
+    # The counts-based resample gives the metrics of the drawn rows themselves,
+    # with tied probabilities, tie-breaks and one-class resamples included.
+    rng = np.random.default_rng(seed)
+    n = 60 if seed < 2 else 600
+    y = (rng.random(n) < 0.15).astype(int)
+    p = rng.choice([0.05, 0.1, 0.2, 0.35, 0.6], n)
+    tiebreak = rng.choice([0.0, 1.0, 2.0], n)
+    share = top_weights(np.zeros(n), p, tiebreak, share=0.1)
+    unit = top_weights(rng.choice(["a", "b"], n), p, tiebreak, k=3)
+    resampled = _Resampled(y, Scored(p, tiebreak), share, unit)
+    for _ in range(30):
+        rows = rng.integers(0, n, n)
+        drawn = _point_metrics(
+            y[rows], Scored(p[rows], tiebreak[rows]), share[rows], unit[rows]
+        )
+        fast = resampled.metrics(np.bincount(rows, minlength=n))
+        assert fast.keys() == drawn.keys()
+        for name, value in drawn.items():
+            if value is None:
+                assert fast[name] is None, name
+            else:
+                assert fast[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
