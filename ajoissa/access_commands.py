@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ajoissa.cli import app, console
+from ajoissa.cli import app, console, store_path_or_exit
 
 if TYPE_CHECKING:
     from serving.access import TokenInfo
@@ -48,10 +48,13 @@ def create_token(
     ] = "",
 ) -> None:
     """Create a token and print it. The token is shown only this once."""
-    from serving.access import TokenStore
+    from serving.access import ACCESS_DB_ENV, TokenStore, access_db_path
 
+    path = store_path_or_exit(
+        access_db_path(), "store folder", ACCESS_DB_ENV, folder=True
+    )
     try:
-        token, info = TokenStore().create(role, school or (), label)
+        token, info = TokenStore(path).create(role, school or (), label)
     except ValueError as exc:
         typer.echo(f"Cannot create the token: {exc}", err=True)
         raise typer.Exit(code=2) from exc
@@ -68,9 +71,10 @@ def list_tokens() -> None:
     the output is piped, it is tab-separated text with a header line. Ids are
     never shortened.
     """
-    from serving.access import TokenStore
+    from serving.access import ACCESS_DB_ENV, TokenStore, access_db_path
 
-    print_tokens(TokenStore().list())
+    path = store_path_or_exit(access_db_path(), "token database", ACCESS_DB_ENV)
+    print_tokens(TokenStore(path).list())
 
 
 TOKEN_COLUMNS = ("id", "role", "schools", "label", "created", "revoked")
@@ -120,10 +124,11 @@ def revoke_token(
     ],
 ) -> None:
     """Revoke a token. Requests that use it get 401 from then on."""
-    from serving.access import TokenStore
+    from serving.access import ACCESS_DB_ENV, TokenStore, access_db_path
 
+    path = store_path_or_exit(access_db_path(), "token database", ACCESS_DB_ENV)
     try:
-        full_id = TokenStore().revoke(token_id)
+        full_id = TokenStore(path).revoke(token_id)
     except LookupError as exc:
         typer.echo(f"Cannot revoke: {exc}", err=True)
         raise typer.Exit(code=2) from exc
@@ -133,9 +138,14 @@ def revoke_token(
 @access_log_app.command("verify")
 def verify_log() -> None:
     """Recompute the hash chain. Exit code 1 if a row was edited, deleted or moved."""
-    from serving.accesslog import AccessLog
+    from serving.accesslog import ACCESS_LOG_ENV, AccessLog, access_log_path
 
-    log = AccessLog()
+    path = store_path_or_exit(access_log_path(), "access log", ACCESS_LOG_ENV)
+    try:
+        log = AccessLog(path, create=False, read_only=True)
+    except ValueError as exc:
+        typer.echo(f"Cannot verify: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     result = log.verify()
     if not result.ok:
         for problem in result.problems:
@@ -165,10 +175,11 @@ def prune_log(
     ] = None,
 ) -> None:
     """Delete rows older than the retention period, keeping the chain verifiable."""
-    from serving.accesslog import AccessLog
+    from serving.accesslog import ACCESS_LOG_ENV, AccessLog, access_log_path
 
+    path = store_path_or_exit(access_log_path(), "access log", ACCESS_LOG_ENV)
     try:
-        deleted = AccessLog().prune(retention_days)
+        deleted = AccessLog(path, create=False).prune(retention_days)
     except ValueError as exc:
         typer.echo(f"Cannot prune: {exc}", err=True)
         raise typer.Exit(code=2) from exc

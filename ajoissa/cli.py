@@ -363,6 +363,27 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def store_path_or_exit(
+    path: Path, what: str, setting: str, folder: bool = False
+) -> Path:
+    """Return ``path`` of a store file, exiting 2 when it does not exist.
+
+    With ``folder``, only the folder that holds the file must exist. A command
+    started in another folder would otherwise create a new, empty store there
+    and report success on it.
+    """
+    missing = not path.parent.is_dir() if folder else not path.is_file()
+    if missing:
+        where = path.parent if folder else path
+        typer.echo(
+            f"No {what} at {where}. Run the command in the folder that contains "
+            f"the store (ajoissa-store), or set AJOISSA_HOME or {setting} to it.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    return path
+
+
 def data_path_or_exit(source: str, data: Path | None) -> Path:
     """Return ``data``, else the source's bundled copy; exit 2 when it has none."""
     from ajoissa.catalog import SOURCES

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ajoissa.cli import app, console
+from ajoissa.cli import app, console, store_path_or_exit
 
 reviews_app = typer.Typer(
     help=(
@@ -40,9 +40,9 @@ def export_reviews(
     and whether the pupil was within the team's capacity, so that reviews can
     be joined to outcomes for retraining and evaluation.
     """
-    from serving.ui.store import UiStore
+    from serving.ui.store import UI_DB_ENV, UiStore, ui_db_path
 
-    store = UiStore()
+    store = UiStore(store_path_or_exit(ui_db_path(), "review database", UI_DB_ENV))
     count = store.export_csv(out)
     console.print(f"Wrote {count} reviews from {store.path} to {out}")
 
@@ -61,10 +61,11 @@ def set_capacity(
     ],
 ) -> None:
     """Set how many of a school's highest-ranked pupils are marked for review."""
-    from serving.ui.store import UiStore
+    from serving.ui.store import UI_DB_ENV, UiStore, ui_db_path
 
+    path = store_path_or_exit(ui_db_path(), "store folder", UI_DB_ENV, folder=True)
     try:
-        UiStore().set_capacity(school, pupils)
+        UiStore(path).set_capacity(school, pupils)
     except ValueError as exc:
         typer.echo(f"Cannot set the capacity: {exc}", err=True)
         raise typer.Exit(code=2) from exc

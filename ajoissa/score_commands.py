@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ajoissa.cli import SourceName, app, console, data_path_or_exit
+from ajoissa.cli import (
+    SourceName,
+    app,
+    console,
+    data_path_or_exit,
+    store_path_or_exit,
+)
 
 SCORE_HELP = (
     "Score every pupil active on an as-of date with the champion model and store, "
@@ -141,16 +148,41 @@ app.add_typer(scores_app, name="scores")
 
 
 def _store_or_exit():
-    from sqlalchemy.exc import SQLAlchemyError
+    """Open the score store for reading or removing runs, or exit with a message."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from serving.scorestore import ScoreStore, describe_url, store_url
+    from models.store import home_dir
+    from serving.scorestore import (
+        SCORE_STORE_URL_ENV,
+        ScoreStore,
+        describe_url,
+        store_url,
+    )
 
+    if not os.environ.get(SCORE_STORE_URL_ENV):
+        store_path_or_exit(home_dir() / "scores.db", "score store", SCORE_STORE_URL_ENV)
+    url = store_url()
     try:
-        return ScoreStore()
+        return ScoreStore(url)
+    except ArgumentError as exc:
+        typer.echo(
+            f"Invalid {SCORE_STORE_URL_ENV}: {exc}. Give a database URL such as "
+            "postgresql+psycopg://user@host/ajoissa or sqlite:////path/scores.db.",
+            err=True,
+        )
+        raise typer.Exit(code=2) from exc
+    except ModuleNotFoundError as exc:
+        typer.echo(
+            f"Cannot open the score store {describe_url(url)}: the database "
+            f"driver {exc.name!r} is not installed. Install it, for PostgreSQL "
+            "with pip install 'psycopg[binary]'.",
+            err=True,
+        )
+        raise typer.Exit(code=2) from exc
     except SQLAlchemyError as exc:
         typer.echo(
-            f"Cannot open the score store {describe_url(store_url())}: {exc}. "
-            "Check AJOISSA_SCORE_STORE_URL.",
+            f"Cannot open the score store {describe_url(url)}: {exc}. "
+            f"Check {SCORE_STORE_URL_ENV}.",
             err=True,
         )
         raise typer.Exit(code=1) from exc

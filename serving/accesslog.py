@@ -158,17 +158,69 @@ def retention_days() -> int:
 class AccessLog:
     """Append to, verify and prune the access log in the SQLite file at ``path``."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, create: bool = True, read_only: bool = False
+    ) -> None:
+        """Open the log at ``path``, creating the file and its tables with ``create``.
+
+        Without ``create`` the file must already be an access log. With
+        ``read_only`` the file is opened read-only, so checking it never
+        changes it.
+
+        Raises
+        ------
+        ValueError
+            Without ``create``, if the file is missing, is not an SQLite
+            database or has no access-log table.
+        """
         self.path = path or access_log_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(_SCHEMA)
+        self.read_only = read_only
+        if create and not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(_SCHEMA)
+        else:
+            self._check_is_log()
         self._append_lock = threading.Lock()
         self._append_connection: sqlite3.Connection | None = None
         self._append_pid: int | None = None
 
+    def _check_is_log(self) -> None:
+        if not self.path.is_file():
+            raise ValueError(f"no access log at {self.path}")
+        try:
+            connection = self._connect()
+            try:
+                tables = {
+                    name
+                    for (name,) in connection.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    )
+                }
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(
+                f"{self.path} is not an SQLite database ({exc}); give the access "
+                "log's file"
+            ) from exc
+        missing = {"access_log", "chain_head", "anchors"} - tables
+        if missing:
+            raise ValueError(
+                f"{self.path} is not an access log: it has no "
+                f"{', '.join(sorted(missing))} table; give the access log's file"
+            )
+
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            connection = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=30,
+                isolation_level=None,
+            )
+            return connection
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection

@@ -140,3 +140,50 @@ def test_cli_verify(log, monkeypatch):
     bad = CliRunner().invoke(app, ["access-log", "verify"])
     assert bad.exit_code == 1
     assert "FAILED verification" in bad.output
+
+
+def test_cli_verify_missing_log_exits(tmp_path, monkeypatch):
+    missing = tmp_path / "typo.db"
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(missing))
+    result = CliRunner().invoke(app, ["access-log", "verify"])
+    assert result.exit_code == 2
+    assert f"No access log at {missing}" in result.output
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("content", [b"not a database", None])
+def test_cli_verify_other_file_unchanged(tmp_path, monkeypatch, content):
+    other = tmp_path / "other.db"
+    if content is None:
+        with sqlite3.connect(other) as connection:
+            connection.execute("CREATE TABLE notes (text)")
+    else:
+        other.write_bytes(content)
+    before = other.read_bytes()
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(other))
+    result = CliRunner().invoke(app, ["access-log", "verify"])
+    assert result.exit_code == 2
+    assert "Cannot verify" in result.output
+    assert other.read_bytes() == before
+
+
+def test_commands_outside_store_exit(tmp_path, monkeypatch):
+    # A command run in the wrong folder must not create an empty store there.
+    monkeypatch.chdir(tmp_path)
+    for variable in ("AJOISSA_HOME", "AJOISSA_ACCESS_LOG", "AJOISSA_ACCESS_DB"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("AJOISSA_SCORE_STORE_URL", raising=False)
+    monkeypatch.delenv("AJOISSA_UI_DB", raising=False)
+    commands = [
+        ["access-log", "prune"],
+        ["tokens", "list"],
+        ["tokens", "create", "--role", "platform"],
+        ["scores", "prune", "--retention-days", "30"],
+        ["reviews", "capacity", "S1", "20"],
+        ["reviews", "export", "--out", "reviews.csv"],
+    ]
+    for command in commands:
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, command
+        assert "ajoissa-store" in result.output, command
+    assert list(tmp_path.iterdir()) == []
