@@ -73,7 +73,7 @@ SERVE_HELP = (
 )
 
 
-def _check_share(value: float) -> float:
+def check_share(value: float) -> float:
     if not 0 < value <= 1:
         raise typer.BadParameter(f"must be greater than 0 and at most 1; got {value}")
     return value
@@ -105,7 +105,7 @@ def run(
         typer.Option(
             help="Operating point: share of learners flagged per as-of date, "
             "greater than 0 and at most 1. Metrics named *_at_10pct always use 0.1.",
-            callback=_check_share,
+            callback=check_share,
         ),
     ] = 0.10,
     min_group_size: Annotated[

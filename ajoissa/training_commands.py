@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +20,7 @@ from rich.table import Table
 
 from ajoissa.cli import (
     SourceName,
+    check_share,
     advance_step,
     app,
     console,
@@ -25,6 +28,27 @@ from ajoissa.cli import (
     exit_on_sigterm,
     print_constant_baselines,
 )
+
+logger = logging.getLogger(__name__)
+
+
+def _check_cutoffs(values: list[str] | None) -> list[str] | None:
+    for value in values or []:
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"{value!r} is not a date as YYYY-MM-DD, such as 2014-01-01"
+            ) from exc
+    return values
+
+
+def _check_offsets(values: list[int] | None) -> list[int] | None:
+    negative = [value for value in values or [] if value < 0]
+    if negative:
+        raise typer.BadParameter(f"must be 0 or more; got {negative[0]}")
+    return values
+
 
 CalibrationRows = Literal["later-period", "cross-fitted"]
 CALIBRATION_ROWS = {"later-period": "later_period", "cross-fitted": "cross_fitted"}
@@ -68,7 +92,8 @@ def retrain(
         list[str] | None,
         typer.Option(
             help="Temporal fold cutoff as an ISO date; repeat for several folds. The "
-            "latest one trains the registered model. Default: the source's cutoffs."
+            "latest one trains the registered model. Default: the source's cutoffs.",
+            callback=_check_cutoffs,
         ),
     ] = None,
     history_days: Annotated[
@@ -94,20 +119,34 @@ def retrain(
     asof_days: Annotated[
         list[int] | None,
         typer.Option(
-            help="As-of offset in days after unit start; repeat. Default: the source's."
+            help="As-of offset in days after unit start, 0 or more; repeat. "
+            "Default: the source's.",
+            callback=_check_offsets,
         ),
     ] = None,
     top_share: Annotated[
-        float, typer.Option(help="Top-k as a share of learners per as-of date (0-1).")
+        float,
+        typer.Option(
+            help="Top-k as a share of learners per as-of date, greater than 0 and "
+            "at most 1.",
+            callback=check_share,
+        ),
     ] = 0.10,
     k_per_unit: Annotated[
-        int, typer.Option(help="Top-k as a number of learners per unit and as-of date.")
+        int,
+        typer.Option(
+            help="Top-k as a number of learners per unit and as-of date.", min=1
+        ),
     ] = 10,
     trials: Annotated[
-        int, typer.Option(help="Optuna trials per fold (0: default hyperparameters).")
+        int,
+        typer.Option(
+            help="Optuna trials per fold (0: default hyperparameters).", min=0
+        ),
     ] = 15,
     bootstrap: Annotated[
-        int, typer.Option(help="Bootstrap resamples for the confidence intervals.")
+        int,
+        typer.Option(help="Bootstrap resamples for the confidence intervals.", min=1),
     ] = 200,
     calibration: Annotated[
         CalibrationRows,
@@ -168,9 +207,16 @@ def retrain(
         exit_on_sigterm()
         try:
             summary = run_retrain(entry.load(data_path), config, out, on_step=on_step)
-        except InputDataError as exc:
+        except (InputDataError, MappingError) as exc:
             progress.stop()
             typer.echo(f"Input data error: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        except ValueError as exc:
+            # Data that loads but cannot be used, such as a cutoff that leaves
+            # no fold with both training and test rows.
+            progress.stop()
+            logger.debug("retrain failed", exc_info=True)
+            typer.echo(f"Retrain failed: {exc}", err=True)
             raise typer.Exit(code=2) from exc
         progress.update(task, completed=steps, description="done")
 

@@ -496,8 +496,12 @@ def validate_temporal(
     if not folds:
         raise NoTemporalFoldError(
             f"no temporal cutoff in {cutoffs} leaves both training and test rows "
-            "with known labels. The data may span too few school years for the "
-            "label window: shorten the window (--label-window-days) or add years"
+            f"with known labels ({'; '.join(skipped)}). The units with labelled "
+            f"rows start from {unit_start.min():%Y-%m-%d} to "
+            f"{unit_start.max():%Y-%m-%d}, and a cutoff needs units on both sides "
+            "(--cutoff). Otherwise the data may span too few school years for "
+            "the label window: shorten the window (--label-window-days) or add "
+            "years"
         )
     return Validation("temporal", folds, folds[-1], skipped)
 

@@ -95,3 +95,25 @@ def test_retrain_table_source(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Registered challenger: models:/ajoissa-table" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--cutoff", "2014-13-01", "is not a date as YYYY-MM-DD"),
+        ("--top-share", "1.5", "greater than 0 and at most 1"),
+        ("--trials", "-1", "greater than or equal to 0"),
+        ("--bootstrap", "0", "greater than or equal to 1"),
+        ("--k-per-unit", "0", "greater than or equal to 1"),
+        ("--asof-days", "-5", "must be 0 or more"),
+    ],
+)
+def test_retrain_rejects_bad_options(tmp_path, monkeypatch, option, value, expected):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "store"))
+    result = CliRunner().invoke(
+        app,
+        ["retrain", "--source", "oulad", "--out", str(tmp_path / "o"), option, value],
+    )
+    assert result.exit_code == 2
+    assert expected in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
