@@ -7,7 +7,8 @@ beside the old one, and then a single attribute assignment swaps it in.
 Requests read :attr:`ChampionHolder.loaded` once and score with that object, so
 a request that started before the swap finishes with the old model and no
 request fails during a switch. A version that fails to load or fails its
-integrity check is rejected and the previous model keeps serving.
+integrity check is rejected and the previous model keeps serving. It is tried
+again after ``REJECTED_RETRY_INTERVALS`` reload intervals.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 
 from models.store import (
     LoadedModel,
@@ -53,6 +55,12 @@ def reload_seconds() -> float:
     return seconds
 
 
+REJECTED_RETRY_INTERVALS = 10
+"""A rejected version is loaded again after this many reload intervals (5
+minutes at the default interval), so a version that failed because its files
+or the registry were unavailable for a while is served once they are back."""
+
+
 class ChampionHolder:
     """The loaded champion of model ``name``, refreshed by :meth:`refresh`."""
 
@@ -63,6 +71,7 @@ class ChampionHolder:
         self.loaded_at: dt.datetime | None = None
         self.last_error: str | None = None
         self._rejected_version: str | None = None
+        self._rejected_at = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,7 +91,13 @@ class ChampionHolder:
                 self.last_error = str(exc)
                 return False
             current = self.loaded.version if self.loaded else None
-            if version in (current, self._rejected_version):
+            if version == current:
+                return False
+            retry_after = REJECTED_RETRY_INTERVALS * self.interval_seconds
+            if (
+                version == self._rejected_version
+                and time.monotonic() - self._rejected_at < retry_after
+            ):
                 return False
             try:
                 loaded = load_registered(self.name)
@@ -105,10 +120,14 @@ class ChampionHolder:
         return True
 
     def _reject(self, version: str, error: str) -> None:
+        repeated = version == self._rejected_version and error == self.last_error
         self._rejected_version = version
+        self._rejected_at = time.monotonic()
         self.last_error = error
         serving = self.loaded.version if self.loaded else "none"
-        logger.error(
+        # A retry that fails the same way is logged once, not every few minutes.
+        logger.log(
+            logging.INFO if repeated else logging.ERROR,
             "rejected model %s version %s: %s. Still serving version %s.",
             self.name,
             version,

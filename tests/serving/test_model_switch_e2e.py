@@ -96,7 +96,8 @@ def test_switch_and_integrity(trained, tokens, launch, tmp_path):
         third = _register(trained, "candidate", seed=3)
         # The serialised booster (model.skops with MLflow 3.17's LightGBM flavour).
         model_file = next(_artifact_dir(third).glob("model.*"))
-        model_file.write_bytes(model_file.read_bytes() + b"\n")
+        original = model_file.read_bytes()
+        model_file.write_bytes(original + b"\n")
         mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", third)
         with Load(server.url, platform, trained.holdout_records[0]) as load:
             deadline = time.monotonic() + SWITCH_TIMEOUT_SECONDS
@@ -108,6 +109,9 @@ def test_switch_and_integrity(trained, tokens, launch, tmp_path):
                     break
                 time.sleep(0.5)
         log = server.log()
+        # Restored files are loaded at a later retry, without a restart.
+        model_file.write_bytes(original)
+        _wait_for_version(server, platform, third)
     assert body["version"] == second
     assert "failed its integrity check" in body["last_load_error"]
     assert set(load.statuses) == {200}
