@@ -13,11 +13,14 @@ import logging
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("fi", "sv", "en")
 DEFAULT_LANGUAGE = "fi"
+LOCAL_TIME_ZONE = ZoneInfo("Europe/Helsinki")
+"""Times are shown as the schools' staff read their clocks."""
 _MESSAGES = Path(__file__).parent / "messages"
 
 
@@ -68,8 +71,14 @@ class Translator:
         return f"{day.day}.{day.month}.{day.year}"
 
     def time(self, moment: dt.datetime) -> str:
-        """Format a date and time to the minute, as in :meth:`date`."""
-        return f"{self.date(moment.date())} {moment:%H:%M}"
+        """Format a date and time to the minute in Finnish time, as in :meth:`date`.
+
+        A time without a zone is taken as UTC, as the stores write it.
+        """
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        local = moment.astimezone(LOCAL_TIME_ZONE)
+        return f"{self.date(local.date())} {local:%H:%M}"
 
     def number(self, value: float, digits: int = 0) -> str:
         """Format a number with the language's decimal separator."""

@@ -200,7 +200,11 @@ def test_single_point_chart_label(language):
 def test_dates_in_reader_format(language, expected):
     t = Translator(language)
     assert t.date(dt.date(2014, 3, 3)) == expected
-    assert t.time(dt.datetime(2014, 3, 3, 9, 5)) == f"{expected} 09:05"
+    # Stored times are UTC, and staff read Finnish time (UTC+2 in March).
+    assert t.time(dt.datetime(2014, 3, 3, 9, 5)) == f"{expected} 11:05"
+    assert t.time(dt.datetime(2014, 3, 3, 23, 5, tzinfo=dt.UTC)).startswith(
+        t.date(dt.date(2014, 3, 4))
+    )
 
 
 def test_reviews_export_csv(tmp_path, monkeypatch):
