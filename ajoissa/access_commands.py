@@ -147,6 +147,8 @@ def verify_log() -> None:
         typer.echo(f"Cannot verify: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     result = log.verify()
+    for prune in result.prunes:
+        typer.echo(f"Pruned: {prune}")
     if not result.ok:
         for problem in result.problems:
             typer.echo(problem, err=True)

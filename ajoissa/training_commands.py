@@ -20,9 +20,9 @@ from rich.table import Table
 
 from ajoissa.cli import (
     SourceName,
-    check_share,
     advance_step,
     app,
+    check_share,
     console,
     data_path_or_exit,
     exit_on_sigterm,

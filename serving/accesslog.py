@@ -26,8 +26,10 @@ Retention
 ---------
 :func:`prune` deletes rows older than the retention period (default
 ``DEFAULT_RETENTION_DAYS``, about 6 months) and records an anchor row: the
-first kept sequence number and the hash of the last deleted row. ``verify``
-starts from the newest anchor, so a pruned log still verifies.
+first kept sequence number, the hash of the last deleted row and that row
+itself. ``verify`` starts from the newest anchor, so a pruned log still
+verifies, and checks each anchor's row against its hash and its age against
+the retention period, so rows deleted early are found.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ CREATE TABLE IF NOT EXISTS anchors (
     id INTEGER PRIMARY KEY,
     pruned_at TEXT NOT NULL,
     first_seq INTEGER NOT NULL,
-    prev_hash TEXT NOT NULL
+    prev_hash TEXT NOT NULL,
+    last_row TEXT
 );
 CREATE TABLE IF NOT EXISTS prune_permit (upto_seq INTEGER NOT NULL);
 CREATE TRIGGER IF NOT EXISTS access_log_no_update BEFORE UPDATE ON access_log
@@ -123,6 +126,8 @@ class VerifyResult:
     head_seq: int = 0
     head_hash: str = GENESIS
     problems: list[str] = field(default_factory=list)
+    prunes: list[str] = field(default_factory=list)
+    """One line per prune: which rows it deleted, when, and the newest row's time."""
 
     @property
     def ok(self) -> bool:
@@ -180,6 +185,7 @@ class AccessLog:
             with self._connect() as connection:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.executescript(_SCHEMA)
+                _add_last_row_column(connection)
         else:
             self._check_is_log()
         self._append_lock = threading.Lock()
@@ -304,12 +310,28 @@ class AccessLog:
                 for row in connection.execute("SELECT * FROM access_log ORDER BY seq")
             ]
 
-    def verify(self) -> VerifyResult:
-        """Recompute the hash chain from the newest anchor and report every break."""
+    def verify(self, now: dt.datetime | None = None) -> VerifyResult:
+        """Recompute the hash chain from the newest anchor and report every break.
+
+        Each prune is also checked (:func:`_anchor_problems`): the deleted rows
+        must have been older than the retention period when they were deleted.
+        """
         result = VerifyResult()
         connection = self._connect()
         connection.row_factory = sqlite3.Row
         try:
+            columns = {
+                row["name"] for row in connection.execute("PRAGMA table_info(anchors)")
+            }
+            if "last_row" in columns:
+                anchors = connection.execute(
+                    "SELECT * FROM anchors ORDER BY id"
+                ).fetchall()
+                for anchor in anchors:
+                    result.prunes.append(_describe_prune(anchor))
+                    result.problems += _anchor_problems(
+                        anchor, retention_days(), now or dt.datetime.now(dt.UTC)
+                    )
             anchor = connection.execute(
                 "SELECT first_seq, prev_hash FROM anchors ORDER BY id DESC LIMIT 1"
             ).fetchone()
@@ -373,17 +395,28 @@ class AccessLog:
             if last is None:
                 connection.execute("COMMIT")
                 return 0
-            last_hash = connection.execute(
-                "SELECT row_hash FROM access_log WHERE seq = ?", (last,)
-            ).fetchone()[0]
+            connection.row_factory = sqlite3.Row
+            last_row = connection.execute(
+                "SELECT * FROM access_log WHERE seq = ?", (last,)
+            ).fetchone()
+            last_hash = last_row["row_hash"]
+            # The last deleted row, kept whole so that verify can check its
+            # hash and its age when it was deleted.
+            kept = {name: last_row[name] for name in (*FIELDS, "prev_hash")}
             connection.execute("INSERT INTO prune_permit VALUES (?)", (last,))
             deleted = connection.execute(
                 "DELETE FROM access_log WHERE seq <= ?", (last,)
             ).rowcount
             connection.execute("DELETE FROM prune_permit")
             connection.execute(
-                "INSERT INTO anchors (pruned_at, first_seq, prev_hash) VALUES (?, ?, ?)",
-                (dt.datetime.now(dt.UTC).isoformat(), last + 1, last_hash),
+                "INSERT INTO anchors (pruned_at, first_seq, prev_hash, last_row) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    (now or dt.datetime.now(dt.UTC)).isoformat(),
+                    last + 1,
+                    last_hash,
+                    json.dumps(kept),
+                ),
             )
             connection.execute("COMMIT")
         except BaseException:
@@ -399,6 +432,67 @@ class AccessLog:
             cutoff.date(),
         )
         return deleted
+
+
+def _add_last_row_column(connection: sqlite3.Connection) -> None:
+    """Add ``anchors.last_row`` to a log created before anchors kept it."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(anchors)")}
+    if "last_row" not in columns:
+        connection.execute("ALTER TABLE anchors ADD COLUMN last_row TEXT")
+
+
+def _describe_prune(anchor: sqlite3.Row) -> str:
+    last = json.loads(anchor["last_row"]) if anchor["last_row"] else None
+    newest = f", the newest from {last['time']}" if last else ""
+    return (
+        f"rows before seq {anchor['first_seq']} were pruned at "
+        f"{anchor['pruned_at']}{newest}"
+    )
+
+
+def _anchor_problems(
+    anchor: sqlite3.Row, retention: int, now: dt.datetime
+) -> list[str]:
+    """Return what is wrong with one prune's anchor row.
+
+    The anchor keeps the last deleted row. Its hash must be the anchor's
+    ``prev_hash``, which the first kept row links to, so its time cannot be
+    changed. That row must have been older than ``retention`` days when the
+    prune ran, and the prune cannot lie in the future.
+    """
+    where = f"prune anchor {anchor['id']} (rows before seq {anchor['first_seq']})"
+    if not anchor["last_row"]:
+        return [
+            f"{where}: it does not keep the last deleted row, so its retention "
+            "cannot be checked; it was written by an older version or forged"
+        ]
+    last = json.loads(anchor["last_row"])
+    values = {name: last.get(name) for name in FIELDS}
+    problems = []
+    if (
+        last.get("seq") != anchor["first_seq"] - 1
+        or _row_hash(last.get("prev_hash", ""), values) != anchor["prev_hash"]
+    ):
+        problems.append(
+            f"{where}: the kept last deleted row does not match the anchor's hash; "
+            "the anchor was edited or forged"
+        )
+        return problems
+    pruned_at = dt.datetime.fromisoformat(anchor["pruned_at"])
+    newest = dt.datetime.fromisoformat(str(last["time"]))
+    if pruned_at > now + dt.timedelta(minutes=5):
+        problems.append(
+            f"{where}: its prune time {anchor['pruned_at']} is in the future; "
+            "the anchor was edited or forged"
+        )
+    age = pruned_at - newest
+    if age < dt.timedelta(days=retention):
+        problems.append(
+            f"{where}: the newest deleted row, from {last['time']}, was "
+            f"{age.days} days old when it was pruned, less than the retention of "
+            f"{retention} days; rows were deleted early"
+        )
+    return problems
 
 
 def _row_hash(prev_hash: str, values: dict[str, object]) -> str:

@@ -120,6 +120,41 @@ def test_prune_then_delete_detected(log):
     assert any("row seq 6: expected seq 5" in p for p in problems)
 
 
+def test_early_prune_detected(log):
+    # Deleting young rows through the prune path, as a prune with a forged
+    # retention would, keeps the chain intact but not the retention.
+    log.prune(retention=10, now=NOW)
+    problems = log.verify(now=NOW).problems
+    assert len(problems) == 1
+    assert "rows were deleted early" in problems[0]
+
+
+def test_forged_anchor_detected(log):
+    log.prune(retention=183, now=NOW)
+    with sqlite3.connect(log.path) as connection:
+        connection.execute(
+            "UPDATE anchors SET last_row = json_set(last_row, '$.time', ?)",
+            ((NOW - dt.timedelta(days=400)).isoformat(),),
+        )
+    problems = log.verify(now=NOW).problems
+    assert any("does not match the anchor's hash" in p for p in problems)
+
+
+def test_anchor_without_row_reported(log):
+    log.prune(retention=183, now=NOW)
+    with sqlite3.connect(log.path) as connection:
+        connection.execute("UPDATE anchors SET last_row = NULL")
+    problems = log.verify(now=NOW).problems
+    assert any("does not keep the last deleted row" in p for p in problems)
+
+
+def test_prune_listed_by_verify(log):
+    log.prune(retention=183, now=NOW)
+    prunes = log.verify(now=NOW).prunes
+    assert len(prunes) == 1
+    assert prunes[0].startswith("rows before seq 5 were pruned at 2026-06-01")
+
+
 def test_retention_default(monkeypatch):
     monkeypatch.delenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", raising=False)
     assert retention_days() == 183
