@@ -100,6 +100,10 @@ def load_records(
             err=True,
         )
         raise typer.Exit(code=2) from exc
+    if report.is_file():
+        # A report left by an earlier, failed load no longer describes the export.
+        report.unlink()
+        console.print(f"Removed the report of an earlier failed load, {report}.")
     for table, rows in records.counts.items():
         console.print(f"{table:>24}: {rows:,}")
     if store is not None:

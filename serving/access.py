@@ -207,9 +207,12 @@ class TokenStore:
         ------
         LookupError
             If no token has this id, or the prefix is shorter than the minimum
-            or matches several tokens.
+            or matches several tokens, or the token is already revoked.
         """
         full_id = self._resolve_id(token_id)
+        earlier = next(i.revoked_at for i in self.list() if i.token_id == full_id)
+        if earlier:
+            raise LookupError(f"token {full_id} was already revoked at {earlier}")
         revoked = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         with self._connect() as connection:
             connection.execute(

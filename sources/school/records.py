@@ -134,6 +134,14 @@ def _read_raw(path: Path) -> pd.DataFrame:
     )
 
 
+def _repeated_header_names(path: Path) -> list[str]:
+    """Return the column names that the CSV file's header line has more than once."""
+    with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
+        header = next(csv.reader(handle, delimiter=CSV_OPTIONS["sep"]), [])
+    names = [name.strip() for name in header]
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def _csv_line_starts(path: Path) -> list[int]:
     """Return the 1-based line on which each data row of a CSV file starts.
 
@@ -425,6 +433,22 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         )
         return None, checker
     raw.columns = [str(c).strip() for c in raw.columns]
+    if path.suffix == ".csv":
+        # pandas renames a repeated column to "name.1", so the header is read as written.
+        for name in _repeated_header_names(path):
+            checker.problems.append(
+                Problem(
+                    str(path),
+                    spec.name,
+                    name,
+                    1,
+                    None,
+                    "the column once in the header; it appears more than once, so "
+                    "which values to read is unclear",
+                )
+            )
+    if checker.problems:
+        return None, checker
     absent = [c.name for c in spec.columns if c.name not in raw.columns]
     expected = "this column in the header"
     if (

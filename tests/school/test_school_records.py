@@ -298,3 +298,13 @@ def test_unique_marks_not_copied():
     kept, dropped = _resolve_duplicate_marks(marks)
     assert dropped == 0
     assert kept is marks
+
+
+def test_repeated_header_column_reported(tmp_path):
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    header, *rows = broken["schools"]
+    broken["schools"] = [header + ";name"] + [row + ";x" for row in rows]
+    with pytest.raises(InputDataError) as caught:
+        read_records(write_export(tmp_path / "dup", broken))
+    found = [(p.table, p.column, p.row) for p in caught.value.problems]
+    assert found == [("schools", "name", 1)]

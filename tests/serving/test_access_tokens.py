@@ -100,6 +100,9 @@ def test_cli_create_list_revoke(tmp_path, monkeypatch):
     revoked = runner.invoke(app, ["tokens", "revoke", token_id])
     assert revoked.exit_code == 0, revoked.output
     assert store.authenticate(token) is None
+    again = runner.invoke(app, ["tokens", "revoke", token_id])
+    assert again.exit_code == 2
+    assert "already revoked at" in again.output
 
 
 LONG_LABEL = "student welfare officer, north district, autumn term"
