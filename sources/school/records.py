@@ -26,7 +26,7 @@ from sources.csvread import locate_decode_error
 from sources.errors import InputDataError, Problem
 from sources.school.grades import GRADE_EXPECTED, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
-from sources.school.tables import TABLES, ColumnSpec, TableSpec
+from sources.school.tables import ID_PATTERN, TABLES, ColumnSpec, TableSpec
 
 logger = logging.getLogger(__name__)
 
@@ -350,6 +350,15 @@ def _check_column(
             "Int64"
         )
 
+    if spec.kind == "id":
+        wrong = ~text.values.str.fullmatch(ID_PATTERN).to_numpy(dtype=bool)
+        checker.add(
+            spec.name,
+            np.flatnonzero(text.per_row(wrong, False)),
+            column,
+            "an id of 1 to 100 letters, digits, '_', '.', ':' or '-', without "
+            "spaces or '/', so that the API and the screens can read it",
+        )
     if spec.choices:
         wrong = ~text.values.isin(spec.choices).to_numpy()
         checker.add(

@@ -23,13 +23,22 @@ RECORDED_BY = ("teacher", "office")
 """Recorders of attendance marks. An office correction outranks a teacher's mark."""
 
 
+ID_PATTERN = r"[\w.:-]{1,100}"
+"""Pupil and school ids: letters (ä, ö and å included), digits and ``_ . : -``.
+
+The scoring API and the review screens take ids in URL paths with the same
+rule, so an id with a space or a ``/`` could be loaded and scored but never
+read back."""
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """One column of an export table.
 
-    ``kind`` is ``text``, ``int``, ``date`` (a calendar day, ``dd.mm.yyyy`` in
-    CSV) or ``timestamp`` (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm``
-    in Helsinki local time). ``choices`` lists the allowed text values.
+    ``kind`` is ``text``, ``id`` (text that matches :data:`ID_PATTERN`),
+    ``int``, ``date`` (a calendar day, ``dd.mm.yyyy`` in CSV) or ``timestamp``
+    (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm`` in Helsinki local
+    time). ``choices`` lists the allowed text values.
     """
 
     name: str
@@ -57,7 +66,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "pupils",
             (
-                ColumnSpec("pupil_id"),
+                ColumnSpec("pupil_id", "id"),
                 ColumnSpec("birth_year", "int", low=1980, high=2100),
                 ColumnSpec("birth_month", "int", low=1, high=12),
                 ColumnSpec("gender", required=False, choices=GENDERS),
@@ -71,7 +80,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "schools",
             (
-                ColumnSpec("school_id"),
+                ColumnSpec("school_id", "id"),
                 ColumnSpec("name"),
                 ColumnSpec("municipality", required=False),
                 ColumnSpec("level", choices=SCHOOL_LEVELS),
@@ -82,8 +91,8 @@ TABLES: dict[str, TableSpec] = {
             "study_rights",
             (
                 ColumnSpec("study_right_id"),
-                ColumnSpec("pupil_id"),
-                ColumnSpec("school_id"),
+                ColumnSpec("pupil_id", "id"),
+                ColumnSpec("school_id", "id"),
                 ColumnSpec("start_date", "date"),
             ),
             key=("study_right_id",),
@@ -100,8 +109,8 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "attendance_marks",
             (
-                ColumnSpec("pupil_id"),
-                ColumnSpec("school_id"),
+                ColumnSpec("pupil_id", "id"),
+                ColumnSpec("school_id", "id"),
                 ColumnSpec("lesson_start", "timestamp"),
                 ColumnSpec("lesson"),
                 ColumnSpec("subject", required=False),
@@ -113,8 +122,8 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "grades",
             (
-                ColumnSpec("pupil_id"),
-                ColumnSpec("school_id"),
+                ColumnSpec("pupil_id", "id"),
+                ColumnSpec("school_id", "id"),
                 ColumnSpec("date", "date"),
                 ColumnSpec("subject"),
                 ColumnSpec("grade"),
@@ -123,7 +132,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "support_decisions",
             (
-                ColumnSpec("pupil_id"),
+                ColumnSpec("pupil_id", "id"),
                 ColumnSpec("start_date", "date"),
                 ColumnSpec("end_date", "date", required=False),
                 ColumnSpec("level", choices=SUPPORT_LEVELS),
@@ -132,7 +141,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "behaviour_notes",
             (
-                ColumnSpec("pupil_id"),
+                ColumnSpec("pupil_id", "id"),
                 ColumnSpec("date", "date"),
                 ColumnSpec("note_type"),
             ),

@@ -308,3 +308,19 @@ def test_repeated_header_column_reported(tmp_path):
         read_records(write_export(tmp_path / "dup", broken))
     found = [(p.table, p.column, p.row) for p in caught.value.problems]
     assert found == [("schools", "name", 1)]
+
+
+def test_id_unreadable_by_api_reported(tmp_path):
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    broken["pupils"][1] = broken["pupils"][1].replace("p1;", "AB 12/3;", 1)
+    with pytest.raises(InputDataError) as caught:
+        read_records(write_export(tmp_path / "ids", broken))
+    found = {(p.table, p.column, p.row, p.value) for p in caught.value.problems}
+    assert ("pupils", "pupil_id", 2, "AB 12/3") in found
+
+
+def test_id_rule_matches_api_path_rule():
+    from serving.api_models import PUPIL_ID_PATTERN
+    from sources.school.tables import ID_PATTERN
+
+    assert PUPIL_ID_PATTERN == f"^{ID_PATTERN}$"
