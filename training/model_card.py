@@ -282,9 +282,13 @@ def write_model_card(
 
 
 def _baseline_verdict(overall: dict[str, dict[str, Any]]) -> list[str]:
-    """Return sentences saying which baselines the model does not beat, and on what."""
+    """Return sentences saying which baselines the model does not beat, and on what.
+
+    A lead inside both 95 % intervals is named too, because the point values
+    alone would read as a difference the evaluation rows do not show.
+    """
     model = overall.get("model", {})
-    beaten_by = []
+    beaten_by, narrow = [], []
     for name, values in overall.items():
         if name in ("model", "champion"):
             continue
@@ -293,20 +297,47 @@ def _baseline_verdict(overall: dict[str, dict[str, Any]]) -> list[str]:
             ("precision_at_k_share", "precision at k"),
         ):
             ours, theirs = model.get(metric), values.get(metric)
-            if ours is not None and theirs is not None and theirs >= ours:
-                beaten_by.append(f"{name} ({label} {theirs:.3f} against {ours:.3f})")
-    if not beaten_by:
+            if ours is None or theirs is None:
+                continue
+            figures = f"{label} {theirs:.3f}, model {ours:.3f}"
+            if theirs >= ours:
+                beaten_by.append(f"{name} ({figures})")
+            elif _inside_intervals(
+                model.get(f"{metric}_ci"), values.get(f"{metric}_ci"), ours, theirs
+            ):
+                narrow.append(f"{name} ({figures})")
+    if beaten_by:
         return [
-            "**Against the baselines:** the model has a higher ROC-AUC and precision "
-            "at k than every baseline on this fold."
+            "**Against the baselines:** the model does not beat "
+            + "; ".join(beaten_by)
+            + ". A baseline ranks these learners at least as well, so weigh it "
+            "before relying on this model; `ajoissa promote` refuses such a "
+            "challenger."
         ]
-    return [
-        "**Against the baselines:** the model does not beat "
-        + "; ".join(beaten_by)
-        + ". A simpler rule ranks these learners at least as well, so weigh the "
-        "baseline before relying on this model; `ajoissa promote` refuses such a "
-        "challenger."
+    lines = [
+        "**Against the baselines:** the model has a higher ROC-AUC and precision "
+        "at k than every baseline on this fold."
     ]
+    if narrow:
+        lines.append(
+            "Its lead over "
+            + "; ".join(narrow)
+            + " lies inside both 95 % intervals, so these rows do not show the "
+            "model to be better there."
+        )
+    return lines
+
+
+def _inside_intervals(
+    ours_ci: list[float] | None,
+    theirs_ci: list[float] | None,
+    ours: float,
+    theirs: float,
+) -> bool:
+    """Return whether each value lies inside the other's interval."""
+    if not ours_ci or not theirs_ci:
+        return False
+    return ours_ci[0] <= theirs <= ours_ci[1] and theirs_ci[0] <= ours <= theirs_ci[1]
 
 
 def _left_out_lines(rows: dict[str, Any]) -> list[str]:

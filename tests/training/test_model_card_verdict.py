@@ -10,8 +10,8 @@ def test_verdict_names_winning_baseline():
         "rule": {"roc_auc": 0.60, "precision_at_k_share": None},
     }
     (text,) = _baseline_verdict(overall)
-    assert "does not beat logistic (ROC-AUC 0.690 against 0.660)" in text
-    assert "logistic (precision at k 0.350 against 0.310)" in text
+    assert "does not beat logistic (ROC-AUC 0.690, model 0.660)" in text
+    assert "logistic (precision at k 0.350, model 0.310)" in text
     assert "rule (" not in text
 
 
@@ -22,3 +22,24 @@ def test_verdict_when_model_wins():
     }
     (text,) = _baseline_verdict(overall)
     assert "higher ROC-AUC and precision at k than every baseline" in text
+
+
+def test_verdict_names_lead_inside_intervals():
+    overall = {
+        "model": {
+            "roc_auc": 0.70865,
+            "roc_auc_ci": [0.702, 0.714],
+            "precision_at_k_share": 0.40,
+            "precision_at_k_share_ci": [0.38, 0.42],
+        },
+        "logistic": {
+            "roc_auc": 0.70861,
+            "roc_auc_ci": [0.702, 0.714],
+            "precision_at_k_share": 0.30,
+            "precision_at_k_share_ci": [0.28, 0.32],
+        },
+    }
+    first, second = _baseline_verdict(overall)
+    assert "higher ROC-AUC and precision at k than every baseline" in first
+    assert second.startswith("Its lead over logistic (ROC-AUC 0.709, model 0.709)")
+    assert "precision at k" not in second
