@@ -89,7 +89,7 @@ MAX_UNSEEN_WARNINGS_PER_FIELD = 20
 MAX_LISTED_PROBLEMS = 20
 """Maximum problems written into the exception message. ``problems`` keeps them all."""
 
-_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 ProblemKind = Literal["invalid", "missing", "unknown"]
 

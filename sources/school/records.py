@@ -324,10 +324,9 @@ def _check_column(
             "a date as dd.mm.yyyy"
             if spec.kind == "date"
             else "a timestamp as ISO 8601 with a UTC offset, or dd.mm.yyyy hh:mm local time"
-        ) + (
-            f" from {EARLIEST_DATE.year} to {LATEST_DATE.year}; leave an open end "
-            "empty instead of a far-future date"
-        )
+        ) + f" from {EARLIEST_DATE.year} to {LATEST_DATE.year}"
+        if not spec.required:
+            expected += "; leave an open end empty instead of a far-future date"
         checker.add(spec.name, np.flatnonzero(bad), column, expected)
         return values
 

@@ -132,7 +132,12 @@ def test_numeric_string_parsed(trained, records):
     assert as_string == as_number
 
 
-@pytest.mark.parametrize("value", [True, "abc", "12,5", "NaN", "1e999", "", [1]])
+@pytest.mark.parametrize(
+    "value",
+    # Arabic-Indic and full-width digits are digits to Python's float(), not
+    # the plain decimal numbers that the rule allows.
+    [True, "abc", "12,5", "NaN", "1e999", "", [1], "\u0667\u0663", "\uff17\uff13"],
+)
 def test_numeric_invalid_rejected(trained, records, value):
     record = dict(records[0])
     record[NUMERIC] = value
