@@ -65,6 +65,15 @@ class VersionCard:
         return metric_tables(self.metrics)
 
     @property
+    def scores_champion(self) -> bool:
+        """Whether a metrics table has a row for the champion the run compared with."""
+        return any(
+            model == "champion"
+            for table in self.metric_tables
+            for model, _ in table.rows
+        )
+
+    @property
     def source(self) -> str | None:
         return self.tags.get("source")
 

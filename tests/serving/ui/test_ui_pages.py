@@ -524,3 +524,11 @@ def test_model_metrics_as_tables(client, tokens, tmp_path):
     # The logistic regression has no ECE logged, which shows as a dash.
     assert '<td class="num">–</td>' in page.text
     assert "fold.cutoff_2014-01-01" not in page.text
+    # Without a champion row there is nothing to caution about.
+    assert 'id="champion-caveat"' not in page.text
+    registry.log_metric(
+        run.info.run_id, "fold.cutoff_2014-01-01.champion.roc_auc", 0.72
+    )
+    page = client.get(f"/ui/models/{name}/{version}", headers={"Accept-Language": "fi"})
+    assert 'id="champion-caveat"' in page.text
+    assert "vain viimeisimmällä jaksolla" in page.text
