@@ -858,9 +858,9 @@ def unknown_key_problems(body: dict[str, Any]) -> list[RecordProblem]:
     A misspelled option such as ``include_reason`` would otherwise be ignored
     silently and its default used.
     """
-    expected = "no such field; a request has " + ", ".join(SCORE_REQUEST_KEYS)
+    expected = "only the fields " + ", ".join(SCORE_REQUEST_KEYS)
     return [
-        RecordProblem(None, str(key), body[key], expected)
+        RecordProblem(None, str(key), body[key], expected, "unknown")
         for key in body
         if key not in SCORE_REQUEST_KEYS
     ]

@@ -60,6 +60,7 @@ def test_misspelled_option_400(server, tokens, trained):
     assert response.status_code == 400
     problems = response.json()["problems"]
     assert [p["field"] for p in problems] == ["include_reason"]
+    assert problems[0]["kind"] == "unknown"
     assert "records, as_of, include_reasons" in problems[0]["expected"]
 
 
