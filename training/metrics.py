@@ -321,7 +321,8 @@ def metrics_with_intervals(
     resampled = _Resampled(y, scored, by_share, by_unit)
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in point}
-    for _ in range(resamples):
+    # No rows, no resamples: every interval is then None.
+    for _ in range(resamples if len(y) else 0):
         rows = rng.integers(0, len(y), len(y))
         values = resampled.metrics(np.bincount(rows, minlength=len(y)))
         for name, value in values.items():
