@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ajoissa.cli import app, console, store_path_or_exit
+from ajoissa.cli import app, console, note_schools_without_scores, store_path_or_exit
 
 if TYPE_CHECKING:
     from serving.access import TokenInfo
@@ -58,6 +58,7 @@ def create_token(
     except ValueError as exc:
         typer.echo(f"Cannot create the token: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+    note_schools_without_scores(list(info.schools))
     console.print(f"Created {info.role} token {info.token_id}.")
     console.print("Store it now. It cannot be shown again:")
     typer.echo(token)

@@ -368,7 +368,7 @@ def store_path_or_exit(
 ) -> Path:
     """Return ``path`` of a store file, exiting 2 when it does not exist.
 
-    With ``folder``, only the folder that holds the file must exist. A command
+    With ``folder``, only the folder that contains the file must exist. A command
     started in another folder would otherwise create a new, empty store there
     and report success on it.
     """
@@ -382,6 +382,38 @@ def store_path_or_exit(
         )
         raise typer.Exit(code=2)
     return path
+
+
+def note_schools_without_scores(schools: list[str]) -> None:
+    """Print a note for each school id that no stored score belongs to.
+
+    Setting up a school before its first scoring run is allowed, so this only
+    warns: a mistyped id would otherwise give staff an empty list without a
+    word.
+    """
+    import os
+
+    from models.store import home_dir
+    from serving.scorestore import SCORE_STORE_URL_ENV, ScoreStore
+
+    if not schools:
+        return
+    if (
+        not os.environ.get(SCORE_STORE_URL_ENV)
+        and not (home_dir() / "scores.db").is_file()
+    ):
+        return
+    store = ScoreStore()
+    try:
+        unknown = [school for school in schools if not store.has_school(school)]
+    finally:
+        store.dispose()
+    for school in unknown:
+        typer.echo(
+            f"Note: the score store has no scores of school {school!r} yet. Check "
+            "the id if `ajoissa score` has already run for it.",
+            err=True,
+        )
 
 
 def data_path_or_exit(source: str, data: Path | None) -> Path:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ajoissa.cli import app, console, store_path_or_exit
+from ajoissa.cli import app, console, note_schools_without_scores, store_path_or_exit
 
 reviews_app = typer.Typer(
     help=(
@@ -69,4 +69,5 @@ def set_capacity(
     except ValueError as exc:
         typer.echo(f"Cannot set the capacity: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+    note_schools_without_scores([school])
     console.print(f"School {school}: {pupils} pupils per scoring run.")

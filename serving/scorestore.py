@@ -195,6 +195,12 @@ class ScoreStore:
                 for row in connection.execute(query)
             ]
 
+    def has_school(self, school_id: str) -> bool:
+        """Return whether any stored score belongs to ``school_id``."""
+        query = sa.select(scores.c.run_id).where(scores.c.school_id == school_id)
+        with self.engine.connect() as connection:
+            return connection.execute(query.limit(1)).first() is not None
+
     def pupil_scores(
         self, pupil_id: str, schools: Sequence[str] | None
     ) -> list[PupilScore]:

@@ -165,3 +165,26 @@ def test_cli_revoke_prefix(tmp_path, monkeypatch):
     assert revoked.exit_code == 0, revoked.output
     assert f"Revoked token {info.token_id}." in revoked.output
     assert store.authenticate(token) is None
+
+
+def test_cli_notes_school_without_scores(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from serving.scorestore import RunKey, ScoreStore, StoredScore
+
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
+    for variable in ("AJOISSA_ACCESS_DB", "AJOISSA_SCORE_STORE_URL", "AJOISSA_UI_DB"):
+        monkeypatch.delenv(variable, raising=False)
+    store = ScoreStore()
+    row = StoredScore("p1", "S1", "p1-r1", 0.2, 1, 1, [], {}, {})
+    store.replace_run(RunKey("records", dt.date(2025, 2, 3), "m", "1"), [row])
+    store.dispose()
+    runner = CliRunner()
+    known = runner.invoke(
+        app, ["tokens", "create", "--role", "staff", "--school", "S1"]
+    )
+    assert known.exit_code == 0, known.output
+    assert "no scores of school" not in known.output
+    typo = runner.invoke(app, ["reviews", "capacity", "S11", "20"])
+    assert typo.exit_code == 0, typo.output
+    assert "no scores of school 'S11'" in typo.output
