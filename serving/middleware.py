@@ -208,6 +208,8 @@ class ErrorFormatMiddleware:
             await self.app(scope, receive, _Buffered(send, self._rewrite_400, scope))
         elif path == OPENAPI_PATH and scope["method"] == "GET":
             await self.app(scope, receive, _Buffered(send, _patch_openapi, scope))
+        elif path.startswith(API_PREFIX):
+            await self.app(scope, receive, _Buffered(send, _routing_error, scope))
         else:
             await self.app(scope, receive, send)
 
@@ -227,6 +229,33 @@ class ErrorFormatMiddleware:
             return None
         await _log_score_request(self.access_log, scope, "400 0 record(s)")
         return json.dumps(_from_bentoml(body["detail"])).encode("utf-8")
+
+
+API_PREFIX = "/v1/"
+
+
+async def _routing_error(scope: Scope, status: int, content: bytes) -> bytes | None:
+    """Return the error format for a 404 or 405 that the router answered itself.
+
+    Starlette answers an unknown path or method in plain text, and FastAPI
+    with ``{"detail": ...}``. The API's own errors already have ``error``.
+    """
+    if status not in (HTTPStatus.NOT_FOUND, HTTPStatus.METHOD_NOT_ALLOWED):
+        return None
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        return None
+    method, path = scope["method"], _path(scope)
+    if status == HTTPStatus.NOT_FOUND:
+        message = f"no endpoint answers {method} {path}"
+    else:
+        message = f"{path} does not accept {method}"
+    return json.dumps(
+        error_body(f"{message}; /docs.json lists the endpoints and their methods")
+    ).encode("utf-8")
 
 
 def _from_bentoml(detail: Any) -> dict[str, Any]:

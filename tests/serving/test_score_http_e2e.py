@@ -213,3 +213,19 @@ def test_timeout_setting_applied(trained, tokens, launch, tmp_path):
         )
     assert response.status_code == 504
     assert "0.05 seconds" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/score", 405), ("GET", "/v1/nothing", 404)],
+)
+def test_routing_errors_in_error_format(server, tokens, method, path, status):
+    response = httpx.request(
+        method, f"{server['url']}{path}", headers=tokens.header("platform"), timeout=30
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == ERROR_KEYS
+    assert path in response.json()["error"]
+    if status == 405:
+        assert "POST" in response.headers["allow"]
