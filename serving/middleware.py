@@ -235,10 +235,10 @@ API_PREFIX = "/v1/"
 
 
 async def _routing_error(scope: Scope, status: int, content: bytes) -> bytes | None:
-    """Return the error format for a 404 or 405 that the router answered itself.
+    """Return the error format for a 404 or 405 that came from the router.
 
-    Starlette answers an unknown path or method in plain text, and FastAPI
-    with ``{"detail": ...}``. The API's own errors already have ``error``.
+    Starlette returns plain text for an unknown path or method, and FastAPI
+    returns ``{"detail": ...}``. The API's own errors already have ``error``.
     """
     if status not in (HTTPStatus.NOT_FOUND, HTTPStatus.METHOD_NOT_ALLOWED):
         return None
@@ -250,7 +250,7 @@ async def _routing_error(scope: Scope, status: int, content: bytes) -> bytes | N
         return None
     method, path = scope["method"], _path(scope)
     if status == HTTPStatus.NOT_FOUND:
-        message = f"no endpoint answers {method} {path}"
+        message = f"no endpoint serves {method} {path}"
     else:
         message = f"{path} does not accept {method}"
     return json.dumps(
