@@ -85,6 +85,17 @@ SENSITIVE_ATTRIBUTES = (
 A source may name further sensitive learner columns in ``InputTables.sensitive``.
 """
 
+ID_PATTERN = r"[\w.:-]{1,100}"
+"""Pupil and school ids: letters (ä, ö and å included), digits and ``_ . : -``.
+
+The scoring API and the review screens take ids in URL paths with the same
+rule, so an id with a space or a ``/`` could be loaded and scored but never
+read back. The loaders of school records and mapped tables check it."""
+ID_EXPECTED = (
+    "an id of 1 to 100 letters, digits, '_', '.', ':' or '-', without spaces or "
+    "'/', so that the API and the screens can read it"
+)
+
 _date = pa.Column("datetime64[ns]", nullable=False, coerce=True)
 _optional_date = pa.Column("datetime64[ns]", nullable=True, coerce=True)
 _id = pa.Column(str, nullable=False, coerce=True)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from sources.contract import InputTables, empty_table
+from sources.contract import ID_EXPECTED, ID_PATTERN, InputTables, empty_table
 from sources.csvread import locate_decode_error
 from sources.errors import InputDataError, Problem
 from sources.identifiers import identifier_reason
@@ -873,6 +873,10 @@ def _keys(
         reader.bad_values(
             mapping.id_column, learner_id, learner_id.isna(), "a pupil id in every row"
         )
+        unreadable = learner_id.notna() & ~learner_id.astype("str").str.fullmatch(
+            ID_PATTERN
+        ).fillna(False).astype(bool)
+        reader.bad_values(mapping.id_column, learner_id, unreadable, ID_EXPECTED)
         learner_id = learner_id.astype("str")
     if mapping.group_column is None:
         group = pd.Series("all", index=raw.index, dtype="str")

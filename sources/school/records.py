@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
+from sources.contract import ID_EXPECTED, ID_PATTERN
 from sources.csvread import locate_decode_error
 from sources.errors import InputDataError, Problem
 from sources.school.grades import GRADE_EXPECTED, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
-from sources.school.tables import ID_PATTERN, TABLES, ColumnSpec, TableSpec
+from sources.school.tables import TABLES, ColumnSpec, TableSpec
 
 logger = logging.getLogger(__name__)
 
@@ -355,8 +356,7 @@ def _check_column(
             spec.name,
             np.flatnonzero(text.per_row(wrong, False)),
             column,
-            "an id of 1 to 100 letters, digits, '_', '.', ':' or '-', without "
-            "spaces or '/', so that the API and the screens can read it",
+            ID_EXPECTED,
         )
     if spec.choices:
         wrong = ~text.values.isin(spec.choices).to_numpy()

@@ -23,19 +23,12 @@ RECORDED_BY = ("teacher", "office")
 """Recorders of attendance marks. An office correction outranks a teacher's mark."""
 
 
-ID_PATTERN = r"[\w.:-]{1,100}"
-"""Pupil and school ids: letters (ä, ö and å included), digits and ``_ . : -``.
-
-The scoring API and the review screens take ids in URL paths with the same
-rule, so an id with a space or a ``/`` could be loaded and scored but never
-read back."""
-
-
 @dataclass(frozen=True)
 class ColumnSpec:
     """One column of an export table.
 
-    ``kind`` is ``text``, ``id`` (text that matches :data:`ID_PATTERN`),
+    ``kind`` is ``text``, ``id`` (text that matches
+    :data:`sources.contract.ID_PATTERN`),
     ``int``, ``date`` (a calendar day, ``dd.mm.yyyy`` in CSV) or ``timestamp``
     (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm`` in Helsinki local
     time). ``choices`` lists the allowed text values.

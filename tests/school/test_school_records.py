@@ -321,6 +321,6 @@ def test_id_unreadable_by_api_reported(tmp_path):
 
 def test_id_rule_matches_api_path_rule():
     from serving.api_models import PUPIL_ID_PATTERN
-    from sources.school.tables import ID_PATTERN
+    from sources.contract import ID_PATTERN
 
     assert PUPIL_ID_PATTERN == f"^{ID_PATTERN}$"

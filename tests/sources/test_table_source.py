@@ -470,6 +470,13 @@ def test_duplicate_ids_rejected(tmp_path):
         read_mapped_table(write_case(tmp_path, table))
 
 
+def test_id_unreadable_by_api_rejected(tmp_path):
+    table = pupils()
+    table.loc[2, "pupil"] = "AB 12/3"
+    with pytest.raises(InputDataError, match=r"column 'pupil', row 4: value 'AB 12/3'"):
+        read_mapped_table(write_case(tmp_path, table))
+
+
 def test_email_column_rejected(tmp_path):
     table = pupils()
     table["contact"] = [f"pupil{i}@school.example" for i in range(40)]
