@@ -29,7 +29,6 @@ Run: ``PYTHONPATH=. python benchmarks/features.py --pupils 10000 100000 1000000
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # name would hide the features package.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "benchmarks"]
 sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.child import measure_in_child  # noqa: E402 - needs the path above
 
 ASOF = pd.Timestamp("2025-02-03")
 WINDOWS_DAYS = {"2w": 14, "4w": 28, "8w": 56}
@@ -252,31 +253,9 @@ BUILDS = {"ajoissa": build_duckdb, "pandas": build_pandas, "floor": build_floor}
 
 
 def measure(build: str, marks: Path) -> dict[str, float]:
-    """Run one build in a child process; return its wall time, CPU time and peak
-    memory.
-
-    Peak memory is the child's VmHWM (high-water resident set size), which a new
-    program starts afresh. ``ru_maxrss`` would not do: Linux carries it over
-    from the parent through fork and exec.
-    """
-    code = (
-        f"import json, sys, time; sys.path.insert(0, {str(REPO_ROOT)!r});"
-        "from pathlib import Path; import benchmarks.features as b;"
-        "t = time.perf_counter(); c0 = time.process_time();"
-        f"rows = len(b.BUILDS[{build!r}](Path({str(marks)!r})));"
-        "s = time.perf_counter() - t; c = time.process_time() - c0;"
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
-        "print(json.dumps({'seconds': s, 'cpu_seconds': c, 'rows': rows,"
-        " 'peak_mib': int(hwm.split()[1]) / 1024}))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO_ROOT,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """Run one build in a child process and return its wall time, CPU time and
+    peak memory (:func:`benchmarks.child.measure_in_child`)."""
+    return measure_in_child("benchmarks.features", "BUILDS", build, marks)
 
 
 def check_agreement(marks: Path) -> None:

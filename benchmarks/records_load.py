@@ -23,15 +23,15 @@ Run: ``PYTHONPATH=. python benchmarks/records_load.py --pupils 3000 --years 4
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.child import measure_in_child  # noqa: E402 - needs the path above
 
 
 def load(folder: Path) -> int:
@@ -70,23 +70,7 @@ def measure(step: str, folder: Path) -> dict[str, float]:
     A new process starts its ``VmHWM`` afresh, so the peak is the step's own
     (with the interpreter and the imports).
     """
-    code = (
-        f"import json, sys, time; sys.path.insert(0, {str(REPO_ROOT)!r});"
-        "from pathlib import Path; import benchmarks.records_load as b;"
-        f"t = time.perf_counter(); rows = b.STEPS[{step!r}](Path({str(folder)!r}));"
-        "s = time.perf_counter() - t;"
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
-        "print(json.dumps({'rows': rows, 'seconds': s,"
-        " 'peak_mib': int(hwm.split()[1]) / 1024}))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO_ROOT,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return measure_in_child("benchmarks.records_load", "STEPS", step, folder)
 
 
 def main() -> None:
