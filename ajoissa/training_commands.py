@@ -46,7 +46,9 @@ def _check_cutoffs(values: list[str] | None) -> list[str] | None:
 def _check_offsets(values: list[int] | None) -> list[int] | None:
     negative = [value for value in values or [] if value < 0]
     if negative:
-        raise typer.BadParameter(f"must be 0 or more; got {negative[0]}")
+        raise typer.BadParameter(
+            f"invalid offset {negative[0]}: must be 0 or more days"
+        )
     return values
 
 

@@ -402,7 +402,7 @@ class AccessLog:
             last_hash = last_row["row_hash"]
             # The last deleted row, kept whole so that verify can check its
             # hash and its age when it was deleted.
-            kept = {name: last_row[name] for name in (*FIELDS, "prev_hash")}
+            last_deleted = {name: last_row[name] for name in (*FIELDS, "prev_hash")}
             connection.execute("INSERT INTO prune_permit VALUES (?)", (last,))
             deleted = connection.execute(
                 "DELETE FROM access_log WHERE seq <= ?", (last,)
@@ -415,7 +415,7 @@ class AccessLog:
                     (now or dt.datetime.now(dt.UTC)).isoformat(),
                     last + 1,
                     last_hash,
-                    json.dumps(kept),
+                    json.dumps(last_deleted),
                 ),
             )
             connection.execute("COMMIT")
@@ -474,8 +474,8 @@ def _anchor_problems(
         or _row_hash(last.get("prev_hash", ""), values) != anchor["prev_hash"]
     ):
         problems.append(
-            f"{where}: the kept last deleted row does not match the anchor's hash; "
-            "the anchor was edited or forged"
+            f"{where}: its copy of the last deleted row does not match the "
+            "anchor's hash, so the anchor was edited or forged"
         )
         return problems
     pruned_at = dt.datetime.fromisoformat(anchor["pruned_at"])

@@ -194,10 +194,10 @@ def _point_metrics(
 class _Resampled:
     """The metrics of :func:`_point_metrics` for bootstrap resamples, without sorting.
 
-    A resample is given by how many times it draws each row. The rows' order
-    on the list is fixed by the full data, so each metric is a weighted sum
-    over the rows or over the groups of tied rows, which is a few
-    ``bincount`` calls per resample in place of a sort for each ranking metric.
+    A resample is given by how many times it draws each row. The full data
+    fixes the rows' order on the list, so each metric is a weighted sum over
+    the rows or over the groups of tied rows. That takes a few ``bincount``
+    calls per resample in place of a sort for each ranking metric.
     """
 
     def __init__(

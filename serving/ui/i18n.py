@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 LANGUAGES = ("fi", "sv", "en")
 DEFAULT_LANGUAGE = "fi"
 LOCAL_TIME_ZONE = ZoneInfo("Europe/Helsinki")
-"""Times are shown as the schools' staff read their clocks."""
+"""Time zone of the times shown to staff: that of the schools."""
 _MESSAGES = Path(__file__).parent / "messages"
 
 

@@ -257,8 +257,8 @@ def _reference_resolution(marks: pd.DataFrame) -> pd.DataFrame:
         office=marks["recorded_by"] == "office",
         recorded=marks["recorded_at"].fillna(pd.Timestamp.min),
     ).sort_values(["office", "recorded", "row"])
-    kept = ranked.groupby(["pupil_id", "date", "lesson"], dropna=False).tail(1)
-    return marks.iloc[sorted(kept["row"])].reset_index(drop=True)
+    last = ranked.groupby(["pupil_id", "date", "lesson"], dropna=False).tail(1)
+    return marks.iloc[sorted(last["row"])].reset_index(drop=True)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -279,10 +279,10 @@ def test_duplicate_precedence_matches_plain_sort(seed):
             "mark": rng.choice(["present", "late"], n),
         }
     )
-    kept, dropped = _resolve_duplicate_marks(marks)
+    resolved, dropped = _resolve_duplicate_marks(marks)
     expected = _reference_resolution(marks)
     assert dropped == n - len(expected) > 0
-    pd.testing.assert_frame_equal(kept, expected)
+    pd.testing.assert_frame_equal(resolved, expected)
 
 
 def test_unique_marks_not_copied():
@@ -295,9 +295,9 @@ def test_unique_marks_not_copied():
             "recorded_at": pd.to_datetime([None] * 3),
         }
     )
-    kept, dropped = _resolve_duplicate_marks(marks)
+    resolved, dropped = _resolve_duplicate_marks(marks)
     assert dropped == 0
-    assert kept is marks
+    assert resolved is marks
 
 
 def test_repeated_header_column_reported(tmp_path):
