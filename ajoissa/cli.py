@@ -391,8 +391,6 @@ def note_schools_without_scores(schools: list[str]) -> None:
     warns: a mistyped id would otherwise give staff an empty list without a
     word.
     """
-    import os
-
     from models.store import home_dir
     from serving.scorestore import SCORE_STORE_URL_ENV, ScoreStore
 
