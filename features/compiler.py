@@ -122,7 +122,7 @@ def _hits(where: str, weight: str = "e.n") -> str:
 
 
 def _condition_columns(features: list[FeatureDef]) -> dict[str, str]:
-    """Return the ``counted_<source>`` column that holds each feature condition.
+    """Return the ``counted_<source>`` column that contains each feature condition.
 
     Conditions that are the constant ``TRUE`` get no column.
     """
@@ -267,8 +267,10 @@ def _counted_cte(
     if masks:
         word_size = word_unit * streaks.BITS_PER_WORD
         flags.append(f"CAST(floor(group_code / {word_size}) AS INTEGER) AS word")
-    tests = [f"({where}) AS {column}" for where, column in conditions.items()]
-    outputs = ["key_id", *flags, *read, *tests, *counts]
+    condition_values = [
+        f"({where}) AS {column}" for where, column in conditions.items()
+    ]
+    outputs = ["key_id", *flags, *read, *condition_values, *counts]
     return f"""counted_{source} AS (
         SELECT {", ".join(outputs)} FROM (
         SELECT {", ".join(keys)},
