@@ -16,8 +16,9 @@ Each aggregate costs a pass over its input, so step 1 runs the few cheap ones
 over many rows and step 2 the many over few rows. In step 2 each distinct
 feature condition is evaluated once per counted row, as a column of
 ``counted_<source>``, and the aggregates read that column. A window enters an
-aggregate as ``CASE WHEN <window> THEN ... END``, which DuckDB runs faster
-than a ``FILTER`` clause per aggregate. Three more choices keep step 1 cheap:
+aggregate as ``CASE WHEN <window> THEN ... END``. In DuckDB 2.0 both changes
+together took about 2 % less time than a ``FILTER`` clause per aggregate
+(docs/benchmarks.md). Three more choices keep step 1 cheap:
 
 - rows keyed by enrolment join the keys through ``keys_by_enrolment``, the
   small join of keys and enrolments, instead of mapping every row to its
