@@ -408,8 +408,14 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         raw = _read_raw(path)
     except pd.errors.EmptyDataError:
         if spec.optional:
-            # A table exported with no rows and no header line: no notes.
-            logger.info("%s is empty; read as a table without rows", path)
+            # A table exported with no rows and no header line: no notes. A
+            # failed export looks the same, so the user is told.
+            logger.warning(
+                "%s is empty, so table '%s' is read as having no rows; if the "
+                "export failed, export the table again with its header line",
+                path,
+                spec.name,
+            )
             return empty_export_table(spec.name), checker
         columns = ";".join(c.name for c in spec.columns)
         checker.add_file_problem(

@@ -1,3 +1,4 @@
+import logging
 import re
 
 import numpy as np
@@ -147,12 +148,26 @@ def test_empty_required_file_reported(tmp_path):
     assert "the file is empty; export the table with its header line" in problems[0]
 
 
-def test_empty_optional_file_has_no_rows(tmp_path):
+def test_empty_optional_file_has_no_rows(tmp_path, caplog):
     folder = write_export(tmp_path / "e", EXPORT)
     (folder / "behaviour_notes.csv").write_bytes(b"")
-    records = read_records(folder)
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(folder)
     assert len(records.behaviour_notes) == 0
     assert len(records.pupils) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "behaviour_notes.csv is empty" in warnings[0]
+    assert "export the table again with its header line" in warnings[0]
+
+
+def test_bom_only_optional_file_warns(tmp_path, caplog):
+    folder = write_export(tmp_path / "e", EXPORT)
+    (folder / "behaviour_notes.csv").write_bytes(b"\xef\xbb\xbf")
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(folder)
+    assert len(records.behaviour_notes) == 0
+    assert any("behaviour_notes.csv is empty" in r.getMessage() for r in caplog.records)
 
 
 def test_header_only_table_one_problem(tmp_path):
