@@ -757,7 +757,7 @@ def _unseen_warnings(unseen: dict[str, Counter[str]]) -> list[str]:
         listed = counts.most_common(MAX_UNSEEN_WARNINGS_PER_FIELD)
         for value, count in listed:
             warnings.append(
-                f"unseen category {value!r} for field {name} in {count} record(s); "
+                f"unseen category {_short_repr(value)} for field {name} in {count} record(s); "
                 "scored as missing"
             )
         rest = counts.most_common()[MAX_UNSEEN_WARNINGS_PER_FIELD:]

@@ -214,6 +214,17 @@ def test_unseen_category_warned(trained, records):
     ]
 
 
+def test_long_unseen_category_shortened(trained, records):
+    record = dict(records[0])
+    record[CATEGORICAL] = "A" * 100_000
+    warnings = score_records([record], trained.loaded).warnings
+    assert len(warnings) == 1
+    assert warnings[0].startswith("unseen category 'AAAA")
+    assert "...' for field" not in warnings[0]
+    assert "... for field" in warnings[0]
+    assert len(warnings[0]) < 200
+
+
 def test_unseen_category_scored_missing(trained, records):
     record = dict(records[0])
     record[CATEGORICAL] = "ZZZ"
