@@ -59,8 +59,9 @@ def main(
 
 RUN_HELP = (
     "Run the main job end to end: load and validate the source, build point-in-time "
-    "features, train and evaluate the model and its baselines, register it as "
-    "champion in MLflow, audit fairness and write reason codes.\n\n"
+    "features, train and evaluate the model and its baselines, register it in "
+    "MLflow (as champion, or as challenger when the model already has a "
+    "champion), audit fairness and write reason codes.\n\n"
     "The MLflow store is AJOISSA_HOME (default ./ajoissa-store: a SQLite file and an "
     "artifact folder) unless MLFLOW_TRACKING_URI points at an MLflow server."
 )

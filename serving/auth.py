@@ -135,17 +135,22 @@ class AccessControlMiddleware:
         if token is not None:
             principal = await anyio.to_thread.run_sync(self.tokens.authenticate, token)
         if principal is None:
-            message = (
-                "missing bearer token: send 'Authorization: Bearer <token>'"
-                if token is None
-                else "invalid or revoked bearer token"
-            )
+            if token is None:
+                message = "missing bearer token: send 'Authorization: Bearer <token>'"
+            elif not token:
+                message = (
+                    "the Authorization header has no bearer token: send "
+                    "'Authorization: Bearer <token>'"
+                )
+            else:
+                message = "invalid or revoked bearer token"
             await self._reject(send, 401, message, rule, match, None)
             return
         if rule is not None and principal.role not in rule.roles:
             allowed = ", ".join(sorted(rule.roles))
             message = (
-                f"a {principal.role} token has no right to {scope['method']} "
+                f"{_with_article(principal.role)} token has no right to "
+                f"{scope['method']} "
                 f"{rule.endpoint or path}; it needs the role {allowed}"
             )
             await self._reject(send, 403, message, rule, match, principal)
@@ -192,6 +197,11 @@ def _match(method: str, path: str) -> tuple[Rule | None, re.Match[str] | None]:
         if match and rule.method == method:
             return rule, match
     return None, None
+
+
+def _with_article(word: str) -> str:
+    """Return ``word`` after "a" or "an", as its first letter needs."""
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
 
 
 def _bearer_token(scope: Scope) -> str | None:

@@ -102,6 +102,14 @@ def test_role_matrix(api, trained, tokens, own_pupil, route, role):
     response = _request(api, method, path, tokens.header(role), **kwargs)
     expected = 200 if role in ALLOWED[route] else 403
     assert response.status_code == expected, response.text
+    if expected == 403:
+        named = {
+            "admin": "an admin",
+            "platform": "a platform",
+            "reviewer": "a reviewer",
+            "staff": "a staff",
+        }[role]
+        assert response.json()["error"].startswith(f"{named} token has no right")
 
 
 @pytest.mark.parametrize("route", sorted(ALLOWED))
@@ -117,7 +125,14 @@ def test_no_valid_token_401(api, trained, tokens, own_pupil, route, kind):
     response = _request(api, method, path, headers, **kwargs)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
-    assert "error" in response.json()
+    error = response.json()["error"]
+    expected = {
+        "missing": "missing bearer token",
+        "malformed": "the Authorization header has no bearer token",
+        "unknown": "invalid or revoked bearer token",
+        "revoked": "invalid or revoked bearer token",
+    }[kind]
+    assert error.startswith(expected)
 
 
 @pytest.mark.parametrize("path", PUBLIC)
