@@ -113,16 +113,30 @@ def log_and_register(
     )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
-    for key, value in (tags or {}).items():
-        client.set_model_version_tag(model_name, version, key, value)
-    # The digest is taken from the stored copy, as a server will download it.
-    with tempfile.TemporaryDirectory(prefix="ajoissa-register-") as tmp:
-        stored = mlflow.artifacts.download_artifacts(
-            f"models:/{model_name}/{version}", dst_path=tmp
+    try:
+        for key, value in (tags or {}).items():
+            client.set_model_version_tag(model_name, version, key, value)
+        # The digest is taken from the stored copy, as a server will download it.
+        with tempfile.TemporaryDirectory(prefix="ajoissa-register-") as tmp:
+            stored = mlflow.artifacts.download_artifacts(
+                f"models:/{model_name}/{version}", dst_path=tmp
+            )
+            digest = artifact_digest(Path(stored))
+        client.set_model_version_tag(model_name, version, ARTIFACT_DIGEST_TAG, digest)
+        if alias is not None:
+            client.set_registered_model_alias(model_name, alias, version)
+    except BaseException:
+        # Ctrl+C or an error here would leave a version without its tags or
+        # digest, which the registry would still list.
+        logger.warning(
+            "registration of %s version %s failed or was interrupted; deleting it",
+            model_name,
+            version,
         )
-        digest = artifact_digest(Path(stored))
-    client.set_model_version_tag(model_name, version, ARTIFACT_DIGEST_TAG, digest)
-    if alias is not None:
-        client.set_registered_model_alias(model_name, alias, version)
+        try:
+            client.delete_model_version(model_name, version)
+        except Exception:
+            logger.exception("could not delete %s version %s", model_name, version)
+        raise
     logger.info("registered %s version %s (alias %s)", model_name, version, alias)
     return RegisteredVersion(name=model_name, version=version, run_id=run.info.run_id)

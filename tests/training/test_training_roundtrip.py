@@ -56,3 +56,22 @@ def test_loaded_model_scores_identically(store):
     assert np.array_equal(
         predict_risk(loaded.model, loaded.spec, reordered, loaded.calibration), expected
     )
+
+
+def test_interrupted_registration_leaves_no_version(store, monkeypatch):
+    import mlflow
+
+    import training.registry as registry
+
+    X, y = _frame(500, 2)
+    model, spec = fit_risk_model(X, y, {"n_estimators": 10})
+
+    def interrupt(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "artifact_digest", interrupt)
+    with mlflow.start_run(experiment_id=registry.ensure_experiment()):
+        with pytest.raises(KeyboardInterrupt):
+            registry.log_and_register(model, spec, X.head(20), "interrupted")
+    versions = mlflow.MlflowClient().search_model_versions("name='interrupted'")
+    assert versions == []
