@@ -464,19 +464,16 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
     if checker.problems:
         return None, checker
     absent = [c.name for c in spec.columns if c.name not in raw.columns]
-    expected = "this column in the header"
-    if (
-        absent
-        and len(raw.columns) == 1
-        and ("," in raw.columns[0] or "\t" in raw.columns[0])
-    ):
-        expected += (
-            "; the header looks separated by commas or tabs, but the contract's "
-            "CSV uses ';' (save as CSV UTF-8 with ';' as the separator)"
-        )
-    for name in absent:
-        checker.problems.append(Problem(str(path), spec.name, name, 1, None, expected))
     if absent:
+        listed = ", ".join(repr(name) for name in absent)
+        message = f"the header line lacks the column(s) {listed}; add them"
+        if len(raw.columns) == 1 and ("," in raw.columns[0] or "\t" in raw.columns[0]):
+            message = (
+                "the header line looks separated by commas or tabs, but the "
+                "contract's CSV uses ';': save the file as CSV UTF-8 with ';' as "
+                f"the separator (columns not found: {listed})"
+            )
+        checker.problems.append(Problem(str(path), spec.name, "*", 1, None, message))
         return None, checker
     if raw.empty and spec.name in REFERENCED_TABLES:
         checker.add_file_problem(

@@ -185,8 +185,25 @@ def test_comma_separated_header_hint(tmp_path):
     tables["pupils"] = [line.replace(";", ",") for line in tables["pupils"]]
     problems = _problems(write_export(tmp_path / "e", tables))
     pupils = [p for p in problems if "table 'pupils'" in p]
-    assert pupils
-    assert all("separated by commas or tabs" in p for p in pupils)
+    assert len(pupils) == 1
+    assert "row 1: the header line looks separated by commas or tabs" in pupils[0]
+    assert "'birth_year'" in pupils[0]
+
+
+def test_missing_header_column_one_problem(tmp_path):
+    tables = {k: list(v) for k, v in EXPORT.items()}
+    header, *rows = tables["pupils"]
+    names = header.split(";")
+    dropped = names.index("birth_year")
+    tables["pupils"] = [
+        ";".join(v for i, v in enumerate(line.split(";")) if i != dropped)
+        for line in tables["pupils"]
+    ]
+    problems = _problems(write_export(tmp_path / "e", tables))
+    assert problems == [
+        f"{tmp_path / 'e' / 'pupils.csv'}: table 'pupils', row 1: the header line "
+        "lacks the column(s) 'birth_year'; add them"
+    ]
 
 
 @pytest.mark.parametrize("value", ["31.12.9999", "01.08.2999", "01.01.1800"])
