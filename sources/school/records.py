@@ -409,7 +409,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
     except pd.errors.EmptyDataError:
         if spec.optional:
             # A table exported with no rows and no header line: no notes. A
-            # failed export looks the same, so the user is told.
+            # failed export looks the same, so a warning names the file.
             logger.warning(
                 "%s is empty, so table '%s' is read as having no rows; if the "
                 "export failed, export the table again with its header line",
