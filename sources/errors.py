@@ -98,7 +98,9 @@ class InputDataError(ValueError):
         lines = [str(p) for p in problems[:max_listed]]
         if len(problems) > max_listed:
             lines.append(f"... and {len(problems) - max_listed} more problems")
-        lines.append("Fix the listed problems in the source files or folders and run again.")
+        lines.append(
+            "Fix the listed problems in the source files or folders and run again."
+        )
         super().__init__(
             f"{len(problems)} problem(s) in the input data:\n" + "\n".join(lines)
         )
