@@ -153,7 +153,11 @@ class RecordValidationError(ValueError):
         lines = [str(p) for p in problems[:MAX_LISTED_PROBLEMS]]
         if len(problems) > MAX_LISTED_PROBLEMS:
             lines.append(f"... and {len(problems) - MAX_LISTED_PROBLEMS} more problems")
-        if any(p.kind in ("missing", "unknown") for p in problems):
+        # The feature names help with a record's fields, not with the request's
+        # own keys (record None).
+        if any(
+            p.kind in ("missing", "unknown") and p.record is not None for p in problems
+        ):
             lines.append("Expected fields: " + ", ".join(feature_names) + ".")
         lines.append("Fix the listed values and send the request again.")
         super().__init__(

@@ -62,6 +62,7 @@ def test_misspelled_option_400(server, tokens, trained):
     assert [p["field"] for p in problems] == ["include_reason"]
     assert problems[0]["kind"] == "unknown"
     assert "records, as_of, include_reasons" in problems[0]["expected"]
+    assert "Expected fields:" not in response.json()["error"]
 
 
 def test_negative_count_400(server, tokens, trained):
