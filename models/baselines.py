@@ -127,11 +127,21 @@ ABSENCE_SHARE_COLUMN = "absence_share"
 """Share of attendance marks that are absences; attendance under 90 % is a share
 above 0.10."""
 FAILED_COLUMN = "assessments_failed"
+LEARNER_FAILED_COLUMN = "grades_failed_365d"
+"""Failed grades in the 365 days before the as-of date. It is a learner feature,
+so it follows a pupil across enrolments, where ``assessments_failed`` starts
+again at 0 with each enrolment (with each school year in school records)."""
 BEHAVIOUR_COLUMN = "attr_behaviour_notes"
 """Behaviour notes so far, an attribute that school-record sources provide."""
 ABSENCE_HOURS_COLUMN = "absence_hours_year"
 """Absence hours in the school year so far, from the learner features."""
 LAST_GRADE_COLUMN = "last_score"
+TERM_GRADE_COLUMNS = ("grade_mean_term", "grade_mean_previous_term")
+"""Mean grade of the current term and of the previous term, learner features on
+the 4 to 10 scale of school records. A report gives many subjects' grades on
+one date, so the last-grade rule uses the term's mean, not one subject's grade."""
+TERM_GRADE_SCALE = (4.0, 10.0)
+"""Grade range of the learner features, as ``sources.school.mapping.GRADE_SCALE``."""
 ABSENCE_HOUR_THRESHOLDS = (30.0, 50.0, 70.0)
 """Absence-hour alert levels used by Finnish schools: each threshold passed raises
 the alert by one step."""
@@ -144,6 +154,20 @@ class NotApplicableError(ValueError):
 
 def _has_data(X: pd.DataFrame, column: str) -> bool:
     return column in X.columns and bool(X[column].notna().any())
+
+
+def _not_applicable(
+    columns: tuple[str, ...], data_kind: str, all_rows: pd.DataFrame | None
+) -> str:
+    """Return the message for ``columns`` that are missing or empty on the
+    training rows, naming the training rows when ``all_rows`` have the data."""
+    named = ", ".join(columns)
+    if all_rows is not None and any(_has_data(all_rows, c) for c in columns):
+        return (
+            f"not applicable: no training row has {data_kind} data ({named}), "
+            "though other rows of the source do"
+        )
+    return f"not applicable: the source has no {data_kind} data ({named})"
 
 
 class ScoreRule:
@@ -159,11 +183,21 @@ class ScoreRule:
     required: tuple[tuple[str, str], ...] = ()
     """Pairs of (column, what the data is called in a not-applicable message)."""
 
-    def applicability(self, X: pd.DataFrame) -> str | None:
-        """Return why the rule cannot run on ``X``, or None when it can."""
-        for column, what in self.required:
+    def inputs(self, X: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+        """Return the (column, data kind) pairs that the rule reads from ``X``."""
+        return self.required
+
+    def applicability(
+        self, X: pd.DataFrame, all_rows: pd.DataFrame | None = None
+    ) -> str | None:
+        """Return why the rule cannot run on the training rows ``X``, or None.
+
+        ``all_rows`` are every row of the source. When they have data that
+        ``X`` lacks, the message says that the training rows lack it.
+        """
+        for column, data_kind in self.inputs(X):
             if not _has_data(X, column):
-                return f"not applicable: the source has no {what} data ({column})"
+                return _not_applicable((column,), data_kind, all_rows)
         return None
 
     def rule_score(self, X: pd.DataFrame) -> np.ndarray:
@@ -193,7 +227,9 @@ class AbcRule(ScoreRule):
 
     The score counts the indicators that are on. Attendance and grades are
     required; a source without behaviour notes gets the A and C indicators only,
-    and ``components`` lists the indicators used.
+    and ``components`` lists the indicators used. Failing grades are those of
+    the last 365 days (``LEARNER_FAILED_COLUMN``) when the rows have learner
+    features, and otherwise the enrolment's failed assessments so far.
     """
 
     name = "abc"
@@ -201,6 +237,19 @@ class AbcRule(ScoreRule):
         (ABSENCE_SHARE_COLUMN, "attendance"),
         (FAILED_COLUMN, "grade"),
     )
+
+    @staticmethod
+    def failed_column(X: pd.DataFrame) -> str:
+        """Return the column of failing grades that the rule reads from ``X``."""
+        if LEARNER_FAILED_COLUMN in X.columns:
+            return LEARNER_FAILED_COLUMN
+        return FAILED_COLUMN
+
+    def inputs(self, X: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+        return (
+            (ABSENCE_SHARE_COLUMN, "attendance"),
+            (self.failed_column(X), "grade"),
+        )
 
     def components(self, X: pd.DataFrame) -> list[str]:
         used = ["attendance under 90 %", "failing grades"]
@@ -210,7 +259,7 @@ class AbcRule(ScoreRule):
 
     def rule_score(self, X: pd.DataFrame) -> np.ndarray:
         score = (X[ABSENCE_SHARE_COLUMN].fillna(0) > 0.10).astype(float)
-        score += (X[FAILED_COLUMN].fillna(0) > 0).astype(float)
+        score += (X[self.failed_column(X)].fillna(0) > 0).astype(float)
         if _has_data(X, BEHAVIOUR_COLUMN):
             score += (X[BEHAVIOUR_COLUMN].fillna(0) > 0).astype(float)
         return score.to_numpy(dtype=float)
@@ -237,14 +286,38 @@ class LastGradeRule(ScoreRule):
     """The last-grade rule: the lower the last grade (0-100), the higher the risk.
 
     A learner with no grade yet ranks above every graded learner, as a teacher
-    following up missing work would.
+    following up missing work would. When the rows have the learner features
+    ``TERM_GRADE_COLUMNS``, the last grade is the mean grade of the current
+    term, or of the previous term before the current term's first grade,
+    rescaled to 0-100. Otherwise it is the enrolment's ``last_score``.
     """
 
     name = "last_grade"
     required = ((LAST_GRADE_COLUMN, "grade"),)
 
+    def inputs(self, X: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+        if all(column in X.columns for column in TERM_GRADE_COLUMNS):
+            return tuple((column, "grade") for column in TERM_GRADE_COLUMNS)
+        return self.required
+
+    def applicability(
+        self, X: pd.DataFrame, all_rows: pd.DataFrame | None = None
+    ) -> str | None:
+        columns = tuple(column for column, _ in self.inputs(X))
+        if any(_has_data(X, column) for column in columns):
+            return None
+        return _not_applicable(columns, "grade", all_rows)
+
+    def last_grade(self, X: pd.DataFrame) -> np.ndarray:
+        """Return each row's last grade on the 0-100 scale, NaN when ungraded."""
+        if self.inputs(X) == self.required:
+            return X[LAST_GRADE_COLUMN].to_numpy(dtype=float)
+        current, previous = (X[column].astype(float) for column in TERM_GRADE_COLUMNS)
+        low, high = TERM_GRADE_SCALE
+        return ((current.fillna(previous) - low) / (high - low) * 100).to_numpy()
+
     def rule_score(self, X: pd.DataFrame) -> np.ndarray:
-        grade = X[LAST_GRADE_COLUMN].to_numpy(dtype=float)
+        grade = self.last_grade(X)
         return np.where(np.isnan(grade), 101.0, 100.0 - grade)
 
 

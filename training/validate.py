@@ -218,7 +218,7 @@ def fit_fold(
 
     for rule_class in RULE_BASELINES:
         baseline = rule_class()
-        reason = baseline.applicability(data[train])
+        reason = baseline.applicability(data[train], data)
         if reason:
             not_applicable[baseline.name] = reason
             continue
@@ -245,9 +245,9 @@ def _constant_on_test(scores: dict[str, Scored], test: pd.DataFrame) -> dict[str
     """Return the baselines whose scores do not vary over the ``test`` rows.
 
     A baseline is applicable when its inputs vary on the training rows, but
-    the test period can still lack them, for example grades before the
-    autumn as-of dates of a school year. Such a baseline ranks no one there:
-    its ROC-AUC is 0.5 by construction, and beating it shows little.
+    the test period can still lack them, for example grades when every test
+    row precedes the first grade. Such a baseline ranks no one there: its
+    ROC-AUC is 0.5 by construction, and beating it shows little.
     """
     constant = {}
     rules = {rule.name: rule for rule in RULE_BASELINES}
@@ -260,7 +260,8 @@ def _constant_on_test(scores: dict[str, Scored], test: pd.DataFrame) -> dict[str
         ):
             continue
         reason = "gives every test row the same score, so it ranks no one there"
-        for column, data_kind in getattr(rules.get(name), "required", ()):
+        inputs = rules[name]().inputs(test) if name in rules else ()
+        for column, data_kind in inputs:
             if column not in test.columns or test[column].isna().all():
                 reason += f". No test row has {data_kind} data in {column}"
         constant[name] = reason

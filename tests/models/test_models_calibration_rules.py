@@ -122,3 +122,46 @@ def test_context_falls_back_for_new_cohort():
         {"unit_id": ["s1-2022", "s2-2022", "s3-2022"], "cohort": ["2022"] * 3}
     )
     assert model.predict_proba(new)[:, 1].tolist() == [1.0, 0.0, 0.5]
+
+
+def test_abc_prefers_learner_failed_grades():
+    X = pd.DataFrame(
+        {
+            "absence_share": [0.05, 0.05],
+            "assessments_failed": [0.0, 0.0],
+            "grades_failed_365d": [0.0, 2.0],
+        }
+    )
+    assert AbcRule().rule_score(X).tolist() == [0.0, 1.0]
+
+
+def test_last_grade_uses_term_means():
+    X = pd.DataFrame(
+        {
+            "last_score": [np.nan, np.nan, np.nan],
+            "grade_mean_term": [np.nan, 7.0, np.nan],
+            "grade_mean_previous_term": [10.0, 4.0, np.nan],
+        }
+    )
+    rule = LastGradeRule()
+    assert rule.applicability(X) is None
+    assert rule.tiebreak(X).tolist() == [0.0, 50.0, 101.0]
+
+
+def test_empty_training_column_named():
+    all_rows = pd.DataFrame(
+        {
+            "grade_mean_term": [np.nan, np.nan, np.nan],
+            "grade_mean_previous_term": [np.nan, np.nan, 7.5],
+        }
+    )
+    train = all_rows.iloc[:2]
+    assert LastGradeRule().applicability(train, all_rows) == (
+        "not applicable: no training row has grade data "
+        "(grade_mean_term, grade_mean_previous_term), "
+        "though other rows of the source do"
+    )
+    assert LastGradeRule().applicability(train) == (
+        "not applicable: the source has no grade data "
+        "(grade_mean_term, grade_mean_previous_term)"
+    )
