@@ -193,7 +193,7 @@ class ScoreRule:
         """Return why the rule cannot run on the training rows ``X``, or None.
 
         ``all_rows`` are every row of the source. When they have data that
-        ``X`` lacks, the message says that the training rows lack it.
+        ``X`` lacks, the message names the training rows as lacking it.
         """
         for column, data_kind in self.inputs(X):
             if not _has_data(X, column):
