@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,13 @@ SYNTH_HELP = (
     "attendance and grades before a dropout. The same seed and settings give the "
     "same files. Run the main job on them with: ajoissa run --source records --data DIR"
 )
+
+
+class FileFormat(str, Enum):
+    """File formats that ``synth`` writes."""
+
+    parquet = "parquet"
+    csv = "csv"
 
 
 @app.command(help=SYNTH_HELP)
@@ -48,22 +56,20 @@ def synth(
         int, typer.Option(help="Lessons per school day, 1 to 8.", min=1, max=8)
     ] = 5,
     file_format: Annotated[
-        str, typer.Option("--format", help="File format: parquet or csv (Excel style).")
-    ] = "parquet",
+        FileFormat,
+        typer.Option("--format", help="File format: parquet or csv (Excel style)."),
+    ] = FileFormat.parquet,
 ) -> None:
     from sources.school.records import check_replaceable
     from sources.school.synth import SynthConfig, expected_outputs, generate
 
-    if file_format not in ("parquet", "csv"):
-        typer.echo(f"Invalid --format {file_format!r}: use parquet or csv.", err=True)
-        raise typer.Exit(code=2)
     config = SynthConfig(
         pupils=pupils,
         years=years,
         seed=seed,
         first_year=first_year,
         lessons_per_day=lessons_per_day,
-        file_format=file_format,
+        file_format=file_format.value,
     )
     try:
         check_replaceable(out.resolve(), expected_outputs(), "synth")

@@ -174,7 +174,8 @@ def test_synth_rejects_bad_format(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2
-    assert "Invalid --format" in result.stderr
+    assert "Invalid value for '--format'" in result.stderr
+    assert "'xlsx' is not one of" in result.stderr
 
 
 def test_records_purge_covers_transfer_gap(summary):
