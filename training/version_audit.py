@@ -305,7 +305,8 @@ def audit_input(
     """Join the evaluation rows to the learners' sensitive attributes.
 
     ``attributes`` overrides the policy's list. Attributes the source lacks
-    are listed as absent, and intersections that need one are skipped.
+    are listed as absent, the policy's ones included when ``attributes``
+    leaves them out, and intersections that need one are skipped.
     """
     wanted = list(attributes) if attributes is not None else policy.sensitive_attributes
     static = [name for name in wanted if name in learners.columns]
@@ -314,6 +315,15 @@ def audit_input(
     )
     present = [name for name in wanted if name in static or name in derived]
     absent = [name for name in wanted if name not in present]
+    # The promotion gate checks the audit against the policy's list, so a policy
+    # attribute that the source lacks is recorded as absent, not as left out.
+    others = [
+        name
+        for name in policy.sensitive_attributes
+        if name not in wanted and name not in learners.columns
+    ]
+    derivable = point_in_time_attributes(rows.data, learners, others)
+    absent += [name for name in others if name not in derivable]
     intersections = [m for m in policy.intersections if set(m) <= set(present)]
     skipped = [m for m in policy.intersections if not set(m) <= set(present)]
     frame = rows.data[["learner_id", "asof_offset_days"]].merge(
