@@ -49,13 +49,16 @@ def group_metrics(
     """Return ROC-AUC, precision at k and Brier with intervals per sensitive group.
 
     Top-k is selected on all rows of each as-of date, then read per group, as
-    staff would see it. Groups with fewer than ``min_group_size`` rows are left
-    out.
+    staff would see it and as the fairness report counts it: a group's
+    precision and recall at k are those of its rows among the selected ones.
+    Groups with fewer than ``min_group_size`` learners (rows, when ``rows``
+    has no ``learner_id``) are left out, as in the fairness report.
     """
     from training.metrics import select_top
 
     dates = rows["asof_date"].astype(str).to_numpy()
     selected = select_top(dates, scored.probability, scored.tiebreak, share=top_share)
+    learners = rows["learner_id"].to_numpy() if "learner_id" in rows else None
     result: dict[str, list[dict[str, Any]]] = {}
     for attribute in attributes:
         values = (
@@ -64,7 +67,8 @@ def group_metrics(
         groups = []
         for group in sorted(values.astype(str).unique()):
             inside = (values.astype(str) == group).to_numpy()
-            if inside.sum() < min_group_size:
+            size = len(set(learners[inside])) if learners is not None else inside.sum()
+            if size < min_group_size:
                 continue
             metrics = metrics_with_intervals(
                 y[inside],
@@ -76,10 +80,49 @@ def group_metrics(
                 resamples,
                 seed,
             )
+            metrics |= _selected_in_group(y[inside], selected[inside], resamples, seed)
             metrics["selected_share"] = float(selected[inside].mean())
+            metrics["resamples"] = resamples
             groups.append({"group": group} | metrics)
         result[attribute] = groups
     return result
+
+
+def _selected_in_group(
+    y: np.ndarray, selected: np.ndarray, resamples: int, seed: int
+) -> dict[str, Any]:
+    """Return precision and recall at k of a group's rows under the overall top-k.
+
+    The intervals are 95 % percentile bootstrap intervals over the group's rows.
+    """
+    y = np.asarray(y, dtype=float)
+    selected = np.asarray(selected, dtype=bool)
+
+    def point(labels: np.ndarray, chosen: np.ndarray) -> tuple[float, float]:
+        hits = labels[chosen].sum()
+        precision = hits / chosen.sum() if chosen.any() else np.nan
+        recall = hits / labels.sum() if labels.sum() > 0 else np.nan
+        return precision, recall
+
+    precision, recall = point(y, selected)
+    rng = np.random.default_rng(seed)
+    draws = [
+        point(y[index], selected[index])
+        for index in (rng.integers(0, len(y), len(y)) for _ in range(resamples))
+    ]
+
+    def interval(values: list[float]) -> list[float] | None:
+        finite = [v for v in values if not np.isnan(v)]
+        if not finite:
+            return None
+        return [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))]
+
+    return {
+        "precision_at_k_share": None if np.isnan(precision) else float(precision),
+        "precision_at_k_share_ci": interval([d[0] for d in draws]),
+        "recall_at_k_share": None if np.isnan(recall) else float(recall),
+        "recall_at_k_share_ci": interval([d[1] for d in draws]),
+    }
 
 
 def _fmt(value: float | None, interval: list[float] | None = None) -> str:
@@ -213,6 +256,19 @@ def render_markdown(
     lines += ["", "## Metrics by group", ""]
     if not groups:
         lines.append("The source has no sensitive attributes to group by.")
+    if groups:
+        resampled = next((r["resamples"] for v in groups.values() for r in v), None)
+        lines += [
+            "The top k are selected on all rows of each as-of date, as staff see "
+            "them. A group's precision at k is the share of dropouts among its "
+            "selected rows, as in the fairness report."
+            + (
+                f" Intervals: {resampled} bootstrap resamples of the group's rows."
+                if resampled
+                else ""
+            ),
+            "",
+        ]
     for attribute, rows in groups.items():
         lines += [
             f"### {attribute}",
