@@ -184,33 +184,27 @@ def _disparity_rows(
     return rows
 
 
-def _suppression_sentence(
-    groups: int, rows: int, min_group_size: int, learners: int = 0
-) -> str:
+def _suppression_sentence(groups: int, min_group_size: int) -> str:
     if groups == 0:
         return (
             "No group was suppressed: every group has at least "
             f"{min_group_size} learners."
         )
-    learner_word = "learner" if learners == 1 else "learners"
+    # The counts of a suppressed group are left out too: a group of 3 learners
+    # next to its attribute value can be enough to recognise them.
+    # NOTE: the "all rows" figures still allow differencing when exactly one
+    # group is suppressed; no complementary suppression is done.
     if groups == 1:
-        row_word = "row" if rows == 1 else "rows"
-        subject = (
-            f"1 group ({rows:,} {row_word}, {learners:,} {learner_word}) was "
-            "suppressed because it has"
-        )
-        pronoun = "Its metrics are"
+        subject = "1 group was suppressed because it has"
+        pronoun = "Its size and metrics are"
     else:
-        subject = (
-            f"{groups} groups ({rows:,} rows and {learners:,} {learner_word} in "
-            "total) were suppressed because each has"
-        )
-        pronoun = "Their metrics are"
+        subject = f"{groups} groups were suppressed because each has"
+        pronoun = "Their sizes and metrics are"
     return (
-        f"{subject} fewer than {min_group_size} learners. {pronoun} not shown and "
-        "are left out of the comparisons and the disparity summary. This keeps "
-        "estimates from very small groups out of the report and also protects "
-        "the privacy of the learners in them."
+        f"{subject} fewer than {min_group_size} learners. {pronoun} not shown, "
+        "and they are left out of the comparisons and the disparity summary. This "
+        "keeps estimates from very small groups out of the report and also "
+        "protects the privacy of the learners in them."
     )
 
 
@@ -493,10 +487,7 @@ def _context(
                     audit.disparities[attribute], len(table), footnotes
                 ),
                 "suppression": _suppression_sentence(
-                    suppression.groups,
-                    suppression.rows,
-                    audit.min_group_size,
-                    suppression.learners,
+                    suppression.groups, audit.min_group_size
                 ),
                 "chart": _chart_png(table),
             }
