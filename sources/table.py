@@ -156,10 +156,24 @@ class _Reader:
     def bad_values(
         self, column: str, text: pd.Series, bad: pd.Series, expected: str
     ) -> None:
-        for position in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS_PER_COLUMN]:
+        positions = np.flatnonzero(bad.to_numpy())
+        for position in positions[:MAX_PROBLEMS_PER_COLUMN]:
             value = text.iloc[position]
             self.problem(
                 column, int(position), "" if pd.isna(value) else value, expected
+            )
+        if len(positions) > MAX_PROBLEMS_PER_COLUMN:
+            more = len(positions) - MAX_PROBLEMS_PER_COLUMN
+            self.problems.append(
+                Problem(
+                    str(self.path),
+                    self.mapping.name,
+                    "*",
+                    None,
+                    None,
+                    f"column {column!r}: {more} more row(s) are invalid in the same "
+                    f"way ({len(positions)} in all); expected {expected}",
+                )
             )
 
     def numbers(self, column: str, text: pd.Series, expected: str) -> pd.Series:

@@ -442,6 +442,21 @@ def test_unparseable_numeric_located(tmp_path):
         read_mapped_table(write_case(tmp_path, table, mapping))
 
 
+def test_many_bad_values_counted(tmp_path):
+    table = pupils(rows=30).astype({"absences": str})
+    table["absences"] = "many"
+    mapping = base_mapping(numeric=["absences"])
+    with pytest.raises(InputDataError) as excinfo:
+        read_mapped_table(write_case(tmp_path, table, mapping))
+    problems = [p for p in problems_of(excinfo) if "absences" in str(p)]
+    assert len(problems) == 21
+    assert problems[-1].column == "*"
+    assert "column 'absences': 10 more row(s) are invalid in the same way" in str(
+        problems[-1]
+    )
+    assert "(30 in all)" in str(problems[-1])
+
+
 def test_unknown_category_located(tmp_path):
     table = pupils()
     table.loc[4, "sex"] = "X"
