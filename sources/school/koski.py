@@ -17,10 +17,12 @@ required field it cannot map instead of guessing.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -89,6 +91,12 @@ GRADE_SCALE = "arviointiasteikkoyleissivistava"
 STATE_LIST = "koskiopiskeluoikeudentila"
 TYPE_LIST = "opiskeluoikeudentyyppi"
 
+DATE_EXPECTED = "a date as yyyy-mm-dd"
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+_UNREADABLE = object()
+"""Marker for a file that could not be read as JSON, because JSON null is None."""
+
 _HETU_CENTURY = {
     "+": 1800,
     "-": 1900,
@@ -149,6 +157,32 @@ def _birth_from_hetu(hetu: str) -> tuple[int | None, int | None, str | None]:
     return year, int(hetu[2:4]), gender
 
 
+def _json_type(value: object) -> str:
+    """Return the JSON name of the type of a parsed JSON value."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _is_date(value: object) -> bool:
+    """Return whether ``value`` is a calendar date written as ``yyyy-mm-dd``."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        return False
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _walk_completions(
     completions: list[dict[str, Any]], inherited_date: str | None
 ) -> Iterator[tuple[dict[str, Any], str | None]]:
@@ -174,13 +208,68 @@ class _Importer:
     def problem(self, file: Path, path: str, value: object, expected: str) -> None:
         self.problems.append(Problem(str(file), "koski", path, None, value, expected))
 
+    def file_problem(self, file: Path, message: str) -> None:
+        """Add a problem with the whole document, such as one that is not JSON."""
+        self.problems.append(Problem(str(file), "koski", "*", None, None, message))
+
+    def load(self, file: Path) -> Any:
+        """Parse ``file`` as JSON, or add a problem and return ``_UNREADABLE``."""
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.file_problem(file, "file not found; check the path of the document")
+            return _UNREADABLE
+        except UnicodeDecodeError as exc:
+            self.file_problem(
+                file,
+                f"the file is not valid UTF-8 text ({exc}); export the document "
+                "from Koski again as UTF-8 JSON",
+            )
+            return _UNREADABLE
+        except OSError as exc:
+            self.file_problem(
+                file, f"the file could not be read ({exc.strerror}); check the path"
+            )
+            return _UNREADABLE
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            self.file_problem(
+                file,
+                f"invalid JSON ({exc}); "
+                "if the file is cut short, export the document from Koski again",
+            )
+            return _UNREADABLE
+
     def read(self, file: Path) -> None:
-        document = json.loads(file.read_text(encoding="utf-8"))
-        pupil_id = self.pupil(file, document.get("henkilö") or {})
+        document = self.load(file)
+        if document is _UNREADABLE:
+            return
+        if not isinstance(document, dict):
+            self.file_problem(
+                file,
+                f"the top level is a JSON {_json_type(document)}; expected one "
+                "learner's document, a JSON object with 'henkilö' and "
+                "'opiskeluoikeudet'",
+            )
+            return
+        person = document.get("henkilö") or {}
+        if not isinstance(person, dict):
+            self.problem(file, "henkilö", _json_type(person), "a JSON object")
+            return
+        rights = document.get("opiskeluoikeudet") or []
+        if not isinstance(rights, list):
+            self.problem(file, "opiskeluoikeudet", _json_type(rights), "a JSON list")
+            return
+        pupil_id = self.pupil(file, person)
         if pupil_id is None:
             return
-        for index, right in enumerate(document.get("opiskeluoikeudet") or []):
-            self.study_right(file, f"opiskeluoikeudet[{index}]", pupil_id, index, right)
+        for index, right in enumerate(rights):
+            path = f"opiskeluoikeudet[{index}]"
+            if not isinstance(right, dict):
+                self.problem(file, path, _json_type(right), "a JSON object")
+                continue
+            self.study_right(file, path, pupil_id, index, right)
 
     def pupil(self, file: Path, person: dict[str, Any]) -> str | None:
         hetu, oid = person.get("hetu"), person.get("oid")
@@ -237,17 +326,35 @@ class _Importer:
         if ANNULLED_STATE in codes:
             self.skipped["annulled study right"] += 1
             return
+        if not periods:
+            # A right without states cannot be labelled, so importing it would
+            # hide a gap in the data.
+            self.problem(
+                file,
+                f"{path}.tila.opiskeluoikeusjaksot",
+                None,
+                "at least one state in the study right's state history",
+            )
+            return
         school = right.get("oppilaitos") or {}
         if not school.get("oid"):
             self.problem(file, f"{path}.oppilaitos", None, "a school with an oid")
             return
-        start = right.get("alkamispäivä") or (
-            periods[0].get("alku") if periods else None
-        )
+        if right.get("alkamispäivä"):
+            start, start_path = right["alkamispäivä"], f"{path}.alkamispäivä"
+        else:
+            start = periods[0].get("alku")
+            start_path = f"{path}.tila.opiskeluoikeusjaksot[0].alku"
         if start is None:
             self.problem(
-                file, f"{path}.alkamispäivä", None, "a start date or at least one state"
+                file,
+                f"{path}.alkamispäivä",
+                None,
+                "a start date, or a date (alku) on the first state",
             )
+            return
+        if not _is_date(start):
+            self.problem(file, start_path, start, DATE_EXPECTED)
             return
 
         right_id = right.get("oid") or f"{file.stem}#{index}"
@@ -284,6 +391,8 @@ class _Importer:
                 )
             elif not period.get("alku"):
                 self.problem(file, f"{where}.alku", None, "the date the state began")
+            elif not _is_date(period["alku"]):
+                self.problem(file, f"{where}.alku", period["alku"], DATE_EXPECTED)
             else:
                 self.rows["study_right_states"].append(
                     {
@@ -319,6 +428,9 @@ class _Importer:
             start = completion.get("alkamispäivä")
             if not start:
                 self.skipped["grade year without a start date"] += 1
+                continue
+            if not _is_date(start):
+                self.problem(file, f"{where}.alkamispäivä", start, DATE_EXPECTED)
                 continue
             self.rows["grade_levels"].append(
                 {
@@ -357,6 +469,12 @@ class _Importer:
                 day = assessment.get("päivä") or confirmed
                 if day is None:
                     self.skipped["grade without a date"] += 1
+                    continue
+                if not _is_date(day):
+                    source = "arviointi" if assessment.get("päivä") else "vahvistus"
+                    self.problem(
+                        file, f"{path}.suoritukset…{source}.päivä", day, DATE_EXPECTED
+                    )
                     continue
                 self.rows["grades"].append(
                     {
@@ -409,7 +527,9 @@ def import_koski(
         Secret key for pseudonymising identity codes of learners without an oid.
 
     Problems are returned, not raised, so that one run lists all of them; the
-    caller decides whether to go on without the affected items.
+    caller decides whether to go on without the affected items. A file that is
+    missing, not UTF-8 JSON or not a JSON object is one problem, and the other
+    files are still read.
     """
     importer = _Importer(code_lists, pseudonym_key)
     count = 0

@@ -6,6 +6,7 @@ no learner with two study rights, so the tests write edited copies of them.
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -187,3 +188,86 @@ def test_unknown_grade_level_reported(tmp_path):
     result = import_koski([write(tmp_path, "tenth.json", document)], CODE_LISTS)
     assert result.problems[0].value == "10"
     assert result.problems[0].expected == "a code in perusopetuksenluokkaaste"
+
+
+def test_truncated_json_reported(tmp_path):
+    text = (EXAMPLES / RESIGNED).read_text(encoding="utf-8")
+    cut = tmp_path / "cut.json"
+    cut.write_text(text[:500], encoding="utf-8")
+    result = import_koski([cut, EXAMPLES / RESIGNED], CODE_LISTS)
+    assert len(result.problems) == 1
+    assert result.problems[0].file == str(cut)
+    assert result.problems[0].column == "*"
+    assert "invalid JSON" in str(result.problems[0])
+    assert "line 21" in str(result.problems[0])
+    assert len(result.records.study_rights) == 1
+
+
+def test_missing_file_reported(tmp_path):
+    missing = tmp_path / "missing.json"
+    result = import_koski([missing, EXAMPLES / RESIGNED], CODE_LISTS)
+    assert len(result.problems) == 1
+    assert result.problems[0].file == str(missing)
+    assert "file not found" in str(result.problems[0])
+    assert len(result.records.study_rights) == 1
+
+
+@pytest.mark.parametrize(("text", "kind"), [("[{}]", "list"), ("null", "null")])
+def test_top_level_not_object_reported(tmp_path, text, kind):
+    path = tmp_path / "top.json"
+    path.write_text(text, encoding="utf-8")
+    result = import_koski([path, EXAMPLES / RESIGNED], CODE_LISTS)
+    assert len(result.problems) == 1
+    assert result.problems[0].file == str(path)
+    assert f"top level is a JSON {kind}" in str(result.problems[0])
+    assert len(result.records.study_rights) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "column"),
+    [
+        ("state", "opiskeluoikeudet[0].tila.opiskeluoikeusjaksot[1].alku"),
+        ("start", "opiskeluoikeudet[0].alkamispäivä"),
+    ],
+)
+def test_invalid_date_reported(tmp_path, field, column):
+    document = load(RESIGNED)
+    if field == "state":
+        periods(document)[1]["alku"] = "2008-13-45"
+    else:
+        document["opiskeluoikeudet"][0]["alkamispäivä"] = "2008-13-45"
+    path = write(tmp_path, "bad-date.json", document)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = import_koski([path], CODE_LISTS)
+    assert len(result.problems) == 1
+    assert result.problems[0].column == column
+    assert result.problems[0].value == "2008-13-45"
+    assert result.problems[0].expected == "a date as yyyy-mm-dd"
+
+
+def test_invalid_date_keeps_other_states(tmp_path):
+    document = load(RESIGNED)
+    periods(document)[1]["alku"] = "2008-13-45"
+    path = write(tmp_path, "bad-date.json", document)
+    states = import_koski([path], CODE_LISTS).records.study_right_states
+    assert states["state"].tolist() == ["present"]
+
+
+def test_invalid_grade_date_reported(tmp_path):
+    document = load("perusopetuksenoppimaara-paattotodistus_2025-03-20.json")
+    grade_years(document)[0]["alkamispäivä"] = "15.8.2013"
+    result = import_koski([write(tmp_path, "year.json", document)], CODE_LISTS)
+    assert len(result.problems) == 1
+    assert result.problems[0].column.endswith(".alkamispäivä")
+    assert result.problems[0].value == "15.8.2013"
+    assert result.records.grade_levels["grade_level"].tolist() == [8, 9]
+
+
+def test_right_without_states_reported(tmp_path):
+    document = load(RESIGNED)
+    del document["opiskeluoikeudet"][0]["tila"]
+    result = import_koski([write(tmp_path, "no-states.json", document)], CODE_LISTS)
+    assert len(result.problems) == 1
+    assert result.problems[0].column == "opiskeluoikeudet[0].tila.opiskeluoikeusjaksot"
+    assert len(result.records.study_rights) == 0
