@@ -27,6 +27,7 @@ import json
 import logging
 import operator
 import re
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,6 +341,26 @@ def to_input_tables(table: MappedTable) -> InputTables:
 # Reading
 
 
+def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
+    """Read one sheet of an .xlsx or .xlsm workbook as text.
+
+    Raises ``ValueError`` when the file is not such a workbook. With openpyxl
+    3.1, reading raises ``BadZipFile`` for a file that is not a ZIP archive,
+    such as a CSV or an old .xls file, and ``KeyError`` for a ZIP archive
+    without a workbook in it.
+    """
+    try:
+        return pd.read_excel(
+            path,
+            sheet_name=sheet if sheet is not None else 0,
+            dtype=str,
+            keep_default_na=False,
+            engine="openpyxl",
+        )
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"not an .xlsx or .xlsm workbook: {exc}") from exc
+
+
 def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFrame:
     """Read every cell as stripped text, with the mapping's missing texts as NA."""
     if not path.is_file():
@@ -363,13 +384,7 @@ def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFra
                 encoding_errors="strict",
             )
         elif file_format == "excel":
-            raw = pd.read_excel(
-                path,
-                sheet_name=spec.sheet if spec.sheet is not None else 0,
-                dtype=str,
-                keep_default_na=False,
-                engine="openpyxl",
-            )
+            raw = _read_excel(path, spec.sheet)
         else:
             raw = pd.read_parquet(path)
             raw = raw.astype(object).where(raw.notna(), "").astype(str)
@@ -397,7 +412,8 @@ def _read_text(mapping: TableMapping, path: Path, reader: _Reader) -> pd.DataFra
         )
     except (ValueError, OSError) as exc:
         # pandas raises ParserError (a ValueError) for a row with too many
-        # fields, and ValueError for a missing Excel sheet.
+        # fields and ValueError for a missing Excel sheet. _read_excel raises
+        # ValueError for a file that is not a workbook.
         reader.problem(
             "*",
             None,

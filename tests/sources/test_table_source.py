@@ -4,6 +4,7 @@ Every table here is synthetic and small, so these tests train nothing.
 """
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -763,3 +764,21 @@ def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
     assert summary["model_alias"] == "challenger"
     assert "have only one class" in summary["not_validated"]
     assert "not as the served champion" in " ".join(result.output.split())
+
+
+def test_excel_format_on_csv_rejected(tmp_path):
+    mapping = base_mapping(file={"path": "pupils.csv", "format": "excel"})
+    with pytest.raises(InputDataError, match="could not be read as excel") as excinfo:
+        read_mapped_table(write_case(tmp_path, mapping=mapping))
+    problem = problems_of(excinfo)[0]
+    assert problem.file == str(tmp_path / "pupils.csv")
+    assert "not an .xlsx or .xlsm workbook" in problem.expected
+    assert "'file.format'" in problem.expected
+
+
+def test_zip_without_workbook_rejected(tmp_path):
+    with zipfile.ZipFile(tmp_path / "pupils.xlsx", "w") as archive:
+        archive.writestr("readme.txt", "not a workbook")
+    mapping = base_mapping(file={"path": "pupils.xlsx"})
+    with pytest.raises(InputDataError, match="not an .xlsx or .xlsm workbook"):
+        read_mapped_table(write_case(tmp_path, mapping=mapping))

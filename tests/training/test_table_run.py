@@ -224,6 +224,22 @@ def test_cli_bad_mapping_key(tmp_path):
     assert not (tmp_path / "summary.json").exists()
 
 
+def test_cli_inspect_excel_format_on_csv(tmp_path):
+    (tmp_path / "pupils.csv").write_text("id;school;out\na1;k;yes\n", "utf-8")
+    path = tmp_path / "mapping.yaml"
+    path.write_text(
+        "name: pilot\n"
+        "file: {path: pupils.csv, format: excel}\n"
+        "id_column: id\n"
+        "group_column: school\n"
+        "outcome: {column: out, adverse_values: ['yes']}\n"
+    )
+    result = invoke("inspect", "--mapping", str(path))
+    assert result.exit_code == 2
+    assert "pupils.csv" in result.output
+    assert "could not be read as excel" in result.output
+
+
 def test_cli_inspect(tmp_path):
     result = invoke("inspect", "--mapping", str(MAPPINGS / "uci-student-por-a.yaml"))
     assert result.exit_code == 0, result.output
