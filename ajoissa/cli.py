@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import time
 from enum import Enum
 from pathlib import Path
@@ -383,6 +384,49 @@ def store_path_or_exit(
         )
         raise typer.Exit(code=2)
     return path
+
+
+def output_file_or_exit(path: Path, suffix: str, file_format: str) -> Path:
+    """Return the ``--out`` file ``path``, exiting 2 when it cannot be written.
+
+    Commands call this before their work starts, so that a long build does not
+    end in a failed write. The folder of ``path`` must exist and accept a new
+    file. The file name must end in ``suffix``, because the command writes
+    ``file_format`` whatever the suffix.
+    """
+    problem = _output_file_problem(path, suffix, file_format)
+    if problem:
+        typer.echo(f"Invalid --out {path}: {problem}", err=True)
+        raise typer.Exit(code=2)
+    return path
+
+
+def _output_file_problem(path: Path, suffix: str, file_format: str) -> str | None:
+    """Return why the output file cannot be written at ``path``, or None."""
+    if path.is_dir():
+        return f"it is a folder; give a file path such as {path / ('out' + suffix)}"
+    if path.suffix.lower() != suffix:
+        return (
+            f"the output is written as {file_format}, so the file name must end "
+            f"in {suffix}, for example {path.with_suffix(suffix).name}"
+        )
+    folder = path.parent
+    if not folder.exists():
+        return f"the folder {folder} does not exist; create it first"
+    if not folder.is_dir():
+        return f"{folder} is not a folder; choose a path inside a folder"
+    # Creating a test file is the reliable check, because os.access passes for
+    # root whatever the mode bits, and for folders like /proc that take no files.
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".ajoissa-", suffix=".tmp")
+    except OSError as exc:
+        return (
+            f"cannot create a file in the folder {folder} ({exc.strerror}); "
+            "choose a folder you can write to"
+        )
+    os.close(handle)
+    os.remove(probe)
+    return None
 
 
 def note_schools_without_scores(schools: list[str]) -> None:

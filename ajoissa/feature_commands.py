@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ajoissa.cli import app, console, data_path_or_exit
+from ajoissa.cli import app, console, data_path_or_exit, output_file_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ FEATURES_HELP = (
 
 def _write_parquet_atomically(frame, out: Path) -> None:
     """Write ``frame`` to a temporary file beside ``out``, then rename it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         prefix=f".{out.name}-", suffix=".tmp", dir=out.parent
     )
@@ -42,7 +41,11 @@ def _write_parquet_atomically(frame, out: Path) -> None:
 @app.command("features", help=FEATURES_HELP)
 def build_feature_file(
     out: Annotated[
-        Path, typer.Option(help="Parquet file to write; replaced if it exists.")
+        Path,
+        typer.Option(
+            help="Parquet file to write, ending in .parquet, in an existing "
+            "folder; replaced if it exists."
+        ),
     ],
     source: Annotated[
         str, typer.Option(help="Source to read: records or oulad.")
@@ -78,6 +81,7 @@ def build_feature_file(
             f"Invalid --engine {engine!r}: use {' or '.join(ENGINES)}.", err=True
         )
         raise typer.Exit(code=2)
+    output_file_or_exit(out, ".parquet", "Parquet")
     entry = SOURCES[source]
     path = data_path_or_exit(source, data)
     config = entry.run_config(path)

@@ -1,6 +1,9 @@
 """The ``ajoissa features`` command on DuckDB, and its input checks."""
 
+from pathlib import Path
+
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from ajoissa.cli import app
@@ -47,3 +50,35 @@ def test_spark_without_learner_features(tmp_path):
     )
     assert result.exit_code == 2
     assert "no declarative learner features" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("folder", "it is a folder"),
+        ("missing/f.parquet", "does not exist; create it first"),
+        ("file.txt/f.parquet", "is not a folder"),
+        ("features.csv", "must end in .parquet"),
+    ],
+)
+def test_bad_out_rejected_before_build(tmp_path, name, expected):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("keep", encoding="utf-8")
+    out = tmp_path / name
+    result = CliRunner().invoke(
+        app, ["features", "--source", "oulad", "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert f"Invalid --out {out}" in result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
+def test_unwritable_out_folder_rejected():
+    result = CliRunner().invoke(
+        app, ["features", "--source", "oulad", "--out", "/proc/nope.parquet"]
+    )
+    assert result.exit_code == 2
+    assert "cannot create a file in the folder /proc" in result.output
