@@ -390,8 +390,9 @@ def output_file_or_exit(path: Path, suffix: str, file_format: str) -> Path:
     """Return the ``--out`` file ``path``, exiting 2 when it cannot be written.
 
     Commands call this before their work starts, so that a long build does not
-    end in a failed write. The folder of ``path`` must exist and accept a new
-    file. The file name must end in ``suffix``, because the command writes
+    end in a failed write. A missing folder of ``path`` is created, as ``run``
+    creates its ``--out`` folder, and the folder must accept a new file. The
+    file name must end in ``suffix``, because the command writes
     ``file_format`` whatever the suffix.
     """
     problem = _output_file_problem(path, suffix, file_format)
@@ -411,10 +412,15 @@ def _output_file_problem(path: Path, suffix: str, file_format: str) -> str | Non
             f"in {suffix}, for example {path.with_suffix(suffix).name}"
         )
     folder = path.parent
-    if not folder.exists():
-        return f"the folder {folder} does not exist; create it first"
-    if not folder.is_dir():
+    if folder.exists() and not folder.is_dir():
         return f"{folder} is not a folder; choose a path inside a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return (
+            f"cannot create the folder {folder} ({exc.strerror}); choose a folder "
+            "you can write to"
+        )
     # Creating a test file is the reliable check, because os.access passes for
     # root whatever the mode bits, and for folders like /proc that take no files.
     try:

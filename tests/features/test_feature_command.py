@@ -56,7 +56,6 @@ def test_spark_without_learner_features(tmp_path):
     ("name", "expected"),
     [
         ("folder", "it is a folder"),
-        ("missing/f.parquet", "does not exist; create it first"),
         ("file.txt/f.parquet", "is not a folder"),
         ("features.csv", "must end in .parquet"),
     ],
@@ -73,6 +72,15 @@ def test_bad_out_rejected_before_build(tmp_path, name, expected):
     assert expected in result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]
+
+
+def test_missing_out_folder_created(tmp_path):
+    out = tmp_path / "new" / "deeper" / "f.parquet"
+    result = CliRunner().invoke(
+        app, ["features", "--source", "oulad", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
