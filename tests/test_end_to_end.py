@@ -124,8 +124,12 @@ def test_run_writes_outputs(run_output):
     report = Path(summary["fairness_report"])
     assert report.is_file()
     assert "gender" in report.read_text()
-    first = json.loads((out / "reason_codes.jsonl").read_text().splitlines()[0])
+    reasons = out / "reason_codes.jsonl"
+    first = json.loads(reasons.read_text().splitlines()[0])
     assert first["reasons"]
+    # Pupil-level outputs are for their owner only.
+    assert reasons.stat().st_mode & 0o777 == 0o600
+    assert report.stat().st_mode & 0o777 == 0o600
     assert first["reasons"][0]["direction"] in {"raises", "lowers"}
     assert summary["shap_additivity_max_error"] < 1e-6
 

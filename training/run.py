@@ -617,7 +617,11 @@ def _write_reason_codes(
 
     path = out_dir / "reason_codes.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    tmp.unlink(missing_ok=True)
+    # Pupil-level scores and reasons: readable by the owner only, as the
+    # fairness report is.
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         for i, row in enumerate(data.itertuples(index=False)):
             record = {
                 "enrolment_id": row.enrolment_id,
