@@ -301,6 +301,13 @@ def promote(
     if skip_fairness_gate and not (reviewer and reviewer.strip()):
         typer.echo("--skip-fairness-gate needs --reviewer NAME", err=True)
         raise typer.Exit(code=2)
+    if reviewer is not None and not skip_fairness_gate:
+        typer.echo(
+            "--reviewer names the person who skips the fairness gate, so it needs "
+            "--skip-fairness-gate; leave it out to promote through the gate",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     decision = run_promote(
         model_name,
         reviewer.strip() if skip_fairness_gate else None,

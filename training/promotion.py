@@ -274,13 +274,21 @@ def promote(
     try:
         challenger = client.get_model_version_by_alias(model_name, CHALLENGER)
     except MlflowException:
-        return PromotionDecision(
-            model_name,
-            None,
-            None,
-            False,
-            [f"no {CHALLENGER!r} version of {model_name}; run `ajoissa retrain` first"],
-        )
+        try:
+            client.get_registered_model(model_name)
+        except MlflowException:
+            names = sorted(m.name for m in client.search_registered_models())
+            listed = ", ".join(names) if names else "none"
+            reason = (
+                f"no registered model is named {model_name!r}; registered "
+                f"models: {listed}"
+            )
+        else:
+            reason = (
+                f"no {CHALLENGER!r} version of {model_name}; run `ajoissa retrain` "
+                "first"
+            )
+        return PromotionDecision(model_name, None, None, False, [reason])
     try:
         champion_version: str | None = client.get_model_version_by_alias(
             model_name, CHAMPION

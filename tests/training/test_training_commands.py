@@ -20,7 +20,15 @@ def test_promote_without_challenger(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = runner.invoke(app, ["promote", "--model-name", "absent"])
     assert result.exit_code == 1
-    assert "no 'challenger' version of absent" in result.output
+    assert "no registered model is named 'absent'; registered models: none" in (
+        result.output
+    )
+
+
+def test_promote_reviewer_needs_skip():
+    result = runner.invoke(app, ["promote", "--model-name", "m", "--reviewer", "X"])
+    assert result.exit_code == 2
+    assert "--reviewer names the person who skips the fairness gate" in result.output
 
 
 def test_retrain_help_lists_options():

@@ -106,10 +106,26 @@ def test_compare_accepts_clear_win():
     assert compare(figures) == []
 
 
-def test_promote_without_challenger(store):
+def test_promote_unknown_model(store):
     decision = promote("nothing-here")
     assert not decision.promoted
-    assert "run `ajoissa retrain` first" in decision.reasons[0]
+    assert decision.reasons == [
+        "no registered model is named 'nothing-here'; registered models: none"
+    ]
+
+
+def test_promote_without_challenger(store):
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow()
+    mlflow.MlflowClient().create_registered_model("no-challenger")
+    decision = promote("no-challenger")
+    assert not decision.promoted
+    assert decision.reasons == [
+        "no 'challenger' version of no-challenger; run `ajoissa retrain` first"
+    ]
 
 
 def test_missing_gate_refuses(registered, monkeypatch):
