@@ -101,13 +101,15 @@ def retrain(
     history_days: Annotated[
         int | None,
         typer.Option(
-            help="Training history length in days before each cutoff. Default: all."
+            help="Training history length in days before each cutoff. Default: all.",
+            min=1,
         ),
     ] = None,
     test_window_days: Annotated[
         int | None,
         typer.Option(
-            help="Units starting this many days after a cutoff test. Default: all later."
+            help="Units starting this many days after a cutoff test. Default: all later.",
+            min=1,
         ),
     ] = None,
     label_window_days: Annotated[

@@ -1,5 +1,6 @@
 """Command-line checks of retrain and promote that need no training."""
 
+import pytest
 from typer.testing import CliRunner
 
 from ajoissa.cli import app
@@ -36,3 +37,14 @@ def test_retrain_help_lists_options():
     assert result.exit_code == 0
     for option in ("--cutoff", "--history-days", "--label-window-days", "--k-per-unit"):
         assert option in result.output
+
+
+@pytest.mark.parametrize("option", ["--history-days", "--test-window-days"])
+def test_retrain_rejects_negative_days(tmp_path, option):
+    result = runner.invoke(
+        app,
+        ["retrain", "--source", "oulad", "--out", str(tmp_path / "o"), option, "-10"],
+    )
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output
+    assert not (tmp_path / "o").exists()
