@@ -355,13 +355,15 @@ def _baseline_verdict(overall: dict[str, dict[str, Any]]) -> list[str]:
             ours, theirs = model.get(metric), values.get(metric)
             if ours is None or theirs is None:
                 continue
-            figures = f"{label} {theirs:.3f}, model {ours:.3f}"
+            theirs_text, ours_text = _distinct_figures(theirs, ours)
             if theirs >= ours:
-                beaten_by.append(f"{name} ({figures})")
+                beaten_by.append(f"{name} ({label} {theirs_text}, model {ours_text})")
             elif _inside_intervals(
                 model.get(f"{metric}_ci"), values.get(f"{metric}_ci"), ours, theirs
             ):
-                narrow.append(f"{name} ({figures})")
+                narrow.append(
+                    f"in {label} over {name} ({name} {theirs_text}, model {ours_text})"
+                )
     if beaten_by:
         return [
             "**Against the baselines:** the model does not beat "
@@ -376,12 +378,20 @@ def _baseline_verdict(overall: dict[str, dict[str, Any]]) -> list[str]:
     ]
     if narrow:
         lines.append(
-            "Its lead over "
-            + "; ".join(narrow)
-            + " lies inside both 95 % intervals, so these rows do not show the "
-            "model to be better there."
+            "Some of these leads are too small for the evaluation rows to show "
+            "the model to be better, because each value lies inside the other's "
+            "95 % interval: " + "; ".join(narrow) + "."
         )
     return lines
+
+
+def _distinct_figures(first: float, second: float) -> tuple[str, str]:
+    """Return both values with 3 decimals, or with more where 3 would make them equal."""
+    for decimals in range(3, 7):
+        texts = f"{first:.{decimals}f}", f"{second:.{decimals}f}"
+        if texts[0] != texts[1] or first == second:
+            return texts
+    return texts
 
 
 def _inside_intervals(

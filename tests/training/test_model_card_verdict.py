@@ -41,5 +41,15 @@ def test_verdict_names_lead_inside_intervals():
     }
     first, second = _baseline_verdict(overall)
     assert "higher ROC-AUC and precision at k than every baseline" in first
-    assert second.startswith("Its lead over logistic (ROC-AUC 0.709, model 0.709)")
+    assert second.startswith("Some of these leads are too small")
+    assert second.endswith("in ROC-AUC over logistic (logistic 0.7086, model 0.7087).")
     assert "precision at k" not in second
+
+
+def test_verdict_equal_figures_keep_three_decimals():
+    overall = {
+        "model": {"roc_auc": 0.7, "precision_at_k_share": 0.3},
+        "logistic": {"roc_auc": 0.7, "precision_at_k_share": 0.2},
+    }
+    (text,) = _baseline_verdict(overall)
+    assert "does not beat logistic (ROC-AUC 0.700, model 0.700)" in text
