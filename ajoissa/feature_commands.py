@@ -71,7 +71,7 @@ def build_feature_file(
     from ajoissa.catalog import SOURCES
     from features.build import asof_points_by_offset, build_features
     from features.engines import ENGINES, SparkEngine, make_engine
-    from sources.errors import InputDataError
+    from sources.errors import InputDataError, MappingError
 
     if source not in ("records", "oulad"):
         typer.echo(f"Invalid --source {source!r}: use records or oulad.", err=True)
@@ -97,9 +97,10 @@ def build_feature_file(
     try:
         with console.status(f"reading {source} from {path}"):
             tables = entry.load(path).validated()
-    except InputDataError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=1) from exc
+    except (InputDataError, MappingError) as exc:
+        # Exit 2 for bad input, as run and inspect do.
+        typer.echo(f"Input data error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     points = asof_points_by_offset(tables.units, config.asof_offsets_days)
     runner = make_engine(engine, spark_master)
     try:

@@ -27,6 +27,20 @@ def test_command_writes_features(tmp_path):
     assert frame["age_for_grade_months"].notna().all()
 
 
+def test_bad_export_exits_2(tmp_path):
+    export = tmp_path / "export"
+    generate(SynthConfig(pupils=5, years=1, seed=2, lessons_per_day=1), export)
+    (export / "pupils.parquet").unlink()
+    out = tmp_path / "features.parquet"
+    result = CliRunner().invoke(
+        app, ["features", "--data", str(export), "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("Input data error: ")
+    assert "pupils.csv or pupils.parquet not found" in result.output
+    assert not out.exists()
+
+
 def test_unknown_engine_rejected(tmp_path):
     result = CliRunner().invoke(
         app, ["features", "--engine", "polars", "--out", str(tmp_path / "f.parquet")]
