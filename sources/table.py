@@ -470,11 +470,11 @@ def _check_named_columns(
     for key, column in _named_columns(mapping):
         if column not in raw.columns:
             reader.problem(
-                column,
+                "*",
                 -1 if reader.first_row == 2 else None,
                 None,
-                f"a column named {column!r}, which the mapping key {key!r} names; "
-                f"the file has {list(raw.columns)}",
+                f"the header lacks the column {column!r}, which the mapping key "
+                f"{key!r} names; the file has the columns {list(raw.columns)}",
             )
 
 
@@ -585,11 +585,12 @@ def _check_both_classes(
     if adverse.all() or not adverse.any():
         value = "adverse" if adverse.all() else "not adverse"
         reader.problem(
-            mapping.outcome.source_column,
+            "*",
             None,
-            f"every row {value}",
-            f"both outcome classes; the outcome is {mapping.outcome.describe()}, so "
-            "check the adverse values or the rule",
+            None,
+            f"column {mapping.outcome.source_column!r}: every row is {value}, but "
+            f"training needs both outcome classes; the outcome is "
+            f"{mapping.outcome.describe()}, so check the adverse values or the rule",
         )
 
 
@@ -643,11 +644,12 @@ def _periods(
     distinct = starts.nunique()
     if distinct <= spec.test_periods:
         reader.problem(
-            spec.column,
+            "*",
             None,
-            f"{distinct} distinct period(s)",
-            f"more than period.test_periods = {spec.test_periods} periods, so that "
-            "earlier periods can train the model; or remove 'period' to use "
+            None,
+            f"column {spec.column!r} has {distinct} distinct period(s), but needs "
+            f"more than period.test_periods = {spec.test_periods}, so that earlier "
+            "periods can train the model; or remove 'period' to use "
             "cross-validation",
         )
     return starts, labels.astype(str)
