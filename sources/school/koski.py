@@ -199,6 +199,7 @@ class _Importer:
         self.grades = read_code_list(code_lists, GRADE_SCALE)
         self.grade_levels = read_code_list(code_lists, GRADE_LEVEL_LIST)
         self.key = key
+        self.warned_empty_key = False
         self.problems: list[Problem] = []
         self.skipped: Counter = Counter()
         self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
@@ -278,6 +279,14 @@ class _Importer:
                 file, "henkilö", None, "an oid or hetu identifying the learner"
             )
             return None
+        if not oid and not self.key and not self.warned_empty_key:
+            # Once per import: the ids would be reversible (see pseudonym).
+            self.warned_empty_key = True
+            logger.warning(
+                "learners without an oid get ids from their identity codes with "
+                "an empty pseudonym key, so anyone can reverse the ids by trying "
+                "every identity code; pass a secret pseudonym_key"
+            )
         pupil_id = oid or pseudonym(hetu, self.key)
         if pupil_id not in self.pupils:
             self.pupils.add(pupil_id)

@@ -271,3 +271,25 @@ def test_right_without_states_reported(tmp_path):
     assert len(result.problems) == 1
     assert result.problems[0].column == "opiskeluoikeudet[0].tila.opiskeluoikeusjaksot"
     assert len(result.records.study_rights) == 0
+
+
+def _without_oid(tmp_path: Path) -> Path:
+    document = load(RESIGNED)
+    document["henkilö"] = {"hetu": "010106A9016"}
+    return write(tmp_path, "hetu.json", document)
+
+
+def test_empty_pseudonym_key_warned(tmp_path, caplog):
+    path = _without_oid(tmp_path)
+    with caplog.at_level("WARNING", logger="sources.school.koski"):
+        result = import_koski([path, path], CODE_LISTS)
+    warned = [r for r in caplog.records if "empty pseudonym key" in r.getMessage()]
+    assert len(warned) == 1
+    assert result.records.pupils["pupil_id"].str.startswith("hetu:").all()
+
+
+def test_secret_pseudonym_key_not_warned(tmp_path, caplog):
+    path = _without_oid(tmp_path)
+    with caplog.at_level("WARNING", logger="sources.school.koski"):
+        import_koski([path], CODE_LISTS, pseudonym_key=b"secret")
+    assert not [r for r in caplog.records if "pseudonym key" in r.getMessage()]
