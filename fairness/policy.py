@@ -270,8 +270,20 @@ def meets_policy_sentence(version: str, findings: PolicyFindings) -> str:
     return sentence
 
 
-def _fmt(value: float, measure: str) -> str:
-    return f"{value:.2f}" if measure == "ratio" else f"{value * 100:+.1f} pp"
+def _fmt(value: float, measure: str, edges: tuple[float, ...] = ()) -> str:
+    """Return a ratio or a difference in points for a message.
+
+    A value close to one of ``edges`` (the policy's band) gets more decimals,
+    so that a value outside the band never reads as the band's edge.
+    """
+    scale, unit, decimals = (1, "", 2) if measure == "ratio" else (100, " pp", 1)
+    shown = value * scale
+    for places in range(decimals, decimals + 4):
+        rounded = round(shown, places)
+        if all(rounded != edge * scale or value == edge for edge in edges):
+            break
+    sign = "" if measure == "ratio" else "+"
+    return f"{shown:{sign}.{places}f}{unit}"
 
 
 def evaluate_policy(audit: dict[str, Any], policy: FairnessPolicy) -> PolicyFindings:
@@ -318,7 +330,7 @@ def _check_row(
         target.append(message)
         return
     inside = rule.lower <= value <= rule.upper
-    shown = _fmt(value, rule.measure)
+    shown = _fmt(value, rule.measure, (rule.lower, rule.upper))
     if low is not None:
         shown += f" ({policy.bootstrap.confidence:.0%} interval "
         shown += f"{_fmt(low, rule.measure)} to {_fmt(high, rule.measure)})"

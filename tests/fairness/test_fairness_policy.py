@@ -130,3 +130,21 @@ def test_rejects_intersection_outside(tmp_path):
 def test_rejects_missing_file(tmp_path):
     with pytest.raises(PolicyError, match="not found"):
         load_policy(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("value", "measure", "expected"),
+    [
+        (0.7996, "ratio", "0.7996"),
+        (0.83, "ratio", "0.83"),
+        (0.8, "ratio", "0.80"),
+        (1.2504, "ratio", "1.2504"),
+        (-0.0996, "difference", "-9.96 pp"),
+        (0.05, "difference", "+5.0 pp"),
+    ],
+)
+def test_values_near_band_edges_get_decimals(value, measure, expected):
+    from fairness.policy import _fmt
+
+    edges = (0.8, 1.25) if measure == "ratio" else (-0.1, 0.1)
+    assert _fmt(value, measure, edges) == expected
