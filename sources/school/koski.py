@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from sources.errors import Problem
+from sources.identifiers import is_personal_identity_code
 from sources.school.grades import parse_grade
 from sources.school.records import SchoolRecords
 from sources.school.tables import TABLES
@@ -277,6 +278,15 @@ class _Importer:
         if not hetu and not oid:
             self.problem(
                 file, "henkilö", None, "an oid or hetu identifying the learner"
+            )
+            return None
+        if hetu and not oid and not is_personal_identity_code(str(hetu)):
+            self.file_problem(
+                file,
+                "henkilö.hetu is not a valid Finnish personal identity code (the "
+                "date, century sign, individual number or check character does "
+                "not match); the value is not shown because it identifies a "
+                "person; correct it in Koski",
             )
             return None
         if not oid and not self.key and not self.warned_empty_key:

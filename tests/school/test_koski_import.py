@@ -275,7 +275,7 @@ def test_right_without_states_reported(tmp_path):
 
 def _without_oid(tmp_path: Path) -> Path:
     document = load(RESIGNED)
-    document["henkilö"] = {"hetu": "010106A9016"}
+    document["henkilö"] = {"hetu": "010106A9012"}
     return write(tmp_path, "hetu.json", document)
 
 
@@ -293,3 +293,16 @@ def test_secret_pseudonym_key_not_warned(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="sources.school.koski"):
         import_koski([path], CODE_LISTS, pseudonym_key=b"secret")
     assert not [r for r in caplog.records if "pseudonym key" in r.getMessage()]
+
+
+def test_invalid_identity_code_reported(tmp_path):
+    document = load(RESIGNED)
+    document["henkilö"] = {"hetu": "010106A9016"}
+    path = write(tmp_path, "bad-hetu.json", document)
+    result = import_koski([path], CODE_LISTS, pseudonym_key=b"secret")
+    assert len(result.problems) == 1
+    text = str(result.problems[0])
+    assert "henkilö.hetu" in text
+    assert "check character does not match" in text
+    assert "010106A9016" not in text
+    assert len(result.records.pupils) == 0
