@@ -43,8 +43,8 @@ def build_feature_file(
     out: Annotated[
         Path,
         typer.Option(
-            help="Parquet file to write, ending in .parquet, in an existing "
-            "folder; replaced if it exists."
+            help="Parquet file to write, ending in .parquet; a missing folder is "
+            "created and an existing file replaced."
         ),
     ],
     source: Annotated[
