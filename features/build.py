@@ -166,7 +166,11 @@ assessed AS (
         sum(s.score * s.weight) FILTER (WHERE s.submitted_date <= a.asof_date)
             / nullif(sum(s.weight) FILTER (WHERE s.submitted_date <= a.asof_date
                 AND s.score IS NOT NULL), 0) AS weighted_mean_score,
-        arg_max(s.score, s.submitted_date)
+        -- Scores submitted on the same day are ordered by assessment id and
+        -- score; with the date alone, the parallel aggregation picked any of
+        -- them, and the feature changed from one run to the next.
+        arg_max(s.score, {{'date': s.submitted_date, 'assessment': s.assessment_id,
+                          'score': s.score}})
             FILTER (WHERE s.submitted_date <= a.asof_date AND s.score IS NOT NULL)
             AS last_score,
         min(s.score) FILTER (WHERE s.submitted_date <= a.asof_date) AS min_score,

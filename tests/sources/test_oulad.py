@@ -244,3 +244,25 @@ def test_submission_before_asof_counts(small, picked, asof):
     assert after["assessments_due"] == before["assessments_due"] + 1
     assert after["min_score"] == 5.0
     assert after["days_since_last_submission"] == 3
+
+
+@pytest.mark.parametrize("order", [["zz-a", "zz-b"], ["zz-b", "zz-a"]])
+def test_same_day_last_score_by_assessment_id(small, picked, asof, order):
+    enrolment = picked["withdrawn_later"]
+    scores = {"zz-a": 90.0, "zz-b": 10.0}
+    events = pd.DataFrame(
+        {
+            "enrolment_id": [enrolment] * 2,
+            "assessment_id": order,
+            "due_date": [asof] * 2,
+            "submitted_date": [asof] * 2,
+            "score": [scores[i] for i in order],
+            "passed": [scores[i] >= 40 for i in order],
+            "weight": [10.0] * 2,
+        }
+    )
+    assessments = pd.concat([small.assessments, events], ignore_index=True)
+    tables = replace(small, assessments=assessments).validated()
+    row = features_at_offset(tables).set_index("enrolment_id").loc[enrolment]
+    # The later assessment id of the day wins, whatever the row order.
+    assert row["last_score"] == 10.0
