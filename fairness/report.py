@@ -396,12 +396,36 @@ def _mitigation_context(mitigation: MitigationResult | None) -> dict[str, Any] |
         "skipped": mitigation.skipped_reason,
         "groups": groups,
         "methods": methods,
+        "worse": _further_from_parity(mitigation),
         "fallbacks": mitigation.fallbacks,
         "fit_rows": f"{mitigation.fit_rows:,}",
         "eval_rows": f"{mitigation.eval_rows:,}",
         "seed": mitigation.seed,
         "top_share": f"{mitigation.top_share:.0%}",
     }
+
+
+def _further_from_parity(mitigation: MitigationResult) -> list[str]:
+    """Return a sentence for each method whose recall ratio is further from 1
+    than the unmitigated model's on the held-out learners."""
+    if not mitigation.methods:
+        return []
+    unmitigated, *others = mitigation.methods
+    base = unmitigated.recall_ratio
+    if base is None or base <= 0:
+        return []
+    sentences = []
+    for method in others:
+        ratio = method.recall_ratio
+        if ratio is None or ratio <= 0:
+            continue
+        if abs(math.log(ratio)) > abs(math.log(base)):
+            sentences.append(
+                f"{method.name} ended with a recall ratio of {ratio:.2f}, further "
+                f"from parity than the {unmitigated.name}'s {base:.2f}: on these "
+                "held-out learners it did not narrow the gap it targets"
+            )
+    return sentences
 
 
 def _explanation_context(

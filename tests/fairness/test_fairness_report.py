@@ -5,6 +5,7 @@ import pytest
 
 import fairness.report
 from fairness.audit import FairnessAudit, audit_groups
+from fairness.mitigation import MethodResult, MitigationResult
 from fairness.report import write_report
 
 REPORT_ARGS = {
@@ -161,3 +162,28 @@ def test_report_all_suppressed(tmp_path):
     html = write_report(audit, tmp_path / "r.html", **REPORT_ARGS).read_text()
     assert "No group of gender has at least 10 learners" in html
     assert "2 groups were suppressed because each has fewer than 10" in html
+
+
+def _method(name: str, ratio: float | None) -> MethodResult:
+    return MethodResult(name, "d", 0.1, 0.3, 0.4, 0.3, {"a": 0.4, "b": 0.3}, ratio)
+
+
+def test_mitigation_further_from_parity_named(tmp_path):
+    mitigation = MitigationResult(
+        "gender",
+        0.1,
+        0,
+        methods=[
+            _method("unmitigated model", 0.82),
+            _method("equal opportunity", 0.69),
+            _method("threshold", 0.95),
+        ],
+    )
+    html = write_report(
+        make_audit(), tmp_path / "r.html", **REPORT_ARGS, mitigation=mitigation
+    ).read_text(encoding="utf-8")
+    assert (
+        "equal opportunity ended with a recall ratio of 0.69, further from parity "
+        "than the unmitigated model&#39;s 0.82" in html
+    )
+    assert "threshold ended with" not in html
