@@ -411,6 +411,7 @@ def _output_file_problem(path: Path, suffix: str, file_format: str) -> str | Non
             f"the output is written as {file_format}, so the file name must end "
             f"in {suffix}, for example {path.with_suffix(suffix).name}"
         )
+
     folder = path.parent
     if folder.exists() and not folder.is_dir():
         return f"{folder} is not a folder; choose a path inside a folder"
@@ -421,6 +422,7 @@ def _output_file_problem(path: Path, suffix: str, file_format: str) -> str | Non
             f"cannot create the folder {folder} ({exc.strerror}); choose a folder "
             "you can write to"
         )
+
     # Creating a test file is the reliable check, because os.access passes for
     # root whatever the mode bits, and for folders like /proc that take no files.
     try:

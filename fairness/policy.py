@@ -277,13 +277,13 @@ def _fmt(value: float, measure: str, edges: tuple[float, ...] = ()) -> str:
     so that a value outside the band never reads as the band's edge.
     """
     scale, unit, decimals = (1, "", 2) if measure == "ratio" else (100, " pp", 1)
-    shown = value * scale
+    scaled = value * scale
     for places in range(decimals, decimals + 4):
-        rounded = round(shown, places)
+        rounded = round(scaled, places)
         if all(rounded != edge * scale or value == edge for edge in edges):
             break
     sign = "" if measure == "ratio" else "+"
-    return f"{shown:{sign}.{places}f}{unit}"
+    return f"{scaled:{sign}.{places}f}{unit}"
 
 
 def evaluate_policy(audit: dict[str, Any], policy: FairnessPolicy) -> PolicyFindings:

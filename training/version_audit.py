@@ -309,21 +309,20 @@ def audit_input(
     leaves them out, and intersections that need one are skipped.
     """
     wanted = list(attributes) if attributes is not None else policy.sensitive_attributes
-    static = [name for name in wanted if name in learners.columns]
-    derived = point_in_time_attributes(
-        rows.data, learners, [name for name in wanted if name not in static]
-    )
-    present = [name for name in wanted if name in static or name in derived]
-    absent = [name for name in wanted if name not in present]
     # The promotion gate checks the audit against the policy's list, so a policy
     # attribute that the source lacks is recorded as absent, not as left out.
-    others = [
+    checked = wanted + [n for n in policy.sensitive_attributes if n not in wanted]
+    available = point_in_time_attributes(
+        rows.data, learners, [name for name in checked if name not in learners.columns]
+    )
+    static = [name for name in wanted if name in learners.columns]
+    derived = {name: available[name] for name in wanted if name in available}
+    present = [name for name in wanted if name in static or name in derived]
+    absent = [
         name
-        for name in policy.sensitive_attributes
-        if name not in wanted and name not in learners.columns
+        for name in checked
+        if name not in learners.columns and name not in available
     ]
-    derivable = point_in_time_attributes(rows.data, learners, others)
-    absent += [name for name in others if name not in derivable]
     intersections = [m for m in policy.intersections if set(m) <= set(present)]
     skipped = [m for m in policy.intersections if not set(m) <= set(present)]
     frame = rows.data[["learner_id", "asof_offset_days"]].merge(

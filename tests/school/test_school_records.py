@@ -148,9 +148,10 @@ def test_empty_required_file_reported(tmp_path):
     assert "the file is empty; export the table with its header line" in problems[0]
 
 
-def test_empty_optional_file_has_no_rows(tmp_path, caplog):
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf"], ids=["empty", "bom"])
+def test_empty_optional_file_warns(tmp_path, caplog, content):
     folder = write_export(tmp_path / "e", EXPORT)
-    (folder / "behaviour_notes.csv").write_bytes(b"")
+    (folder / "behaviour_notes.csv").write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="sources.school.records"):
         records = read_records(folder)
     assert len(records.behaviour_notes) == 0
@@ -159,15 +160,6 @@ def test_empty_optional_file_has_no_rows(tmp_path, caplog):
     assert len(warnings) == 1
     assert "behaviour_notes.csv is empty" in warnings[0]
     assert "export the table again with its header line" in warnings[0]
-
-
-def test_bom_only_optional_file_warns(tmp_path, caplog):
-    folder = write_export(tmp_path / "e", EXPORT)
-    (folder / "behaviour_notes.csv").write_bytes(b"\xef\xbb\xbf")
-    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
-        records = read_records(folder)
-    assert len(records.behaviour_notes) == 0
-    assert any("behaviour_notes.csv is empty" in r.getMessage() for r in caplog.records)
 
 
 def test_header_only_table_one_problem(tmp_path):

@@ -13,7 +13,7 @@ def _rows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, Scored]:
         {
             "learner_id": [f"L{i % (n // 2)}" for i in range(n)],
             "asof_date": np.where(np.arange(n) < n // 2, "2024-10-01", "2024-12-01"),
-            # Group b scores higher, so the overall top k holds more of it.
+            # Group b scores higher, so the overall top k contains more of it.
             "gender": np.where(rng.random(n) < 0.3, "b", "a"),
         }
     )
