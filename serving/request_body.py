@@ -29,27 +29,6 @@ from models.spec import FeatureSpec
 from serving.scoring import MAX_BATCH_RECORDS, ValidatedBatch, batch_from_plain_values
 
 
-class _AnyObject(msgspec.Struct):
-    """A JSON object with any members. Decoding into it checks only the syntax."""
-
-
-_OBJECT_DECODER = msgspec.json.Decoder(_AnyObject)
-
-
-def is_json_object(body: bytes) -> bool:
-    """Return whether ``body`` is one JSON object, without building its values.
-
-    msgspec rejects the ``NaN`` and ``Infinity`` tokens that
-    :func:`pydantic_core.from_json` accepts, so False does not mean that
-    ``from_json`` fails.
-    """
-    try:
-        _OBJECT_DECODER.decode(body)
-    except msgspec.DecodeError:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class PlainRequest:
     """A scoring request whose records passed the type checks while decoding."""

@@ -508,8 +508,8 @@ class ScoringService:
             return _ScoreRequest(loaded, None, records, as_of, include_reasons)
         parsed = parse_score_body(body)
         if parsed is None:
-            # msgspec accepted the body as a JSON object, but from_json did
-            # not: pydantic_core 2.50 stops at about 200 nested levels.
+            # The body starts with "{" but is not valid JSON, or it nests
+            # deeper than pydantic_core 2.50 reads (about 200 levels).
             problem = RecordProblem(None, "body", None, _PARSEABLE_OBJECT_EXPECTED)
             return _ScoreRequest(loaded, None, None, None, True, [problem], False)
         records, as_of, include_reasons = score_arguments(parsed)
@@ -805,7 +805,8 @@ SCORE_REQUEST_KEYS = ("records", "as_of", "include_reasons")
 """The keys of a ``POST /v1/score`` body."""
 
 _PARSEABLE_OBJECT_EXPECTED = (
-    'a JSON object such as {"records": [...]}, nested less than about 200 levels deep'
+    'valid JSON: an object such as {"records": [...]}, with nothing after it, '
+    "nested less than about 200 levels deep"
 )
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic_core import from_json
 
-from serving.request_body import decode_plain_request, is_json_object
+from serving.request_body import decode_plain_request
 from serving.scoring import (
     MAX_BATCH_RECORDS,
     RecordValidationError,
@@ -173,12 +173,6 @@ def test_batch_sizes_outside_limit_give_none(trained):
     assert decode_plain_request(_body([]), trained.spec) is None
     too_many = _body([record] * (MAX_BATCH_RECORDS + 1))
     assert decode_plain_request(too_many, trained.spec) is None
-
-
-def test_json_object_check():
-    assert is_json_object(b' {"records": [1, {"a": null}]} ')
-    for body in [b"", b"{", b"[1]", b"null", b'"x"', b'{"a": NaN}', b"{} x"]:
-        assert not is_json_object(body), body
 
 
 @SETTINGS

@@ -136,6 +136,20 @@ def test_unparseable_body_error_format(server, tokens, content):
     assert "Send a JSON object" in body["error"]
 
 
+@pytest.mark.parametrize("content", [b"{", b'{"records": [{}]', b"{} x"])
+def test_invalid_json_object_error_format(server, tokens, content):
+    # The middleware keeps a body that starts with "{" for the handler, which
+    # finds that it is not valid JSON.
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    assert response.status_code == 400
+    assert set(body) == ERROR_KEYS
+    assert [p["field"] for p in body["problems"]] == ["body"]
+    assert body["problems"][0]["expected"].startswith("valid JSON")
+
+
 def _reject_constant(name: str) -> None:
     raise AssertionError(f"{name} is not JSON")
 
@@ -157,7 +171,7 @@ def test_infinite_value_400_is_strict_json(server, tokens, trained):
 
 
 def test_deeply_nested_body_400(server, tokens):
-    # msgspec finds a JSON object, and from_json stops at its nesting limit.
+    # The body starts as a JSON object, and from_json stops at its nesting limit.
     content = b'{"records": ' + b"[" * 300 + b"]" * 300 + b"}"
     response = _post(
         server, tokens, content=content, headers={"Content-Type": "application/json"}
