@@ -23,7 +23,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from sources.contract import ID_EXPECTED, ID_PATTERN
-from sources.csvread import locate_decode_error
+from sources.csvread import locate_decode_error, missing_columns_message
 from sources.errors import InputDataError, Problem
 from sources.school.grades import GRADE_EXPECTED, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
@@ -465,14 +465,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         return None, checker
     absent = [c.name for c in spec.columns if c.name not in raw.columns]
     if absent:
-        listed = ", ".join(repr(name) for name in absent)
-        message = f"the header line lacks the column(s) {listed}; add them"
-        if len(raw.columns) == 1 and ("," in raw.columns[0] or "\t" in raw.columns[0]):
-            message = (
-                "the header line looks separated by commas or tabs, but the "
-                "contract's CSV uses ';': save the file as CSV UTF-8 with ';' as "
-                f"the separator (columns not found: {listed})"
-            )
+        message = missing_columns_message(list(raw.columns), absent, CSV_OPTIONS["sep"])
         checker.problems.append(Problem(str(path), spec.name, "*", 1, None, message))
         return None, checker
     if raw.empty and spec.name in REFERENCED_TABLES:

@@ -102,3 +102,17 @@ def test_missing_data_folder_rejected(tmp_path: Path):
     assert result.exit_code == 2
     assert "folder not found" in result.output
     assert not (tmp_path / "nope").exists()
+
+
+def test_latin1_mark_codes_reported(export_dir: Path, tmp_path: Path):
+    (export_dir / "mark_codes.csv").write_bytes(
+        b"code;mark\r\nP;present\r\nPoissa\xe4;excused\r\n"
+    )
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app, ["load-records", "--data", str(export_dir), "--store", str(store)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "table 'mark_codes', row 3: the file is not UTF-8" in result.output
+    assert "nothing was stored" in result.output
+    assert not store.exists()
