@@ -33,7 +33,7 @@ def load_records(
         Path | None,
         typer.Option(
             help="Mark-code table (CSV: code;mark). Default: DATA/mark_codes.csv "
-            "if present, else the bundled example table."
+            "if present, else the bundled example table, with a warning."
         ),
     ] = None,
     store: Annotated[
@@ -52,7 +52,6 @@ def load_records(
         summarize_problems,
         write_problem_report,
     )
-    from sources.school.marks import DEFAULT_MARK_CODES
     from sources.school.records import (
         STORED_FILES,
         check_replaceable,
@@ -80,9 +79,6 @@ def load_records(
         except ValueError as error:
             typer.echo(f"Invalid --store: {error}", err=True)
             raise typer.Exit(code=2) from error
-    if mark_codes is None:
-        local = data / "mark_codes.csv"
-        mark_codes = local if local.is_file() else DEFAULT_MARK_CODES
     report = report or data / REPORT_NAME
     try:
         records = read_records(data, mark_codes)

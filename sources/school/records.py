@@ -615,17 +615,39 @@ def _check_after_activity(
         )
 
 
+EXPORT_MARK_CODES = "mark_codes.csv"
+"""File name of the mark-code table that an export may bring."""
+
+
+def _unknown_code_expected(folder: Path, table: Path, example_codes: bool) -> str:
+    """Return the expected text for a mark code missing from the mark-code table.
+
+    The bundled example table is the product's file, so then the text names the
+    export's own table to add instead of the example.
+    """
+    if example_codes:
+        return (
+            f"a code listed in the mark-code table, but the export has no "
+            f"{EXPORT_MARK_CODES}, so only the bundled example codes apply; add "
+            f"{folder / EXPORT_MARK_CODES} with the columns code;mark and a line "
+            "for every local code (load-records also takes --mark-codes FILE)"
+        )
+    return f"a code listed in the mark-code table {table}; add the code there"
+
+
 # NOTE: the whole export is read into pandas and checked in memory, about 160
 # bytes per attendance mark at peak with the mapping and validation that follow
 # (1.2 GB for 8 million marks, benchmarks/records_load.py). A city's export of
 # 100 million marks would need about 16 GB: a streaming reader or checks in
 # DuckDB would remove the limit.
-def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolRecords:
+def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     """Read, validate and type every table of the export in ``folder``.
 
     Each table is ``<name>.csv`` (``;``-separated, UTF-8 with or without a BOM)
     or ``<name>.parquet``; ``behaviour_notes`` and ``grade_levels`` may be left
-    out.
+    out. Without ``mark_codes``, the mark-code table is the export's
+    ``mark_codes.csv``, or the bundled example table with a warning when the
+    export has none.
 
     Raises
     ------
@@ -634,7 +656,20 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         unparseable values, values outside their allowed set, unknown mark codes
         and grades, repeated keys and references to missing ids.
     """
+    example_codes = mark_codes is None and not (folder / EXPORT_MARK_CODES).is_file()
+    if mark_codes is None:
+        mark_codes = DEFAULT_MARK_CODES if example_codes else folder / EXPORT_MARK_CODES
     codes = read_mark_codes(mark_codes)
+    if example_codes:
+        logger.warning(
+            "%s has no %s, so the bundled example mark codes (%s) apply, and those "
+            "codes are assumed, not taken from your platform; add %s to the export "
+            "with your platform's codes (columns code;mark)",
+            folder,
+            EXPORT_MARK_CODES,
+            ", ".join(codes),
+            EXPORT_MARK_CODES,
+        )
     tables: dict[str, pd.DataFrame] = {}
     checkers: dict[str, _Checker] = {}
     for name, spec in TABLES.items():
@@ -664,7 +699,7 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
             "mark_code",
             np.flatnonzero(unknown.to_numpy()),
             marks["mark_code"],
-            f"a code listed in the mark-code table {mark_codes}; add it there",
+            _unknown_code_expected(folder, mark_codes, example_codes),
         )
         marks["date"] = marks["lesson_start"].dt.normalize()
         marks["mark"] = _contract_marks(marks["mark_code"], codes)

@@ -7,6 +7,7 @@ import pytest
 from school_fixtures import EXPORT, write_export
 
 from sources.errors import InputDataError
+from sources.school.marks import DEFAULT_MARK_CODES
 from sources.school.records import (
     _resolve_duplicate_marks,
     read_records,
@@ -83,6 +84,54 @@ def test_unknown_code_names_table(tmp_path):
         read_records(export, codes)
 
 
+def test_unknown_code_names_export_table(tmp_path):
+    marks = [*EXPORT["attendance_marks"], "p1;s1;03.09.2024 08:15;1;MA;XX;teacher;"]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    with pytest.raises(InputDataError) as raised:
+        read_records(export)
+    problems = [str(p) for p in raised.value.problems]
+    assert len(problems) == 1
+    assert "column 'mark_code', row 7: value 'XX' is invalid" in problems[0]
+    assert (
+        f"add {export / 'mark_codes.csv'} with the columns code;mark" in (problems[0])
+    )
+    assert str(DEFAULT_MARK_CODES) not in problems[0]
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_example_codes_warn_once(export_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(export_dir)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert f"{export_dir} has no mark_codes.csv" in warnings[0]
+    assert "bundled example mark codes (P, SA, LU, TE, LV, MY) apply" in warnings[0]
+    assert "those codes are assumed" in warnings[0]
+
+
+def test_export_codes_used_without_warning(export_dir, caplog):
+    # LV maps to late here but to unexcused in the example table.
+    codes = "code;mark\nP;present\nSA;excused\nLV;late\nMY;late\n"
+    (export_dir / "mark_codes.csv").write_text(codes, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        marks = read_records(export_dir).attendance_marks
+    assert _warnings(caplog) == []
+    late = marks[(marks["pupil_id"] == "p1") & (marks["lesson"] == "9")]
+    assert late["mark"].tolist() == ["late"]
+
+
+def test_unknown_code_names_given_table(tmp_path):
+    codes = tmp_path / "codes.csv"
+    codes.write_text("code;mark\nP;present\n", encoding="utf-8")
+    export = write_export(tmp_path / "e", EXPORT)
+    expected = f"a code listed in the mark-code table {codes}; add the code there"
+    with pytest.raises(InputDataError, match=re.escape(expected)):
+        read_records(export, codes)
+
+
 def test_parquet_export(tmp_path, export_dir):
     records = read_records(export_dir)
     parquet_dir = tmp_path / "pq"
@@ -156,7 +205,11 @@ def test_empty_optional_file_warns(tmp_path, caplog, content):
         records = read_records(folder)
     assert len(records.behaviour_notes) == 0
     assert len(records.pupils) == 2
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "behaviour_notes" in r.getMessage()
+    ]
     assert len(warnings) == 1
     assert "behaviour_notes.csv is empty" in warnings[0]
     assert "export the table again with its header line" in warnings[0]
