@@ -38,9 +38,12 @@ CSV_OPTIONS = {"sep": ";", "encoding": "utf-8-sig"}
 """CSV dialect of Excel in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
 
 _DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
+# Excel in a Finnish locale separates hours and minutes with a dot (8.15).
 _LOCAL_TIME_FORMATS = (
     "%d.%m.%Y %H:%M",
     "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H.%M",
+    "%d.%m.%Y %H.%M.%S",
     "%Y-%m-%dT%H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d %H:%M",
@@ -324,7 +327,8 @@ def _check_column(
         expected = (
             "a date as dd.mm.yyyy"
             if spec.kind == "date"
-            else "a timestamp as ISO 8601 with a UTC offset, or dd.mm.yyyy hh:mm local time"
+            else "a timestamp as ISO 8601 with a UTC offset, or local time as "
+            "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm"
         ) + f" from {EARLIEST_DATE.year} to {LATEST_DATE.year}"
         if not spec.required:
             expected += "; leave an open end empty instead of a far-future date"

@@ -41,6 +41,36 @@ def test_utc_timestamp_dated_in_helsinki(export_dir):
     assert late["date"].iloc[0] == pd.Timestamp("2024-09-03")
 
 
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2.9.2024 8.15", "2024-09-02 08:15:00"),
+        ("02.09.2024 08.15", "2024-09-02 08:15:00"),
+        ("2.9.2024 8.15.30", "2024-09-02 08:15:30"),
+        ("2.9.2024 8:15", "2024-09-02 08:15:00"),
+    ],
+)
+def test_finnish_local_time_read(tmp_path, written, expected):
+    marks = [
+        EXPORT["attendance_marks"][0],
+        f"p1;s1;{written};1;MA;P;teacher;{written}",
+    ]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    mark = read_records(export).attendance_marks.iloc[0]
+    assert mark["lesson_start"] == pd.Timestamp(expected)
+    assert mark["recorded_at"] == pd.Timestamp(expected)
+    assert mark["date"] == pd.Timestamp("2024-09-02")
+
+
+def test_invalid_dotted_time_reported(tmp_path):
+    marks = [EXPORT["attendance_marks"][0], "p1;s1;2.9.2024 25.15;1;MA;P;teacher;"]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    problems = _problems(export)
+    assert len(problems) == 1
+    assert "column 'lesson_start', row 2: value '2.9.2024 25.15'" in problems[0]
+    assert "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm" in problems[0]
+
+
 def test_grades_parsed(export_dir):
     grades = read_records(export_dir).grades.set_index(["pupil_id", "subject"])
     assert grades.loc[("p1", "MA"), "value"] == 8.25
