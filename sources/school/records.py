@@ -74,7 +74,8 @@ class SchoolRecords:
         default_factory=lambda: empty_export_table("grade_levels")
     )
     counts: dict[str, int] = field(default_factory=dict)
-    """Rows read per table and ``duplicate_marks_dropped``."""
+    """Rows read per table, ``duplicate_marks_dropped`` and ``blank_rows_skipped``
+    (rows whose every cell is empty, which are not counted as read)."""
 
 
 def empty_export_table(name: str) -> pd.DataFrame:
@@ -172,9 +173,19 @@ class _Checker:
         self.table = table
         self.problems: list[Problem] = []
         self._line_starts: list[int] | None = None
+        self.blank_rows = 0
+        """Rows of the file skipped because every cell is empty."""
+        self._kept_rows: np.ndarray | None = None
+
+    def skip_rows(self, blank: np.ndarray) -> None:
+        """Record which rows of the file were skipped, so later rows keep their line."""
+        self.blank_rows = int(blank.sum())
+        self._kept_rows = np.flatnonzero(~blank)
 
     def _row_number(self, position: int) -> int:
         """Return the 1-based CSV line (header is line 1) or the 0-based Parquet row."""
+        if self._kept_rows is not None:
+            position = int(self._kept_rows[position])
         if self.path.suffix != ".csv":
             return position
         if self._line_starts is None:
@@ -384,6 +395,32 @@ def _check_column(
     )
 
 
+def _blank_rows(raw: pd.DataFrame) -> np.ndarray:
+    """Return, per row, whether every cell is missing or only whitespace.
+
+    Excel may leave such rows, written as separators only, after the last row
+    it exported.
+    """
+    blank = np.ones(len(raw), dtype=bool)
+    for name in raw.columns:
+        column = raw[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            # Each category is checked once. A missing cell (code -1) takes the last item.
+            empty = column.cat.categories.astype("str").str.strip() == ""
+            cells = np.append(np.asarray(empty, dtype=bool), True)[
+                column.cat.codes.to_numpy()
+            ]
+        elif pd.api.types.is_string_dtype(column.dtype):
+            text = column.astype("str").str.strip()
+            cells = (column.isna() | (text == "")).to_numpy(dtype=bool)
+        else:
+            cells = column.isna().to_numpy(dtype=bool)
+        blank &= cells
+        if not blank.any():
+            break
+    return blank
+
+
 def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Checker]:
     found = _find_files(folder, spec.name)
     path = found[0] if found else None
@@ -472,6 +509,13 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         message = missing_columns_message(list(raw.columns), absent, CSV_OPTIONS["sep"])
         checker.problems.append(Problem(str(path), spec.name, "*", 1, None, message))
         return None, checker
+    blank = _blank_rows(raw)
+    if blank.any():
+        checker.skip_rows(blank)
+        raw = raw[~blank].reset_index(drop=True)
+        logger.info(
+            "%s: skipped %d rows whose every cell is empty", path, checker.blank_rows
+        )
     if raw.empty and spec.name in REFERENCED_TABLES:
         checker.add_file_problem(
             "the file has only its header line; export the table with its rows"
@@ -762,6 +806,7 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
         tables["attendance_marks"]
     )
     counts["duplicate_marks_dropped"] = dropped
+    counts["blank_rows_skipped"] = sum(c.blank_rows for c in checkers.values())
     # Marks are most of an export, and their text columns repeat a few values
     # (pupils, schools, lessons, codes), so categories hold them in a fraction
     # of the memory.

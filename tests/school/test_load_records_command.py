@@ -19,6 +19,14 @@ def test_valid_export_stored(export_dir: Path, tmp_path: Path):
     assert len(pd.read_parquet(store / "pupils.parquet")) == 2
 
 
+def test_blank_rows_counted_in_summary(tmp_path: Path):
+    grades = [*EXPORT["grades"], ";;;;", ";;;;"]
+    data = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    result = runner.invoke(app, ["load-records", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "blank_rows_skipped: 2" in result.output
+
+
 def test_invalid_export_lists_problems(tmp_path: Path):
     broken = {k: list(v) for k, v in EXPORT.items()}
     broken["grades"][1] = "p1;s1;20.12.2024;MA;11"

@@ -291,6 +291,52 @@ def test_date_out_of_range_reported(tmp_path, value):
     assert "from 1900 to 2200; leave an open end empty" in problems[0]
 
 
+def test_separator_only_rows_skipped(tmp_path):
+    grades = [*EXPORT["grades"], ";;;;", " ; ;;;", ";;;;"]
+    marks = [*EXPORT["attendance_marks"], ";;;;;;;"]
+    export = write_export(
+        tmp_path / "e", EXPORT | {"grades": grades, "attendance_marks": marks}
+    )
+    records = read_records(export)
+    assert len(records.grades) == len(EXPORT["grades"]) - 1
+    assert records.counts["grades"] == len(EXPORT["grades"]) - 1
+    assert records.counts["attendance_marks"] == len(EXPORT["attendance_marks"]) - 1
+    assert records.counts["blank_rows_skipped"] == 4
+
+
+def test_problem_line_after_blank_rows(tmp_path):
+    # Line 3 is blank, so the invalid grade on line 4 is the table's second row.
+    grades = [*EXPORT["grades"][:2], ";;;;", "p1;s1;20.12.2024;AI;11"]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    problems = _problems(export)
+    assert len(problems) == 1
+    assert "column 'grade', row 4: value '11' is invalid" in problems[0]
+
+
+def test_blank_rows_only_is_header_only(tmp_path):
+    pupils = [EXPORT["pupils"][0], ";;;;;"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"pupils": pupils}))
+    assert len(problems) == 1
+    assert "table 'pupils'" in problems[0]
+    assert "the file has only its header line" in problems[0]
+
+
+def test_blank_parquet_rows_skipped(tmp_path):
+    export = write_export(tmp_path / "e", EXPORT)
+    (export / "support_decisions.csv").unlink()
+    pd.DataFrame(
+        {
+            "pupil_id": ["p2", None],
+            "start_date": pd.to_datetime(["2024-10-01", None]),
+            "end_date": pd.to_datetime([None, None]),
+            "level": ["intensified", " "],
+        }
+    ).to_parquet(export / "support_decisions.parquet")
+    records = read_records(export)
+    assert len(records.support_decisions) == 1
+    assert records.counts["blank_rows_skipped"] == 1
+
+
 def test_line_with_extra_fields_reported(tmp_path):
     tables = {k: list(v) for k, v in EXPORT.items()}
     tables["support_decisions"].append("p1;01.10.2024;;general;extra;fields")
