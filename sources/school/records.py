@@ -521,6 +521,16 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
             "the file has only its header line; export the table with its rows"
         )
         return None, checker
+    if raw.empty and not spec.optional:
+        # Valid for a table such as support_decisions, but a failed export of
+        # the marks or grades looks the same and would replace their stored rows.
+        logger.warning(
+            "%s has no rows, only its header line, so table '%s' is read as having "
+            "no rows and a stored load will hold none of its rows; if the export "
+            "failed, export the table again with its rows",
+            path,
+            spec.name,
+        )
     # The marks' text repeats a few values millions of times.
     categories = spec.name == "attendance_marks"
     table = pd.DataFrame(

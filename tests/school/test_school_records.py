@@ -245,6 +245,30 @@ def test_empty_optional_file_warns(tmp_path, caplog, content):
     assert "export the table again with its header line" in warnings[0]
 
 
+@pytest.mark.parametrize(
+    "table",
+    ["attendance_marks", "grades", "support_decisions", "study_right_states"],
+)
+def test_header_only_required_table_warns(tmp_path, caplog, table):
+    folder = write_export(tmp_path / "e", EXPORT | {table: EXPORT[table][:1]})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(folder)
+    assert len(getattr(records, table)) == 0
+    warnings = [m for m in _warnings(caplog) if f"{table}.csv" in m]
+    assert len(warnings) == 1
+    assert f"{folder / table}.csv has no rows, only its header line" in warnings[0]
+    assert "a stored load will hold none of its rows" in warnings[0]
+
+
+def test_header_only_optional_table_silent(tmp_path, caplog):
+    folder = write_export(
+        tmp_path / "e", EXPORT | {"behaviour_notes": ["pupil_id;date;note_type"]}
+    )
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(folder)
+    assert [m for m in _warnings(caplog) if "behaviour_notes" in m] == []
+
+
 def test_header_only_table_one_problem(tmp_path):
     tables = {k: list(v) for k, v in EXPORT.items()}
     tables["pupils"] = tables["pupils"][:1]
