@@ -74,8 +74,10 @@ class SchoolRecords:
         default_factory=lambda: empty_export_table("grade_levels")
     )
     counts: dict[str, int] = field(default_factory=dict)
-    """Rows read per table, ``duplicate_marks_dropped`` and ``blank_rows_skipped``
-    (rows whose every cell is empty, which are not counted as read)."""
+    """Rows read per table, ``duplicate_marks_dropped``,
+    ``duplicate_<table>_dropped`` for each table in
+    :data:`EXACT_DUPLICATES_DROPPED` and ``blank_rows_skipped`` (rows whose every
+    cell is empty, which are not counted as read)."""
 
 
 def empty_export_table(name: str) -> pd.DataFrame:
@@ -618,6 +620,20 @@ def _resolve_duplicate_marks(marks: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return marks[keep].reset_index(drop=True), dropped
 
 
+EXACT_DUPLICATES_DROPPED = ("grades", "support_decisions", "behaviour_notes")
+"""Tables without a key whose rows are dropped when every column repeats an
+earlier row. Each such row would count a grade, a support decision or a
+behaviour note twice."""
+
+
+def _drop_exact_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop the rows whose every column equals an earlier row's; return the count."""
+    repeated = table.duplicated(keep="first").to_numpy()
+    if not repeated.any():
+        return table, 0
+    return table[~repeated].reset_index(drop=True), int(repeated.sum())
+
+
 MARK_CATEGORY_COLUMNS = (
     "pupil_id",
     "school_id",
@@ -816,6 +832,12 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
         tables["attendance_marks"]
     )
     counts["duplicate_marks_dropped"] = dropped
+    for name in EXACT_DUPLICATES_DROPPED:
+        if name in tables:
+            tables[name], dropped = _drop_exact_duplicates(tables[name])
+        else:
+            dropped = 0
+        counts[f"duplicate_{name}_dropped"] = dropped
     counts["blank_rows_skipped"] = sum(c.blank_rows for c in checkers.values())
     # Marks are most of an export, and their text columns repeat a few values
     # (pupils, schools, lessons, codes), so categories hold them in a fraction

@@ -34,6 +34,35 @@ def test_duplicates_counted(export_dir):
     assert read_records(export_dir).counts["duplicate_marks_dropped"] == 1
 
 
+def test_exact_duplicate_rows_dropped(tmp_path):
+    grades = [*EXPORT["grades"], EXPORT["grades"][1], EXPORT["grades"][1]]
+    # The same decision with the start date written another way.
+    support = [*EXPORT["support_decisions"], "p2;1.10.2024;;intensified"]
+    notes = ["pupil_id;date;note_type", "p1;03.09.2024;late", "p1;03.09.2024;late"]
+    export = write_export(
+        tmp_path / "e",
+        EXPORT
+        | {"grades": grades, "support_decisions": support, "behaviour_notes": notes},
+    )
+    records = read_records(export)
+    assert len(records.grades) == len(EXPORT["grades"]) - 1
+    assert len(records.support_decisions) == 1
+    assert len(records.behaviour_notes) == 1
+    assert records.counts["grades"] == len(grades) - 1
+    assert records.counts["duplicate_grades_dropped"] == 2
+    assert records.counts["duplicate_support_decisions_dropped"] == 1
+    assert records.counts["duplicate_behaviour_notes_dropped"] == 1
+
+
+def test_rows_differing_in_one_column_kept(tmp_path):
+    grades = [*EXPORT["grades"], "p1;s1;20.12.2024;MA;8"]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    records = read_records(export)
+    assert len(records.grades) == len(grades) - 1
+    assert records.counts["duplicate_grades_dropped"] == 0
+    assert records.counts["duplicate_behaviour_notes_dropped"] == 0
+
+
 def test_utc_timestamp_dated_in_helsinki(export_dir):
     marks = read_records(export_dir).attendance_marks
     late = marks[(marks["pupil_id"] == "p1") & (marks["lesson"] == "9")]
