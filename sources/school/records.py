@@ -178,6 +178,9 @@ class _Checker:
         self.blank_rows = 0
         """Rows of the file skipped because every cell is empty."""
         self._kept_rows: np.ndarray | None = None
+        self.written_dates: dict[str, pd.Series] = {}
+        """Date columns as read from the file, to show values as written in
+        problems that compare rows or tables."""
 
     def skip_rows(self, blank: np.ndarray) -> None:
         """Record which rows of the file were skipped, so later rows keep their line."""
@@ -197,9 +200,18 @@ class _Checker:
         return position + 2
 
     def add(
-        self, column: str, positions: np.ndarray, values: pd.Series, expected: str
+        self,
+        column: str,
+        positions: np.ndarray,
+        values: pd.Series,
+        expected: str,
+        details: list[str] | None = None,
     ) -> None:
-        for position in positions:
+        """Add a problem for each row in ``positions``.
+
+        ``details``, when given, has one sentence per position.
+        """
+        for index, position in enumerate(positions):
             self.problems.append(
                 Problem(
                     str(self.path),
@@ -208,8 +220,13 @@ class _Checker:
                     self._row_number(int(position)),
                     values.iloc[int(position)],
                     expected,
+                    details[index] if details is not None else "",
                 )
             )
+
+    def written(self, column: str, typed: pd.Series) -> pd.Series:
+        """Return the date column as the file writes it, or ``typed`` without one."""
+        return self.written_dates.get(column, typed)
 
     def add_file_problem(self, message: str, line: int | None = None) -> None:
         """Add a problem with the whole file, such as an empty one."""
@@ -538,15 +555,53 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
     table = pd.DataFrame(
         {c.name: _check_column(raw, c, checker, categories) for c in spec.columns}
     )
+    checker.written_dates = {
+        c.name: raw[c.name] for c in spec.columns if c.kind == "date"
+    }
     if spec.key:
-        repeated = table.duplicated(list(spec.key), keep="first")
-        checker.add(
-            spec.key[-1],
-            np.flatnonzero(repeated.to_numpy()),
-            table[spec.key[-1]],
-            f"a unique value of ({', '.join(spec.key)})",
-        )
+        _check_key(table, spec.key, checker)
     return table, checker
+
+
+def _as_written(value: object) -> str:
+    """Return a value for a problem's detail: quoted text, or a date as dd.mm.yyyy."""
+    if isinstance(value, str):
+        return repr(value)
+    if value is None or pd.isna(value):
+        return "(empty)"
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%d.%m.%Y}"
+    return str(value)
+
+
+def _check_key(table: pd.DataFrame, key: tuple[str, ...], checker: _Checker) -> None:
+    """Report each row whose key repeats an earlier row's, naming that row."""
+    columns = list(key)
+    repeated = np.flatnonzero(table.duplicated(columns, keep="first").to_numpy())
+    if not len(repeated):
+        return
+    group = table.groupby(columns, sort=False, dropna=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(table))).groupby(group).transform("min")
+    last = columns[-1]
+    details = []
+    for position in repeated:
+        same = (
+            f"Row {checker._row_number(int(first.iloc[position]))} has the same {last}"
+        )
+        others = [
+            f"{name} {_as_written(checker.written(name, table[name]).iloc[position])}"
+            for name in columns[:-1]
+        ]
+        if others:
+            same += f" for {' and '.join(others)}"
+        details.append(f"{same}: remove one of the two rows or correct its {last}")
+    checker.add(
+        last,
+        repeated,
+        checker.written(last, table[last]),
+        f"a unique value of ({', '.join(columns)})",
+        details,
+    )
 
 
 def _check_reference(
@@ -627,7 +682,10 @@ behaviour note twice."""
 
 
 def _drop_exact_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Drop the rows whose every column equals an earlier row's; return the count."""
+    """Drop the rows whose every column equals an earlier row's.
+
+    Returns the remaining rows and the number dropped.
+    """
     repeated = table.duplicated(keep="first").to_numpy()
     if not repeated.any():
         return table, 0
@@ -644,6 +702,64 @@ MARK_CATEGORY_COLUMNS = (
     "mark",
 )
 """Text columns of the attendance marks kept as categories once checked."""
+
+
+def _check_support_ends(support: pd.DataFrame, checker: _Checker) -> None:
+    """Report support decisions that end before they start."""
+    reversed_ = np.flatnonzero(
+        (support["end_date"] < support["start_date"]).fillna(False).to_numpy()
+    )
+    starts = checker.written("start_date", support["start_date"])
+    checker.add(
+        "end_date",
+        reversed_,
+        checker.written("end_date", support["end_date"]),
+        "a date on or after start_date",
+        [
+            f"The row's start_date is {_as_written(starts.iloc[i])}: correct the "
+            "end_date or the start_date"
+            for i in reversed_
+        ],
+    )
+
+
+def _check_states_after_start(
+    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker]
+) -> None:
+    """Report states dated before their study right's start_date."""
+    states = tables["study_right_states"]
+    rights = tables["study_rights"]
+    rights_checker = checkers["study_rights"]
+
+    # The first row of a repeated study_right_id counts, because the repeat
+    # itself is reported as a problem.
+    first_row = pd.Series(np.arange(len(rights)), index=rights["study_right_id"])
+    first_row = first_row[~first_row.index.duplicated(keep="first")]
+    right_row = states["study_right_id"].map(first_row)
+    start = right_row.map(
+        pd.Series(rights["start_date"].to_numpy()), na_action="ignore"
+    )
+    early = np.flatnonzero((states["state_from"] < start).fillna(False).to_numpy())
+
+    written_starts = rights_checker.written("start_date", rights["start_date"])
+    details = []
+    for position in early:
+        row = int(right_row.iloc[position])
+        details.append(
+            f"Study right {states['study_right_id'].iloc[position]!r} starts on "
+            f"{_as_written(written_starts.iloc[row])} ({rights_checker.path.name}, "
+            f"row {rights_checker._row_number(row)}): correct the state_from or "
+            "the start_date"
+        )
+
+    checker = checkers["study_right_states"]
+    checker.add(
+        "state_from",
+        early,
+        checker.written("state_from", states["state_from"]),
+        "a date on or after the study right's start_date",
+        details,
+    )
 
 
 MAX_DAYS_AFTER_ACTIVITY = 366
@@ -682,7 +798,7 @@ def _check_after_activity(
         checkers[name].add(
             column,
             np.flatnonzero(late.fillna(False).to_numpy()),
-            tables[name][column],
+            checkers[name].written(column, tables[name][column]),
             f"a date on or before {limit:%d.%m.%Y}, at most {MAX_DAYS_AFTER_ACTIVITY} "
             f"days after the export's last attendance mark or grade "
             f"({last:%d.%m.%Y}); correct the date",
@@ -796,29 +912,10 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
         )
 
     if "support_decisions" in tables:
-        support = tables["support_decisions"]
-        reversed_ = support["end_date"] < support["start_date"]
-        checkers["support_decisions"].add(
-            "end_date",
-            np.flatnonzero(reversed_.fillna(False).to_numpy()),
-            support["end_date"],
-            "a date on or after start_date",
-        )
+        _check_support_ends(tables["support_decisions"], checkers["support_decisions"])
 
     if "study_right_states" in tables and "study_rights" in tables:
-        states = tables["study_right_states"]
-        start = states["study_right_id"].map(
-            tables["study_rights"]
-            .drop_duplicates("study_right_id")
-            .set_index("study_right_id")["start_date"]
-        )
-        early = states["state_from"] < start
-        checkers["study_right_states"].add(
-            "state_from",
-            np.flatnonzero(early.fillna(False).to_numpy()),
-            states["state_from"],
-            "a date on or after the study right's start_date",
-        )
+        _check_states_after_start(tables, checkers)
 
     _check_after_activity(tables, checkers)
 

@@ -436,6 +436,79 @@ def test_state_far_after_last_mark_reported(tmp_path):
     assert "last attendance mark or grade" in problems[0]
 
 
+def test_repeated_state_names_first_row(tmp_path):
+    # Line 5 repeats line 2's state date, written without leading zeros.
+    states = [*EXPORT["study_right_states"], "r1;1.8.2018;resigned"]
+    folder = write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    problems = _problems(folder)
+    assert problems == [
+        f"{folder / 'study_right_states.csv'}: table 'study_right_states', column "
+        "'state_from', row 5: value '1.8.2018' is invalid; expected a unique value "
+        "of (study_right_id, state_from). Row 2 has the same state_from for "
+        "study_right_id 'r1': remove one of the two rows or correct its state_from"
+    ]
+
+
+def test_repeated_id_names_first_row(tmp_path):
+    pupils = [*EXPORT["pupils"], "p1;2010;1;male;finnish;Espoo"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"pupils": pupils}))
+    assert len(problems) == 1
+    assert "column 'pupil_id', row 4: value 'p1' is invalid" in problems[0]
+    assert "Row 2 has the same pupil_id: remove one of the two rows" in problems[0]
+
+
+def test_state_before_start_names_start(tmp_path):
+    # The repeated r2 is reported, and the states compare with its first row.
+    rights = [*EXPORT["study_rights"], "r2;p2;s1;01.08.2016"]
+    states = [*EXPORT["study_right_states"], "r2;1.8.2017;present"]
+    folder = write_export(
+        tmp_path / "e",
+        EXPORT | {"study_rights": rights, "study_right_states": states},
+    )
+    problems = [p for p in _problems(folder) if "'study_right_states'" in p]
+    assert problems == [
+        f"{folder / 'study_right_states.csv'}: table 'study_right_states', column "
+        "'state_from', row 5: value '1.8.2017' is invalid; expected a date on or "
+        "after the study right's start_date. Study right 'r2' starts on "
+        "'01.08.2018' (study_rights.csv, row 3): correct the state_from or the "
+        "start_date"
+    ]
+
+
+def test_support_end_names_start(tmp_path):
+    support = [*EXPORT["support_decisions"], "p1;1.10.2024;30.9.2024;general"]
+    folder = write_export(tmp_path / "e", EXPORT | {"support_decisions": support})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'end_date', row 3: value '30.9.2024' is invalid" in problems[0]
+    assert "The row's start_date is '1.10.2024'" in problems[0]
+
+
+def test_late_event_shown_as_written(tmp_path):
+    notes = ["pupil_id;date;note_type", "p1;1.1.2099;late"]
+    folder = write_export(tmp_path / "e", EXPORT | {"behaviour_notes": notes})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'date', row 2: value '1.1.2099' is invalid" in problems[0]
+
+
+def test_repeated_state_problems_grouped(tmp_path):
+    # Each problem names its own first row, but the console summary still
+    # groups them as one kind.
+    from sources.errors import summarize_problems
+
+    states = [EXPORT["study_right_states"][0]]
+    for day in range(1, 26):
+        states += [f"r1;{day:02d}.09.2019;present", f"r1;{day}.9.2019;present"]
+    folder = write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    with pytest.raises(InputDataError) as raised:
+        read_records(folder)
+    lines = summarize_problems(raised.value.problems, per_group=20)
+    assert len(raised.value.problems) == 25
+    assert len(lines) == 21
+    assert "... and 5 more rows with the same problem" in lines[-1]
+
+
 def test_csv_and_parquet_of_one_table_reported(tmp_path):
     folder = write_export(tmp_path / "e", EXPORT)
     pd.read_csv(
