@@ -25,6 +25,9 @@ def test_blank_rows_counted_in_summary(tmp_path: Path):
     result = runner.invoke(app, ["load-records", "--data", str(data)])
     assert result.exit_code == 0, result.output
     assert "blank_rows_skipped: 2" in result.output
+    # The counts line up on the colon after the longest name.
+    counts = [line for line in result.output.splitlines() if ": " in line]
+    assert len({line.index(": ") for line in counts}) == 1
 
 
 def test_invalid_export_lists_problems(tmp_path: Path):
