@@ -59,7 +59,6 @@ def _oulad_config() -> RunConfig:
 def _load_records(path: Path) -> InputTables:
     from sources.errors import InputDataError, Problem
     from sources.school.mapping import to_input_tables
-    from sources.school.marks import DEFAULT_MARK_CODES
     from sources.school.records import read_records
 
     if not path.is_dir():
@@ -77,8 +76,7 @@ def _load_records(path: Path) -> InputTables:
             ]
         )
     # An export may bring its own mark-code table; otherwise the example one applies.
-    codes = path / "mark_codes.csv"
-    records = read_records(path, codes if codes.is_file() else DEFAULT_MARK_CODES)
+    records = read_records(path)
     return to_input_tables(records, origin=str(path))
 
 

@@ -13,7 +13,8 @@ LOAD_HELP = (
     "Validate a school platform's export (docs/data-contract.md). When it is "
     "invalid, print its problems (at most 20 of each kind, with a count of the "
     "rest) and write every problem to a report file; when it is valid, print the "
-    "row counts. With --store, "
+    "row counts, the duplicate rows dropped and the blank rows skipped. With "
+    "--store, "
     "also write the validated tables as Parquet to that folder, replacing an "
     "earlier load of it as a whole, so loading the same export again gives the "
     "same files."
@@ -33,7 +34,7 @@ def load_records(
         Path | None,
         typer.Option(
             help="Mark-code table (CSV: code;mark). Default: DATA/mark_codes.csv "
-            "if present, else the bundled example table."
+            "if present, else the bundled example table, with a warning."
         ),
     ] = None,
     store: Annotated[
@@ -52,7 +53,6 @@ def load_records(
         summarize_problems,
         write_problem_report,
     )
-    from sources.school.marks import DEFAULT_MARK_CODES
     from sources.school.records import (
         STORED_FILES,
         check_replaceable,
@@ -80,9 +80,6 @@ def load_records(
         except ValueError as error:
             typer.echo(f"Invalid --store: {error}", err=True)
             raise typer.Exit(code=2) from error
-    if mark_codes is None:
-        local = data / "mark_codes.csv"
-        mark_codes = local if local.is_file() else DEFAULT_MARK_CODES
     report = report or data / REPORT_NAME
     try:
         records = read_records(data, mark_codes)
@@ -104,8 +101,9 @@ def load_records(
         # A report left by an earlier, failed load no longer describes the export.
         report.unlink()
         console.print(f"Removed the report of an earlier failed load, {report}.")
-    for table, rows in records.counts.items():
-        console.print(f"{table:>24}: {rows:,}")
+    width = max(len(name) for name in records.counts)
+    for name, rows in records.counts.items():
+        console.print(f"{name:>{width}}: {rows:,}")
     if store is not None:
         try:
             write_records(records, store)

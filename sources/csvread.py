@@ -24,12 +24,15 @@ def _file_error(path: Path, table: str, message: str) -> InputDataError:
     return InputDataError([Problem(str(path), table, "*", None, None, message)])
 
 
-def locate_decode_error(path: Path, encoding: str, sep: str) -> tuple[int | None, str]:
+def locate_decode_error(
+    path: Path, encoding: str, sep: str, comment: str | None = None
+) -> tuple[int | None, str]:
     """Find the first byte of ``path`` that ``encoding`` cannot decode.
 
     Returns its 1-based line number (None if every line decodes) and a text
     naming the column, the byte and the reason. The error that pandas raises
     gives only a byte position, which a person cannot find in a spreadsheet.
+    Lines that start with ``comment`` are not taken as the header line.
     """
     decoder = codecs.getincrementaldecoder(encoding)()
     header: list[str] | None = None
@@ -48,10 +51,27 @@ def locate_decode_error(path: Path, encoding: str, sep: str) -> tuple[int | None
                     else ""
                 )
                 return line_number, f"{column}byte 0x{line[start]:02x} ({exc.reason})"
-            if header is None:
+            if header is None and not (comment and text.startswith(comment)):
                 header = next(csv.reader([text.lstrip("\ufeff")], delimiter=sep), [])
                 header = [name.strip() for name in header]
     return None, "no undecodable byte found on a second read"
+
+
+def missing_columns_message(header: list[str], absent: list[str], sep: str) -> str:
+    """Return the problem text for a header line that lacks the columns ``absent``.
+
+    A header read as one column that contains a comma or a tab most likely
+    comes from a file saved with another separator than ``sep``, so the message
+    then explains how to save the file instead of listing every column as missing.
+    """
+    listed = ", ".join(repr(name) for name in absent)
+    if len(header) == 1 and ("," in header[0] or "\t" in header[0]):
+        return (
+            "the header line looks separated by commas or tabs, but the "
+            f"contract's CSV uses {sep!r}: save the file as CSV UTF-8 with {sep!r} "
+            f"as the separator (columns not found: {listed})"
+        )
+    return f"the header line lacks the column(s) {listed}; add them"
 
 
 def read_typed_csv(

@@ -26,15 +26,19 @@ class Problem:
     row: int | None
     value: object
     expected: str
+    detail: str = ""
+    """A sentence about this row alone, such as which other row repeats its key.
+    :func:`summarize_problems` groups problems without it."""
 
     def __str__(self) -> str:
+        detail = f". {self.detail}" if self.detail else ""
         if self.column == "*":
             row = "" if self.row is None else f", row {self.row}"
-            return f"{self.file}: table {self.table!r}{row}: {self.expected}"
+            return f"{self.file}: table {self.table!r}{row}: {self.expected}{detail}"
         row = "-" if self.row is None else str(self.row)
         return (
             f"{self.file}: table {self.table!r}, column {self.column!r}, row {row}: "
-            f"value {_shown(self.value)} is invalid; expected {self.expected}"
+            f"value {_shown(self.value)} is invalid; expected {self.expected}{detail}"
         )
 
 

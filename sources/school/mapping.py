@@ -169,6 +169,9 @@ def _attach(
     span[matched["_event"]] = matched["_span"]
     found = span >= 0
     orphan = np.flatnonzero(~found)
+    # NOTE: these problems name the export folder, the 0-based row after blank
+    # rows and duplicate marks were dropped, and the date in ISO form, not the
+    # file's line and the date as written. load-records does not run this check.
     problems = [
         Problem(
             origin,

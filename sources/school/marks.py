@@ -14,10 +14,25 @@ from pathlib import Path
 import pandas as pd
 
 from sources.contract import ATTENDANCE_MARKS
+from sources.csvread import locate_decode_error, missing_columns_message
 from sources.errors import InputDataError, Problem
 
 DEFAULT_MARK_CODES = Path(__file__).parent / "mark_codes.csv"
 """The example table used when an export brings none; see its header comment."""
+
+
+def _table_lines(path: Path) -> list[int]:
+    """Return the 1-based line of the header and of each row that read_csv reads.
+
+    read_csv skips blank lines and lines that start with ``#``, so a row's
+    position alone does not give its line.
+    """
+    with path.open(encoding="utf-8-sig") as handle:
+        return [
+            number
+            for number, line in enumerate(handle, start=1)
+            if line.strip() and not line.startswith("#")
+        ]
 
 
 def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
@@ -29,7 +44,9 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
     Raises
     ------
     InputDataError
-        If the file is missing, a mark is not a contract mark or a code repeats.
+        If the file is missing, empty, not UTF-8 or not ``;``-separated, lacks
+        the column ``code`` or ``mark``, a mark is not a contract mark or a code
+        repeats.
     """
     if not path.is_file():
         raise InputDataError(
@@ -63,26 +80,44 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
                 )
             ]
         ) from exc
+    except UnicodeDecodeError as exc:
+        line, where = locate_decode_error(path, "utf-8-sig", ";", comment="#")
+        raise InputDataError(
+            [
+                Problem(
+                    str(path),
+                    "mark_codes",
+                    "*",
+                    line,
+                    None,
+                    f"the file is not UTF-8: {where}; save it as CSV UTF-8",
+                )
+            ]
+        ) from exc
+    lines = _table_lines(path)
+    table.columns = [str(name).strip() for name in table.columns]
+    absent = [name for name in ("code", "mark") if name not in table.columns]
+    if absent:
+        message = missing_columns_message(list(table.columns), absent, ";")
+        raise InputDataError(
+            [Problem(str(path), "mark_codes", "*", lines[0], None, message)]
+        )
     problems = []
-    for column in ("code", "mark"):
-        if column not in table.columns:
-            problems.append(
-                Problem(str(path), "mark_codes", column, 1, None, "this column")
-            )
-    if problems:
-        raise InputDataError(problems)
     codes: dict[str, str] = {}
     for position, (code, mark) in enumerate(
         zip(table["code"], table["mark"], strict=True)
     ):
         code, mark = code.strip(), mark.strip()
+        if not code and not mark:
+            # A row of separators only, as Excel leaves after the last code.
+            continue
         if mark not in ATTENDANCE_MARKS:
             problems.append(
                 Problem(
                     str(path),
                     "mark_codes",
                     "mark",
-                    position + 2,
+                    lines[position + 1],
                     mark,
                     f"one of {', '.join(ATTENDANCE_MARKS)}",
                 )
@@ -93,7 +128,7 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
                     str(path),
                     "mark_codes",
                     "code",
-                    position + 2,
+                    lines[position + 1],
                     code,
                     "each code listed once",
                 )

@@ -23,7 +23,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from sources.contract import ID_EXPECTED, ID_PATTERN
-from sources.csvread import locate_decode_error
+from sources.csvread import locate_decode_error, missing_columns_message
 from sources.errors import InputDataError, Problem
 from sources.school.grades import GRADE_EXPECTED, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
@@ -38,9 +38,12 @@ CSV_OPTIONS = {"sep": ";", "encoding": "utf-8-sig"}
 """CSV dialect of Excel in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
 
 _DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
+# Excel in a Finnish locale separates hours and minutes with a dot (8.15).
 _LOCAL_TIME_FORMATS = (
     "%d.%m.%Y %H:%M",
     "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H.%M",
+    "%d.%m.%Y %H.%M.%S",
     "%Y-%m-%dT%H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d %H:%M",
@@ -71,7 +74,10 @@ class SchoolRecords:
         default_factory=lambda: empty_export_table("grade_levels")
     )
     counts: dict[str, int] = field(default_factory=dict)
-    """Rows read per table and ``duplicate_marks_dropped``."""
+    """Rows read per table, ``duplicate_marks_dropped``,
+    ``duplicate_<table>_dropped`` for each table in
+    :data:`EXACT_DUPLICATES_DROPPED` and ``blank_rows_skipped`` (rows whose every
+    cell is empty, which are not counted as read)."""
 
 
 def empty_export_table(name: str) -> pd.DataFrame:
@@ -169,9 +175,22 @@ class _Checker:
         self.table = table
         self.problems: list[Problem] = []
         self._line_starts: list[int] | None = None
+        self.blank_rows = 0
+        """Rows of the file skipped because every cell is empty."""
+        self._kept_rows: np.ndarray | None = None
+        self.written_dates: dict[str, pd.Series] = {}
+        """Date columns as read from the file, to show values as written in
+        problems that compare rows or tables."""
+
+    def skip_rows(self, blank: np.ndarray) -> None:
+        """Record which rows of the file were skipped, so later rows keep their line."""
+        self.blank_rows = int(blank.sum())
+        self._kept_rows = np.flatnonzero(~blank)
 
     def _row_number(self, position: int) -> int:
         """Return the 1-based CSV line (header is line 1) or the 0-based Parquet row."""
+        if self._kept_rows is not None:
+            position = int(self._kept_rows[position])
         if self.path.suffix != ".csv":
             return position
         if self._line_starts is None:
@@ -181,9 +200,18 @@ class _Checker:
         return position + 2
 
     def add(
-        self, column: str, positions: np.ndarray, values: pd.Series, expected: str
+        self,
+        column: str,
+        positions: np.ndarray,
+        values: pd.Series,
+        expected: str,
+        details: list[str] | None = None,
     ) -> None:
-        for position in positions:
+        """Add a problem for each row in ``positions``.
+
+        ``details``, when given, has one sentence per position.
+        """
+        for index, position in enumerate(positions):
             self.problems.append(
                 Problem(
                     str(self.path),
@@ -192,8 +220,13 @@ class _Checker:
                     self._row_number(int(position)),
                     values.iloc[int(position)],
                     expected,
+                    details[index] if details is not None else "",
                 )
             )
+
+    def written(self, column: str, typed: pd.Series) -> pd.Series:
+        """Return the date column as the file writes it, or ``typed`` without one."""
+        return self.written_dates.get(column, typed)
 
     def add_file_problem(self, message: str, line: int | None = None) -> None:
         """Add a problem with the whole file, such as an empty one."""
@@ -324,7 +357,8 @@ def _check_column(
         expected = (
             "a date as dd.mm.yyyy"
             if spec.kind == "date"
-            else "a timestamp as ISO 8601 with a UTC offset, or dd.mm.yyyy hh:mm local time"
+            else "a timestamp as ISO 8601 with a UTC offset, or local time as "
+            "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm"
         ) + f" from {EARLIEST_DATE.year} to {LATEST_DATE.year}"
         if not spec.required:
             expected += "; leave an open end empty instead of a far-future date"
@@ -378,6 +412,32 @@ def _check_column(
         index=column.index,
         dtype="str",
     )
+
+
+def _blank_rows(raw: pd.DataFrame) -> np.ndarray:
+    """Return, per row, whether every cell is missing or only whitespace.
+
+    Excel may leave such rows, written as separators only, after the last row
+    it exported.
+    """
+    blank = np.ones(len(raw), dtype=bool)
+    for name in raw.columns:
+        column = raw[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            # Each category is checked once. A missing cell (code -1) takes the last item.
+            empty = column.cat.categories.astype("str").str.strip() == ""
+            cells = np.append(np.asarray(empty, dtype=bool), True)[
+                column.cat.codes.to_numpy()
+            ]
+        elif pd.api.types.is_string_dtype(column.dtype):
+            text = column.astype("str").str.strip()
+            cells = (column.isna() | (text == "")).to_numpy(dtype=bool)
+        else:
+            cells = column.isna().to_numpy(dtype=bool)
+        blank &= cells
+        if not blank.any():
+            break
+    return blank
 
 
 def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Checker]:
@@ -465,35 +525,83 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         return None, checker
     absent = [c.name for c in spec.columns if c.name not in raw.columns]
     if absent:
-        listed = ", ".join(repr(name) for name in absent)
-        message = f"the header line lacks the column(s) {listed}; add them"
-        if len(raw.columns) == 1 and ("," in raw.columns[0] or "\t" in raw.columns[0]):
-            message = (
-                "the header line looks separated by commas or tabs, but the "
-                "contract's CSV uses ';': save the file as CSV UTF-8 with ';' as "
-                f"the separator (columns not found: {listed})"
-            )
+        message = missing_columns_message(list(raw.columns), absent, CSV_OPTIONS["sep"])
         checker.problems.append(Problem(str(path), spec.name, "*", 1, None, message))
         return None, checker
+    blank = _blank_rows(raw)
+    if blank.any():
+        checker.skip_rows(blank)
+        raw = raw[~blank].reset_index(drop=True)
+        logger.info(
+            "%s: skipped %d rows whose every cell is empty", path, checker.blank_rows
+        )
     if raw.empty and spec.name in REFERENCED_TABLES:
         checker.add_file_problem(
             "the file has only its header line; export the table with its rows"
         )
         return None, checker
+    if raw.empty and not spec.optional:
+        # Valid for a table such as support_decisions, but a failed export of
+        # the marks or grades looks the same and would replace their stored rows.
+        logger.warning(
+            "%s has no rows, only its header line, so table '%s' is read as having "
+            "no rows and a stored load will hold none of its rows; if the export "
+            "failed, export the table again with its rows",
+            path,
+            spec.name,
+        )
     # The marks' text repeats a few values millions of times.
     categories = spec.name == "attendance_marks"
     table = pd.DataFrame(
         {c.name: _check_column(raw, c, checker, categories) for c in spec.columns}
     )
+    checker.written_dates = {
+        c.name: raw[c.name] for c in spec.columns if c.kind == "date"
+    }
     if spec.key:
-        repeated = table.duplicated(list(spec.key), keep="first")
-        checker.add(
-            spec.key[-1],
-            np.flatnonzero(repeated.to_numpy()),
-            table[spec.key[-1]],
-            f"a unique value of ({', '.join(spec.key)})",
-        )
+        _check_key(table, spec.key, checker)
     return table, checker
+
+
+def _as_written(value: object) -> str:
+    """Return a value for a problem's detail: quoted text, or a date as dd.mm.yyyy."""
+    if isinstance(value, str):
+        return repr(value)
+    if value is None or pd.isna(value):
+        return "(empty)"
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%d.%m.%Y}"
+    return str(value)
+
+
+def _check_key(table: pd.DataFrame, key: tuple[str, ...], checker: _Checker) -> None:
+    """Report each row whose key repeats an earlier row's, naming that row."""
+    columns = list(key)
+    repeated = np.flatnonzero(table.duplicated(columns, keep="first").to_numpy())
+    if not len(repeated):
+        return
+    group = table.groupby(columns, sort=False, dropna=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(table))).groupby(group).transform("min")
+    last = columns[-1]
+    details = []
+    for position in repeated:
+        same = (
+            f"Row {checker._row_number(int(first.iloc[position]))} has the same {last}"
+        )
+        others = [
+            f"{name} {_as_written(checker.written(name, table[name]).iloc[position])}"
+            for name in columns[:-1]
+        ]
+        if others:
+            same += f" for {' and '.join(others)}"
+        details.append(f"{same}: remove one of the two rows or correct its {last}")
+    checker.add(
+        last,
+        repeated,
+        checker.written(last, table[last]),
+        f"a unique value of ({', '.join(columns)})",
+        details,
+    )
 
 
 def _check_reference(
@@ -567,6 +675,23 @@ def _resolve_duplicate_marks(marks: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return marks[keep].reset_index(drop=True), dropped
 
 
+EXACT_DUPLICATES_DROPPED = ("grades", "support_decisions", "behaviour_notes")
+"""Tables without a key whose rows are dropped when every column repeats an
+earlier row. Each such row would count a grade, a support decision or a
+behaviour note twice."""
+
+
+def _drop_exact_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop the rows whose every column equals an earlier row's.
+
+    Returns the remaining rows and the number dropped.
+    """
+    repeated = table.duplicated(keep="first").to_numpy()
+    if not repeated.any():
+        return table, 0
+    return table[~repeated].reset_index(drop=True), int(repeated.sum())
+
+
 MARK_CATEGORY_COLUMNS = (
     "pupil_id",
     "school_id",
@@ -577,6 +702,64 @@ MARK_CATEGORY_COLUMNS = (
     "mark",
 )
 """Text columns of the attendance marks kept as categories once checked."""
+
+
+def _check_support_ends(support: pd.DataFrame, checker: _Checker) -> None:
+    """Report support decisions that end before they start."""
+    reversed_ = np.flatnonzero(
+        (support["end_date"] < support["start_date"]).fillna(False).to_numpy()
+    )
+    starts = checker.written("start_date", support["start_date"])
+    checker.add(
+        "end_date",
+        reversed_,
+        checker.written("end_date", support["end_date"]),
+        "a date on or after start_date",
+        [
+            f"The row's start_date is {_as_written(starts.iloc[i])}: correct the "
+            "end_date or the start_date"
+            for i in reversed_
+        ],
+    )
+
+
+def _check_states_after_start(
+    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker]
+) -> None:
+    """Report states dated before their study right's start_date."""
+    states = tables["study_right_states"]
+    rights = tables["study_rights"]
+    rights_checker = checkers["study_rights"]
+
+    # The first row of a repeated study_right_id counts, because the repeat
+    # itself is reported as a problem.
+    first_row = pd.Series(np.arange(len(rights)), index=rights["study_right_id"])
+    first_row = first_row[~first_row.index.duplicated(keep="first")]
+    right_row = states["study_right_id"].map(first_row)
+    start = right_row.map(
+        pd.Series(rights["start_date"].to_numpy()), na_action="ignore"
+    )
+    early = np.flatnonzero((states["state_from"] < start).fillna(False).to_numpy())
+
+    written_starts = rights_checker.written("start_date", rights["start_date"])
+    details = []
+    for position in early:
+        row = int(right_row.iloc[position])
+        details.append(
+            f"Study right {states['study_right_id'].iloc[position]!r} starts on "
+            f"{_as_written(written_starts.iloc[row])} ({rights_checker.path.name}, "
+            f"row {rights_checker._row_number(row)}): correct the state_from or "
+            "the start_date"
+        )
+
+    checker = checkers["study_right_states"]
+    checker.add(
+        "state_from",
+        early,
+        checker.written("state_from", states["state_from"]),
+        "a date on or after the study right's start_date",
+        details,
+    )
 
 
 MAX_DAYS_AFTER_ACTIVITY = 366
@@ -615,11 +798,31 @@ def _check_after_activity(
         checkers[name].add(
             column,
             np.flatnonzero(late.fillna(False).to_numpy()),
-            tables[name][column],
+            checkers[name].written(column, tables[name][column]),
             f"a date on or before {limit:%d.%m.%Y}, at most {MAX_DAYS_AFTER_ACTIVITY} "
             f"days after the export's last attendance mark or grade "
             f"({last:%d.%m.%Y}); correct the date",
         )
+
+
+EXPORT_MARK_CODES = "mark_codes.csv"
+"""File name of the mark-code table that an export may bring."""
+
+
+def _unknown_code_expected(folder: Path, table: Path, example_codes: bool) -> str:
+    """Return the expected text for a mark code missing from the mark-code table.
+
+    The bundled example table is the product's file, so then the text names the
+    export's own table to add instead of the example.
+    """
+    if example_codes:
+        return (
+            f"a code listed in the mark-code table, but the export has no "
+            f"{EXPORT_MARK_CODES}, so only the bundled example codes apply; add "
+            f"{folder / EXPORT_MARK_CODES} with the columns code;mark and a line "
+            "for every local code (load-records also takes --mark-codes FILE)"
+        )
+    return f"a code listed in the mark-code table {table}; add the code there"
 
 
 # NOTE: the whole export is read into pandas and checked in memory, about 160
@@ -627,12 +830,14 @@ def _check_after_activity(
 # (1.2 GB for 8 million marks, benchmarks/records_load.py). A city's export of
 # 100 million marks would need about 16 GB: a streaming reader or checks in
 # DuckDB would remove the limit.
-def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolRecords:
+def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     """Read, validate and type every table of the export in ``folder``.
 
     Each table is ``<name>.csv`` (``;``-separated, UTF-8 with or without a BOM)
     or ``<name>.parquet``; ``behaviour_notes`` and ``grade_levels`` may be left
-    out.
+    out. Without ``mark_codes``, the mark-code table is the export's
+    ``mark_codes.csv``, or the bundled example table with a warning when the
+    export has none.
 
     Raises
     ------
@@ -641,7 +846,20 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         unparseable values, values outside their allowed set, unknown mark codes
         and grades, repeated keys and references to missing ids.
     """
+    example_codes = mark_codes is None and not (folder / EXPORT_MARK_CODES).is_file()
+    if mark_codes is None:
+        mark_codes = DEFAULT_MARK_CODES if example_codes else folder / EXPORT_MARK_CODES
     codes = read_mark_codes(mark_codes)
+    if example_codes:
+        logger.warning(
+            "%s has no %s, so the bundled example mark codes (%s) apply, and those "
+            "codes are assumed, not taken from your platform; add %s to the export "
+            "with your platform's codes (columns code;mark)",
+            folder,
+            EXPORT_MARK_CODES,
+            ", ".join(codes),
+            EXPORT_MARK_CODES,
+        )
     tables: dict[str, pd.DataFrame] = {}
     checkers: dict[str, _Checker] = {}
     for name, spec in TABLES.items():
@@ -671,7 +889,7 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
             "mark_code",
             np.flatnonzero(unknown.to_numpy()),
             marks["mark_code"],
-            f"a code listed in the mark-code table {mark_codes}; add it there",
+            _unknown_code_expected(folder, mark_codes, example_codes),
         )
         marks["date"] = marks["lesson_start"].dt.normalize()
         marks["mark"] = _contract_marks(marks["mark_code"], codes)
@@ -694,29 +912,10 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         )
 
     if "support_decisions" in tables:
-        support = tables["support_decisions"]
-        reversed_ = support["end_date"] < support["start_date"]
-        checkers["support_decisions"].add(
-            "end_date",
-            np.flatnonzero(reversed_.fillna(False).to_numpy()),
-            support["end_date"],
-            "a date on or after start_date",
-        )
+        _check_support_ends(tables["support_decisions"], checkers["support_decisions"])
 
     if "study_right_states" in tables and "study_rights" in tables:
-        states = tables["study_right_states"]
-        start = states["study_right_id"].map(
-            tables["study_rights"]
-            .drop_duplicates("study_right_id")
-            .set_index("study_right_id")["start_date"]
-        )
-        early = states["state_from"] < start
-        checkers["study_right_states"].add(
-            "state_from",
-            np.flatnonzero(early.fillna(False).to_numpy()),
-            states["state_from"],
-            "a date on or after the study right's start_date",
-        )
+        _check_states_after_start(tables, checkers)
 
     _check_after_activity(tables, checkers)
 
@@ -730,6 +929,13 @@ def read_records(folder: Path, mark_codes: Path = DEFAULT_MARK_CODES) -> SchoolR
         tables["attendance_marks"]
     )
     counts["duplicate_marks_dropped"] = dropped
+    for name in EXACT_DUPLICATES_DROPPED:
+        if name in tables:
+            tables[name], dropped = _drop_exact_duplicates(tables[name])
+        else:
+            dropped = 0
+        counts[f"duplicate_{name}_dropped"] = dropped
+    counts["blank_rows_skipped"] = sum(c.blank_rows for c in checkers.values())
     # Marks are most of an export, and their text columns repeat a few values
     # (pupils, schools, lessons, codes), so categories hold them in a fraction
     # of the memory.

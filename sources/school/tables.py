@@ -30,8 +30,8 @@ class ColumnSpec:
     ``kind`` is ``text``, ``id`` (text that matches
     :data:`sources.contract.ID_PATTERN`),
     ``int``, ``date`` (a calendar day, ``dd.mm.yyyy`` in CSV) or ``timestamp``
-    (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm`` in Helsinki local
-    time). ``choices`` lists the allowed text values.
+    (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm`` or ``dd.mm.yyyy hh.mm``
+    in Helsinki local time). ``choices`` lists the allowed text values.
     """
 
     name: str

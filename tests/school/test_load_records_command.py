@@ -19,6 +19,17 @@ def test_valid_export_stored(export_dir: Path, tmp_path: Path):
     assert len(pd.read_parquet(store / "pupils.parquet")) == 2
 
 
+def test_blank_rows_counted_in_summary(tmp_path: Path):
+    grades = [*EXPORT["grades"], ";;;;", ";;;;"]
+    data = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    result = runner.invoke(app, ["load-records", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "blank_rows_skipped: 2" in result.output
+    # The counts line up on the colon after the longest name.
+    counts = [line for line in result.output.splitlines() if ": " in line]
+    assert len({line.index(": ") for line in counts}) == 1
+
+
 def test_invalid_export_lists_problems(tmp_path: Path):
     broken = {k: list(v) for k, v in EXPORT.items()}
     broken["grades"][1] = "p1;s1;20.12.2024;MA;11"
@@ -102,3 +113,17 @@ def test_missing_data_folder_rejected(tmp_path: Path):
     assert result.exit_code == 2
     assert "folder not found" in result.output
     assert not (tmp_path / "nope").exists()
+
+
+def test_latin1_mark_codes_reported(export_dir: Path, tmp_path: Path):
+    (export_dir / "mark_codes.csv").write_bytes(
+        b"code;mark\r\nP;present\r\nPoissa\xe4;excused\r\n"
+    )
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app, ["load-records", "--data", str(export_dir), "--store", str(store)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "table 'mark_codes', row 3: the file is not UTF-8" in result.output
+    assert "nothing was stored" in result.output
+    assert not store.exists()

@@ -7,6 +7,7 @@ import pytest
 from school_fixtures import EXPORT, write_export
 
 from sources.errors import InputDataError
+from sources.school.marks import DEFAULT_MARK_CODES
 from sources.school.records import (
     _resolve_duplicate_marks,
     read_records,
@@ -33,11 +34,70 @@ def test_duplicates_counted(export_dir):
     assert read_records(export_dir).counts["duplicate_marks_dropped"] == 1
 
 
+def test_exact_duplicate_rows_dropped(tmp_path):
+    grades = [*EXPORT["grades"], EXPORT["grades"][1], EXPORT["grades"][1]]
+    # The same decision with the start date written another way.
+    support = [*EXPORT["support_decisions"], "p2;1.10.2024;;intensified"]
+    notes = ["pupil_id;date;note_type", "p1;03.09.2024;late", "p1;03.09.2024;late"]
+    export = write_export(
+        tmp_path / "e",
+        EXPORT
+        | {"grades": grades, "support_decisions": support, "behaviour_notes": notes},
+    )
+    records = read_records(export)
+    assert len(records.grades) == len(EXPORT["grades"]) - 1
+    assert len(records.support_decisions) == 1
+    assert len(records.behaviour_notes) == 1
+    assert records.counts["grades"] == len(grades) - 1
+    assert records.counts["duplicate_grades_dropped"] == 2
+    assert records.counts["duplicate_support_decisions_dropped"] == 1
+    assert records.counts["duplicate_behaviour_notes_dropped"] == 1
+
+
+def test_rows_differing_in_one_column_kept(tmp_path):
+    grades = [*EXPORT["grades"], "p1;s1;20.12.2024;MA;8"]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    records = read_records(export)
+    assert len(records.grades) == len(grades) - 1
+    assert records.counts["duplicate_grades_dropped"] == 0
+    assert records.counts["duplicate_behaviour_notes_dropped"] == 0
+
+
 def test_utc_timestamp_dated_in_helsinki(export_dir):
     marks = read_records(export_dir).attendance_marks
     late = marks[(marks["pupil_id"] == "p1") & (marks["lesson"] == "9")]
     # 21:30 UTC on 2 September is 00:30 on 3 September in Helsinki (UTC+3).
     assert late["date"].iloc[0] == pd.Timestamp("2024-09-03")
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2.9.2024 8.15", "2024-09-02 08:15:00"),
+        ("02.09.2024 08.15", "2024-09-02 08:15:00"),
+        ("2.9.2024 8.15.30", "2024-09-02 08:15:30"),
+        ("2.9.2024 8:15", "2024-09-02 08:15:00"),
+    ],
+)
+def test_finnish_local_time_read(tmp_path, written, expected):
+    marks = [
+        EXPORT["attendance_marks"][0],
+        f"p1;s1;{written};1;MA;P;teacher;{written}",
+    ]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    mark = read_records(export).attendance_marks.iloc[0]
+    assert mark["lesson_start"] == pd.Timestamp(expected)
+    assert mark["recorded_at"] == pd.Timestamp(expected)
+    assert mark["date"] == pd.Timestamp("2024-09-02")
+
+
+def test_invalid_dotted_time_reported(tmp_path):
+    marks = [EXPORT["attendance_marks"][0], "p1;s1;2.9.2024 25.15;1;MA;P;teacher;"]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    problems = _problems(export)
+    assert len(problems) == 1
+    assert "column 'lesson_start', row 2: value '2.9.2024 25.15'" in problems[0]
+    assert "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm" in problems[0]
 
 
 def test_grades_parsed(export_dir):
@@ -80,6 +140,54 @@ def test_unknown_code_names_table(tmp_path):
     codes.write_text("code;mark\nP;present\n", encoding="utf-8")
     export = write_export(tmp_path / "e", EXPORT)
     with pytest.raises(InputDataError, match="value 'LV' is invalid"):
+        read_records(export, codes)
+
+
+def test_unknown_code_names_export_table(tmp_path):
+    marks = [*EXPORT["attendance_marks"], "p1;s1;03.09.2024 08:15;1;MA;XX;teacher;"]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    with pytest.raises(InputDataError) as raised:
+        read_records(export)
+    problems = [str(p) for p in raised.value.problems]
+    assert len(problems) == 1
+    assert "column 'mark_code', row 7: value 'XX' is invalid" in problems[0]
+    assert (
+        f"add {export / 'mark_codes.csv'} with the columns code;mark" in (problems[0])
+    )
+    assert str(DEFAULT_MARK_CODES) not in problems[0]
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_example_codes_warn_once(export_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(export_dir)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert f"{export_dir} has no mark_codes.csv" in warnings[0]
+    assert "bundled example mark codes (P, SA, LU, TE, LV, MY) apply" in warnings[0]
+    assert "those codes are assumed" in warnings[0]
+
+
+def test_export_codes_used_without_warning(export_dir, caplog):
+    # LV maps to late here but to unexcused in the example table.
+    codes = "code;mark\nP;present\nSA;excused\nLV;late\nMY;late\n"
+    (export_dir / "mark_codes.csv").write_text(codes, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        marks = read_records(export_dir).attendance_marks
+    assert _warnings(caplog) == []
+    late = marks[(marks["pupil_id"] == "p1") & (marks["lesson"] == "9")]
+    assert late["mark"].tolist() == ["late"]
+
+
+def test_unknown_code_names_given_table(tmp_path):
+    codes = tmp_path / "codes.csv"
+    codes.write_text("code;mark\nP;present\n", encoding="utf-8")
+    export = write_export(tmp_path / "e", EXPORT)
+    expected = f"a code listed in the mark-code table {codes}; add the code there"
+    with pytest.raises(InputDataError, match=re.escape(expected)):
         read_records(export, codes)
 
 
@@ -156,10 +264,38 @@ def test_empty_optional_file_warns(tmp_path, caplog, content):
         records = read_records(folder)
     assert len(records.behaviour_notes) == 0
     assert len(records.pupils) == 2
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "behaviour_notes" in r.getMessage()
+    ]
     assert len(warnings) == 1
     assert "behaviour_notes.csv is empty" in warnings[0]
     assert "export the table again with its header line" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "table",
+    ["attendance_marks", "grades", "support_decisions", "study_right_states"],
+)
+def test_header_only_required_table_warns(tmp_path, caplog, table):
+    folder = write_export(tmp_path / "e", EXPORT | {table: EXPORT[table][:1]})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(folder)
+    assert len(getattr(records, table)) == 0
+    warnings = [m for m in _warnings(caplog) if f"{table}.csv" in m]
+    assert len(warnings) == 1
+    assert f"{folder / table}.csv has no rows, only its header line" in warnings[0]
+    assert "a stored load will hold none of its rows" in warnings[0]
+
+
+def test_header_only_optional_table_silent(tmp_path, caplog):
+    folder = write_export(
+        tmp_path / "e", EXPORT | {"behaviour_notes": ["pupil_id;date;note_type"]}
+    )
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(folder)
+    assert [m for m in _warnings(caplog) if "behaviour_notes" in m] == []
 
 
 def test_header_only_table_one_problem(tmp_path):
@@ -208,6 +344,52 @@ def test_date_out_of_range_reported(tmp_path, value):
     assert "from 1900 to 2200; leave an open end empty" in problems[0]
 
 
+def test_separator_only_rows_skipped(tmp_path):
+    grades = [*EXPORT["grades"], ";;;;", " ; ;;;", ";;;;"]
+    marks = [*EXPORT["attendance_marks"], ";;;;;;;"]
+    export = write_export(
+        tmp_path / "e", EXPORT | {"grades": grades, "attendance_marks": marks}
+    )
+    records = read_records(export)
+    assert len(records.grades) == len(EXPORT["grades"]) - 1
+    assert records.counts["grades"] == len(EXPORT["grades"]) - 1
+    assert records.counts["attendance_marks"] == len(EXPORT["attendance_marks"]) - 1
+    assert records.counts["blank_rows_skipped"] == 4
+
+
+def test_problem_line_after_blank_rows(tmp_path):
+    # Line 3 is blank, so the invalid grade on line 4 is the table's second row.
+    grades = [*EXPORT["grades"][:2], ";;;;", "p1;s1;20.12.2024;AI;11"]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    problems = _problems(export)
+    assert len(problems) == 1
+    assert "column 'grade', row 4: value '11' is invalid" in problems[0]
+
+
+def test_blank_rows_only_is_header_only(tmp_path):
+    pupils = [EXPORT["pupils"][0], ";;;;;"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"pupils": pupils}))
+    assert len(problems) == 1
+    assert "table 'pupils'" in problems[0]
+    assert "the file has only its header line" in problems[0]
+
+
+def test_blank_parquet_rows_skipped(tmp_path):
+    export = write_export(tmp_path / "e", EXPORT)
+    (export / "support_decisions.csv").unlink()
+    pd.DataFrame(
+        {
+            "pupil_id": ["p2", None],
+            "start_date": pd.to_datetime(["2024-10-01", None]),
+            "end_date": pd.to_datetime([None, None]),
+            "level": ["intensified", " "],
+        }
+    ).to_parquet(export / "support_decisions.parquet")
+    records = read_records(export)
+    assert len(records.support_decisions) == 1
+    assert records.counts["blank_rows_skipped"] == 1
+
+
 def test_line_with_extra_fields_reported(tmp_path):
     tables = {k: list(v) for k, v in EXPORT.items()}
     tables["support_decisions"].append("p1;01.10.2024;;general;extra;fields")
@@ -252,6 +434,79 @@ def test_state_far_after_last_mark_reported(tmp_path):
     assert "column 'state_from'" in problems[0]
     assert "2099" in problems[0]
     assert "last attendance mark or grade" in problems[0]
+
+
+def test_repeated_state_names_first_row(tmp_path):
+    # Line 5 repeats line 2's state date, written without leading zeros.
+    states = [*EXPORT["study_right_states"], "r1;1.8.2018;resigned"]
+    folder = write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    problems = _problems(folder)
+    assert problems == [
+        f"{folder / 'study_right_states.csv'}: table 'study_right_states', column "
+        "'state_from', row 5: value '1.8.2018' is invalid; expected a unique value "
+        "of (study_right_id, state_from). Row 2 has the same state_from for "
+        "study_right_id 'r1': remove one of the two rows or correct its state_from"
+    ]
+
+
+def test_repeated_id_names_first_row(tmp_path):
+    pupils = [*EXPORT["pupils"], "p1;2010;1;male;finnish;Espoo"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"pupils": pupils}))
+    assert len(problems) == 1
+    assert "column 'pupil_id', row 4: value 'p1' is invalid" in problems[0]
+    assert "Row 2 has the same pupil_id: remove one of the two rows" in problems[0]
+
+
+def test_state_before_start_names_start(tmp_path):
+    # The repeated r2 is reported, and the states compare with its first row.
+    rights = [*EXPORT["study_rights"], "r2;p2;s1;01.08.2016"]
+    states = [*EXPORT["study_right_states"], "r2;1.8.2017;present"]
+    folder = write_export(
+        tmp_path / "e",
+        EXPORT | {"study_rights": rights, "study_right_states": states},
+    )
+    problems = [p for p in _problems(folder) if "'study_right_states'" in p]
+    assert problems == [
+        f"{folder / 'study_right_states.csv'}: table 'study_right_states', column "
+        "'state_from', row 5: value '1.8.2017' is invalid; expected a date on or "
+        "after the study right's start_date. Study right 'r2' starts on "
+        "'01.08.2018' (study_rights.csv, row 3): correct the state_from or the "
+        "start_date"
+    ]
+
+
+def test_support_end_names_start(tmp_path):
+    support = [*EXPORT["support_decisions"], "p1;1.10.2024;30.9.2024;general"]
+    folder = write_export(tmp_path / "e", EXPORT | {"support_decisions": support})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'end_date', row 3: value '30.9.2024' is invalid" in problems[0]
+    assert "The row's start_date is '1.10.2024'" in problems[0]
+
+
+def test_late_event_shown_as_written(tmp_path):
+    notes = ["pupil_id;date;note_type", "p1;1.1.2099;late"]
+    folder = write_export(tmp_path / "e", EXPORT | {"behaviour_notes": notes})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'date', row 2: value '1.1.2099' is invalid" in problems[0]
+
+
+def test_repeated_state_problems_grouped(tmp_path):
+    # Each problem names its own first row, but the console summary still
+    # groups them as one kind.
+    from sources.errors import summarize_problems
+
+    states = [EXPORT["study_right_states"][0]]
+    for day in range(1, 26):
+        states += [f"r1;{day:02d}.09.2019;present", f"r1;{day}.9.2019;present"]
+    folder = write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    with pytest.raises(InputDataError) as raised:
+        read_records(folder)
+    lines = summarize_problems(raised.value.problems, per_group=20)
+    assert len(raised.value.problems) == 25
+    assert len(lines) == 21
+    assert "... and 5 more rows with the same problem" in lines[-1]
 
 
 def test_csv_and_parquet_of_one_table_reported(tmp_path):
