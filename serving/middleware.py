@@ -212,6 +212,8 @@ class ErrorFormatMiddleware:
             await self.app(scope, receive, _Buffered(send, _patch_openapi, scope))
         elif path.startswith(API_PREFIX):
             await self.app(scope, receive, _Buffered(send, _routing_error, scope))
+        elif path == READY_PATH and scope["method"] == "GET":
+            await self.app(scope, receive, _Buffered(send, _not_ready, scope))
         else:
             await self.app(scope, receive, send)
 
@@ -234,6 +236,22 @@ class ErrorFormatMiddleware:
 
 
 API_PREFIX = "/v1/"
+READY_PATH = "/readyz"
+NOT_READY_MESSAGE = (
+    "not ready: no verified champion model is loaded, so scoring requests get "
+    "503. The server log, and GET /v1/model with any token, give the reason "
+    "(for example no model version with the champion alias, or a failed "
+    "integrity check). Register or promote a model; the server loads it "
+    "within its reload interval (AJOISSA_RELOAD_SECONDS, 30 s by default)."
+)
+"""``GET /readyz`` is public, so its 503 body names no model, path or error."""
+
+
+async def _not_ready(scope: Scope, status: int, content: bytes) -> bytes | None:
+    """Replace BentoML's plain-text 503 of ``/readyz`` with an ErrorBody."""
+    if status != HTTPStatus.SERVICE_UNAVAILABLE:
+        return None
+    return json.dumps(error_body(NOT_READY_MESSAGE)).encode("utf-8")
 
 
 async def _routing_error(scope: Scope, status: int, content: bytes) -> bytes | None:

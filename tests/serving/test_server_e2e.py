@@ -248,6 +248,9 @@ def test_no_model_not_ready(trained, tmp_path, tokens):
         )
         log = running.log()
     assert ready.status_code == 503
+    assert ready.headers["content-type"] == "application/json"
+    assert "GET /v1/model" in ready.json()["error"]
+    assert "no-such-model" not in ready.text
     assert scored.status_code == 503
     assert "'no-such-model' is not loaded" in scored.json()["error"]
     assert "failed to load model no-such-model" in log
