@@ -19,6 +19,8 @@ import os
 import threading
 import time
 
+import prometheus_client
+
 from models.store import (
     LoadedModel,
     ModelIntegrityError,
@@ -61,6 +63,22 @@ minutes at the default interval), so a version that failed because its files
 or the registry were unavailable for a while is served once they are back."""
 
 
+MODEL_LOADED = prometheus_client.Gauge(
+    "ajoissa_model_loaded",
+    "1 for the model version that a worker process serves, 0 for one it served "
+    "before; no series while a worker has no verified model.",
+    ["model", "version"],
+    multiprocess_mode="livemax",
+)
+MODEL_LOAD_FAILURES = prometheus_client.Counter(
+    "ajoissa_model_load_failures",
+    "Failed attempts to find or load the champion model, counted per worker "
+    "process: a missing champion alias, a failed integrity check or another "
+    "load error.",
+    ["model"],
+)
+
+
 class ChampionHolder:
     """The loaded champion of model ``name``, refreshed by :meth:`refresh`."""
 
@@ -86,6 +104,7 @@ class ChampionHolder:
             try:
                 version = champion_version(self.name)
             except LookupError as exc:
+                MODEL_LOAD_FAILURES.labels(self.name).inc()
                 if self.last_error != str(exc):
                     logger.error("failed to load model %s: %s", self.name, exc)
                 self.last_error = str(exc)
@@ -107,6 +126,9 @@ class ChampionHolder:
             except Exception as exc:  # noqa: BLE001 - any load failure keeps the old model
                 self._reject(version, f"{type(exc).__name__}: {exc}")
                 return False
+            if current is not None:
+                MODEL_LOADED.labels(self.name, current).set(0)
+            MODEL_LOADED.labels(self.name, loaded.version).set(1)
             self.loaded = loaded
             self.loaded_at = dt.datetime.now(dt.UTC)
             self.last_error = None
@@ -120,6 +142,7 @@ class ChampionHolder:
         return True
 
     def _reject(self, version: str, error: str) -> None:
+        MODEL_LOAD_FAILURES.labels(self.name).inc()
         repeated = version == self._rejected_version and error == self.last_error
         self._rejected_version = version
         self._rejected_at = time.monotonic()

@@ -230,6 +230,15 @@ def test_log_has_counts_not_values(server, trained, tokens):
     assert "secret-body" not in log
 
 
+def test_metrics_name_served_model(server, trained):
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    served = (
+        f'ajoissa_model_loaded{{model="{trained.loaded.name}",'
+        f'version="{trained.loaded.version}"}} 1.0'
+    )
+    assert served in metrics
+
+
 def test_stop_logged(server):
     # Runs after every test that uses the shared server, because it stops it.
     _stop(server.process)
@@ -246,7 +255,10 @@ def test_no_model_not_ready(trained, tmp_path, tokens):
             json={"records": trained.holdout_records[:1]},
             timeout=30,
         )
+        metrics = httpx.get(f"{running.url}/metrics", timeout=10).text
         log = running.log()
+    assert 'ajoissa_model_load_failures_total{model="no-such-model"}' in metrics
+    assert "ajoissa_model_loaded{" not in metrics
     assert ready.status_code == 503
     assert ready.headers["content-type"] == "application/json"
     assert "GET /v1/model" in ready.json()["error"]
