@@ -338,7 +338,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    from models.store import resolve_model_name
+    from models.store import champion_version, resolve_model_name
     from serving.server import run_server
 
     try:
@@ -346,6 +346,15 @@ def serve(
     except LookupError as exc:
         typer.echo(f"Cannot serve: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+    try:
+        champion_version(name)
+    except LookupError as exc:
+        # The server may start before the model is registered, so this only warns.
+        typer.echo(
+            f"Warning: {exc}. The server starts unready (503 on /readyz and "
+            "/v1/score) and loads the model once a champion version is registered.",
+            err=True,
+        )
     run_server(host=host, port=port, model_name=name)
 
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +126,41 @@ def test_retrain_rejects_bad_options(tmp_path, monkeypatch, option, value, expec
     assert result.exit_code == 2
     assert expected in " ".join(result.output.split())
     assert not (tmp_path / "o").exists()
+
+
+def test_serve_warns_when_the_model_has_no_champion(tmp_path):
+    # A real `ajoissa serve`: the warning comes before the server starts, and
+    # the server then runs unready, waiting for the model.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env |= {
+        "AJOISSA_HOME": str(tmp_path),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    ajoissa = str(Path(sys.executable).with_name("ajoissa"))
+    command = [ajoissa, "serve", "--model-name", "no-such-model", "--port", str(port)]
+    server = subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in server.stderr], daemon=True
+    ).start()
+    warning = ""
+    try:
+        deadline = time.monotonic() + 60
+        while not warning.startswith("Warning") and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                warning = lines.get(timeout=1)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert warning.startswith("Warning: no model 'no-such-model' with alias 'champion'")
+    assert "starts unready" in warning
