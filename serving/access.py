@@ -78,6 +78,20 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class TokenCheck:
+    """The result of checking a token: its principal if valid, else why not."""
+
+    principal: Principal | None
+    token_id: str | None
+    """The token's id if it is stored, even when the token was rejected."""
+    role: str | None
+    """The stored role of ``token_id``, None if the id is not stored."""
+    status: str
+    """``ok``, ``revoked``, or ``invalid`` for a malformed token, an unknown id
+    or a wrong secret."""
+
+
+@dataclass(frozen=True)
 class TokenInfo:
     """A stored token, without its secret."""
 
@@ -170,9 +184,18 @@ class TokenStore:
 
     def authenticate(self, token: str) -> Principal | None:
         """Return the principal of ``token``, or None if it is invalid or revoked."""
+        return self.check(token).principal
+
+    def check(self, token: str) -> TokenCheck:
+        """Check ``token`` and return its principal, or why it was rejected.
+
+        A rejected token whose id is stored (a revoked token, or a wrong
+        secret) keeps its id and role in the result, so the access log can name
+        it. The secret is never part of the result.
+        """
         match = _TOKEN.fullmatch(token.strip())
         if match is None:
-            return None
+            return TokenCheck(None, None, None, "invalid")
         token_id, secret = match.groups()
         with self._read_lock:
             cursor = self._reader().execute(
@@ -183,11 +206,14 @@ class TokenStore:
             # fetchall ends the statement, so no read lock stays on the file.
             rows = cursor.fetchall()
         if not rows:
-            return None
+            return TokenCheck(None, None, None, "invalid")
         stored, role, schools, revoked = rows[0]
-        if not hmac.compare_digest(stored, _digest(secret)) or revoked is not None:
-            return None
-        return Principal(token_id, role, tuple(json.loads(schools)))
+        if not hmac.compare_digest(stored, _digest(secret)):
+            return TokenCheck(None, token_id, role, "invalid")
+        if revoked is not None:
+            return TokenCheck(None, token_id, role, "revoked")
+        principal = Principal(token_id, role, tuple(json.loads(schools)))
+        return TokenCheck(principal, token_id, role, "ok")
 
     def list(self) -> list[TokenInfo]:
         """Return every token, oldest first, without secrets."""

@@ -236,6 +236,61 @@ def test_revoked_token_ends_session(client, tokens, trained):
     assert response.status_code == 303
 
 
+def test_revoked_session_logged(client, tokens, trained, env):
+    from serving.access import TokenStore
+
+    store = TokenStore(trained.home / "access.db")
+    token, info = store.create("staff", [tokens.school], "to revoke")
+    _sign_in(client, token)
+    store.revoke(info.token_id)
+    client.get(f"/ui/schools/{tokens.school}/pupils/p7", follow_redirects=False)
+    row = _access_rows(env)[-1]
+    assert row["outcome"] == "401 revoked"
+    assert row["token_id"] == info.token_id
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}"
+    assert row["school_id"] == tokens.school
+    assert row["pupil_id"] == "p7"
+
+
+@pytest.mark.parametrize("kind", ["revoked", "unknown"])
+def test_rejected_signin_logged(client, tokens, env, kind):
+    token = {
+        "revoked": tokens.revoked,
+        "unknown": "ajoissa_0123456789abcdef." + "x" * 43,
+    }[kind]
+    response = _sign_in(client, token)
+    rows = _access_rows(env)
+    assert response.status_code == 401
+    assert rows[-1]["endpoint"] == "/ui/signin"
+    if kind == "revoked":
+        assert rows[-1]["outcome"] == "401 revoked"
+        assert rows[-1]["token_id"] == tokens.revoked.split("_")[1].split(".")[0]
+    else:
+        assert rows[-1]["outcome"] == "401 denied"
+        assert rows[-1]["token_id"] is None
+    secret = token.split(".")[1]
+    assert not any(secret in str(value) for row in rows for value in row.values())
+
+
+def test_review_without_score_logged(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}")
+    response = client.post(
+        f"/ui/schools/{tokens.school}/pupils/no-such-pupil/reviews",
+        data={"csrf": _csrf(page.text), "decision": "not_a_concern", "note": ""},
+    )
+    row = _access_rows(env)[-1]
+    assert response.status_code == 404
+    assert row["outcome"] == "404 no score"
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["pupil_id"] == "no-such-pupil"
+
+
+def test_pages_declare_empty_icon(client):
+    # Without an icon link, browsers request /favicon.ico without a token.
+    assert '<link rel="icon" href="data:,">' in client.get("/ui/signin").text
+
+
 def test_staff_cannot_open_models(client, tokens):
     _sign_in(client, tokens.by_role["staff"])
     response = client.get("/ui/models")
