@@ -122,14 +122,27 @@ def revoke_token(
         str,
         typer.Argument(
             help="Token id as shown by list, or a unique prefix of at least 8 of "
-            "its characters."
+            "its characters. A whole token is accepted, and its secret is never "
+            "printed."
         ),
     ],
 ) -> None:
     """Revoke a token. Requests that use it get 401 from then on."""
-    from serving.access import ACCESS_DB_ENV, TokenStore, access_db_path
+    from serving.access import (
+        ACCESS_DB_ENV,
+        TOKEN_PREFIX,
+        TokenStore,
+        access_db_path,
+    )
 
     path = store_path_or_exit(access_db_path(), "token database", ACCESS_DB_ENV)
+    if token_id.strip().startswith(TOKEN_PREFIX):
+        typer.echo(
+            "The argument is a whole token; only its id is used. Next time give "
+            "the id from `ajoissa tokens list`, so the secret stays out of the "
+            "shell history.",
+            err=True,
+        )
     try:
         full_id = TokenStore(path).revoke(token_id)
     except LookupError as exc:

@@ -231,7 +231,9 @@ class TokenStore:
         """Revoke a token and return its full id. Requests with it get 401 from then on.
 
         ``token_id`` is the full id or a prefix of at least
-        ``MIN_TOKEN_ID_PREFIX`` characters that matches exactly one token.
+        ``MIN_TOKEN_ID_PREFIX`` characters that matches exactly one token. A
+        whole token is accepted too: only its id is used, and errors never
+        contain its secret.
 
         Raises
         ------
@@ -254,6 +256,7 @@ class TokenStore:
         return full_id
 
     def _resolve_id(self, token_id: str) -> str:
+        token_id = token_id_of(token_id)
         ids = [info.token_id for info in self.list()]
         if token_id in ids:
             return token_id
@@ -272,6 +275,18 @@ class TokenStore:
                 f"{self.path}: {', '.join(matches)}; {rule}"
             )
         return matches[0]
+
+
+def token_id_of(text: str) -> str:
+    """Return the id part of ``text`` if it is a whole token, else ``text``.
+
+    Anything after the first ``.`` of a text that starts with ``TOKEN_PREFIX``
+    is dropped, so a secret, even a mistyped one, is never passed on.
+    """
+    text = text.strip()
+    if not text.startswith(TOKEN_PREFIX):
+        return text
+    return text.removeprefix(TOKEN_PREFIX).split(".", 1)[0]
 
 
 def _digest(secret: str) -> str:
