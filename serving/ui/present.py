@@ -41,9 +41,8 @@ def probability_words(
     if window_days is None:
         outcome = t("outcome.unit_end")
     else:
-        outcome = t(
-            "outcome.window", months=max(1, round(window_days / DAYS_PER_MONTH))
-        )
+        months = max(1, round(window_days / DAYS_PER_MONTH))
+        outcome = t.plural("outcome.window", months, months=months)
     if probability < 0.005:
         return t("prob.under_1", outcome=outcome)
     if probability >= 0.95:
@@ -61,7 +60,8 @@ def change_words(t: Translator, now: float, before: float | None) -> str:
     if abs(delta) < CHANGE_EPSILON:
         return t("change.same")
     points = t.number(abs(delta) * 100)
-    return t("change.up" if delta > 0 else "change.down", points=points)
+    key = "change.up" if delta > 0 else "change.down"
+    return t.plural(key, points, points=points)
 
 
 @dataclass(frozen=True)
