@@ -119,6 +119,26 @@ def test_rerun_replaces_only_that_run(store, trained, scored):
     assert total == 15
 
 
+def test_rerun_names_replaced_run(store, trained, scored):
+    first = store.store_run(_key(trained), scored[:5])
+    assert first.replaced_run_id is None
+    second = store.store_run(_key(trained), scored[:3])
+    assert second.replaced_run_id == first.run_id
+    assert second.run_id != first.run_id
+    assert store.run_id_of(_key(trained)) == second.run_id
+    assert store.run_id_of(_key(trained, LATER)) is None
+
+
+def test_run_ids_never_reused(store, trained, scored):
+    store.replace_run(_key(trained), scored[:2])
+    newest = store.replace_run(_key(trained, LATER), scored[:2])
+    store.delete_run(newest)
+    after_delete = store.replace_run(_key(trained, LATER), scored[:2])
+    assert after_delete > newest
+    after_replace = store.replace_run(_key(trained, LATER), scored[:2])
+    assert after_replace > after_delete
+
+
 def test_failed_run_keeps_previous(store, trained, scored):
     store.replace_run(_key(trained), scored[:5])
     # A repeated enrolment breaks the primary key halfway through the insert.
