@@ -58,6 +58,7 @@ from serving.ui.present import (
     Status,
     axis_max,
     change_words,
+    cutoff_tie,
     line_chart,
     probability_words,
     row_status,
@@ -553,6 +554,11 @@ def school(request: Request, school_id: str) -> Response:
             )
             for pupil in listing.pupils
         ]
+        tie = cutoff_tie(
+            page.t,
+            queries.rank_probabilities(ctx.scores.engine, listing.latest, school_id),
+            capacity,
+        )
         for pupil in listing.pupils:
             _log(
                 principal,
@@ -573,6 +579,7 @@ def school(request: Request, school_id: str) -> Response:
             waiting=waiting,
             number=number,
             total_pages=total_pages,
+            tie=tie,
         )
 
     return _handle(request, view)

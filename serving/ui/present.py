@@ -94,6 +94,39 @@ def row_status(
     return Status(t("status.none"), False)
 
 
+@dataclass(frozen=True)
+class CutoffTie:
+    """Pupils on both sides of the capacity cut-off who show the same estimate."""
+
+    first_rank: int
+    last_rank: int
+    estimate: str
+    """The estimate as the page shows it, such as "17%" in English."""
+
+
+def cutoff_tie(
+    t: Translator, ranked: list[tuple[int, float]], capacity: int
+) -> CutoffTie | None:
+    """Return the group of equal shown estimates that the cut-off splits, if any.
+
+    ``ranked`` holds ``(school_rank, probability)`` in rank order. The cut-off
+    falls between rank ``capacity`` and the next rank. The group is split when
+    both ranks show the same estimate after rounding.
+    """
+    shown = [t.percent(probability) for _, probability in ranked]
+    if capacity < 1 or capacity >= len(ranked):
+        return None
+    if shown[capacity - 1] != shown[capacity]:
+        return None
+    first = capacity - 1
+    while first > 0 and shown[first - 1] == shown[capacity]:
+        first -= 1
+    last = capacity
+    while last + 1 < len(ranked) and shown[last + 1] == shown[capacity]:
+        last += 1
+    return CutoffTie(ranked[first][0], ranked[last][0], shown[capacity])
+
+
 def axis_max(values: list[float], ceiling: float = 100.0) -> float:
     """Return a round top for a chart's y axis: the next multiple of 10 above
     the largest value, at least 10 and at most ``ceiling``."""

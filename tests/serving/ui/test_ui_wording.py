@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 from models.reason_text import reason_sentence
 from serving.access import Principal
 from serving.ui.i18n import LANGUAGES, Translator, catalogue, pick_language
-from serving.ui.present import change_words, line_chart, probability_words, row_status
+from serving.ui.present import (
+    change_words,
+    cutoff_tie,
+    line_chart,
+    probability_words,
+    row_status,
+)
 from serving.ui.queries import Trend
 from serving.ui.reasontext import reason_sentences
 from serving.ui.store import MAX_FOLLOW_UP_DAYS, ScoreContext, UiStore
@@ -342,3 +348,22 @@ def test_reviews_export_one_singular(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["reviews", "export", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "Wrote 1 review from" in result.output
+
+
+@pytest.mark.parametrize(
+    ("capacity", "expected"),
+    [
+        (1, None),
+        (2, (2, 4, "17%")),
+        (3, (2, 4, "17%")),
+        (4, None),
+        (5, None),
+    ],
+)
+def test_cutoff_tie_groups(capacity, expected):
+    ranked = [(1, 0.30), (2, 0.171), (3, 0.170), (4, 0.169), (5, 0.12)]
+    tie = cutoff_tie(Translator("en"), ranked, capacity)
+    if expected is None:
+        assert tie is None
+    else:
+        assert (tie.first_rank, tie.last_rank, tie.estimate) == expected
