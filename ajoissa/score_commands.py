@@ -170,8 +170,8 @@ def _report_interrupt(
 
     ``key`` is None when the interrupt came before the write began, and
     ``stored`` is None unless the write returned. The write is one
-    transaction, so without ``stored`` the store holds either the new run or
-    the state from before; comparing the run id of ``key`` with ``previous``
+    transaction, so without ``stored`` the store contains either the new run or
+    the state from before. Comparing the run id of ``key`` with ``previous``
     tells which.
     """
     from sqlalchemy.exc import SQLAlchemyError

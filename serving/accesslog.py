@@ -135,7 +135,8 @@ class VerifyResult:
     short_prunes: list[str] = field(default_factory=list)
     """One line per prune whose recorded retention was shorter than
     ``DEFAULT_RETENTION_DAYS``. These are not problems, because such a prune
-    needs a confirmation, but whoever checks the log should know of them."""
+    needs a confirmation, but the person verifying the log should check that
+    each was intended."""
 
     @property
     def ok(self) -> bool:

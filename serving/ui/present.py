@@ -109,22 +109,24 @@ def cutoff_tie(
 ) -> CutoffTie | None:
     """Return the group of equal shown estimates that the cut-off splits, if any.
 
-    ``ranked`` holds ``(school_rank, probability)`` in rank order. The cut-off
+    ``ranked`` contains ``(school_rank, probability)`` in rank order. The cut-off
     falls between rank ``capacity`` and the next rank. The group is split when
     both ranks show the same estimate after rounding.
     """
-    shown = [t.percent(probability) for _, probability in ranked]
     if capacity < 1 or capacity >= len(ranked):
         return None
-    if shown[capacity - 1] != shown[capacity]:
+    estimates = [t.percent(probability) for _, probability in ranked]
+    below = estimates[capacity]
+    if estimates[capacity - 1] != below:
         return None
+
     first = capacity - 1
-    while first > 0 and shown[first - 1] == shown[capacity]:
+    while first > 0 and estimates[first - 1] == below:
         first -= 1
     last = capacity
-    while last + 1 < len(ranked) and shown[last + 1] == shown[capacity]:
+    while last + 1 < len(ranked) and estimates[last + 1] == below:
         last += 1
-    return CutoffTie(ranked[first][0], ranked[last][0], shown[capacity])
+    return CutoffTie(ranked[first][0], ranked[last][0], below)
 
 
 def axis_max(values: list[float], ceiling: float = 100.0) -> float:
