@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -120,14 +122,27 @@ def revoke_token(
         str,
         typer.Argument(
             help="Token id as shown by list, or a unique prefix of at least 8 of "
-            "its characters."
+            "its characters. A whole token is accepted, and its secret is never "
+            "printed."
         ),
     ],
 ) -> None:
     """Revoke a token. Requests that use it get 401 from then on."""
-    from serving.access import ACCESS_DB_ENV, TokenStore, access_db_path
+    from serving.access import (
+        ACCESS_DB_ENV,
+        TOKEN_PREFIX,
+        TokenStore,
+        access_db_path,
+    )
 
     path = store_path_or_exit(access_db_path(), "token database", ACCESS_DB_ENV)
+    if token_id.strip().startswith(TOKEN_PREFIX):
+        typer.echo(
+            "The argument is a whole token; only its id is used. Next time give "
+            "the id from `ajoissa tokens list`, so the secret stays out of the "
+            "shell history.",
+            err=True,
+        )
     try:
         full_id = TokenStore(path).revoke(token_id)
     except LookupError as exc:
@@ -138,18 +153,25 @@ def revoke_token(
 
 @access_log_app.command("verify")
 def verify_log() -> None:
-    """Recompute the hash chain. Exit code 1 if a row was edited, deleted or moved."""
+    """Recompute the hash chain. Exit code 1 if a row was edited, deleted or moved.
+
+    Exit code 2 if the log cannot be read or AJOISSA_ACCESS_LOG_RETENTION_DAYS
+    is invalid.
+    """
     from serving.accesslog import ACCESS_LOG_ENV, AccessLog, access_log_path
 
     path = store_path_or_exit(access_log_path(), "access log", ACCESS_LOG_ENV)
+    retention = _retention_or_exit("Cannot verify", None)
     try:
         log = AccessLog(path, create=False, read_only=True)
     except ValueError as exc:
         typer.echo(f"Cannot verify: {exc}", err=True)
         raise typer.Exit(code=2) from exc
-    result = log.verify()
+    result = log.verify(retention=retention)
     for prune in result.prunes:
         typer.echo(f"Pruned: {prune}")
+    for short in result.short_prunes:
+        typer.echo(f"Warning: {short}; check that it was intended.", err=True)
     if not result.ok:
         for problem in result.problems:
             typer.echo(problem, err=True)
@@ -176,14 +198,82 @@ def prune_log(
             "AJOISSA_ACCESS_LOG_RETENTION_DAYS or 183 (about 6 months).",
         ),
     ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            help="Prune without asking when the retention is shorter than the "
+            "default of 183 days.",
+        ),
+    ] = False,
 ) -> None:
-    """Delete rows older than the retention period, keeping the chain verifiable."""
-    from serving.accesslog import ACCESS_LOG_ENV, AccessLog, access_log_path
+    """Delete rows older than the retention period, keeping the chain verifiable.
+
+    A retention shorter than the default needs --yes or a confirmation at the
+    terminal, because the deleted rows cannot be restored.
+    """
+    from serving.accesslog import (
+        ACCESS_LOG_ENV,
+        DEFAULT_RETENTION_DAYS,
+        AccessLog,
+        access_log_path,
+    )
 
     path = store_path_or_exit(access_log_path(), "access log", ACCESS_LOG_ENV)
+    retention = _retention_or_exit("Cannot prune", retention_days)
     try:
-        deleted = AccessLog(path, create=False).prune(retention_days)
+        log = AccessLog(path, create=False)
     except ValueError as exc:
         typer.echo(f"Cannot prune: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+    # One time for the preview and the prune, so the prune deletes no row that
+    # the preview did not list, however long the confirmation takes.
+    now = dt.datetime.now(dt.UTC)
+    preview = log.prune_preview(retention, now)
+    if preview.rows == 0:
+        console.print(
+            f"No access-log rows are older than {retention} days "
+            f"(before {preview.cutoff:%Y-%m-%d %H:%M} UTC); nothing to prune."
+        )
+        return
+    typer.echo(
+        f"Will delete {preview.rows} access-log row(s) older than {retention} days: "
+        f"from {preview.oldest} to {preview.newest} (before "
+        f"{preview.cutoff:%Y-%m-%d %H:%M} UTC)."
+    )
+    if retention < DEFAULT_RETENTION_DAYS and not yes:
+        _confirm_short_retention_or_exit(retention, DEFAULT_RETENTION_DAYS)
+    deleted = log.prune(retention, now=now)
     console.print(f"Pruned {deleted} access-log rows.")
+
+
+def _retention_or_exit(failure: str, option: int | None) -> int:
+    """Return ``option`` or the retention setting, exiting 2 if it is invalid."""
+    from serving.accesslog import retention_days
+
+    if option is not None:
+        return option
+    try:
+        return retention_days()
+    except ValueError as exc:
+        typer.echo(f"{failure}: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _confirm_short_retention_or_exit(retention: int, default: int) -> None:
+    warning = (
+        f"The retention of {retention} days is shorter than the default of "
+        f"{default} days. The deleted rows cannot be restored, and verify lists "
+        "this prune."
+    )
+    if not _stdin_is_terminal():
+        typer.echo(f"{warning} Pass --yes to prune; nothing was deleted.", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(warning, err=True)
+    if not typer.confirm("Delete these rows?", default=False):
+        typer.echo("Nothing was deleted.", err=True)
+        raise typer.Exit(code=1)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()

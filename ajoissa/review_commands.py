@@ -44,7 +44,8 @@ def export_reviews(
 
     store = UiStore(store_path_or_exit(ui_db_path(), "review database", UI_DB_ENV))
     count = store.export_csv(out)
-    console.print(f"Wrote {count} reviews from {store.path} to {out}")
+    noun = "review" if count == 1 else "reviews"
+    console.print(f"Wrote {count} {noun} from {store.path} to {out}")
 
 
 @reviews_app.command("capacity")

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,13 +18,17 @@ from ajoissa.cli import (
     store_path_or_exit,
 )
 
+if TYPE_CHECKING:
+    from serving.scorestore import RunKey, StoredRun
+
 SCORE_HELP = (
     "Score every pupil active on an as-of date with the champion model and store, "
     "per pupil, the probability, rank within the school, reasons, model "
     "version and the feature values used. Rerunning the same as-of date and model "
-    "version replaces that run and nothing else. A failed run leaves the store as "
-    "it was.\n\nThe store is AJOISSA_SCORE_STORE_URL (a SQLAlchemy URL), by default "
-    "scores.db (SQLite) in AJOISSA_HOME."
+    "version replaces that run and nothing else, and the output names the replaced "
+    "run. A failed run leaves the store as it was. An interrupted run (Ctrl-C) "
+    "says whether its run was stored.\n\nThe store is AJOISSA_SCORE_STORE_URL (a "
+    "SQLAlchemy URL), by default scores.db (SQLite) in AJOISSA_HOME."
 )
 
 
@@ -73,7 +77,12 @@ def score(
     from ajoissa.catalog import SOURCES
     from models.store import ModelIntegrityError, load_registered, resolve_model_name
     from serving.scheduled import NoActivePupilsError, score_asof
-    from serving.scorestore import RunKey, ScoreStore, describe_url, store_url
+    from serving.scorestore import (
+        RunKey,
+        ScoreStore,
+        describe_url,
+        store_url,
+    )
     from sources.errors import InputDataError
 
     day = parse_as_of(as_of)
@@ -94,6 +103,9 @@ def score(
         console=console,
     ) as progress:
         task = progress.add_task("loading the champion model", total=None)
+        key: RunKey | None = None
+        previous: int | None = None
+        stored: StoredRun | None = None
         try:
             loaded = load_registered(resolve_model_name(model_name))
             progress.update(
@@ -105,8 +117,13 @@ def score(
             progress.update(task, description="writing the score store")
             store = ScoreStore()
             key = RunKey(source.value, day, loaded.name, loaded.version)
-            run_id = store.replace_run(key, rows)
+            previous = store.run_id_of(key)
+            stored = store.store_run(key, rows)
             store.dispose()
+        except KeyboardInterrupt:
+            progress.stop()
+            _report_interrupt(day, key, previous, stored)
+            raise typer.Exit(code=130) from None
         except (LookupError, ModelIntegrityError) as exc:
             progress.stop()
             typer.echo(f"Cannot score: {exc}", err=True)
@@ -131,11 +148,69 @@ def score(
             raise typer.Exit(code=1) from exc
     schools = len({row.school_id for row in rows})
     console.print(
-        f"Stored run {run_id}: {len(rows)} enrolments in {schools} schools as of {day}, "
-        f"model {loaded.name} version {loaded.version}"
+        f"Stored run {stored.run_id}: {len(rows)} enrolments in {schools} schools as "
+        f"of {day}, model {loaded.name} version {loaded.version}"
     )
+    if stored.replaced_run_id is not None:
+        console.print(
+            f"This replaced run {stored.replaced_run_id}, which had the same as-of "
+            "date and model version."
+        )
     console.print(f"Score store: {describe_url(store.url)}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")
+
+
+def _report_interrupt(
+    day: dt.date,
+    key: RunKey | None,
+    previous: int | None,
+    stored: StoredRun | None,
+) -> None:
+    """Print whether an interrupted ``ajoissa score`` stored its run.
+
+    ``key`` is None when the interrupt came before the write began, and
+    ``stored`` is None unless the write returned. The write is one
+    transaction, so without ``stored`` the store contains either the new run or
+    the state from before. Comparing the run id of ``key`` with ``previous``
+    tells which.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serving.scorestore import ScoreStore, StoredRun
+
+    intact = "Earlier runs are intact."
+    if stored is None and key is not None:
+        try:
+            store = ScoreStore()
+            current = store.run_id_of(key)
+            store.dispose()
+        except SQLAlchemyError as exc:
+            typer.echo(
+                f"Interrupted while storing the run as of {day}, and checking "
+                f"whether it was stored failed: {exc}. Run `ajoissa scores list` "
+                "to see. A run is stored whole or not at all.",
+                err=True,
+            )
+            return
+        if current is not None and current != previous:
+            stored = StoredRun(current, previous)
+    if stored is None:
+        typer.echo(
+            f"Interrupted: the run as of {day} was not stored, and the score store "
+            f"is unchanged. {intact} Run the command again to score.",
+            err=True,
+        )
+        return
+    replaced = (
+        f" It replaced run {stored.replaced_run_id}."
+        if stored.replaced_run_id is not None
+        else ""
+    )
+    typer.echo(
+        f"Interrupted after run {stored.run_id} as of {day} was stored.{replaced} "
+        f"{intact}",
+        err=True,
+    )
 
 
 scores_app = typer.Typer(

@@ -78,6 +78,20 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class TokenCheck:
+    """The result of checking a token: its principal if valid, else why not."""
+
+    principal: Principal | None
+    token_id: str | None
+    """The token's id if it is stored, even when the token was rejected."""
+    role: str | None
+    """The stored role of ``token_id``, None if the id is not stored."""
+    status: str
+    """``ok``, ``revoked``, or ``invalid`` for a malformed token, an unknown id
+    or a wrong secret."""
+
+
+@dataclass(frozen=True)
 class TokenInfo:
     """A stored token, without its secret."""
 
@@ -170,9 +184,18 @@ class TokenStore:
 
     def authenticate(self, token: str) -> Principal | None:
         """Return the principal of ``token``, or None if it is invalid or revoked."""
+        return self.check(token).principal
+
+    def check(self, token: str) -> TokenCheck:
+        """Check ``token`` and return its principal, or why it was rejected.
+
+        A rejected token whose id is stored (a revoked token, or a wrong
+        secret) keeps its id and role in the result, so the access log can name
+        it. The secret is never part of the result.
+        """
         match = _TOKEN.fullmatch(token.strip())
         if match is None:
-            return None
+            return TokenCheck(None, None, None, "invalid")
         token_id, secret = match.groups()
         with self._read_lock:
             cursor = self._reader().execute(
@@ -183,11 +206,14 @@ class TokenStore:
             # fetchall ends the statement, so no read lock stays on the file.
             rows = cursor.fetchall()
         if not rows:
-            return None
+            return TokenCheck(None, None, None, "invalid")
         stored, role, schools, revoked = rows[0]
-        if not hmac.compare_digest(stored, _digest(secret)) or revoked is not None:
-            return None
-        return Principal(token_id, role, tuple(json.loads(schools)))
+        if not hmac.compare_digest(stored, _digest(secret)):
+            return TokenCheck(None, token_id, role, "invalid")
+        if revoked is not None:
+            return TokenCheck(None, token_id, role, "revoked")
+        principal = Principal(token_id, role, tuple(json.loads(schools)))
+        return TokenCheck(principal, token_id, role, "ok")
 
     def list(self) -> list[TokenInfo]:
         """Return every token, oldest first, without secrets."""
@@ -205,7 +231,9 @@ class TokenStore:
         """Revoke a token and return its full id. Requests with it get 401 from then on.
 
         ``token_id`` is the full id or a prefix of at least
-        ``MIN_TOKEN_ID_PREFIX`` characters that matches exactly one token.
+        ``MIN_TOKEN_ID_PREFIX`` characters that matches exactly one token. A
+        whole token is accepted too: only its id is used, and errors never
+        contain its secret.
 
         Raises
         ------
@@ -228,6 +256,7 @@ class TokenStore:
         return full_id
 
     def _resolve_id(self, token_id: str) -> str:
+        token_id = token_id_of(token_id)
         ids = [info.token_id for info in self.list()]
         if token_id in ids:
             return token_id
@@ -246,6 +275,18 @@ class TokenStore:
                 f"{self.path}: {', '.join(matches)}; {rule}"
             )
         return matches[0]
+
+
+def token_id_of(text: str) -> str:
+    """Return the id part of ``text`` if it is a whole token, else ``text``.
+
+    Anything after the first ``.`` of a text that starts with ``TOKEN_PREFIX``
+    is dropped, so a secret, even a mistyped one, is never passed on.
+    """
+    text = text.strip()
+    if not text.startswith(TOKEN_PREFIX):
+        return text
+    return text.removeprefix(TOKEN_PREFIX).split(".", 1)[0]
 
 
 def _digest(secret: str) -> str:

@@ -26,10 +26,12 @@ Retention
 ---------
 :func:`prune` deletes rows older than the retention period (default
 ``DEFAULT_RETENTION_DAYS``, about 6 months) and records an anchor row: the
-first kept sequence number, the hash of the last deleted row and that row
-itself. ``verify`` starts from the newest anchor, so a pruned log still
-verifies, and checks each anchor's row against its hash and its age against
-the retention period, so rows deleted early are found.
+first kept sequence number, the hash of the last deleted row, that row
+itself and the retention period the prune used. ``verify`` starts from the
+newest anchor, so a pruned log still verifies. It checks each anchor's row
+against its hash and its age against that prune's recorded retention, so rows
+deleted earlier than the prune claims are found. Anchors written before the
+retention was recorded are checked against the current retention setting.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ CREATE TABLE IF NOT EXISTS anchors (
     pruned_at TEXT NOT NULL,
     first_seq INTEGER NOT NULL,
     prev_hash TEXT NOT NULL,
-    last_row TEXT
+    last_row TEXT,
+    retention_days INTEGER
 );
 CREATE TABLE IF NOT EXISTS prune_permit (upto_seq INTEGER NOT NULL);
 CREATE TRIGGER IF NOT EXISTS access_log_no_update BEFORE UPDATE ON access_log
@@ -127,7 +130,13 @@ class VerifyResult:
     head_hash: str = GENESIS
     problems: list[str] = field(default_factory=list)
     prunes: list[str] = field(default_factory=list)
-    """One line per prune: which rows it deleted, when, and the newest row's time."""
+    """One line per prune: which rows it deleted, when, the newest row's time
+    and the retention it used."""
+    short_prunes: list[str] = field(default_factory=list)
+    """One line per prune whose recorded retention was shorter than
+    ``DEFAULT_RETENTION_DAYS``. These are not problems, because such a prune
+    needs a confirmation, but the person verifying the log should check that
+    each was intended."""
 
     @property
     def ok(self) -> bool:
@@ -185,7 +194,7 @@ class AccessLog:
             with self._connect() as connection:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.executescript(_SCHEMA)
-                _add_last_row_column(connection)
+                _add_anchor_columns(connection)
         else:
             self._check_is_log()
         self._append_lock = threading.Lock()
@@ -310,12 +319,24 @@ class AccessLog:
                 for row in connection.execute("SELECT * FROM access_log ORDER BY seq")
             ]
 
-    def verify(self, now: dt.datetime | None = None) -> VerifyResult:
+    def verify(
+        self, now: dt.datetime | None = None, retention: int | None = None
+    ) -> VerifyResult:
         """Recompute the hash chain from the newest anchor and report every break.
 
         Each prune is also checked (:func:`_anchor_problems`): the deleted rows
-        must have been older than the retention period when they were deleted.
+        must have been older than the retention that the prune recorded when
+        they were deleted. Anchors without a recorded retention, written before
+        it was recorded, are checked against ``retention``, which defaults to
+        :func:`retention_days`.
+
+        Raises
+        ------
+        ValueError
+            If ``retention`` is None and ``AJOISSA_ACCESS_LOG_RETENTION_DAYS``
+            is invalid, even when the log has no anchors.
         """
+        fallback = retention if retention is not None else retention_days()
         result = VerifyResult()
         connection = self._connect()
         connection.row_factory = sqlite3.Row
@@ -328,9 +349,18 @@ class AccessLog:
                     "SELECT * FROM anchors ORDER BY id"
                 ).fetchall()
                 for anchor in anchors:
-                    result.prunes.append(_describe_prune(anchor))
+                    recorded = _recorded_retention(anchor)
+                    result.prunes.append(_describe_prune(anchor, recorded))
+                    if recorded is not None and recorded < DEFAULT_RETENTION_DAYS:
+                        result.short_prunes.append(
+                            f"prune anchor {anchor['id']} used a retention of "
+                            f"{recorded} days, shorter than the default of "
+                            f"{DEFAULT_RETENTION_DAYS} days"
+                        )
                     result.problems += _anchor_problems(
-                        anchor, retention_days(), now or dt.datetime.now(dt.UTC)
+                        anchor,
+                        recorded if recorded is not None else fallback,
+                        now or dt.datetime.now(dt.UTC),
                     )
             anchor = connection.execute(
                 "SELECT first_seq, prev_hash FROM anchors ORDER BY id DESC LIMIT 1"
@@ -375,16 +405,34 @@ class AccessLog:
         result.head_hash = head_hash
         return result
 
+    def prune_preview(
+        self, retention: int, now: dt.datetime | None = None
+    ) -> PrunePreview:
+        """Return what :meth:`prune` with ``retention`` days would delete now."""
+        cutoff = _prune_cutoff(retention, now)
+        with self._connect() as connection:
+            count, oldest, newest = connection.execute(
+                "SELECT count(*), min(time), max(time) FROM access_log WHERE time < ?",
+                (cutoff.isoformat(timespec="microseconds"),),
+            ).fetchone()
+        return PrunePreview(retention, cutoff, count, oldest, newest)
+
     def prune(
         self, retention: int | None = None, now: dt.datetime | None = None
     ) -> int:
         """Delete rows older than ``retention`` days and anchor the chain; return
         how many rows were deleted.
 
-        ``retention`` defaults to :func:`retention_days`.
+        ``retention`` defaults to :func:`retention_days`. The anchor records it,
+        so ``verify`` checks this prune against it.
         """
         days = retention if retention is not None else retention_days()
-        cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
+        if days < 1:
+            raise ValueError(
+                f"invalid retention of {days} days: expected 1 or more days"
+            )
+        now = now or dt.datetime.now(dt.UTC)
+        cutoff = _prune_cutoff(days, now)
         connection = self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -409,13 +457,15 @@ class AccessLog:
             ).rowcount
             connection.execute("DELETE FROM prune_permit")
             connection.execute(
-                "INSERT INTO anchors (pruned_at, first_seq, prev_hash, last_row) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO anchors "
+                "(pruned_at, first_seq, prev_hash, last_row, retention_days) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (
-                    (now or dt.datetime.now(dt.UTC)).isoformat(),
+                    now.isoformat(),
                     last + 1,
                     last_hash,
                     json.dumps(last_deleted),
+                    days,
                 ),
             )
             connection.execute("COMMIT")
@@ -434,19 +484,52 @@ class AccessLog:
         return deleted
 
 
-def _add_last_row_column(connection: sqlite3.Connection) -> None:
-    """Add ``anchors.last_row`` to a log created before anchors kept it."""
+@dataclass(frozen=True)
+class PrunePreview:
+    """The rows that a prune with ``retention`` days would delete."""
+
+    retention: int
+    cutoff: dt.datetime
+    """Rows with a time before this are deleted."""
+    rows: int
+    oldest: str | None
+    """Time of the oldest row to delete, None if there is none."""
+    newest: str | None
+    """Time of the newest row to delete, None if there is none."""
+
+
+def _prune_cutoff(retention: int, now: dt.datetime | None) -> dt.datetime:
+    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=retention)
+
+
+def _add_anchor_columns(connection: sqlite3.Connection) -> None:
+    """Add the anchor columns that logs created by older versions lack."""
     columns = {row[1] for row in connection.execute("PRAGMA table_info(anchors)")}
     if "last_row" not in columns:
         connection.execute("ALTER TABLE anchors ADD COLUMN last_row TEXT")
+    if "retention_days" not in columns:
+        connection.execute("ALTER TABLE anchors ADD COLUMN retention_days INTEGER")
 
 
-def _describe_prune(anchor: sqlite3.Row) -> str:
+def _recorded_retention(anchor: sqlite3.Row) -> int | None:
+    """Return the retention in days that the prune recorded, None if it has none."""
+    if "retention_days" not in anchor.keys():
+        return None
+    value = anchor["retention_days"]
+    return value if isinstance(value, int) else None
+
+
+def _describe_prune(anchor: sqlite3.Row, retention: int | None) -> str:
     last = json.loads(anchor["last_row"]) if anchor["last_row"] else None
     newest = f", the newest from {last['time']}" if last else ""
+    used = (
+        f", retention {retention} days"
+        if retention is not None
+        else ", retention not recorded"
+    )
     return (
         f"rows before seq {anchor['first_seq']} were pruned at "
-        f"{anchor['pruned_at']}{newest}"
+        f"{anchor['pruned_at']}{newest}{used}"
     )
 
 
@@ -458,7 +541,9 @@ def _anchor_problems(
     The anchor keeps the last deleted row. Its hash must be the anchor's
     ``prev_hash``, which the first kept row links to, so its time cannot be
     changed. That row must have been older than ``retention`` days when the
-    prune ran, and the prune cannot lie in the future.
+    prune ran, and the prune cannot lie in the future. ``retention`` is the
+    prune's recorded retention, or the current setting for an anchor that
+    has none.
     """
     where = f"prune anchor {anchor['id']} (rows before seq {anchor['first_seq']})"
     if not anchor["last_row"]:
@@ -486,7 +571,12 @@ def _anchor_problems(
             "the anchor was edited or forged"
         )
     age = pruned_at - newest
-    if age < dt.timedelta(days=retention):
+    if retention < 1:
+        problems.append(
+            f"{where}: its recorded retention of {retention} days is invalid; "
+            "the anchor was edited or forged"
+        )
+    elif age < dt.timedelta(days=retention):
         problems.append(
             f"{where}: the newest deleted row, from {last['time']}, was "
             f"{age.days} days old when it was pruned, less than the retention of "

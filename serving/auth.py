@@ -10,8 +10,10 @@ document) or needs a valid token:
   in the ASGI scope under ``PRINCIPAL_KEY``.
 
 Routes that are neither public nor in ``RULES`` need a valid token and then
-reach the application, which returns 404 or 405. Rejected requests to scoring
-or pupil routes are written to the access log.
+reach the application, which returns 404 or 405. ``/favicon.ico`` gets 404
+without a token, because browsers request it without one. Rejected requests
+to scoring or pupil routes are written to the access log, with the token id
+of a revoked token or a wrong secret when the id is stored.
 
 School scoping is not checked here, because it depends on the stored rows: the
 pupil endpoints pass the token's schools to the score store.
@@ -28,7 +30,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from serving.access import Principal, TokenStore
+from serving.access import Principal, TokenCheck, TokenStore
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import error_body
 
@@ -103,6 +105,17 @@ async def _redirect(send: Send, location: str) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+async def _not_found(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [(b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 def principal_of(scope: Scope) -> Principal | None:
     """Return the principal the middleware put in ``scope``, if any."""
     return scope.get(PRINCIPAL_KEY)
@@ -126,16 +139,22 @@ class AccessControlMiddleware:
             # would tell a third party that someone opened a pupil-data service.
             await _redirect(send, "/ui/")
             return
+        if path == "/favicon.ico":
+            # Browsers request it on their own, without the token. The pages
+            # declare an empty icon, so only other clients get here.
+            await _not_found(send)
+            return
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         rule, match = _match(scope["method"], path)
         token = _bearer_token(scope)
-        principal = None
-        if token is not None:
+        check = None
+        if token:
             # One indexed read on an open connection (about 0.01 ms), so it
             # runs here: handing it to a thread took 0.35 ms of a request.
-            principal = self.tokens.authenticate(token)
+            check = self.tokens.check(token)
+        principal = check.principal if check else None
         if principal is None:
             if token is None:
                 message = "missing bearer token: send 'Authorization: Bearer <token>'"
@@ -146,7 +165,7 @@ class AccessControlMiddleware:
                 )
             else:
                 message = "invalid or revoked bearer token"
-            await self._reject(send, 401, message, rule, match, None)
+            await self._reject(send, 401, message, rule, match, check)
             return
         if rule is not None and principal.role not in rule.roles:
             allowed = ", ".join(sorted(rule.roles))
@@ -167,15 +186,21 @@ class AccessControlMiddleware:
         message: str,
         rule: Rule | None,
         match: re.Match[str] | None,
-        principal: Principal | None,
+        caller: Principal | TokenCheck | None,
     ) -> None:
+        """Send an error response, and log it when ``rule`` is logged.
+
+        ``caller`` is the principal of a 403, or for a 401 the check of a
+        token whose id may be stored, as a revoked token's is.
+        """
         if rule is not None and rule.endpoint:
             pupil = match.groupdict().get("pupil") if match else None
+            revoked = isinstance(caller, TokenCheck) and caller.status == "revoked"
             event = AccessEvent(
                 endpoint=rule.endpoint,
-                outcome=f"{status} denied",
-                token_id=principal.token_id if principal else None,
-                role=principal.role if principal else None,
+                outcome=f"{status} {'revoked' if revoked else 'denied'}",
+                token_id=caller.token_id if caller else None,
+                role=caller.role if caller else None,
                 pupil_id=pupil,
             )
             await anyio.to_thread.run_sync(self.access_log.append, event)

@@ -12,7 +12,9 @@ Tables
 ``score_runs``
     One row per scoring run: source, as-of date, model name and version, the
     time it was written and its pupil count. A run is unique by source, as-of
-    date, model name and model version.
+    date, model name and model version. Run ids are never reused, so an id in
+    a review or a message names one run only: SQLite stores created by this
+    version use AUTOINCREMENT and PostgreSQL uses a sequence.
 ``scores``
     One row per pupil enrolment in a run. A row contains the pupil id
     (pseudonymous learner id), school id, enrolment id, probability, rank within
@@ -51,6 +53,10 @@ score_runs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("pupil_count", sa.Integer, nullable=False),
     sa.UniqueConstraint("source", "as_of", "model_name", "model_version"),
+    # Without AUTOINCREMENT, SQLite gives the next run the id of a deleted or
+    # replaced newest run. NOTE: SQLite stores created before this keep
+    # reusing ids, because SQLite cannot add AUTOINCREMENT to a table.
+    sqlite_autoincrement=True,
 )
 
 scores = sa.Table(
@@ -84,6 +90,15 @@ class RunKey:
     as_of: dt.date
     model_name: str
     model_version: str
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """The id of a run just written, and of the earlier run it replaced."""
+
+    run_id: int
+    replaced_run_id: int | None
+    """Id of the earlier run with the same key, None if there was none."""
 
 
 @dataclass(frozen=True)
@@ -140,26 +155,24 @@ class ScoreStore:
         metadata.create_all(self.engine)
 
     def replace_run(self, key: RunKey, rows: Iterable[StoredScore]) -> int:
+        """Store ``rows`` as the run ``key`` and return the new run's id.
+
+        See :meth:`store_run`, which also returns the id of the replaced run.
+        """
+        return self.store_run(key, rows).run_id
+
+    def store_run(self, key: RunKey, rows: Iterable[StoredScore]) -> StoredRun:
         """Store ``rows`` as the run ``key``, replacing an earlier run with that key.
 
         Everything happens in one transaction: if writing fails, the earlier
         run with this key and every other run stay as they were.
-
-        Returns
-        -------
-        int
-            The id of the new run.
         """
         rows = list(rows)
         with self.engine.begin() as connection:
-            connection.execute(
-                sa.delete(score_runs).where(
-                    score_runs.c.source == key.source,
-                    score_runs.c.as_of == key.as_of,
-                    score_runs.c.model_name == key.model_name,
-                    score_runs.c.model_version == key.model_version,
-                )
-            )
+            replaced = connection.execute(
+                sa.select(score_runs.c.run_id).where(_key_matches(key))
+            ).scalar()
+            connection.execute(sa.delete(score_runs).where(_key_matches(key)))
             run_id = connection.execute(
                 sa.insert(score_runs).values(
                     source=key.source,
@@ -175,14 +188,23 @@ class ScoreStore:
                     sa.insert(scores), [_row_values(run_id, row) for row in rows]
                 )
         logger.info(
-            "stored scoring run %s: %d rows for as-of %s with %s version %s",
+            "stored scoring run %s: %d rows for as-of %s with %s version %s%s",
             run_id,
             len(rows),
             key.as_of,
             key.model_name,
             key.model_version,
+            f", replacing run {replaced}" if replaced is not None else "",
         )
-        return int(run_id)
+        return StoredRun(int(run_id), None if replaced is None else int(replaced))
+
+    def run_id_of(self, key: RunKey) -> int | None:
+        """Return the id of the stored run with ``key``, None if there is none."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(score_runs.c.run_id).where(_key_matches(key))
+            ).scalar()
+        return None if found is None else int(found)
 
     def runs(self) -> list[tuple[int, RunKey, int]]:
         """Return every run as ``(run_id, key, pupil_count)``, oldest as-of first."""
@@ -281,6 +303,15 @@ class ScoreStore:
     def dispose(self) -> None:
         """Close the database connections."""
         self.engine.dispose()
+
+
+def _key_matches(key: RunKey) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        score_runs.c.source == key.source,
+        score_runs.c.as_of == key.as_of,
+        score_runs.c.model_name == key.model_name,
+        score_runs.c.model_version == key.model_version,
+    )
 
 
 def _sqlite_foreign_keys(connection: Any, _: Any) -> None:

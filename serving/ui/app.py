@@ -18,7 +18,9 @@ Pages
 
 Every form carries a CSRF token: the session's token after sign-in, and a
 double-submit cookie before it. Every page that shows pupil data writes one
-access-log row per pupil shown; recording a review writes one too.
+access-log row per pupil shown; recording a review writes one too. So do
+denied requests: a rejected sign-in, a page opened with the session of a
+revoked token, another school's page and a pupil without a score.
 
 The service's bearer-token middleware lets ``/ui`` through, because these pages
 check their own session cookie.
@@ -56,6 +58,7 @@ from serving.ui.present import (
     Status,
     axis_max,
     change_words,
+    cutoff_tie,
     line_chart,
     probability_words,
     row_status,
@@ -176,6 +179,7 @@ def _page(request: Request) -> Page:
         session = ctx.ui.session(cookie)
         if session is not None and not _token_active(ctx, session.principal.token_id):
             ctx.ui.end_session(cookie)
+            _log_revoked_session(request, session.principal)
             session = None
     new_pre_csrf = False
     if session is not None:
@@ -196,6 +200,28 @@ def _token_active(ctx: _Context, token_id: str) -> bool:
         info.token_id == token_id and info.revoked_at is None
         for info in ctx.tokens.list()
     )
+
+
+def _log_revoked_session(request: Request, principal: Principal) -> None:
+    """Log a page request whose session belongs to a revoked token."""
+    params = request.path_params
+    _log(
+        principal,
+        _endpoint(request),
+        "401 revoked",
+        params.get("pupil_id"),
+        params.get("school_id"),
+    )
+    logger.info("ended a session of revoked token %s", principal.token_id)
+
+
+def _endpoint(request: Request) -> str:
+    """Return the route template of ``request`` as the access log writes it."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None) or request.url.path
+    template = template.replace("{school_id:path}", "{school}")
+    template = template.replace("{school_id}", "{school}")
+    return "/ui" + template.replace("{pupil_id}", "{id}")
 
 
 def _require_session(page: Page) -> Session:
@@ -381,9 +407,21 @@ async def signin(request: Request) -> Response:
         _check_csrf(page, form)
         ctx = context()
         token = str(form.get("token", "")).strip()
-        principal = ctx.tokens.authenticate(token) if token else None
+        check = ctx.tokens.check(token)
+        principal = check.principal
         if principal is None:
-            logger.info("rejected sign-in: invalid or revoked token")
+            outcome = "401 revoked" if check.status == "revoked" else "401 denied"
+            ctx.access_log.append(
+                AccessEvent(
+                    endpoint="/ui/signin",
+                    outcome=outcome,
+                    token_id=check.token_id,
+                    role=check.role,
+                )
+            )
+            logger.info(
+                "rejected sign-in: %s token %s", check.status, check.token_id or "-"
+            )
             return _render(
                 page,
                 "signin.html",
@@ -516,6 +554,11 @@ def school(request: Request, school_id: str) -> Response:
             )
             for pupil in listing.pupils
         ]
+        tie = cutoff_tie(
+            page.t,
+            queries.rank_probabilities(ctx.scores.engine, listing.latest, school_id),
+            capacity,
+        )
         for pupil in listing.pupils:
             _log(
                 principal,
@@ -536,6 +579,7 @@ def school(request: Request, school_id: str) -> Response:
             waiting=waiting,
             number=number,
             total_pages=total_pages,
+            tie=tie,
         )
 
     return _handle(request, view)
@@ -775,6 +819,7 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
         ctx = context()
         points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
         if not points:
+            _log(principal, endpoint, "404 no score", pupil_id, school_id)
             raise PageError(
                 HTTPStatus.NOT_FOUND,
                 "error.notfound.title",

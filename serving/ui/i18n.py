@@ -50,6 +50,17 @@ class Translator:
             return key
         return text.format(**fields) if fields else text
 
+    def plural(self, key: str, number: float | str, /, **fields: Any) -> str:
+        """Format ``key``, or ``key_one`` when ``number`` is exactly 1.
+
+        ``number`` is the number as shown, so a change shown as "1" takes the
+        singular however it was rounded. All three languages use the singular
+        for 1 only.
+        """
+        singular = number == 1 or number == "1"
+        chosen = f"{key}_one" if singular and self.has(f"{key}_one") else key
+        return self(chosen, **fields)
+
     def has(self, key: str) -> bool:
         return key in self.messages
 

@@ -41,9 +41,8 @@ def probability_words(
     if window_days is None:
         outcome = t("outcome.unit_end")
     else:
-        outcome = t(
-            "outcome.window", months=max(1, round(window_days / DAYS_PER_MONTH))
-        )
+        months = max(1, round(window_days / DAYS_PER_MONTH))
+        outcome = t.plural("outcome.window", months, months=months)
     if probability < 0.005:
         return t("prob.under_1", outcome=outcome)
     if probability >= 0.95:
@@ -61,7 +60,8 @@ def change_words(t: Translator, now: float, before: float | None) -> str:
     if abs(delta) < CHANGE_EPSILON:
         return t("change.same")
     points = t.number(abs(delta) * 100)
-    return t("change.up" if delta > 0 else "change.down", points=points)
+    key = "change.up" if delta > 0 else "change.down"
+    return t.plural(key, points, points=points)
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,41 @@ def row_status(
     if school_rank <= capacity:
         return Status(t("status.flagged"), True)
     return Status(t("status.none"), False)
+
+
+@dataclass(frozen=True)
+class CutoffTie:
+    """Pupils on both sides of the capacity cut-off who show the same estimate."""
+
+    first_rank: int
+    last_rank: int
+    estimate: str
+    """The estimate as the page shows it, such as "17%" in English."""
+
+
+def cutoff_tie(
+    t: Translator, ranked: list[tuple[int, float]], capacity: int
+) -> CutoffTie | None:
+    """Return the group of equal shown estimates that the cut-off splits, if any.
+
+    ``ranked`` contains ``(school_rank, probability)`` in rank order. The cut-off
+    falls between rank ``capacity`` and the next rank. The group is split when
+    both ranks show the same estimate after rounding.
+    """
+    if capacity < 1 or capacity >= len(ranked):
+        return None
+    estimates = [t.percent(probability) for _, probability in ranked]
+    below = estimates[capacity]
+    if estimates[capacity - 1] != below:
+        return None
+
+    first = capacity - 1
+    while first > 0 and estimates[first - 1] == below:
+        first -= 1
+    last = capacity
+    while last + 1 < len(ranked) and estimates[last + 1] == below:
+        last += 1
+    return CutoffTie(ranked[first][0], ranked[last][0], below)
 
 
 def axis_max(values: list[float], ceiling: float = 100.0) -> float:

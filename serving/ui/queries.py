@@ -257,6 +257,20 @@ def top_pupils(engine: sa.Engine, run: RunRef, school_id: str, count: int) -> li
         return list(connection.execute(query).scalars())
 
 
+def rank_probabilities(
+    engine: sa.Engine, run: RunRef, school_id: str
+) -> list[tuple[int, float]]:
+    """Return ``(school_rank, probability)`` of every pupil of the school in
+    ``run``, rank 1 first."""
+    query = (
+        sa.select(scores.c.school_rank, scores.c.probability)
+        .where(scores.c.run_id == run.run_id, scores.c.school_id == school_id)
+        .order_by(scores.c.school_rank)
+    )
+    with engine.connect() as connection:
+        return [(row.school_rank, row.probability) for row in connection.execute(query)]
+
+
 def run_pupils(engine: sa.Engine, run: RunRef, school_id: str) -> set[str]:
     """Return the ids of every pupil of the school in ``run``."""
     query = sa.select(scores.c.pupil_id).where(

@@ -120,13 +120,71 @@ def test_prune_then_delete_detected(log):
     assert any("row seq 6: expected seq 5" in p for p in problems)
 
 
-def test_early_prune_detected(log):
-    # Deleting young rows through the prune path, as a prune with a forged
-    # retention would, keeps the chain intact but not the retention.
+def test_short_prune_listed_not_failed(log):
     log.prune(retention=10, now=NOW)
-    problems = log.verify(now=NOW).problems
+    result = log.verify(now=NOW, retention=183)
+    assert result.ok, result.problems
+    assert len(result.short_prunes) == 1
+    assert "retention of 10 days" in result.short_prunes[0]
+
+
+def test_prune_checked_against_own_retention(log):
+    # A prune with 183 days stays valid when the setting grows to 365 later.
+    log.prune(retention=183, now=NOW)
+    result = log.verify(now=NOW, retention=365)
+    assert result.ok, result.problems
+    assert result.short_prunes == []
+    assert "retention 183 days" in result.prunes[0]
+
+
+def test_early_prune_detected(log):
+    # The recorded retention is raised after a prune with 10 days, as someone
+    # hiding an early prune would do.
+    log.prune(retention=10, now=NOW)
+    with sqlite3.connect(log.path) as connection:
+        connection.execute("UPDATE anchors SET retention_days = 183")
+    problems = log.verify(now=NOW, retention=183).problems
     assert len(problems) == 1
+    assert "less than the retention of 183 days" in problems[0]
     assert "rows were deleted early" in problems[0]
+
+
+def test_invalid_recorded_retention_detected(log):
+    log.prune(retention=183, now=NOW)
+    with sqlite3.connect(log.path) as connection:
+        connection.execute("UPDATE anchors SET retention_days = 0")
+    problems = log.verify(now=NOW, retention=183).problems
+    assert len(problems) == 1
+    assert "recorded retention of 0 days is invalid" in problems[0]
+
+
+def test_old_anchor_checked_against_setting(log, monkeypatch):
+    # Anchors written before the retention was recorded have NULL there.
+    log.prune(retention=183, now=NOW)
+    with sqlite3.connect(log.path) as connection:
+        connection.execute("UPDATE anchors SET retention_days = NULL")
+    assert log.verify(now=NOW, retention=183).ok
+    problems = log.verify(now=NOW, retention=365).problems
+    assert len(problems) == 1
+    assert "less than the retention of 365 days" in problems[0]
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", "365")
+    assert not log.verify(now=NOW).ok
+    assert "retention not recorded" in log.verify(now=NOW).prunes[0]
+
+
+def test_old_log_gets_retention_column(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE anchors (id INTEGER PRIMARY KEY, pruned_at TEXT NOT NULL, "
+            "first_seq INTEGER NOT NULL, prev_hash TEXT NOT NULL)"
+        )
+    log = AccessLog(path)
+    log.append(AccessEvent(endpoint="/v1/score", outcome="200 ok"), now=NOW)
+    assert log.prune(retention=1, now=NOW + dt.timedelta(days=2)) == 1
+    with sqlite3.connect(path) as connection:
+        stored = connection.execute("SELECT retention_days FROM anchors").fetchall()
+    assert stored == [(1,)]
 
 
 def test_forged_anchor_detected(log):
@@ -222,3 +280,81 @@ def test_commands_outside_store_exit(tmp_path, monkeypatch):
         assert result.exit_code == 2, command
         assert "ajoissa-store" in result.output, command
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def recent_log(tmp_path, monkeypatch) -> AccessLog:
+    """A log with one row a day for the last 300 days, set as AJOISSA_ACCESS_LOG."""
+    log = AccessLog(tmp_path / "recent-log.db")
+    now = dt.datetime.now(dt.UTC)
+    for age in range(300, 0, -1):
+        event = AccessEvent(endpoint="/v1/score", outcome="200 ok", token_id="t1")
+        log.append(event, now=now - dt.timedelta(days=age) + dt.timedelta(hours=1))
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(log.path))
+    monkeypatch.delenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", raising=False)
+    return log
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_cli_verify_invalid_retention_exits(recent_log, monkeypatch, pruned):
+    if pruned:
+        recent_log.prune(retention=183)
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", "abc")
+    result = CliRunner().invoke(app, ["access-log", "verify"])
+    assert result.exit_code == 2, result.output
+    assert "Cannot verify: invalid AJOISSA_ACCESS_LOG_RETENTION_DAYS='abc'" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
+
+
+def test_cli_verify_after_longer_setting(recent_log, monkeypatch):
+    recent_log.prune(retention=183)
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", "365")
+    result = CliRunner().invoke(app, ["access-log", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "retention 183 days" in result.output
+    assert "verified: 183 rows" in result.output
+
+
+def test_cli_prune_default_retention(recent_log):
+    result = CliRunner().invoke(app, ["access-log", "prune"])
+    assert result.exit_code == 0, result.output
+    assert "Will delete 117 access-log row(s) older than 183 days" in result.output
+    assert "Pruned 117 access-log rows." in result.output
+    assert len(recent_log.rows()) == 183
+
+
+def test_cli_short_prune_needs_yes(recent_log):
+    result = CliRunner().invoke(app, ["access-log", "prune", "--retention-days", "50"])
+    assert result.exit_code == 2, result.output
+    assert "Will delete 250 access-log row(s) older than 50 days" in result.output
+    assert "shorter than the default of 183 days" in result.output
+    assert "Pass --yes to prune; nothing was deleted." in result.output
+    assert len(recent_log.rows()) == 300
+
+    confirmed = CliRunner().invoke(
+        app, ["access-log", "prune", "--retention-days", "50", "--yes"]
+    )
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "Pruned 250 access-log rows." in confirmed.output
+    assert len(recent_log.rows()) == 50
+
+
+@pytest.mark.parametrize(("answer", "kept"), [("n\n", 300), ("y\n", 50)])
+def test_cli_short_prune_confirmation(recent_log, monkeypatch, answer, kept):
+    monkeypatch.setattr("ajoissa.access_commands._stdin_is_terminal", lambda: True)
+    result = CliRunner().invoke(
+        app, ["access-log", "prune", "--retention-days", "50"], input=answer
+    )
+    assert "Delete these rows?" in result.output
+    assert result.exit_code == (0 if kept == 50 else 1), result.output
+    assert len(recent_log.rows()) == kept
+
+
+def test_cli_prune_invalid_retention_exits(recent_log, monkeypatch):
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", "abc")
+    result = CliRunner().invoke(app, ["access-log", "prune"])
+    assert result.exit_code == 2, result.output
+    assert "Cannot prune: invalid AJOISSA_ACCESS_LOG_RETENTION_DAYS" in result.output
+    assert len(recent_log.rows()) == 300

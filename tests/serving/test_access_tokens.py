@@ -188,3 +188,23 @@ def test_cli_notes_school_without_scores(tmp_path, monkeypatch):
     typo = runner.invoke(app, ["reviews", "capacity", "S11", "20"])
     assert typo.exit_code == 0, typo.output
     assert "no scores of school 'S11'" in typo.output
+
+
+@pytest.mark.parametrize("kind", ["valid", "unknown id"])
+def test_cli_revoke_whole_token_hides_secret(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("AJOISSA_ACCESS_DB", str(tmp_path / "cli-access.db"))
+    store = TokenStore(tmp_path / "cli-access.db")
+    token, info = store.create("platform")
+    if kind == "unknown id":
+        token = token.replace(info.token_id, "0123456789abcdef")
+    secret = token.split(".", 1)[1]
+    result = CliRunner().invoke(app, ["tokens", "revoke", token])
+    assert secret not in result.output
+    assert "only its id is used" in result.output
+    if kind == "valid":
+        assert result.exit_code == 0, result.output
+        assert f"Revoked token {info.token_id}." in result.output
+        assert store.list()[0].revoked_at is not None
+    else:
+        assert result.exit_code == 2, result.output
+        assert "no token with id '0123456789abcdef'" in result.output

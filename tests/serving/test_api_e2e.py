@@ -135,6 +135,25 @@ def test_no_valid_token_401(api, trained, tokens, own_pupil, route, kind):
     assert error.startswith(expected)
 
 
+def test_revoked_token_id_logged(api, trained, tokens):
+    body = {"records": trained.holdout_records[:1]}
+    headers = {"Authorization": f"Bearer {tokens.revoked}"}
+    _request(api, "POST", "/v1/score", headers, json=body)
+    row = api["log"].rows()[-1]
+    token_id, secret = tokens.revoked.removeprefix("ajoissa_").split(".")
+    assert row["outcome"] == "401 revoked"
+    assert row["token_id"] == token_id
+    assert row["role"] == "platform"
+    assert secret not in str(row)
+
+
+def test_favicon_without_token_404(api):
+    before = api["server"].log().count("missing bearer token")
+    response = _request(api, "GET", "/favicon.ico")
+    assert response.status_code == 404
+    assert api["server"].log().count("missing bearer token") == before
+
+
 @pytest.mark.parametrize("path", PUBLIC)
 def test_public_without_token(api, path):
     assert _request(api, "GET", path).status_code == 200

@@ -119,6 +119,26 @@ def test_rerun_replaces_only_that_run(store, trained, scored):
     assert total == 15
 
 
+def test_rerun_names_replaced_run(store, trained, scored):
+    first = store.store_run(_key(trained), scored[:5])
+    assert first.replaced_run_id is None
+    second = store.store_run(_key(trained), scored[:3])
+    assert second.replaced_run_id == first.run_id
+    assert second.run_id != first.run_id
+    assert store.run_id_of(_key(trained)) == second.run_id
+    assert store.run_id_of(_key(trained, LATER)) is None
+
+
+def test_run_ids_never_reused(store, trained, scored):
+    store.replace_run(_key(trained), scored[:2])
+    newest = store.replace_run(_key(trained, LATER), scored[:2])
+    store.delete_run(newest)
+    after_delete = store.replace_run(_key(trained, LATER), scored[:2])
+    assert after_delete > newest
+    after_replace = store.replace_run(_key(trained, LATER), scored[:2])
+    assert after_replace > after_delete
+
+
 def test_failed_run_keeps_previous(store, trained, scored):
     store.replace_run(_key(trained), scored[:5])
     # A repeated enrolment breaks the primary key halfway through the insert.
@@ -242,3 +262,67 @@ def test_cli_store_unreachable(monkeypatch, trained, scored):
     assert result.exit_code == 1
     assert "Cannot write the score store postgresql+psycopg://" in result.output
     assert "Nothing was changed in it" in result.output
+
+
+def _score_cli(monkeypatch, trained, tmp_path, rows):
+    """Point ``ajoissa score`` at a fresh store and let it score ``rows``."""
+    monkeypatch.setenv("AJOISSA_HOME", str(trained.home))
+    url = f"sqlite:///{tmp_path / 'cli-rerun.db'}"
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(
+        "serving.scheduled.score_asof", lambda tables, loaded, day: rows
+    )
+    args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
+    return url, [*args, "--model-name", trained.loaded.name]
+
+
+def test_cli_score_rerun_names_replaced(tmp_path, monkeypatch, trained, scored):
+    _url, args = _score_cli(monkeypatch, trained, tmp_path, scored[:3])
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "replaced" not in first.output
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "Stored run 2:" in second.output
+    assert "This replaced run 1, which had the same as-of date" in second.output
+
+
+def test_cli_score_interrupt_before_store(tmp_path, monkeypatch, trained, scored):
+    url, args = _score_cli(monkeypatch, trained, tmp_path, scored[:3])
+    assert CliRunner().invoke(app, args).exit_code == 0
+
+    def interrupt(tables, loaded, day):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("serving.scheduled.score_asof", interrupt)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130
+    assert "the run as of 2014-03-03 was not stored" in result.output
+    assert "Earlier runs are intact." in result.output
+    store = ScoreStore(url)
+    assert [run_id for run_id, _, _ in store.runs()] == [1]
+    store.dispose()
+
+
+@pytest.mark.parametrize("where", ["after the write", "inside the write"])
+def test_cli_score_interrupt_after_store(tmp_path, monkeypatch, trained, scored, where):
+    url, args = _score_cli(monkeypatch, trained, tmp_path, scored[:3])
+    assert CliRunner().invoke(app, args).exit_code == 0
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where == "after the write":
+        monkeypatch.setattr(ScoreStore, "dispose", interrupt)
+    else:
+        # The log line comes after the commit and before store_run returns.
+        monkeypatch.setattr("serving.scorestore.logger.info", interrupt)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130
+    assert "Interrupted after run 2 as of 2014-03-03 was stored." in result.output
+    assert "It replaced run 1." in result.output
+    assert "Earlier runs are intact." in result.output
+    monkeypatch.undo()
+    store = ScoreStore(url)
+    assert [run_id for run_id, _, _ in store.runs()] == [2]
+    store.dispose()

@@ -236,6 +236,61 @@ def test_revoked_token_ends_session(client, tokens, trained):
     assert response.status_code == 303
 
 
+def test_revoked_session_logged(client, tokens, trained, env):
+    from serving.access import TokenStore
+
+    store = TokenStore(trained.home / "access.db")
+    token, info = store.create("staff", [tokens.school], "to revoke")
+    _sign_in(client, token)
+    store.revoke(info.token_id)
+    client.get(f"/ui/schools/{tokens.school}/pupils/p7", follow_redirects=False)
+    row = _access_rows(env)[-1]
+    assert row["outcome"] == "401 revoked"
+    assert row["token_id"] == info.token_id
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}"
+    assert row["school_id"] == tokens.school
+    assert row["pupil_id"] == "p7"
+
+
+@pytest.mark.parametrize("kind", ["revoked", "unknown"])
+def test_rejected_signin_logged(client, tokens, env, kind):
+    token = {
+        "revoked": tokens.revoked,
+        "unknown": "ajoissa_0123456789abcdef." + "x" * 43,
+    }[kind]
+    response = _sign_in(client, token)
+    rows = _access_rows(env)
+    assert response.status_code == 401
+    assert rows[-1]["endpoint"] == "/ui/signin"
+    if kind == "revoked":
+        assert rows[-1]["outcome"] == "401 revoked"
+        assert rows[-1]["token_id"] == tokens.revoked.split("_")[1].split(".")[0]
+    else:
+        assert rows[-1]["outcome"] == "401 denied"
+        assert rows[-1]["token_id"] is None
+    secret = token.split(".")[1]
+    assert not any(secret in str(value) for row in rows for value in row.values())
+
+
+def test_review_without_score_logged(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}")
+    response = client.post(
+        f"/ui/schools/{tokens.school}/pupils/no-such-pupil/reviews",
+        data={"csrf": _csrf(page.text), "decision": "not_a_concern", "note": ""},
+    )
+    row = _access_rows(env)[-1]
+    assert response.status_code == 404
+    assert row["outcome"] == "404 no score"
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["pupil_id"] == "no-such-pupil"
+
+
+def test_pages_declare_empty_icon(client):
+    # Without an icon link, browsers request /favicon.ico without a token.
+    assert '<link rel="icon" href="data:,">' in client.get("/ui/signin").text
+
+
 def test_staff_cannot_open_models(client, tokens):
     _sign_in(client, tokens.by_role["staff"])
     response = client.get("/ui/models")
@@ -532,3 +587,58 @@ def test_model_metrics_as_tables(client, tokens, tmp_path):
     page = client.get(f"/ui/models/{name}/{version}", headers={"Accept-Language": "fi"})
     assert 'id="champion-caveat"' in page.text
     assert "vain viimeisimmällä jaksolla" in page.text
+
+
+def _tied_store(url: str, school: str) -> None:
+    """Store 30 pupils: ranks 11-20 all show 17%, the others differ."""
+    probabilities = [0.5 - 0.02 * i for i in range(10)]
+    probabilities += [0.1704 - 0.0001 * i for i in range(10)]
+    probabilities += [0.1 - 0.002 * i for i in range(10)]
+    rows = [
+        StoredScore(
+            pupil_id=f"t{rank:02d}",
+            school_id=school,
+            enrolment_id=f"te{rank:02d}",
+            probability=probability,
+            school_rank=rank,
+            school_size=30,
+            reasons=[],
+            contributions={"base_value_log_odds": 0.0, "features": []},
+            features={"weighted_mean_score": 50.0},
+        )
+        for rank, probability in enumerate(probabilities, start=1)
+    ]
+    store = ScoreStore(url)
+    store.replace_run(RunKey("test", dt.date(2014, 3, 3), "m", "1"), rows)
+    store.dispose()
+
+
+def test_cutoff_inside_tie_explained(client, tokens, env, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'tied.db'}"
+    _tied_store(url, tokens.school)
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    UiStore(env / "ui.db").set_capacity(tokens.school, 15)
+    _sign_in(client, tokens.by_role["staff"])
+    note = (
+        "Pupils ranked 11–20 all show an estimate of 17%, and the review cut-off "
+        "after rank 15 falls among them."
+    )
+    first = client.get(f"/ui/schools/{tokens.school}").text
+    second = client.get(f"/ui/schools/{tokens.school}?page=2").text
+    assert first.count(note) == 1
+    assert first.index('data-pupil="t15"') < first.index(note)
+    assert second.count(note) == 1
+    assert second.index(note) < second.index('data-pupil="t16"')
+    assert "model&#39;s score before calibration" in first
+
+
+def test_cutoff_between_estimates_no_note(client, tokens, env, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'tied.db'}"
+    _tied_store(url, tokens.school)
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    UiStore(env / "ui.db").set_capacity(tokens.school, 10)
+    _sign_in(client, tokens.by_role["staff"])
+    text = client.get(f"/ui/schools/{tokens.school}").text
+    assert "cutoff-tie" not in text

@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 from models.reason_text import reason_sentence
 from serving.access import Principal
 from serving.ui.i18n import LANGUAGES, Translator, catalogue, pick_language
-from serving.ui.present import change_words, line_chart, probability_words, row_status
+from serving.ui.present import (
+    change_words,
+    cutoff_tie,
+    line_chart,
+    probability_words,
+    row_status,
+)
 from serving.ui.queries import Trend
 from serving.ui.reasontext import reason_sentences
 from serving.ui.store import MAX_FOLLOW_UP_DAYS, ScoreContext, UiStore
@@ -116,6 +122,44 @@ def test_change_in_points():
     assert change_words(Translator("en"), 0.30, 0.18) == "up 12 percentage points"
 
 
+@pytest.mark.parametrize(
+    ("language", "now", "expected"),
+    [
+        ("en", 0.19, "up 1 percentage point"),
+        ("en", 0.17, "down 1 percentage point"),
+        ("fi", 0.19, "nousi 1 prosenttiyksikön"),
+        ("fi", 0.17, "laski 1 prosenttiyksikön"),
+        ("sv", 0.19, "upp 1 procentenhet"),
+        ("sv", 0.17, "ned 1 procentenhet"),
+        ("en", 0.20, "up 2 percentage points"),
+        ("fi", 0.16, "laski 2 prosenttiyksikköä"),
+        ("sv", 0.16, "ned 2 procentenheter"),
+    ],
+)
+def test_change_one_point_singular(language, now, expected):
+    assert change_words(Translator(language), now, 0.18) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "1 pupil is waiting for a review."),
+        ("fi", "1 oppilas odottaa läpikäyntiä."),
+        ("sv", "1 elev väntar på genomgång."),
+    ],
+)
+def test_one_waiting_singular(language, expected):
+    t = Translator(language)
+    assert t.plural("school.to_review", 1, count=1) == expected
+    assert t.plural("school.to_review", 2, count=2).startswith("2 ")
+    assert t.plural("school.to_review", 2, count=2) != expected.replace("1", "2")
+
+
+def test_one_month_window_singular():
+    words = probability_words(Translator("en"), 0.3, window_days=30)
+    assert words.endswith("dropped out within 1 month.")
+
+
 def test_change_new_pupil():
     assert change_words(Translator("en"), 0.30, None) == "not scored before"
 
@@ -217,6 +261,7 @@ def test_reviews_export_csv(tmp_path, monkeypatch):
     out = tmp_path / "out" / "reviews.csv"
     result = CliRunner().invoke(app, ["reviews", "export", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "Wrote 2 reviews" in result.output
     rows = _read_excel_csv(out)
     assert len(rows) == 2
     assert rows[0]["flagged"] == "1"
@@ -292,3 +337,33 @@ def test_grade_trend_keeps_one_scale_per_source():
     assert "grades" not in trend_series(records)
     oulad = [point(dt.date(2014, 3, 3), {"weighted_mean_score": 41.0})]
     assert trend_series(oulad)["grades"].feature == "weighted_mean_score"
+
+
+def test_reviews_export_one_singular(tmp_path, monkeypatch):
+    from ajoissa.cli import app
+
+    monkeypatch.setenv("AJOISSA_UI_DB", str(tmp_path / "ui.db"))
+    _review(UiStore(tmp_path / "ui.db"), None)
+    out = tmp_path / "reviews.csv"
+    result = CliRunner().invoke(app, ["reviews", "export", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Wrote 1 review from" in result.output
+
+
+@pytest.mark.parametrize(
+    ("capacity", "expected"),
+    [
+        (1, None),
+        (2, (2, 4, "17%")),
+        (3, (2, 4, "17%")),
+        (4, None),
+        (5, None),
+    ],
+)
+def test_cutoff_tie_groups(capacity, expected):
+    ranked = [(1, 0.30), (2, 0.171), (3, 0.170), (4, 0.169), (5, 0.12)]
+    tie = cutoff_tie(Translator("en"), ranked, capacity)
+    if expected is None:
+        assert tie is None
+    else:
+        assert (tie.first_rank, tie.last_rank, tie.estimate) == expected
