@@ -56,6 +56,7 @@ from functools import cached_property, lru_cache
 from operator import itemgetter
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -210,14 +211,41 @@ class ValidatedBatch:
         return self.spec.conform(pd.DataFrame(self.columns, dtype="object"))
 
 
+class _Score(msgspec.Struct, gc=False):
+    """One record's score in an HTTP response; the fields in the JSON key order."""
+
+    probability: float
+    rank: int
+    rank_percentile: float
+    reasons: list[dict[str, Any]] | None
+    model_name: str
+    model_version: str
+    as_of: str | None
+
+
 @dataclass(frozen=True)
 class ScoringResult:
-    """Scores for one request, in the order of the records."""
+    """Scores for one request, in the order of the records.
 
-    scores: list[dict[str, Any]]
+    The per-record values are kept as lists. :attr:`scores` builds a dict per
+    record for callers, and :meth:`response_body` a msgspec struct per record
+    for the HTTP response: for 1,000 records the structs and their encoding
+    took 0.18 ms against 0.37 ms for dicts (docs/benchmarks.md).
+    """
+
+    probabilities: list[float]
+    ranks: list[int]
+    rank_percentiles: list[float]
+    reasons: list[list[dict[str, Any]] | None]
+    as_of: str | None
     warnings: list[str]
     model_name: str
     model_version: str
+
+    @cached_property
+    def scores(self) -> list[dict[str, Any]]:
+        """Each record's score as a dict with the keys of the response's scores."""
+        return [msgspec.structs.asdict(score) for score in self._structs()]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the HTTP response body: ``scores``, ``warnings`` and ``model``."""
@@ -226,6 +254,29 @@ class ScoringResult:
             "warnings": self.warnings,
             "model": {"name": self.model_name, "version": self.model_version},
         }
+
+    def response_body(self) -> dict[str, Any]:
+        """Return :meth:`to_dict`'s body with structs as scores, for msgspec to encode."""
+        return {
+            "scores": self._structs(),
+            "warnings": self.warnings,
+            "model": {"name": self.model_name, "version": self.model_version},
+        }
+
+    def _structs(self) -> list[_Score]:
+        n = len(self.probabilities)
+        return list(
+            map(
+                _Score,
+                self.probabilities,
+                self.ranks,
+                self.rank_percentiles,
+                self.reasons,
+                itertools.repeat(self.model_name, n),
+                itertools.repeat(self.model_version, n),
+                itertools.repeat(self.as_of, n),
+            )
+        )
 
 
 def validate_records(
@@ -544,32 +595,19 @@ def score_batch(
         )
     else:
         reasons = [None] * len(probabilities)
-    # tolist() converts to Python numbers at once, far faster than per element.
-    percentiles = rank_percentiles(probabilities).tolist()
-    ranks = request_ranks(probabilities).tolist()
-    scores = [
-        {
-            "probability": probability,
-            "rank": rank,
-            "rank_percentile": percentile,
-            "reasons": record_reasons,
-            "model_name": loaded.name,
-            "model_version": loaded.version,
-            "as_of": as_of,
-        }
-        for probability, rank, percentile, record_reasons in zip(
-            np.asarray(probabilities, dtype=float).tolist(),
-            ranks,
-            percentiles,
-            reasons,
-            strict=True,
-        )
-    ]
     logger.debug(
-        "scored %d records with %s version %s", len(scores), loaded.name, loaded.version
+        "scored %d records with %s version %s",
+        len(probabilities),
+        loaded.name,
+        loaded.version,
     )
+    # tolist() converts to Python numbers at once, far faster than per element.
     return ScoringResult(
-        scores=scores,
+        probabilities=np.asarray(probabilities, dtype=float).tolist(),
+        ranks=request_ranks(probabilities).tolist(),
+        rank_percentiles=rank_percentiles(probabilities).tolist(),
+        reasons=reasons,
+        as_of=as_of,
         warnings=batch.warnings,
         model_name=loaded.name,
         model_version=loaded.version,

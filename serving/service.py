@@ -609,7 +609,7 @@ class ScoringService:
                 [problem.to_dict() for problem in listed],
                 problem_count=len(exc.problems),
             )
-        return HTTPStatus.OK, result.to_dict()
+        return HTTPStatus.OK, result.response_body()
 
     @read_api.get(
         "/pupils/{pupil_id}/explanation",
