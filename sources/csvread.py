@@ -71,7 +71,25 @@ def missing_columns_message(header: list[str], absent: list[str], sep: str) -> s
             f"contract's CSV uses {sep!r}: save the file as CSV UTF-8 with {sep!r} "
             f"as the separator (columns not found: {listed})"
         )
+    near = {_header_key(name): name for name in header}
+    renames = [
+        f"{near[_header_key(name)]!r} as {name!r}"
+        for name in absent
+        if _header_key(name) in near
+    ]
+    if renames:
+        # Column names are matched exactly, so Pupil_ID is not pupil_id.
+        others = "" if len(renames) == len(absent) else ", and add the others"
+        return (
+            f"the header line lacks the column(s) {listed}; rename "
+            f"{', '.join(renames)}{others}: the contract's column names are lower case"
+        )
     return f"the header line lacks the column(s) {listed}; add them"
+
+
+def _header_key(name: str) -> str:
+    """Return a column name compared without case and surrounding spaces."""
+    return name.strip().casefold()
 
 
 def read_typed_csv(

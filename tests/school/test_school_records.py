@@ -334,6 +334,21 @@ def test_missing_header_column_one_problem(tmp_path):
     ]
 
 
+def test_header_column_in_other_case_named(tmp_path):
+    tables = {k: list(v) for k, v in EXPORT.items()}
+    header, *rows = tables["pupils"]
+    tables["pupils"] = [
+        header.replace("pupil_id", "Pupil_ID").replace("birth_year", " birth_year "),
+        *rows,
+    ]
+    problems = _problems(write_export(tmp_path / "e", tables))
+    assert problems == [
+        f"{tmp_path / 'e' / 'pupils.csv'}: table 'pupils', row 1: the header line "
+        "lacks the column(s) 'pupil_id'; rename 'Pupil_ID' as 'pupil_id': the "
+        "contract's column names are lower case"
+    ]
+
+
 @pytest.mark.parametrize("value", ["31.12.9999", "01.08.2999", "01.01.1800"])
 def test_date_out_of_range_reported(tmp_path, value):
     tables = {k: list(v) for k, v in EXPORT.items()}
