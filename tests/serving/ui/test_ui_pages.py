@@ -493,6 +493,8 @@ def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
     )
     assert "support_level" not in page
     assert "age_years" not in page
+    # A low estimate may show only reasons that raise it; the page says why.
+    assert "Osaa arvioon vaikuttavista tiedoista ei koskaan näytetä syinä" in page
     # Finnish readers get dates as day.month.year.
     assert "1.2.2025" in page
     assert "2025-02-01" not in page
