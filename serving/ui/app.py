@@ -641,6 +641,10 @@ def _list_row(
     for name, trend in pupil.trends.items():
         charts[name] = _trend_chart(t, name, trend, small=True)
     return {
+        "chart_titles": {
+            name: trend_title(t, name, pupil.trends.get(name))
+            for name in queries.TREND_FEATURES
+        },
         "pupil_id": pupil.pupil_id,
         "rank": pupil.school_rank,
         "percent": t.percent(pupil.probability),
@@ -654,6 +658,15 @@ def _list_row(
 
 GRADE_SCALE_FEATURES = frozenset({"grade_mean_term"})
 """Trend features on the Finnish grade scale, drawn on an axis up to 10."""
+TITLE_BY_FEATURE = {"weighted_mean_score": "trend.scores"}
+"""Message keys of trend charts whose feature is not what the chart's own name
+says: OULAD has assessment scores from 0 to 100, not grades."""
+
+
+def trend_title(t: Translator, name: str, trend: queries.Trend | None) -> str:
+    """Return the title of trend chart ``name`` that draws ``trend``."""
+    feature = trend.feature if trend is not None else None
+    return t(TITLE_BY_FEATURE.get(feature, f"trend.{name}"))
 
 
 def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) -> Any:
@@ -670,7 +683,7 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
 
     label = t(
         "trend.summary" if len(values) > 1 else "trend.summary_single",
-        name=t(f"trend.{name}"),
+        name=trend_title(t, name, trend),
         first=show(values[0][1]),
         first_date=t.date(values[0][0]),
         last=show(values[-1][1]),
@@ -794,6 +807,7 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
         "grades": _trend_chart(t, "grades", trends["grades"], small=False)
         if "grades" in trends
         else None,
+        "grades_title": trend_title(t, "grades", trends.get("grades")),
     }
 
 

@@ -230,7 +230,7 @@ def test_single_point_chart_label(language):
     label = svg.split('aria-label="', 1)[1].split('"', 1)[0]
     assert label == t(
         "trend.summary_single",
-        name=t("trend.grades"),
+        name=t("trend.scores"),
         first="32",
         first_date=t.date(dt.date(2014, 3, 3)),
     )
