@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import shutil
+import tempfile
 
 from models.store import home_dir
 
@@ -58,6 +60,19 @@ def run_server(
         os.environ[MODEL_NAME_ENV] = model_name
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["AJOISSA_HOME"] = str(home_dir())
+    # BentoML 1.4.40 keeps the workers' Prometheus files in one folder under
+    # BENTOML_HOME and empties it whenever a server starts, which would wipe
+    # the /metrics of a server already running on the machine. Each server
+    # gets its own folder instead.
+    # NOTE: BentoMLContainer is BentoML's internal configuration; recheck this
+    # after a BentoML upgrade (tests/serving/test_server_e2e.py covers it).
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    metrics_dir = tempfile.mkdtemp(prefix="ajoissa-metrics-")
+    BentoMLContainer.prometheus_multiproc_dir.set(metrics_dir)
     logger.info("starting scoring server on http://%s:%d", host, port)
-    # The host is always passed because BentoML's configured default is 0.0.0.0.
-    bentoml.serve(ScoringService, host=host, port=port, blocking=True)
+    try:
+        # The host is always passed because BentoML's configured default is 0.0.0.0.
+        bentoml.serve(ScoringService, host=host, port=port, blocking=True)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -239,6 +239,16 @@ def test_metrics_name_served_model(server, trained):
     assert served in metrics
 
 
+def test_second_server_keeps_first_servers_metrics(server, trained, tmp_path):
+    # BentoML empties its shared Prometheus folder when a server starts.
+    with _run_server("no-such-model", tmp_path, "/healthz") as other:
+        other_metrics = httpx.get(f"{other.url}/metrics", timeout=10).text
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert f'ajoissa_model_loaded{{model="{trained.loaded.name}"' in metrics
+    assert "no-such-model" not in metrics
+    assert trained.loaded.name not in other_metrics
+
+
 def test_stop_logged(server):
     # Runs after every test that uses the shared server, because it stops it.
     _stop(server.process)
