@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 ACCESS_LOG_ENV = "AJOISSA_ACCESS_LOG"
 RETENTION_ENV = "AJOISSA_ACCESS_LOG_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 183
+MAX_RETENTION_DAYS = 36_525
+"""The longest retention accepted: 100 years, well within the dates Python
+computes, so a retention never overflows the date arithmetic of a prune."""
 GENESIS = "0" * 64
 """``prev_hash`` of the first row ever written."""
 
@@ -162,9 +165,10 @@ def retention_days() -> int:
     raw = os.environ.get(RETENTION_ENV)
     if raw is None:
         return DEFAULT_RETENTION_DAYS
-    if not raw.strip().isdigit() or int(raw) < 1:
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_RETENTION_DAYS:
         raise ValueError(
-            f"invalid {RETENTION_ENV}={raw!r}: expected a whole number of days, 1 or more"
+            f"invalid {RETENTION_ENV}={raw!r}: expected a whole number of days "
+            f"from 1 to {MAX_RETENTION_DAYS}"
         )
     return int(raw)
 

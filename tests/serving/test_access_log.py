@@ -218,8 +218,9 @@ def test_retention_default(monkeypatch):
     assert retention_days() == 183
 
 
-def test_retention_invalid(monkeypatch):
-    monkeypatch.setenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", "six months")
+@pytest.mark.parametrize("value", ["six months", "0", "36526", "9" * 20])
+def test_retention_invalid(monkeypatch, value):
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG_RETENTION_DAYS", value)
     with pytest.raises(ValueError, match="expected a whole number of days"):
         retention_days()
 
@@ -350,6 +351,14 @@ def test_cli_short_prune_confirmation(recent_log, monkeypatch, answer, kept):
     assert "Delete these rows?" in result.output
     assert result.exit_code == (0 if kept == 50 else 1), result.output
     assert len(recent_log.rows()) == kept
+
+
+@pytest.mark.parametrize("value", ["36526", "9" * 20])
+def test_cli_prune_too_long_retention_option_exits(recent_log, value):
+    result = CliRunner().invoke(app, ["access-log", "prune", "--retention-days", value])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(recent_log.rows()) == 300
 
 
 def test_cli_prune_invalid_retention_exits(recent_log, monkeypatch):
