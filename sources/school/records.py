@@ -764,7 +764,7 @@ def _check_states_after_start(
 
 MAX_DAYS_AFTER_ACTIVITY = 366
 """Event dates may lie at most this many days after the export's last
-attendance mark or grade. The last recorded date ends every label window, so
+attendance mark or grade (the day of the load when it has neither). The last recorded date ends every label window, so
 one mistyped year such as 2099 would otherwise make the data seem to run for
 decades, with pupils active and labelled in years that have not happened."""
 
@@ -780,16 +780,26 @@ _EVENT_DATES = (
 def _check_after_activity(
     tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker]
 ) -> None:
-    """Report event dates far after the last attendance mark or grade."""
+    """Report event dates far after the last attendance mark or grade.
+
+    Without marks or grades the limit counts from the day of the load.
+    """
     ends = [
         tables[name][column].max()
         for name, column in (("attendance_marks", "lesson_start"), ("grades", "date"))
         if name in tables and len(tables[name])
     ]
     ends = [end for end in ends if pd.notna(end)]
-    if not ends:
-        return
-    last = max(ends).normalize()
+    if ends:
+        last = max(ends).normalize()
+        since = f"the export's last attendance mark or grade ({last:%d.%m.%Y})"
+    else:
+        # Without marks or grades, the day of the load bounds the dates.
+        last = pd.Timestamp.now(tz=TIME_ZONE).tz_localize(None).normalize()
+        since = (
+            f"the day of the load ({last:%d.%m.%Y}), because the export has no "
+            "attendance marks or grades"
+        )
     limit = last + pd.Timedelta(days=MAX_DAYS_AFTER_ACTIVITY)
     for name, column in _EVENT_DATES:
         if name not in tables:
@@ -800,8 +810,7 @@ def _check_after_activity(
             np.flatnonzero(late.fillna(False).to_numpy()),
             checkers[name].written(column, tables[name][column]),
             f"a date on or before {limit:%d.%m.%Y}, at most {MAX_DAYS_AFTER_ACTIVITY} "
-            f"days after the export's last attendance mark or grade "
-            f"({last:%d.%m.%Y}); correct the date",
+            f"days after {since}; correct the date",
         )
 
 

@@ -451,6 +451,20 @@ def test_state_far_after_last_mark_reported(tmp_path):
     assert "last attendance mark or grade" in problems[0]
 
 
+def test_state_far_ahead_without_marks_or_grades_reported(tmp_path):
+    # With header-only marks and grades, the day of the load bounds the dates.
+    states = [*EXPORT["study_right_states"], "r1;01.01.2099;resigned"]
+    tables = EXPORT | {
+        "study_right_states": states,
+        "attendance_marks": EXPORT["attendance_marks"][:1],
+        "grades": EXPORT["grades"][:1],
+    }
+    problems = _problems(write_export(tmp_path / "e", tables))
+    assert len(problems) == 1
+    assert "column 'state_from'" in problems[0]
+    assert "the day of the load" in problems[0]
+
+
 def test_repeated_state_names_first_row(tmp_path):
     # Line 5 repeats line 2's state date, written without leading zeros.
     states = [*EXPORT["study_right_states"], "r1;1.8.2018;resigned"]
