@@ -54,6 +54,7 @@ TOKEN_PREFIX = "ajoissa_"
 MIN_TOKEN_ID_PREFIX = 8
 """Shortest token id prefix that ``revoke`` accepts. Ids have 16 hex digits."""
 _TOKEN = re.compile(r"ajoissa_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
+_TOKEN_ID = re.compile(r"ajoissa_([0-9a-f]{16})\.")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -195,8 +196,13 @@ class TokenStore:
         """
         match = _TOKEN.fullmatch(token.strip())
         if match is None:
-            return TokenCheck(None, None, None, "invalid")
-        token_id, secret = match.groups()
+            # A token cut short or mistyped after its id still names a token.
+            damaged = _TOKEN_ID.match(token.strip())
+            if damaged is None:
+                return TokenCheck(None, None, None, "invalid")
+            token_id, secret = damaged.group(1), ""
+        else:
+            token_id, secret = match.groups()
         with self._read_lock:
             cursor = self._reader().execute(
                 "SELECT secret_sha256, role, schools, revoked_at FROM tokens "
@@ -208,7 +214,7 @@ class TokenStore:
         if not rows:
             return TokenCheck(None, None, None, "invalid")
         stored, role, schools, revoked = rows[0]
-        if not hmac.compare_digest(stored, _digest(secret)):
+        if match is None or not hmac.compare_digest(stored, _digest(secret)):
             return TokenCheck(None, token_id, role, "invalid")
         if revoked is not None:
             return TokenCheck(None, token_id, role, "revoked")
