@@ -120,8 +120,11 @@ class RecordProblem:
                 f"{where}, field {self.field!r}: unknown field; "
                 f"expected {self.expected}"
             )
+        if self.record is None and self.field == "body":
+            # The body itself, whose text is not repeated back.
+            return f"request body is invalid; expected {self.expected}"
         return (
-            f"{where}, field {self.field!r}: value {_short_repr(self.value)} is "
+            f"{where}, field {self.field!r}: value {_value_text(self.value)} is "
             f"invalid; expected {self.expected}"
         )
 
@@ -813,6 +816,15 @@ def _unseen_warnings(unseen: dict[str, Counter[str]]) -> list[str]:
 
 def _short_repr(value: Any) -> str:
     return _shorten(repr(value))
+
+
+def _value_text(value: Any) -> str:
+    """Return a received value for a message, with JSON's names for null and booleans."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _short_repr(value)
 
 
 def _shorten(text: str, limit: int = 60) -> str:

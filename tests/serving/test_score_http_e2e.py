@@ -148,6 +148,7 @@ def test_invalid_json_object_error_format(server, tokens, content):
     assert set(body) == ERROR_KEYS
     assert [p["field"] for p in body["problems"]] == ["body"]
     assert body["problems"][0]["expected"].startswith("valid JSON")
+    assert "request body is invalid; expected valid JSON" in body["error"]
 
 
 def _reject_constant(name: str) -> None:

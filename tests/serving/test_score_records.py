@@ -181,6 +181,14 @@ def test_message_names_fields(trained, records):
     assert "Expected fields: " in message
 
 
+def test_message_uses_json_names(trained, records):
+    bad = dict(records[0])
+    bad["days_enrolled"] = True
+    with pytest.raises(RecordValidationError) as caught:
+        score_records([bad], trained.loaded)
+    assert "field 'days_enrolled': value true is invalid" in str(caught.value)
+
+
 def test_empty_batch_rejected(trained):
     with pytest.raises(RecordValidationError, match="non-empty JSON array"):
         score_records([], trained.loaded)
