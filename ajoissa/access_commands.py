@@ -183,7 +183,8 @@ def verify_log() -> None:
         raise typer.Exit(code=1)
     # Plain echo, because a console would wrap the path and hash at its width.
     typer.echo(
-        f"Access log {log.path} verified: {result.rows_checked} rows, head seq "
+        f"Access log {log.path} verified: {result.rows_checked} "
+        f"{'row' if result.rows_checked == 1 else 'rows'}, head seq "
         f"{result.head_seq}, head hash {result.head_hash}"
     )
 
@@ -244,7 +245,7 @@ def prune_log(
     if retention < DEFAULT_RETENTION_DAYS and not yes:
         _confirm_short_retention_or_exit(retention, DEFAULT_RETENTION_DAYS)
     deleted = log.prune(retention, now=now)
-    console.print(f"Pruned {deleted} access-log rows.")
+    console.print(f"Pruned {deleted} access-log {'row' if deleted == 1 else 'rows'}.")
 
 
 def _retention_or_exit(failure: str, option: int | None) -> int:

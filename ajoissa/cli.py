@@ -388,7 +388,8 @@ def store_path_or_exit(
         where = path.parent if folder else path
         typer.echo(
             f"No {what} at {where}. Run the command in the folder that contains "
-            f"the store (ajoissa-store), or set AJOISSA_HOME or {setting} to it.",
+            f"the store (ajoissa-store), set AJOISSA_HOME to that folder, or set "
+            f"{setting} to the {what}'s own location.",
             err=True,
         )
         raise typer.Exit(code=2)

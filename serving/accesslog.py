@@ -532,8 +532,8 @@ def _describe_prune(anchor: sqlite3.Row, retention: int | None) -> str:
         else ", retention not recorded"
     )
     return (
-        f"rows before seq {anchor['first_seq']} were pruned at "
-        f"{anchor['pruned_at']}{newest}{used}"
+        f"prune anchor {anchor['id']}: rows before seq {anchor['first_seq']} were "
+        f"pruned at {anchor['pruned_at']}{newest}{used}"
     )
 
 

@@ -210,7 +210,9 @@ def test_prune_listed_by_verify(log):
     log.prune(retention=183, now=NOW)
     prunes = log.verify(now=NOW).prunes
     assert len(prunes) == 1
-    assert prunes[0].startswith("rows before seq 5 were pruned at 2026-06-01")
+    assert prunes[0].startswith(
+        "prune anchor 1: rows before seq 5 were pruned at 2026-06-01"
+    )
 
 
 def test_retention_default(monkeypatch):
