@@ -49,6 +49,9 @@ _LOCAL_TIME_FORMATS = (
     "%Y-%m-%d %H:%M",
 )
 _OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
+_TWO_DIGIT_MINUTES = r"[ T]\d{1,2}[:.]\d{2}(?:[:.]\d{2})?$"
+"""A local time's minutes (and seconds) have two digits: strptime would read
+``8.5`` as 08:05, which a writer may have meant as 08:30."""
 
 
 @dataclass
@@ -312,8 +315,9 @@ def _parse_timestamps(text: pd.Series) -> pd.Series:
         parsed[with_offset] = _in_range(
             utc.dt.tz_convert(TIME_ZONE).dt.tz_localize(None)
         )
+    well_formed = text.str.contains(_TWO_DIGIT_MINUTES, regex=True)
     for fmt in _LOCAL_TIME_FORMATS:
-        todo = parsed.isna() & (text != "") & ~with_offset
+        todo = parsed.isna() & (text != "") & ~with_offset & well_formed
         if not todo.any():
             break
         parsed[todo] = _in_range(

@@ -91,12 +91,14 @@ def test_finnish_local_time_read(tmp_path, written, expected):
     assert mark["date"] == pd.Timestamp("2024-09-02")
 
 
-def test_invalid_dotted_time_reported(tmp_path):
-    marks = [EXPORT["attendance_marks"][0], "p1;s1;2.9.2024 25.15;1;MA;P;teacher;"]
+@pytest.mark.parametrize("written", ["2.9.2024 25.15", "2.9.2024 8.5", "2.9.2024 8:5"])
+def test_invalid_dotted_time_reported(tmp_path, written):
+    # 8.5 could mean 08:05, 08:30 or 08:50, so minutes need two digits.
+    marks = [EXPORT["attendance_marks"][0], f"p1;s1;{written};1;MA;P;teacher;"]
     export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
     problems = _problems(export)
     assert len(problems) == 1
-    assert "column 'lesson_start', row 2: value '2.9.2024 25.15'" in problems[0]
+    assert f"column 'lesson_start', row 2: value '{written}'" in problems[0]
     assert "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm" in problems[0]
 
 
