@@ -539,19 +539,25 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         logger.info(
             "%s: skipped %d rows whose every cell is empty", path, checker.blank_rows
         )
+    only_header = (
+        "only its header line"
+        if not checker.blank_rows
+        else f"only its header line and {checker.blank_rows} empty row(s)"
+    )
     if raw.empty and spec.name in REFERENCED_TABLES:
         checker.add_file_problem(
-            "the file has only its header line; export the table with its rows"
+            f"the file has {only_header}; export the table with its rows"
         )
         return None, checker
     if raw.empty and not spec.optional:
         # Valid for a table such as support_decisions, but a failed export of
         # the marks or grades looks the same and would replace their stored rows.
         logger.warning(
-            "%s has no rows, only its header line, so table '%s' is read as having "
+            "%s has no rows, %s, so table '%s' is read as having "
             "no rows and a stored load will hold none of its rows; if the export "
             "failed, export the table again with its rows",
             path,
+            only_header,
             spec.name,
         )
     # The marks' text repeats a few values millions of times.

@@ -388,7 +388,7 @@ def test_blank_rows_only_is_header_only(tmp_path):
     problems = _problems(write_export(tmp_path / "e", EXPORT | {"pupils": pupils}))
     assert len(problems) == 1
     assert "table 'pupils'" in problems[0]
-    assert "the file has only its header line" in problems[0]
+    assert "the file has only its header line and 1 empty row(s)" in problems[0]
 
 
 def test_blank_parquet_rows_skipped(tmp_path):
