@@ -303,7 +303,7 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     console.print(f"Fairness report:  {summary['fairness_report']}")
     console.print(f"Reason codes:     {summary['reason_codes']}")
     console.print(f"Example request:  {summary['example_request']}")
-    console.print(f"Summary:          {out / 'summary.json'}")
+    console.print(f"Summary:          {(out / 'summary.json').resolve()}")
     console.print(f"Wall time:        {seconds:.1f} s")
 
 

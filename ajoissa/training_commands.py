@@ -237,7 +237,7 @@ def retrain(
         console.print(f"Baseline {name}: {reason}")
     print_constant_baselines(summary["validation"])
     console.print(f"Model card:  {summary.get('model_card', '-')}")
-    console.print(f"Summary:     {out / 'summary.json'}")
+    console.print(f"Summary:     {(out / 'summary.json').resolve()}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")
 
 
