@@ -206,20 +206,33 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
 
 
+_ID_ERRORS = frozenset(
+    {"string_pattern_mismatch", "string_too_long", "string_too_short"}
+)
+_PUPIL_ID_EXPECTED = (
+    "expected a pupil id of 1 to 100 letters, digits and the characters "
+    "'_', '.', ':' and '-', as the score store holds it"
+)
+"""The rule of ``PUPIL_ID_PATTERN`` in words, for the 422 in place of the pattern."""
+
+
 @read_api.exception_handler(RequestValidationError)
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
     # Values are left out, because the path contains a pupil id.
     problems = []
     for error in exc.errors():
         field_name = ".".join(str(part) for part in error["loc"])
+        expected = error["msg"]
+        if error["loc"][-1:] == ("pupil_id",) and error["type"] in _ID_ERRORS:
+            expected = _PUPIL_ID_EXPECTED
         problems.append(
             {
                 "record": None,
                 "field": field_name,
                 "kind": "invalid",
                 "value": None,
-                "expected": error["msg"],
-                "message": f"{field_name}: {error['msg']}",
+                "expected": expected,
+                "message": f"{field_name}: {expected}",
             }
         )
     message = "; ".join(problem["message"] for problem in problems)
