@@ -729,6 +729,10 @@ def _pupil_page(
     ctx = context()
     points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
     reviews = ctx.ui.reviews_of(school_id, [pupil_id])[pupil_id]
+    # Reviews name their token by id; its label says who holds it.
+    token_labels = (
+        {info.token_id: info.label for info in ctx.tokens.list()} if reviews else {}
+    )
     if not points:
         _log(principal, endpoint, "404 no score", pupil_id, school_id)
         return _render(
@@ -739,6 +743,7 @@ def _pupil_page(
             pupil=pupil_id,
             latest=None,
             reviews=reviews,
+            token_labels=token_labels,
         )
     latest = points[-1]
     _log(principal, endpoint, "200 ok", pupil_id, school_id, latest.run.model_version)
@@ -750,6 +755,7 @@ def _pupil_page(
         pupil=pupil_id,
         latest=latest,
         reviews=reviews,
+        token_labels=token_labels,
         decisions=DECISIONS,
         max_note=MAX_NOTE_CHARS,
         form_error=form_error,
