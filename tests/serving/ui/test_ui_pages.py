@@ -165,6 +165,8 @@ def test_review_overrides_flag(client, tokens, scored, env):
     )
     assert response.status_code == 200
     assert "Review saved." in response.text
+    # Review times are Finnish time, and the column says so.
+    assert "Recorded (Finnish time)" in response.text
     # The review names its token by label and id.
     assert re.search(r"<td>test staff \([0-9a-f]{16}\)</td>", response.text)
     assert "Not a concern" in row.group(0)
