@@ -250,18 +250,11 @@ def prune_log(
 
 def _retention_or_exit(failure: str, option: int | None) -> int:
     """Return ``option`` or the retention setting, exiting 2 if it is invalid."""
-    from serving.accesslog import MAX_RETENTION_DAYS, retention_days
+    from serving.accesslog import check_retention, retention_days
 
-    if option is not None:
-        if option > MAX_RETENTION_DAYS:
-            typer.echo(
-                f"{failure}: invalid --retention-days {option}: expected a whole "
-                f"number of days from 1 to {MAX_RETENTION_DAYS}",
-                err=True,
-            )
-            raise typer.Exit(code=2)
-        return option
     try:
+        if option is not None:
+            return check_retention(option, f"--retention-days {option}")
         return retention_days()
     except ValueError as exc:
         typer.echo(f"{failure}: {exc}", err=True)

@@ -171,8 +171,8 @@ def _report_interrupt(
     ``key`` is None when the interrupt came before the write began, and
     ``stored`` is None unless the write returned. The write is one
     transaction, so without ``stored`` the store contains either the new run or
-    the state from before. Comparing the run id of ``key`` with ``previous``
-    tells which.
+    the state from before. The run id of ``key``, compared with ``previous``,
+    shows which.
     """
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -119,7 +119,7 @@ class TokenStore:
         self.path = path or access_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as connection:
-            # In WAL mode a token check never waits for a writer such as
+            # In WAL mode a reader does not wait for a writer such as
             # ``ajoissa tokens create``, so the server checks tokens on its
             # event loop (serving.auth).
             connection.execute("PRAGMA journal_mode=WAL")

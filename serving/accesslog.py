@@ -54,8 +54,8 @@ ACCESS_LOG_ENV = "AJOISSA_ACCESS_LOG"
 RETENTION_ENV = "AJOISSA_ACCESS_LOG_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 183
 MAX_RETENTION_DAYS = 36_525
-"""The longest retention accepted: 100 years, well within the dates Python
-computes, so a retention never overflows the date arithmetic of a prune."""
+"""Upper limit of a retention in days: 100 years. Python's dates end in the
+year 9999, so a prune's cutoff date stays computable."""
 GENESIS = "0" * 64
 """``prev_hash`` of the first row ever written."""
 
@@ -165,12 +165,25 @@ def retention_days() -> int:
     raw = os.environ.get(RETENTION_ENV)
     if raw is None:
         return DEFAULT_RETENTION_DAYS
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_RETENTION_DAYS:
-        raise ValueError(
-            f"invalid {RETENTION_ENV}={raw!r}: expected a whole number of days "
-            f"from 1 to {MAX_RETENTION_DAYS}"
-        )
-    return int(raw)
+    if not raw.strip().isdigit():
+        raise ValueError(f"invalid {RETENTION_ENV}={raw!r}: {_RETENTION_EXPECTED}")
+    return check_retention(int(raw), f"{RETENTION_ENV}={raw!r}")
+
+
+_RETENTION_EXPECTED = f"expected a whole number of days from 1 to {MAX_RETENTION_DAYS}"
+
+
+def check_retention(days: int, source: str) -> int:
+    """Return ``days`` if it is a valid retention; raise ValueError naming ``source``.
+
+    Raises
+    ------
+    ValueError
+        If ``days`` is outside 1 to ``MAX_RETENTION_DAYS``.
+    """
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(f"invalid {source}: {_RETENTION_EXPECTED}")
+    return days
 
 
 class AccessLog:
@@ -431,10 +444,7 @@ class AccessLog:
         so ``verify`` checks this prune against it.
         """
         days = retention if retention is not None else retention_days()
-        if days < 1:
-            raise ValueError(
-                f"invalid retention of {days} days: expected 1 or more days"
-            )
+        check_retention(days, f"retention of {days} days")
         now = now or dt.datetime.now(dt.UTC)
         cutoff = _prune_cutoff(days, now)
         connection = self._connect()

@@ -61,8 +61,8 @@ def missing_columns_message(header: list[str], absent: list[str], sep: str) -> s
     """Return the problem text for a header line that lacks the columns ``absent``.
 
     A header read as one column that contains a comma or a tab most likely
-    comes from a file saved with another separator than ``sep``, so the message
-    then explains how to save the file instead of listing every column as missing.
+    comes from a file saved with another separator than ``sep``. The message
+    then explains how to save the file instead of listing every column.
     """
     listed = ", ".join(repr(name) for name in absent)
     if len(header) == 1 and ("," in header[0] or "\t" in header[0]):

@@ -659,8 +659,8 @@ def _list_row(
 GRADE_SCALE_FEATURES = frozenset({"grade_mean_term"})
 """Trend features on the Finnish grade scale, drawn on an axis up to 10."""
 TITLE_BY_FEATURE = {"weighted_mean_score": "trend.scores"}
-"""Message keys of trend charts whose feature is not what the chart's own name
-says: OULAD has assessment scores from 0 to 100, not grades."""
+"""Message keys of trend charts whose feature differs from the chart's name.
+OULAD has assessment scores from 0 to 100, not grades."""
 
 
 def trend_title(t: Translator, name: str, trend: queries.Trend | None) -> str:
@@ -729,7 +729,7 @@ def _pupil_page(
     ctx = context()
     points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
     reviews = ctx.ui.reviews_of(school_id, [pupil_id])[pupil_id]
-    # Reviews name their token by id; its label says who holds it.
+    # Reviews store their token's id, and the label names who holds the token.
     token_labels = (
         {info.token_id: info.label for info in ctx.tokens.list()} if reviews else {}
     )

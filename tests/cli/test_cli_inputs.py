@@ -128,7 +128,7 @@ def test_retrain_rejects_bad_options(tmp_path, monkeypatch, option, value, expec
     assert not (tmp_path / "o").exists()
 
 
-def test_serve_warns_when_the_model_has_no_champion(tmp_path):
+def test_serve_warns_without_champion(tmp_path):
     # A real `ajoissa serve`: the warning comes before the server starts, and
     # the server then runs unready, waiting for the model.
     with socket.socket() as sock:
@@ -146,10 +146,16 @@ def test_serve_warns_when_the_model_has_no_champion(tmp_path):
     server = subprocess.Popen(
         command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
+
+    # A thread reads stderr, so that waiting for a line can time out.
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in server.stderr], daemon=True
-    ).start()
+
+    def read_stderr() -> None:
+        for line in server.stderr:
+            lines.put(line)
+
+    threading.Thread(target=read_stderr, daemon=True).start()
+
     warning = ""
     try:
         deadline = time.monotonic() + 60
@@ -162,5 +168,6 @@ def test_serve_warns_when_the_model_has_no_champion(tmp_path):
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
+
     assert warning.startswith("Warning: no model 'no-such-model' with alias 'champion'")
     assert "starts unready" in warning

@@ -136,7 +136,7 @@ def test_json_object_kept_as_bytes():
 
 
 @pytest.mark.parametrize("body", NOT_JSON_OBJECTS)
-def test_invalid_json_object_kept_and_unparseable(body):
+def test_invalid_json_object_stored(body):
     # The handler reports these; BentoML does not see them.
     scope, passed = _run(body)
     assert passed == b"{}"

@@ -165,7 +165,7 @@ def test_review_overrides_flag(client, tokens, scored, env):
     )
     assert response.status_code == 200
     assert "Review saved." in response.text
-    # Review times are Finnish time, and the column says so.
+    # Review times are Finnish time, and the column header names it.
     assert "Recorded (Finnish time)" in response.text
     # The review names its token by label and id.
     assert re.search(r"<td>test staff \([0-9a-f]{16}\)</td>", response.text)
@@ -499,7 +499,7 @@ def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
     )
     assert "support_level" not in page
     assert "age_years" not in page
-    # A low estimate may show only reasons that raise it; the page says why.
+    # A low estimate may show only reasons that raise it, and the page explains why.
     assert "Osaa arvioon vaikuttavista tiedoista ei koskaan näytetä syinä" in page
     # Finnish readers get dates as day.month.year.
     assert "1.2.2025" in page
