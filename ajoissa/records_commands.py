@@ -47,6 +47,16 @@ def load_records(
             f"export is invalid. Default: DATA/{REPORT_NAME}."
         ),
     ] = None,
+    allow_empty: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Table that may replace stored rows with none, such as "
+            "support_decisions when no pupil has support any more. Repeat for "
+            "more tables. Without it, an export whose table has no rows is "
+            "not stored over a load that has rows of that table, since a "
+            "failed export looks the same."
+        ),
+    ] = None,
 ) -> None:
     from sources.errors import (
         InputDataError,
@@ -56,9 +66,20 @@ def load_records(
     from sources.school.records import (
         STORED_FILES,
         check_replaceable,
+        emptied_tables,
         read_records,
         write_records,
     )
+    from sources.school.tables import TABLES
+
+    unknown = sorted(set(allow_empty or ()) - set(TABLES))
+    if unknown:
+        typer.echo(
+            f"Invalid --allow-empty {', '.join(unknown)}: not a table of the "
+            f"export. The tables are {', '.join(TABLES)}.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
 
     if not data.is_dir():
         typer.echo(
@@ -105,6 +126,27 @@ def load_records(
     for name, rows in records.counts.items():
         console.print(f"{name:>{width}}: {rows:,}")
     if store is not None:
+        emptied = {
+            name: rows
+            for name, rows in emptied_tables(records, store.resolve()).items()
+            if name not in (allow_empty or ())
+        }
+        if emptied:
+            for name, rows in emptied.items():
+                typer.echo(
+                    f"Table '{name}' has no rows in {data}, but the load stored "
+                    f"in {store} has {rows:,}; storing this export would delete "
+                    "them.",
+                    err=True,
+                )
+            options = " ".join(f"--allow-empty {name}" for name in emptied)
+            typer.echo(
+                "Nothing was stored. If the export failed, export those tables "
+                "again with their rows. If they really have no rows now, run "
+                f"again with {options}.",
+                err=True,
+            )
+            raise typer.Exit(code=2)
         try:
             write_records(records, store)
         except ValueError as error:

@@ -554,8 +554,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         # the marks or grades looks the same and would replace their stored rows.
         logger.warning(
             "%s has no rows, %s, so table '%s' is read as having "
-            "no rows and a stored load will hold none of its rows; if the export "
-            "failed, export the table again with its rows",
+            "no rows; if the export failed, export the table again with its rows",
             path,
             only_header,
             spec.name,
@@ -1001,6 +1000,26 @@ def check_replaceable(
             "and which replacing the folder would delete. Choose a new or empty "
             "folder, or move those files away first."
         )
+
+
+def emptied_tables(records: SchoolRecords, out_dir: Path) -> dict[str, int]:
+    """Return the tables that storing ``records`` in ``out_dir`` would empty.
+
+    A table counts when ``records`` has none of its rows and the earlier load
+    in ``out_dir`` has some. The result maps each such table to its stored row
+    count, read from the Parquet footer.
+    """
+    import pyarrow.parquet as pq
+
+    emptied = {}
+    for name in TABLES:
+        stored = out_dir / f"{name}.parquet"
+        if len(getattr(records, name)) or not stored.is_file():
+            continue
+        rows = pq.ParquetFile(stored).metadata.num_rows
+        if rows:
+            emptied[name] = rows
+    return emptied
 
 
 def write_records(records: SchoolRecords, out_dir: Path) -> None:

@@ -127,3 +127,52 @@ def test_latin1_mark_codes_reported(export_dir: Path, tmp_path: Path):
     assert "table 'mark_codes', row 3: the file is not UTF-8" in result.output
     assert "nothing was stored" in result.output
     assert not store.exists()
+
+
+def _store_export(folder: Path, tables: dict[str, list[str]], store: Path, *options):
+    data = write_export(folder, tables)
+    return runner.invoke(
+        app, ["load-records", "--data", str(data), "--store", str(store), *options]
+    )
+
+
+def test_empty_table_not_stored_over_rows(tmp_path: Path):
+    store = tmp_path / "store"
+    first = _store_export(tmp_path / "e1", EXPORT, store)
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in store.iterdir()}
+    header_only = EXPORT | {"attendance_marks": EXPORT["attendance_marks"][:1]}
+    stored = len(pd.read_parquet(store / "attendance_marks.parquet"))
+
+    result = _store_export(tmp_path / "e2", header_only, store)
+
+    assert result.exit_code == 2, result.output
+    assert (
+        f"Table 'attendance_marks' has no rows in {tmp_path / 'e2'}, but the load "
+        f"stored in {store} has {stored}" in " ".join(result.output.split())
+    )
+    assert "--allow-empty attendance_marks" in result.output
+    assert {p.name: p.read_bytes() for p in store.iterdir()} == before
+
+
+def test_allow_empty_stores_empty_table(tmp_path: Path):
+    store = tmp_path / "store"
+    assert _store_export(tmp_path / "e1", EXPORT, store).exit_code == 0
+    header_only = EXPORT | {"support_decisions": EXPORT["support_decisions"][:1]}
+
+    result = _store_export(
+        tmp_path / "e2", header_only, store, "--allow-empty", "support_decisions"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(store / "support_decisions.parquet")) == 0
+    assert len(pd.read_parquet(store / "pupils.parquet")) == 2
+
+
+def test_allow_empty_unknown_table_rejected(export_dir: Path, tmp_path: Path):
+    result = runner.invoke(
+        app,
+        ["load-records", "--data", str(export_dir), "--allow-empty", "marks"],
+    )
+    assert result.exit_code == 2
+    assert "Invalid --allow-empty marks: not a table of the export" in result.output

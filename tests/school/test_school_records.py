@@ -288,7 +288,7 @@ def test_header_only_required_table_warns(tmp_path, caplog, table):
     warnings = [m for m in _warnings(caplog) if f"{table}.csv" in m]
     assert len(warnings) == 1
     assert f"{folder / table}.csv has no rows, only its header line" in warnings[0]
-    assert "a stored load will hold none of its rows" in warnings[0]
+    assert "if the export failed, export the table again" in warnings[0]
 
 
 def test_header_only_optional_table_silent(tmp_path, caplog):
