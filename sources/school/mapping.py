@@ -169,20 +169,30 @@ def _attach(
     span[matched["_event"]] = matched["_span"]
     found = span >= 0
     orphan = np.flatnonzero(~found)
-    # NOTE: these problems name the export folder, the 0-based row after blank
-    # rows and duplicate marks were dropped, and the date in ISO form, not the
-    # file's line and the date as written. load-records does not run this check.
-    problems = [
-        Problem(
-            origin,
-            table,
-            "date",
-            int(i),
-            events["date"].iloc[int(i)].date(),
-            "a date within one of the pupil's study rights at this school",
+    # NOTE: the file's line of an event is not known here, after blank rows
+    # and duplicate marks were dropped, so each problem names the event by its
+    # pupil, school, date and subject. load-records does not run this check.
+    event_kind = "mark" if table == "attendance_marks" else "grade"
+    problems = []
+    for i in orphan.tolist():
+        written = events["date"].iloc[i].strftime("%d.%m.%Y")
+        subject = events["subject"].iloc[i] if "subject" in events else None
+        subject_text = "" if pd.isna(subject) else f" in subject {subject!r}"
+        problems.append(
+            Problem(
+                origin,
+                table,
+                "date",
+                None,
+                written,
+                "a date within one of the pupil's study rights at this school",
+                f"The {event_kind} of pupil {events['pupil_id'].iloc[i]!r} at school "
+                f"{events['school_id'].iloc[i]!r} on {written}{subject_text} "
+                "is outside them: correct the school or date of the "
+                f"{event_kind}, or the study right's dates in study_rights and "
+                "study_right_states",
+            )
         )
-        for i in orphan
-    ]
     attached = (events if not len(orphan) else events[found]).reset_index(drop=True)
     attached["enrolment_id"] = pd.Categorical.from_codes(
         span[found], categories=pd.Index(ordered["enrolment_id"], dtype="str")
@@ -348,7 +358,9 @@ def to_input_tables(
     states = _states(records)
     enrolments = _enrolments(records, states)
 
-    marks = records.attendance_marks[["pupil_id", "school_id", "date", "mark"]]
+    marks = records.attendance_marks[
+        ["pupil_id", "school_id", "date", "subject", "mark"]
+    ]
     attended, problems = _attach(marks, enrolments, "attendance_marks", origin)
     graded, grade_problems = _attach(records.grades, enrolments, "grades", origin)
     problems += grade_problems

@@ -70,5 +70,21 @@ def test_mark_outside_study_right(tmp_path):
     broken = {k: list(v) for k, v in EXPORT.items()}
     broken["attendance_marks"].append("p1;s2;03.09.2024 08:15;1;MA;P;teacher;")
     records = read_records(write_export(tmp_path / "e", broken))
-    with pytest.raises(InputDataError, match="within one of the pupil's study rights"):
+    with pytest.raises(InputDataError) as raised:
         to_input_tables(records)
+    (problem,) = raised.value.problems
+    text = str(problem)
+    assert "value '03.09.2024' is invalid" in text
+    assert "within one of the pupil's study rights" in text
+    assert "The mark of pupil 'p1' at school 's2' on 03.09.2024 in subject 'MA'" in text
+
+
+def test_grade_outside_study_right(tmp_path):
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    broken["grades"].append("p1;s2;20.12.2024;AI;7")
+    records = read_records(write_export(tmp_path / "e", broken))
+    with pytest.raises(InputDataError) as raised:
+        to_input_tables(records)
+    (problem,) = raised.value.problems
+    assert problem.table == "grades"
+    assert "The grade of pupil 'p1' at school 's2' on 20.12.2024" in str(problem)
