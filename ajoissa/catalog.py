@@ -162,7 +162,7 @@ SOURCES: dict[str, SourceEntry] = {
         "records",
         "A school platform's export (docs/data-contract.md), as-of 1 October, "
         "1 December and 1 February, tested on the latest school year",
-        Path("records"),
+        None,
         _load_records,
         _records_config,
     ),

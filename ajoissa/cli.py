@@ -9,7 +9,7 @@ import tempfile
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from training.run import RunConfig
 
 app = typer.Typer(
     help=(
@@ -81,6 +84,34 @@ def check_share(value: float) -> float:
     return value
 
 
+MappingOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Mapping file (YAML) that describes the table; required with "
+        "--source table, where it takes the place of --data."
+    ),
+]
+"""The ``--mapping`` option of the commands that read a source's data."""
+LabelWindowOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Days after each as-of date in which a dropout counts for the label. "
+        "Default: 365 for sources with study-right histories, else any later "
+        "withdrawal from the unit.",
+        min=1,
+    ),
+]
+TransferGapOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Days within which a new study right makes an ended one a school "
+        "change, not a dropout (sources with study-right histories only). "
+        "Default: 120.",
+        min=0,
+    ),
+]
+
+
 @app.command(help=RUN_HELP)
 def run(
     source: Annotated[SourceName, typer.Option(help="Which data source to load.")],
@@ -119,29 +150,9 @@ def run(
             "mapping's min_group_size with --source table.",
         ),
     ] = None,
-    mapping: Annotated[
-        Path | None,
-        typer.Option(
-            help="Mapping file (YAML) that describes the table; required with "
-            "--source table, where it takes the place of --data."
-        ),
-    ] = None,
-    label_window_days: Annotated[
-        int | None,
-        typer.Option(
-            help="Days after each as-of date in which a dropout counts for the label "
-            "(sources with study-right histories only). Default: 365.",
-            min=1,
-        ),
-    ] = None,
-    transfer_gap_days: Annotated[
-        int | None,
-        typer.Option(
-            help="Days within which a new study right makes an ended one a school "
-            "change, not a dropout (sources with study-right histories). Default: 120.",
-            min=0,
-        ),
-    ] = None,
+    mapping: MappingOption = None,
+    label_window_days: LabelWindowOption = None,
+    transfer_gap_days: TransferGapOption = None,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from models.store import tracking_uri
@@ -149,23 +160,7 @@ def run(
     from training.run import run_main_job
 
     entry = SOURCES[source.value]
-    if data is None and source is SourceName.records:
-        typer.echo("--source records needs --data: the folder of the export.", err=True)
-        raise typer.Exit(code=2)
-    if source is SourceName.table:
-        if mapping is None or data is not None:
-            typer.echo(
-                "--source table needs --mapping FILE and takes no --data; the "
-                "mapping file names the data file.",
-                err=True,
-            )
-            raise typer.Exit(code=2)
-        data_path = mapping
-    elif mapping is not None:
-        typer.echo("--mapping applies only to --source table.", err=True)
-        raise typer.Exit(code=2)
-    else:
-        data_path = data or entry.default_data
+    data_path = data_path_or_exit(source.value, data, mapping)
     try:
         config = entry.run_config(data_path)
     except (InputDataError, MappingError) as exc:
@@ -179,17 +174,7 @@ def run(
         config.min_group_size = min_group_size
     if model_name:
         config.model_name = model_name
-    if config.label_rule is not None:
-        from dataclasses import replace
-
-        if label_window_days is not None:
-            config.label_rule = replace(
-                config.label_rule, window_days=label_window_days
-            )
-        if transfer_gap_days is not None:
-            config.label_rule = replace(
-                config.label_rule, transfer_gap_days=transfer_gap_days
-            )
+    apply_label_options(config, label_window_days, transfer_gap_days)
 
     started = time.perf_counter()
     steps = 8
@@ -358,10 +343,7 @@ def serve(
     run_server(host=host, port=port, model_name=name)
 
 
-DATA_NEEDED = {
-    "records": "the folder of the school-records export",
-    "table": "the mapping file (YAML) of the table",
-}
+DATA_NEEDED = {"records": "the folder of the school-records export"}
 """Description of the ``--data`` argument of each source that bundles no data."""
 
 
@@ -477,16 +459,63 @@ def note_schools_without_scores(schools: list[str]) -> None:
         )
 
 
-def data_path_or_exit(source: str, data: Path | None) -> Path:
-    """Return ``data``, else the source's bundled copy; exit 2 when it has none."""
+def data_path_or_exit(source: str, data: Path | None, mapping: Path | None) -> Path:
+    """Return the path that ``source`` loads from ``--data`` and ``--mapping``.
+
+    The table source reads its mapping file, given as ``--mapping``. Every other
+    source reads ``--data``, else its bundled copy. Exits with code 2 when an
+    option is missing or does not apply to the source.
+    """
     from ajoissa.catalog import SOURCES
 
+    if source == SourceName.table.value:
+        if mapping is None or data is not None:
+            typer.echo(
+                "--source table needs --mapping FILE and takes no --data; the "
+                "mapping file names the data file.",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        return mapping
+    if mapping is not None:
+        typer.echo("--mapping applies only to --source table.", err=True)
+        raise typer.Exit(code=2)
     path = data or SOURCES[source].default_data
     if path is None:
         what = DATA_NEEDED.get(source, "the source's data")
         typer.echo(f"--source {source} needs --data: {what}.", err=True)
         raise typer.Exit(code=2)
     return path
+
+
+def apply_label_options(
+    config: RunConfig, label_window_days: int | None, transfer_gap_days: int | None
+) -> None:
+    """Set the label options of ``run``, ``retrain`` and ``features`` on ``config``.
+
+    A source with study-right histories labels by ``config.label_rule``, and
+    both options change that rule. Any other source labels a withdrawal from
+    the unit, within ``label_window_days`` of the as-of date when it is given.
+    Exits with code 2 when ``transfer_gap_days`` is given for such a source.
+    """
+    from dataclasses import replace
+
+    if config.label_rule is None:
+        if transfer_gap_days is not None:
+            typer.echo(
+                f"--transfer-gap-days applies only to sources with study-right "
+                f"histories (records), not to {config.source}.",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        config.label_window_days = label_window_days
+        return
+    if label_window_days is not None:
+        config.label_rule = replace(config.label_rule, window_days=label_window_days)
+    if transfer_gap_days is not None:
+        config.label_rule = replace(
+            config.label_rule, transfer_gap_days=transfer_gap_days
+        )
 
 
 def advance_step(progress: Progress, task: TaskID, description: str) -> None:

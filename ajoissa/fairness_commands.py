@@ -16,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ajoissa.cli import app, console, data_path_or_exit
+from ajoissa.cli import MappingOption, app, console, data_path_or_exit
 
 if TYPE_CHECKING:
     from fairness.gate import GateDecision
@@ -80,6 +80,7 @@ def audit(
             "copy of the source recorded with the version."
         ),
     ] = None,
+    mapping: MappingOption = None,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from fairness.gate import check_gate
@@ -105,7 +106,7 @@ def audit(
     entry = SOURCES[source]
     # NOTE: the main job records the source name but not the data path, so an
     # audit of a model trained on other data needs --data pointing at that data.
-    data_path = data_path_or_exit(source, data)
+    data_path = data_path_or_exit(source, data, mapping)
 
     started = time.perf_counter()
     with Progress(

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from ajoissa.cli import app, console, data_path_or_exit, output_file_or_exit
+from ajoissa.cli import (
+    LabelWindowOption,
+    TransferGapOption,
+    app,
+    apply_label_options,
+    console,
+    data_path_or_exit,
+    output_file_or_exit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,8 @@ def build_feature_file(
             "threads on this machine, spark://HOST:PORT or yarn a cluster."
         ),
     ] = "local[2]",
+    label_window_days: LabelWindowOption = None,
+    transfer_gap_days: TransferGapOption = None,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from features.build import asof_points_by_offset, build_features
@@ -83,8 +93,9 @@ def build_feature_file(
         raise typer.Exit(code=2)
     output_file_or_exit(out, ".parquet", "Parquet")
     entry = SOURCES[source]
-    path = data_path_or_exit(source, data)
+    path = data_path_or_exit(source, data, None)
     config = entry.run_config(path)
+    apply_label_options(config, label_window_days, transfer_gap_days)
     if engine != "duckdb" and not config.learner_features:
         typer.echo(
             f"Source {source} has no declarative learner features, so --engine "
@@ -115,6 +126,10 @@ def build_feature_file(
     finally:
         if isinstance(runner, SparkEngine):
             runner.close()
+    if config.label_window_days is not None:
+        from training.validate import with_label_window
+
+        frame = with_label_window(frame, tables.enrolments, config.label_window_days)
     _write_parquet_atomically(frame.data, out)
     console.print(
         f"Wrote {len(frame.data):,} rows and {len(frame.feature_names)} features "

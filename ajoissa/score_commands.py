@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ajoissa.cli import (
+    MappingOption,
     SourceName,
     app,
     console,
@@ -63,6 +64,7 @@ def score(
             help="Folder (or file) with the source's data. Default: the bundled copy."
         ),
     ] = None,
+    mapping: MappingOption = None,
     model_name: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +96,7 @@ def score(
         )
         raise typer.Exit(code=2)
     entry = SOURCES[source.value]
-    data_path = data_path_or_exit(source.value, data)
+    data_path = data_path_or_exit(source.value, data, mapping)
     started = time.perf_counter()
     with Progress(
         SpinnerColumn(),

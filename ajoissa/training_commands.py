@@ -19,9 +19,13 @@ from rich.progress import (
 from rich.table import Table
 
 from ajoissa.cli import (
+    LabelWindowOption,
+    MappingOption,
     SourceName,
+    TransferGapOption,
     advance_step,
     app,
+    apply_label_options,
     check_share,
     console,
     data_path_or_exit,
@@ -112,14 +116,9 @@ def retrain(
             min=1,
         ),
     ] = None,
-    label_window_days: Annotated[
-        int | None,
-        typer.Option(
-            help="Label: withdrawal within this many days after the as-of date. "
-            "Default: any later withdrawal from the unit.",
-            min=1,
-        ),
-    ] = None,
+    mapping: MappingOption = None,
+    label_window_days: LabelWindowOption = None,
+    transfer_gap_days: TransferGapOption = None,
     asof_days: Annotated[
         list[int] | None,
         typer.Option(
@@ -168,7 +167,7 @@ def retrain(
     from training.promotion import retrain as run_retrain
 
     entry = SOURCES[source.value]
-    data_path = data_path_or_exit(source.value, data)
+    data_path = data_path_or_exit(source.value, data, mapping)
     try:
         config = entry.run_config(data_path)
     except (InputDataError, MappingError) as exc:
@@ -182,7 +181,7 @@ def retrain(
         config.asof_labels = {d: f"day_{d}" for d in config.asof_offsets_days}
     config.history_days = history_days
     config.test_window_days = test_window_days
-    config.label_window_days = label_window_days
+    apply_label_options(config, label_window_days, transfer_gap_days)
     config.top_share = top_share
     config.k_per_unit = k_per_unit
     config.tuning_trials = trials

@@ -72,26 +72,64 @@ def test_missing_records_folder_named_once(tmp_path, monkeypatch):
     assert "not found in the export folder" not in result.output
 
 
+TABLE_NEEDS_MAPPING = (
+    "--source table needs --mapping FILE and takes no --data; the mapping file "
+    "names the data file."
+)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         (
             ["score", "--source", "table", "--as-of", "2024-01-01"],
-            "--source table needs --data: the mapping file (YAML) of the table.",
+            TABLE_NEEDS_MAPPING,
+        ),
+        (["retrain", "--source", "table", "--out", "out"], TABLE_NEEDS_MAPPING),
+        (
+            ["retrain", "--source", "table", "--data", "t.yaml", "--out", "out"],
+            TABLE_NEEDS_MAPPING,
         ),
         (
-            ["retrain", "--source", "table", "--out", "out"],
-            "--source table needs --data: the mapping file (YAML) of the table.",
+            ["run", "--source", "records", "--out", "out"],
+            "--source records needs --data: the folder of the school-records export.",
+        ),
+        (
+            ["retrain", "--source", "oulad", "--mapping", "t.yaml", "--out", "out"],
+            "--mapping applies only to --source table.",
+        ),
+        (
+            ["retrain", "--source", "oulad", "--transfer-gap-days", "30"]
+            + ["--out", "out"],
+            "--transfer-gap-days applies only to sources with study-right "
+            "histories (records), not to oulad.",
         ),
     ],
 )
-def test_table_without_data_named(tmp_path, monkeypatch, args, expected):
+def test_source_options_checked(tmp_path, monkeypatch, args, expected):
     monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert expected in result.output
+    assert expected in " ".join(result.output.split())
     assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_options_set_rule_or_window():
+    from ajoissa.catalog import SOURCES
+    from ajoissa.cli import apply_label_options
+
+    records = SOURCES["records"].run_config(None)
+    apply_label_options(records, 180, 30)
+    assert records.label_rule.window_days == 180
+    assert records.label_rule.transfer_gap_days == 30
+    assert records.label_window_days is None
+
+    oulad = SOURCES["oulad"].run_config(SOURCES["oulad"].default_data)
+    apply_label_options(oulad, 60, None)
+    assert oulad.label_window_days == 60
+    assert oulad.label_rule is None
 
 
 def test_retrain_table_source(tmp_path, monkeypatch):
@@ -99,7 +137,7 @@ def test_retrain_table_source(tmp_path, monkeypatch):
     monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mapping = Path(__file__).parents[2] / "ajoissa" / "mappings" / "uci-dropout.yaml"
-    args = ["retrain", "--source", "table", "--data", str(mapping)]
+    args = ["retrain", "--source", "table", "--mapping", str(mapping)]
     args += ["--out", str(tmp_path / "out"), "--trials", "0", "--bootstrap", "5"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

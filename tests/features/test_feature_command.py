@@ -27,6 +27,34 @@ def test_command_writes_features(tmp_path):
     assert frame["age_for_grade_months"].notna().all()
 
 
+def test_label_options_change_labels(tmp_path):
+    export = tmp_path / "export"
+    generate(SynthConfig(pupils=300, years=3, seed=4, lessons_per_day=1), export)
+    labels = {}
+    for name, options in {
+        "default": [],
+        "short window": ["--label-window-days", "60"],
+        "short gap": ["--transfer-gap-days", "0", "--label-window-days", "60"],
+    }.items():
+        out = tmp_path / f"{len(labels)}.parquet"
+        result = CliRunner().invoke(
+            app, ["features", "--data", str(export), "--out", str(out), *options]
+        )
+        assert result.exit_code == 0, result.output
+        frame = pd.read_parquet(out).set_index(["learner_id", "asof_date"])
+        labels[name] = frame["withdraws_after"]
+    default, short = labels["default"], labels["short window"]
+    # A shorter window labels fewer rows but makes more rows' labels known.
+    common = default.index.intersection(short.index)
+    assert (short[common] <= default[common]).all()
+    assert short[common].sum() < default[common].sum()
+    # Without a gap, every ended right with no new right the next day counts.
+    gap = labels["short gap"]
+    common = gap.index.intersection(short.index)
+    assert (gap[common] >= short[common]).all()
+    assert gap[common].sum() > short[common].sum()
+
+
 def test_bad_export_exits_2(tmp_path):
     export = tmp_path / "export"
     generate(SynthConfig(pupils=5, years=1, seed=2, lessons_per_day=1), export)
