@@ -182,8 +182,12 @@ class _Chunk:
             y: teaching_days(config.first_year + y) for y in range(config.years)
         }
 
-    def school(self, level: str) -> str:
-        return str(self.rng.choice(self.schools[level]))
+    def school(self, level: str, leaving: str | None = None) -> str:
+        """Draw a school of ``level``, other than ``leaving`` when there is another."""
+        schools = self.schools[level]
+        if leaving is not None and len(schools) > 1:
+            schools = [school for school in schools if school != leaving]
+        return str(self.rng.choice(schools))
 
     def open_right(self, pupil: str, school: str, start: np.datetime64) -> str:
         number = self.right_counts.get(pupil, 0)
@@ -305,7 +309,9 @@ class _Chunk:
             if upper and onset is not None and not exit_decided:
                 exit_decided = True
                 if rng.random() < rates.dropout_given_onset:
-                    pending_exit = onset + np.timedelta64(
+                    # An onset in basic education counts from the first day of
+                    # upper secondary, so the signs show there before the exit.
+                    pending_exit = max(onset, days[0]) + np.timedelta64(
                         int(rng.integers(60, 200)), "D"
                     )
             if (
@@ -339,7 +345,7 @@ class _Chunk:
                 )
                 self.state(right, moved, "resigned")
                 start = moved + np.timedelta64(int(rng.integers(1, 15)), "D")
-                school = self.school(level)
+                school = self.school(level, leaving=school)
                 right = self.open_right(pupil, school, start)
                 self.grade_level(right, start, grade)
                 self.segments.append(

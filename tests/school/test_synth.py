@@ -135,3 +135,30 @@ def test_replaces_own_earlier_output(tmp_path):
     counts = generate(SynthConfig(pupils=6, years=1, seed=1), out)
     assert counts["pupils"] == 6
     assert len(pd.read_parquet(out / "pupils.parquet")) == 6
+
+
+def test_school_change_goes_to_another_school(synth_dir):
+    rights = pd.read_parquet(synth_dir / "study_rights.parquet")
+    rights = rights.sort_values(["pupil_id", "start_date"])
+    previous = rights.groupby("pupil_id")["school_id"].shift()
+    changes = rights[previous.notna()]
+    # Basic to upper secondary always changes level, so any repeat is a change.
+    assert len(changes) > 0
+    assert (changes["school_id"] != previous[previous.notna()]).all()
+
+
+def test_dropouts_show_signs_in_their_last_right(tmp_path):
+    """Dropouts rarely leave in a right's first weeks, before any sign shows."""
+    # Three years, so that pupils who disengage in basic education reach upper
+    # secondary.
+    out = tmp_path / "records"
+    generate(SynthConfig(pupils=1200, years=3, seed=3, lessons_per_day=1), out)
+    rights = pd.read_parquet(out / "study_rights.parquet")
+    states = pd.read_parquet(out / "study_right_states.parquet")
+    exits = states[states["state"].isin(["resigned", "considered_resigned"])]
+    exits = exits.merge(rights, on="study_right_id")
+    last_start = rights.groupby("pupil_id")["start_date"].max()
+    dropouts = exits[exits["start_date"].values == last_start[exits["pupil_id"]].values]
+    days_in = (dropouts["state_from"] - dropouts["start_date"]).dt.days
+    assert len(dropouts) >= 40
+    assert (days_in < 21).mean() < 0.05
