@@ -59,6 +59,10 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # After a lost database connection psycopg warns that it could not end
+        # its pipeline, just before the command's own message names the error.
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 RUN_HELP = (
@@ -352,6 +356,19 @@ def exit_on_sigterm() -> None:
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in place of SIGTERM's default exit by :func:`interrupt_on_sigterm`."""
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated`, so a command handles it as Ctrl-C."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated
 
     signal.signal(signal.SIGTERM, stop)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,9 +14,11 @@ import typer
 from ajoissa.cli import (
     MappingOption,
     SourceName,
+    Terminated,
     app,
     console,
     data_path_or_exit,
+    interrupt_on_sigterm,
     store_path_or_exit,
 )
 
@@ -27,8 +30,8 @@ SCORE_HELP = (
     "per pupil, the probability, rank within the school, reasons, model "
     "version and the feature values used. Rerunning the same as-of date and model "
     "version replaces that run and nothing else, and the output names the replaced "
-    "run. A failed run leaves the store as it was. An interrupted run (Ctrl-C) "
-    "says whether its run was stored.\n\nThe store is AJOISSA_SCORE_STORE_URL (a "
+    "run. A failed run leaves the store as it was. An interrupted run (Ctrl-C "
+    "or SIGTERM) says whether its run was stored.\n\nThe store is AJOISSA_SCORE_STORE_URL (a "
     "SQLAlchemy URL), by default scores.db (SQLite) in AJOISSA_HOME."
 )
 
@@ -79,12 +82,7 @@ def score(
     from ajoissa.catalog import SOURCES
     from models.store import ModelIntegrityError, load_registered, resolve_model_name
     from serving.scheduled import NoActivePupilsError, score_asof
-    from serving.scorestore import (
-        RunKey,
-        ScoreStore,
-        describe_url,
-        store_url,
-    )
+    from serving.scorestore import RunKey, describe_url
     from sources.errors import InputDataError
 
     day = parse_as_of(as_of)
@@ -98,6 +96,9 @@ def score(
     entry = SOURCES[source.value]
     data_path = data_path_or_exit(source.value, data, mapping)
     started = time.perf_counter()
+    # Opened first, so that an unreachable store fails before minutes of work.
+    store = _store_or_exit(create=True)
+    interrupt_on_sigterm()
     with Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -117,15 +118,15 @@ def score(
             progress.update(task, description=f"building features as of {day}")
             rows = score_asof(tables, loaded, day)
             progress.update(task, description="writing the score store")
-            store = ScoreStore()
             key = RunKey(source.value, day, loaded.name, loaded.version)
             previous = store.run_id_of(key)
             stored = store.store_run(key, rows)
             store.dispose()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             progress.stop()
             _report_interrupt(day, key, previous, stored)
-            raise typer.Exit(code=130) from None
+            code = 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
+            raise typer.Exit(code=code) from None
         except (LookupError, ModelIntegrityError) as exc:
             progress.stop()
             typer.echo(f"Cannot score: {exc}", err=True)
@@ -141,8 +142,8 @@ def score(
         except SQLAlchemyError as exc:
             progress.stop()
             typer.echo(
-                f"Cannot write the score store {describe_url(store_url())}: "
-                f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}. "
+                f"Cannot write the score store {describe_url(store.url)}: "
+                f"{type(exc).__name__}: {_driver_message(exc)}. "
                 "Nothing was changed in it; fix the store or its URL "
                 "(AJOISSA_SCORE_STORE_URL) and run the command again.",
                 err=True,
@@ -160,6 +161,12 @@ def score(
         )
     console.print(f"Score store: {describe_url(store.url)}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")
+
+
+def _driver_message(exc: Exception) -> str:
+    """Return a database error's own text on one line, without a final period."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return " ".join(text.split()).rstrip(".")
 
 
 def _report_interrupt(
@@ -224,8 +231,12 @@ scores_app = typer.Typer(
 app.add_typer(scores_app, name="scores")
 
 
-def _store_or_exit():
-    """Open the score store for reading or removing runs, or exit with a message."""
+def _store_or_exit(create: bool = False):
+    """Open the score store, or exit with a message.
+
+    Without ``create`` the default SQLite file must exist, since reading or
+    removing runs needs a store. With ``create`` only its folder must.
+    """
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from models.store import home_dir
@@ -237,7 +248,9 @@ def _store_or_exit():
     )
 
     if not os.environ.get(SCORE_STORE_URL_ENV):
-        store_path_or_exit(home_dir() / "scores.db", "score store", SCORE_STORE_URL_ENV)
+        store_path_or_exit(
+            home_dir() / "scores.db", "score store", SCORE_STORE_URL_ENV, create
+        )
     url = store_url()
     try:
         return ScoreStore(url)
@@ -258,8 +271,9 @@ def _store_or_exit():
         raise typer.Exit(code=2) from exc
     except SQLAlchemyError as exc:
         typer.echo(
-            f"Cannot open the score store {describe_url(url)}: {exc}. "
-            f"Check {SCORE_STORE_URL_ENV}.",
+            f"Cannot open the score store {describe_url(url)}: "
+            f"{type(exc).__name__}: {_driver_message(exc)}. "
+            f"Check that the database is running and {SCORE_STORE_URL_ENV}.",
             err=True,
         )
         raise typer.Exit(code=1) from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -253,15 +255,20 @@ def test_cli_store_unreachable(monkeypatch, trained, scored):
     # Port 1 on 127.0.0.1 has no PostgreSQL server, so connecting fails.
     url = "postgresql+psycopg://ajoissa@127.0.0.1:1/postgres"
     monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
-    monkeypatch.setattr(
-        "serving.scheduled.score_asof", lambda tables, loaded, day: scored[:3]
-    )
+
+    def never(tables, loaded, day):
+        raise AssertionError("scored before the store was opened")
+
+    monkeypatch.setattr("serving.scheduled.score_asof", never)
     args = ["score", "--source", "oulad", "--as-of", "2014-03-03"]
     args += ["--model-name", trained.loaded.name]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
-    assert "Cannot write the score store postgresql+psycopg://" in result.output
-    assert "Nothing was changed in it" in result.output
+    output = " ".join(result.output.split())
+    assert "Cannot open the score store postgresql+psycopg://" in output
+    assert "OperationalError" in output
+    assert ".. " not in output
+    assert "Check that the database is running" in output
 
 
 def _score_cli(monkeypatch, trained, tmp_path, rows):
@@ -299,6 +306,27 @@ def test_cli_score_interrupt_before_store(tmp_path, monkeypatch, trained, scored
     assert result.exit_code == 130
     assert "the run as of 2014-03-03 was not stored" in result.output
     assert "Earlier runs are intact." in result.output
+    store = ScoreStore(url)
+    assert [run_id for run_id, _, _ in store.runs()] == [1]
+    store.dispose()
+
+
+def test_cli_score_sigterm_reported(tmp_path, monkeypatch, trained, scored):
+    url, args = _score_cli(monkeypatch, trained, tmp_path, scored[:3])
+    assert CliRunner().invoke(app, args).exit_code == 0
+
+    def terminate(tables, loaded, day):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr("serving.scheduled.score_asof", terminate)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert result.exit_code == 143
+    assert "the run as of 2014-03-03 was not stored" in result.output
     store = ScoreStore(url)
     assert [run_id for run_id, _, _ in store.runs()] == [1]
     store.dispose()
