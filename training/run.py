@@ -210,8 +210,8 @@ def run_main_job(
     alias = _alias_to_set(model_name, config.alias)
     unvalidated = _unvalidated_reason(evaluation)
     if unvalidated and alias == CHAMPION:
-        # A model whose test rows show no dropout was never measured, so it
-        # must not go live unreviewed.
+        # A model whose test rows show no or only a few dropouts was not
+        # measured, so it must not go live unreviewed.
         logger.warning("registering a challenger, not a champion: %s", unvalidated)
         alias = CHALLENGER
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
@@ -340,16 +340,32 @@ def _delete_version(registered: Any) -> None:
     )
 
 
+MIN_TEST_ROWS_PER_CLASS = 10
+"""Test rows of each class (dropout or not) that the latest fold needs before
+its figures validate a model for the champion alias."""
+
+
 def _unvalidated_reason(evaluation: dict[str, Any]) -> str | None:
-    """Return why the latest fold measured nothing of the model, or None."""
+    """Return why the latest fold did not validate the model, or None."""
     latest = evaluation["folds"][-1]
-    if latest["overall"].get("model", {}).get("roc_auc") is not None:
+    model = latest["overall"].get("model", {})
+    if model.get("roc_auc") is None:
+        return (
+            f"the test rows of fold {latest['name']} have only one class (no "
+            "dropout or no pupil who stayed), so ROC-AUC and precision at k are "
+            "undefined and the model was not validated. Test on a period with "
+            "dropouts: add data or change the cutoff"
+        )
+    positives = model["positives"]
+    fewer = min(positives, model["rows"] - positives)
+    if fewer >= MIN_TEST_ROWS_PER_CLASS:
         return None
     return (
-        f"the test rows of fold {latest['name']} have only one class (no dropout "
-        "or no pupil who stayed), so ROC-AUC and precision at k are undefined and "
-        "the model was not validated. Test on a period with dropouts: add data or "
-        "change the cutoff"
+        f"the test rows of fold {latest['name']} have {positives} dropout(s) in "
+        f"{model['rows']} rows, and each class needs at least "
+        f"{MIN_TEST_ROWS_PER_CLASS}. With so few, ROC-AUC and its interval "
+        "depend on a handful of pupils, so the model was not validated. Test on "
+        "a longer period: add data, lengthen the label window or change the cutoff"
     )
 
 

@@ -770,6 +770,35 @@ def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
     assert "not as the served champion" in " ".join(result.output.split())
 
 
+def test_few_test_dropouts_not_champion(tmp_path, monkeypatch):
+    """A latest period with 3 adverse outcomes leaves the model a challenger."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ajoissa.cli import app
+
+    earlier = pd.concat([pupils(seed=1), pupils(seed=2)], ignore_index=True)
+    later = pupils(seed=3).assign(final_grade=12)
+    later.loc[:2, "final_grade"] = 5
+    later["pupil"] = [f"q{i:03d}" for i in range(len(later))]
+    table = pd.concat([earlier, later], ignore_index=True)
+    table["year"] = [2022] * 40 + [2023] * 40 + [2024] * 40
+    mapping = base_mapping(period={"column": "year", "kind": "year"})
+    path = write_case(tmp_path, table, mapping)
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["run", "--source", "table", "--mapping", str(path), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_alias"] == "challenger"
+    assert "have 3 dropout(s) in 40 rows" in summary["not_validated"]
+    assert "each class needs at least 10" in summary["not_validated"]
+
+
 def test_excel_format_on_csv_rejected(tmp_path):
     mapping = base_mapping(file={"path": "pupils.csv", "format": "excel"})
     with pytest.raises(InputDataError, match="could not be read as excel") as excinfo:
