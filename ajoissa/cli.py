@@ -55,6 +55,7 @@ def main(
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.umask(_umask_or_exit())
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -63,6 +64,31 @@ def main(
         # After a lost database connection psycopg warns that it could not end
         # its pipeline, just before the command's own message names the error.
         logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
+UMASK_ENV = "AJOISSA_UMASK"
+DEFAULT_UMASK = 0o077
+"""The stores hold pupil data and token hashes, so by default every file and
+folder that a command creates is readable by its owner only."""
+
+
+def _umask_or_exit() -> int:
+    """Return the file-mode mask from ``AJOISSA_UMASK`` (octal), default 077."""
+    text = os.environ.get(UMASK_ENV, "").strip()
+    if not text:
+        return DEFAULT_UMASK
+    try:
+        value = int(text, 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        typer.echo(
+            f"Invalid {UMASK_ENV} {text!r}: expected an octal file-mode mask such "
+            "as 077 (owner only) or 027 (owner and group may read).",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    return value
 
 
 RUN_HELP = (

@@ -96,14 +96,13 @@ def log_and_register(
         model,
         name="model",
         signature=signature,
-        input_example=conformed.head(5),
+        # No input example: its rows would be pupils' feature values, stored
+        # with every version for anyone who can read the registry.
         registered_model_name=model_name,
         metadata=metadata,
-        # MLflow 3.17 replays the input example through the pyfunc flavour, both to
-        # infer requirements and to validate serving input; that turns category
-        # columns into strings, which LightGBM rejects. Listing the requirements and
-        # skipping the check avoids the replay. Ajoissa loads the native LightGBM
-        # flavour, whose round trip the tests check.
+        # The requirements are listed, so MLflow does not infer them, and with
+        # no input example there is no serving input to validate. Ajoissa loads
+        # the native LightGBM flavour, whose round trip the tests check.
         pip_requirements=[
             f"lightgbm=={lgb.__version__}",
             f"pandas=={pd.__version__}",

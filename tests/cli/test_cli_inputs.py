@@ -209,3 +209,25 @@ def test_serve_warns_without_champion(tmp_path):
 
     assert warning.startswith("Warning: no model 'no-such-model' with alias 'champion'")
     assert "starts unready" in warning
+
+
+def test_created_store_owner_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
+    monkeypatch.delenv("AJOISSA_UMASK", raising=False)
+    before = os.umask(0o022)
+    try:
+        result = CliRunner().invoke(app, ["tokens", "create", "--role", "admin"])
+    finally:
+        os.umask(before)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "access.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_invalid_umask_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
+    monkeypatch.setenv("AJOISSA_UMASK", "9")
+    result = CliRunner().invoke(app, ["tokens", "list"])
+    assert result.exit_code == 2
+    assert (
+        "Invalid AJOISSA_UMASK '9': expected an octal file-mode mask" in result.output
+    )

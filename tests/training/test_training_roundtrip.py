@@ -1,5 +1,7 @@
 """A registered, calibrated model scores identically after loading from MLflow."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,3 +77,22 @@ def test_interrupted_registration_leaves_no_version(store, monkeypatch):
             registry.log_and_register(model, spec, X.head(20), "interrupted")
     versions = mlflow.MlflowClient().search_model_versions("name='interrupted'")
     assert versions == []
+
+
+def test_registered_version_stores_no_rows(store, tmp_path):
+    """The registry keeps the schema of the records, never a record itself."""
+    import mlflow
+
+    from training.registry import ensure_experiment, log_and_register
+
+    X, y = _frame(500, 0)
+    model, spec = fit_risk_model(X, y, {"n_estimators": 10})
+    with mlflow.start_run(experiment_id=ensure_experiment()):
+        log_and_register(model, spec, X.head(20), "no-rows")
+    stored = Path(
+        mlflow.artifacts.download_artifacts("models:/no-rows/1", dst_path=str(tmp_path))
+    )
+    names = sorted(p.name for p in stored.rglob("*") if p.is_file())
+    assert "MLmodel" in names
+    assert not [name for name in names if "example" in name], names
+    assert "signature" in (stored / "MLmodel").read_text()
