@@ -212,7 +212,8 @@ def load_oulad(data_dir: Path) -> InputTables:
             "gender": latest["gender"],
             "age_band": latest["age_band"],
             "disability": latest["disability"],
-            "deprivation_band": latest["imd_band"],
+            # The file writes one band as "10-20" and the others with "%".
+            "deprivation_band": latest["imd_band"].replace("10-20", "10-20%"),
         }
     )
 

@@ -133,6 +133,12 @@ def test_sensitive_only_in_learners(tables):
 # Errors on edited copies
 
 
+def test_deprivation_bands_written_alike(tables):
+    bands = set(tables.learners["deprivation_band"].dropna())
+    assert "10-20%" in bands
+    assert all(band.endswith("%") for band in bands)
+
+
 def test_missing_file(tmp_path):
     data = copy_data(tmp_path)
     (data / "courses.csv").unlink()
