@@ -67,8 +67,9 @@ RETRAIN_HELP = (
 )
 PROMOTE_HELP = (
     "Make the challenger the champion, only if on the latest temporal fold it has a "
-    "higher ROC-AUC and precision at k than the champion and every baseline, and it "
-    "passes the fairness gate. Otherwise nothing changes and the reasons are listed "
+    "higher ROC-AUC and precision at k than the champion and every baseline, it "
+    "passes the fairness gate, and its artifact files match the SHA-256 digest "
+    "recorded at registration. Otherwise nothing changes and the reasons are listed "
     "(exit code 1)."
 )
 

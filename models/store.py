@@ -161,6 +161,75 @@ def champion_version(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> s
     return str(version.version)
 
 
+REGISTER_AGAIN = (
+    "Register the model again with `ajoissa run`, or move the alias back to a "
+    "version that passes the check"
+)
+"""Next step in the error of a version that fails its integrity check, for loaders
+such as the server."""
+
+
+def _check_artifact_files(
+    name: str, version: str, directory: Path, tags: dict[str, str], remedy: str
+) -> None:
+    """Compare the digest of the files in ``directory`` with the version's tag.
+
+    Raises
+    ------
+    ModelIntegrityError
+        If the version has no ``ARTIFACT_DIGEST_TAG`` tag or the files do not
+        match it. The message ends with ``remedy``, a sentence without its
+        full stop.
+    """
+    expected = tags.get(ARTIFACT_DIGEST_TAG)
+    if not expected:
+        raise ModelIntegrityError(
+            f"model {name} version {version} has no {ARTIFACT_DIGEST_TAG} tag, so "
+            f"its artifact files cannot be verified. {remedy}"
+        )
+    actual = artifact_digest(directory)
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"model {name} version {version} failed its integrity check: the "
+            f"artifact files have SHA-256 {actual}, but {expected} was recorded at "
+            f"registration (tag {ARTIFACT_DIGEST_TAG}), so the files were changed "
+            f"after registration. {remedy}"
+        )
+
+
+def verify_version(name: str, version: str, remedy: str = REGISTER_AGAIN) -> None:
+    """Download the files of ``name`` version ``version`` and check their digest.
+
+    This is the check that :func:`load_registered` makes before it loads a
+    model, for callers that need the verdict without the model.
+
+    Raises
+    ------
+    LookupError
+        If the registry has no such version.
+    ModelIntegrityError
+        If the version has no digest tag or its files do not match it. The
+        message ends with ``remedy``.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    configure_mlflow()
+    try:
+        found = mlflow.MlflowClient().get_model_version(name, version)
+    except MlflowException as exc:
+        raise LookupError(
+            f"no model {name!r} version {version!r} in the registry"
+        ) from exc
+    with tempfile.TemporaryDirectory(prefix="ajoissa-verify-") as tmp:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{name}/{version}", dst_path=tmp
+            )
+        )
+        _check_artifact_files(name, version, local, dict(found.tags), remedy)
+
+
 def load_registered(
     name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION
 ) -> LoadedModel:
@@ -184,23 +253,10 @@ def load_registered(
     client = mlflow.MlflowClient()
     version = client.get_model_version(name, version_number)
     tags = dict(version.tags)
-    expected = tags.get(ARTIFACT_DIGEST_TAG)
     model_uri = f"models:/{name}/{version_number}"
-    if not expected:
-        raise ModelIntegrityError(
-            f"model {name} version {version_number} has no {ARTIFACT_DIGEST_TAG} tag, "
-            "so its artifact cannot be verified; register it again with `ajoissa run`"
-        )
     with tempfile.TemporaryDirectory(prefix="ajoissa-model-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
-        actual = artifact_digest(local)
-        if actual != expected:
-            raise ModelIntegrityError(
-                f"model {name} version {version_number} failed its integrity check: "
-                f"the artifact files have SHA-256 {actual}, but {expected} was "
-                "recorded at registration. The files were changed after registration; "
-                "register the model again or move the alias back to a good version"
-            )
+        _check_artifact_files(name, version_number, local, tags, REGISTER_AGAIN)
         metadata = Model.load(str(local / "MLmodel")).metadata or {}
         spec = FeatureSpec.from_dict(metadata["feature_spec"])
         calibration = Calibration.from_dict(metadata.get("calibration"))

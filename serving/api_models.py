@@ -190,7 +190,11 @@ class ModelInfo(BaseModel):
 
     name: str
     version: str | None = Field(description="Null while no model is loaded.")
-    alias: str | None
+    alias: str | None = Field(
+        description="The registry alias of the served version ('champion'); null "
+        "while no model is loaded, and while the alias is on another version "
+        "(registry_champion_version) that the service has not loaded."
+    )
     loaded_at: dt.datetime | None
     artifact_sha256: str | None = Field(
         description="Digest of the artifact files, checked at load."
@@ -207,10 +211,25 @@ class ModelInfo(BaseModel):
         "<as-of>.<model>.<metric>."
     )
     model_card_url: str | None = Field(
-        description="The version's model_card_url tag, if one was set."
+        description="Path, relative to the server, of the served version's model "
+        "card in the review screens (/ui/models/NAME/VERSION/artifacts/"
+        "model_card.html, or model_card.md when the run stored only that). It "
+        "needs a reviewer's sign-in. Without a stored model card it is the "
+        "version's model_card_url tag, or null."
+    )
+    registry_champion_version: str | None = Field(
+        description="The version that carried the champion alias in the registry "
+        "at this worker's last check (every AJOISSA_RELOAD_SECONDS); null when "
+        "the alias was missing or the registry could not be read."
+    )
+    registry_champion_rejected: bool = Field(
+        description="True when registry_champion_version failed to load, for "
+        "example its integrity check. The service then keeps serving `version`, "
+        "and last_load_error says why."
     )
     last_load_error: str | None = Field(
-        description="Why the newest champion version was rejected, if it was."
+        description="Why the last attempt to find or load the champion failed, "
+        "with credentials in URLs removed; null after a successful check."
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import threading
 import time
 
@@ -79,6 +80,23 @@ MODEL_LOAD_FAILURES = prometheus_client.Counter(
 )
 
 
+_URL_USER_INFO = re.compile(r"(?<=://)[^/\s@]+@")
+_SECRET_QUERY_VALUE = re.compile(
+    r"(?i)([?&][^=&\s]*(?:password|token|secret|signature|credential|key)[^=&\s]*=)"
+    r"[^&\s]+"
+)
+
+
+def redact_credentials(text: str) -> str:
+    """Replace the user info of URLs and secret-looking query values with ``***``.
+
+    A load error can quote the tracking URI or an artifact URL, and the error
+    goes to the log, ``GET /v1/model`` and the 503 of ``POST /v1/score``.
+    """
+    text = _URL_USER_INFO.sub("***@", text)
+    return _SECRET_QUERY_VALUE.sub(r"\1***", text)
+
+
 class ChampionHolder:
     """The loaded champion of model ``name``, refreshed by :meth:`refresh`."""
 
@@ -88,11 +106,21 @@ class ChampionHolder:
         self.loaded: LoadedModel | None = None
         self.loaded_at: dt.datetime | None = None
         self.last_error: str | None = None
+        """The error of the last failed attempt to find or load the champion,
+        with credentials in URLs removed; None after a successful check."""
+        self.registry_version: str | None = None
+        """The version that carried the champion alias at the last registry
+        check; None when the alias was missing or the registry failed."""
         self._rejected_version: str | None = None
         self._rejected_at = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def retry_seconds(self) -> float:
+        """Seconds after which a rejected version is loaded again."""
+        return REJECTED_RETRY_INTERVALS * self.interval_seconds
 
     def refresh(self) -> bool:
         """Load the champion if it is not the loaded version; return whether it changed.
@@ -105,26 +133,33 @@ class ChampionHolder:
                 version = champion_version(self.name)
             except LookupError as exc:
                 MODEL_LOAD_FAILURES.labels(self.name).inc()
-                if self.last_error != str(exc):
-                    logger.error("failed to load model %s: %s", self.name, exc)
-                self.last_error = str(exc)
+                self.registry_version = None
+                error = redact_credentials(str(exc))
+                if self.last_error != error:
+                    logger.error("failed to load model %s: %s", self.name, error)
+                self.last_error = error
                 return False
+            self.registry_version = version
             current = self.loaded.version if self.loaded else None
             if version == current:
+                # The alias points at the served version again, for example
+                # after an operator moved it back from a rejected one.
+                self.last_error = None
+                self._rejected_version = None
                 return False
-            retry_after = REJECTED_RETRY_INTERVALS * self.interval_seconds
             if (
                 version == self._rejected_version
-                and time.monotonic() - self._rejected_at < retry_after
+                and time.monotonic() - self._rejected_at < self.retry_seconds
             ):
                 return False
             try:
                 loaded = load_registered(self.name)
             except (ModelIntegrityError, LookupError) as exc:
-                self._reject(version, str(exc))
+                self._reject(version, redact_credentials(str(exc)))
                 return False
             except Exception as exc:  # noqa: BLE001 - any load failure keeps the old model
-                self._reject(version, f"{type(exc).__name__}: {exc}")
+                error = redact_credentials(f"{type(exc).__name__}: {exc}")
+                self._reject(version, error)
                 return False
             if current is not None:
                 MODEL_LOADED.labels(self.name, current).set(0)
@@ -147,15 +182,28 @@ class ChampionHolder:
         self._rejected_version = version
         self._rejected_at = time.monotonic()
         self.last_error = error
-        serving = self.loaded.version if self.loaded else "none"
+        if self.loaded is None:
+            outcome = "No model is served."
+        else:
+            outcome = f"Still serving version {self.loaded.version}."
         # A retry that fails the same way is logged once, not every few minutes.
         logger.log(
             logging.INFO if repeated else logging.ERROR,
-            "rejected model %s version %s: %s. Still serving version %s.",
+            "rejected model %s version %s: %s. %s",
             self.name,
             version,
             error,
-            serving,
+            outcome,
+        )
+
+    @property
+    def registry_version_rejected(self) -> bool:
+        """Whether the registry's champion failed to load and is not served."""
+        served = self.loaded.version if self.loaded else None
+        return (
+            self.registry_version is not None
+            and self.registry_version == self._rejected_version
+            and self.registry_version != served
         )
 
     def start(self) -> None:

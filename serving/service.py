@@ -41,7 +41,7 @@ token, 403 when the token's role has no right (see :mod:`serving.auth`).
     :mod:`serving.scoring`). Invalid records or options return 400, and a batch
     above ``MAX_BATCH_RECORDS`` or a body above the size limit (see
     :mod:`serving.middleware`) returns 413. Returns 503 while no model is
-    loaded.
+    loaded, with the last load error in the message.
 
 Every error response has the body :class:`~serving.api_models.ErrorBody`:
 ``error``, ``problem_count`` and ``problems``.
@@ -51,14 +51,18 @@ Every error response has the body :class:`~serving.api_models.ErrorBody`:
     read. A pupil with no row there gets 404, whether or not other schools have
     rows, so the response does not reveal where else a pupil is enrolled.
 ``GET /v1/model`` (every role)
-    The served model: name, version, alias, digests, training metrics.
+    The served model: name, version, alias, digests, training metrics and the
+    path of its model card, with the registry's champion version and whether
+    that version failed to load.
 ``GET /v1/tokens`` (admin)
     The API tokens, without secrets.
 ``GET /healthz`` and ``GET /livez``
     Liveness, provided by BentoML: 200 while the worker is running.
 ``GET /readyz``
     Readiness, provided by BentoML. It calls ``__is_ready__`` below, so it
-    returns 200 only when a verified model is loaded and 503 otherwise.
+    returns 200 once a verified model is loaded and 503 before. A newer
+    champion that fails to load leaves it at 200, because the loaded version
+    keeps serving.
 ``GET /metrics``
     Prometheus metrics, provided by BentoML (request counts and latencies per
     route template, such as ``/v1/pupils/{pupil_id}/explanation``; see
@@ -120,7 +124,7 @@ from serving.api_models import (
     error_body,
 )
 from serving.auth import PUBLIC_PATHS, AccessControlMiddleware, principal_of
-from serving.champion import ChampionHolder, reload_seconds
+from serving.champion import ChampionHolder, redact_credentials, reload_seconds
 from serving.metrics import RouteTemplates
 from serving.metrics import install as install_metric_templates
 from serving.middleware import (
@@ -131,6 +135,7 @@ from serving.middleware import (
     ScoreBodyMiddleware,
     parse_score_body,
 )
+from serving.ratelimitedlog import RateLimitedWarning
 from serving.request_body import decode_plain_request
 from serving.scorestore import ScoreStore
 from serving.scoring import (
@@ -144,6 +149,11 @@ from serving.scoring import (
     validate_records,
 )
 from serving.ui.app import ui_app
+from serving.ui.modelcards import (
+    MODEL_CARD_URL_TAG,
+    model_card_document,
+    model_card_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +406,9 @@ class ScoringService:
         self.scores = ScoreStore()
         self.access_log = AccessLog()
         self.tokens = TokenStore()
+        self._not_ready_warning = RateLimitedWarning(logger)
+        # Model card paths by model version, read from the registry once.
+        self._model_card_urls: dict[str, str | None] = {}
         # Created on the first large request, in the worker's event loop.
         self._batch_limiter: anyio.CapacityLimiter | None = None
         # The imports and the model leave millions of long-lived objects. Moving
@@ -567,13 +580,11 @@ class ScoringService:
     def _score(self, request: _ScoreRequest) -> tuple[int, dict[str, Any]]:
         loaded = request.loaded
         if loaded is None:
-            logger.warning(
+            self._not_ready_warning.log(
                 "rejected scoring request: model %s is not loaded", self.model_name
             )
             return HTTPStatus.SERVICE_UNAVAILABLE, error_body(
-                f"model {self.model_name!r} is not loaded because the "
-                "registry has no verified champion version of it. Register one and "
-                "retry when /readyz returns 200."
+                self._not_loaded_message()
             )
         as_of_text, request_problems = _parse_options(
             request.as_of, request.include_reasons
@@ -623,6 +634,16 @@ class ScoringService:
                 problem_count=len(exc.problems),
             )
         return HTTPStatus.OK, result.response_body()
+
+    def _not_loaded_message(self) -> str:
+        reason = self.champion.last_error or "the registry has not been checked yet"
+        return (
+            f"model {self.model_name!r} is not loaded: {reason}. The server "
+            f"checks the registry every {self.champion.interval_seconds:g} s and "
+            "loads a new champion without a restart, and it tries a rejected "
+            f"version again after {self.champion.retry_seconds:g} s. Retry when "
+            "/readyz returns 200."
+        )
 
     @read_api.get(
         "/pupils/{pupil_id}/explanation",
@@ -735,21 +756,61 @@ class ScoringService:
     @read_api.get("/model", response_model=ModelInfo, responses=_ERRORS)
     def model(self) -> ModelInfo:
         """Return the served model's identity, digests and training metrics."""
-        loaded = self.champion.loaded
+        champion = self.champion
+        loaded = champion.loaded
         tags = loaded.tags if loaded else {}
+        registry_version = champion.registry_version
+        # The served version keeps its alias only while the registry agrees.
+        alias = None
+        if loaded is not None and registry_version == loaded.version:
+            alias = loaded.alias
         return ModelInfo(
             name=self.model_name,
             version=loaded.version if loaded else None,
-            alias=loaded.alias if loaded else None,
-            loaded_at=self.champion.loaded_at,
+            alias=alias,
+            loaded_at=champion.loaded_at,
             artifact_sha256=tags.get(ARTIFACT_DIGEST_TAG),
             training_data_sha256=tags.get(TRAINING_DATA_TAG),
             source=tags.get("source"),
             features=list(loaded.spec.features) if loaded else [],
             metrics=loaded.metrics if loaded else {},
-            model_card_url=tags.get("model_card_url"),
-            last_load_error=self.champion.last_error,
+            model_card_url=self._model_card_url(loaded),
+            registry_champion_version=registry_version,
+            registry_champion_rejected=champion.registry_version_rejected,
+            last_load_error=champion.last_error,
         )
+
+    def _model_card_url(self, loaded: LoadedModel | None) -> str | None:
+        """Return the review screens' path of the served version's model card.
+
+        The version's ``model_card_url`` tag is the fallback when its run
+        stored no model card document. A failed registry read gives None and
+        is tried again on the next request.
+        """
+        from mlflow.exceptions import MlflowException
+
+        if loaded is None:
+            return None
+        if loaded.version in self._model_card_urls:
+            return self._model_card_urls[loaded.version]
+        document = None
+        if loaded.run_id:
+            try:
+                document = model_card_document(loaded.run_id)
+            except MlflowException as exc:
+                logger.warning(
+                    "failed to list the artifacts of model %s version %s: %s",
+                    loaded.name,
+                    loaded.version,
+                    redact_credentials(str(exc)),
+                )
+                return None
+        if document is None:
+            url = loaded.tags.get(MODEL_CARD_URL_TAG)
+        else:
+            url = model_card_path(loaded.name, loaded.version, document)
+        self._model_card_urls[loaded.version] = url
+        return url
 
     @read_api.get("/tokens", response_model=list[TokenEntry], responses=_ERRORS)
     def list_tokens(self) -> list[TokenEntry]:

@@ -11,7 +11,8 @@ the same protocol, on the data the champion was trained on, which need not be
 the challenger's rows. Promotion requires, on the latest
 temporal fold (or the pooled out-of-fold rows), a strictly higher ROC-AUC and
 precision at k than the champion and every baseline, a passed fairness gate,
-and no reviewer's rejection of the challenger.
+no reviewer's rejection of the challenger, and artifact files that pass the
+integrity check the server makes before it loads a version.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ import pandas as pd
 
 from fairness.signoff import read_signoff, signoff_reasons
 from models.risk import predict_risk
-from models.store import CHALLENGER, CHAMPION, configure_mlflow, load_registered
+from models.store import (
+    CHALLENGER,
+    CHAMPION,
+    ModelIntegrityError,
+    configure_mlflow,
+    load_registered,
+    verify_version,
+)
 from sources.contract import InputTables
 from training.metrics import Scored
 from training.results import PROMOTION_METRICS
@@ -253,6 +261,22 @@ def _fairness_gate(
     ], []
 
 
+CHALLENGER_REMEDY = (
+    "The challenger cannot be promoted. Register a new one with `ajoissa retrain`, "
+    "or restore the version's files from a backup and promote again"
+)
+"""Next step in the error of a challenger whose files fail the integrity check."""
+
+
+def _integrity_reasons(model_name: str, version: str) -> list[str]:
+    """Check the challenger's files as the server does and return reasons to reject it."""
+    try:
+        verify_version(model_name, version, remedy=CHALLENGER_REMEDY)
+    except (ModelIntegrityError, LookupError) as exc:
+        return [str(exc)]
+    return []
+
+
 def promote(
     model_name: str,
     skip_fairness_reviewer: str | None = None,
@@ -265,6 +289,9 @@ def promote(
     promoting without the fairness gate; it is stored as a version tag. A
     reviewer's rejection of the challenger (:mod:`fairness.signoff`) always
     blocks promotion; with ``require_signoff`` a missing approval blocks it too.
+    The challenger's artifact files must match the digest recorded at
+    registration (:func:`models.store.verify_version`), the check a server
+    makes before it loads the champion.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -296,9 +323,10 @@ def promote(
     except MlflowException:
         champion_version = None
 
+    reasons = _integrity_reasons(model_name, str(challenger.version))
     evaluation = _load_evaluation(challenger.run_id)
     promotion = evaluation["promotion"]
-    reasons = compare(promotion)
+    reasons.extend(compare(promotion))
     compared = challenger.tags.get("compared_champion_version") or None
     if champion_version is not None and compared != str(champion_version):
         reasons.append(

@@ -21,6 +21,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from fairness.signoff import MAX_REASON_CHARS, SIGNOFF_DECISIONS, SIGNOFF_TAGS
 from models.store import ARTIFACT_DIGEST_TAG, TRAINING_DATA_TAG, configure_mlflow
@@ -98,10 +99,7 @@ class VersionCard:
         A model card document is looked up in ``MODEL_CARD_FOLDER`` first, then
         at the top level. Other documents are looked up at the top level.
         """
-        candidates = [artifact]
-        if artifact in MODEL_CARD_ARTIFACTS:
-            candidates.insert(0, f"{MODEL_CARD_FOLDER}/{artifact}")
-        return next((path for path in candidates if path in self.artifacts), None)
+        return stored_path(artifact, self.artifacts)
 
     @property
     def model_card_url(self) -> str | None:
@@ -113,6 +111,41 @@ class VersionCard:
         if values["decision"] is None:
             return None
         return {key: value or "" for key, value in values.items()}
+
+
+def stored_path(artifact: str, artifacts: tuple[str, ...]) -> str | None:
+    """Return the run artifact path of document ``artifact``, or None if absent.
+
+    ``artifacts`` are the paths that :func:`_artifact_paths` lists. A model
+    card document is looked up in ``MODEL_CARD_FOLDER`` first, then at the
+    top level. Other documents are looked up at the top level.
+    """
+    candidates = [artifact]
+    if artifact in MODEL_CARD_ARTIFACTS:
+        candidates.insert(0, f"{MODEL_CARD_FOLDER}/{artifact}")
+    return next((path for path in candidates if path in artifacts), None)
+
+
+def model_card_document(run_id: str) -> str | None:
+    """Return the name of the first model card document of the run, or None.
+
+    Raises
+    ------
+    mlflow.exceptions.MlflowException
+        If the run's artifacts cannot be listed.
+    """
+    artifacts = _artifact_paths(_client(), run_id)
+    return next(
+        (name for name in MODEL_CARD_ARTIFACTS if stored_path(name, artifacts)), None
+    )
+
+
+def model_card_path(name: str, version: str, document: str) -> str:
+    """Return the path, relative to the server, of a version's model card page."""
+    return (
+        f"/ui/models/{quote(name, safe='')}/{quote(version, safe='')}/artifacts/"
+        f"{document}"
+    )
 
 
 def _client():

@@ -248,6 +248,10 @@ def test_model_description(api, tokens, trained):
     assert body["features"] == trained.spec.features
     assert len(body["artifact_sha256"]) == 64
     assert body["last_load_error"] is None
+    assert body["registry_champion_version"] == "1"
+    assert body["registry_champion_rejected"] is False
+    # The test model is registered without a model card.
+    assert body["model_card_url"] is None
 
 
 def test_tokens_listed_without_secrets(api, tokens):

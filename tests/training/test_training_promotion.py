@@ -162,6 +162,38 @@ def test_promotion_cycle(store, tables, monkeypatch):
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
 
+def test_changed_challenger_not_promoted(store, tables, monkeypatch):
+    import mlflow
+
+    _install_gate(monkeypatch, passed=True)
+    summary = retrain(tables, _config(), store / "out")
+    version = summary["model_version"]
+    client = mlflow.MlflowClient()
+    uri = client.get_model_version_download_uri(MODEL, version)
+    model_file = Path(uri.removeprefix("file://")) / "model.skops"
+    original = model_file.read_bytes()
+    changed = bytes([original[0] ^ 1]) + original[1:]
+    model_file.write_bytes(changed)
+
+    decision = promote(MODEL)
+    assert not decision.promoted
+    assert len(decision.reasons) == 1
+    reason = decision.reasons[0]
+    assert f"model {MODEL} version {version} failed its integrity check" in reason
+    assert "artifact_sha256" in reason
+    assert "ajoissa retrain" in reason
+    aliases = client.get_registered_model(MODEL).aliases
+    assert {alias: str(number) for alias, number in aliases.items()} == {
+        "challenger": version
+    }
+
+    # With the original bytes back, the same challenger passes every check.
+    model_file.write_bytes(original)
+    promoted = promote(MODEL)
+    assert promoted.reasons == []
+    assert promoted.promoted
+
+
 def test_stratified_champion_recorded(store, monkeypatch):
     import mlflow
 
