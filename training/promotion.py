@@ -58,6 +58,15 @@ def champion_scorer(model_name: str) -> tuple[Any, str | None]:
             model_name,
         )
         return None, None
+    except ModelIntegrityError as exc:
+        # The retrain still gives a challenger, and promote says why it cannot
+        # replace this champion.
+        logger.warning(
+            "the champion of %s is not compared with the challenger: %s",
+            model_name,
+            exc,
+        )
+        return None, None
 
     def score(rows: pd.DataFrame) -> Scored | None:
         missing = [c for c in champion.spec.features if c not in rows.columns]
@@ -277,6 +286,17 @@ def _integrity_reasons(model_name: str, version: str) -> list[str]:
     return []
 
 
+def _champion_integrity_reason(model_name: str, version: str) -> str | None:
+    """Return why the champion's files fail the server's check, or None."""
+    try:
+        verify_version(model_name, version)
+    except ModelIntegrityError as exc:
+        return str(exc)
+    except LookupError:
+        return None
+    return None
+
+
 def promote(
     model_name: str,
     skip_fairness_reviewer: str | None = None,
@@ -329,11 +349,21 @@ def promote(
     reasons.extend(compare(promotion))
     compared = challenger.tags.get("compared_champion_version") or None
     if champion_version is not None and compared != str(champion_version):
-        reasons.append(
-            f"the challenger was compared with champion version {compared or 'none'}, "
-            f"but the champion is now version {champion_version}; retrain to compare "
-            "them"
-        )
+        broken = _champion_integrity_reason(model_name, str(champion_version))
+        if broken is not None:
+            reasons.append(
+                f"the challenger could not be compared with champion version "
+                f"{champion_version}, whose files failed their integrity check "
+                f"({broken}). Restore the champion's files and retrain, or, after "
+                "a review of the challenger's figures, move the champion alias by "
+                "hand"
+            )
+        else:
+            reasons.append(
+                f"the challenger was compared with champion version "
+                f"{compared or 'none'}, but the champion is now version "
+                f"{champion_version}; retrain to compare them"
+            )
     comparison_notes = [
         f"{name} figures: {description}"
         for name, description in evaluation.get("recorded_figures", {}).items()

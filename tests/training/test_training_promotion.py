@@ -383,3 +383,26 @@ def test_failed_main_job_leaves_no_version(store, monkeypatch):
     configure_mlflow()
     client = mlflow.MlflowClient()
     assert client.search_model_versions("name = 'failed-job-model'") == []
+
+
+def test_changed_champion_named_at_promote(store, tables, monkeypatch):
+    import mlflow
+
+    _install_gate(monkeypatch, passed=True)
+    retrain(tables, _config(), store / "first")
+    assert promote(MODEL).promoted
+    client = mlflow.MlflowClient()
+    uri = client.get_model_version_download_uri(MODEL, "1")
+    model_file = Path(uri.removeprefix("file://")) / "model.skops"
+    original = model_file.read_bytes()
+    model_file.write_bytes(bytes([original[0] ^ 1]) + original[1:])
+
+    second = retrain(tables, _config(), store / "second")
+
+    assert second["compared_champion_version"] is None
+    decision = promote(MODEL)
+    assert not decision.promoted
+    (reason,) = [r for r in decision.reasons if "champion version 1" in r]
+    assert "whose files failed their integrity check" in reason
+    assert "Restore the champion's files and retrain" in reason
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
