@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import socket
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import numpy as np
@@ -369,3 +370,38 @@ def _fuzz(operation, headers):
         )
 
     return check
+
+
+def _post_declared_size(api, path: str, size: int) -> tuple[int, str]:
+    """Send only the headers of a form POST whose Content-Length is ``size``."""
+    address = urlsplit(api["server"].url)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {size}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((address.hostname, address.port), timeout=30) as conn:
+        conn.sendall(request.encode("ascii"))
+        received = b""
+        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.decode("utf-8").partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
+def test_large_form_log_has_no_ids(api, tokens, own_pupil):
+    school, pupil = tokens.school, own_pupil.pupil_id
+    path = f"/ui/schools/{school}/pupils/{pupil}/reviews"
+    status, body = _post_declared_size(api, path, 40_000_000)
+    log = api["server"].log()
+    assert status == 413
+    assert "form of 40000000 bytes or more is too large" in body
+    assert "records per request" not in body
+    assert (
+        "rejected request to /ui/schools/{school_id}/pupils/{pupil_id}/reviews" in log
+    )
+    assert f"/pupils/{pupil}" not in log
+    assert f"/schools/{school}" not in log
