@@ -708,24 +708,49 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
     )
 
 
+PUPIL_ENDPOINT = "/ui/schools/{school}/pupils/{id}"
+REVIEW_ENDPOINT = "/ui/schools/{school}/pupils/{id}/reviews"
+
+
 @ui_app.get("/schools/{school_id:path}/pupils/{pupil_id}")
 def pupil(request: Request, school_id: str, pupil_id: str) -> Response:
-    return _handle(request, lambda page: _pupil_page(page, school_id, pupil_id))
+    def view(page: Page) -> Response:
+        principal = _require_school(page, school_id, PUPIL_ENDPOINT, pupil_id)
+        _require_valid_pupil_id(page, principal, PUPIL_ENDPOINT, school_id, pupil_id)
+        return _pupil_page(page, principal, school_id, pupil_id)
+
+    return _handle(request, view)
+
+
+def _require_valid_pupil_id(
+    page: Page, principal: Principal, endpoint: str, school_id: str, pupil_id: str
+) -> None:
+    """Log and raise a 404 page when ``pupil_id`` cannot be a stored pupil id."""
+    if _PUPIL_ID.fullmatch(pupil_id):
+        return
+    _log(principal, endpoint, "404 invalid id", pupil_id, school_id)
+    logger.info(
+        "rejected %s with an invalid pupil id, token %s", endpoint, principal.token_id
+    )
+    raise PageError(
+        HTTPStatus.NOT_FOUND, "error.notfound.title", page.t("error.notfound.page")
+    )
 
 
 def _pupil_page(
     page: Page,
+    principal: Principal,
     school_id: str,
     pupil_id: str,
+    endpoint: str = PUPIL_ENDPOINT,
     form_error: str | None = None,
     form_values: dict[str, str] | None = None,
 ) -> Response:
-    endpoint = "/ui/schools/{school}/pupils/{id}"
-    principal = _require_school(page, school_id, endpoint, pupil_id)
-    if not _PUPIL_ID.fullmatch(pupil_id):
-        raise PageError(
-            HTTPStatus.NOT_FOUND, "error.notfound.title", page.t("error.notfound.page")
-        )
+    """Render the pupil page and write its read to the access log.
+
+    A review form with ``form_error`` is shown again with 400, and its row
+    names ``endpoint`` with the outcome ``400 invalid review``.
+    """
     ctx = context()
     points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
     reviews = ctx.ui.reviews_of(school_id, [pupil_id])[pupil_id]
@@ -746,11 +771,13 @@ def _pupil_page(
             token_labels=token_labels,
         )
     latest = points[-1]
-    _log(principal, endpoint, "200 ok", pupil_id, school_id, latest.run.model_version)
+    status = HTTPStatus.BAD_REQUEST if form_error else HTTPStatus.OK
+    outcome = "400 invalid review" if form_error else "200 ok"
+    _log(principal, endpoint, outcome, pupil_id, school_id, latest.run.model_version)
     return _render(
         page,
         "pupil.html",
-        HTTPStatus.BAD_REQUEST if form_error else HTTPStatus.OK,
+        status,
         school=school_id,
         pupil=pupil_id,
         latest=latest,
@@ -822,9 +849,10 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
     form = await request.form()
 
     def view(page: Page) -> Response:
-        endpoint = "/ui/schools/{school}/pupils/{id}/reviews"
+        endpoint = REVIEW_ENDPOINT
         principal = _require_school(page, school_id, endpoint, pupil_id)
         _check_csrf(page, form)
+        _require_valid_pupil_id(page, principal, endpoint, school_id, pupil_id)
 
         values = {
             "decision": str(form.get("decision", "")),
@@ -834,7 +862,10 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
         }
         error, follow_up = _review_problem(page.t, values)
         if error:
-            return _pupil_page(page, school_id, pupil_id, error, values)
+            logger.info("rejected a review form of token %s", principal.token_id)
+            return _pupil_page(
+                page, principal, school_id, pupil_id, endpoint, error, values
+            )
 
         ctx = context()
         points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)

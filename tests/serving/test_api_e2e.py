@@ -405,3 +405,23 @@ def test_large_form_log_has_no_ids(api, tokens, own_pupil):
     )
     assert f"/pupils/{pupil}" not in log
     assert f"/schools/{school}" not in log
+
+
+@pytest.mark.parametrize(
+    ("path_id", "stored_id"),
+    [
+        ("P0000000%00", "P0000000\\x00"),
+        ("x" * 101, "x" * 100 + "…(101 characters)"),
+        (";", ";"),
+    ],
+)
+def test_invalid_pupil_id_logged(api, tokens, path_id, stored_id):
+    path = f"/v1/pupils/{path_id}/explanation"
+    response = _request(api, "GET", path, tokens.header("staff"))
+    row = api["log"].rows()[-1]
+    assert response.status_code == 422
+    assert row["endpoint"] == "/v1/pupils/{id}/explanation"
+    assert row["outcome"] == "422 invalid id"
+    assert row["pupil_id"] == stored_id
+    assert row["role"] == "staff"
+    assert row["token_id"] == tokens.by_role["staff"].split("_")[1].split(".")[0]

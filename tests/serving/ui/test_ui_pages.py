@@ -650,3 +650,59 @@ def test_cutoff_between_estimates_no_note(client, tokens, env, tmp_path, monkeyp
     _sign_in(client, tokens.by_role["staff"])
     text = client.get(f"/ui/schools/{tokens.school}").text
     assert "cutoff-tie" not in text
+
+
+def _own_pupil(scored, tokens) -> str:
+    return next(row.pupil_id for row in scored if row.school_id == tokens.school)
+
+
+@pytest.mark.parametrize(
+    ("path_id", "stored_id"),
+    [
+        ("%3Cscript%3E", "<script>"),
+        ("a%00b", "a\\x00b"),
+        ("x" * 101, "x" * 100 + "…(101 characters)"),
+    ],
+)
+def test_invalid_pupil_id_logged(client, tokens, env, path_id, stored_id):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get(f"/ui/schools/{tokens.school}/pupils/{path_id}")
+    row = _access_rows(env)[-1]
+    assert response.status_code == 404
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}"
+    assert row["outcome"] == "404 invalid id"
+    assert row["pupil_id"] == stored_id
+    assert row["school_id"] == tokens.school
+    assert row["role"] == "staff"
+
+
+def test_review_invalid_id_logged(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}")
+    response = client.post(
+        f"/ui/schools/{tokens.school}/pupils/a;b/reviews",
+        data={"csrf": _csrf(page.text), "decision": "bogus"},
+    )
+    row = _access_rows(env)[-1]
+    assert response.status_code == 404
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "404 invalid id"
+    assert row["pupil_id"] == "a;b"
+
+
+def test_rejected_review_logged_as_post(client, tokens, scored, env):
+    response = _post_review(client, tokens, scored, decision="bogus")
+    row = _access_rows(env)[-1]
+    assert response.status_code == 400
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "400 invalid review"
+    assert row["pupil_id"] == _own_pupil(scored, tokens)
+
+
+def test_other_school_id_shortened(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get("/ui/schools/" + "S" * 8000)
+    row = _access_rows(env)[-1]
+    assert response.status_code == 403
+    assert row["outcome"] == "403 denied"
+    assert row["school_id"] == "S" * 100 + "…(8000 characters)"
