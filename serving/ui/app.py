@@ -430,6 +430,14 @@ async def signin(request: Request) -> Response:
                 error=page.t("signin.invalid"),
             )
         if principal.role not in UI_ROLES:
+            ctx.access_log.append(
+                AccessEvent(
+                    endpoint="/ui/signin",
+                    outcome="403 denied",
+                    token_id=principal.token_id,
+                    role=principal.role,
+                )
+            )
             logger.info(
                 "rejected sign-in of %s token %s", principal.role, principal.token_id
             )

@@ -706,3 +706,14 @@ def test_other_school_id_shortened(client, tokens, env):
     assert response.status_code == 403
     assert row["outcome"] == "403 denied"
     assert row["school_id"] == "S" * 100 + "…(8000 characters)"
+
+
+@pytest.mark.parametrize("role", ["platform", "admin"])
+def test_wrong_role_signin_logged(client, tokens, env, role):
+    response = _sign_in(client, tokens.by_role[role])
+    row = _access_rows(env)[-1]
+    assert response.status_code == 403
+    assert row["endpoint"] == "/ui/signin"
+    assert row["outcome"] == "403 denied"
+    assert row["role"] == role
+    assert row["token_id"] == tokens.by_role[role].split("_")[1].split(".")[0]
