@@ -47,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.access import Principal, TokenStore
 from serving.accesslog import AccessEvent, AccessLog
@@ -1072,26 +1073,47 @@ async def signoff(request: Request, name: str, version: str) -> Response:
     return await run_in_threadpool(_handle, request, view)
 
 
-@ui_app.exception_handler(HTTPStatus.NOT_FOUND.value)
-async def _not_found(request: Request, _: Exception) -> Response:
-    return await run_in_threadpool(_not_found_page, request)
+@ui_app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    """Render the error page for an error that Starlette raised itself.
+
+    These are a 404 of the router and a 400 of ``Request.form()`` for a
+    broken multipart body or a form field over 1 MiB (Starlette 1.10's
+    default limit). Without this handler FastAPI returns JSON.
+    """
+    return await run_in_threadpool(_error_page, request, error.status_code)
 
 
-def _not_found_page(request: Request) -> Response:
+def _error_page(request: Request, status: int) -> Response:
     page = _page(request)
-    return _render(
-        page,
-        "error.html",
-        HTTPStatus.NOT_FOUND,
-        title=page.t("error.notfound.title"),
-        message=page.t("error.notfound.page"),
-    )
+    if status == HTTPStatus.NOT_FOUND:
+        title, message = page.t("error.notfound.title"), page.t("error.notfound.page")
+    elif status == HTTPStatus.BAD_REQUEST:
+        title, message = page.t("error.form.title"), page.t("error.form.invalid")
+    else:
+        title = page.t("error.request.title")
+        message = page.t("error.request.failed", status=status)
+    return _render(page, "error.html", status, title=title, message=message)
+
+
+def _unknown_page(request: Request) -> Response:
+    return _error_page(request, HTTPStatus.NOT_FOUND)
 
 
 # A school id may contain '/', because a school-records unit is "school/year".
 # The school page's route matches any such id, so it is added after the pupil
 # routes, or it would match their paths too.
 ui_app.add_api_route("/schools/{school_id:path}", school, methods=["GET"])
+
+# BentoML 1.4.40 passes a request under /ui to this app only when one of its
+# routes matches the path (PassiveMount in _bentoml_impl.server.mount), and
+# returns its own plain-text 404 for every other path. This last route
+# matches every path, so an unknown page gets the error page and its headers.
+ui_app.add_api_route(
+    "/{unknown_path:path}",
+    _unknown_page,
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+)
 
 # BentoML 1.4 merges every mounted FastAPI app's routes into the service's
 # OpenAPI document; these HTML pages are not part of the API.

@@ -425,3 +425,11 @@ def test_invalid_pupil_id_logged(api, tokens, path_id, stored_id):
     assert row["pupil_id"] == stored_id
     assert row["role"] == "staff"
     assert row["token_id"] == tokens.by_role["staff"].split("_")[1].split(".")[0]
+
+
+def test_unknown_page_gets_error_page(api):
+    response = _request(api, "GET", "/ui/search")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"].startswith("default-src")
+    assert response.headers["x-content-type-options"] == "nosniff"

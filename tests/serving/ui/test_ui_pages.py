@@ -717,3 +717,30 @@ def test_wrong_role_signin_logged(client, tokens, env, role):
     assert row["outcome"] == "403 denied"
     assert row["role"] == role
     assert row["token_id"] == tokens.by_role[role].split("_")[1].split(".")[0]
+
+
+def _assert_error_page(response, status: int) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_form_field_over_limit_error_page(client, tokens):
+    client.get("/ui/signin")
+    response = client.post("/ui/signin", data={"token": "x" * (1024 * 1024 + 1)})
+    _assert_error_page(response, 400)
+    assert "longer than 1 MiB" in response.text
+    assert "detail" not in response.text
+
+
+def test_broken_multipart_error_page(client):
+    client.get("/ui/signin")
+    response = client.post(
+        "/ui/signin",
+        content=b"--b\r\nContent-Disposition: form-data\r\n\r\nx",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    _assert_error_page(response, 400)
+    assert "The form could not be read" in response.text
