@@ -49,6 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.reason_text import feature_text
 from serving.access import Principal, TokenStore
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import PUPIL_ID_PATTERN
@@ -665,6 +666,14 @@ def _list_row(
     }
 
 
+SUPPORT_FEATURES = (
+    "attr_support_level",
+    "support_level_max_365d",
+    "support_level_changes_365d",
+)
+"""Stored features that describe a pupil's support level, in the order the
+pupil page lists them. Only sources with support decisions, such as school
+records, have them."""
 GRADE_SCALE_FEATURES = frozenset({"grade_mean_term"})
 """Trend features on the Finnish grade scale, drawn on an axis up to 10."""
 TITLE_BY_FEATURE = {"weighted_mean_score": "trend.scores"}
@@ -850,6 +859,13 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
         if "grades" in trends
         else None,
         "grades_title": trend_title(t, "grades", trends.get("grades")),
+        # The page states that the source has no support levels only when the
+        # stored features contain none.
+        "support": [
+            feature_text(name, latest.features[name], t.language)
+            for name in SUPPORT_FEATURES
+            if name in latest.features
+        ],
     }
 
 

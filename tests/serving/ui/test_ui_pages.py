@@ -744,3 +744,50 @@ def test_broken_multipart_error_page(client):
     )
     _assert_error_page(response, 400)
     assert "The form could not be read" in response.text
+
+
+def _support_store(url: str, school: str, features: dict) -> None:
+    row = StoredScore(
+        pupil_id="p1",
+        school_id=school,
+        enrolment_id="e1",
+        probability=0.4,
+        school_rank=1,
+        school_size=1,
+        reasons=[],
+        contributions={"base_value_log_odds": 0.0, "features": []},
+        features=features,
+    )
+    store = ScoreStore(url)
+    store.replace_run(RunKey("records", dt.date(2025, 2, 1), "m", "1"), [row])
+    store.dispose()
+
+
+UNAVAILABLE = "does not include support levels"
+
+
+def test_support_level_shown_for_records(client, trained, tmp_path, monkeypatch):
+    from serving.access import TokenStore
+
+    school = "BAS00003"
+    url = f"sqlite:///{tmp_path / 'support.db'}"
+    features = {"support_level_max_365d": 1.0, "support_level_changes_365d": 1.0}
+    _support_store(url, school, features)
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "s")
+    _sign_in(client, token)
+    page = client.get(f"/ui/schools/{school}/pupils/p1").text
+    assert UNAVAILABLE not in page
+    assert "highest support level over the last 365 days: intensified support" in page
+    assert "support level changed 1 times over the last 365 days" in page
+
+
+def test_support_unavailable_without_feature(client, tokens, scored):
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(
+        f"/ui/schools/{tokens.school}/pupils/{_own_pupil(scored, tokens)}"
+    )
+    assert page.status_code == 200
+    assert UNAVAILABLE in page.text
+    assert 'id="support"' not in page.text
