@@ -365,6 +365,41 @@ class AccessLog:
                 for row in connection.execute("SELECT * FROM access_log ORDER BY seq")
             ]
 
+    def query(
+        self,
+        pupil_id: str | None = None,
+        token_id: str | None = None,
+        since: dt.date | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, object]]:
+        """Return up to ``limit`` rows, newest first, that match every given filter.
+
+        ``since`` keeps rows from the start of that day in UTC on.
+        """
+        conditions, values = [], []
+        if pupil_id is not None:
+            conditions.append("pupil_id = ?")
+            values.append(pupil_id)
+        if token_id is not None:
+            conditions.append("token_id = ?")
+            values.append(token_id)
+        if since is not None:
+            # Times are stored as ISO 8601 in UTC, so text order is time order.
+            conditions.append("time >= ?")
+            values.append(since.isoformat())
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        connection = self._connect()
+        connection.row_factory = sqlite3.Row
+        try:
+            rows = connection.execute(
+                f"SELECT {', '.join(FIELDS)} FROM access_log {where} "
+                "ORDER BY seq DESC LIMIT ?",
+                (*values, limit),
+            ).fetchall()
+        finally:
+            connection.close()
+        return [dict(row) for row in rows]
+
     def verify(
         self, now: dt.datetime | None = None, retention: int | None = None
     ) -> VerifyResult:
