@@ -433,3 +433,8 @@ def test_unknown_page_gets_error_page(api):
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["content-security-policy"].startswith("default-src")
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_docs_page_not_served(api, tokens):
+    response = _request(api, "GET", "/docs", tokens.header("reviewer"))
+    assert response.status_code == 404
