@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ajoissa.cli import app, console, note_schools_without_scores, store_path_or_exit
 
@@ -24,8 +25,8 @@ tokens_app = typer.Typer(
 )
 access_log_app = typer.Typer(
     help=(
-        "Check and prune the hash-chained access log, AJOISSA_ACCESS_LOG (default "
-        "access-log.db in AJOISSA_HOME)."
+        "Check, show and prune the hash-chained access log, AJOISSA_ACCESS_LOG "
+        "(default access-log.db in AJOISSA_HOME)."
     ),
     no_args_is_help=True,
 )
@@ -187,6 +188,109 @@ def verify_log() -> None:
         f"{'row' if result.rows_checked == 1 else 'rows'}, head seq "
         f"{result.head_seq}, head hash {result.head_hash}"
     )
+    if result.rows_checked == 0 and result.head_seq == 0:
+        typer.echo(
+            f"The access log is empty: it has never had a row. If {log.path} is "
+            "a copy of a live log, the copy missed the rows that were still in "
+            f"the log's {log.path.name}-wal file. Copy a live log with "
+            f'`sqlite3 {log.path.name} ".backup COPY"`, or copy its -wal file '
+            "with it, and verify the copy again.",
+            err=True,
+        )
+
+
+DEFAULT_SHOW_ROWS = 50
+"""Rows that ``access-log show`` prints without --limit: about one screen."""
+ACCESS_LOG_COLUMNS = (
+    ("time", "time"),
+    ("token", "token_id"),
+    ("role", "role"),
+    ("pupil", "pupil_id"),
+    ("school", "school_id"),
+    ("model version", "model_version"),
+    ("endpoint", "endpoint"),
+    ("outcome", "outcome"),
+)
+"""Column headers of ``access-log show`` and the row fields they print."""
+
+
+@access_log_app.command("show")
+def show_log(
+    pupil: Annotated[
+        str | None, typer.Option(help="Only rows of this pupil id, exactly.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Only rows of this token id, as `ajoissa tokens list` shows it."
+        ),
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Only rows from this date (YYYY-MM-DD, from midnight UTC) on.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Print at most this many rows.")
+    ] = DEFAULT_SHOW_ROWS,
+) -> None:
+    """Print access-log rows, newest first: who read which pupil's data, and when.
+
+    This is an audit tool for the data protection officer. It prints pupil
+    ids on purpose, to the person who runs it, so run it only to respond to an
+    audit or a pupil's request for their data. In a terminal wide enough for
+    it the rows are a table. Otherwise, and when the output is piped, they
+    are tab-separated text with a header line.
+    """
+    from serving.accesslog import ACCESS_LOG_ENV, AccessLog, access_log_path
+
+    path = store_path_or_exit(access_log_path(), "access log", ACCESS_LOG_ENV)
+    try:
+        log = AccessLog(path, create=False, read_only=True)
+    except ValueError as exc:
+        typer.echo(f"Cannot show the access log: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    rows = log.query(pupil, token, since.date() if since else None, limit)
+    print_access_rows(rows)
+    if len(rows) == limit:
+        typer.echo(
+            f"Showing the newest {limit} matching rows; pass --limit for more.",
+            err=True,
+        )
+    elif not rows:
+        typer.echo("No access-log rows match.", err=True)
+
+
+def print_access_rows(
+    rows: list[dict[str, object]], out: Console | None = None
+) -> None:
+    """Print access-log ``rows`` as a table if it fits ``out``, else as tab-separated lines."""
+    from serving.accesslog import loggable_id
+
+    out = out or console
+    # Rows written before ids were shortened may hold control characters,
+    # which must not reach the terminal.
+    cells = [
+        [
+            loggable_id(str(row[field])) if row[field] is not None else ""
+            for _, field in ACCESS_LOG_COLUMNS
+        ]
+        for row in rows
+    ]
+    table = Table(title="Access log, newest first")
+    for header, _ in ACCESS_LOG_COLUMNS:
+        table.add_column(header, no_wrap=header in ("time", "token", "pupil"))
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))
+    if out.is_terminal and out.measure(table).maximum <= out.width:
+        out.print(table)
+        return
+    # Written past the console, which would expand the tabs to spaces.
+    lines = ["\t".join(header for header, _ in ACCESS_LOG_COLUMNS)]
+    lines += ["\t".join(row) for row in cells]
+    out.file.write("\n".join(lines) + "\n")
 
 
 @access_log_app.command("prune")

@@ -124,6 +124,14 @@ def reason_sentence(feature: str, value: Any, direction: str, language: str) -> 
             "context feature, so it is never given as a reason"
         )
     prefix = texts["direction"][direction][language]
+    return f"{prefix}: {feature_text(feature, value, language)}"
+
+
+def feature_text(feature: str, value: Any, language: str) -> str:
+    """Describe a feature's value in ``language``, as a reason does after its
+    direction, such as "highest support level over the last 365 days:
+    intensified support"."""
+    texts = reason_texts()
     entry = texts["features"].get(feature)
     if entry is None:
         # NOTE: source-specific attribute features without a template get a
@@ -143,7 +151,7 @@ def reason_sentence(feature: str, value: Any, direction: str, language: str) -> 
         body = template.format(
             value=_value_text(entry, value, language), weeks=RECENT_DAYS // 7
         )
-    return f"{prefix}: {body}"
+    return body
 
 
 def _value_text(entry: dict[str, Any], value: Any, language: str) -> str:

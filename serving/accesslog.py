@@ -43,6 +43,7 @@ import logging
 import os
 import sqlite3
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,10 @@ MAX_RETENTION_DAYS = 36_525
 year 9999, so a prune's cutoff date stays computable."""
 GENESIS = "0" * 64
 """``prev_hash`` of the first row ever written."""
+MAX_ID_CHARS = 100
+"""Characters of a pupil or school id that a row keeps. Ids come from request
+paths, so a rejected request can carry any text of any length. Valid pupil ids
+have at most 100 characters."""
 
 FIELDS = (
     "seq",
@@ -122,6 +127,27 @@ class AccessEvent:
     pupil_id: str | None = None
     school_id: str | None = None
     model_version: str | None = None
+
+
+def loggable_id(value: str | None) -> str | None:
+    """Return ``value`` cut to ``MAX_ID_CHARS`` with control characters escaped.
+
+    A cut value ends with "…" and its full length, such as
+    ``"xxx…(8000 characters)"``, so a reader sees that it was cut. Valid ids
+    are returned unchanged.
+    """
+    if value is None:
+        return None
+    kept = "".join(_escape_control(character) for character in value[:MAX_ID_CHARS])
+    if len(value) > MAX_ID_CHARS:
+        kept += f"…({len(value)} characters)"
+    return kept
+
+
+def _escape_control(character: str) -> str:
+    if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp"):
+        return character.encode("unicode_escape").decode("ascii")
+    return character
 
 
 @dataclass
@@ -279,6 +305,9 @@ class AccessLog:
     def append(self, event: AccessEvent, now: dt.datetime | None = None) -> int:
         """Append ``event`` and return its sequence number.
 
+        The pupil and school ids are stored through :func:`loggable_id`, so
+        text from a request path is stored shortened and readable.
+
         The write lock is taken before the head is read, so concurrent writers
         (several server workers) extend the chain one at a time. In WAL mode
         with ``synchronous=NORMAL`` a commit survives a crash of the process but
@@ -302,8 +331,8 @@ class AccessLog:
                 "time": time,
                 "token_id": event.token_id,
                 "role": event.role,
-                "pupil_id": event.pupil_id,
-                "school_id": event.school_id,
+                "pupil_id": loggable_id(event.pupil_id),
+                "school_id": loggable_id(event.school_id),
                 "model_version": event.model_version,
                 "endpoint": event.endpoint,
                 "outcome": event.outcome,
@@ -335,6 +364,41 @@ class AccessLog:
                 dict(row)
                 for row in connection.execute("SELECT * FROM access_log ORDER BY seq")
             ]
+
+    def query(
+        self,
+        pupil_id: str | None = None,
+        token_id: str | None = None,
+        since: dt.date | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, object]]:
+        """Return up to ``limit`` rows, newest first, that match every given filter.
+
+        ``since`` keeps rows from the start of that day in UTC on.
+        """
+        conditions, values = [], []
+        if pupil_id is not None:
+            conditions.append("pupil_id = ?")
+            values.append(pupil_id)
+        if token_id is not None:
+            conditions.append("token_id = ?")
+            values.append(token_id)
+        if since is not None:
+            # Times are stored as ISO 8601 in UTC, so text order is time order.
+            conditions.append("time >= ?")
+            values.append(since.isoformat())
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        connection = self._connect()
+        connection.row_factory = sqlite3.Row
+        try:
+            rows = connection.execute(
+                f"SELECT {', '.join(FIELDS)} FROM access_log {where} "
+                "ORDER BY seq DESC LIMIT ?",
+                (*values, limit),
+            ).fetchall()
+        finally:
+            connection.close()
+        return [dict(row) for row in rows]
 
     def verify(
         self, now: dt.datetime | None = None, retention: int | None = None

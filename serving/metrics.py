@@ -28,6 +28,9 @@ UNMATCHED_LABEL = "{unmatched}"
 _REAL_PATH_KEY = "ajoissa.real_path"
 """ASGI scope key that carries the request path past the metrics middleware."""
 
+_installed: RouteTemplates | None = None
+"""The templates that :func:`install` put in place, for :func:`route_template`."""
+
 
 class RouteTemplates:
     """Map request paths to the templates of the routes that serve them.
@@ -131,6 +134,17 @@ class _RestorePath:
         await self.app(scope, receive, send)
 
 
+def route_template(path: str) -> str:
+    """Return the route template of ``path`` for a log line, never the path itself.
+
+    Returns :data:`UNMATCHED_LABEL` for a path that matches no route, and for
+    every path before :func:`install` has run.
+    """
+    if _installed is None:
+        return UNMATCHED_LABEL
+    return _installed.template(path)
+
+
 def install(templates: RouteTemplates) -> None:
     """Make BentoML's request metrics label requests with route templates.
 
@@ -141,9 +155,11 @@ def install(templates: RouteTemplates) -> None:
     """
     from bentoml._internal.server.http import instruments
 
+    global _installed
     base = instruments.RunnerTrafficMetricsMiddleware
     if getattr(base, "route_templates", None) is not None:
         return
+    _installed = templates
 
     class TemplatedTrafficMetricsMiddleware(base):  # type: ignore[misc, valid-type]
         route_templates = templates

@@ -37,6 +37,7 @@ from pydantic_core import from_json
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import ErrorBody, error_body
 from serving.auth import PRINCIPAL_KEY
+from serving.metrics import route_template
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ JSON (about 28 bytes per feature), so 10,000 records of up to about 100
 features fit."""
 
 SCORE_PATH = "/v1/score"
+UI_PATH = "/ui"
+"""Prefix of the review pages, whose POST bodies are HTML forms."""
 SCORE_BODY_KEY = "ajoissa.score_body"
 """Scope key of a ``/v1/score`` body that starts as a JSON object, as bytes; see
 :class:`ScoreBodyMiddleware`."""
@@ -153,20 +156,30 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, send: Send, size: int) -> None:
         path = _path(scope)
+        # Paths of the read API and the review pages contain pupil and school
+        # ids, so the log names the route template instead.
+        template = route_template(path)
         logger.info(
             "rejected request to %s: body of %d bytes exceeds %d",
-            path,
+            template,
             size,
             self.limit,
         )
         if path == SCORE_PATH:
             await _log_score_request(self.access_log, scope, "413 body too large")
-        message = (
-            f"request body of {size} bytes or more is too large: the limit is "
-            f"{self.limit} bytes ({MAX_BODY_BYTES_ENV}). Send fewer records per "
-            "request, leave out spaces and indentation in the JSON, or ask the "
-            "operator to raise the limit."
-        )
+        if path == UI_PATH or path.startswith(f"{UI_PATH}/"):
+            message = (
+                f"form of {size} bytes or more is too large: the limit is "
+                f"{self.limit} bytes ({MAX_BODY_BYTES_ENV}). Shorten the text in "
+                "the form and send it again."
+            )
+        else:
+            message = (
+                f"request body of {size} bytes or more is too large: the limit is "
+                f"{self.limit} bytes ({MAX_BODY_BYTES_ENV}). Send fewer records per "
+                "request, leave out spaces and indentation in the JSON, or ask the "
+                "operator to raise the limit."
+            )
         body = error_body(message) | {"max_body_bytes": self.limit}
         await send_json(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, body)
 

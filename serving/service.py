@@ -227,8 +227,11 @@ _PUPIL_ID_EXPECTED = (
 
 
 @read_api.exception_handler(RequestValidationError)
-async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid_request(
+    request: Request, exc: RequestValidationError
+) -> JSONResponse:
     # Values are left out, because the path contains a pupil id.
+    await anyio.to_thread.run_sync(_log_invalid_pupil_read, request)
     problems = []
     for error in exc.errors():
         field_name = ".".join(str(part) for part in error["loc"])
@@ -250,6 +253,38 @@ async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONRespo
         error_body(f"invalid request: {message}", problems),
         status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
     )
+
+
+def _log_invalid_pupil_read(request: Request) -> None:
+    """Write a rejected pupil read with an invalid id to the access log.
+
+    FastAPI rejects the id before the endpoint runs, so :meth:`_read_pupil`
+    never receives it. The row stores the id shortened by
+    :func:`serving.accesslog.loggable_id`.
+    """
+    pupil_id = request.path_params.get("pupil_id")
+    kind = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    if pupil_id is None or kind not in ("explanation", "history"):
+        return
+    principal = principal_of(request.scope)
+    token_id = principal.token_id if principal else None
+    endpoint = f"/v1/pupils/{{id}}/{kind}"
+    _read_access_log().append(
+        AccessEvent(
+            endpoint=endpoint,
+            outcome="422 invalid id",
+            token_id=token_id,
+            role=principal.role if principal else None,
+            pupil_id=pupil_id,
+        )
+    )
+    logger.info("rejected %s with an invalid pupil id, token %s", endpoint, token_id)
+
+
+@functools.cache
+def _read_access_log() -> AccessLog:
+    """Return the worker's access log for rows written outside the service class."""
+    return AccessLog()
 
 
 def _enable_app_logging() -> None:

@@ -47,7 +47,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.reason_text import feature_text
 from serving.access import Principal, TokenStore
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import PUPIL_ID_PATTERN
@@ -430,6 +432,14 @@ async def signin(request: Request) -> Response:
                 error=page.t("signin.invalid"),
             )
         if principal.role not in UI_ROLES:
+            ctx.access_log.append(
+                AccessEvent(
+                    endpoint="/ui/signin",
+                    outcome="403 denied",
+                    token_id=principal.token_id,
+                    role=principal.role,
+                )
+            )
             logger.info(
                 "rejected sign-in of %s token %s", principal.role, principal.token_id
             )
@@ -656,6 +666,14 @@ def _list_row(
     }
 
 
+SUPPORT_FEATURES = (
+    "attr_support_level",
+    "support_level_max_365d",
+    "support_level_changes_365d",
+)
+"""Stored features that describe a pupil's support level, in the order the
+pupil page lists them. Only sources with support decisions, such as school
+records, have them."""
 GRADE_SCALE_FEATURES = frozenset({"grade_mean_term"})
 """Trend features on the Finnish grade scale, drawn on an axis up to 10."""
 TITLE_BY_FEATURE = {"weighted_mean_score": "trend.scores"}
@@ -708,24 +726,49 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
     )
 
 
+PUPIL_ENDPOINT = "/ui/schools/{school}/pupils/{id}"
+REVIEW_ENDPOINT = "/ui/schools/{school}/pupils/{id}/reviews"
+
+
 @ui_app.get("/schools/{school_id:path}/pupils/{pupil_id}")
 def pupil(request: Request, school_id: str, pupil_id: str) -> Response:
-    return _handle(request, lambda page: _pupil_page(page, school_id, pupil_id))
+    def view(page: Page) -> Response:
+        principal = _require_school(page, school_id, PUPIL_ENDPOINT, pupil_id)
+        _require_valid_pupil_id(page, principal, PUPIL_ENDPOINT, school_id, pupil_id)
+        return _pupil_page(page, principal, school_id, pupil_id)
+
+    return _handle(request, view)
+
+
+def _require_valid_pupil_id(
+    page: Page, principal: Principal, endpoint: str, school_id: str, pupil_id: str
+) -> None:
+    """Log and raise a 404 page when ``pupil_id`` cannot be a stored pupil id."""
+    if _PUPIL_ID.fullmatch(pupil_id):
+        return
+    _log(principal, endpoint, "404 invalid id", pupil_id, school_id)
+    logger.info(
+        "rejected %s with an invalid pupil id, token %s", endpoint, principal.token_id
+    )
+    raise PageError(
+        HTTPStatus.NOT_FOUND, "error.notfound.title", page.t("error.notfound.page")
+    )
 
 
 def _pupil_page(
     page: Page,
+    principal: Principal,
     school_id: str,
     pupil_id: str,
+    endpoint: str = PUPIL_ENDPOINT,
     form_error: str | None = None,
     form_values: dict[str, str] | None = None,
 ) -> Response:
-    endpoint = "/ui/schools/{school}/pupils/{id}"
-    principal = _require_school(page, school_id, endpoint, pupil_id)
-    if not _PUPIL_ID.fullmatch(pupil_id):
-        raise PageError(
-            HTTPStatus.NOT_FOUND, "error.notfound.title", page.t("error.notfound.page")
-        )
+    """Render the pupil page and write its read to the access log.
+
+    A review form with ``form_error`` is shown again with 400, and its row
+    names ``endpoint`` with the outcome ``400 invalid review``.
+    """
     ctx = context()
     points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
     reviews = ctx.ui.reviews_of(school_id, [pupil_id])[pupil_id]
@@ -746,11 +789,13 @@ def _pupil_page(
             token_labels=token_labels,
         )
     latest = points[-1]
-    _log(principal, endpoint, "200 ok", pupil_id, school_id, latest.run.model_version)
+    status = HTTPStatus.BAD_REQUEST if form_error else HTTPStatus.OK
+    outcome = "400 invalid review" if form_error else "200 ok"
+    _log(principal, endpoint, outcome, pupil_id, school_id, latest.run.model_version)
     return _render(
         page,
         "pupil.html",
-        HTTPStatus.BAD_REQUEST if form_error else HTTPStatus.OK,
+        status,
         school=school_id,
         pupil=pupil_id,
         latest=latest,
@@ -814,6 +859,13 @@ def _pupil_values(t: Translator, points: list[queries.PupilPoint]) -> dict[str, 
         if "grades" in trends
         else None,
         "grades_title": trend_title(t, "grades", trends.get("grades")),
+        # The page states that the source has no support levels only when the
+        # stored features contain none.
+        "support": [
+            feature_text(name, latest.features[name], t.language)
+            for name in SUPPORT_FEATURES
+            if name in latest.features
+        ],
     }
 
 
@@ -822,9 +874,10 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
     form = await request.form()
 
     def view(page: Page) -> Response:
-        endpoint = "/ui/schools/{school}/pupils/{id}/reviews"
+        endpoint = REVIEW_ENDPOINT
         principal = _require_school(page, school_id, endpoint, pupil_id)
         _check_csrf(page, form)
+        _require_valid_pupil_id(page, principal, endpoint, school_id, pupil_id)
 
         values = {
             "decision": str(form.get("decision", "")),
@@ -834,7 +887,10 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
         }
         error, follow_up = _review_problem(page.t, values)
         if error:
-            return _pupil_page(page, school_id, pupil_id, error, values)
+            logger.info("rejected a review form of token %s", principal.token_id)
+            return _pupil_page(
+                page, principal, school_id, pupil_id, endpoint, error, values
+            )
 
         ctx = context()
         points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
@@ -1033,26 +1089,47 @@ async def signoff(request: Request, name: str, version: str) -> Response:
     return await run_in_threadpool(_handle, request, view)
 
 
-@ui_app.exception_handler(HTTPStatus.NOT_FOUND.value)
-async def _not_found(request: Request, _: Exception) -> Response:
-    return await run_in_threadpool(_not_found_page, request)
+@ui_app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    """Render the error page for an error that Starlette raised itself.
+
+    These are a 404 of the router and a 400 of ``Request.form()`` for a
+    broken multipart body or a form field over 1 MiB (Starlette 1.10's
+    default limit). Without this handler FastAPI returns JSON.
+    """
+    return await run_in_threadpool(_error_page, request, error.status_code)
 
 
-def _not_found_page(request: Request) -> Response:
+def _error_page(request: Request, status: int) -> Response:
     page = _page(request)
-    return _render(
-        page,
-        "error.html",
-        HTTPStatus.NOT_FOUND,
-        title=page.t("error.notfound.title"),
-        message=page.t("error.notfound.page"),
-    )
+    if status == HTTPStatus.NOT_FOUND:
+        title, message = page.t("error.notfound.title"), page.t("error.notfound.page")
+    elif status == HTTPStatus.BAD_REQUEST:
+        title, message = page.t("error.form.title"), page.t("error.form.invalid")
+    else:
+        title = page.t("error.request.title")
+        message = page.t("error.request.failed", status=status)
+    return _render(page, "error.html", status, title=title, message=message)
+
+
+def _unknown_page(request: Request) -> Response:
+    return _error_page(request, HTTPStatus.NOT_FOUND)
 
 
 # A school id may contain '/', because a school-records unit is "school/year".
 # The school page's route matches any such id, so it is added after the pupil
 # routes, or it would match their paths too.
 ui_app.add_api_route("/schools/{school_id:path}", school, methods=["GET"])
+
+# BentoML 1.4.40 passes a request under /ui to this app only when one of its
+# routes matches the path (PassiveMount in _bentoml_impl.server.mount), and
+# returns its own plain-text 404 for every other path. This last route
+# matches every path, so an unknown page gets the error page and its headers.
+ui_app.add_api_route(
+    "/{unknown_path:path}",
+    _unknown_page,
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+)
 
 # BentoML 1.4 merges every mounted FastAPI app's routes into the service's
 # OpenAPI document; these HTML pages are not part of the API.

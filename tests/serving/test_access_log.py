@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import sqlite3
 
 import pytest
@@ -369,3 +370,77 @@ def test_cli_prune_invalid_retention_exits(recent_log, monkeypatch):
     assert result.exit_code == 2, result.output
     assert "Cannot prune: invalid AJOISSA_ACCESS_LOG_RETENTION_DAYS" in result.output
     assert len(recent_log.rows()) == 300
+
+
+def test_cli_verify_copy_without_wal(tmp_path, monkeypatch):
+    path = tmp_path / "live.db"
+    AccessLog(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # The appending connection stays open, so its rows stay in the -wal file.
+    live = AccessLog(path)
+    live.append(AccessEvent(endpoint="/v1/score", outcome="200 1 record(s)"))
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(live.path, copy)
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(copy))
+    result = CliRunner().invoke(app, ["access-log", "verify"])
+    live.close()
+    assert result.exit_code == 0, result.output
+    assert "verified: 0 rows" in result.output
+    assert "The access log is empty" in result.output
+    assert 'sqlite3 copy.db ".backup COPY"' in result.output
+
+
+def test_cli_verify_rows_no_empty_note(log, monkeypatch):
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(log.path))
+    result = CliRunner().invoke(app, ["access-log", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "The access log is empty" not in result.output
+
+
+def _show(log, monkeypatch, *options: str) -> tuple[list[dict[str, str]], str]:
+    """Run ``access-log show`` and return its tab-separated rows and its output."""
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(log.path))
+    result = CliRunner().invoke(app, ["access-log", "show", *options])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "\t" in line]
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]], (
+        result.output
+    )
+
+
+def test_cli_show_newest_first(log, monkeypatch):
+    rows, _ = _show(log, monkeypatch)
+    assert [row["pupil"] for row in rows] == [f"pupil{day}" for day in range(9, -1, -1)]
+    assert rows[0]["token"] == "token0"
+    assert rows[0]["school"] == "AAA_2014J"
+    assert rows[0]["model version"] == "3"
+    assert rows[0]["endpoint"] == "/v1/pupils/{id}/explanation"
+    assert rows[0]["outcome"] == "200 ok"
+
+
+def test_cli_show_filters(log, monkeypatch):
+    by_token, _ = _show(log, monkeypatch, "--token", "token1")
+    by_pupil, _ = _show(log, monkeypatch, "--pupil", "pupil3")
+    since = (NOW - dt.timedelta(days=60)).date().isoformat()
+    recent, _ = _show(log, monkeypatch, "--since", since)
+    both, _ = _show(log, monkeypatch, "--token", "token1", "--pupil", "pupil3")
+    assert [row["pupil"] for row in by_token] == ["pupil7", "pupil4", "pupil1"]
+    assert [row["pupil"] for row in by_pupil] == ["pupil3"]
+    assert [row["pupil"] for row in recent] == ["pupil9", "pupil8"]
+    assert both == []
+
+
+def test_cli_show_limit_noted(log, monkeypatch):
+    rows, output = _show(log, monkeypatch, "--limit", "2")
+    assert [row["pupil"] for row in rows] == ["pupil9", "pupil8"]
+    assert "pass --limit for more" in output
+
+
+def test_cli_show_help_names_audit():
+    result = CliRunner().invoke(app, ["access-log", "show", "--help"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "data protection officer" in text
+    assert "pupil ids on purpose" in text

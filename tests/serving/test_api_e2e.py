@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import socket
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import numpy as np
@@ -373,3 +374,71 @@ def _fuzz(operation, headers):
         )
 
     return check
+
+
+def _post_declared_size(api, path: str, size: int) -> tuple[int, str]:
+    """Send only the headers of a form POST whose Content-Length is ``size``."""
+    address = urlsplit(api["server"].url)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {size}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((address.hostname, address.port), timeout=30) as conn:
+        conn.sendall(request.encode("ascii"))
+        received = b""
+        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.decode("utf-8").partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
+def test_large_form_log_has_no_ids(api, tokens, own_pupil):
+    school, pupil = tokens.school, own_pupil.pupil_id
+    path = f"/ui/schools/{school}/pupils/{pupil}/reviews"
+    status, body = _post_declared_size(api, path, 40_000_000)
+    log = api["server"].log()
+    assert status == 413
+    assert "form of 40000000 bytes or more is too large" in body
+    assert "records per request" not in body
+    assert (
+        "rejected request to /ui/schools/{school_id}/pupils/{pupil_id}/reviews" in log
+    )
+    assert f"/pupils/{pupil}" not in log
+    assert f"/schools/{school}" not in log
+
+
+@pytest.mark.parametrize(
+    ("path_id", "stored_id"),
+    [
+        ("P0000000%00", "P0000000\\x00"),
+        ("x" * 101, "x" * 100 + "…(101 characters)"),
+        (";", ";"),
+    ],
+)
+def test_invalid_pupil_id_logged(api, tokens, path_id, stored_id):
+    path = f"/v1/pupils/{path_id}/explanation"
+    response = _request(api, "GET", path, tokens.header("staff"))
+    row = api["log"].rows()[-1]
+    assert response.status_code == 422
+    assert row["endpoint"] == "/v1/pupils/{id}/explanation"
+    assert row["outcome"] == "422 invalid id"
+    assert row["pupil_id"] == stored_id
+    assert row["role"] == "staff"
+    assert row["token_id"] == tokens.by_role["staff"].split("_")[1].split(".")[0]
+
+
+def test_unknown_page_gets_error_page(api):
+    response = _request(api, "GET", "/ui/search")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"].startswith("default-src")
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_docs_page_not_served(api, tokens):
+    response = _request(api, "GET", "/docs", tokens.header("reviewer"))
+    assert response.status_code == 404

@@ -650,3 +650,144 @@ def test_cutoff_between_estimates_no_note(client, tokens, env, tmp_path, monkeyp
     _sign_in(client, tokens.by_role["staff"])
     text = client.get(f"/ui/schools/{tokens.school}").text
     assert "cutoff-tie" not in text
+
+
+def _own_pupil(scored, tokens) -> str:
+    return next(row.pupil_id for row in scored if row.school_id == tokens.school)
+
+
+@pytest.mark.parametrize(
+    ("path_id", "stored_id"),
+    [
+        ("%3Cscript%3E", "<script>"),
+        ("a%00b", "a\\x00b"),
+        ("x" * 101, "x" * 100 + "…(101 characters)"),
+    ],
+)
+def test_invalid_pupil_id_logged(client, tokens, env, path_id, stored_id):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get(f"/ui/schools/{tokens.school}/pupils/{path_id}")
+    row = _access_rows(env)[-1]
+    assert response.status_code == 404
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}"
+    assert row["outcome"] == "404 invalid id"
+    assert row["pupil_id"] == stored_id
+    assert row["school_id"] == tokens.school
+    assert row["role"] == "staff"
+
+
+def test_review_invalid_id_logged(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(f"/ui/schools/{tokens.school}")
+    response = client.post(
+        f"/ui/schools/{tokens.school}/pupils/a;b/reviews",
+        data={"csrf": _csrf(page.text), "decision": "bogus"},
+    )
+    row = _access_rows(env)[-1]
+    assert response.status_code == 404
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "404 invalid id"
+    assert row["pupil_id"] == "a;b"
+
+
+def test_rejected_review_logged_as_post(client, tokens, scored, env):
+    response = _post_review(client, tokens, scored, decision="bogus")
+    row = _access_rows(env)[-1]
+    assert response.status_code == 400
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "400 invalid review"
+    assert row["pupil_id"] == _own_pupil(scored, tokens)
+
+
+def test_other_school_id_shortened(client, tokens, env):
+    _sign_in(client, tokens.by_role["staff"])
+    response = client.get("/ui/schools/" + "S" * 8000)
+    row = _access_rows(env)[-1]
+    assert response.status_code == 403
+    assert row["outcome"] == "403 denied"
+    assert row["school_id"] == "S" * 100 + "…(8000 characters)"
+
+
+@pytest.mark.parametrize("role", ["platform", "admin"])
+def test_wrong_role_signin_logged(client, tokens, env, role):
+    response = _sign_in(client, tokens.by_role[role])
+    row = _access_rows(env)[-1]
+    assert response.status_code == 403
+    assert row["endpoint"] == "/ui/signin"
+    assert row["outcome"] == "403 denied"
+    assert row["role"] == role
+    assert row["token_id"] == tokens.by_role[role].split("_")[1].split(".")[0]
+
+
+def _assert_error_page(response, status: int) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_form_field_over_limit_error_page(client, tokens):
+    client.get("/ui/signin")
+    response = client.post("/ui/signin", data={"token": "x" * (1024 * 1024 + 1)})
+    _assert_error_page(response, 400)
+    assert "longer than 1 MiB" in response.text
+    assert "detail" not in response.text
+
+
+def test_broken_multipart_error_page(client):
+    client.get("/ui/signin")
+    response = client.post(
+        "/ui/signin",
+        content=b"--b\r\nContent-Disposition: form-data\r\n\r\nx",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    _assert_error_page(response, 400)
+    assert "The form could not be read" in response.text
+
+
+def _support_store(url: str, school: str, features: dict) -> None:
+    row = StoredScore(
+        pupil_id="p1",
+        school_id=school,
+        enrolment_id="e1",
+        probability=0.4,
+        school_rank=1,
+        school_size=1,
+        reasons=[],
+        contributions={"base_value_log_odds": 0.0, "features": []},
+        features=features,
+    )
+    store = ScoreStore(url)
+    store.replace_run(RunKey("records", dt.date(2025, 2, 1), "m", "1"), [row])
+    store.dispose()
+
+
+UNAVAILABLE = "does not include support levels"
+
+
+def test_support_level_shown_for_records(client, trained, tmp_path, monkeypatch):
+    from serving.access import TokenStore
+
+    school = "BAS00003"
+    url = f"sqlite:///{tmp_path / 'support.db'}"
+    features = {"support_level_max_365d": 1.0, "support_level_changes_365d": 1.0}
+    _support_store(url, school, features)
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "s")
+    _sign_in(client, token)
+    page = client.get(f"/ui/schools/{school}/pupils/p1").text
+    assert UNAVAILABLE not in page
+    assert "highest support level over the last 365 days: intensified support" in page
+    assert "support level changed 1 times over the last 365 days" in page
+
+
+def test_support_unavailable_without_feature(client, tokens, scored):
+    _sign_in(client, tokens.by_role["staff"])
+    page = client.get(
+        f"/ui/schools/{tokens.school}/pupils/{_own_pupil(scored, tokens)}"
+    )
+    assert page.status_code == 200
+    assert UNAVAILABLE in page.text
+    assert 'id="support"' not in page.text
