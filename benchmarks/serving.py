@@ -366,10 +366,10 @@ def main() -> None:
         )
     print()
     print(
-        "| batch | reasons | HTTP records/s | floor records/s (same work) | "
-        "HTTP / floor | HTTP / floor, best of each | "
+        "| batch | reasons | HTTP records/s, median (best) | floor records/s, "
+        "same work, median (best) | HTTP / floor, medians | HTTP / floor, best | "
         f"HTTP records/s, {BATCH_CONCURRENCY} at a time | "
-        f"HTTP, {BATCH_CONCURRENCY} at a time / floor |"
+        f"HTTP, {BATCH_CONCURRENCY} at a time / floor median |"
     )
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for size in BATCH_SIZES:
@@ -381,9 +381,9 @@ def main() -> None:
             base, base_best = floor[size, reasons]
             both = concurrent[size, reasons]
             print(
-                f"| {size:,} | {label} | {http:,.0f} | {base:,.0f} | "
-                f"{http / base:.2f} | {http_best / base_best:.2f} | "
-                f"{both:,.0f} | {both / base:.2f} |"
+                f"| {size:,} | {label} | {http:,.0f} ({http_best:,.0f}) | "
+                f"{base:,.0f} ({base_best:,.0f}) | {http / base:.2f} | "
+                f"{http_best / base_best:.2f} | {both:,.0f} | {both / base:.2f} |"
             )
 
 
