@@ -83,6 +83,11 @@ class SchoolRecords:
     cell is empty, which are not counted as read)."""
 
 
+DERIVED_COLUMNS = {"attendance_marks": ("date", "mark"), "grades": ("value", "passed")}
+"""Columns that :func:`read_records` adds to a table. A stored load has them,
+and reading it again derives them anew, so they are not reported as unknown."""
+
+
 def empty_export_table(name: str) -> pd.DataFrame:
     """Return export table ``name`` with no rows and typed columns."""
     types = {"date": "datetime64[ns]", "timestamp": "datetime64[ns]", "int": "Int64"}
@@ -359,10 +364,10 @@ def _check_column(
             values = values.dt.normalize()
         bad = values.isna().to_numpy() & ~missing
         expected = (
-            "a date as dd.mm.yyyy"
+            "a date as dd.mm.yyyy or yyyy-mm-dd"
             if spec.kind == "date"
             else "a timestamp as ISO 8601 with a UTC offset, or local time as "
-            "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm"
+            "dd.mm.yyyy hh:mm, dd.mm.yyyy hh.mm or yyyy-mm-dd hh:mm"
         ) + f" from {EARLIEST_DATE.year} to {LATEST_DATE.year}"
         if not spec.required:
             expected += "; leave an open end empty instead of a far-future date"
@@ -398,12 +403,14 @@ def _check_column(
         )
     if spec.choices:
         wrong = ~text.values.isin(spec.choices).to_numpy()
-        checker.add(
-            spec.name,
-            np.flatnonzero(text.per_row(wrong, False)),
-            column,
-            f"one of {', '.join(spec.choices)}",
-        )
+        rows = np.flatnonzero(text.per_row(wrong, False))
+        details = None
+        if spec.other_codes:
+            details = [
+                _other_code_hint(spec, text.values.iloc[text.codes[row]])
+                for row in rows
+            ]
+        checker.add(spec.name, rows, column, f"one of {', '.join(spec.choices)}", details)
     if categories:
         return pd.Series(
             pd.Categorical.from_codes(
@@ -416,6 +423,14 @@ def _check_column(
         index=column.index,
         dtype="str",
     )
+
+
+def _other_code_hint(spec: ColumnSpec, value: str) -> str:
+    """Return which choice a code of another system means, or "" for other values."""
+    choice = (spec.other_codes or {}).get(value.lower())
+    if choice is None:
+        return ""
+    return f"{value!r} is the Koski code of {choice!r}: write {choice}"
 
 
 def _blank_rows(raw: pd.DataFrame) -> np.ndarray:
@@ -532,6 +547,17 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         message = missing_columns_message(list(raw.columns), absent, CSV_OPTIONS["sep"])
         checker.problems.append(Problem(str(path), spec.name, "*", 1, None, message))
         return None, checker
+    known = {c.name for c in spec.columns} | set(DERIVED_COLUMNS.get(spec.name, ()))
+    extra = [str(name) for name in raw.columns if name not in known]
+    if extra:
+        # Only the names: such a column may hold personal data, such as a hetu.
+        logger.warning(
+            "%s: table '%s' has columns that the data contract does not define "
+            "(%s); they are not read or stored",
+            path,
+            spec.name,
+            ", ".join(repr(name) for name in extra),
+        )
     blank = _blank_rows(raw)
     if blank.any():
         checker.skip_rows(blank)

@@ -99,7 +99,7 @@ def test_invalid_dotted_time_reported(tmp_path, written):
     problems = _problems(export)
     assert len(problems) == 1
     assert f"column 'lesson_start', row 2: value '{written}'" in problems[0]
-    assert "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm" in problems[0]
+    assert "dd.mm.yyyy hh:mm, dd.mm.yyyy hh.mm or yyyy-mm-dd hh:mm" in problems[0]
 
 
 def test_grades_parsed(export_dir):
@@ -634,3 +634,51 @@ def test_id_rule_matches_api_path_rule():
     from sources.contract import ID_PATTERN
 
     assert PUPIL_ID_PATTERN == f"^{ID_PATTERN}$"
+
+
+def test_extra_columns_named_in_warning(tmp_path, caplog):
+    pupils = [
+        EXPORT["pupils"][0] + ";hetu;name",
+        EXPORT["pupils"][1] + ";010309A123B;Aino Virtanen",
+        EXPORT["pupils"][2] + ";011109A456C;Eero Lahti",
+    ]
+    export = write_export(tmp_path / "e", EXPORT | {"pupils": pupils})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(export)
+    messages = [record.getMessage() for record in caplog.records]
+    warnings = [message for message in messages if "not read" in message]
+    assert len(warnings) == 1
+    assert "table 'pupils'" in warnings[0]
+    assert "'hetu', 'name'" in warnings[0]
+    assert "not read or stored" in warnings[0]
+    assert "010309A123B" not in caplog.text
+    assert "Virtanen" not in caplog.text
+    assert "hetu" not in records.pupils.columns
+
+
+def test_koski_state_code_names_contract_state(tmp_path):
+    states = [*EXPORT["study_right_states"][:3], "r2;15.02.2025;eronnut"]
+    folder = write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'state', row 4: value 'eronnut' is invalid" in problems[0]
+    assert "'eronnut' is the Koski code of 'resigned': write resigned" in problems[0]
+
+
+def test_other_state_has_no_koski_hint(tmp_path):
+    states = [*EXPORT["study_right_states"][:3], "r2;15.02.2025;left"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    )
+    assert len(problems) == 1
+    assert "Koski" not in problems[0]
+
+
+def test_invalid_date_names_both_formats(tmp_path):
+    support = [EXPORT["support_decisions"][0], "p2;2024/10/01;;intensified"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"support_decisions": support})
+    )
+    assert len(problems) == 1
+    assert "value '2024/10/01' is invalid" in problems[0]
+    assert "expected a date as dd.mm.yyyy or yyyy-mm-dd" in problems[0]
