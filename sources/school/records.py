@@ -187,8 +187,8 @@ class _Checker:
         """Rows of the file skipped because every cell is empty."""
         self._kept_rows: np.ndarray | None = None
         self.written_dates: dict[str, pd.Series] = {}
-        """Date columns as read from the file, to show values as written in
-        problems that compare rows or tables."""
+        """Date and timestamp columns as read from the file, to show values as
+        written in problems that compare rows, tables or dates."""
 
     def skip_rows(self, blank: np.ndarray) -> None:
         """Record which rows of the file were skipped, so later rows keep their line."""
@@ -233,7 +233,8 @@ class _Checker:
             )
 
     def written(self, column: str, typed: pd.Series) -> pd.Series:
-        """Return the date column as the file writes it, or ``typed`` without one."""
+        """Return the date or timestamp column as the file writes it, or ``typed``
+        without one."""
         return self.written_dates.get(column, typed)
 
     def add_file_problem(self, message: str, line: int | None = None) -> None:
@@ -591,7 +592,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         {c.name: _check_column(raw, c, checker, categories) for c in spec.columns}
     )
     checker.written_dates = {
-        c.name: raw[c.name] for c in spec.columns if c.kind == "date"
+        c.name: raw[c.name] for c in spec.columns if c.kind in ("date", "timestamp")
     }
     if spec.key:
         _check_key(table, spec.key, checker)
@@ -812,12 +813,18 @@ _EVENT_DATES = (
 )
 
 
+def load_day() -> pd.Timestamp:
+    """Return today's date in Helsinki, without a time zone: the day of the load."""
+    return pd.Timestamp.now(tz=TIME_ZONE).tz_localize(None).normalize()
+
+
 def _check_after_activity(
-    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker]
-) -> None:
+    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker], today: pd.Timestamp
+) -> dict[tuple[str, str], np.ndarray]:
     """Report event dates far after the last attendance mark or grade.
 
-    Without marks or grades the limit counts from the day of the load.
+    Without marks or grades the limit counts from the day of the load. Returns,
+    per table and column checked, which rows were reported.
     """
     ends = [
         tables[name][column].max()
@@ -830,22 +837,70 @@ def _check_after_activity(
         since = f"the export's last attendance mark or grade ({last:%d.%m.%Y})"
     else:
         # Without marks or grades, the day of the load bounds the dates.
-        last = pd.Timestamp.now(tz=TIME_ZONE).tz_localize(None).normalize()
+        last = today
         since = (
             f"the day of the load ({last:%d.%m.%Y}), because the export has no "
             "attendance marks or grades"
         )
     limit = last + pd.Timedelta(days=MAX_DAYS_AFTER_ACTIVITY)
+    reported = {}
     for name, column in _EVENT_DATES:
         if name not in tables:
             continue
-        late = tables[name][column] > limit
+        late = (tables[name][column] > limit).fillna(False).to_numpy()
         checkers[name].add(
             column,
-            np.flatnonzero(late.fillna(False).to_numpy()),
+            np.flatnonzero(late),
             checkers[name].written(column, tables[name][column]),
             f"a date on or before {limit:%d.%m.%Y}, at most {MAX_DAYS_AFTER_ACTIVITY} "
             f"days after {since}; correct the date",
+        )
+        reported[(name, column)] = late
+    return reported
+
+
+_HAPPENED_DATES = {
+    ("attendance_marks", "lesson_start"): "correct the date of the lesson",
+    ("attendance_marks", "recorded_at"): "correct the time the mark was entered",
+    ("grades", "date"): "correct the date of the grade",
+    ("behaviour_notes", "date"): "correct the date of the note",
+    ("study_right_states", "state_from"): (
+        "a state counts as having happened from its state_from, so add a "
+        "planned state, such as a graduation, once it takes effect: correct the "
+        "date, or leave the row out until then"
+    ),
+}
+"""Dates of things that must have happened by the day of the load, and what to
+do about one that lies after it. The last mark, grade or state ends the data,
+so one mistyped year would make the data seem to run into the future, with
+labels for days that have not come. Study-right starts, support decisions and
+grade levels may be planned ahead, so they are held only to
+:data:`MAX_DAYS_AFTER_ACTIVITY`."""
+
+
+def _check_not_after_load(
+    tables: dict[str, pd.DataFrame],
+    checkers: dict[str, _Checker],
+    today: pd.Timestamp,
+    reported: dict[tuple[str, str], np.ndarray],
+) -> None:
+    """Report dates of :data:`_HAPPENED_DATES` after ``today``.
+
+    Rows in ``reported`` already have a problem for the same date and are
+    skipped.
+    """
+    for (name, column), action in _HAPPENED_DATES.items():
+        if name not in tables:
+            continue
+        dates = tables[name][column]
+        future = (dates.dt.normalize() > today).fillna(False).to_numpy()
+        if (name, column) in reported:
+            future &= ~reported[(name, column)]
+        checkers[name].add(
+            column,
+            np.flatnonzero(future),
+            checkers[name].written(column, dates),
+            f"a date on or before {today:%d.%m.%Y}, the day of the load; {action}",
         )
 
 
@@ -961,7 +1016,9 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     if "study_right_states" in tables and "study_rights" in tables:
         _check_states_after_start(tables, checkers)
 
-    _check_after_activity(tables, checkers)
+    today = load_day()
+    reported = _check_after_activity(tables, checkers, today)
+    _check_not_after_load(tables, checkers, today, reported)
 
     problems = [p for checker in checkers.values() for p in checker.problems]
     if problems:

@@ -10,6 +10,7 @@ from sources.errors import InputDataError
 from sources.school.marks import DEFAULT_MARK_CODES
 from sources.school.records import (
     _resolve_duplicate_marks,
+    load_day,
     read_records,
     school_year,
     write_records,
@@ -682,3 +683,93 @@ def test_invalid_date_names_both_formats(tmp_path):
     assert len(problems) == 1
     assert "value '2024/10/01' is invalid" in problems[0]
     assert "expected a date as dd.mm.yyyy or yyyy-mm-dd" in problems[0]
+
+
+def test_mistyped_future_year_of_mark_reported(tmp_path):
+    # r1 is still open, so only the date shows that the year is wrong.
+    year = load_day().year + 3
+    marks = [*EXPORT["attendance_marks"], f"p1;s1;15.03.{year} 08:15;1;MA;P;teacher;"]
+    folder = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    problems = _problems(folder)
+    assert problems == [
+        f"{folder / 'attendance_marks.csv'}: table 'attendance_marks', column "
+        f"'lesson_start', row 7: value '15.03.{year} 08:15' is invalid; expected "
+        f"a date on or before {load_day():%d.%m.%Y}, the day of the load; correct "
+        "the date of the lesson"
+    ]
+
+
+def test_mark_of_today_read(tmp_path):
+    today = f"{load_day():%d.%m.%Y}"
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{today} 23:45;1;MA;P;teacher;{today} 23:50",
+    ]
+    records = read_records(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    assert records.attendance_marks["date"].max() == load_day()
+
+
+def test_future_recorded_at_reported(tmp_path):
+    today = load_day()
+    tomorrow = today + pd.Timedelta(days=1)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{today:%d.%m.%Y} 08:15;1;MA;P;teacher;{tomorrow:%d.%m.%Y} 08:20",
+    ]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    assert len(problems) == 1
+    assert f"column 'recorded_at', row 7: value '{tomorrow:%d.%m.%Y} 08:20'" in (
+        problems[0]
+    )
+    assert "correct the time the mark was entered" in problems[0]
+
+
+def test_future_grade_reported(tmp_path):
+    tomorrow = load_day() + pd.Timedelta(days=1)
+    grades = [*EXPORT["grades"], f"p1;s1;{tomorrow:%d.%m.%Y};MA;8"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
+    assert len(problems) == 1
+    assert f"column 'date', row 7: value '{tomorrow:%d.%m.%Y}' is invalid" in (
+        problems[0]
+    )
+    assert f"on or before {load_day():%d.%m.%Y}, the day of the load" in problems[0]
+
+
+def test_planned_graduation_reported(tmp_path):
+    # A mark of today keeps the graduation within 366 days of the last mark,
+    # so only the day of the load rejects it.
+    today = load_day()
+    tomorrow = today + pd.Timedelta(days=1)
+    marks = [*EXPORT["attendance_marks"], f"p1;s1;{today:%d.%m.%Y} 08:15;1;MA;P;teacher;"]
+    states = [*EXPORT["study_right_states"], f"r1;{tomorrow:%d.%m.%Y};graduated"]
+    folder = write_export(
+        tmp_path / "e",
+        EXPORT | {"attendance_marks": marks, "study_right_states": states},
+    )
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'state_from', row 5" in problems[0]
+    assert "the day of the load" in problems[0]
+    assert "leave the row out until then" in problems[0]
+
+
+def test_future_study_right_start_read(tmp_path):
+    # A pupil admitted for the next school year has a study right that starts
+    # later, and no state until it does.
+    start = load_day() + pd.Timedelta(days=60)
+    rights = [*EXPORT["study_rights"], f"r3;p1;s2;{start:%d.%m.%Y}"]
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{load_day():%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    records = read_records(
+        write_export(
+            tmp_path / "e",
+            EXPORT | {"study_rights": rights, "attendance_marks": marks},
+        )
+    )
+    assert records.study_rights["start_date"].max() == start
