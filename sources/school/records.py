@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
@@ -28,6 +29,7 @@ from sources.errors import InputDataError, Problem
 from sources.school.grades import GRADE_EXPECTED, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
 from sources.school.tables import TABLES, ColumnSpec, TableSpec
+from sources.study_rights import study_right_spells
 
 logger = logging.getLogger(__name__)
 
@@ -798,6 +800,126 @@ def _check_states_after_start(
     )
 
 
+def _study_right_spans(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Return each study right's pupil, school, ``start_date`` and ``end_date``.
+
+    ``end_date`` is the date of the last state when it is terminal, and missing
+    while the right is in force. A right without states is in force from its
+    ``start_date``.
+    """
+    rights = tables["study_rights"]
+    states = tables["study_right_states"].merge(
+        rights[["study_right_id", "pupil_id"]], on="study_right_id"
+    )
+    spells = study_right_spells(
+        states.rename(columns={"pupil_id": "learner_id"}).assign(level=None)
+    )
+    spans = rights[["study_right_id", "pupil_id", "school_id", "start_date"]].merge(
+        spells[["study_right_id", "end"]], on="study_right_id", how="left"
+    )
+    return spans.rename(columns={"end": "end_date"}).drop(columns="study_right_id")
+
+
+def _outside_study_rights(events: pd.DataFrame, spans: pd.DataFrame) -> np.ndarray:
+    """Return, per event, whether its ``date`` lies outside every study right of
+    its pupil at its school.
+
+    The join runs in DuckDB because marks run to millions of rows, and it
+    returns only the positions of the events outside, which are few.
+    """
+    keyed = pd.DataFrame(
+        {
+            "pupil_id": events["pupil_id"],
+            "school_id": events["school_id"],
+            "date": events["date"],
+            "_event": np.arange(len(events), dtype=np.int64),
+        }
+    )
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.register("events", keyed)
+        con.register("spans", spans)
+        found = con.execute(
+            """
+            SELECT e._event
+            FROM events e
+            WHERE NOT EXISTS (
+                SELECT 1 FROM spans s
+                WHERE s.pupil_id = e.pupil_id AND s.school_id = e.school_id
+                  AND e.date >= s.start_date
+                  AND (s.end_date IS NULL OR e.date <= s.end_date)
+            )
+            """
+        ).fetchnumpy()["_event"]
+    outside = np.zeros(len(events), dtype=bool)
+    outside[found] = True
+    return outside
+
+
+_SPAN_TABLES = ("study_rights", "study_right_states")
+"""Tables whose problems make the study rights' spans unreliable, so that the
+marks and grades are not compared with them."""
+
+
+def _check_within_study_rights(
+    tables: dict[str, pd.DataFrame],
+    checkers: dict[str, _Checker],
+    reported: dict[tuple[str, str], np.ndarray],
+) -> None:
+    """Report marks and grades outside every study right of the pupil at the school.
+
+    Each event then has an enrolment to belong to when the records are mapped.
+    Events whose date, pupil or school is already reported, here or in
+    ``reported``, are skipped.
+    """
+    if any(name not in tables or checkers[name].problems for name in _SPAN_TABLES):
+        return
+    if "pupils" not in tables or "schools" not in tables:
+        return
+    spans = _study_right_spans(tables)
+    for name, column, kind in (
+        ("attendance_marks", "lesson_start", "mark"),
+        ("grades", "date", "grade"),
+    ):
+        if name not in tables:
+            continue
+        table = tables[name]
+        # The marks' ids stay categories: DuckDB compares them with text.
+        events = pd.DataFrame(
+            {
+                "pupil_id": table["pupil_id"],
+                "school_id": table["school_id"],
+                "date": table[column].dt.normalize(),
+            }
+        )
+        known = (
+            events["date"].notna()
+            & events["pupil_id"].isin(tables["pupils"]["pupil_id"])
+            & events["school_id"].isin(tables["schools"]["school_id"])
+        ).to_numpy()
+        if (name, column) in reported:
+            known &= ~reported[(name, column)]
+        outside = np.flatnonzero(_outside_study_rights(events, spans) & known)
+        details = []
+        for position in outside:
+            row = table.iloc[position]
+            subject = row["subject"]
+            subject_text = "" if pd.isna(subject) else f" in subject {subject!r}"
+            details.append(
+                f"The {kind} of pupil {row['pupil_id']!r} at school "
+                f"{row['school_id']!r} on {row[column]:%d.%m.%Y}{subject_text} is "
+                f"outside them: correct the school or date of the {kind}, or the "
+                "study right's dates in study_rights and study_right_states"
+            )
+        checkers[name].add(
+            column,
+            outside,
+            checkers[name].written(column, table[column]),
+            "a date within one of the pupil's study rights at this school",
+            details,
+        )
+
+
 MAX_DAYS_AFTER_ACTIVITY = 366
 """Event dates may lie at most this many days after the export's last
 attendance mark or grade (the day of the load when it has neither). The last recorded date ends every label window, so
@@ -883,12 +1005,13 @@ def _check_not_after_load(
     checkers: dict[str, _Checker],
     today: pd.Timestamp,
     reported: dict[tuple[str, str], np.ndarray],
-) -> None:
+) -> dict[tuple[str, str], np.ndarray]:
     """Report dates of :data:`_HAPPENED_DATES` after ``today``.
 
     Rows in ``reported`` already have a problem for the same date and are
-    skipped.
+    skipped. Returns, per table and column checked, which rows were reported.
     """
+    future_rows = {}
     for (name, column), action in _HAPPENED_DATES.items():
         if name not in tables:
             continue
@@ -902,6 +1025,8 @@ def _check_not_after_load(
             checkers[name].written(column, dates),
             f"a date on or before {today:%d.%m.%Y}, the day of the load; {action}",
         )
+        future_rows[(name, column)] = future
+    return future_rows
 
 
 EXPORT_MARK_CODES = "mark_codes.csv"
@@ -943,7 +1068,9 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     InputDataError
         Listing every problem in every table: missing files and columns,
         unparseable values, values outside their allowed set, unknown mark codes
-        and grades, repeated keys and references to missing ids.
+        and grades, repeated keys, references to missing ids, dates after the
+        day of the load and marks or grades outside every study right of the
+        pupil at their school.
     """
     example_codes = mark_codes is None and not (folder / EXPORT_MARK_CODES).is_file()
     if mark_codes is None:
@@ -1018,7 +1145,8 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
 
     today = load_day()
     reported = _check_after_activity(tables, checkers, today)
-    _check_not_after_load(tables, checkers, today, reported)
+    future = _check_not_after_load(tables, checkers, today, reported)
+    _check_within_study_rights(tables, checkers, future)
 
     problems = [p for checker in checkers.values() for p in checker.problems]
     if problems:

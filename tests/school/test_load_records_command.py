@@ -176,3 +176,24 @@ def test_allow_empty_unknown_table_rejected(export_dir: Path, tmp_path: Path):
     )
     assert result.exit_code == 2
     assert "Invalid --allow-empty marks: not a table of the export" in result.output
+
+
+def test_mark_outside_study_right_not_stored(tmp_path: Path):
+    # p1 has no study right at s2. features reads the export with the same
+    # check, so load-records must not store what features would reject.
+    marks = [*EXPORT["attendance_marks"], "p1;s2;10.08.2022 08:15;1;MA;P;teacher;"]
+    store = tmp_path / "store"
+    result = _store_export(
+        tmp_path / "e", EXPORT | {"attendance_marks": marks}, store
+    )
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert (
+        f"{tmp_path / 'e' / 'attendance_marks.csv'}: table 'attendance_marks', "
+        "column 'lesson_start', row 7: value '10.08.2022 08:15' is invalid; "
+        "expected a date within one of the pupil's study rights at this school. "
+        "The mark of pupil 'p1' at school 's2' on 10.08.2022 in subject 'MA' is "
+        "outside them" in output
+    )
+    assert "nothing was stored" in output
+    assert not store.exists()
