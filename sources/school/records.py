@@ -78,6 +78,9 @@ class SchoolRecords:
     grade_levels: pd.DataFrame = field(
         default_factory=lambda: empty_export_table("grade_levels")
     )
+    mark_codes: dict[str, str] = field(default_factory=dict)
+    """The mark-code table that mapped each ``mark_code`` to its ``mark``: local
+    code to contract mark. :func:`write_records` stores it with the tables."""
     counts: dict[str, int] = field(default_factory=dict)
     """Rows read per table, ``duplicate_marks_dropped``,
     ``duplicate_<table>_dropped`` for each table in
@@ -1175,14 +1178,14 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
         if spec.optional and name not in tables:
             tables[name] = empty_export_table(name)
     logger.info("read export from %s: %s", folder, counts)
-    return SchoolRecords(**tables, counts=counts)
+    return SchoolRecords(**tables, mark_codes=codes, counts=counts)
 
 
 REFERENCED_TABLES = ("pupils", "schools", "study_rights")
 """Tables that other tables refer to, so an export cannot do without their rows.
 Other tables, such as support decisions, may have only a header line."""
 
-STORED_FILES = frozenset(f"{name}.parquet" for name in TABLES)
+STORED_FILES = frozenset(f"{name}.parquet" for name in TABLES) | {EXPORT_MARK_CODES}
 """The files that :func:`write_records` writes."""
 
 
@@ -1233,12 +1236,27 @@ def emptied_tables(records: SchoolRecords, out_dir: Path) -> dict[str, int]:
     return emptied
 
 
+def _write_mark_codes(codes: dict[str, str], path: Path) -> None:
+    """Write a mark-code table that :func:`read_mark_codes` reads back as ``codes``."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(
+            "# The mark-code table of this load: reading this folder maps the "
+            "codes as the load did.\n"
+        )
+        writer = csv.writer(handle, delimiter=CSV_OPTIONS["sep"], lineterminator="\n")
+        writer.writerow(["code", "mark"])
+        writer.writerows(codes.items())
+
+
 def write_records(records: SchoolRecords, out_dir: Path) -> None:
     """Store ``records`` as one Parquet file per table in ``out_dir``.
 
-    The tables are written to a new sibling folder that then replaces
-    ``out_dir``, so readers see either the old or the new load, and loading the
-    same export twice gives the same files.
+    ``out_dir`` also gets the mark-code table of the records as
+    ``mark_codes.csv``, so that :func:`read_records` of ``out_dir`` maps each
+    stored ``mark_code`` to the same mark as the load did. The files are
+    written to a new sibling folder that then replaces ``out_dir``, so readers
+    see either the old or the new load, and loading the same export twice
+    gives the same files.
 
     Raises
     ------
@@ -1252,6 +1270,7 @@ def write_records(records: SchoolRecords, out_dir: Path) -> None:
     try:
         for name in TABLES:
             getattr(records, name).to_parquet(staging / f"{name}.parquet", index=False)
+        _write_mark_codes(records.mark_codes, staging / EXPORT_MARK_CODES)
         old = None
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}-old")

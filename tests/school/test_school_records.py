@@ -773,3 +773,40 @@ def test_future_study_right_start_read(tmp_path):
         )
     )
     assert records.study_rights["start_date"].max() == start
+
+
+CUSTOM_CODES = (
+    "code;mark\n"
+    "P;present\n"
+    "SA;unexcused\n"
+    "LV;excused\n"
+    "MY;late\n"
+    "X9;excused\n"
+)
+"""A platform's own codes: SA and LV mean the opposite of the bundled example
+table, and X9 is not in it."""
+
+
+def _compared_marks(records) -> pd.DataFrame:
+    columns = ["pupil_id", "lesson", "date", "mark_code", "mark"]
+    return records.attendance_marks[columns].astype("str").reset_index(drop=True)
+
+
+def test_store_keeps_export_mark_codes(tmp_path, caplog):
+    marks = [*EXPORT["attendance_marks"], "p1;s1;03.09.2024 08:15;1;MA;X9;teacher;"]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    (export / "mark_codes.csv").write_text(CUSTOM_CODES, encoding="utf-8")
+    store = tmp_path / "store"
+    from_export = read_records(export)
+    write_records(from_export, store)
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        from_store = read_records(store)
+    assert "bundled example" not in caplog.text
+    assert from_store.mark_codes == from_export.mark_codes
+    pd.testing.assert_frame_equal(
+        _compared_marks(from_store), _compared_marks(from_export)
+    )
+    stored = _compared_marks(from_store).set_index(["pupil_id", "lesson", "date"])
+    # p1's LV and p2's office SA keep the export's meanings.
+    assert stored.loc[("p1", "9", "2024-09-03"), "mark"] == "excused"
+    assert stored.loc[("p2", "1", "2024-09-02"), "mark"] == "unexcused"
