@@ -416,7 +416,9 @@ def _check_column(
                 _other_code_hint(spec, text.values.iloc[text.codes[row]])
                 for row in rows
             ]
-        checker.add(spec.name, rows, column, f"one of {', '.join(spec.choices)}", details)
+        checker.add(
+            spec.name, rows, column, f"one of {', '.join(spec.choices)}", details
+        )
     if categories:
         return pd.Series(
             pd.Categorical.from_codes(
@@ -820,6 +822,8 @@ def _study_right_spans(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     spans = rights[["study_right_id", "pupil_id", "school_id", "start_date"]].merge(
         spells[["study_right_id", "end"]], on="study_right_id", how="left"
     )
+    # Without any state the merged end has no date type, which DuckDB needs.
+    spans["end"] = spans["end"].astype("datetime64[ns]")
     return spans.rename(columns={"end": "end_date"}).drop(columns="study_right_id")
 
 
@@ -901,7 +905,7 @@ def _check_within_study_rights(
             & events["school_id"].isin(tables["schools"]["school_id"])
         ).to_numpy()
         if (name, column) in reported:
-            known &= ~reported[(name, column)]
+            known = known & ~reported[(name, column)]
         outside = np.flatnonzero(_outside_study_rights(events, spans) & known)
         details = []
         for position in outside:
@@ -1021,7 +1025,7 @@ def _check_not_after_load(
         dates = tables[name][column]
         future = (dates.dt.normalize() > today).fillna(False).to_numpy()
         if (name, column) in reported:
-            future &= ~reported[(name, column)]
+            future = future & ~reported[(name, column)]
         checkers[name].add(
             column,
             np.flatnonzero(future),
