@@ -130,9 +130,7 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def _attach(
-    events: pd.DataFrame, enrolments: pd.DataFrame
-) -> tuple[pd.DataFrame, int]:
+def _attach(events: pd.DataFrame, enrolments: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Add ``enrolment_id`` to dated ``events`` of a pupil at a school.
 
     An event within two study rights there gets the one that started first.

@@ -588,7 +588,9 @@ def check_config(config: SynthConfig) -> None:
     last_year = config.first_year + config.years - 1
     last_day = pd.Timestamp(last_year + 1, 7, 31)
     if last_day > today:
-        ended_in = today.year if today >= pd.Timestamp(today.year, 7, 31) else today.year - 1
+        ended_in = (
+            today.year if today >= pd.Timestamp(today.year, 7, 31) else today.year - 1
+        )
         latest = ended_in - 1  # the latest school year that has ended by today
         raise ValueError(
             f"the last school year, {last_year}, ends on {last_day:%d.%m.%Y}, after "

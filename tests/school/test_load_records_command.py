@@ -183,9 +183,7 @@ def test_mark_outside_study_right_not_stored(tmp_path: Path):
     # check, so load-records must not store what features would reject.
     marks = [*EXPORT["attendance_marks"], "p1;s2;10.08.2022 08:15;1;MA;P;teacher;"]
     store = tmp_path / "store"
-    result = _store_export(
-        tmp_path / "e", EXPORT | {"attendance_marks": marks}, store
-    )
+    result = _store_export(tmp_path / "e", EXPORT | {"attendance_marks": marks}, store)
     assert result.exit_code == 2, result.output
     output = " ".join(result.output.split())
     assert (
@@ -222,9 +220,7 @@ def test_store_keeps_mark_codes_option(tmp_path: Path):
     assert result.exit_code == 0, result.output
     from_export = to_input_tables(read_records(tmp_path / "e", codes)).attendance
     from_store = to_input_tables(read_records(store)).attendance
-    pd.testing.assert_frame_equal(
-        from_store.astype("str"), from_export.astype("str")
-    )
+    pd.testing.assert_frame_equal(from_store.astype("str"), from_export.astype("str"))
     assert (from_store["mark"] == "unexcused").sum() == 1
     assert (from_store["mark"] == "excused").sum() == 2
 

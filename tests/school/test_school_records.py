@@ -722,8 +722,9 @@ def test_future_recorded_at_reported(tmp_path):
         write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
     )
     assert len(problems) == 1
-    assert f"column 'recorded_at', row 7: value '{tomorrow:%d.%m.%Y} 08:20'" in (
-        problems[0]
+    assert (
+        f"column 'recorded_at', row 7: value '{tomorrow:%d.%m.%Y} 08:20'"
+        in (problems[0])
     )
     assert "correct the time the mark was entered" in problems[0]
 
@@ -733,8 +734,8 @@ def test_future_grade_reported(tmp_path):
     grades = [*EXPORT["grades"], f"p1;s1;{tomorrow:%d.%m.%Y};MA;8"]
     problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
     assert len(problems) == 1
-    assert f"column 'date', row 7: value '{tomorrow:%d.%m.%Y}' is invalid" in (
-        problems[0]
+    assert (
+        f"column 'date', row 7: value '{tomorrow:%d.%m.%Y}' is invalid" in (problems[0])
     )
     assert f"on or before {load_day():%d.%m.%Y}, the day of the load" in problems[0]
 
@@ -744,7 +745,10 @@ def test_planned_graduation_reported(tmp_path):
     # so only the day of the load rejects it.
     today = load_day()
     tomorrow = today + pd.Timedelta(days=1)
-    marks = [*EXPORT["attendance_marks"], f"p1;s1;{today:%d.%m.%Y} 08:15;1;MA;P;teacher;"]
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{today:%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
     states = [*EXPORT["study_right_states"], f"r1;{tomorrow:%d.%m.%Y};graduated"]
     folder = write_export(
         tmp_path / "e",
@@ -775,14 +779,7 @@ def test_future_study_right_start_read(tmp_path):
     assert records.study_rights["start_date"].max() == start
 
 
-CUSTOM_CODES = (
-    "code;mark\n"
-    "P;present\n"
-    "SA;unexcused\n"
-    "LV;excused\n"
-    "MY;late\n"
-    "X9;excused\n"
-)
+CUSTOM_CODES = "code;mark\nP;present\nSA;unexcused\nLV;excused\nMY;late\nX9;excused\n"
 """A platform's own codes: SA and LV mean the opposite of the bundled example
 table, and X9 is not in it."""
 
