@@ -575,10 +575,9 @@ def expected_outputs() -> set[str]:
 def check_config(config: SynthConfig) -> None:
     """Raise ``ValueError`` for settings that :func:`generate` cannot write.
 
-    The last school year must have ended (on 31 July) by today, because
-    load-records rejects marks, grades and states dated after the day of the
-    load, and the last school year has marks until late May and states until
-    early June.
+    The last school year must have ended (on 31 July) by today. Its marks run
+    until late May and its states until early June, and load-records rejects
+    marks, grades and states dated after the day of the load.
     """
     if config.pupils < 1 or config.years < 1:
         raise ValueError("pupils and years must be at least 1")
