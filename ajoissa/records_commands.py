@@ -15,9 +15,9 @@ LOAD_HELP = (
     "rest) and write every problem to a report file; when it is valid, print the "
     "row counts, the duplicate rows dropped and the blank rows skipped. With "
     "--store, "
-    "also write the validated tables as Parquet to that folder, replacing an "
-    "earlier load of it as a whole, so loading the same export again gives the "
-    "same files."
+    "also write the validated tables as Parquet to that folder, with the "
+    "mark-code table used as mark_codes.csv, replacing an earlier load of it as "
+    "a whole, so loading the same export again gives the same files."
 )
 
 REPORT_NAME = "load-records-problems.txt"

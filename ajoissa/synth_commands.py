@@ -50,7 +50,11 @@ def synth(
     ] = 4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     first_year: Annotated[
-        int, typer.Option(help="Calendar year in which the first school year starts.")
+        int,
+        typer.Option(
+            help="Calendar year in which the first school year starts. The last "
+            "school year must have ended (31 July) by today."
+        ),
     ] = 2022,
     lessons_per_day: Annotated[
         int, typer.Option(help="Lessons per school day, 1 to 8.", min=1, max=8)
@@ -61,7 +65,12 @@ def synth(
     ] = FileFormat.parquet,
 ) -> None:
     from sources.school.records import check_replaceable
-    from sources.school.synth import SynthConfig, expected_outputs, generate
+    from sources.school.synth import (
+        SynthConfig,
+        check_config,
+        expected_outputs,
+        generate,
+    )
 
     config = SynthConfig(
         pupils=pupils,
@@ -71,6 +80,11 @@ def synth(
         lessons_per_day=lessons_per_day,
         file_format=file_format.value,
     )
+    try:
+        check_config(config)
+    except ValueError as error:
+        typer.echo(f"Invalid --first-year or --years: {error}", err=True)
+        raise typer.Exit(code=2) from error
     try:
         check_replaceable(out.resolve(), expected_outputs(), "synth")
     except ValueError as error:

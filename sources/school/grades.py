@@ -2,7 +2,8 @@
 
 The scale runs from 4 to 10. Teachers append ``+`` (a quarter up), ``-`` (a
 quarter down) or ``½`` (a half up) to a number: ``8+`` is 8.25, ``8½`` is 8.5 and
-``9-`` is 8.75. ``S`` (hyväksytty) is a pass without a number, ``H`` (hylätty) a
+``9-`` is 8.75. 4 is the failing grade, so 4, 4+ and 4½ fail and 5- (4.75)
+is the lowest pass. ``S`` (hyväksytty) is a pass without a number, ``H`` (hylätty) a
 fail, and ``O`` (osallistunut) means the pupil took part. The letters and numbers
 follow the Koski code list ``arviointiasteikkoyleissivistava``.
 """
@@ -18,8 +19,8 @@ _SUFFIX_STEP = {None: 0.0, "+": 0.25, "-": -0.25, "½": 0.5, "1/2": 0.5}
 LETTER_GRADES = {"S": True, "H": False, "O": True}
 """Letter grades and whether each one passes."""
 
-PASS_MARK = 5.0
-"""Lowest passing numeric grade: 4, 4+ and 4½ fail."""
+PASS_MARK = 4.75
+"""Lowest passing numeric grade, 5- (a weak pass): 4, 4+ and 4½ fail."""
 
 
 @dataclass(frozen=True)

@@ -35,21 +35,9 @@ from sources.errors import Problem
 from sources.identifiers import is_personal_identity_code
 from sources.school.grades import parse_grade
 from sources.school.records import SchoolRecords
-from sources.school.tables import TABLES
+from sources.school.tables import KOSKI_STATE_CODES, TABLES
 
 logger = logging.getLogger(__name__)
-
-STATE_CODES = {
-    "lasna": "present",
-    "loma": "on_leave",
-    "valiaikaisestikeskeytynyt": "temporarily_interrupted",
-    "eronnut": "resigned",
-    "katsotaaneronneeksi": "considered_resigned",
-    "valmistunut": "graduated",
-    "hyvaksytystisuoritettu": "graduated",
-    "peruutettu": "cancelled",
-}
-"""Koski state codes and the contract state each one maps to."""
 
 ANNULLED_STATE = "mitatoity"
 """State of a study right recorded in error; such a right is left out."""
@@ -401,12 +389,12 @@ class _Importer:
             where = f"{path}.tila.opiskeluoikeusjaksot[{number}]"
             if code not in self.states:
                 self.problem(file, where, code, f"a code in {STATE_LIST}")
-            elif code not in STATE_CODES:
+            elif code not in KOSKI_STATE_CODES:
                 self.problem(
                     file,
                     where,
                     code,
-                    f"a state with a mapping ({', '.join(STATE_CODES)})",
+                    f"a state with a mapping ({', '.join(KOSKI_STATE_CODES)})",
                 )
             elif not period.get("alku"):
                 self.problem(file, f"{where}.alku", None, "the date the state began")
@@ -417,7 +405,7 @@ class _Importer:
                     {
                         "study_right_id": right_id,
                         "state_from": period["alku"],
-                        "state": STATE_CODES[code],
+                        "state": KOSKI_STATE_CODES[code],
                     }
                 )
         self.completions(file, path, pupil_id, school["oid"], completions)

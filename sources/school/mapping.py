@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from sources.contract import InputTables
-from sources.errors import InputDataError, Problem
 from sources.school.records import SchoolRecords, school_year
 from sources.school.tables import SUPPORT_LEVELS
 from sources.study_rights import study_right_spells
@@ -131,16 +130,17 @@ def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def _attach(
-    events: pd.DataFrame, enrolments: pd.DataFrame, table: str, origin: str
-) -> tuple[pd.DataFrame, list[Problem]]:
+def _attach(events: pd.DataFrame, enrolments: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Add ``enrolment_id`` to dated ``events`` of a pupil at a school.
 
-    An event outside every study right of the pupil at that school is a problem.
     An event within two study rights there gets the one that started first.
-    The join runs in DuckDB because marks run to millions of rows. It returns
-    each event's position and that of its study right, and ``enrolment_id``
-    becomes a category of the ids, so no text is built per event.
+    An event outside every study right of the pupil at that school is left
+    out, and the count of those is returned with the attached events.
+    :func:`~sources.school.records.read_records` reports such events, so
+    records that it returns have none. The join runs in DuckDB because marks
+    run to millions of rows. It returns each event's position and that of its
+    study right, and ``enrolment_id`` becomes a category of the ids, so no text
+    is built per event.
     """
     keyed = events[["pupil_id", "school_id", "date"]].assign(
         _event=np.arange(len(events), dtype=np.int64)
@@ -168,36 +168,12 @@ def _attach(
     span = np.full(len(events), -1, dtype=np.int64)
     span[matched["_event"]] = matched["_span"]
     found = span >= 0
-    orphan = np.flatnonzero(~found)
-    # NOTE: the file's line of an event is not known here, after blank rows
-    # and duplicate marks were dropped, so each problem names the event by its
-    # pupil, school, date and subject. load-records does not run this check.
-    event_kind = "mark" if table == "attendance_marks" else "grade"
-    problems = []
-    for i in orphan.tolist():
-        written = events["date"].iloc[i].strftime("%d.%m.%Y")
-        subject = events["subject"].iloc[i] if "subject" in events else None
-        subject_text = "" if pd.isna(subject) else f" in subject {subject!r}"
-        problems.append(
-            Problem(
-                origin,
-                table,
-                "date",
-                None,
-                written,
-                "a date within one of the pupil's study rights at this school",
-                f"The {event_kind} of pupil {events['pupil_id'].iloc[i]!r} at school "
-                f"{events['school_id'].iloc[i]!r} on {written}{subject_text} "
-                "is outside them: correct the school or date of the "
-                f"{event_kind}, or the study right's dates in study_rights and "
-                "study_right_states",
-            )
-        )
-    attached = (events if not len(orphan) else events[found]).reset_index(drop=True)
+    outside = int((~found).sum())
+    attached = (events if not outside else events[found]).reset_index(drop=True)
     attached["enrolment_id"] = pd.Categorical.from_codes(
         span[found], categories=pd.Index(ordered["enrolment_id"], dtype="str")
     )
-    return attached, problems
+    return attached, outside
 
 
 UPPER_SECONDARY_LEVELS = ("general_upper_secondary", "vocational")
@@ -347,13 +323,16 @@ def to_input_tables(
     """Map ``records`` into the contract tables, unvalidated.
 
     With ``strict`` off, marks and grades outside every study right are left
-    out and counted in the log instead of raising.
+    out and counted in the log instead of raising. Records from
+    :func:`~sources.school.records.read_records` have no such marks or grades,
+    because it reports each one with its file and row.
 
     Raises
     ------
-    InputDataError
+    ValueError
         If ``strict`` and a mark or grade falls outside every study right of
-        the pupil at the school that recorded it.
+        the pupil at the school that recorded it, which only records built
+        without ``read_records`` can have.
     """
     states = _states(records)
     enrolments = _enrolments(records, states)
@@ -361,15 +340,18 @@ def to_input_tables(
     marks = records.attendance_marks[
         ["pupil_id", "school_id", "date", "subject", "mark"]
     ]
-    attended, problems = _attach(marks, enrolments, "attendance_marks", origin)
-    graded, grade_problems = _attach(records.grades, enrolments, "grades", origin)
-    problems += grade_problems
-    if problems and strict:
-        raise InputDataError(problems)
-    if problems:
-        logger.info(
-            "left out %d marks and grades outside every study right", len(problems)
+    attended, marks_outside = _attach(marks, enrolments)
+    graded, grades_outside = _attach(records.grades, enrolments)
+    outside = marks_outside + grades_outside
+    if outside and strict:
+        raise ValueError(
+            f"{marks_outside} marks and {grades_outside} grades lie outside every "
+            "study right of their pupil at their school. read_records reports "
+            "each one with its file and row; call to_input_tables with "
+            "strict=False to leave them out."
         )
+    if outside:
+        logger.info("left out %d marks and grades outside every study right", outside)
 
     low, high = GRADE_SCALE
     assessments = pd.DataFrame(

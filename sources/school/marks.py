@@ -45,8 +45,8 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
     ------
     InputDataError
         If the file is missing, empty, not UTF-8 or not ``;``-separated, lacks
-        the column ``code`` or ``mark``, a mark is not a contract mark or a code
-        repeats.
+        the column ``code`` or ``mark``, a code is empty, a mark is not a
+        contract mark or a code repeats.
     """
     if not path.is_file():
         raise InputDataError(
@@ -104,10 +104,12 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
         )
     problems = []
     codes: dict[str, str] = {}
+    first_lines: dict[str, int] = {}
     for position, (code, mark) in enumerate(
         zip(table["code"], table["mark"], strict=True)
     ):
         code, mark = code.strip(), mark.strip()
+        line = lines[position + 1]
         if not code and not mark:
             # A row of separators only, as Excel leaves after the last code.
             continue
@@ -117,23 +119,41 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
                     str(path),
                     "mark_codes",
                     "mark",
-                    lines[position + 1],
+                    line,
                     mark,
                     f"one of {', '.join(ATTENDANCE_MARKS)}",
                 )
             )
+        if not code:
+            problems.append(
+                Problem(
+                    str(path),
+                    "mark_codes",
+                    "code",
+                    line,
+                    None,
+                    "a non-empty code",
+                    f"Write the platform's code for the mark {mark!r} before the "
+                    "';', or remove the line",
+                )
+            )
+            continue
         if code in codes:
             problems.append(
                 Problem(
                     str(path),
                     "mark_codes",
                     "code",
-                    lines[position + 1],
+                    line,
                     code,
                     "each code listed once",
+                    f"Row {first_lines[code]} has the same code: remove one of the "
+                    "two rows",
                 )
             )
+            continue
         codes[code] = mark
+        first_lines[code] = line
     if problems:
         raise InputDataError(problems)
     return codes

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
@@ -28,6 +29,7 @@ from sources.errors import InputDataError, Problem
 from sources.school.grades import GRADE_EXPECTED, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
 from sources.school.tables import TABLES, ColumnSpec, TableSpec
+from sources.study_rights import study_right_spells
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +78,19 @@ class SchoolRecords:
     grade_levels: pd.DataFrame = field(
         default_factory=lambda: empty_export_table("grade_levels")
     )
+    mark_codes: dict[str, str] = field(default_factory=dict)
+    """The mark-code table that mapped each ``mark_code`` to its ``mark``: local
+    code to contract mark. :func:`write_records` stores it with the tables."""
     counts: dict[str, int] = field(default_factory=dict)
     """Rows read per table, ``duplicate_marks_dropped``,
     ``duplicate_<table>_dropped`` for each table in
     :data:`EXACT_DUPLICATES_DROPPED` and ``blank_rows_skipped`` (rows whose every
     cell is empty, which are not counted as read)."""
+
+
+DERIVED_COLUMNS = {"attendance_marks": ("date", "mark"), "grades": ("value", "passed")}
+"""Columns that :func:`read_records` adds to a table. A stored load has them,
+and reading it again derives them anew, so they are not reported as unknown."""
 
 
 def empty_export_table(name: str) -> pd.DataFrame:
@@ -182,8 +192,8 @@ class _Checker:
         """Rows of the file skipped because every cell is empty."""
         self._kept_rows: np.ndarray | None = None
         self.written_dates: dict[str, pd.Series] = {}
-        """Date columns as read from the file, to show values as written in
-        problems that compare rows or tables."""
+        """Date and timestamp columns as read from the file, to show values as
+        written in problems that compare rows, tables or dates."""
 
     def skip_rows(self, blank: np.ndarray) -> None:
         """Record which rows of the file were skipped, so later rows keep their line."""
@@ -228,7 +238,8 @@ class _Checker:
             )
 
     def written(self, column: str, typed: pd.Series) -> pd.Series:
-        """Return the date column as the file writes it, or ``typed`` without one."""
+        """Return the date or timestamp column as the file writes it, or ``typed``
+        without one."""
         return self.written_dates.get(column, typed)
 
     def add_file_problem(self, message: str, line: int | None = None) -> None:
@@ -359,10 +370,10 @@ def _check_column(
             values = values.dt.normalize()
         bad = values.isna().to_numpy() & ~missing
         expected = (
-            "a date as dd.mm.yyyy"
+            "a date as dd.mm.yyyy or yyyy-mm-dd"
             if spec.kind == "date"
             else "a timestamp as ISO 8601 with a UTC offset, or local time as "
-            "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm"
+            "dd.mm.yyyy hh:mm, dd.mm.yyyy hh.mm or yyyy-mm-dd hh:mm"
         ) + f" from {EARLIEST_DATE.year} to {LATEST_DATE.year}"
         if not spec.required:
             expected += "; leave an open end empty instead of a far-future date"
@@ -398,11 +409,15 @@ def _check_column(
         )
     if spec.choices:
         wrong = ~text.values.isin(spec.choices).to_numpy()
+        rows = np.flatnonzero(text.per_row(wrong, False))
+        details = None
+        if spec.other_codes:
+            details = [
+                _other_code_hint(spec, text.values.iloc[text.codes[row]])
+                for row in rows
+            ]
         checker.add(
-            spec.name,
-            np.flatnonzero(text.per_row(wrong, False)),
-            column,
-            f"one of {', '.join(spec.choices)}",
+            spec.name, rows, column, f"one of {', '.join(spec.choices)}", details
         )
     if categories:
         return pd.Series(
@@ -416,6 +431,14 @@ def _check_column(
         index=column.index,
         dtype="str",
     )
+
+
+def _other_code_hint(spec: ColumnSpec, value: str) -> str:
+    """Return which choice a code of another system means, or "" for other values."""
+    choice = (spec.other_codes or {}).get(value.lower())
+    if choice is None:
+        return ""
+    return f"{value!r} is the Koski code of {choice!r}: write {choice}"
 
 
 def _blank_rows(raw: pd.DataFrame) -> np.ndarray:
@@ -532,6 +555,17 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         message = missing_columns_message(list(raw.columns), absent, CSV_OPTIONS["sep"])
         checker.problems.append(Problem(str(path), spec.name, "*", 1, None, message))
         return None, checker
+    known = {c.name for c in spec.columns} | set(DERIVED_COLUMNS.get(spec.name, ()))
+    extra = [str(name) for name in raw.columns if name not in known]
+    if extra:
+        # Only the names: such a column may hold personal data, such as a hetu.
+        logger.warning(
+            "%s: table '%s' has columns that the data contract does not define "
+            "(%s); they are not read or stored",
+            path,
+            spec.name,
+            ", ".join(repr(name) for name in extra),
+        )
     blank = _blank_rows(raw)
     if blank.any():
         checker.skip_rows(blank)
@@ -565,7 +599,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         {c.name: _check_column(raw, c, checker, categories) for c in spec.columns}
     )
     checker.written_dates = {
-        c.name: raw[c.name] for c in spec.columns if c.kind == "date"
+        c.name: raw[c.name] for c in spec.columns if c.kind in ("date", "timestamp")
     }
     if spec.key:
         _check_key(table, spec.key, checker)
@@ -771,6 +805,128 @@ def _check_states_after_start(
     )
 
 
+def _study_right_spans(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Return each study right's pupil, school, ``start_date`` and ``end_date``.
+
+    ``end_date`` is the date of the last state when it is terminal, and missing
+    while the right is in force. A right without states is in force from its
+    ``start_date``.
+    """
+    rights = tables["study_rights"]
+    states = tables["study_right_states"].merge(
+        rights[["study_right_id", "pupil_id"]], on="study_right_id"
+    )
+    spells = study_right_spells(
+        states.rename(columns={"pupil_id": "learner_id"}).assign(level=None)
+    )
+    spans = rights[["study_right_id", "pupil_id", "school_id", "start_date"]].merge(
+        spells[["study_right_id", "end"]], on="study_right_id", how="left"
+    )
+    # Without any state the merged end has no date type, which DuckDB needs.
+    spans["end"] = spans["end"].astype("datetime64[ns]")
+    return spans.rename(columns={"end": "end_date"}).drop(columns="study_right_id")
+
+
+def _outside_study_rights(events: pd.DataFrame, spans: pd.DataFrame) -> np.ndarray:
+    """Return, per event, whether its ``date`` lies outside every study right of
+    its pupil at its school.
+
+    The join runs in DuckDB because marks run to millions of rows, and it
+    returns only the positions of the events outside, which are few.
+    """
+    keyed = pd.DataFrame(
+        {
+            "pupil_id": events["pupil_id"],
+            "school_id": events["school_id"],
+            "date": events["date"],
+            "_event": np.arange(len(events), dtype=np.int64),
+        }
+    )
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.register("events", keyed)
+        con.register("spans", spans)
+        found = con.execute(
+            """
+            SELECT e._event
+            FROM events e
+            WHERE NOT EXISTS (
+                SELECT 1 FROM spans s
+                WHERE s.pupil_id = e.pupil_id AND s.school_id = e.school_id
+                  AND e.date >= s.start_date
+                  AND (s.end_date IS NULL OR e.date <= s.end_date)
+            )
+            """
+        ).fetchnumpy()["_event"]
+    outside = np.zeros(len(events), dtype=bool)
+    outside[found] = True
+    return outside
+
+
+_SPAN_TABLES = ("study_rights", "study_right_states")
+"""Tables whose problems make the study rights' spans unreliable, so that the
+marks and grades are not compared with them."""
+
+
+def _check_within_study_rights(
+    tables: dict[str, pd.DataFrame],
+    checkers: dict[str, _Checker],
+    reported: dict[tuple[str, str], np.ndarray],
+) -> None:
+    """Report marks and grades outside every study right of the pupil at the school.
+
+    Each event then has an enrolment to belong to when the records are mapped.
+    Events whose date, pupil or school is already reported, here or in
+    ``reported``, are skipped.
+    """
+    if any(name not in tables or checkers[name].problems for name in _SPAN_TABLES):
+        return
+    if "pupils" not in tables or "schools" not in tables:
+        return
+    spans = _study_right_spans(tables)
+    for name, column, kind in (
+        ("attendance_marks", "lesson_start", "mark"),
+        ("grades", "date", "grade"),
+    ):
+        if name not in tables:
+            continue
+        table = tables[name]
+        # The marks' ids stay categories: DuckDB compares them with text.
+        events = pd.DataFrame(
+            {
+                "pupil_id": table["pupil_id"],
+                "school_id": table["school_id"],
+                "date": table[column].dt.normalize(),
+            }
+        )
+        known = (
+            events["date"].notna()
+            & events["pupil_id"].isin(tables["pupils"]["pupil_id"])
+            & events["school_id"].isin(tables["schools"]["school_id"])
+        ).to_numpy()
+        if (name, column) in reported:
+            known = known & ~reported[(name, column)]
+        outside = np.flatnonzero(_outside_study_rights(events, spans) & known)
+        details = []
+        for position in outside:
+            row = table.iloc[position]
+            subject = row["subject"]
+            subject_text = "" if pd.isna(subject) else f" in subject {subject!r}"
+            details.append(
+                f"The {kind} of pupil {row['pupil_id']!r} at school "
+                f"{row['school_id']!r} on {row[column]:%d.%m.%Y}{subject_text} is "
+                f"outside them: correct the school or date of the {kind}, or the "
+                "study right's dates in study_rights and study_right_states"
+            )
+        checkers[name].add(
+            column,
+            outside,
+            checkers[name].written(column, table[column]),
+            "a date within one of the pupil's study rights at this school",
+            details,
+        )
+
+
 MAX_DAYS_AFTER_ACTIVITY = 366
 """Event dates may lie at most this many days after the export's last
 attendance mark or grade (the day of the load when it has neither). The last recorded date ends every label window, so
@@ -786,12 +942,18 @@ _EVENT_DATES = (
 )
 
 
+def load_day() -> pd.Timestamp:
+    """Return today's date in Helsinki, without a time zone: the day of the load."""
+    return pd.Timestamp.now(tz=TIME_ZONE).tz_localize(None).normalize()
+
+
 def _check_after_activity(
-    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker]
-) -> None:
+    tables: dict[str, pd.DataFrame], checkers: dict[str, _Checker], today: pd.Timestamp
+) -> dict[tuple[str, str], np.ndarray]:
     """Report event dates far after the last attendance mark or grade.
 
-    Without marks or grades the limit counts from the day of the load.
+    Without marks or grades the limit counts from the day of the load. Returns,
+    per table and column checked, which rows were reported.
     """
     ends = [
         tables[name][column].max()
@@ -804,23 +966,74 @@ def _check_after_activity(
         since = f"the export's last attendance mark or grade ({last:%d.%m.%Y})"
     else:
         # Without marks or grades, the day of the load bounds the dates.
-        last = pd.Timestamp.now(tz=TIME_ZONE).tz_localize(None).normalize()
+        last = today
         since = (
             f"the day of the load ({last:%d.%m.%Y}), because the export has no "
             "attendance marks or grades"
         )
     limit = last + pd.Timedelta(days=MAX_DAYS_AFTER_ACTIVITY)
+    reported = {}
     for name, column in _EVENT_DATES:
         if name not in tables:
             continue
-        late = tables[name][column] > limit
+        late = (tables[name][column] > limit).fillna(False).to_numpy()
         checkers[name].add(
             column,
-            np.flatnonzero(late.fillna(False).to_numpy()),
+            np.flatnonzero(late),
             checkers[name].written(column, tables[name][column]),
             f"a date on or before {limit:%d.%m.%Y}, at most {MAX_DAYS_AFTER_ACTIVITY} "
             f"days after {since}; correct the date",
         )
+        reported[(name, column)] = late
+    return reported
+
+
+_HAPPENED_DATES = {
+    ("attendance_marks", "lesson_start"): "correct the date of the lesson",
+    ("attendance_marks", "recorded_at"): "correct the time the mark was entered",
+    ("grades", "date"): "correct the date of the grade",
+    ("behaviour_notes", "date"): "correct the date of the note",
+    ("study_right_states", "state_from"): (
+        "a state counts as having happened from its state_from, so add a "
+        "planned state, such as a graduation, once it takes effect: correct the "
+        "date, or leave the row out until then"
+    ),
+}
+"""Dates of things that must have happened by the day of the load, and what to
+do about one that lies after it. The last mark, grade or state ends the data,
+so one mistyped year would make the data seem to run into the future, with
+labels for days that have not come. Study-right starts, support decisions and
+grade levels may be planned ahead, so they are held only to
+:data:`MAX_DAYS_AFTER_ACTIVITY`."""
+
+
+def _check_not_after_load(
+    tables: dict[str, pd.DataFrame],
+    checkers: dict[str, _Checker],
+    today: pd.Timestamp,
+    reported: dict[tuple[str, str], np.ndarray],
+) -> dict[tuple[str, str], np.ndarray]:
+    """Report dates of :data:`_HAPPENED_DATES` after ``today``.
+
+    Rows in ``reported`` already have a problem for the same date and are
+    skipped. Returns, per table and column checked, which rows were reported.
+    """
+    future_rows = {}
+    for (name, column), action in _HAPPENED_DATES.items():
+        if name not in tables:
+            continue
+        dates = tables[name][column]
+        future = (dates.dt.normalize() > today).fillna(False).to_numpy()
+        if (name, column) in reported:
+            future = future & ~reported[(name, column)]
+        checkers[name].add(
+            column,
+            np.flatnonzero(future),
+            checkers[name].written(column, dates),
+            f"a date on or before {today:%d.%m.%Y}, the day of the load; {action}",
+        )
+        future_rows[(name, column)] = future
+    return future_rows
 
 
 EXPORT_MARK_CODES = "mark_codes.csv"
@@ -862,7 +1075,9 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     InputDataError
         Listing every problem in every table: missing files and columns,
         unparseable values, values outside their allowed set, unknown mark codes
-        and grades, repeated keys and references to missing ids.
+        and grades, repeated keys, references to missing ids, dates after the
+        day of the load and marks or grades outside every study right of the
+        pupil at their school.
     """
     example_codes = mark_codes is None and not (folder / EXPORT_MARK_CODES).is_file()
     if mark_codes is None:
@@ -935,7 +1150,10 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     if "study_right_states" in tables and "study_rights" in tables:
         _check_states_after_start(tables, checkers)
 
-    _check_after_activity(tables, checkers)
+    today = load_day()
+    reported = _check_after_activity(tables, checkers, today)
+    future = _check_not_after_load(tables, checkers, today, reported)
+    _check_within_study_rights(tables, checkers, future)
 
     problems = [p for checker in checkers.values() for p in checker.problems]
     if problems:
@@ -964,14 +1182,14 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
         if spec.optional and name not in tables:
             tables[name] = empty_export_table(name)
     logger.info("read export from %s: %s", folder, counts)
-    return SchoolRecords(**tables, counts=counts)
+    return SchoolRecords(**tables, mark_codes=codes, counts=counts)
 
 
 REFERENCED_TABLES = ("pupils", "schools", "study_rights")
 """Tables that other tables refer to, so an export cannot do without their rows.
 Other tables, such as support decisions, may have only a header line."""
 
-STORED_FILES = frozenset(f"{name}.parquet" for name in TABLES)
+STORED_FILES = frozenset(f"{name}.parquet" for name in TABLES) | {EXPORT_MARK_CODES}
 """The files that :func:`write_records` writes."""
 
 
@@ -1022,12 +1240,27 @@ def emptied_tables(records: SchoolRecords, out_dir: Path) -> dict[str, int]:
     return emptied
 
 
+def _write_mark_codes(codes: dict[str, str], path: Path) -> None:
+    """Write a mark-code table that :func:`read_mark_codes` reads back as ``codes``."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(
+            "# The mark-code table of this load: reading this folder maps the "
+            "codes as the load did.\n"
+        )
+        writer = csv.writer(handle, delimiter=CSV_OPTIONS["sep"], lineterminator="\n")
+        writer.writerow(["code", "mark"])
+        writer.writerows(codes.items())
+
+
 def write_records(records: SchoolRecords, out_dir: Path) -> None:
     """Store ``records`` as one Parquet file per table in ``out_dir``.
 
-    The tables are written to a new sibling folder that then replaces
-    ``out_dir``, so readers see either the old or the new load, and loading the
-    same export twice gives the same files.
+    ``out_dir`` also gets the mark-code table of the records as
+    ``mark_codes.csv``, so that :func:`read_records` of ``out_dir`` maps each
+    stored ``mark_code`` to the same mark as the load did. The files are
+    written to a new sibling folder that then replaces ``out_dir``, so readers
+    see either the old or the new load, and loading the same export twice
+    gives the same files.
 
     Raises
     ------
@@ -1041,6 +1274,7 @@ def write_records(records: SchoolRecords, out_dir: Path) -> None:
     try:
         for name in TABLES:
             getattr(records, name).to_parquet(staging / f"{name}.parquet", index=False)
+        _write_mark_codes(records.mark_codes, staging / EXPORT_MARK_CODES)
         old = None
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}-old")

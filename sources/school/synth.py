@@ -31,7 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sources.school.marks import DEFAULT_MARK_CODES
-from sources.school.records import CSV_OPTIONS, TIME_ZONE, check_replaceable
+from sources.school.records import (
+    CSV_OPTIONS,
+    TIME_ZONE,
+    check_replaceable,
+    load_day,
+)
 from sources.school.tables import TABLES
 
 logger = logging.getLogger(__name__)
@@ -567,6 +572,33 @@ def expected_outputs() -> set[str]:
     return tables | {"mark_codes.csv"}
 
 
+def check_config(config: SynthConfig) -> None:
+    """Raise ``ValueError`` for settings that :func:`generate` cannot write.
+
+    The last school year must have ended (on 31 July) by today. Its marks run
+    until late May and its states until early June, and load-records rejects
+    marks, grades and states dated after the day of the load.
+    """
+    if config.pupils < 1 or config.years < 1:
+        raise ValueError("pupils and years must be at least 1")
+    if config.file_format not in ("csv", "parquet"):
+        raise ValueError(f"file format {config.file_format!r} is not csv or parquet")
+    today = load_day()
+    last_year = config.first_year + config.years - 1
+    last_day = pd.Timestamp(last_year + 1, 7, 31)
+    if last_day > today:
+        ended_in = (
+            today.year if today >= pd.Timestamp(today.year, 7, 31) else today.year - 1
+        )
+        latest = ended_in - 1  # the latest school year that has ended by today
+        raise ValueError(
+            f"the last school year, {last_year}, ends on {last_day:%d.%m.%Y}, after "
+            f"today ({today:%d.%m.%Y}), so the records would have dates that have "
+            "not happened yet, which load-records rejects. Choose a first year of "
+            f"{latest - config.years + 1} or earlier, or fewer years."
+        )
+
+
 def generate(
     config: SynthConfig,
     out_dir: Path,
@@ -578,15 +610,18 @@ def generate(
     it. ``out_dir`` also gets ``mark_codes.csv``, the table that maps the
     generated mark codes. Returns the number of rows written per table.
 
+    Raises
+    ------
+    ValueError
+        If :func:`check_config` rejects ``config`` or ``out_dir`` may not be
+        replaced.
+
     Parameters
     ----------
     on_chunk
         Called with the number of pupils done after each chunk.
     """
-    if config.pupils < 1 or config.years < 1:
-        raise ValueError("pupils and years must be at least 1")
-    if config.file_format not in ("csv", "parquet"):
-        raise ValueError(f"file format {config.file_format!r} is not csv or parquet")
+    check_config(config)
     out_dir = out_dir.resolve()
     check_replaceable(out_dir, expected_outputs(), "synth")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ export; keep the two in step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sources.contract import STUDY_RIGHT_STATES
@@ -19,6 +20,18 @@ GENDERS = ("female", "male", "other", "unknown")
 GRADE_LEVELS = (1, 9)
 """Range of ``grade_level``: the grade (vuosiluokka, 1 to 9) in basic education,
 the year of study in upper secondary education."""
+KOSKI_STATE_CODES = {
+    "lasna": "present",
+    "loma": "on_leave",
+    "valiaikaisestikeskeytynyt": "temporarily_interrupted",
+    "eronnut": "resigned",
+    "katsotaaneronneeksi": "considered_resigned",
+    "valmistunut": "graduated",
+    "hyvaksytystisuoritettu": "graduated",
+    "peruutettu": "cancelled",
+}
+"""Koski state codes (code list ``koskiopiskeluoikeudentila``) and the contract
+state each one maps to."""
 RECORDED_BY = ("teacher", "office")
 """Recorders of attendance marks. An office correction outranks a teacher's mark."""
 
@@ -29,9 +42,12 @@ class ColumnSpec:
 
     ``kind`` is ``text``, ``id`` (text that matches
     :data:`sources.contract.ID_PATTERN`),
-    ``int``, ``date`` (a calendar day, ``dd.mm.yyyy`` in CSV) or ``timestamp``
-    (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm`` or ``dd.mm.yyyy hh.mm``
-    in Helsinki local time). ``choices`` lists the allowed text values.
+    ``int``, ``date`` (a calendar day, ``dd.mm.yyyy`` or ``yyyy-mm-dd`` in CSV) or
+    ``timestamp`` (ISO 8601 with a UTC offset, or ``dd.mm.yyyy hh:mm``,
+    ``dd.mm.yyyy hh.mm`` or ``yyyy-mm-dd hh:mm`` in Helsinki local time).
+    ``choices`` lists the allowed text values, and ``other_codes`` maps codes
+    of another system, such as Koski, to the choice each one corresponds to,
+    so that a problem with such a code names the choice to write.
     """
 
     name: str
@@ -40,6 +56,7 @@ class ColumnSpec:
     choices: tuple[str, ...] = ()
     low: int | None = None
     high: int | None = None
+    other_codes: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,11 @@ TABLES: dict[str, TableSpec] = {
             (
                 ColumnSpec("study_right_id"),
                 ColumnSpec("state_from", "date"),
-                ColumnSpec("state", choices=STUDY_RIGHT_STATES),
+                ColumnSpec(
+                    "state",
+                    choices=STUDY_RIGHT_STATES,
+                    other_codes=KOSKI_STATE_CODES,
+                ),
             ),
             key=("study_right_id", "state_from"),
         ),

@@ -176,3 +176,75 @@ def test_allow_empty_unknown_table_rejected(export_dir: Path, tmp_path: Path):
     )
     assert result.exit_code == 2
     assert "Invalid --allow-empty marks: not a table of the export" in result.output
+
+
+def test_mark_outside_study_right_not_stored(tmp_path: Path):
+    # p1 has no study right at s2. features reads the export with the same
+    # check, so load-records must not store what features would reject.
+    marks = [*EXPORT["attendance_marks"], "p1;s2;10.08.2022 08:15;1;MA;P;teacher;"]
+    store = tmp_path / "store"
+    result = _store_export(tmp_path / "e", EXPORT | {"attendance_marks": marks}, store)
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert (
+        f"{tmp_path / 'e' / 'attendance_marks.csv'}: table 'attendance_marks', "
+        "column 'lesson_start', row 7: value '10.08.2022 08:15' is invalid; "
+        "expected a date within one of the pupil's study rights at this school. "
+        "The mark of pupil 'p1' at school 's2' on 10.08.2022 in subject 'MA' is "
+        "outside them" in output
+    )
+    assert "nothing was stored" in output
+    assert not store.exists()
+
+
+def test_store_keeps_mark_codes_option(tmp_path: Path):
+    # The codes come from --mark-codes, outside the export. SA and LV mean the
+    # opposite of the bundled example table, and X9 is not in it.
+    from sources.school.mapping import to_input_tables
+    from sources.school.records import read_records
+
+    codes = tmp_path / "platform-codes.csv"
+    codes.write_text(
+        "code;mark\nP;present\nSA;unexcused\nLV;excused\nMY;late\nX9;excused\n",
+        encoding="utf-8",
+    )
+    marks = [*EXPORT["attendance_marks"], "p1;s1;03.09.2024 08:15;1;MA;X9;teacher;"]
+    store = tmp_path / "store"
+    result = _store_export(
+        tmp_path / "e",
+        EXPORT | {"attendance_marks": marks},
+        store,
+        "--mark-codes",
+        str(codes),
+    )
+    assert result.exit_code == 0, result.output
+    from_export = to_input_tables(read_records(tmp_path / "e", codes)).attendance
+    from_store = to_input_tables(read_records(store)).attendance
+    pd.testing.assert_frame_equal(from_store.astype("str"), from_export.astype("str"))
+    assert (from_store["mark"] == "unexcused").sum() == 1
+    assert (from_store["mark"] == "excused").sum() == 2
+
+
+def test_features_of_store_match_export(tmp_path: Path):
+    codes = "code;mark\nP;present\nSA;unexcused\nLV;excused\nMY;late\n"
+    export = write_export(tmp_path / "e", EXPORT)
+    (export / "mark_codes.csv").write_text(codes, encoding="utf-8")
+    store = tmp_path / "store"
+    loaded = runner.invoke(
+        app, ["load-records", "--data", str(export), "--store", str(store)]
+    )
+    assert loaded.exit_code == 0, loaded.output
+    frames = {}
+    for name, data in (("export", export), ("store", store)):
+        out = tmp_path / f"{name}.parquet"
+        result = runner.invoke(
+            app,
+            ["features", "--source", "records", "--data", str(data)]
+            + ["--out", str(out), "--label-window-days", "60"]
+            + ["--transfer-gap-days", "10"],
+        )
+        assert result.exit_code == 0, result.output
+        assert "bundled example" not in result.output
+        frames[name] = pd.read_parquet(out)
+    assert len(frames["export"]) > 0
+    pd.testing.assert_frame_equal(frames["store"], frames["export"])

@@ -68,3 +68,29 @@ def test_separator_only_rows_skipped(tmp_path):
     path = tmp_path / "mark_codes.csv"
     path.write_text("code;mark\nP;present\n;\n ; \n", encoding="utf-8")
     assert read_mark_codes(path) == {"P": "present"}
+
+
+def test_empty_code_reported(tmp_path):
+    path = tmp_path / "mark_codes.csv"
+    path.write_text("code;mark\nP;present\n;excused\n", encoding="utf-8")
+    problems = _problems(path)
+    assert problems == [
+        f"{path}: table 'mark_codes', column 'code', row 3: value (empty) is "
+        "invalid; expected a non-empty code. Write the platform's code for the "
+        "mark 'excused' before the ';', or remove the line"
+    ]
+
+
+def test_repeated_code_names_first_row(tmp_path):
+    # The first P is on line 3, after a comment line.
+    path = tmp_path / "mark_codes.csv"
+    path.write_text(
+        "# Local codes\ncode;mark\nP;present\nX;late\n P ;present\n",
+        encoding="utf-8",
+    )
+    problems = _problems(path)
+    assert problems == [
+        f"{path}: table 'mark_codes', column 'code', row 5: value 'P' is invalid; "
+        "expected each code listed once. Row 3 has the same code: remove one of "
+        "the two rows"
+    ]

@@ -30,7 +30,9 @@ def test_token_kept():
     [
         ("4", False),
         ("4+", False),
-        ("5-", False),
+        ("4½", False),
+        ("4 1/2", False),
+        ("5-", True),
         ("5", True),
         ("S", True),
         ("H", False),

@@ -69,12 +69,15 @@ def test_window_past_data_end_left_out(tables):
 def test_mark_outside_study_right(tmp_path):
     broken = {k: list(v) for k, v in EXPORT.items()}
     broken["attendance_marks"].append("p1;s2;03.09.2024 08:15;1;MA;P;teacher;")
-    records = read_records(write_export(tmp_path / "e", broken))
+    folder = write_export(tmp_path / "e", broken)
     with pytest.raises(InputDataError) as raised:
-        to_input_tables(records)
+        read_records(folder)
     (problem,) = raised.value.problems
+    assert problem.file == str(folder / "attendance_marks.csv")
+    assert problem.column == "lesson_start"
+    assert problem.row == 7
     text = str(problem)
-    assert "value '03.09.2024' is invalid" in text
+    assert "value '03.09.2024 08:15' is invalid" in text
     assert "within one of the pupil's study rights" in text
     assert "The mark of pupil 'p1' at school 's2' on 03.09.2024 in subject 'MA'" in text
 
@@ -82,9 +85,35 @@ def test_mark_outside_study_right(tmp_path):
 def test_grade_outside_study_right(tmp_path):
     broken = {k: list(v) for k, v in EXPORT.items()}
     broken["grades"].append("p1;s2;20.12.2024;AI;7")
-    records = read_records(write_export(tmp_path / "e", broken))
+    folder = write_export(tmp_path / "e", broken)
     with pytest.raises(InputDataError) as raised:
-        to_input_tables(records)
+        read_records(folder)
     (problem,) = raised.value.problems
+    assert problem.file == str(folder / "grades.csv")
     assert problem.table == "grades"
+    assert problem.row == 7
     assert "The grade of pupil 'p1' at school 's2' on 20.12.2024" in str(problem)
+
+
+def test_grade_after_resignation_reported(tmp_path):
+    # r2 ends on 15.02.2025, and p2 has no other study right at s1.
+    broken = {k: list(v) for k, v in EXPORT.items()}
+    broken["grades"].append("p2;s1;30.05.2025;MA;7")
+    with pytest.raises(InputDataError) as raised:
+        read_records(write_export(tmp_path / "e", broken))
+    (problem,) = raised.value.problems
+    assert problem.row == 7
+    assert "The grade of pupil 'p2' at school 's1' on 30.05.2025" in str(problem)
+
+
+def test_mapping_rejects_records_outside_rights(export_dir):
+    # Records built without read_records's checks, here by moving a mark to
+    # a school where the pupil has no study right.
+    records = read_records(export_dir)
+    marks = records.attendance_marks
+    marks["school_id"] = marks["school_id"].cat.add_categories("s2")
+    marks.loc[0, "school_id"] = "s2"
+    with pytest.raises(ValueError, match="1 marks and 0 grades lie outside"):
+        to_input_tables(records)
+    tables = to_input_tables(records, strict=False)
+    assert len(tables.attendance) == len(marks) - 1

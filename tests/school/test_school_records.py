@@ -10,6 +10,7 @@ from sources.errors import InputDataError
 from sources.school.marks import DEFAULT_MARK_CODES
 from sources.school.records import (
     _resolve_duplicate_marks,
+    load_day,
     read_records,
     school_year,
     write_records,
@@ -99,7 +100,7 @@ def test_invalid_dotted_time_reported(tmp_path, written):
     problems = _problems(export)
     assert len(problems) == 1
     assert f"column 'lesson_start', row 2: value '{written}'" in problems[0]
-    assert "dd.mm.yyyy hh:mm or dd.mm.yyyy hh.mm" in problems[0]
+    assert "dd.mm.yyyy hh:mm, dd.mm.yyyy hh.mm or yyyy-mm-dd hh:mm" in problems[0]
 
 
 def test_grades_parsed(export_dir):
@@ -634,3 +635,175 @@ def test_id_rule_matches_api_path_rule():
     from sources.contract import ID_PATTERN
 
     assert PUPIL_ID_PATTERN == f"^{ID_PATTERN}$"
+
+
+def test_extra_columns_named_in_warning(tmp_path, caplog):
+    pupils = [
+        EXPORT["pupils"][0] + ";hetu;name",
+        EXPORT["pupils"][1] + ";010309A123B;Aino Virtanen",
+        EXPORT["pupils"][2] + ";011109A456C;Eero Lahti",
+    ]
+    export = write_export(tmp_path / "e", EXPORT | {"pupils": pupils})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(export)
+    messages = [record.getMessage() for record in caplog.records]
+    warnings = [message for message in messages if "not read" in message]
+    assert len(warnings) == 1
+    assert "table 'pupils'" in warnings[0]
+    assert "'hetu', 'name'" in warnings[0]
+    assert "not read or stored" in warnings[0]
+    assert "010309A123B" not in caplog.text
+    assert "Virtanen" not in caplog.text
+    assert "hetu" not in records.pupils.columns
+
+
+def test_koski_state_code_names_contract_state(tmp_path):
+    states = [*EXPORT["study_right_states"][:3], "r2;15.02.2025;eronnut"]
+    folder = write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'state', row 4: value 'eronnut' is invalid" in problems[0]
+    assert "'eronnut' is the Koski code of 'resigned': write resigned" in problems[0]
+
+
+def test_other_state_has_no_koski_hint(tmp_path):
+    states = [*EXPORT["study_right_states"][:3], "r2;15.02.2025;left"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"study_right_states": states})
+    )
+    assert len(problems) == 1
+    assert "Koski" not in problems[0]
+
+
+def test_invalid_date_names_both_formats(tmp_path):
+    support = [EXPORT["support_decisions"][0], "p2;2024/10/01;;intensified"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"support_decisions": support})
+    )
+    assert len(problems) == 1
+    assert "value '2024/10/01' is invalid" in problems[0]
+    assert "expected a date as dd.mm.yyyy or yyyy-mm-dd" in problems[0]
+
+
+def test_mistyped_future_year_of_mark_reported(tmp_path):
+    # r1 is still open, so only the date shows that the year is wrong.
+    year = load_day().year + 3
+    marks = [*EXPORT["attendance_marks"], f"p1;s1;15.03.{year} 08:15;1;MA;P;teacher;"]
+    folder = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    problems = _problems(folder)
+    assert problems == [
+        f"{folder / 'attendance_marks.csv'}: table 'attendance_marks', column "
+        f"'lesson_start', row 7: value '15.03.{year} 08:15' is invalid; expected "
+        f"a date on or before {load_day():%d.%m.%Y}, the day of the load; correct "
+        "the date of the lesson"
+    ]
+
+
+def test_mark_of_today_read(tmp_path):
+    today = f"{load_day():%d.%m.%Y}"
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{today} 23:45;1;MA;P;teacher;{today} 23:50",
+    ]
+    records = read_records(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    assert records.attendance_marks["date"].max() == load_day()
+
+
+def test_future_recorded_at_reported(tmp_path):
+    today = load_day()
+    tomorrow = today + pd.Timedelta(days=1)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{today:%d.%m.%Y} 08:15;1;MA;P;teacher;{tomorrow:%d.%m.%Y} 08:20",
+    ]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    assert len(problems) == 1
+    assert (
+        f"column 'recorded_at', row 7: value '{tomorrow:%d.%m.%Y} 08:20'"
+        in (problems[0])
+    )
+    assert "correct the time the mark was entered" in problems[0]
+
+
+def test_future_grade_reported(tmp_path):
+    tomorrow = load_day() + pd.Timedelta(days=1)
+    grades = [*EXPORT["grades"], f"p1;s1;{tomorrow:%d.%m.%Y};MA;8"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
+    assert len(problems) == 1
+    assert (
+        f"column 'date', row 7: value '{tomorrow:%d.%m.%Y}' is invalid" in (problems[0])
+    )
+    assert f"on or before {load_day():%d.%m.%Y}, the day of the load" in problems[0]
+
+
+def test_planned_graduation_reported(tmp_path):
+    # A mark of today keeps the graduation within 366 days of the last mark,
+    # so only the day of the load rejects it.
+    today = load_day()
+    tomorrow = today + pd.Timedelta(days=1)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{today:%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    states = [*EXPORT["study_right_states"], f"r1;{tomorrow:%d.%m.%Y};graduated"]
+    folder = write_export(
+        tmp_path / "e",
+        EXPORT | {"attendance_marks": marks, "study_right_states": states},
+    )
+    problems = _problems(folder)
+    assert len(problems) == 1
+    assert "column 'state_from', row 5" in problems[0]
+    assert "the day of the load" in problems[0]
+    assert "leave the row out until then" in problems[0]
+
+
+def test_future_study_right_start_read(tmp_path):
+    # A pupil admitted for the next school year has a study right that starts
+    # later, and no state until it does.
+    start = load_day() + pd.Timedelta(days=60)
+    rights = [*EXPORT["study_rights"], f"r3;p1;s2;{start:%d.%m.%Y}"]
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{load_day():%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    records = read_records(
+        write_export(
+            tmp_path / "e",
+            EXPORT | {"study_rights": rights, "attendance_marks": marks},
+        )
+    )
+    assert records.study_rights["start_date"].max() == start
+
+
+CUSTOM_CODES = "code;mark\nP;present\nSA;unexcused\nLV;excused\nMY;late\nX9;excused\n"
+"""A platform's own codes: SA and LV mean the opposite of the bundled example
+table, and X9 is not in it."""
+
+
+def _compared_marks(records) -> pd.DataFrame:
+    columns = ["pupil_id", "lesson", "date", "mark_code", "mark"]
+    return records.attendance_marks[columns].astype("str").reset_index(drop=True)
+
+
+def test_store_keeps_export_mark_codes(tmp_path, caplog):
+    marks = [*EXPORT["attendance_marks"], "p1;s1;03.09.2024 08:15;1;MA;X9;teacher;"]
+    export = write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    (export / "mark_codes.csv").write_text(CUSTOM_CODES, encoding="utf-8")
+    store = tmp_path / "store"
+    from_export = read_records(export)
+    write_records(from_export, store)
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        from_store = read_records(store)
+    assert "bundled example" not in caplog.text
+    assert from_store.mark_codes == from_export.mark_codes
+    pd.testing.assert_frame_equal(
+        _compared_marks(from_store), _compared_marks(from_export)
+    )
+    stored = _compared_marks(from_store).set_index(["pupil_id", "lesson", "date"])
+    # p1's LV and p2's office SA keep the export's meanings.
+    assert stored.loc[("p1", "9", "2024-09-03"), "mark"] == "excused"
+    assert stored.loc[("p2", "1", "2024-09-02"), "mark"] == "unexcused"

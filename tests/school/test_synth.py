@@ -5,8 +5,8 @@ import pytest
 
 from features.build import learner_features
 from sources.school.mapping import to_input_tables
-from sources.school.records import read_records
-from sources.school.synth import SynthConfig, generate, teaching_days
+from sources.school.records import load_day, read_records
+from sources.school.synth import SynthConfig, check_config, generate, teaching_days
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +162,33 @@ def test_dropouts_show_signs_in_their_last_right(tmp_path):
     days_in = (dropouts["state_from"] - dropouts["start_date"]).dt.days
     assert len(dropouts) >= 40
     assert (days_in < 21).mean() < 0.05
+
+
+def test_school_year_not_ended_rejected(tmp_path):
+    # The school year that starts this calendar year ends next July.
+    this_year = load_day().year
+    config = SynthConfig(pupils=5, years=1, seed=1, first_year=this_year)
+    with pytest.raises(ValueError, match="dates that have not happened yet"):
+        generate(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_years_have_ended():
+    check_config(SynthConfig(pupils=5, years=4, seed=1))
+
+
+def test_synth_command_rejects_future_years(tmp_path):
+    from typer.testing import CliRunner
+
+    from ajoissa.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["synth", "--pupils", "5", "--years", "2", "--out", str(out)]
+        + ["--first-year", str(load_day().year)],
+    )
+    assert result.exit_code == 2
+    assert "Invalid --first-year or --years" in result.output
+    assert "or earlier, or fewer years" in result.output
+    assert not out.exists()
