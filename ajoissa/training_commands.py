@@ -70,7 +70,8 @@ PROMOTE_HELP = (
     "higher ROC-AUC and precision at k than the champion and every baseline, it "
     "passes the fairness gate, and its artifact files match the SHA-256 digest "
     "recorded at registration. Otherwise nothing changes and the reasons are listed "
-    "(exit code 1)."
+    "(exit code 1). A fairness breach is accepted only by a reviewer exception "
+    "recorded with `ajoissa review-exception`."
 )
 
 
@@ -280,8 +281,10 @@ def promote(
     skip_fairness_gate: Annotated[
         bool,
         typer.Option(
-            help="Promote without the fairness gate. Needs --reviewer; the name is "
-            "stored on the version."
+            help="Promote without the fairness gate when its module (fairness.gate) "
+            "is not installed. Needs --reviewer; the name is stored on the version. "
+            "When the module is installed, the gate runs anyway and decides, and "
+            "a breach is accepted only by `ajoissa review-exception`."
         ),
     ] = False,
     reviewer: Annotated[

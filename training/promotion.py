@@ -250,12 +250,21 @@ def compare(promotion: dict[str, dict[str, float | None]]) -> list[str]:
 
 
 def _fairness_gate(
-    model_name: str, version: str, reviewer: str | None
+    model_name: str, version: str, skip_reviewer: str | None
 ) -> tuple[list[str], list[str]]:
-    """Run the fairness gate; return (reasons to refuse, notes)."""
-    if reviewer:
-        return [], [f"fairness gate skipped by reviewer {reviewer}"]
+    """Run the fairness gate; return (reasons to refuse, notes).
+
+    ``skip_reviewer`` (``--skip-fairness-gate``) skips the gate only when its
+    module is not installed. An installed gate always runs and decides,
+    because a breach is accepted only by a reviewer exception recorded for
+    the version's audit (``ajoissa review-exception``).
+    """
     if importlib.util.find_spec(FAIRNESS_GATE_MODULE) is None:
+        if skip_reviewer:
+            return [], [
+                f"fairness gate skipped by reviewer {skip_reviewer}: module "
+                f"{FAIRNESS_GATE_MODULE} is not installed"
+            ]
         return [
             f"fairness gate not evaluated: module {FAIRNESS_GATE_MODULE} is not "
             "installed; install it, or pass --skip-fairness-gate with --reviewer NAME "
@@ -264,10 +273,27 @@ def _fairness_gate(
     gate = importlib.import_module(FAIRNESS_GATE_MODULE)
     decision = gate.check_gate(model_name, version)
     if decision.passed:
-        return [], ["fairness gate passed"]
-    return [f"fairness gate: {reason}" for reason in decision.reasons] or [
+        notes = ["fairness gate passed"]
+        if skip_reviewer:
+            notes.append(
+                f"--skip-fairness-gate by {skip_reviewer} was not applied: module "
+                f"{FAIRNESS_GATE_MODULE} is installed, so the gate ran"
+            )
+        return [], notes
+    reasons = [f"fairness gate: {reason}" for reason in decision.reasons] or [
         "fairness gate failed without a reason"
-    ], []
+    ]
+    if skip_reviewer:
+        reasons.append(
+            f"--skip-fairness-gate does not apply: module {FAIRNESS_GATE_MODULE} is "
+            "installed, and the gate ran and rejected the version for the reasons "
+            "above. The flag is only for an installation without the gate module. "
+            "To accept a breach, a reviewer records an exception for this audit "
+            f"with `ajoissa review-exception --model {model_name}@{version} "
+            '--reviewer "Full Name" --reason "Why the breach is acceptable"`. '
+            "Then run promote again without --skip-fairness-gate"
+        )
+    return reasons, []
 
 
 CHALLENGER_REMEDY = (
@@ -306,12 +332,14 @@ def promote(
     """Make the challenger the champion if it beats the champion and every baseline.
 
     ``skip_fairness_reviewer`` names the person who takes responsibility for
-    promoting without the fairness gate; it is stored as a version tag. A
-    reviewer's rejection of the challenger (:mod:`fairness.signoff`) always
-    blocks promotion; with ``require_signoff`` a missing approval blocks it too.
-    The challenger's artifact files must match the digest recorded at
-    registration (:func:`models.store.verify_version`), the check a server
-    makes before it loads the champion.
+    promoting without the fairness gate when its module is not installed; it
+    is stored as a version tag. An installed gate always decides (see
+    :func:`_fairness_gate`). A reviewer's rejection of the challenger
+    (:mod:`fairness.signoff`) always blocks promotion; with ``require_signoff``
+    a missing approval blocks it too. The challenger's artifact files must
+    match the digest recorded at registration
+    (:func:`models.store.verify_version`), the check a server makes before it
+    loads the champion.
     """
     import mlflow
     from mlflow.exceptions import MlflowException

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from conftest import make_tables
+from typer.testing import CliRunner
 
+from ajoissa.cli import app
 from models.store import configure_mlflow
 from training.promotion import compare, promote, retrain
 from training.run import RunConfig, run_main_job
@@ -19,6 +21,7 @@ from training.run import RunConfig, run_main_job
 MODEL = "synthetic-model"
 TESTS = Path(__file__).resolve().parent
 REPO_ROOT = TESTS.parents[1]
+runner = CliRunner()
 
 
 def _config(**changes):
@@ -406,3 +409,77 @@ def test_changed_champion_named_at_promote(store, tables, monkeypatch):
     assert "whose files failed their integrity check" in reason
     assert "Restore the champion's files and retrain" in reason
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+
+def _tight_policy(folder: Path) -> Path:
+    """Write the shipped policy with a recall band of 0.999 to 1.001.
+
+    The version stays the same, so the gate checks the audit that the main job
+    stored under the shipped policy against the narrow band.
+    """
+    text = (REPO_ROOT / "fairness" / "policy.yaml").read_text(encoding="utf-8")
+    changes = {
+        "interval_rule: interval_outside": "interval_rule: point_estimate",
+        "      lower: 0.8\n      upper: 1.25\n": "      lower: 0.999\n      upper: 1.001\n",
+    }
+    for old, new in changes.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = folder / "tight-policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_skip_flag_keeps_gate_breach(store, tables, monkeypatch):
+    import mlflow
+
+    from fairness.registry import record_exception
+
+    summary = retrain(tables, _config(), store / "out")
+    version = summary["model_version"]
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(_tight_policy(store)))
+
+    result = runner.invoke(
+        app,
+        [
+            "promote",
+            "--model-name",
+            MODEL,
+            "--skip-fairness-gate",
+            "--reviewer",
+            "Test Person",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "fairness gate: breach: gender = " in result.output
+    assert "--skip-fairness-gate does not apply" in result.output
+    assert f"ajoissa review-exception --model {MODEL}@{version}" in result.output
+    assert "Promoted" not in result.output
+    client = mlflow.MlflowClient()
+    aliases = client.get_registered_model(MODEL).aliases
+    assert {alias: str(number) for alias, number in aliases.items()} == {
+        "challenger": version
+    }
+
+    # The documented route for a breach: a reviewer's exception for the audit.
+    record_exception(
+        MODEL,
+        version,
+        reviewer="Test Person",
+        reason="Synthetic test data; the narrow band is set by the test.",
+    )
+    decision = promote(MODEL)
+    assert decision.reasons == []
+    assert decision.promoted
+
+
+def test_skip_flag_without_gate_module(store, tables, monkeypatch):
+    import mlflow
+
+    monkeypatch.setattr("training.promotion.FAIRNESS_GATE_MODULE", "fairness.no_gate")
+    summary = retrain(tables, _config(), store / "out")
+    decision = promote(MODEL, "Test Person")
+    assert decision.reasons == []
+    assert decision.promoted
+    tags = mlflow.MlflowClient().get_model_version(MODEL, summary["model_version"]).tags
+    assert "fairness gate skipped by reviewer Test Person" in tags["fairness_gate"]
