@@ -1,6 +1,7 @@
 """Challenger registration, guarded promotion, and concurrent retrains on SQLite."""
 
 import importlib.machinery
+import json
 import os
 import sqlite3
 import subprocess
@@ -162,6 +163,7 @@ def test_promotion_cycle(store, tables, monkeypatch):
     again = promote(MODEL)
     assert not again.promoted
     assert any("does not beat champion" in r for r in again.reasons)
+    assert "label settings match champion version 1" in again.notes
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
 
@@ -483,3 +485,86 @@ def test_skip_flag_without_gate_module(store, tables, monkeypatch):
     assert decision.promoted
     tags = mlflow.MlflowClient().get_model_version(MODEL, summary["model_version"]).tags
     assert "fairness gate skipped by reviewer Test Person" in tags["fairness_gate"]
+
+
+WINDOW_CHANGE = "label window: champion until the unit ends, challenger 60 days"
+
+
+def test_label_change_needs_acceptance(store, tables, monkeypatch):
+    import mlflow
+
+    _install_gate(monkeypatch, passed=True)
+    # Without the interaction, risk raises withdrawal in both programmes, so
+    # this champion ranks the general programme of the challenger's tables
+    # backwards and the challenger beats it.
+    first = retrain(make_tables(seed=5), _config(), store / "first")
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL, "champion", first["model_version"])
+    tags = client.get_model_version(MODEL, first["model_version"]).tags
+    assert json.loads(tags["label_settings"]) == {
+        "source": "synthetic",
+        "label_window_days": None,
+    }
+
+    second = retrain(tables, _config(label_window_days=60), store / "second")
+    version = second["model_version"]
+    assert WINDOW_CHANGE in second["label_change"]
+    assert (
+        json.loads(client.get_model_version(MODEL, version).tags["label_settings"])[
+            "label_window_days"
+        ]
+        == 60
+    )
+
+    rejected = runner.invoke(app, ["promote", "--model-name", MODEL])
+    assert rejected.exit_code == 1
+    assert WINDOW_CHANGE in rejected.output
+    assert "--accept-label-change --reviewer NAME" in rejected.output
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == first["model_version"]
+
+    accepted = runner.invoke(
+        app,
+        [
+            "promote",
+            "--model-name",
+            MODEL,
+            "--accept-label-change",
+            "--reviewer",
+            "Test Person",
+        ],
+    )
+    assert accepted.exit_code == 0, accepted.output
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == version
+    assert champion.tags["label_change_accepted_by"] == "Test Person"
+    assert WINDOW_CHANGE in champion.tags["label_change_accepted"]
+
+
+def test_unrecorded_champion_label(store, tables, monkeypatch):
+    import mlflow
+
+    _install_gate(monkeypatch, passed=True)
+    first = retrain(tables, _config(), store / "first")
+    assert promote(MODEL).promoted
+    # As for a champion registered before label settings were recorded.
+    client = mlflow.MlflowClient()
+    client.delete_model_version_tag(MODEL, first["model_version"], "label_settings")
+
+    second = retrain(tables, _config(), store / "second")
+    assert second["label_change"].startswith(
+        "champion version 1 has no recorded label settings"
+    )
+    rejected = promote(MODEL)
+    assert not rejected.promoted
+    (reason,) = [r for r in rejected.reasons if "no recorded label settings" in r]
+    assert "unknown whether it was trained on the same label" in reason
+    assert "source synthetic, label window until the unit ends" in reason
+    assert "--accept-label-change --reviewer NAME" in reason
+
+    accepted = promote(MODEL, accept_label_change_reviewer="Test Person")
+    assert not any("label settings" in r for r in accepted.reasons)
+    assert any(
+        note.startswith("label change accepted by reviewer Test Person")
+        for note in accepted.notes
+    )
