@@ -68,9 +68,11 @@ RETRAIN_HELP = (
 PROMOTE_HELP = (
     "Make the challenger the champion, only if on the latest temporal fold it has a "
     "higher ROC-AUC and precision at k than the champion and every baseline, it "
-    "passes the fairness gate, and its artifact files match the SHA-256 digest "
-    "recorded at registration. Otherwise nothing changes and the reasons are listed "
-    "(exit code 1)."
+    "passes the fairness gate, its artifact files match the SHA-256 digest "
+    "recorded at registration, and it was trained on the champion's label (same "
+    "source, label window, transfer gap and outcome). Otherwise nothing changes "
+    "and the reasons are listed (exit code 1). A fairness breach is accepted only "
+    "by a reviewer exception recorded with `ajoissa review-exception`."
 )
 
 
@@ -233,6 +235,13 @@ def retrain(
     console.print(
         f"Compared with champion version: {summary['compared_champion_version']}"
     )
+    if summary["label_change"] is not None:
+        console.print(
+            f"Warning: {summary['label_change']}. `ajoissa promote` rejects this "
+            "challenger unless it is given --accept-label-change --reviewer NAME.",
+            highlight=False,
+            markup=False,
+        )
     for name, reason in summary["baselines_not_applicable"].items():
         console.print(f"Baseline {name}: {reason}")
     print_constant_baselines(summary["validation"])
@@ -280,14 +289,27 @@ def promote(
     skip_fairness_gate: Annotated[
         bool,
         typer.Option(
-            help="Promote without the fairness gate. Needs --reviewer; the name is "
-            "stored on the version."
+            help="Promote without the fairness gate when its module (fairness.gate) "
+            "is not installed. Needs --reviewer; the name is stored on the version. "
+            "When the module is installed, the gate runs anyway and decides, and "
+            "a breach is accepted only by `ajoissa review-exception`."
+        ),
+    ] = False,
+    accept_label_change: Annotated[
+        bool,
+        typer.Option(
+            help="Promote although the challenger's label settings (source, label "
+            "window, transfer gap, outcome) differ from the champion's, or a "
+            "version does not record them, so their metrics are not comparable. "
+            "Needs --reviewer; the name is stored on the version as the "
+            "label_change_accepted_by tag."
         ),
     ] = False,
     reviewer: Annotated[
         str | None,
         typer.Option(
-            help="Name of the person responsible for skipping the fairness gate."
+            help="Name of the person responsible for --skip-fairness-gate or "
+            "--accept-label-change."
         ),
     ] = None,
     require_signoff: Annotated[
@@ -300,20 +322,27 @@ def promote(
 ) -> None:
     from training.promotion import promote as run_promote
 
-    if skip_fairness_gate and not (reviewer and reviewer.strip()):
-        typer.echo("--skip-fairness-gate needs --reviewer NAME", err=True)
-        raise typer.Exit(code=2)
-    if reviewer is not None and not skip_fairness_gate:
+    named = reviewer.strip() if reviewer else ""
+    for requested, flag in (
+        (skip_fairness_gate, "--skip-fairness-gate"),
+        (accept_label_change, "--accept-label-change"),
+    ):
+        if requested and not named:
+            typer.echo(f"{flag} needs --reviewer NAME", err=True)
+            raise typer.Exit(code=2)
+    if reviewer is not None and not (skip_fairness_gate or accept_label_change):
         typer.echo(
-            "--reviewer names the person who skips the fairness gate, so it needs "
-            "--skip-fairness-gate; leave it out to promote through the gate",
+            "--reviewer names the person who skips the fairness gate or accepts a "
+            "label change, so it needs --skip-fairness-gate or "
+            "--accept-label-change; leave it out to promote through every check",
             err=True,
         )
         raise typer.Exit(code=2)
     decision = run_promote(
         model_name,
-        reviewer.strip() if skip_fairness_gate else None,
+        named if skip_fairness_gate else None,
         require_signoff=require_signoff,
+        accept_label_change_reviewer=named if accept_label_change else None,
     )
     for note in decision.notes:
         console.print(f"Note: {note}")

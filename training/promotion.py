@@ -11,8 +11,10 @@ the same protocol, on the data the champion was trained on, which need not be
 the challenger's rows. Promotion requires, on the latest
 temporal fold (or the pooled out-of-fold rows), a strictly higher ROC-AUC and
 precision at k than the champion and every baseline, a passed fairness gate,
-no reviewer's rejection of the challenger, and artifact files that pass the
-integrity check the server makes before it loads a version.
+no reviewer's rejection of the challenger, artifact files that pass the
+integrity check the server makes before it loads a version, and the
+champion's label settings (:mod:`training.label_settings`), unless a named
+reviewer accepts the change of label.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from models.store import (
     verify_version,
 )
 from sources.contract import InputTables
+from training.label_settings import label_change_problem, read_label_settings
 from training.metrics import Scored
 from training.results import PROMOTION_METRICS
 from training.run import RunConfig, StepCallback, run_main_job
@@ -161,10 +164,12 @@ def retrain(
     """Rebuild features, train, evaluate and register a challenger version.
 
     Returns the summary of :func:`training.run.run_main_job`, with
-    ``compared_champion_version`` (None when there was no comparable champion).
-    With stratified validation the champion's figures are the ones its own run
-    recorded (see :func:`champion_recorded_figures`), and the summary's
-    ``evaluation.recorded_figures`` says so.
+    ``compared_champion_version`` (None when there was no comparable champion)
+    and ``label_change``: why the champion's label may differ from the
+    challenger's, or None when there is no champion or both record the same
+    label settings. With stratified validation the champion's figures are the
+    ones its own run recorded (see :func:`champion_recorded_figures`), and the
+    summary's ``evaluation.recorded_figures`` says so.
     """
     import mlflow
 
@@ -172,6 +177,7 @@ def retrain(
     config.model_name = model_name
     config.alias = CHALLENGER
     configure_mlflow()
+    labelled_champion = _registered_champion(model_name)
     scorers: dict[str, Any] = {}
     recorded: dict[str, dict[str, Any]] = {}
     if config.validation == "stratified":
@@ -198,7 +204,7 @@ def retrain(
             str(compared or ""),
         )
 
-    return run_main_job(
+    summary = run_main_job(
         tables,
         config,
         out_dir,
@@ -207,6 +213,32 @@ def retrain(
         recorded_figures=recorded,
         on_registered=tag_version,
     )
+    summary["label_change"] = None
+    if labelled_champion is not None:
+        summary["label_change"] = label_change_problem(
+            str(labelled_champion.version),
+            read_label_settings(labelled_champion.tags),
+            summary["label_settings"],
+        )
+    if summary["label_change"] is not None:
+        logger.warning(
+            "%s version %s: %s",
+            model_name,
+            summary["model_version"],
+            summary["label_change"],
+        )
+    return summary
+
+
+def _registered_champion(model_name: str) -> Any:
+    """Return the MLflow model version with the champion alias, or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
 
 
 @dataclass
@@ -250,12 +282,21 @@ def compare(promotion: dict[str, dict[str, float | None]]) -> list[str]:
 
 
 def _fairness_gate(
-    model_name: str, version: str, reviewer: str | None
+    model_name: str, version: str, skip_reviewer: str | None
 ) -> tuple[list[str], list[str]]:
-    """Run the fairness gate; return (reasons to refuse, notes)."""
-    if reviewer:
-        return [], [f"fairness gate skipped by reviewer {reviewer}"]
+    """Run the fairness gate; return (reasons to refuse, notes).
+
+    ``skip_reviewer`` (``--skip-fairness-gate``) skips the gate only when its
+    module is not installed. An installed gate always runs and decides,
+    because a breach is accepted only by a reviewer exception recorded for
+    the version's audit (``ajoissa review-exception``).
+    """
     if importlib.util.find_spec(FAIRNESS_GATE_MODULE) is None:
+        if skip_reviewer:
+            return [], [
+                f"fairness gate skipped by reviewer {skip_reviewer}: module "
+                f"{FAIRNESS_GATE_MODULE} is not installed"
+            ]
         return [
             f"fairness gate not evaluated: module {FAIRNESS_GATE_MODULE} is not "
             "installed; install it, or pass --skip-fairness-gate with --reviewer NAME "
@@ -264,10 +305,79 @@ def _fairness_gate(
     gate = importlib.import_module(FAIRNESS_GATE_MODULE)
     decision = gate.check_gate(model_name, version)
     if decision.passed:
-        return [], ["fairness gate passed"]
-    return [f"fairness gate: {reason}" for reason in decision.reasons] or [
+        notes = ["fairness gate passed"]
+        if skip_reviewer:
+            notes.append(
+                f"--skip-fairness-gate by {skip_reviewer} was not applied: module "
+                f"{FAIRNESS_GATE_MODULE} is installed, so the gate ran"
+            )
+        return [], notes
+    reasons = [f"fairness gate: {reason}" for reason in decision.reasons] or [
         "fairness gate failed without a reason"
-    ], []
+    ]
+    if skip_reviewer:
+        reasons.append(
+            f"--skip-fairness-gate does not apply: module {FAIRNESS_GATE_MODULE} is "
+            "installed, and the gate ran and rejected the version for the reasons "
+            "above. The flag is only for an installation without the gate module. "
+            "To accept a breach, a reviewer records an exception for this audit "
+            f"with `ajoissa review-exception --model {model_name}@{version} "
+            '--reviewer "Full Name" --reason "Why the breach is acceptable"`. '
+            "Then run promote again without --skip-fairness-gate"
+        )
+    return reasons, []
+
+
+ACCEPT_LABEL_CHANGE_REMEDY = (
+    "Retrain with the champion's label options (--label-window-days, "
+    "--transfer-gap-days, or the mapping's outcome). If the new label is "
+    "intended, or the labels are known to match, promote with "
+    "--accept-label-change --reviewer NAME"
+)
+"""Next step in the error of a challenger whose label differs from the champion's."""
+
+
+@dataclass
+class LabelCheck:
+    """The outcome of comparing the challenger's label settings with the champion's."""
+
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    accepted_change: str | None = None
+    """The label change a reviewer accepted, stored on the version at promotion."""
+
+
+def _label_check(challenger: Any, champion: Any, reviewer: str | None) -> LabelCheck:
+    """Compare the recorded label settings of the challenger and the champion.
+
+    ``reviewer`` (``--accept-label-change``) accepts a difference, or settings
+    that a version does not record. Without a reviewer, either rejects the
+    challenger.
+    """
+    if champion is None:
+        if reviewer:
+            return LabelCheck(
+                notes=["--accept-label-change was not needed: there is no champion"]
+            )
+        return LabelCheck()
+    problem = label_change_problem(
+        str(champion.version),
+        read_label_settings(champion.tags),
+        read_label_settings(challenger.tags),
+    )
+    if problem is None:
+        notes = [f"label settings match champion version {champion.version}"]
+        if reviewer:
+            notes.append(
+                "--accept-label-change was not needed: the label settings match"
+            )
+        return LabelCheck(notes=notes)
+    if reviewer:
+        return LabelCheck(
+            notes=[f"label change accepted by reviewer {reviewer}: {problem}"],
+            accepted_change=problem,
+        )
+    return LabelCheck(reasons=[f"{problem}. {ACCEPT_LABEL_CHANGE_REMEDY}"])
 
 
 CHALLENGER_REMEDY = (
@@ -302,16 +412,22 @@ def promote(
     skip_fairness_reviewer: str | None = None,
     *,
     require_signoff: bool = False,
+    accept_label_change_reviewer: str | None = None,
 ) -> PromotionDecision:
     """Make the challenger the champion if it beats the champion and every baseline.
 
     ``skip_fairness_reviewer`` names the person who takes responsibility for
-    promoting without the fairness gate; it is stored as a version tag. A
-    reviewer's rejection of the challenger (:mod:`fairness.signoff`) always
-    blocks promotion; with ``require_signoff`` a missing approval blocks it too.
-    The challenger's artifact files must match the digest recorded at
-    registration (:func:`models.store.verify_version`), the check a server
-    makes before it loads the champion.
+    promoting without the fairness gate when its module is not installed; it
+    is stored as a version tag. An installed gate always decides (see
+    :func:`_fairness_gate`). A reviewer's rejection of the challenger
+    (:mod:`fairness.signoff`) always blocks promotion; with ``require_signoff``
+    a missing approval blocks it too. The challenger's artifact files must
+    match the digest recorded at registration
+    (:func:`models.store.verify_version`), the check a server makes before it
+    loads the champion. Label settings that differ from the champion's, or
+    that either version does not record, block promotion unless
+    ``accept_label_change_reviewer`` names the person who accepts the change;
+    the name is stored in the version tag ``label_change_accepted_by``.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -336,12 +452,8 @@ def promote(
                 "first"
             )
         return PromotionDecision(model_name, None, None, False, [reason])
-    try:
-        champion_version: str | None = client.get_model_version_by_alias(
-            model_name, CHAMPION
-        ).version
-    except MlflowException:
-        champion_version = None
+    champion = _registered_champion(model_name)
+    champion_version = None if champion is None else str(champion.version)
 
     reasons = _integrity_reasons(model_name, str(challenger.version))
     evaluation = _load_evaluation(challenger.run_id)
@@ -376,13 +488,15 @@ def promote(
     reasons.extend(signoff_reasons(signoff, required=require_signoff))
     if signoff is not None and signoff.approved:
         notes.append(f"approved by reviewer {signoff.reviewer} on {signoff.time}")
+    labels = _label_check(challenger, champion, accept_label_change_reviewer)
+    reasons.extend(labels.reasons)
     decision = PromotionDecision(
         model_name,
         str(challenger.version),
         champion_version,
         not reasons,
         reasons,
-        comparison_notes + notes,
+        comparison_notes + notes + labels.notes,
         promotion,
     )
     if decision.promoted:
@@ -401,6 +515,16 @@ def promote(
         client.set_model_version_tag(
             model_name, version, "fairness_gate", "; ".join(notes)
         )
+        if labels.accepted_change is not None:
+            client.set_model_version_tag(
+                model_name,
+                version,
+                "label_change_accepted_by",
+                str(accept_label_change_reviewer),
+            )
+            client.set_model_version_tag(
+                model_name, version, "label_change_accepted", labels.accepted_change
+            )
         logger.info("promoted %s version %s to champion", model_name, version)
     else:
         logger.info(

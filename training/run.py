@@ -40,6 +40,11 @@ from training.label_coverage import (
     censoring_explanation,
     latest_labelled_cohort_start,
 )
+from training.label_settings import (
+    LABEL_SETTINGS_TAG,
+    label_settings,
+    label_settings_tag,
+)
 from training.model_card import group_metrics, write_model_card
 from training.registry import ensure_experiment, log_and_register
 from training.results import (
@@ -214,6 +219,8 @@ def run_main_job(
         # measured, so it must not go live unreviewed.
         logger.warning("registering a challenger, not a champion: %s", unvalidated)
         alias = CHALLENGER
+    has_history = len(tables.study_right_states) > 0
+    settings = _label_settings(config, has_history)
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
         mlflow.log_params(_run_params(config, frame, fold))
         mlflow.log_metrics(_flat_metrics(metrics))
@@ -230,6 +237,7 @@ def run_main_job(
                 "source": config.source,
                 "validation": config.validation,
                 TRAINING_DATA_TAG: _fingerprint(frame.data),
+                LABEL_SETTINGS_TAG: label_settings_tag(settings),
             },
             calibration=fold.calibration,
         )
@@ -264,9 +272,8 @@ def run_main_job(
                 "evaluation": evaluation,
                 "shap_additivity_max_error": shap_check,
                 "features": fold.spec.features,
-                "label_definition": _label_definition(
-                    config, has_history=len(tables.study_right_states) > 0
-                ),
+                "label_definition": _label_definition(config, has_history),
+                "label_settings": settings,
             }
             if unvalidated:
                 summary["not_validated"] = unvalidated
@@ -389,6 +396,16 @@ def _alias_to_set(model_name: str, requested: str) -> str:
         current,
     )
     return CHALLENGER
+
+
+def _label_settings(config: RunConfig, has_history: bool) -> dict[str, Any]:
+    return label_settings(
+        config.source,
+        config.label_rule,
+        config.label_window_days,
+        has_history=has_history,
+        outcome=config.source_details.get("outcome"),
+    )
 
 
 def _label_definition(config: RunConfig, has_history: bool) -> str:

@@ -134,6 +134,11 @@ def test_cli_student_mapping(tmp_path, store):
     assert summary["validation"]["kind"] == "stratified"
     assert summary["model_name"] == "ajoissa-table-uci-student-mat-c"
     assert summary["source_details"]["outcome"] == "adverse when G3 < 10"
+    assert summary["label_settings"] == {
+        "source": "table",
+        "label_window_days": None,
+        "outcome": "adverse when G3 < 10",
+    }
     assert summary["metrics"]["snapshot"]["model"]["roc_auc"] > 0.5
     assert "attr_g1" not in summary["features"]
     assert "attr_sex" not in summary["features"]

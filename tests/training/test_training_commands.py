@@ -26,10 +26,19 @@ def test_promote_without_challenger(tmp_path, monkeypatch):
     )
 
 
-def test_promote_reviewer_needs_skip():
+def test_accept_label_change_needs_reviewer():
+    result = runner.invoke(
+        app, ["promote", "--model-name", "m", "--accept-label-change"]
+    )
+    assert result.exit_code == 2
+    assert "--accept-label-change needs --reviewer NAME" in result.output
+
+
+def test_promote_reviewer_needs_flag():
     result = runner.invoke(app, ["promote", "--model-name", "m", "--reviewer", "X"])
     assert result.exit_code == 2
     assert "--reviewer names the person who skips the fairness gate" in result.output
+    assert "--accept-label-change" in result.output
 
 
 def test_retrain_help_lists_options():

@@ -1,6 +1,7 @@
 """Challenger registration, guarded promotion, and concurrent retrains on SQLite."""
 
 import importlib.machinery
+import json
 import os
 import sqlite3
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import make_tables
+from typer.testing import CliRunner
 
+from ajoissa.cli import app
 from models.store import configure_mlflow
 from training.promotion import compare, promote, retrain
 from training.run import RunConfig, run_main_job
@@ -19,6 +22,7 @@ from training.run import RunConfig, run_main_job
 MODEL = "synthetic-model"
 TESTS = Path(__file__).resolve().parent
 REPO_ROOT = TESTS.parents[1]
+runner = CliRunner()
 
 
 def _config(**changes):
@@ -159,6 +163,7 @@ def test_promotion_cycle(store, tables, monkeypatch):
     again = promote(MODEL)
     assert not again.promoted
     assert any("does not beat champion" in r for r in again.reasons)
+    assert "label settings match champion version 1" in again.notes
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
 
@@ -406,3 +411,160 @@ def test_changed_champion_named_at_promote(store, tables, monkeypatch):
     assert "whose files failed their integrity check" in reason
     assert "Restore the champion's files and retrain" in reason
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+
+def _tight_policy(folder: Path) -> Path:
+    """Write the shipped policy with a recall band of 0.999 to 1.001.
+
+    The version stays the same, so the gate checks the audit that the main job
+    stored under the shipped policy against the narrow band.
+    """
+    text = (REPO_ROOT / "fairness" / "policy.yaml").read_text(encoding="utf-8")
+    changes = {
+        "interval_rule: interval_outside": "interval_rule: point_estimate",
+        "      lower: 0.8\n      upper: 1.25\n": "      lower: 0.999\n      upper: 1.001\n",
+    }
+    for old, new in changes.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = folder / "tight-policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_skip_flag_keeps_gate_breach(store, tables, monkeypatch):
+    import mlflow
+
+    from fairness.registry import record_exception
+
+    summary = retrain(tables, _config(), store / "out")
+    version = summary["model_version"]
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(_tight_policy(store)))
+
+    result = runner.invoke(
+        app,
+        [
+            "promote",
+            "--model-name",
+            MODEL,
+            "--skip-fairness-gate",
+            "--reviewer",
+            "Test Person",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "fairness gate: breach: gender = " in result.output
+    assert "--skip-fairness-gate does not apply" in result.output
+    assert f"ajoissa review-exception --model {MODEL}@{version}" in result.output
+    assert "Promoted" not in result.output
+    client = mlflow.MlflowClient()
+    aliases = client.get_registered_model(MODEL).aliases
+    assert {alias: str(number) for alias, number in aliases.items()} == {
+        "challenger": version
+    }
+
+    # The documented route for a breach: a reviewer's exception for the audit.
+    record_exception(
+        MODEL,
+        version,
+        reviewer="Test Person",
+        reason="Synthetic test data; the narrow band is set by the test.",
+    )
+    decision = promote(MODEL)
+    assert decision.reasons == []
+    assert decision.promoted
+
+
+def test_skip_flag_without_gate_module(store, tables, monkeypatch):
+    import mlflow
+
+    monkeypatch.setattr("training.promotion.FAIRNESS_GATE_MODULE", "fairness.no_gate")
+    summary = retrain(tables, _config(), store / "out")
+    decision = promote(MODEL, "Test Person")
+    assert decision.reasons == []
+    assert decision.promoted
+    tags = mlflow.MlflowClient().get_model_version(MODEL, summary["model_version"]).tags
+    assert "fairness gate skipped by reviewer Test Person" in tags["fairness_gate"]
+
+
+WINDOW_CHANGE = "label window: champion until the unit ends, challenger 60 days"
+
+
+def test_label_change_needs_acceptance(store, tables, monkeypatch):
+    import mlflow
+
+    _install_gate(monkeypatch, passed=True)
+    # Without the interaction, risk raises withdrawal in both programmes, so
+    # this champion ranks the general programme of the challenger's tables
+    # backwards and the challenger beats it.
+    first = retrain(make_tables(seed=5), _config(), store / "first")
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL, "champion", first["model_version"])
+    tags = client.get_model_version(MODEL, first["model_version"]).tags
+    assert json.loads(tags["label_settings"]) == {
+        "source": "synthetic",
+        "label_window_days": None,
+    }
+
+    second = retrain(tables, _config(label_window_days=60), store / "second")
+    version = second["model_version"]
+    assert WINDOW_CHANGE in second["label_change"]
+    assert (
+        json.loads(client.get_model_version(MODEL, version).tags["label_settings"])[
+            "label_window_days"
+        ]
+        == 60
+    )
+
+    rejected = runner.invoke(app, ["promote", "--model-name", MODEL])
+    assert rejected.exit_code == 1
+    assert WINDOW_CHANGE in rejected.output
+    assert "--accept-label-change --reviewer NAME" in rejected.output
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == first["model_version"]
+
+    accepted = runner.invoke(
+        app,
+        [
+            "promote",
+            "--model-name",
+            MODEL,
+            "--accept-label-change",
+            "--reviewer",
+            "Test Person",
+        ],
+    )
+    assert accepted.exit_code == 0, accepted.output
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == version
+    assert champion.tags["label_change_accepted_by"] == "Test Person"
+    assert WINDOW_CHANGE in champion.tags["label_change_accepted"]
+
+
+def test_unrecorded_champion_label(store, tables, monkeypatch):
+    import mlflow
+
+    _install_gate(monkeypatch, passed=True)
+    first = retrain(tables, _config(), store / "first")
+    assert promote(MODEL).promoted
+    # As for a champion registered before label settings were recorded.
+    client = mlflow.MlflowClient()
+    client.delete_model_version_tag(MODEL, first["model_version"], "label_settings")
+
+    second = retrain(tables, _config(), store / "second")
+    assert second["label_change"].startswith(
+        "champion version 1 has no recorded label settings"
+    )
+    rejected = promote(MODEL)
+    assert not rejected.promoted
+    (reason,) = [r for r in rejected.reasons if "no recorded label settings" in r]
+    assert "unknown whether it was trained on the same label" in reason
+    assert "source synthetic, label window until the unit ends" in reason
+    assert "--accept-label-change --reviewer NAME" in reason
+
+    accepted = promote(MODEL, accept_label_change_reviewer="Test Person")
+    assert not any("label settings" in r for r in accepted.reasons)
+    assert any(
+        note.startswith("label change accepted by reviewer Test Person")
+        for note in accepted.notes
+    )
