@@ -27,6 +27,9 @@ Configuration comes from the environment of the server process:
 ``AJOISSA_SCORE_STORE_URL``, ``AJOISSA_ACCESS_DB``, ``AJOISSA_ACCESS_LOG``
     The score store, the tokens and the access log (see :mod:`serving.scorestore`,
     :mod:`serving.access` and :mod:`serving.accesslog`).
+``AJOISSA_SCORE_STORE_RETRY_SECONDS``
+    How often a worker tries again to open a score store that failed to open
+    (see :mod:`serving.storeconnection`).
 
 Endpoints
 ---------
@@ -50,6 +53,8 @@ Every error response has the body :class:`~serving.api_models.ErrorBody`:
     stored scores, from the score store. Only rows of the token's schools are
     read. A pupil with no row there gets 404, whether or not other schools have
     rows, so the response does not reveal where else a pupil is enrolled.
+    While the score store cannot be opened or read, both return 503 (see
+    :mod:`serving.storeconnection`).
 ``GET /v1/model`` (every role)
     The served model: name, version, alias, digests, training metrics and the
     path of its model card, with the registry's champion version and whether
@@ -62,7 +67,9 @@ Every error response has the body :class:`~serving.api_models.ErrorBody`:
     Readiness, provided by BentoML. It calls ``__is_ready__`` below, so it
     returns 200 once a verified model is loaded and 503 before. A newer
     champion that fails to load leaves it at 200, because the loaded version
-    keeps serving.
+    keeps serving. The score store does not change the status, because
+    scoring does not read it, but the body names its state (see
+    :mod:`serving.middleware`).
 ``GET /metrics``
     Prometheus metrics, provided by BentoML (request counts and latencies per
     route template, such as ``/v1/pupils/{pupil_id}/explanation``; see
@@ -137,7 +144,6 @@ from serving.middleware import (
 )
 from serving.ratelimitedlog import RateLimitedWarning
 from serving.request_body import decode_plain_request
-from serving.scorestore import ScoreStore
 from serving.scoring import (
     MAX_BATCH_RECORDS,
     BatchTooLargeError,
@@ -147,6 +153,12 @@ from serving.scoring import (
     score_batch,
     score_records,
     validate_records,
+)
+from serving.storeconnection import (
+    ScoreStoreConnection,
+    ScoreStoreUnavailableError,
+    retry_seconds,
+    set_worker_connection,
 )
 from serving.ui.app import ui_app
 from serving.ui.modelcards import (
@@ -203,6 +215,11 @@ _BENTOML_ACCESS_LOGGER = "bentoml.access"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, invalid or revoked token."},
     403: {"model": ErrorBody, "description": "The token's role has no right."},
+}
+
+_PUPIL_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No stored score at the token's schools."},
+    503: {"model": ErrorBody, "description": "The score store is unavailable."},
 }
 
 read_api = FastAPI(
@@ -402,6 +419,11 @@ def _request_timeout() -> float:
     return seconds
 
 
+_STORE_RETRY_SECONDS = retry_seconds()
+"""Read when the module is imported, so that ``ajoissa serve`` stops with the
+error of an invalid setting before it starts workers."""
+
+
 def _describe_store() -> str:
     # The tracking URI of a remote MLflow server may contain credentials, so
     # only the embedded SQLite location is written to the log.
@@ -435,10 +457,15 @@ class ScoringService:
         logger.info(
             "scoring service starting: model %s from %s", model_name, _describe_store()
         )
+        # Scoring does not need the score store, so the worker starts whether
+        # or not the store opens. A thread opens it, while the model loads,
+        # and retries after failures.
+        self.scores = ScoreStoreConnection(retry=_STORE_RETRY_SECONDS)
+        self.scores.start()
+        set_worker_connection(self.scores)
         self.champion = ChampionHolder(model_name, reload_seconds())
         self.champion.refresh()
         self.champion.start()
-        self.scores = ScoreStore()
         self.access_log = AccessLog()
         self.tokens = TokenStore()
         self._not_ready_warning = RateLimitedWarning(logger)
@@ -467,7 +494,7 @@ class ScoringService:
     def log_stop(self) -> None:
         """Stop the model watcher and log that the worker is stopping."""
         self.champion.stop()
-        self.scores.dispose()
+        self.scores.stop()
         logger.info("scoring service stopping")
 
     @bentoml.api(route="/v1/score")
@@ -683,7 +710,7 @@ class ScoringService:
     @read_api.get(
         "/pupils/{pupil_id}/explanation",
         response_model=Explanation,
-        responses=_ERRORS | {404: {"model": ErrorBody}},
+        responses=_ERRORS | _PUPIL_READ_ERRORS,
     )
     def explanation(
         self,
@@ -723,7 +750,7 @@ class ScoringService:
     @read_api.get(
         "/pupils/{pupil_id}/history",
         response_model=History,
-        responses=_ERRORS | {404: {"model": ErrorBody}},
+        responses=_ERRORS | _PUPIL_READ_ERRORS,
     )
     def history(
         self,
@@ -755,7 +782,25 @@ class ScoringService:
         if principal is None or principal.role != "staff":
             # The middleware already rejects these; this guards a misconfiguration.
             raise HTTPException(403, "only staff tokens read pupil scores")
-        stored = self.scores.pupil_scores(pupil_id, principal.schools)
+        try:
+            with self.scores.reading() as store:
+                stored = store.pupil_scores(pupil_id, principal.schools)
+        except ScoreStoreUnavailableError as exc:
+            self.access_log.append(
+                AccessEvent(
+                    endpoint=endpoint,
+                    outcome="503 store unavailable",
+                    token_id=principal.token_id,
+                    role=principal.role,
+                    pupil_id=pupil_id,
+                )
+            )
+            logger.info(
+                "rejected %s: the score store is unavailable, token %s",
+                endpoint,
+                principal.token_id,
+            )
+            raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
         if not stored:
             self.access_log.append(
                 AccessEvent(
