@@ -265,3 +265,18 @@ def test_cli_invalid_school_exit_2(tmp_path, monkeypatch):
     assert "letters, digits" in result.output
     assert "ajoissa_" not in result.output
     assert TokenStore(tmp_path / "cli-access.db").list() == []
+
+
+def test_cli_unreachable_store_only_noted(tmp_path, monkeypatch):
+    # A file where the SQLite store's folder belongs keeps the store from opening.
+    blocker = tmp_path / "blocked"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("AJOISSA_ACCESS_DB", str(tmp_path / "cli-access.db"))
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", f"sqlite:///{blocker / 's.db'}")
+    result = CliRunner().invoke(
+        app, ["tokens", "create", "--role", "staff", "--school", "S1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "could not check the school ids against the score store" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("ajoissa_")
+    assert len(TokenStore(tmp_path / "cli-access.db").list()) == 1
