@@ -237,7 +237,7 @@ _ID_ERRORS = frozenset(
     {"string_pattern_mismatch", "string_too_long", "string_too_short"}
 )
 _PUPIL_ID_EXPECTED = (
-    "expected a pupil id of 1 to 100 letters, digits and the characters "
+    "a pupil id of 1 to 100 letters, digits and the characters "
     "'_', '.', ':' and '-', as the score store holds it"
 )
 """The rule of ``PUPIL_ID_PATTERN`` in words, for the 422 in place of the pattern."""
@@ -253,8 +253,10 @@ async def _invalid_request(
     for error in exc.errors():
         field_name = ".".join(str(part) for part in error["loc"])
         expected = error["msg"]
+        message = f"{field_name}: {expected}"
         if error["loc"][-1:] == ("pupil_id",) and error["type"] in _ID_ERRORS:
             expected = _PUPIL_ID_EXPECTED
+            message = f"{field_name}: expected {expected}"
         problems.append(
             {
                 "record": None,
@@ -262,7 +264,7 @@ async def _invalid_request(
                 "kind": "invalid",
                 "value": None,
                 "expected": expected,
-                "message": f"{field_name}: {expected}",
+                "message": message,
             }
         )
     message = "; ".join(problem["message"] for problem in problems)
