@@ -90,9 +90,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
+import json
 import logging
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -598,9 +600,7 @@ class ScoringService:
             return _ScoreRequest(loaded, None, records, as_of, include_reasons)
         parsed = parse_score_body(body)
         if parsed is None:
-            # The body starts with "{" but is not valid JSON, or it nests
-            # deeper than pydantic_core 2.50 reads (about 200 levels).
-            problem = RecordProblem(None, "body", None, _PARSEABLE_OBJECT_EXPECTED)
+            problem = _unparseable_body_problem(body)
             return _ScoreRequest(loaded, None, None, None, True, [problem], False)
         records, as_of, include_reasons = score_arguments(parsed)
         unknown = unknown_key_problems(parsed)
@@ -964,6 +964,63 @@ _PARSEABLE_OBJECT_EXPECTED = (
     'valid JSON: an object such as {"records": [...]}, with nothing after it, '
     "nested less than about 200 levels deep"
 )
+
+
+def _unparseable_body_problem(body: bytes) -> RecordProblem:
+    """Return why a body that starts as a JSON object did not parse.
+
+    Besides broken JSON and nesting deeper than pydantic_core 2.50 reads
+    (about 200 levels), the causes are bytes that are not UTF-8 and integers
+    longer than Python reads from text (``sys.get_int_max_str_digits()``,
+    4300 digits by default).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RecordProblem(
+            None,
+            "body",
+            None,
+            "JSON text encoded as UTF-8",
+            body_fault=(
+                f"is not UTF-8 text: the byte 0x{body[exc.start]:02x} at offset "
+                f"{exc.start} does not start a valid UTF-8 character"
+            ),
+        )
+    digits = _longest_unreadable_integer(text)
+    if digits:
+        return RecordProblem(
+            None,
+            "body",
+            None,
+            f"integers of at most {sys.get_int_max_str_digits()} digits, and for "
+            "a numeric feature a finite number within its range",
+            body_fault=f"contains an integer of {digits} digits, too long to read",
+        )
+    return RecordProblem(None, "body", None, _PARSEABLE_OBJECT_EXPECTED)
+
+
+def _longest_unreadable_integer(text: str) -> int:
+    """Return the digit count of the longest integer too long to read, else 0.
+
+    Returns 0 as well when ``text`` is not valid JSON for another reason.
+    """
+    limit = sys.get_int_max_str_digits()
+    longest = 0
+
+    def read_integer(token: str) -> int:
+        nonlocal longest
+        digits = len(token.lstrip("-"))
+        if limit and digits > limit:
+            longest = max(longest, digits)
+            return 0
+        return int(token)
+
+    try:
+        json.loads(text, parse_int=read_integer)
+    except (ValueError, RecursionError):
+        return 0
+    return longest
 
 
 @dataclass(frozen=True)
