@@ -23,6 +23,8 @@ request without a valid token is rejected before its body is read.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import logging
 import os
@@ -337,10 +339,24 @@ def _from_bentoml(detail: Any) -> dict[str, Any]:
     )
 
 
+@functools.cache
+def product_version() -> str:
+    """Return the installed version of the ``ajoissa`` distribution.
+
+    A source tree that was never installed has no version, and gets ``unknown``.
+    """
+    try:
+        return importlib.metadata.version("ajoissa")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 async def _patch_openapi(scope: Scope, status: int, content: bytes) -> bytes | None:
     if status != HTTPStatus.OK:
         return None
     document = json.loads(content)
+    # BentoML 1.4 writes the bento's version, which is "None" outside a bento.
+    document.setdefault("info", {})["version"] = product_version()
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     definitions = ErrorBody.model_json_schema(
         ref_template="#/components/schemas/{model}"

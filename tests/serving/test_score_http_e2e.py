@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Iterator
 
@@ -245,6 +246,11 @@ def test_routing_errors_in_error_format(server, tokens, method, path, status):
     assert path in response.json()["error"]
     if status == 405:
         assert "POST" in response.headers["allow"]
+
+
+def test_openapi_names_product_version(server):
+    document = httpx.get(f"{server['url']}/docs.json", timeout=30).json()
+    assert document["info"]["version"] == importlib.metadata.version("ajoissa")
 
 
 def test_bare_infinity_named_alike(server, tokens, trained):
