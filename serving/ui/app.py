@@ -50,6 +50,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from models.reason_text import feature_text
 from serving.access import Principal, TokenStore
@@ -1139,7 +1140,9 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
     return await run_in_threadpool(_error_page, request, error.status_code)
 
 
-def _error_page(request: Request, status: int) -> Response:
+def _error_page(
+    request: Request, status: int, headers: dict[str, str] | None = None
+) -> Response:
     page = _page(request)
     if status == HTTPStatus.NOT_FOUND:
         title, message = page.t("error.notfound.title"), page.t("error.notfound.page")
@@ -1148,11 +1151,40 @@ def _error_page(request: Request, status: int) -> Response:
     else:
         title = page.t("error.request.title")
         message = page.t("error.request.failed", status=status)
-    return _render(page, "error.html", status, title=title, message=message)
+    response = _render(page, "error.html", status, title=title, message=message)
+    response.headers.update(headers or {})
+    return response
 
 
 def _unknown_page(request: Request) -> Response:
+    """Return 405 for a page that takes other methods, else 404.
+
+    This route matches every path and method, so the router never finds a
+    page with another method by itself.
+    """
+    allowed = _allowed_methods(request.scope)
+    if allowed:
+        logger.info(
+            "rejected %s to a page that takes only %s",
+            request.method,
+            ", ".join(allowed),
+        )
+        return _error_page(
+            request, HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": ", ".join(allowed)}
+        )
     return _error_page(request, HTTPStatus.NOT_FOUND)
+
+
+def _allowed_methods(scope: dict[str, Any]) -> list[str]:
+    """Return the sorted methods of the page routes whose path matches ``scope``."""
+    allowed: set[str] = set()
+    for route in ui_app.routes:
+        if getattr(route, "endpoint", None) is _unknown_page:
+            continue
+        match, _ = route.matches(scope)
+        if match == Match.PARTIAL:
+            allowed |= getattr(route, "methods", None) or set()
+    return sorted(allowed)
 
 
 # A school id may contain '/', because a school-records unit is "school/year".

@@ -818,3 +818,25 @@ def test_store_unavailable_pages_503(client, tokens, env, monkeypatch):
         "/ui/schools/{school}/pupils/{id}/reviews",
     ]
     assert [row["pupil_id"] for row in rows] == [None, "p1", "p1"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/ui/schools/S1/pupils/p1", "GET"),
+        ("DELETE", "/ui/schools/S1", "GET"),
+        ("PUT", "/ui/signin", "GET, POST"),
+        ("GET", "/ui/signout", "POST"),
+    ],
+)
+def test_wrong_method_405(client, method, path, allow):
+    response = client.request(method, path, follow_redirects=False)
+    _assert_error_page(response, 405)
+    assert response.headers["allow"] == allow
+    assert "HTTP 405" in response.text
+
+
+def test_unknown_page_still_404(client):
+    response = client.post("/ui/no-such-page")
+    _assert_error_page(response, 404)
+    assert "allow" not in response.headers
