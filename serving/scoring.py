@@ -111,7 +111,8 @@ class RecordProblem:
     expected: str
     kind: ProblemKind = "invalid"
     body_fault: str = "is invalid"
-    """What is wrong with the body, for a problem of the field ``body``."""
+    """The body's fault in the message, such as ``is not UTF-8 text``, for a
+    problem of the field ``body``."""
 
     def __str__(self) -> str:
         where = "request" if self.record is None else f"record {self.record}"

@@ -313,7 +313,7 @@ def _reading_scores(
     school_id: str,
     pupil_id: str | None = None,
 ) -> Iterator[sa.Engine]:
-    """Yield the score store's engine, or log the refusal and raise a 503 page.
+    """Yield the score store's engine, or log the rejected request and raise a 503 page.
 
     The access-log row names the pupil or school of the page, as a denied
     request's row does.
