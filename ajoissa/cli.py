@@ -370,6 +370,13 @@ def serve(
             "/v1/score) and loads the model once a champion version is registered.",
             err=True,
         )
+    try:
+        # The service reads settings such as AJOISSA_WORKERS when it is
+        # imported, and raises ValueError for an invalid one.
+        import serving.service  # noqa: F401
+    except ValueError as exc:
+        typer.echo(f"Cannot serve: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     run_server(host=host, port=port, model_name=name)
 
 
