@@ -370,6 +370,13 @@ def serve(
             "/v1/score) and loads the model once a champion version is registered.",
             err=True,
         )
+    try:
+        # The service reads settings such as AJOISSA_WORKERS when it is
+        # imported, and raises ValueError for an invalid one.
+        import serving.service  # noqa: F401
+    except ValueError as exc:
+        typer.echo(f"Cannot serve: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     run_server(host=host, port=port, model_name=name)
 
 
@@ -479,8 +486,11 @@ def note_schools_without_scores(schools: list[str]) -> None:
     warns: a mistyped id would otherwise give staff an empty list without a
     word.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from models.store import home_dir
-    from serving.scorestore import SCORE_STORE_URL_ENV, ScoreStore
+    from serving.scorestore import SCORE_STORE_URL_ENV, ScoreStore, store_url
+    from serving.storeconnection import error_text, redacted_url
 
     if not schools:
         return
@@ -489,11 +499,20 @@ def note_schools_without_scores(schools: list[str]) -> None:
         and not (home_dir() / "scores.db").is_file()
     ):
         return
-    store = ScoreStore()
     try:
-        unknown = [school for school in schools if not store.has_school(school)]
-    finally:
-        store.dispose()
+        store = ScoreStore()
+        try:
+            unknown = [school for school in schools if not store.has_school(school)]
+        finally:
+            store.dispose()
+    except (SQLAlchemyError, ModuleNotFoundError, OSError) as exc:
+        logger.debug("score store check failed", exc_info=True)
+        typer.echo(
+            f"Note: could not check the school ids against the score store "
+            f"{redacted_url(store_url())} ({error_text(exc)}).",
+            err=True,
+        )
+        return
     for school in unknown:
         typer.echo(
             f"Note: the score store has no scores of school {school!r} yet. Check "

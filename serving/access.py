@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.store import home_dir
+from sources.contract import SCHOOL_ID_EXPECTED, SCHOOL_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ MIN_TOKEN_ID_PREFIX = 8
 """Shortest token id prefix that ``revoke`` accepts. Ids have 16 hex digits."""
 _TOKEN = re.compile(r"ajoissa_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
 _TOKEN_ID = re.compile(r"ajoissa_([0-9a-f]{16})\.")
+_SCHOOL_ID = re.compile(SCHOOL_ID_PATTERN)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -151,8 +153,9 @@ class TokenStore:
         Raises
         ------
         ValueError
-            If ``role`` is unknown, a staff token has no school, or another role
-            is given schools.
+            If ``role`` is unknown, a staff token has no school, another role
+            is given schools, or a school id does not match ``SCHOOL_ID_PATTERN``
+            of :mod:`sources.contract`.
         """
         if role not in ROLES:
             raise ValueError(
@@ -170,6 +173,12 @@ class TokenStore:
             raise ValueError(
                 f"only staff tokens are scoped to schools; a {role} token takes no "
                 "--school"
+            )
+        invalid = [school for school in cleaned if not _SCHOOL_ID.fullmatch(school)]
+        if invalid:
+            raise ValueError(
+                f"invalid school id {', '.join(map(repr, invalid))}: expected "
+                f"{SCHOOL_ID_EXPECTED}"
             )
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)

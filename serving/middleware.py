@@ -23,6 +23,8 @@ request without a valid token is rejected before its body is read.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import logging
 import os
@@ -38,6 +40,7 @@ from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import ErrorBody, error_body
 from serving.auth import PRINCIPAL_KEY
 from serving.metrics import route_template
+from serving.storeconnection import worker_connection
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +229,7 @@ class ErrorFormatMiddleware:
         elif path.startswith(API_PREFIX):
             await self.app(scope, receive, _Buffered(send, _routing_error, scope))
         elif path == READY_PATH and scope["method"] == "GET":
-            await self.app(scope, receive, _Buffered(send, _not_ready, scope))
+            await self.app(scope, receive, _Buffered(send, _readiness, scope))
         else:
             await self.app(scope, receive, send)
 
@@ -260,11 +263,22 @@ NOT_READY_MESSAGE = (
 """``GET /readyz`` is public, so its 503 body names no model, path or error."""
 
 
-async def _not_ready(scope: Scope, status: int, content: bytes) -> bytes | None:
-    """Replace BentoML's plain-text 503 of ``/readyz`` with an ErrorBody."""
-    if status != HTTPStatus.SERVICE_UNAVAILABLE:
+async def _readiness(scope: Scope, status: int, content: bytes) -> bytes | None:
+    """Replace BentoML's plain-text body of ``/readyz`` with JSON.
+
+    A 503 gets an ErrorBody. Both bodies name the score store's state
+    (``connecting``, ``available`` or ``unavailable``), which does not change
+    the status, because scoring works without the store.
+    """
+    connection = worker_connection()
+    store_state = {"score_store": connection.state} if connection else {}
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        body = error_body(NOT_READY_MESSAGE) | store_state
+    elif status == HTTPStatus.OK:
+        body = {"ready": True} | store_state
+    else:
         return None
-    return json.dumps(error_body(NOT_READY_MESSAGE)).encode("utf-8")
+    return json.dumps(body).encode("utf-8")
 
 
 async def _routing_error(scope: Scope, status: int, content: bytes) -> bytes | None:
@@ -325,10 +339,24 @@ def _from_bentoml(detail: Any) -> dict[str, Any]:
     )
 
 
+@functools.cache
+def product_version() -> str:
+    """Return the installed version of the ``ajoissa`` distribution.
+
+    A source tree that was never installed has no version, and gets ``unknown``.
+    """
+    try:
+        return importlib.metadata.version("ajoissa")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 async def _patch_openapi(scope: Scope, status: int, content: bytes) -> bytes | None:
     if status != HTTPStatus.OK:
         return None
     document = json.loads(content)
+    # BentoML 1.4 writes the bento's version, which is "None" outside a bento.
+    document.setdefault("info", {})["version"] = product_version()
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     definitions = ErrorBody.model_json_schema(
         ref_template="#/components/schemas/{model}"

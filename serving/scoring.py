@@ -110,6 +110,9 @@ class RecordProblem:
     value: Any
     expected: str
     kind: ProblemKind = "invalid"
+    body_fault: str = "is invalid"
+    """The body's fault in the message, such as ``is not UTF-8 text``, for a
+    problem of the field ``body``."""
 
     def __str__(self) -> str:
         where = "request" if self.record is None else f"record {self.record}"
@@ -122,7 +125,7 @@ class RecordProblem:
             )
         if self.record is None and self.field == "body":
             # The body itself, whose text is not repeated back.
-            return f"request body is invalid; expected {self.expected}"
+            return f"request body {self.body_fault}; expected {self.expected}"
         return (
             f"{where}, field {self.field!r}: value {_value_text(self.value)} is "
             f"invalid; expected {self.expected}"
@@ -133,6 +136,9 @@ class RecordProblem:
         value = self.value
         if isinstance(value, str):
             value = _shorten(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            # JSON has no such number, so the error body gives its token as text.
+            value = _non_finite_token(value)
         elif not isinstance(value, (int, float, bool, type(None))):
             value = _short_repr(value)
         return {
@@ -819,12 +825,25 @@ def _short_repr(value: Any) -> str:
 
 
 def _value_text(value: Any) -> str:
-    """Return a received value for a message, with JSON's names for null and booleans."""
+    """Return a received value for a message, with JSON's names for null and booleans.
+
+    A non-finite number gets the body parser's token for it. ``Infinity`` is
+    also the value of a number too large for a float, such as ``1e400``.
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return _non_finite_token(value)
     return _short_repr(value)
+
+
+def _non_finite_token(value: float) -> str:
+    """Return ``NaN``, ``Infinity`` or ``-Infinity``, the body parser's tokens."""
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -27,6 +27,9 @@ Configuration comes from the environment of the server process:
 ``AJOISSA_SCORE_STORE_URL``, ``AJOISSA_ACCESS_DB``, ``AJOISSA_ACCESS_LOG``
     The score store, the tokens and the access log (see :mod:`serving.scorestore`,
     :mod:`serving.access` and :mod:`serving.accesslog`).
+``AJOISSA_SCORE_STORE_RETRY_SECONDS``
+    How often a worker tries again to open a score store that failed to open
+    (see :mod:`serving.storeconnection`).
 
 Endpoints
 ---------
@@ -50,6 +53,8 @@ Every error response has the body :class:`~serving.api_models.ErrorBody`:
     stored scores, from the score store. Only rows of the token's schools are
     read. A pupil with no row there gets 404, whether or not other schools have
     rows, so the response does not reveal where else a pupil is enrolled.
+    While the score store cannot be opened or read, both return 503 (see
+    :mod:`serving.storeconnection`).
 ``GET /v1/model`` (every role)
     The served model: name, version, alias, digests, training metrics and the
     path of its model card, with the registry's champion version and whether
@@ -62,7 +67,9 @@ Every error response has the body :class:`~serving.api_models.ErrorBody`:
     Readiness, provided by BentoML. It calls ``__is_ready__`` below, so it
     returns 200 once a verified model is loaded and 503 before. A newer
     champion that fails to load leaves it at 200, because the loaded version
-    keeps serving.
+    keeps serving. The score store does not change the status, because
+    scoring does not read it, but the body names its state (see
+    :mod:`serving.middleware`).
 ``GET /metrics``
     Prometheus metrics, provided by BentoML (request counts and latencies per
     route template, such as ``/v1/pupils/{pupil_id}/explanation``; see
@@ -83,9 +90,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
+import json
 import logging
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -137,7 +146,6 @@ from serving.middleware import (
 )
 from serving.ratelimitedlog import RateLimitedWarning
 from serving.request_body import decode_plain_request
-from serving.scorestore import ScoreStore
 from serving.scoring import (
     MAX_BATCH_RECORDS,
     BatchTooLargeError,
@@ -147,6 +155,12 @@ from serving.scoring import (
     score_batch,
     score_records,
     validate_records,
+)
+from serving.storeconnection import (
+    ScoreStoreConnection,
+    ScoreStoreUnavailableError,
+    retry_seconds,
+    set_worker_connection,
 )
 from serving.ui.app import ui_app
 from serving.ui.modelcards import (
@@ -205,6 +219,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "The token's role has no right."},
 }
 
+_PUPIL_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No stored score at the token's schools."},
+    503: {"model": ErrorBody, "description": "The score store is unavailable."},
+}
+
 read_api = FastAPI(
     title="Ajoissa read API",
     description="Stored scores of pupils, the served model and the API tokens.",
@@ -220,7 +239,7 @@ _ID_ERRORS = frozenset(
     {"string_pattern_mismatch", "string_too_long", "string_too_short"}
 )
 _PUPIL_ID_EXPECTED = (
-    "expected a pupil id of 1 to 100 letters, digits and the characters "
+    "a pupil id of 1 to 100 letters, digits and the characters "
     "'_', '.', ':' and '-', as the score store holds it"
 )
 """The rule of ``PUPIL_ID_PATTERN`` in words, for the 422 in place of the pattern."""
@@ -236,8 +255,10 @@ async def _invalid_request(
     for error in exc.errors():
         field_name = ".".join(str(part) for part in error["loc"])
         expected = error["msg"]
+        message = f"{field_name}: {expected}"
         if error["loc"][-1:] == ("pupil_id",) and error["type"] in _ID_ERRORS:
             expected = _PUPIL_ID_EXPECTED
+            message = f"{field_name}: expected {expected}"
         problems.append(
             {
                 "record": None,
@@ -245,7 +266,7 @@ async def _invalid_request(
                 "kind": "invalid",
                 "value": None,
                 "expected": expected,
-                "message": f"{field_name}: {expected}",
+                "message": message,
             }
         )
     message = "; ".join(problem["message"] for problem in problems)
@@ -402,6 +423,11 @@ def _request_timeout() -> float:
     return seconds
 
 
+_STORE_RETRY_SECONDS = retry_seconds()
+"""Read when the module is imported, so that ``ajoissa serve`` stops with the
+error of an invalid setting before it starts workers."""
+
+
 def _describe_store() -> str:
     # The tracking URI of a remote MLflow server may contain credentials, so
     # only the embedded SQLite location is written to the log.
@@ -435,10 +461,15 @@ class ScoringService:
         logger.info(
             "scoring service starting: model %s from %s", model_name, _describe_store()
         )
+        # Scoring does not need the score store, so the worker starts whether
+        # or not the store opens. A thread opens it, while the model loads,
+        # and retries after failures.
+        self.scores = ScoreStoreConnection(retry=_STORE_RETRY_SECONDS)
+        self.scores.start()
+        set_worker_connection(self.scores)
         self.champion = ChampionHolder(model_name, reload_seconds())
         self.champion.refresh()
         self.champion.start()
-        self.scores = ScoreStore()
         self.access_log = AccessLog()
         self.tokens = TokenStore()
         self._not_ready_warning = RateLimitedWarning(logger)
@@ -467,7 +498,7 @@ class ScoringService:
     def log_stop(self) -> None:
         """Stop the model watcher and log that the worker is stopping."""
         self.champion.stop()
-        self.scores.dispose()
+        self.scores.stop()
         logger.info("scoring service stopping")
 
     @bentoml.api(route="/v1/score")
@@ -569,9 +600,7 @@ class ScoringService:
             return _ScoreRequest(loaded, None, records, as_of, include_reasons)
         parsed = parse_score_body(body)
         if parsed is None:
-            # The body starts with "{" but is not valid JSON, or it nests
-            # deeper than pydantic_core 2.50 reads (about 200 levels).
-            problem = RecordProblem(None, "body", None, _PARSEABLE_OBJECT_EXPECTED)
+            problem = _unparseable_body_problem(body)
             return _ScoreRequest(loaded, None, None, None, True, [problem], False)
         records, as_of, include_reasons = score_arguments(parsed)
         unknown = unknown_key_problems(parsed)
@@ -683,7 +712,7 @@ class ScoringService:
     @read_api.get(
         "/pupils/{pupil_id}/explanation",
         response_model=Explanation,
-        responses=_ERRORS | {404: {"model": ErrorBody}},
+        responses=_ERRORS | _PUPIL_READ_ERRORS,
     )
     def explanation(
         self,
@@ -723,7 +752,7 @@ class ScoringService:
     @read_api.get(
         "/pupils/{pupil_id}/history",
         response_model=History,
-        responses=_ERRORS | {404: {"model": ErrorBody}},
+        responses=_ERRORS | _PUPIL_READ_ERRORS,
     )
     def history(
         self,
@@ -755,7 +784,25 @@ class ScoringService:
         if principal is None or principal.role != "staff":
             # The middleware already rejects these; this guards a misconfiguration.
             raise HTTPException(403, "only staff tokens read pupil scores")
-        stored = self.scores.pupil_scores(pupil_id, principal.schools)
+        try:
+            with self.scores.reading() as store:
+                stored = store.pupil_scores(pupil_id, principal.schools)
+        except ScoreStoreUnavailableError as exc:
+            self.access_log.append(
+                AccessEvent(
+                    endpoint=endpoint,
+                    outcome="503 store unavailable",
+                    token_id=principal.token_id,
+                    role=principal.role,
+                    pupil_id=pupil_id,
+                )
+            )
+            logger.info(
+                "rejected %s: the score store is unavailable, token %s",
+                endpoint,
+                principal.token_id,
+            )
+            raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
         if not stored:
             self.access_log.append(
                 AccessEvent(
@@ -917,6 +964,63 @@ _PARSEABLE_OBJECT_EXPECTED = (
     'valid JSON: an object such as {"records": [...]}, with nothing after it, '
     "nested less than about 200 levels deep"
 )
+
+
+def _unparseable_body_problem(body: bytes) -> RecordProblem:
+    """Return why a body that starts as a JSON object did not parse.
+
+    Besides broken JSON and nesting deeper than pydantic_core 2.50 reads
+    (about 200 levels), the causes are bytes that are not UTF-8 and integers
+    longer than Python reads from text (``sys.get_int_max_str_digits()``,
+    4300 digits by default).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RecordProblem(
+            None,
+            "body",
+            None,
+            "JSON text encoded as UTF-8",
+            body_fault=(
+                f"is not UTF-8 text: the byte 0x{body[exc.start]:02x} at offset "
+                f"{exc.start} does not start a valid UTF-8 character"
+            ),
+        )
+    digits = _longest_unreadable_integer(text)
+    if digits:
+        return RecordProblem(
+            None,
+            "body",
+            None,
+            f"integers of at most {sys.get_int_max_str_digits()} digits, and for "
+            "a numeric feature a finite number within its range",
+            body_fault=f"contains an integer of {digits} digits, too long to read",
+        )
+    return RecordProblem(None, "body", None, _PARSEABLE_OBJECT_EXPECTED)
+
+
+def _longest_unreadable_integer(text: str) -> int:
+    """Return the digit count of the longest integer too long to read, else 0.
+
+    Returns 0 as well when ``text`` is not valid JSON for another reason.
+    """
+    limit = sys.get_int_max_str_digits()
+    longest = 0
+
+    def read_integer(token: str) -> int:
+        nonlocal longest
+        digits = len(token.lstrip("-"))
+        if limit and digits > limit:
+            longest = max(longest, digits)
+            return 0
+        return int(token)
+
+    try:
+        json.loads(text, parse_int=read_integer)
+    except (ValueError, RecursionError):
+        return 0
+    return longest
 
 
 @dataclass(frozen=True)

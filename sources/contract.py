@@ -95,6 +95,21 @@ ID_EXPECTED = (
     "an id of 1 to 100 letters, digits, '_', '.', ':' or '-', without spaces or "
     "'/', so that the API and the screens can read it"
 )
+SCHOOL_ID_PATTERN = r"(?=.{1,100}$)[\w.:-]+(?:[/@][\w.:-]+)*"
+"""School ids, as scores and staff tokens name them: ids by ``ID_PATTERN``, or
+such ids joined by ``/`` or ``@``, at most 100 characters in all.
+
+A unit without a ``school_id`` is its own school, and loaders build unit ids
+from parts: school records as ``school/year`` and mapped tables as
+``unit-group@period``, where a school-year period reads like ``2023/24``.
+
+NOTE: the table source does not check its group values against ``ID_PATTERN``,
+so a group such as ``Koulu A`` gives a school id that this pattern rejects,
+and no staff token can be scoped to it."""
+SCHOOL_ID_EXPECTED = (
+    "a school id of 1 to 100 characters: letters, digits, '_', '.', ':' and '-', "
+    "where '/' or '@' may join such parts, as in SCHOOL01/2024"
+)
 
 _date = pa.Column("datetime64[ns]", nullable=False, coerce=True)
 _optional_date = pa.Column("datetime64[ns]", nullable=True, coerce=True)

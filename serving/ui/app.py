@@ -35,7 +35,8 @@ import math
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -43,17 +44,23 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from models.reason_text import feature_text
 from serving.access import Principal, TokenStore
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import PUPIL_ID_PATTERN
-from serving.scorestore import ScoreStore
+from serving.storeconnection import (
+    ScoreStoreConnection,
+    ScoreStoreUnavailableError,
+    worker_connection,
+)
 from serving.ui import modelcards, queries
 from serving.ui.i18n import LANGUAGES, Translator, pick_language
 from serving.ui.present import (
@@ -106,7 +113,7 @@ class _Context:
     """The stores the pages read, opened at the first request of a worker."""
 
     def __init__(self) -> None:
-        self.scores = ScoreStore()
+        self.scores = worker_connection() or ScoreStoreConnection()
         self.ui = UiStore()
         self.tokens = TokenStore()
         self.access_log = AccessLog()
@@ -296,6 +303,36 @@ def _log(
             model_version=model_version,
         )
     )
+
+
+@contextmanager
+def _reading_scores(
+    page: Page,
+    principal: Principal,
+    endpoint: str,
+    school_id: str,
+    pupil_id: str | None = None,
+) -> Iterator[sa.Engine]:
+    """Yield the score store's engine, or log the rejected request and raise a 503 page.
+
+    The access-log row names the pupil or school of the page, as a denied
+    request's row does.
+    """
+    try:
+        with context().scores.reading() as store:
+            yield store.engine
+    except ScoreStoreUnavailableError:
+        _log(principal, endpoint, "503 store unavailable", pupil_id, school_id)
+        logger.info(
+            "rejected %s: the score store is unavailable, token %s",
+            endpoint,
+            principal.token_id,
+        )
+        raise PageError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "error.unavailable.title",
+            page.t("error.store_unavailable"),
+        ) from None
 
 
 def _check_csrf(page: Page, form: FormData) -> None:
@@ -533,17 +570,23 @@ def school(request: Request, school_id: str) -> Response:
         ctx = context()
         capacity = ctx.ui.capacity(school_id)
         number = _page_number(request.query_params.get("page"))
-        listing = queries.school_page(
-            ctx.scores.engine, school_id, (number - 1) * capacity, capacity
-        )
-        if listing.latest is None:
-            return _render(page, "school.html", school=school_id, listing=None)
-        total_pages = max(1, math.ceil(listing.total / capacity))
-        if number > total_pages:
-            raise Redirect(f"{page.base}/schools/{quote(school_id)}?page={total_pages}")
-        reviews = ctx.ui.latest_reviews(school_id)
-        today = dt.date.today()
-        waiting = _waiting_count(ctx, listing, capacity, reviews, today)
+        with _reading_scores(page, principal, endpoint, school_id) as engine:
+            listing = queries.school_page(
+                engine, school_id, (number - 1) * capacity, capacity
+            )
+            if listing.latest is None:
+                return _render(page, "school.html", school=school_id, listing=None)
+            total_pages = max(1, math.ceil(listing.total / capacity))
+            if number > total_pages:
+                raise Redirect(
+                    f"{page.base}/schools/{quote(school_id)}?page={total_pages}"
+                )
+            reviews = ctx.ui.latest_reviews(school_id)
+            today = dt.date.today()
+            waiting = _waiting_count(engine, listing, capacity, reviews, today)
+            rank_probabilities = queries.rank_probabilities(
+                engine, listing.latest, school_id
+            )
 
         window = modelcards.label_window_days(
             listing.latest.model_name, listing.latest.model_version
@@ -564,11 +607,7 @@ def school(request: Request, school_id: str) -> Response:
             )
             for pupil in listing.pupils
         ]
-        tie = cutoff_tie(
-            page.t,
-            queries.rank_probabilities(ctx.scores.engine, listing.latest, school_id),
-            capacity,
-        )
+        tie = cutoff_tie(page.t, rank_probabilities, capacity)
         for pupil in listing.pupils:
             _log(
                 principal,
@@ -596,7 +635,7 @@ def school(request: Request, school_id: str) -> Response:
 
 
 def _waiting_count(
-    ctx: _Context,
+    engine: sa.Engine,
     listing: queries.SchoolPage,
     capacity: int,
     reviews: dict[str, Any],
@@ -607,7 +646,6 @@ def _waiting_count(
     They are the top ``capacity`` pupils without a review that still applies,
     and any other pupil in the run whose review's follow-up date has come.
     """
-    engine = ctx.scores.engine
     top = set(queries.top_pupils(engine, listing.latest, listing.school_id, capacity))
     in_run = queries.run_pupils(engine, listing.latest, listing.school_id)
     unreviewed_top = sum(
@@ -770,7 +808,8 @@ def _pupil_page(
     names ``endpoint`` with the outcome ``400 invalid review``.
     """
     ctx = context()
-    points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
+    with _reading_scores(page, principal, endpoint, school_id, pupil_id) as engine:
+        points = queries.pupil_points(engine, school_id, pupil_id)
     reviews = ctx.ui.reviews_of(school_id, [pupil_id])[pupil_id]
     # Reviews store their token's id, and the label names who holds the token.
     token_labels = (
@@ -893,7 +932,8 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
             )
 
         ctx = context()
-        points = queries.pupil_points(ctx.scores.engine, school_id, pupil_id)
+        with _reading_scores(page, principal, endpoint, school_id, pupil_id) as engine:
+            points = queries.pupil_points(engine, school_id, pupil_id)
         if not points:
             _log(principal, endpoint, "404 no score", pupil_id, school_id)
             raise PageError(
@@ -1100,7 +1140,9 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
     return await run_in_threadpool(_error_page, request, error.status_code)
 
 
-def _error_page(request: Request, status: int) -> Response:
+def _error_page(
+    request: Request, status: int, headers: dict[str, str] | None = None
+) -> Response:
     page = _page(request)
     if status == HTTPStatus.NOT_FOUND:
         title, message = page.t("error.notfound.title"), page.t("error.notfound.page")
@@ -1109,11 +1151,40 @@ def _error_page(request: Request, status: int) -> Response:
     else:
         title = page.t("error.request.title")
         message = page.t("error.request.failed", status=status)
-    return _render(page, "error.html", status, title=title, message=message)
+    response = _render(page, "error.html", status, title=title, message=message)
+    response.headers.update(headers or {})
+    return response
 
 
 def _unknown_page(request: Request) -> Response:
+    """Return 405 for a page that takes other methods, else 404.
+
+    This route matches every path and method, so the router never finds a
+    page with another method by itself.
+    """
+    allowed = _allowed_methods(request.scope)
+    if allowed:
+        logger.info(
+            "rejected %s to a page that takes only %s",
+            request.method,
+            ", ".join(allowed),
+        )
+        return _error_page(
+            request, HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": ", ".join(allowed)}
+        )
     return _error_page(request, HTTPStatus.NOT_FOUND)
+
+
+def _allowed_methods(scope: dict[str, Any]) -> list[str]:
+    """Return the sorted methods of the page routes whose path matches ``scope``."""
+    allowed: set[str] = set()
+    for route in ui_app.routes:
+        if getattr(route, "endpoint", None) is _unknown_page:
+            continue
+        match, _ = route.matches(scope)
+        if match == Match.PARTIAL:
+            allowed |= getattr(route, "methods", None) or set()
+    return sorted(allowed)
 
 
 # A school id may contain '/', because a school-records unit is "school/year".

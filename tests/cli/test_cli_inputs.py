@@ -211,6 +211,31 @@ def test_serve_warns_without_champion(tmp_path):
     assert "starts unready" in warning
 
 
+def test_serve_invalid_setting_one_line(tmp_path):
+    # The setting is read before a server starts, so the command exits at once.
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env |= {
+        "AJOISSA_HOME": str(tmp_path),
+        "AJOISSA_SCORE_STORE_RETRY_SECONDS": "0",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    ajoissa = str(Path(sys.executable).with_name("ajoissa"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [ajoissa, "serve", "--model-name", "no-such-model", "--port", str(port)]
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        "Cannot serve: invalid AJOISSA_SCORE_STORE_RETRY_SECONDS='0'" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_created_store_owner_only(tmp_path, monkeypatch):
     monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
     monkeypatch.delenv("AJOISSA_UMASK", raising=False)

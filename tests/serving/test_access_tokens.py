@@ -217,3 +217,66 @@ def test_cli_revoke_whole_token_hides_secret(tmp_path, monkeypatch, kind):
     else:
         assert result.exit_code == 2, result.output
         assert "no token with id '0123456789abcdef'" in result.output
+
+
+@pytest.mark.parametrize(
+    "school",
+    [
+        "X Y;<script>",
+        "<img src=x onerror=alert(1)>",
+        "X/Y Z",
+        "SCHOOL01/",
+        "/SCHOOL01",
+        "A//B",
+        "line\nbreak",
+        "S" * 101,
+    ],
+)
+def test_invalid_school_rejected(store, school):
+    with pytest.raises(ValueError, match="invalid school id") as excinfo:
+        store.create("staff", [school])
+    assert "letters, digits" in str(excinfo.value)
+    assert store.list() == []
+
+
+@pytest.mark.parametrize(
+    "school",
+    [
+        "AAA-2014J",
+        "VOC00001/2024",
+        "unit-north@2023/24",
+        "1.2.246.562.10.12345678901",
+        "Yläkoulu_3",
+        "S" * 100,
+    ],
+)
+def test_school_id_forms_accepted(store, school):
+    _, info = store.create("staff", [school])
+    assert info.schools == (school,)
+
+
+def test_cli_invalid_school_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("AJOISSA_ACCESS_DB", str(tmp_path / "cli-access.db"))
+    result = CliRunner().invoke(
+        app, ["tokens", "create", "--role", "staff", "--school", "X Y;<script>"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "invalid school id 'X Y;<script>'" in result.output
+    assert "letters, digits" in result.output
+    assert "ajoissa_" not in result.output
+    assert TokenStore(tmp_path / "cli-access.db").list() == []
+
+
+def test_cli_unreachable_store_only_noted(tmp_path, monkeypatch):
+    # A file where the SQLite store's folder belongs keeps the store from opening.
+    blocker = tmp_path / "blocked"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("AJOISSA_ACCESS_DB", str(tmp_path / "cli-access.db"))
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", f"sqlite:///{blocker / 's.db'}")
+    result = CliRunner().invoke(
+        app, ["tokens", "create", "--role", "staff", "--school", "S1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "could not check the school ids against the score store" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("ajoissa_")
+    assert len(TokenStore(tmp_path / "cli-access.db").list()) == 1

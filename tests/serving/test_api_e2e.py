@@ -180,6 +180,9 @@ def test_invalid_pupil_id_422(api, tokens):
     assert (
         "pupil_id: expected a pupil id of 1 to 100 letters" in response.json()["error"]
     )
+    problem = response.json()["problems"][0]
+    assert problem["expected"].startswith("a pupil id of 1 to 100 letters")
+    assert problem["message"].count("expected") == 1
     assert "^[" not in response.text
 
 

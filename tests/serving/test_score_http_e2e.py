@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Iterator
 
@@ -245,3 +246,55 @@ def test_routing_errors_in_error_format(server, tokens, method, path, status):
     assert path in response.json()["error"]
     if status == 405:
         assert "POST" in response.headers["allow"]
+
+
+def test_openapi_names_product_version(server):
+    document = httpx.get(f"{server['url']}/docs.json", timeout=30).json()
+    assert document["info"]["version"] == importlib.metadata.version("ajoissa")
+
+
+def test_bare_infinity_named_alike(server, tokens, trained):
+    record = dict(trained.holdout_records[0])
+    numeric = next(k for k, v in record.items() if isinstance(v, float))
+    record[numeric] = float("inf")
+    # json.dumps writes the bare token Infinity, which the body parser reads.
+    content = json.dumps({"records": [record]})
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    problem = response.json()["problems"][0]
+    assert response.status_code == 400
+    assert problem["value"] == "Infinity"
+    assert "value Infinity is invalid" in problem["message"]
+
+
+def test_latin1_body_named(server, tokens, trained):
+    record = dict(trained.holdout_records[0])
+    categorical = next(k for k, v in record.items() if isinstance(v, str))
+    record[categorical] = "Jyväskylä"
+    content = json.dumps({"records": [record]}, ensure_ascii=False).encode("latin-1")
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    assert response.status_code == 400
+    assert "request body is not UTF-8 text" in body["error"]
+    assert "valid JSON" not in body["error"]
+    assert body["problems"][0]["field"] == "body"
+
+
+def test_huge_integer_named(server, tokens, trained):
+    record = dict(trained.holdout_records[0])
+    numeric = next(k for k, v in record.items() if isinstance(v, float))
+    record[numeric] = 0.123456789
+    # Python's str() of an int stops at 4300 digits, so the text is built.
+    huge = "1" + "0" * 5000
+    content = json.dumps({"records": [record]}).replace("0.123456789", huge)
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    assert response.status_code == 400
+    assert "5001 digits" in body["error"]
+    assert "valid JSON" not in body["error"]
+    assert body["problems"][0]["field"] == "body"

@@ -14,6 +14,7 @@ from models.spec import FeatureSpec
 from serving.scoring import (
     MAX_BATCH_RECORDS,
     BatchTooLargeError,
+    RecordProblem,
     RecordValidationError,
     rank_percentiles,
     request_ranks,
@@ -303,3 +304,13 @@ def test_float_training_category_matches():
     spec = FeatureSpec(features=["course"], categorical={"course": ["171.0"]})
     batch = validate_records([{"course": 171}], spec)
     assert batch.columns["course"] == ["171.0"]
+
+
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [(float("inf"), "Infinity"), (float("-inf"), "-Infinity"), (float("nan"), "NaN")],
+)
+def test_non_finite_value_named_alike(value, token):
+    problem = RecordProblem(0, NUMERIC, value, "a finite number").to_dict()
+    assert problem["value"] == token
+    assert f"value {token} is invalid" in problem["message"]

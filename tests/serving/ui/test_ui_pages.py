@@ -791,3 +791,52 @@ def test_support_unavailable_without_feature(client, tokens, scored):
     assert page.status_code == 200
     assert UNAVAILABLE in page.text
     assert 'id="support"' not in page.text
+
+
+def test_store_unavailable_pages_503(client, tokens, env, monkeypatch):
+    # A file where the SQLite store's folder belongs keeps the store from opening.
+    blocker = env / "blocked"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", f"sqlite:///{blocker / 'scores.db'}")
+    monkeypatch.setattr(ui_module, "_context", None)
+    _sign_in(client, tokens.by_role["staff"])
+    school = client.get(f"/ui/schools/{tokens.school}")
+    pupil = client.get(f"/ui/schools/{tokens.school}/pupils/p1")
+    review = client.post(
+        f"/ui/schools/{tokens.school}/pupils/p1/reviews",
+        data={"csrf": _csrf(school.text), "decision": "monitor", "note": ""},
+    )
+    for response in (school, pupil, review):
+        _assert_error_page(response, 503)
+        assert "Scores unavailable" in response.text
+        assert "Try again in a few minutes" in response.text
+    rows = _access_rows(env)[-3:]
+    assert [row["outcome"] for row in rows] == ["503 store unavailable"] * 3
+    assert [row["endpoint"] for row in rows] == [
+        "/ui/schools/{school}",
+        "/ui/schools/{school}/pupils/{id}",
+        "/ui/schools/{school}/pupils/{id}/reviews",
+    ]
+    assert [row["pupil_id"] for row in rows] == [None, "p1", "p1"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/ui/schools/S1/pupils/p1", "GET"),
+        ("DELETE", "/ui/schools/S1", "GET"),
+        ("PUT", "/ui/signin", "GET, POST"),
+        ("GET", "/ui/signout", "POST"),
+    ],
+)
+def test_wrong_method_405(client, method, path, allow):
+    response = client.request(method, path, follow_redirects=False)
+    _assert_error_page(response, 405)
+    assert response.headers["allow"] == allow
+    assert "HTTP 405" in response.text
+
+
+def test_unknown_page_still_404(client):
+    response = client.post("/ui/no-such-page")
+    _assert_error_page(response, 404)
+    assert "allow" not in response.headers
