@@ -377,7 +377,12 @@ def serve(
     except ValueError as exc:
         typer.echo(f"Cannot serve: {exc}", err=True)
         raise typer.Exit(code=2) from exc
-    run_server(host=host, port=port, model_name=name)
+    try:
+        run_server(host=host, port=port, model_name=name)
+    except ValueError as exc:
+        # run_server checks the host and port before it starts anything.
+        typer.echo(f"Cannot serve: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
 
 
 DATA_NEEDED = {"records": "the folder of the school-records export"}

@@ -426,6 +426,8 @@ def _request_timeout() -> float:
 _STORE_RETRY_SECONDS = retry_seconds()
 """Read when the module is imported, so that ``ajoissa serve`` stops with the
 error of an invalid setting before it starts workers."""
+_RELOAD_SECONDS = reload_seconds()
+"""Read when the module is imported, for the same reason."""
 
 
 def _describe_store() -> str:
@@ -467,7 +469,7 @@ class ScoringService:
         self.scores = ScoreStoreConnection(retry=_STORE_RETRY_SECONDS)
         self.scores.start()
         set_worker_connection(self.scores)
-        self.champion = ChampionHolder(model_name, reload_seconds())
+        self.champion = ChampionHolder(model_name, _RELOAD_SECONDS)
         self.champion.refresh()
         self.champion.start()
         self.access_log = AccessLog()

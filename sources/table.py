@@ -917,6 +917,19 @@ def _keys(
         reader.bad_values(
             mapping.group_column, group, group.isna(), "a group value in every row"
         )
+        # The group names the school that scores and staff tokens are scoped
+        # to, so it follows the id rule of the API and the screens.
+        unreadable = group.notna() & ~group.astype("str").str.fullmatch(
+            ID_PATTERN
+        ).fillna(False).astype(bool)
+        reader.bad_values(
+            mapping.group_column,
+            group,
+            unreadable,
+            f"a group value that is {ID_EXPECTED}, because the group names the "
+            "school that staff tokens are scoped to; recode the column, for "
+            "example with '_' in place of spaces",
+        )
         group = group.astype("str")
     return learner_id, group
 

@@ -236,6 +236,35 @@ def test_serve_invalid_setting_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "arguments", "message"),
+    [
+        (
+            {"AJOISSA_RELOAD_SECONDS": "soon"},
+            [],
+            "Cannot serve: invalid AJOISSA_RELOAD_SECONDS='soon'",
+        ),
+        ({}, ["--host", "localhost"], "Cannot serve: invalid host 'localhost'"),
+    ],
+)
+def test_serve_bad_start_one_line(tmp_path, setting, arguments, message):
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env |= {
+        "AJOISSA_HOME": str(tmp_path),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "BENTOML_DO_NOT_TRACK": "true",
+    } | setting
+    ajoissa = str(Path(sys.executable).with_name("ajoissa"))
+    command = [ajoissa, "serve", "--model-name", "no-such-model", *arguments]
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_created_store_owner_only(tmp_path, monkeypatch):
     monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
     monkeypatch.delenv("AJOISSA_UMASK", raising=False)

@@ -412,6 +412,16 @@ def test_bad_date_located(tmp_path):
         read_mapped_table(write_case(tmp_path, table, mapping))
 
 
+def test_group_with_space_located(tmp_path):
+    table = pupils()
+    table.loc[3, "school"] = "Koulu A"
+    with pytest.raises(InputDataError) as excinfo:
+        read_mapped_table(write_case(tmp_path, table))
+    message = str(excinfo.value)
+    assert "column 'school', row 5: value 'Koulu A'" in message
+    assert "recode the column" in message
+
+
 def test_single_class_rejected(tmp_path):
     mapping = base_mapping(outcome={"rule": "final_grade < 0"})
     with pytest.raises(InputDataError, match="both outcome classes") as excinfo:
