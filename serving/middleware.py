@@ -355,8 +355,16 @@ async def _patch_openapi(scope: Scope, status: int, content: bytes) -> bytes | N
     if status != HTTPStatus.OK:
         return None
     document = json.loads(content)
-    # BentoML 1.4 writes the bento's version, which is "None" outside a bento.
-    document.setdefault("info", {})["version"] = product_version()
+    info = document.setdefault("info", {})
+    # BentoML 1.4 writes the bento's version, which is "None" outside a bento,
+    # and names its own team as the contact.
+    info["version"] = product_version()
+    info.pop("contact", None)
+    # OpenAPI 3.0, which BentoML 1.4 writes, names a licence by name and URL.
+    info["license"] = {
+        "name": "EUPL-1.2",
+        "url": "https://joinup.ec.europa.eu/software/page/eupl",
+    }
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     definitions = ErrorBody.model_json_schema(
         ref_template="#/components/schemas/{model}"

@@ -251,6 +251,8 @@ def test_routing_errors_in_error_format(server, tokens, method, path, status):
 def test_openapi_names_product_version(server):
     document = httpx.get(f"{server['url']}/docs.json", timeout=30).json()
     assert document["info"]["version"] == importlib.metadata.version("ajoissa")
+    assert document["info"]["license"]["name"] == "EUPL-1.2"
+    assert "contact" not in document["info"]
 
 
 def test_bare_infinity_named_alike(server, tokens, trained):
