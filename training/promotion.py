@@ -225,7 +225,8 @@ def retrain(
             summary["label_settings"],
         )
     if summary["label_change"] is not None:
-        logger.warning(
+        # INFO, because `ajoissa retrain` prints the change as a warning itself.
+        logger.info(
             "%s version %s: %s",
             model_name,
             summary["model_version"],
@@ -555,6 +556,7 @@ def promote(
         reasons,
         comparison_notes + notes + labels.notes,
         promotion,
+        gate.warnings,
     )
     if decision.promoted:
         version = str(challenger.version)

@@ -546,7 +546,7 @@ def test_skip_flag_without_gate_module(store, tables, monkeypatch):
 WINDOW_CHANGE = "label window: champion until the unit ends, challenger 60 days"
 
 
-def test_label_change_needs_acceptance(store, tables, monkeypatch):
+def test_label_change_needs_acceptance(store, tables, monkeypatch, caplog):
     import mlflow
 
     _install_gate(monkeypatch, passed=True)
@@ -562,9 +562,14 @@ def test_label_change_needs_acceptance(store, tables, monkeypatch):
         "label_window_days": None,
     }
 
-    second = retrain(tables, _config(label_window_days=60), store / "second")
+    with caplog.at_level("INFO", logger="training.promotion"):
+        second = retrain(tables, _config(label_window_days=60), store / "second")
     version = second["model_version"]
     assert WINDOW_CHANGE in second["label_change"]
+    # `ajoissa retrain` prints the change as a warning, so a log record at
+    # WARNING would show it a second time.
+    (logged,) = [r for r in caplog.records if WINDOW_CHANGE in r.getMessage()]
+    assert logged.levelname == "INFO"
     assert (
         json.loads(client.get_model_version(MODEL, version).tags["label_settings"])[
             "label_window_days"
