@@ -38,9 +38,8 @@ EXCEPTION_HELP = (
     "for; auditing the version again or changing the policy voids it. Exits "
     "with code 2, recording nothing, when the version has no stored audit, its "
     "audit was computed under another policy version than the one in force "
-    "(rerun `ajoissa audit` first), the audit has no breach, or another "
-    "reviewer's exception already applies to the audit and --replace is not "
-    "given."
+    "(rerun `ajoissa audit` first), the audit has no breach, or an exception "
+    "already applies to the audit and --replace is not given."
 )
 
 
@@ -160,9 +159,9 @@ def review_exception(
     replace: Annotated[
         bool,
         typer.Option(
-            help="Replace an exception that another reviewer recorded for the same "
-            "audit and policy version. The earlier exception stays in the "
-            "version's artifacts under fairness/."
+            help="Replace an exception already recorded for the same audit and "
+            "policy version. The earlier exception stays in the version's "
+            "artifacts under fairness/."
         ),
     ] = False,
 ) -> None:
@@ -216,8 +215,8 @@ def _check_exception_needed(decision: GateDecision, replace: bool) -> None:
 
     The gate honours an exception only for a stored audit computed under the
     policy version in force, and only needs one when that audit breaches the
-    policy. An exception by another reviewer that already applies is replaced
-    only with ``replace``.
+    policy. An exception that already applies is replaced only with
+    ``replace``.
     """
     subject = f"{decision.model_name} version {decision.version}"
     if decision.audit_sha256 is None:
