@@ -117,6 +117,8 @@ def _uci_dropout_config() -> RunConfig:
         asof_labels={SNAPSHOT_OFFSET_DAYS: "snapshot"},
         validation="stratified",
         folds=5,
+        undated_outcome="the file has no dates, so each dropout is placed one day "
+        "after the snapshot's as-of date",
     )
 
 
@@ -147,6 +149,9 @@ def _table_config(mapping_path: Path) -> RunConfig:
             if spec.reference is not None
         },
         min_group_size=mapping.min_group_size,
+        undated_outcome="a mapped table's outcome has no date, so each row with "
+        "the adverse outcome is placed one day after its as-of date, with or "
+        "without a period column",
         source_details={
             "mapping": str(mapping_path.resolve()),
             "mapping_name": mapping.name,

@@ -127,7 +127,8 @@ LabelWindowOption = Annotated[
     typer.Option(
         help="Days after each as-of date in which a dropout counts for the label. "
         "Default: 365 for sources with study-right histories, else any later "
-        "withdrawal from the unit.",
+        "withdrawal from the unit. Not for uci-dropout and table, whose outcome "
+        "has no date.",
         min=1,
     ),
 ]
@@ -563,10 +564,19 @@ def apply_label_options(
     A source with study-right histories labels by ``config.label_rule``, and
     both options change that rule. Any other source labels a withdrawal from
     the unit, within ``label_window_days`` of the as-of date when it is given.
-    Exits with code 2 when ``transfer_gap_days`` is given for such a source.
+    Exits with code 2 when ``transfer_gap_days`` is given for such a source,
+    or ``label_window_days`` for a source whose outcome has no date.
     """
     from dataclasses import replace
 
+    if config.undated_outcome is not None and label_window_days is not None:
+        typer.echo(
+            f"--label-window-days does not apply to {config.source}: "
+            f"{config.undated_outcome}. Every window of 1 day or more gives the "
+            "same label, so leave the option out.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     if config.label_rule is None:
         if transfer_gap_days is not None:
             typer.echo(

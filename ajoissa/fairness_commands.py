@@ -35,7 +35,11 @@ EXCEPTION_HELP = (
     "Record a named reviewer's exception for a model version whose stored audit "
     "breaches the fairness policy. The exception is stored with the version in "
     "MLflow and applies only to the audit and policy version it was recorded "
-    "for; auditing the version again or changing the policy voids it."
+    "for; auditing the version again or changing the policy voids it. Exits "
+    "with code 2, recording nothing, when the version has no stored audit, its "
+    "audit was computed under another policy version than the one in force "
+    "(rerun `ajoissa audit` first), the audit has no breach, or an exception "
+    "already applies to the audit and --replace is not given."
 )
 
 
@@ -152,18 +156,90 @@ def review_exception(
             "characters); stored verbatim with the version."
         ),
     ],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            help="Replace an exception already recorded for the same audit and "
+            "policy version. The earlier exception stays in the version's "
+            "artifacts under fairness/."
+        ),
+    ] = False,
 ) -> None:
-    from fairness.gate import check_gate
-    from fairness.registry import AuditNotFoundError, record_exception, resolve_version
+    from fairness.gate import check_gate, evaluate_gate
+    from fairness.policy import PolicyError
+    from fairness.registry import (
+        AuditNotFoundError,
+        read_exception,
+        record_exception,
+        resolve_version,
+    )
 
     name, requested = _split_model(model)
     try:
         version = resolve_version(name, requested)
+        current = evaluate_gate(name, version)
+    except (LookupError, PolicyError, ValueError) as exc:
+        raise _fail(f"Cannot record the exception: {exc}") from exc
+    _check_exception_needed(current, replace)
+    earlier = read_exception(name, version)
+    try:
         exception = record_exception(name, version, reviewer=reviewer, reason=reason)
     except (AuditNotFoundError, LookupError, ValueError) as exc:
         raise _fail(f"Cannot record the exception: {exc}") from exc
     console.print(
         f"Recorded an exception by {exception.reviewer} for {name} version {version} "
-        f"(policy {exception.policy_version}, audit {exception.audit_sha256[:12]})"
+        f"(policy {exception.policy_version}, audit {exception.audit_sha256[:12]})",
+        highlight=False,
+        markup=False,
     )
+    if current.exception is not None:
+        console.print(
+            f"It replaces the exception by {current.exception.reviewer}, recorded on "
+            f"{current.exception.recorded_at} for the same audit.",
+            highlight=False,
+            markup=False,
+        )
+    elif earlier is not None:
+        console.print(
+            f"It replaces the exception by {earlier.reviewer}, recorded on "
+            f"{earlier.recorded_at} for another audit or policy version, which "
+            "the gate no longer honoured.",
+            highlight=False,
+            markup=False,
+        )
     _print_decision(check_gate(name, version))
+
+
+def _check_exception_needed(decision: GateDecision, replace: bool) -> None:
+    """Exit with code 2 unless the gate would honour a new exception for the version.
+
+    The gate honours an exception only for a stored audit computed under the
+    policy version in force, and only needs one when that audit breaches the
+    policy. An exception that already applies is replaced only with
+    ``replace``.
+    """
+    subject = f"{decision.model_name} version {decision.version}"
+    if decision.audit_sha256 is None:
+        raise _fail(f"Cannot record the exception: {'; '.join(decision.breaches)}")
+    if decision.audit_policy_version != decision.policy_version:
+        raise _fail(
+            f"Cannot record the exception: the stored audit of {subject} was "
+            f"computed under policy {decision.audit_policy_version}, but the policy "
+            f"in force is {decision.policy_version}, so the gate would ignore the "
+            f"exception. Rerun `ajoissa audit --model {decision.model_name}@"
+            f"{decision.version} --out report.html` first, then record the "
+            "exception if the new audit breaches the policy"
+        )
+    if not decision.breaches:
+        raise _fail(
+            f"Cannot record the exception: the stored audit of {subject} has no "
+            f"breach of policy {decision.policy_version}, so the fairness gate "
+            "passes without an exception"
+        )
+    if decision.exception is not None and not replace:
+        raise _fail(
+            f"Cannot record the exception: {decision.exception.reviewer} already "
+            f"recorded an exception for this audit of {subject} on "
+            f"{decision.exception.recorded_at}. Pass --replace to replace it; the "
+            "earlier exception stays in the version's artifacts"
+        )

@@ -71,8 +71,11 @@ PROMOTE_HELP = (
     "passes the fairness gate, its artifact files match the SHA-256 digest "
     "recorded at registration, and it was trained on the champion's label (same "
     "source, label window, transfer gap and outcome). Otherwise nothing changes "
-    "and the reasons are listed (exit code 1). A fairness breach is accepted only "
-    "by a reviewer exception recorded with `ajoissa review-exception`."
+    "and the reasons are listed (exit code 1); fairness gate warnings are listed "
+    "apart, because they do not refuse on their own. A fairness breach is "
+    "accepted only by a reviewer exception recorded with `ajoissa "
+    "review-exception`. Exits with code 2 when no model has the name or the "
+    "model has no challenger."
 )
 
 
@@ -320,6 +323,7 @@ def promote(
         ),
     ] = False,
 ) -> None:
+    from training.promotion import NothingToPromoteError
     from training.promotion import promote as run_promote
 
     named = reviewer.strip() if reviewer else ""
@@ -338,14 +342,20 @@ def promote(
             err=True,
         )
         raise typer.Exit(code=2)
-    decision = run_promote(
-        model_name,
-        named if skip_fairness_gate else None,
-        require_signoff=require_signoff,
-        accept_label_change_reviewer=named if accept_label_change else None,
-    )
+    try:
+        decision = run_promote(
+            model_name,
+            named if skip_fairness_gate else None,
+            require_signoff=require_signoff,
+            accept_label_change_reviewer=named if accept_label_change else None,
+        )
+    except NothingToPromoteError as exc:
+        typer.echo(f"Cannot promote: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     for note in decision.notes:
-        console.print(f"Note: {note}")
+        console.print(f"Note: {note}", highlight=False, markup=False)
+    for warning in decision.warnings:
+        console.print(f"Warning: {warning}", highlight=False, markup=False)
     if decision.promoted:
         console.print(
             f"Promoted {model_name} version {decision.challenger_version} to champion "
@@ -353,8 +363,7 @@ def promote(
         )
         return
     typer.echo(
-        f"Refused to promote {model_name} version "
-        f"{decision.challenger_version or '-'}:",
+        f"Refused to promote {model_name} version {decision.challenger_version}:",
         err=True,
     )
     for reason in decision.reasons:

@@ -54,6 +54,8 @@ class GateDecision:
     warnings: list[str] = field(default_factory=list)
     exception: ReviewerException | None = None
     audit_sha256: str | None = None
+    audit_policy_version: str | None = None
+    """Policy version the stored audit was computed under; None without an audit."""
 
     def to_dict(self) -> dict[str, Any]:
         data = self.__dict__ | {
@@ -64,6 +66,32 @@ class GateDecision:
 
 def check_gate(model_name: str, version: str) -> GateDecision:
     """Decide whether ``model_name`` version ``version`` may be promoted.
+
+    Stores the decision with the version (see :func:`evaluate_gate`, which
+    does not).
+
+    Raises
+    ------
+    LookupError
+        If the model version does not exist.
+    fairness.policy.PolicyError
+        If the policy file is missing or invalid.
+    """
+    decision = evaluate_gate(model_name, version)
+    _store(decision)
+    logger.info(
+        "fairness gate for %s version %s: passed=%s, %d breaches, %d warnings",
+        model_name,
+        decision.version,
+        decision.passed,
+        len(decision.breaches),
+        len(decision.warnings),
+    )
+    return decision
+
+
+def evaluate_gate(model_name: str, version: str) -> GateDecision:
+    """Return the gate's decision for a version without storing it.
 
     Raises
     ------
@@ -93,7 +121,6 @@ def check_gate(model_name: str, version: str) -> GateDecision:
             policy_version=policy.version,
             breaches=[str(exc)],
         )
-        _store(decision)
         return decision
 
     breaches: list[str] = []
@@ -147,15 +174,7 @@ def check_gate(model_name: str, version: str) -> GateDecision:
         warnings=warnings,
         exception=honoured,
         audit_sha256=digest,
-    )
-    _store(decision)
-    logger.info(
-        "fairness gate for %s version %s: passed=%s, %d breaches, %d warnings",
-        model_name,
-        version,
-        passed,
-        len(breaches),
-        len(warnings),
+        audit_policy_version=str(payload["policy_version"]),
     )
     return decision
 

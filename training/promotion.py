@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 FAIRNESS_GATE_MODULE = "fairness.gate"
 
 
+class NothingToPromoteError(LookupError):
+    """The registry has no model of that name, or the model has no challenger."""
+
+
 def champion_scorer(model_name: str) -> tuple[Any, str | None]:
     """Return a scorer for the current champion and its version, or (None, None)."""
     try:
@@ -221,7 +225,8 @@ def retrain(
             summary["label_settings"],
         )
     if summary["label_change"] is not None:
-        logger.warning(
+        # INFO, because `ajoissa retrain` prints the change as a warning itself.
+        logger.info(
             "%s version %s: %s",
             model_name,
             summary["model_version"],
@@ -252,6 +257,8 @@ class PromotionDecision:
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     comparison: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """Warnings that do not refuse the challenger, such as the fairness gate's."""
 
 
 def _load_evaluation(run_id: str) -> dict[str, Any]:
@@ -281,10 +288,21 @@ def compare(promotion: dict[str, dict[str, float | None]]) -> list[str]:
     return reasons
 
 
+@dataclass
+class GateCheck:
+    """The fairness gate's outcome as promotion reports it."""
+
+    reasons: list[str] = field(default_factory=list)
+    """Reasons to refuse the challenger."""
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Gate warnings, which do not refuse the challenger on their own."""
+
+
 def _fairness_gate(
     model_name: str, version: str, skip_reviewer: str | None
-) -> tuple[list[str], list[str]]:
-    """Run the fairness gate; return (reasons to refuse, notes).
+) -> GateCheck:
+    """Run the fairness gate and return its reasons to refuse, notes and warnings.
 
     ``skip_reviewer`` (``--skip-fairness-gate``) skips the gate only when its
     module is not installed. An installed gate always runs and decides,
@@ -293,39 +311,78 @@ def _fairness_gate(
     """
     if importlib.util.find_spec(FAIRNESS_GATE_MODULE) is None:
         if skip_reviewer:
-            return [], [
-                f"fairness gate skipped by reviewer {skip_reviewer}: module "
-                f"{FAIRNESS_GATE_MODULE} is not installed"
+            return GateCheck(
+                notes=[
+                    f"fairness gate skipped by reviewer {skip_reviewer}: module "
+                    f"{FAIRNESS_GATE_MODULE} is not installed"
+                ]
+            )
+        return GateCheck(
+            reasons=[
+                f"fairness gate not evaluated: module {FAIRNESS_GATE_MODULE} is not "
+                "installed; install it, or pass --skip-fairness-gate with --reviewer "
+                "NAME to promote on a named person's responsibility"
             ]
-        return [
-            f"fairness gate not evaluated: module {FAIRNESS_GATE_MODULE} is not "
-            "installed; install it, or pass --skip-fairness-gate with --reviewer NAME "
-            "to promote on a named person's responsibility"
-        ], []
+        )
     gate = importlib.import_module(FAIRNESS_GATE_MODULE)
     decision = gate.check_gate(model_name, version)
+    warning_lines = {f"warning: {text}" for text in decision.warnings}
+    warnings = [f"fairness gate: {text}" for text in decision.warnings]
     if decision.passed:
-        notes = ["fairness gate passed"]
+        notes = [_gate_passed_note(decision)]
         if skip_reviewer:
             notes.append(
                 f"--skip-fairness-gate by {skip_reviewer} was not applied: module "
                 f"{FAIRNESS_GATE_MODULE} is installed, so the gate ran"
             )
-        return [], notes
-    reasons = [f"fairness gate: {reason}" for reason in decision.reasons] or [
-        "fairness gate failed without a reason"
-    ]
+        return GateCheck(notes=notes, warnings=warnings)
+    reasons = [
+        f"fairness gate: {text}"
+        for text in decision.reasons
+        if text not in warning_lines
+    ] or ["fairness gate failed without a reason"]
     if skip_reviewer:
         reasons.append(
             f"--skip-fairness-gate does not apply: module {FAIRNESS_GATE_MODULE} is "
             "installed, and the gate ran and rejected the version for the reasons "
-            "above. The flag is only for an installation without the gate module. "
+            "above. The flag is only for an installation without the gate module"
+        )
+    if _exception_can_apply(decision):
+        reasons.append(
             "To accept a breach, a reviewer records an exception for this audit "
             f"with `ajoissa review-exception --model {model_name}@{version} "
             '--reviewer "Full Name" --reason "Why the breach is acceptable"`. '
-            "Then run promote again without --skip-fairness-gate"
+            "Then run promote again"
+            + (" without --skip-fairness-gate" if skip_reviewer else "")
         )
-    return reasons, []
+    return GateCheck(reasons=reasons, warnings=warnings)
+
+
+def _gate_passed_note(decision: Any) -> str:
+    """Return the note of a passed gate, naming the reviewer exception it honoured."""
+    exception = decision.exception
+    if exception is None:
+        return "fairness gate passed"
+    count = len(decision.breaches)
+    breaches = "1 breach" if count == 1 else f"{count} breaches"
+    return (
+        f"fairness gate passed through the exception recorded by reviewer "
+        f"{exception.reviewer} on {exception.recorded_at}, which accepts the "
+        f"audit's {breaches} of policy {exception.policy_version}"
+    )
+
+
+def _exception_can_apply(decision: Any) -> bool:
+    """Return whether a reviewer exception could accept the gate's breaches.
+
+    An exception needs a stored audit computed under the policy version in
+    force, so without one the breaches name `ajoissa audit` as the next step.
+    """
+    return (
+        bool(decision.breaches)
+        and decision.audit_sha256 is not None
+        and decision.audit_policy_version == decision.policy_version
+    )
 
 
 ACCEPT_LABEL_CHANGE_REMEDY = (
@@ -428,6 +485,11 @@ def promote(
     that either version does not record, block promotion unless
     ``accept_label_change_reviewer`` names the person who accepts the change;
     the name is stored in the version tag ``label_change_accepted_by``.
+
+    Raises
+    ------
+    NothingToPromoteError
+        If no model is registered as ``model_name``, or it has no challenger.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -442,16 +504,13 @@ def promote(
         except MlflowException:
             names = sorted(m.name for m in client.search_registered_models())
             listed = ", ".join(names) if names else "none"
-            reason = (
+            raise NothingToPromoteError(
                 f"no registered model is named {model_name!r}; registered "
                 f"models: {listed}"
-            )
-        else:
-            reason = (
-                f"no {CHALLENGER!r} version of {model_name}; run `ajoissa retrain` "
-                "first"
-            )
-        return PromotionDecision(model_name, None, None, False, [reason])
+            ) from None
+        raise NothingToPromoteError(
+            f"no {CHALLENGER!r} version of {model_name}; run `ajoissa retrain` first"
+        ) from None
     champion = _registered_champion(model_name)
     champion_version = None if champion is None else str(champion.version)
 
@@ -480,10 +539,9 @@ def promote(
         f"{name} figures: {description}"
         for name, description in evaluation.get("recorded_figures", {}).items()
     ]
-    gate_reasons, notes = _fairness_gate(
-        model_name, str(challenger.version), skip_fairness_reviewer
-    )
-    reasons.extend(gate_reasons)
+    gate = _fairness_gate(model_name, str(challenger.version), skip_fairness_reviewer)
+    reasons.extend(gate.reasons)
+    notes = gate.notes
     signoff = read_signoff(challenger.tags)
     reasons.extend(signoff_reasons(signoff, required=require_signoff))
     if signoff is not None and signoff.approved:
@@ -498,6 +556,7 @@ def promote(
         reasons,
         comparison_notes + notes + labels.notes,
         promotion,
+        gate.warnings,
     )
     if decision.promoted:
         version = str(challenger.version)

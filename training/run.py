@@ -107,6 +107,10 @@ class RunConfig:
     label_window_days: int | None = None
     """The label is a withdrawal within this many days after the as-of date;
     None counts any later withdrawal from the unit."""
+    undated_outcome: str | None = None
+    """Why the source's outcome has no date, or None when it has one. Such a
+    source places every withdrawal one day after the as-of date, so a label
+    window of one day or more gives the same label and is rejected."""
     learner_features: bool = False
     """Add the declarative learner features (features.definitions)."""
     disjoint_learners: bool = True
@@ -735,7 +739,7 @@ def _run_params(config: RunConfig, frame: FeatureFrame, fold: Fold) -> dict:
     params = {
         k: v
         for k, v in asdict(config).items()
-        if k not in ("asof_labels", "label_rule")
+        if k not in ("asof_labels", "label_rule", "undated_outcome")
     } | {"n_features": len(frame.feature_names)}
     if config.label_rule is not None:
         params |= {

@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from ajoissa.cli import app
 from ajoissa.score_commands import parse_as_of
 
+MAPPINGS = Path(__file__).resolve().parents[2] / "ajoissa" / "mappings"
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -103,6 +105,18 @@ TABLE_NEEDS_MAPPING = (
             + ["--out", "out"],
             "--transfer-gap-days applies only to sources with study-right "
             "histories (records), not to oulad.",
+        ),
+        (
+            ["retrain", "--source", "table", "--label-window-days", "100"]
+            + ["--mapping", str(MAPPINGS / "uci-student-por-a.yaml")]
+            + ["--out", "out"],
+            "--label-window-days does not apply to table: a mapped table's "
+            "outcome has no date",
+        ),
+        (
+            ["run", "--source", "uci-dropout", "--label-window-days", "100"]
+            + ["--out", "out"],
+            "--label-window-days does not apply to uci-dropout: the file has no dates",
         ),
     ],
 )

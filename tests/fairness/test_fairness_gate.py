@@ -16,6 +16,7 @@ from fairness.policy import load_policy
 from fairness.registry import (
     AuditNotFoundError,
     load_audit,
+    read_exception,
     record_exception,
     store_audit,
 )
@@ -227,3 +228,81 @@ def test_stored_audit_round_trip(registry, tmp_path):
 def test_gate_unknown_version(registry):
     with pytest.raises(LookupError, match="no version '99'"):
         check_gate(MODEL, "99")
+
+
+def review_exception(version: str, reviewer: str, *options: str):
+    """Run `ajoissa review-exception` and return the result with its output on one line."""
+    from typer.testing import CliRunner
+
+    from ajoissa.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "review-exception",
+            "--model",
+            f"{MODEL}@{version}",
+            "--reviewer",
+            reviewer,
+            "--reason",
+            "Pilot in one school only, with manual review of every pupil.",
+            *options,
+        ],
+    )
+    return result, " ".join(result.output.split())
+
+
+def test_review_exception_stale_policy(registry, tmp_path, monkeypatch):
+    old = write_policy(tmp_path, version="t1")
+    store(registry, 0.2, old)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(write_policy(tmp_path, "t2")))
+    result, output = review_exception(registry, "Aino Virtanen")
+    assert result.exit_code == 2, output
+    assert "computed under policy t1, but the policy in force is t2" in output
+    assert f"Rerun `ajoissa audit --model {MODEL}@{registry}" in output
+    assert "Recorded" not in output
+    assert read_exception(MODEL, registry) is None
+
+
+def test_review_exception_without_breach(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.6, policy)
+    result, output = review_exception(registry, "Aino Virtanen")
+    assert result.exit_code == 2, output
+    assert "has no breach of policy t1" in output
+    assert "passes without an exception" in output
+    assert read_exception(MODEL, registry) is None
+
+
+def test_review_exception_replace(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    first, output = review_exception(registry, "Aino Virtanen")
+    assert first.exit_code == 0, output
+    assert "Recorded an exception by Aino Virtanen" in output
+
+    refused, output = review_exception(registry, "Eero Korhonen")
+    assert refused.exit_code == 2, output
+    assert "Aino Virtanen already recorded an exception" in output
+    assert "Pass --replace" in output
+    assert read_exception(MODEL, registry).reviewer == "Aino Virtanen"
+
+    replaced, output = review_exception(registry, "Eero Korhonen", "--replace")
+    assert replaced.exit_code == 0, output
+    assert "It replaces the exception by Aino Virtanen" in output
+    assert read_exception(MODEL, registry).reviewer == "Eero Korhonen"
+    assert check_gate(MODEL, registry).exception.reviewer == "Eero Korhonen"
+
+
+def test_review_exception_void_earlier(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+    store(registry, 0.25, policy)
+    result, output = review_exception(registry, "Eero Korhonen")
+    assert result.exit_code == 0, output
+    assert "replaces the exception by Aino Virtanen" in output
+    assert "for another audit or policy version" in output

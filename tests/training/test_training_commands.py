@@ -16,14 +16,16 @@ def test_skip_gate_needs_reviewer():
     assert "--reviewer" in result.output
 
 
-def test_promote_without_challenger(tmp_path, monkeypatch):
+def test_promote_unknown_model_input_error(tmp_path, monkeypatch):
     monkeypatch.setenv("AJOISSA_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = runner.invoke(app, ["promote", "--model-name", "absent"])
-    assert result.exit_code == 1
-    assert "no registered model is named 'absent'; registered models: none" in (
-        result.output
+    assert result.exit_code == 2
+    assert (
+        "Cannot promote: no registered model is named 'absent'; registered "
+        "models: none" in result.output
     )
+    assert "Refused to promote" not in result.output
 
 
 def test_accept_label_change_needs_reviewer():

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from ajoissa.cli import app
 from models.store import configure_mlflow
-from training.promotion import compare, promote, retrain
+from training.promotion import NothingToPromoteError, compare, promote, retrain
 from training.run import RunConfig, run_main_job
 
 MODEL = "synthetic-model"
@@ -42,15 +42,27 @@ def _config(**changes):
 
 @dataclass
 class GateDecision:
+    """The fields of fairness.gate.GateDecision that promotion reads."""
+
     passed: bool
     reasons: list[str] = field(default_factory=list)
+    breaches: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    exception: object = None
+    audit_sha256: str | None = None
+    policy_version: str | None = None
+    audit_policy_version: str | None = None
 
 
-def _install_gate(monkeypatch, passed, reasons=()):
+def _install_gate(monkeypatch, passed, reasons=(), warnings=()):
     name = "fairness.gate_for_tests"
     module = types.ModuleType(name)
     module.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
-    module.check_gate = lambda model_name, version: GateDecision(passed, list(reasons))
+    module.check_gate = lambda model_name, version: GateDecision(
+        passed,
+        list(reasons) + [f"warning: {text}" for text in warnings],
+        warnings=list(warnings),
+    )
     monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr("training.promotion.FAIRNESS_GATE_MODULE", name)
 
@@ -111,11 +123,18 @@ def test_compare_accepts_clear_win():
 
 
 def test_promote_unknown_model(store):
-    decision = promote("nothing-here")
-    assert not decision.promoted
-    assert decision.reasons == [
+    with pytest.raises(NothingToPromoteError) as raised:
+        promote("nothing-here")
+    assert str(raised.value) == (
         "no registered model is named 'nothing-here'; registered models: none"
-    ]
+    )
+
+    result = runner.invoke(app, ["promote", "--model-name", "nothing-here"])
+    assert result.exit_code == 2, result.output
+    assert "Cannot promote: no registered model is named 'nothing-here'" in (
+        result.output
+    )
+    assert "Refused" not in result.output
 
 
 def test_promote_without_challenger(store):
@@ -125,11 +144,16 @@ def test_promote_without_challenger(store):
 
     configure_mlflow()
     mlflow.MlflowClient().create_registered_model("no-challenger")
-    decision = promote("no-challenger")
-    assert not decision.promoted
-    assert decision.reasons == [
+    with pytest.raises(NothingToPromoteError) as raised:
+        promote("no-challenger")
+    assert str(raised.value) == (
         "no 'challenger' version of no-challenger; run `ajoissa retrain` first"
-    ]
+    )
+
+    result = runner.invoke(app, ["promote", "--model-name", "no-challenger"])
+    assert result.exit_code == 2, result.output
+    assert "Cannot promote: no 'challenger' version of no-challenger" in result.output
+    assert "Refused" not in result.output
 
 
 def test_missing_gate_refuses(registered, monkeypatch):
@@ -143,6 +167,26 @@ def test_failed_gate_refuses(registered, monkeypatch):
     _install_gate(monkeypatch, passed=False, reasons=["recall gap 0.2 by gender"])
     decision = promote(MODEL)
     assert "fairness gate: recall gap 0.2 by gender" in decision.reasons
+
+
+def test_gate_warnings_listed_apart(registered, monkeypatch):
+    _install_gate(
+        monkeypatch,
+        passed=False,
+        reasons=["breach: recall gap 0.2 by gender"],
+        warnings=["gender = x against y: recall not assessed"],
+    )
+    decision = promote(MODEL)
+    assert decision.warnings == [
+        "fairness gate: gender = x against y: recall not assessed"
+    ]
+    assert not any("not assessed" in reason for reason in decision.reasons)
+
+    result = runner.invoke(app, ["promote", "--model-name", MODEL])
+    assert result.exit_code == 1
+    assert "Warning: fairness gate: gender = x against y" in result.output
+    assert "- fairness gate: breach: recall gap 0.2 by gender" in result.output
+    assert "- fairness gate: warning" not in result.output
 
 
 def test_promotion_cycle(store, tables, monkeypatch):
@@ -432,7 +476,7 @@ def _tight_policy(folder: Path) -> Path:
     return path
 
 
-def test_skip_flag_keeps_gate_breach(store, tables, monkeypatch):
+def test_gate_breach_needs_exception(store, tables, monkeypatch):
     import mlflow
 
     from fairness.registry import record_exception
@@ -463,6 +507,14 @@ def test_skip_flag_keeps_gate_breach(store, tables, monkeypatch):
         "challenger": version
     }
 
+    # Without the flag the refusal names the same route for a breach.
+    plain = runner.invoke(app, ["promote", "--model-name", MODEL])
+    assert plain.exit_code == 1
+    assert "fairness gate: breach: gender = " in plain.output
+    assert "To accept a breach, a reviewer records an exception" in plain.output
+    assert f"ajoissa review-exception --model {MODEL}@{version}" in plain.output
+    assert "--skip-fairness-gate" not in plain.output
+
     # The documented route for a breach: a reviewer's exception for the audit.
     record_exception(
         MODEL,
@@ -470,9 +522,13 @@ def test_skip_flag_keeps_gate_breach(store, tables, monkeypatch):
         reviewer="Test Person",
         reason="Synthetic test data; the narrow band is set by the test.",
     )
-    decision = promote(MODEL)
-    assert decision.reasons == []
-    assert decision.promoted
+    promoted = runner.invoke(app, ["promote", "--model-name", MODEL])
+    assert promoted.exit_code == 0, promoted.output
+    passed_note = "fairness gate passed through the exception recorded by reviewer "
+    output = " ".join(promoted.output.split())
+    assert f"Note: {passed_note}Test Person" in output
+    tag = client.get_model_version(MODEL, version).tags["fairness_gate"]
+    assert tag.startswith(f"{passed_note}Test Person on ")
 
 
 def test_skip_flag_without_gate_module(store, tables, monkeypatch):
@@ -490,7 +546,7 @@ def test_skip_flag_without_gate_module(store, tables, monkeypatch):
 WINDOW_CHANGE = "label window: champion until the unit ends, challenger 60 days"
 
 
-def test_label_change_needs_acceptance(store, tables, monkeypatch):
+def test_label_change_needs_acceptance(store, tables, monkeypatch, caplog):
     import mlflow
 
     _install_gate(monkeypatch, passed=True)
@@ -506,9 +562,14 @@ def test_label_change_needs_acceptance(store, tables, monkeypatch):
         "label_window_days": None,
     }
 
-    second = retrain(tables, _config(label_window_days=60), store / "second")
+    with caplog.at_level("INFO", logger="training.promotion"):
+        second = retrain(tables, _config(label_window_days=60), store / "second")
     version = second["model_version"]
     assert WINDOW_CHANGE in second["label_change"]
+    # `ajoissa retrain` prints the change as a warning, so a log record at
+    # WARNING would show it a second time.
+    (logged,) = [r for r in caplog.records if WINDOW_CHANGE in r.getMessage()]
+    assert logged.levelname == "INFO"
     assert (
         json.loads(client.get_model_version(MODEL, version).tags["label_settings"])[
             "label_window_days"
