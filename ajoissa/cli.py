@@ -627,4 +627,8 @@ def _register_commands() -> None:
 _register_commands()
 
 if __name__ == "__main__":
-    app()
+    # Run with ``python -m ajoissa.cli``, this file is the module __main__, and
+    # the command modules register on the app of the module ajoissa.cli.
+    from ajoissa.cli import app as registered_app
+
+    registered_app()

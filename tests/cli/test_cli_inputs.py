@@ -299,3 +299,14 @@ def test_invalid_umask_named(tmp_path, monkeypatch):
     assert (
         "Invalid AJOISSA_UMASK '9': expected an octal file-mode mask" in result.output
     )
+
+
+def test_module_run_has_all_commands():
+    result = subprocess.run(
+        [sys.executable, "-m", "ajoissa.cli", "review-exception", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--reviewer" in result.stdout
