@@ -807,3 +807,49 @@ def test_store_keeps_export_mark_codes(tmp_path, caplog):
     # p1's LV and p2's office SA keep the export's meanings.
     assert stored.loc[("p1", "9", "2024-09-03"), "mark"] == "excused"
     assert stored.loc[("p2", "1", "2024-09-02"), "mark"] == "unexcused"
+
+
+def _recent_mark_export() -> dict[str, list[str]]:
+    """Return the export with a mark ten days before the load, so that the
+    366-day limit lies after the day of the load."""
+    recent = load_day() - pd.Timedelta(days=10)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{recent:%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    return EXPORT | {"attendance_marks": marks}
+
+
+@pytest.mark.parametrize("days_ahead", [30, 400])
+def test_future_note_names_day_of_load_only(tmp_path, days_ahead):
+    day = load_day() + pd.Timedelta(days=days_ahead)
+    notes = ["pupil_id;date;note_type", f"p1;{day:%d.%m.%Y};disruption"]
+    export = _recent_mark_export() | {"behaviour_notes": notes}
+    problems = _problems(write_export(tmp_path / "e", export))
+    assert len(problems) == 1
+    assert f"value '{day:%d.%m.%Y}' is invalid" in problems[0]
+    assert f"on or before {load_day():%d.%m.%Y}, the day of the load" in problems[0]
+    assert "correct the date of the note" in problems[0]
+    assert "366" not in problems[0]
+
+
+def test_far_future_state_has_planned_hint(tmp_path):
+    day = load_day() + pd.Timedelta(days=400)
+    states = [*EXPORT["study_right_states"], f"r1;{day:%d.%m.%Y};graduated"]
+    export = _recent_mark_export() | {"study_right_states": states}
+    problems = _problems(write_export(tmp_path / "e", export))
+    assert len(problems) == 1
+    assert "column 'state_from', row 5" in problems[0]
+    assert "the day of the load" in problems[0]
+    assert "leave the row out until then" in problems[0]
+    assert "366" not in problems[0]
+
+
+def test_old_export_future_note_names_366_days(tmp_path):
+    # The export ends on 30.05.2025, so its 366-day limit comes before the load.
+    notes = ["pupil_id;date;note_type", "p1;27.09.2030;disruption"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"behaviour_notes": notes})
+    )
+    assert len(problems) == 1
+    assert "on or before 31.05.2026, at most 366 days after" in problems[0]
