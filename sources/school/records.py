@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -1030,14 +1031,35 @@ def _check_not_after_load(
         future = (dates.dt.normalize() > today).fillna(False).to_numpy()
         if (name, column) in reported:
             future = future & ~reported[(name, column)]
+        positions = np.flatnonzero(future)
+        written = checkers[name].written(column, dates)
         checkers[name].add(
             column,
-            np.flatnonzero(future),
-            checkers[name].written(column, dates),
+            positions,
+            written,
             f"a date on or before {today:%d.%m.%Y}, the day of the load; {action}",
+            _helsinki_dates(written, dates, positions),
         )
         future_rows[(name, column)] = future
     return future_rows
+
+
+def _helsinki_dates(
+    written: pd.Series, dates: pd.Series, positions: np.ndarray
+) -> list[str]:
+    """Return, per position, the Helsinki date of a value written with a UTC offset.
+
+    A value without an offset is Helsinki time already and gets an empty text.
+    """
+    details = []
+    for position in positions:
+        text = written.iloc[int(position)]
+        if isinstance(text, str) and re.search(_OFFSET, text.strip()):
+            day = dates.iloc[int(position)]
+            details.append(f"{text.strip()} falls on {day:%d.%m.%Y} in Helsinki")
+        else:
+            details.append("")
+    return details
 
 
 EXPORT_MARK_CODES = "mark_codes.csv"

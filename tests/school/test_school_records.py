@@ -853,3 +853,30 @@ def test_old_export_future_note_names_366_days(tmp_path):
     )
     assert len(problems) == 1
     assert "on or before 31.05.2026, at most 366 days after" in problems[0]
+
+
+def test_utc_mark_after_load_names_helsinki_date(tmp_path):
+    # 23:30 UTC on the day of the load is 01:30 or 02:30 the next day in Helsinki.
+    today = load_day()
+    written = f"{today:%Y-%m-%d}T23:30:00Z"
+    marks = [*EXPORT["attendance_marks"], f"p1;s1;{written};9;MA;P;teacher;"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    tomorrow = today + pd.Timedelta(days=1)
+    assert len(problems) == 1
+    assert f"value '{written}' is invalid" in problems[0]
+    assert f"{written} falls on {tomorrow:%d.%m.%Y} in Helsinki" in problems[0]
+
+
+def test_local_mark_after_load_has_no_helsinki_note(tmp_path):
+    tomorrow = load_day() + pd.Timedelta(days=1)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{tomorrow:%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    assert len(problems) == 1
+    assert "in Helsinki" not in problems[0]
