@@ -27,7 +27,7 @@ from pandas.api.types import union_categoricals
 from sources.contract import ID_EXPECTED, ID_PATTERN
 from sources.csvread import locate_decode_error, missing_columns_message
 from sources.errors import InputDataError, Problem
-from sources.school.grades import GRADE_EXPECTED, parse_grade
+from sources.school.grades import GRADE_EXPECTED, off_scale_detail, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
 from sources.school.tables import TABLES, ColumnSpec, TableSpec
 from sources.study_rights import study_right_spells
@@ -1160,8 +1160,13 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
         ]
         missing = np.array([p is None for p in parsed], dtype=bool)
         bad = missing & grades["grade"].notna().to_numpy()
+        positions = np.flatnonzero(bad)
         checkers["grades"].add(
-            "grade", np.flatnonzero(bad), grades["grade"], GRADE_EXPECTED
+            "grade",
+            positions,
+            grades["grade"],
+            GRADE_EXPECTED,
+            [off_scale_detail(grades["grade"].iloc[p]) for p in positions],
         )
         grades["value"] = pd.array(
             [p.value if p else None for p in parsed], dtype="Float64"

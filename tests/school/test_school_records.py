@@ -880,3 +880,26 @@ def test_local_mark_after_load_has_no_helsinki_note(tmp_path):
     )
     assert len(problems) == 1
     assert "in Helsinki" not in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("grade", "detail"),
+    [
+        ("4-", "4- lies below 4, the lowest grade on the scale"),
+        ("10+", "10+ lies above 10, the highest grade on the scale"),
+        ("10½", "10½ lies above 10, the highest grade on the scale"),
+    ],
+)
+def test_off_scale_grade_named(tmp_path, grade, detail):
+    grades = [*EXPORT["grades"], f"p1;s1;20.12.2024;BI;{grade}"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
+    assert len(problems) == 1
+    assert f"value '{grade}' is invalid" in problems[0]
+    assert problems[0].endswith(detail)
+
+
+def test_unknown_grade_has_no_scale_note(tmp_path):
+    grades = [*EXPORT["grades"], "p1;s1;20.12.2024;BI;11"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
+    assert len(problems) == 1
+    assert "lies" not in problems[0]
