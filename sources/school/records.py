@@ -155,12 +155,57 @@ def _read_raw(path: Path) -> pd.DataFrame:
     )
 
 
-def _repeated_header_names(path: Path) -> list[str]:
-    """Return the column names that the CSV file's header line has more than once."""
+def _header_names(path: Path) -> list[str]:
+    """Return the column names of the CSV file's header line, stripped, as written."""
     with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
         header = next(csv.reader(handle, delimiter=CSV_OPTIONS["sep"]), [])
-    names = [name.strip() for name in header]
-    return sorted({name for name in names if names.count(name) > 1})
+    return [name.strip() for name in header]
+
+
+def _repeated_header_names(path: Path) -> list[str]:
+    """Return the column names that the CSV file's header line has more than once.
+
+    Empty names are left out: :func:`_drop_unnamed_columns` handles them.
+    """
+    names = _header_names(path)
+    return sorted({name for name in names if name and names.count(name) > 1})
+
+
+def _is_empty_column(column: pd.Series) -> bool:
+    """Return whether every cell of a text column is empty or only whitespace."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        texts = pd.Series(column.cat.categories.astype("str"))
+    else:
+        texts = column.dropna().astype("str")
+    return bool(texts.str.strip().eq("").all())
+
+
+def _drop_unnamed_columns(raw: pd.DataFrame, path: Path, table: str) -> pd.DataFrame:
+    """Drop the columns of a CSV file whose header name is empty.
+
+    Excel writes a trailing ``;`` in the header for each empty column after
+    the last one. Such columns without values are dropped silently. Columns
+    with values are named in a warning by their 1-based column number, because
+    pandas gives them placeholder names such as ``Unnamed: 6``.
+    """
+    header = _header_names(path)
+    if len(header) != len(raw.columns):
+        return raw
+    unnamed = [i for i, name in enumerate(header) if not name]
+    if not unnamed:
+        return raw
+    with_values = [i + 1 for i in unnamed if not _is_empty_column(raw.iloc[:, i])]
+    if with_values:
+        # Only the column numbers: the values may be personal data.
+        logger.warning(
+            "%s: table '%s' has values in column(s) %s, which have no name in the "
+            "header; they are not read or stored. Name the column or delete it.",
+            path,
+            table,
+            ", ".join(str(number) for number in with_values),
+        )
+    named = [i for i in range(len(header)) if i not in unnamed]
+    return raw.iloc[:, named]
 
 
 def _csv_line_starts(path: Path) -> list[int]:
@@ -536,6 +581,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         return None, checker
     raw.columns = [str(c).strip() for c in raw.columns]
     if path.suffix == ".csv":
+        raw = _drop_unnamed_columns(raw, path, spec.name)
         # pandas renames a repeated column to "name.1", so the header is read as written.
         for name in _repeated_header_names(path):
             checker.problems.append(

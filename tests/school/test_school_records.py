@@ -903,3 +903,36 @@ def test_unknown_grade_has_no_scale_note(tmp_path):
     problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
     assert len(problems) == 1
     assert "lies" not in problems[0]
+
+
+def test_trailing_empty_columns_ignored(tmp_path, caplog):
+    grades = [EXPORT["grades"][0] + ";;"] + [row + ";;" for row in EXPORT["grades"][1:]]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(export)
+    assert len(records.grades) == len(EXPORT["grades"]) - 1
+    assert [m for m in _warnings(caplog) if "grades.csv" in m] == []
+
+
+def test_one_trailing_empty_column_ignored(tmp_path, caplog):
+    pupils = [row + ";" for row in EXPORT["pupils"]]
+    export = write_export(tmp_path / "e", EXPORT | {"pupils": pupils})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(export)
+    assert [m for m in _warnings(caplog) if "pupils.csv" in m] == []
+    assert "Unnamed" not in caplog.text
+
+
+def test_unnamed_column_with_values_named_by_number(tmp_path, caplog):
+    pupils = [EXPORT["pupils"][0] + ";;"] + [
+        row + ";010309A123B;" for row in EXPORT["pupils"][1:]
+    ]
+    export = write_export(tmp_path / "e", EXPORT | {"pupils": pupils})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(export)
+    warnings = [m for m in _warnings(caplog) if "pupils.csv" in m]
+    assert len(warnings) == 1
+    assert "values in column(s) 7," in warnings[0]
+    assert "Unnamed" not in caplog.text
+    assert "010309A123B" not in caplog.text
+    assert len(records.pupils) == 2
