@@ -1112,6 +1112,12 @@ EXPORT_MARK_CODES = "mark_codes.csv"
 """File name of the mark-code table that an export may bring."""
 
 
+def _is_store(folder: Path) -> bool:
+    """Return whether ``folder`` has the Parquet file of every table that
+    :func:`write_records` stores, as a store of load-records has."""
+    return all((folder / f"{name}.parquet").is_file() for name in TABLES)
+
+
 def _unknown_code_expected(folder: Path, table: Path, example_codes: bool) -> str:
     """Return the expected text for a mark code missing from the mark-code table.
 
@@ -1155,7 +1161,17 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     if mark_codes is None:
         mark_codes = DEFAULT_MARK_CODES if example_codes else folder / EXPORT_MARK_CODES
     codes = read_mark_codes(mark_codes)
-    if example_codes:
+    if example_codes and _is_store(folder):
+        logger.warning(
+            "%s has no %s but contains the Parquet files that load-records "
+            "stores, so it is a store written before load-records kept the "
+            "mark-code table, and the bundled example mark codes (%s) apply; "
+            "load the export again with load-records to store its mark codes",
+            folder,
+            EXPORT_MARK_CODES,
+            ", ".join(codes),
+        )
+    elif example_codes:
         logger.warning(
             "%s has no %s, so the bundled example mark codes (%s) apply, and those "
             "codes are assumed, not taken from your platform; add %s to the export "

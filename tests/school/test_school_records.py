@@ -936,3 +936,17 @@ def test_unnamed_column_with_values_named_by_number(tmp_path, caplog):
     assert "Unnamed" not in caplog.text
     assert "010309A123B" not in caplog.text
     assert len(records.pupils) == 2
+
+
+def test_old_store_warns_to_load_again(tmp_path, export_dir, caplog):
+    store = tmp_path / "store"
+    write_records(read_records(export_dir), store)
+    (store / "mark_codes.csv").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(store)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert f"{store} has no mark_codes.csv" in warnings[0]
+    assert "load the export again with load-records" in warnings[0]
+    assert "add mark_codes.csv to the export" not in warnings[0]
