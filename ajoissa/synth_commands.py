@@ -52,7 +52,8 @@ def synth(
     first_year: Annotated[
         int,
         typer.Option(
-            help="Calendar year in which the first school year starts. The last "
+            help="Calendar year in which the first school year starts, 1999 or "
+            "later, so that load-records accepts every birth year. The last "
             "school year must have ended (31 July) by today."
         ),
     ] = 2022,
