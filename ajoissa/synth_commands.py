@@ -34,8 +34,9 @@ def synth(
     out: Annotated[
         Path,
         typer.Option(
-            help="Folder to write. An earlier output of synth there is replaced; "
-            "a folder with other files is rejected."
+            help="Folder to write. An earlier output of synth there is replaced, "
+            "with the problem report of a failed load-records of it; a folder "
+            "with other files is rejected."
         ),
     ],
     years: Annotated[

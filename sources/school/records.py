@@ -40,6 +40,10 @@ TIME_ZONE = "Europe/Helsinki"
 CSV_OPTIONS = {"sep": ";", "encoding": "utf-8-sig"}
 """CSV dialect of Excel in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
 
+PROBLEM_REPORT_NAME = "load-records-problems.txt"
+"""File name of load-records' full problem list, written into the export folder
+by default."""
+
 _DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
 # Excel in a Finnish locale separates hours and minutes with a dot (8.15).
 _LOCAL_TIME_FORMATS = (

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from sources.school.marks import DEFAULT_MARK_CODES
 from sources.school.records import (
     CSV_OPTIONS,
+    PROBLEM_REPORT_NAME,
     TIME_ZONE,
     check_replaceable,
     load_day,
@@ -579,9 +580,13 @@ def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
 
 
 def expected_outputs() -> set[str]:
-    """Return the names of every file that :func:`generate` may write."""
+    """Return the names of the files that :func:`generate` may replace.
+
+    Besides its own files, that is the problem report that a failed
+    ``load-records --data`` of the output writes into the folder.
+    """
     tables = {f"{name}{suffix}" for name in TABLES for suffix in (".csv", ".parquet")}
-    return tables | {"mark_codes.csv"}
+    return tables | {"mark_codes.csv", PROBLEM_REPORT_NAME}
 
 
 def check_config(config: SynthConfig) -> None:

@@ -233,3 +233,14 @@ def test_one_future_year_suggests_no_fewer(tmp_path):
         check_config(config)
     assert "or earlier." in str(raised.value)
     assert "fewer years" not in str(raised.value)
+
+
+def test_replaces_output_with_load_report(tmp_path):
+    from ajoissa.records_commands import REPORT_NAME
+
+    out = tmp_path / "out"
+    generate(SynthConfig(pupils=5, years=1, seed=1), out)
+    (out / REPORT_NAME).write_text("problems of the earlier output\n")
+    counts = generate(SynthConfig(pupils=6, years=1, seed=1), out)
+    assert counts["pupils"] == 6
+    assert not (out / REPORT_NAME).exists()
