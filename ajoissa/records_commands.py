@@ -21,7 +21,10 @@ LOAD_HELP = (
 )
 
 REPORT_NAME = "load-records-problems.txt"
-"""File name of the full problem list, written into the export folder by default."""
+"""File name of the full problem list, written into the export folder by default.
+
+The same as ``sources.school.records.PROBLEM_REPORT_NAME``, which synth reads,
+written out here so that the CLI does not import pandas when it starts."""
 
 PROBLEMS_PER_KIND = 20
 """Problems printed per file, table, column and expected value; the report has all."""

@@ -34,8 +34,9 @@ def synth(
     out: Annotated[
         Path,
         typer.Option(
-            help="Folder to write. An earlier output of synth there is replaced; "
-            "a folder with other files is rejected."
+            help="Folder to write. An earlier output of synth there is replaced, "
+            "with the problem report of a failed load-records of it; a folder "
+            "with other files is rejected."
         ),
     ],
     years: Annotated[
@@ -52,7 +53,8 @@ def synth(
     first_year: Annotated[
         int,
         typer.Option(
-            help="Calendar year in which the first school year starts. The last "
+            help="Calendar year in which the first school year starts, 1999 or "
+            "later, so that load-records accepts every birth year. The last "
             "school year must have ended (31 July) by today."
         ),
     ] = 2022,

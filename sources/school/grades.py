@@ -54,3 +54,18 @@ def parse_grade(token: str) -> Grade | None:
 
 
 GRADE_EXPECTED = "a grade 4 to 10 with an optional +, - or ½ suffix, or S, H or O"
+
+
+def off_scale_detail(token: str) -> str:
+    """Return why ``token`` is not a grade when it has the form of one, else "".
+
+    ``4-``, ``10+`` and ``10½`` look like a number with a suffix, but the
+    suffix takes them past an end of the scale.
+    """
+    text = token.strip()
+    match = _NUMERIC.match(text)
+    if match is None:
+        return ""
+    if match.group(1) == "10":
+        return f"{text} lies above 10, the highest grade on the scale"
+    return f"{text} lies below 4, the lowest grade on the scale"

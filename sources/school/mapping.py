@@ -48,8 +48,15 @@ def _states(records: SchoolRecords) -> pd.DataFrame:
     states = records.study_right_states.merge(
         rights[["study_right_id", "pupil_id", "level"]], on="study_right_id"
     )
-    # A right without any recorded state is in force from its start date.
+    # A right without any recorded state is in force from its start date, but
+    # only once that date lies within the recorded activity. A right that
+    # starts later (the contract allows exporting a future right without
+    # states) gets no state, so it gets no enrolment and cannot move the data
+    # end that the labels are judged against.
     stateless = rights[~rights["study_right_id"].isin(states["study_right_id"])]
+    end = _data_end(records)
+    if end is not None:
+        stateless = stateless[stateless["start_date"] <= end]
     opened = pd.DataFrame(
         {
             "study_right_id": stateless["study_right_id"],
@@ -72,20 +79,27 @@ def _data_start(records: SchoolRecords) -> pd.Timestamp | None:
     return min(dates) if dates else None
 
 
-def _data_end(records: SchoolRecords) -> pd.Timestamp:
+def _data_end(records: SchoolRecords) -> pd.Timestamp | None:
+    """Return the last date of recorded activity, or None when there is none.
+
+    Only marks, grades and recorded states count, never a study right's start
+    date, so the data end does not move past what has happened.
+    """
     candidates = [
         records.attendance_marks["date"].max(),
         records.grades["date"].max(),
         records.study_right_states["state_from"].max(),
     ]
-    return max(d for d in candidates if pd.notna(d))
+    known = [d for d in candidates if pd.notna(d)]
+    return max(known) if known else None
 
 
 def _enrolments(records: SchoolRecords, states: pd.DataFrame) -> pd.DataFrame:
     """Cut each study right into one enrolment per school year it overlaps."""
     spells = study_right_spells(states).drop(columns=["start", "learner_id", "level"])
     rights = records.study_rights.merge(spells, on="study_right_id")
-    last_day = rights["end"].fillna(_data_end(records))
+    end = _data_end(records)
+    last_day = rights["end"].fillna(pd.NaT if end is None else end)
     first_year = school_year(rights["start_date"])
 
     # Study rights often began years before the export: the years without any

@@ -120,7 +120,7 @@ def read_mark_codes(path: Path = DEFAULT_MARK_CODES) -> dict[str, str]:
                     "mark_codes",
                     "mark",
                     line,
-                    mark,
+                    mark or None,
                     f"one of {', '.join(ATTENDANCE_MARKS)}",
                 )
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pandas.api.types import union_categoricals
 from sources.contract import ID_EXPECTED, ID_PATTERN
 from sources.csvread import locate_decode_error, missing_columns_message
 from sources.errors import InputDataError, Problem
-from sources.school.grades import GRADE_EXPECTED, parse_grade
+from sources.school.grades import GRADE_EXPECTED, off_scale_detail, parse_grade
 from sources.school.marks import DEFAULT_MARK_CODES, read_mark_codes
 from sources.school.tables import TABLES, ColumnSpec, TableSpec
 from sources.study_rights import study_right_spells
@@ -38,6 +39,10 @@ TIME_ZONE = "Europe/Helsinki"
 
 CSV_OPTIONS = {"sep": ";", "encoding": "utf-8-sig"}
 """CSV dialect of Excel in a Finnish locale: ``;`` separator, UTF-8 with a BOM."""
+
+PROBLEM_REPORT_NAME = "load-records-problems.txt"
+"""File name of load-records' full problem list, written into the export folder
+by default."""
 
 _DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
 # Excel in a Finnish locale separates hours and minutes with a dot (8.15).
@@ -154,12 +159,57 @@ def _read_raw(path: Path) -> pd.DataFrame:
     )
 
 
-def _repeated_header_names(path: Path) -> list[str]:
-    """Return the column names that the CSV file's header line has more than once."""
+def _header_names(path: Path) -> list[str]:
+    """Return the column names of the CSV file's header line, stripped, as written."""
     with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
         header = next(csv.reader(handle, delimiter=CSV_OPTIONS["sep"]), [])
-    names = [name.strip() for name in header]
-    return sorted({name for name in names if names.count(name) > 1})
+    return [name.strip() for name in header]
+
+
+def _repeated_header_names(path: Path) -> list[str]:
+    """Return the column names that the CSV file's header line has more than once.
+
+    Empty names are left out: :func:`_drop_unnamed_columns` handles them.
+    """
+    names = _header_names(path)
+    return sorted({name for name in names if name and names.count(name) > 1})
+
+
+def _is_empty_column(column: pd.Series) -> bool:
+    """Return whether every cell of a text column is empty or only whitespace."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        texts = pd.Series(column.cat.categories.astype("str"))
+    else:
+        texts = column.dropna().astype("str")
+    return bool(texts.str.strip().eq("").all())
+
+
+def _drop_unnamed_columns(raw: pd.DataFrame, path: Path, table: str) -> pd.DataFrame:
+    """Drop the columns of a CSV file whose header name is empty.
+
+    Excel writes a trailing ``;`` in the header for each empty column after
+    the last one. Such columns without values are dropped silently. Columns
+    with values are named in a warning by their 1-based column number, because
+    pandas gives them placeholder names such as ``Unnamed: 6``.
+    """
+    header = _header_names(path)
+    if len(header) != len(raw.columns):
+        return raw
+    unnamed = [i for i, name in enumerate(header) if not name]
+    if not unnamed:
+        return raw
+    with_values = [i + 1 for i in unnamed if not _is_empty_column(raw.iloc[:, i])]
+    if with_values:
+        # Only the column numbers: the values may be personal data.
+        logger.warning(
+            "%s: table '%s' has values in column(s) %s, which have no name in the "
+            "header; they are not read or stored. Name the column or delete it.",
+            path,
+            table,
+            ", ".join(str(number) for number in with_values),
+        )
+    named = [i for i in range(len(header)) if i not in unnamed]
+    return raw.iloc[:, named]
 
 
 def _csv_line_starts(path: Path) -> list[int]:
@@ -535,6 +585,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
         return None, checker
     raw.columns = [str(c).strip() for c in raw.columns]
     if path.suffix == ".csv":
+        raw = _drop_unnamed_columns(raw, path, spec.name)
         # pandas renames a repeated column to "name.1", so the header is read as written.
         for name in _repeated_header_names(path):
             checker.problems.append(
@@ -977,6 +1028,10 @@ def _check_after_activity(
         if name not in tables:
             continue
         late = (tables[name][column] > limit).fillna(False).to_numpy()
+        if (name, column) in _HAPPENED_DATES and today <= limit:
+            # The day of the load is the tighter bound for these dates, so
+            # _check_not_after_load reports them, with its hint, instead.
+            late = np.zeros_like(late)
         checkers[name].add(
             column,
             np.flatnonzero(late),
@@ -1026,18 +1081,45 @@ def _check_not_after_load(
         future = (dates.dt.normalize() > today).fillna(False).to_numpy()
         if (name, column) in reported:
             future = future & ~reported[(name, column)]
+        positions = np.flatnonzero(future)
+        written = checkers[name].written(column, dates)
         checkers[name].add(
             column,
-            np.flatnonzero(future),
-            checkers[name].written(column, dates),
+            positions,
+            written,
             f"a date on or before {today:%d.%m.%Y}, the day of the load; {action}",
+            _helsinki_dates(written, dates, positions),
         )
         future_rows[(name, column)] = future
     return future_rows
 
 
+def _helsinki_dates(
+    written: pd.Series, dates: pd.Series, positions: np.ndarray
+) -> list[str]:
+    """Return, per position, the Helsinki date of a value written with a UTC offset.
+
+    A value without an offset is Helsinki time already and gets an empty text.
+    """
+    details = []
+    for position in positions:
+        text = written.iloc[int(position)]
+        if isinstance(text, str) and re.search(_OFFSET, text.strip()):
+            day = dates.iloc[int(position)]
+            details.append(f"{text.strip()} falls on {day:%d.%m.%Y} in Helsinki")
+        else:
+            details.append("")
+    return details
+
+
 EXPORT_MARK_CODES = "mark_codes.csv"
 """File name of the mark-code table that an export may bring."""
+
+
+def _is_store(folder: Path) -> bool:
+    """Return whether ``folder`` has the Parquet file of every table that
+    :func:`write_records` stores, as a store of load-records has."""
+    return all((folder / f"{name}.parquet").is_file() for name in TABLES)
 
 
 def _unknown_code_expected(folder: Path, table: Path, example_codes: bool) -> str:
@@ -1083,7 +1165,17 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     if mark_codes is None:
         mark_codes = DEFAULT_MARK_CODES if example_codes else folder / EXPORT_MARK_CODES
     codes = read_mark_codes(mark_codes)
-    if example_codes:
+    if example_codes and _is_store(folder):
+        logger.warning(
+            "%s has no %s but contains the Parquet files that load-records "
+            "stores, so it is a store written before load-records kept the "
+            "mark-code table, and the bundled example mark codes (%s) apply; "
+            "load the export again with load-records to store its mark codes",
+            folder,
+            EXPORT_MARK_CODES,
+            ", ".join(codes),
+        )
+    elif example_codes:
         logger.warning(
             "%s has no %s, so the bundled example mark codes (%s) apply, and those "
             "codes are assumed, not taken from your platform; add %s to the export "
@@ -1134,8 +1226,13 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
         ]
         missing = np.array([p is None for p in parsed], dtype=bool)
         bad = missing & grades["grade"].notna().to_numpy()
+        positions = np.flatnonzero(bad)
         checkers["grades"].add(
-            "grade", np.flatnonzero(bad), grades["grade"], GRADE_EXPECTED
+            "grade",
+            positions,
+            grades["grade"],
+            GRADE_EXPECTED,
+            [off_scale_detail(grades["grade"].iloc[p]) for p in positions],
         )
         grades["value"] = pd.array(
             [p.value if p else None for p in parsed], dtype="Float64"

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from sources.school.marks import DEFAULT_MARK_CODES
 from sources.school.records import (
     CSV_OPTIONS,
+    PROBLEM_REPORT_NAME,
     TIME_ZONE,
     check_replaceable,
     load_day,
@@ -40,6 +41,18 @@ from sources.school.records import (
 from sources.school.tables import TABLES
 
 logger = logging.getLogger(__name__)
+
+MAX_AGE_IN_FIRST_YEAR = 19
+"""Largest age, in calendar years, that a pupil reaches in the year the first
+school year starts: one starting upper secondary's third year (13 + 5) who
+was held back once."""
+
+FIRST_YEAR_MIN = (
+    next(c.low for c in TABLES["pupils"].columns if c.name == "birth_year")
+    + MAX_AGE_IN_FIRST_YEAR
+)
+"""Earliest first school year whose pupils all have a birth year that
+load-records accepts."""
 
 CHUNK_PUPILS = 5_000
 """Pupils simulated per chunk; fixed so that output depends only on the seed."""
@@ -567,9 +580,13 @@ def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
 
 
 def expected_outputs() -> set[str]:
-    """Return the names of every file that :func:`generate` may write."""
+    """Return the names of the files that :func:`generate` may replace.
+
+    Besides its own files, that is the problem report that a failed
+    ``load-records --data`` of the output writes into the folder.
+    """
     tables = {f"{name}{suffix}" for name in TABLES for suffix in (".csv", ".parquet")}
-    return tables | {"mark_codes.csv"}
+    return tables | {"mark_codes.csv", PROBLEM_REPORT_NAME}
 
 
 def check_config(config: SynthConfig) -> None:
@@ -583,6 +600,15 @@ def check_config(config: SynthConfig) -> None:
         raise ValueError("pupils and years must be at least 1")
     if config.file_format not in ("csv", "parquet"):
         raise ValueError(f"file format {config.file_format!r} is not csv or parquet")
+    if config.first_year < FIRST_YEAR_MIN:
+        birth_year_min = FIRST_YEAR_MIN - MAX_AGE_IN_FIRST_YEAR
+        oldest_born = config.first_year - MAX_AGE_IN_FIRST_YEAR
+        raise ValueError(
+            f"the first year, {config.first_year}, is before {FIRST_YEAR_MIN}. Its "
+            f"oldest pupils would be born in {oldest_born}, "
+            f"and load-records rejects birth years before {birth_year_min}. Choose "
+            f"a first year of {FIRST_YEAR_MIN} or later."
+        )
     today = load_day()
     last_year = config.first_year + config.years - 1
     last_day = pd.Timestamp(last_year + 1, 7, 31)
@@ -591,11 +617,12 @@ def check_config(config: SynthConfig) -> None:
             today.year if today >= pd.Timestamp(today.year, 7, 31) else today.year - 1
         )
         latest = ended_in - 1  # the latest school year that has ended by today
+        fewer = ", or fewer years" if config.years > 1 else ""
         raise ValueError(
             f"the last school year, {last_year}, ends on {last_day:%d.%m.%Y}, after "
             f"today ({today:%d.%m.%Y}), so the records would have dates that have "
             "not happened yet, which load-records rejects. Choose a first year of "
-            f"{latest - config.years + 1} or earlier, or fewer years."
+            f"{latest - config.years + 1} or earlier{fewer}."
         )
 
 

@@ -94,3 +94,11 @@ def test_repeated_code_names_first_row(tmp_path):
         "expected each code listed once. Row 3 has the same code: remove one of "
         "the two rows"
     ]
+
+
+def test_empty_mark_shown_as_empty(tmp_path):
+    path = tmp_path / "mark_codes.csv"
+    path.write_text("code;mark\nP;present\nX;\n", encoding="utf-8")
+    problems = _problems(path)
+    assert len(problems) == 1
+    assert "column 'mark', row 3: value (empty) is invalid" in problems[0]

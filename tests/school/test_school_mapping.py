@@ -2,11 +2,17 @@ import pandas as pd
 import pytest
 from school_fixtures import EXPORT, write_export
 
-from features.build import LABEL, asof_points_by_date, build_features
+from features.build import (
+    LABEL,
+    asof_points_by_date,
+    asof_points_by_offset,
+    build_features,
+    data_end,
+)
 from features.labels import LabelRule
 from sources.errors import InputDataError
 from sources.school.mapping import to_input_tables
-from sources.school.records import read_records
+from sources.school.records import load_day, read_records
 
 
 @pytest.fixture
@@ -117,3 +123,38 @@ def test_mapping_rejects_records_outside_rights(export_dir):
         to_input_tables(records)
     tables = to_input_tables(records, strict=False)
     assert len(tables.attendance) == len(marks) - 1
+
+
+@pytest.mark.parametrize("start_after_load", [True, False])
+def test_stateless_late_right_keeps_data_end(tmp_path, start_after_load):
+    # A right without states whose start lies after the last mark, grade and
+    # state: ahead of the load (a pupil admitted for next year) or between the
+    # last activity and the load. Its start must not become the data end.
+    last_mark = load_day() - pd.Timedelta(days=200)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{last_mark:%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    start = (
+        load_day() + pd.Timedelta(days=60)
+        if start_after_load
+        else last_mark + pd.Timedelta(days=30)
+    )
+    rights = [*EXPORT["study_rights"], f"r3;p1;s2;{start:%d.%m.%Y}"]
+    without = EXPORT | {"attendance_marks": marks}
+    with_right = without | {"study_rights": rights}
+    plain = to_input_tables(read_records(write_export(tmp_path / "a", without)))
+    late = to_input_tables(read_records(write_export(tmp_path / "b", with_right)))
+    plain, late = plain.validated(), late.validated()
+
+    assert data_end(late) == last_mark
+    assert not late.enrolments["enrolment_id"].str.startswith("r3/").any()
+    points = asof_points_by_offset(late.units, [30, 90, 150, 210, 270])
+    rule = LabelRule(window_days=30, transfer_gap_days=0)
+    frame = build_features(late, points, rule)
+    expected = build_features(plain, points, rule)
+    assert frame.data_end == last_mark
+    assert frame.rows_past_data_end == expected.rows_past_data_end
+    assert frame.rows_past_data_end > 0
+    assert (frame.data["asof_date"] + pd.Timedelta(days=30) <= last_mark).all()
+    pd.testing.assert_frame_equal(frame.data, expected.data)

@@ -807,3 +807,146 @@ def test_store_keeps_export_mark_codes(tmp_path, caplog):
     # p1's LV and p2's office SA keep the export's meanings.
     assert stored.loc[("p1", "9", "2024-09-03"), "mark"] == "excused"
     assert stored.loc[("p2", "1", "2024-09-02"), "mark"] == "unexcused"
+
+
+def _recent_mark_export() -> dict[str, list[str]]:
+    """Return the export with a mark ten days before the load, so that the
+    366-day limit lies after the day of the load."""
+    recent = load_day() - pd.Timedelta(days=10)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{recent:%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    return EXPORT | {"attendance_marks": marks}
+
+
+@pytest.mark.parametrize("days_ahead", [30, 400])
+def test_future_note_names_day_of_load_only(tmp_path, days_ahead):
+    day = load_day() + pd.Timedelta(days=days_ahead)
+    notes = ["pupil_id;date;note_type", f"p1;{day:%d.%m.%Y};disruption"]
+    export = _recent_mark_export() | {"behaviour_notes": notes}
+    problems = _problems(write_export(tmp_path / "e", export))
+    assert len(problems) == 1
+    assert f"value '{day:%d.%m.%Y}' is invalid" in problems[0]
+    assert f"on or before {load_day():%d.%m.%Y}, the day of the load" in problems[0]
+    assert "correct the date of the note" in problems[0]
+    assert "366" not in problems[0]
+
+
+def test_far_future_state_has_planned_hint(tmp_path):
+    day = load_day() + pd.Timedelta(days=400)
+    states = [*EXPORT["study_right_states"], f"r1;{day:%d.%m.%Y};graduated"]
+    export = _recent_mark_export() | {"study_right_states": states}
+    problems = _problems(write_export(tmp_path / "e", export))
+    assert len(problems) == 1
+    assert "column 'state_from', row 5" in problems[0]
+    assert "the day of the load" in problems[0]
+    assert "leave the row out until then" in problems[0]
+    assert "366" not in problems[0]
+
+
+def test_old_export_future_note_names_366_days(tmp_path):
+    # The export ends on 30.05.2025, so its 366-day limit comes before the load.
+    notes = ["pupil_id;date;note_type", "p1;27.09.2030;disruption"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"behaviour_notes": notes})
+    )
+    assert len(problems) == 1
+    assert "on or before 31.05.2026, at most 366 days after" in problems[0]
+
+
+def test_utc_mark_after_load_names_helsinki_date(tmp_path):
+    # 23:30 UTC on the day of the load is 01:30 or 02:30 the next day in Helsinki.
+    today = load_day()
+    written = f"{today:%Y-%m-%d}T23:30:00Z"
+    marks = [*EXPORT["attendance_marks"], f"p1;s1;{written};9;MA;P;teacher;"]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    tomorrow = today + pd.Timedelta(days=1)
+    assert len(problems) == 1
+    assert f"value '{written}' is invalid" in problems[0]
+    assert f"{written} falls on {tomorrow:%d.%m.%Y} in Helsinki" in problems[0]
+
+
+def test_local_mark_after_load_has_no_helsinki_note(tmp_path):
+    tomorrow = load_day() + pd.Timedelta(days=1)
+    marks = [
+        *EXPORT["attendance_marks"],
+        f"p1;s1;{tomorrow:%d.%m.%Y} 08:15;1;MA;P;teacher;",
+    ]
+    problems = _problems(
+        write_export(tmp_path / "e", EXPORT | {"attendance_marks": marks})
+    )
+    assert len(problems) == 1
+    assert "in Helsinki" not in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("grade", "detail"),
+    [
+        ("4-", "4- lies below 4, the lowest grade on the scale"),
+        ("10+", "10+ lies above 10, the highest grade on the scale"),
+        ("10½", "10½ lies above 10, the highest grade on the scale"),
+    ],
+)
+def test_off_scale_grade_named(tmp_path, grade, detail):
+    grades = [*EXPORT["grades"], f"p1;s1;20.12.2024;BI;{grade}"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
+    assert len(problems) == 1
+    assert f"value '{grade}' is invalid" in problems[0]
+    assert problems[0].endswith(detail)
+
+
+def test_unknown_grade_has_no_scale_note(tmp_path):
+    grades = [*EXPORT["grades"], "p1;s1;20.12.2024;BI;11"]
+    problems = _problems(write_export(tmp_path / "e", EXPORT | {"grades": grades}))
+    assert len(problems) == 1
+    assert "lies" not in problems[0]
+
+
+def test_trailing_empty_columns_ignored(tmp_path, caplog):
+    grades = [EXPORT["grades"][0] + ";;"] + [row + ";;" for row in EXPORT["grades"][1:]]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(export)
+    assert len(records.grades) == len(EXPORT["grades"]) - 1
+    assert [m for m in _warnings(caplog) if "grades.csv" in m] == []
+
+
+def test_one_trailing_empty_column_ignored(tmp_path, caplog):
+    pupils = [row + ";" for row in EXPORT["pupils"]]
+    export = write_export(tmp_path / "e", EXPORT | {"pupils": pupils})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(export)
+    assert [m for m in _warnings(caplog) if "pupils.csv" in m] == []
+    assert "Unnamed" not in caplog.text
+
+
+def test_unnamed_column_with_values_named_by_number(tmp_path, caplog):
+    pupils = [EXPORT["pupils"][0] + ";;"] + [
+        row + ";010309A123B;" for row in EXPORT["pupils"][1:]
+    ]
+    export = write_export(tmp_path / "e", EXPORT | {"pupils": pupils})
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        records = read_records(export)
+    warnings = [m for m in _warnings(caplog) if "pupils.csv" in m]
+    assert len(warnings) == 1
+    assert "values in column(s) 7," in warnings[0]
+    assert "Unnamed" not in caplog.text
+    assert "010309A123B" not in caplog.text
+    assert len(records.pupils) == 2
+
+
+def test_old_store_warns_to_load_again(tmp_path, export_dir, caplog):
+    store = tmp_path / "store"
+    write_records(read_records(export_dir), store)
+    (store / "mark_codes.csv").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sources.school.records"):
+        read_records(store)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert f"{store} has no mark_codes.csv" in warnings[0]
+    assert "load the export again with load-records" in warnings[0]
+    assert "add mark_codes.csv to the export" not in warnings[0]

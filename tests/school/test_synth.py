@@ -6,7 +6,13 @@ import pytest
 from features.build import learner_features
 from sources.school.mapping import to_input_tables
 from sources.school.records import load_day, read_records
-from sources.school.synth import SynthConfig, check_config, generate, teaching_days
+from sources.school.synth import (
+    FIRST_YEAR_MIN,
+    SynthConfig,
+    check_config,
+    generate,
+    teaching_days,
+)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +198,49 @@ def test_synth_command_rejects_future_years(tmp_path):
     assert "Invalid --first-year or --years" in result.output
     assert "or earlier, or fewer years" in result.output
     assert not out.exists()
+
+
+def test_earliest_first_year_validates(tmp_path):
+    out = tmp_path / "records"
+    config = SynthConfig(
+        pupils=300, years=1, seed=2, first_year=FIRST_YEAR_MIN, lessons_per_day=1
+    )
+    generate(config, out)
+    records = read_records(out, out / "mark_codes.csv")
+    assert records.pupils["birth_year"].min() >= 1980
+
+
+@pytest.mark.parametrize("first_year", ["1990", "-5"])
+def test_synth_command_rejects_early_first_year(tmp_path, first_year):
+    from typer.testing import CliRunner
+
+    from ajoissa.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["synth", "--pupils", "5", "--out", str(out), "--first-year", first_year],
+    )
+    assert result.exit_code == 2
+    assert f"Choose a first year of {FIRST_YEAR_MIN} or later" in result.output
+    assert "out of range" not in result.output
+    assert not out.exists()
+
+
+def test_one_future_year_suggests_no_fewer(tmp_path):
+    config = SynthConfig(pupils=5, years=1, seed=1, first_year=load_day().year)
+    with pytest.raises(ValueError) as raised:
+        check_config(config)
+    assert "or earlier." in str(raised.value)
+    assert "fewer years" not in str(raised.value)
+
+
+def test_replaces_output_with_load_report(tmp_path):
+    from ajoissa.records_commands import REPORT_NAME
+
+    out = tmp_path / "out"
+    generate(SynthConfig(pupils=5, years=1, seed=1), out)
+    (out / REPORT_NAME).write_text("problems of the earlier output\n")
+    counts = generate(SynthConfig(pupils=6, years=1, seed=1), out)
+    assert counts["pupils"] == 6
+    assert not (out / REPORT_NAME).exists()
