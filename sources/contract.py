@@ -102,7 +102,7 @@ such ids joined by ``/`` or ``@``, at most 100 characters in all.
 A unit without a ``school_id`` is its own school, and loaders build unit ids
 from parts: school records as ``school/year`` and mapped tables as
 ``unit-group@period``, where a school-year period reads like ``2023/24``.
-The table source holds its group values to ``ID_PATTERN``."""
+The table source checks its group values against ``ID_PATTERN``."""
 SCHOOL_ID_EXPECTED = (
     "a school id of 1 to 100 characters: letters, digits, '_', '.', ':' and '-', "
     "where '/' or '@' may join such parts, as in SCHOOL01/2024"

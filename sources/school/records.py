@@ -609,7 +609,7 @@ def _read_table(folder: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, _Ch
     known = {c.name for c in spec.columns} | set(DERIVED_COLUMNS.get(spec.name, ()))
     extra = [str(name) for name in raw.columns if name not in known]
     if extra:
-        # Only the names: such a column may hold personal data, such as a hetu.
+        # Only the names, because such a column may contain personal data, such as a hetu.
         logger.warning(
             "%s: table '%s' has columns that the data contract does not define "
             "(%s); they are not read or stored",

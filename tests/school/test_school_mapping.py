@@ -72,13 +72,22 @@ def test_window_past_data_end_left_out(tables):
     assert frame.data_end == pd.Timestamp("2025-05-30")
 
 
-def test_mark_outside_study_right(tmp_path):
+def only_problem(tmp_path, table: str, line: str):
+    """Write the export with ``line`` added to ``table``; return the folder and
+    the one problem that reading it reports."""
     broken = {k: list(v) for k, v in EXPORT.items()}
-    broken["attendance_marks"].append("p1;s2;03.09.2024 08:15;1;MA;P;teacher;")
+    broken[table].append(line)
     folder = write_export(tmp_path / "e", broken)
     with pytest.raises(InputDataError) as raised:
         read_records(folder)
     (problem,) = raised.value.problems
+    return folder, problem
+
+
+def test_mark_outside_study_right(tmp_path):
+    folder, problem = only_problem(
+        tmp_path, "attendance_marks", "p1;s2;03.09.2024 08:15;1;MA;P;teacher;"
+    )
     assert problem.file == str(folder / "attendance_marks.csv")
     assert problem.column == "lesson_start"
     assert problem.row == 7
@@ -89,12 +98,7 @@ def test_mark_outside_study_right(tmp_path):
 
 
 def test_grade_outside_study_right(tmp_path):
-    broken = {k: list(v) for k, v in EXPORT.items()}
-    broken["grades"].append("p1;s2;20.12.2024;AI;7")
-    folder = write_export(tmp_path / "e", broken)
-    with pytest.raises(InputDataError) as raised:
-        read_records(folder)
-    (problem,) = raised.value.problems
+    folder, problem = only_problem(tmp_path, "grades", "p1;s2;20.12.2024;AI;7")
     assert problem.file == str(folder / "grades.csv")
     assert problem.table == "grades"
     assert problem.row == 7
@@ -103,11 +107,7 @@ def test_grade_outside_study_right(tmp_path):
 
 def test_grade_after_resignation_reported(tmp_path):
     # r2 ends on 15.02.2025, and p2 has no other study right at s1.
-    broken = {k: list(v) for k, v in EXPORT.items()}
-    broken["grades"].append("p2;s1;30.05.2025;MA;7")
-    with pytest.raises(InputDataError) as raised:
-        read_records(write_export(tmp_path / "e", broken))
-    (problem,) = raised.value.problems
+    _, problem = only_problem(tmp_path, "grades", "p2;s1;30.05.2025;MA;7")
     assert problem.row == 7
     assert "The grade of pupil 'p2' at school 's1' on 30.05.2025" in str(problem)
 

@@ -752,8 +752,9 @@ def test_wrong_separator_hint(tmp_path):
     assert """set 'separator: ";"' under 'file'""" in str(excinfo.value)
 
 
-def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
-    """A latest period without any adverse outcome leaves the model a challenger."""
+def run_three_periods(tmp_path, monkeypatch, adverse: int):
+    """Run the main job on three yearly periods whose latest has ``adverse``
+    failing grades in 40 rows; return the summary and the command's output."""
     import json
 
     from typer.testing import CliRunner
@@ -762,6 +763,7 @@ def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
 
     earlier = pd.concat([pupils(seed=1), pupils(seed=2)], ignore_index=True)
     later = pupils(seed=3).assign(final_grade=12)
+    later.iloc[:adverse, later.columns.get_loc("final_grade")] = 5
     later["pupil"] = [f"q{i:03d}" for i in range(len(later))]
     table = pd.concat([earlier, later], ignore_index=True)
     table["year"] = [2022] * 40 + [2023] * 40 + [2024] * 40
@@ -774,36 +776,20 @@ def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
         app, ["run", "--source", "table", "--mapping", str(path), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
+    return json.loads((out / "summary.json").read_text()), result.output
+
+
+def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
+    """A latest period without any adverse outcome leaves the model a challenger."""
+    summary, output = run_three_periods(tmp_path, monkeypatch, adverse=0)
     assert summary["model_alias"] == "challenger"
     assert "have only one class" in summary["not_validated"]
-    assert "not as the served champion" in " ".join(result.output.split())
+    assert "not as the served champion" in " ".join(output.split())
 
 
 def test_few_test_dropouts_not_champion(tmp_path, monkeypatch):
     """A latest period with 3 adverse outcomes leaves the model a challenger."""
-    import json
-
-    from typer.testing import CliRunner
-
-    from ajoissa.cli import app
-
-    earlier = pd.concat([pupils(seed=1), pupils(seed=2)], ignore_index=True)
-    later = pupils(seed=3).assign(final_grade=12)
-    later.loc[:2, "final_grade"] = 5
-    later["pupil"] = [f"q{i:03d}" for i in range(len(later))]
-    table = pd.concat([earlier, later], ignore_index=True)
-    table["year"] = [2022] * 40 + [2023] * 40 + [2024] * 40
-    mapping = base_mapping(period={"column": "year", "kind": "year"})
-    path = write_case(tmp_path, table, mapping)
-    monkeypatch.setenv("AJOISSA_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app, ["run", "--source", "table", "--mapping", str(path), "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary, _ = run_three_periods(tmp_path, monkeypatch, adverse=3)
     assert summary["model_alias"] == "challenger"
     assert "have 3 dropout(s) in 40 rows" in summary["not_validated"]
     assert "each class needs at least 10" in summary["not_validated"]
