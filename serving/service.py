@@ -240,7 +240,7 @@ _ID_ERRORS = frozenset(
 )
 _PUPIL_ID_EXPECTED = (
     "a pupil id of 1 to 100 letters, digits and the characters "
-    "'_', '.', ':' and '-', as the score store holds it"
+    "'_', '.', ':' and '-', the form of ids in the score store"
 )
 """The rule of ``PUPIL_ID_PATTERN`` in words, for the 422 in place of the pattern."""
 
