@@ -180,13 +180,17 @@ def access_log_path() -> Path:
     return home_dir() / "access-log.db"
 
 
+_RETENTION_EXPECTED = f"expected a whole number of days from 1 to {MAX_RETENTION_DAYS}"
+
+
 def retention_days() -> int:
     """Return ``AJOISSA_ACCESS_LOG_RETENTION_DAYS`` or ``DEFAULT_RETENTION_DAYS``.
 
     Raises
     ------
     ValueError
-        If the setting is not a positive whole number of days.
+        If the setting is not a whole number of days from 1 to
+        ``MAX_RETENTION_DAYS``.
     """
     raw = os.environ.get(RETENTION_ENV)
     if raw is None:
@@ -196,11 +200,8 @@ def retention_days() -> int:
     return check_retention(int(raw), f"{RETENTION_ENV}={raw!r}")
 
 
-_RETENTION_EXPECTED = f"expected a whole number of days from 1 to {MAX_RETENTION_DAYS}"
-
-
 def check_retention(days: int, source: str) -> int:
-    """Return ``days`` if it is a valid retention; raise ValueError naming ``source``.
+    """Return ``days``, or raise a ValueError naming ``source`` if it is invalid.
 
     Raises
     ------

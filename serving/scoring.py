@@ -111,8 +111,8 @@ class RecordProblem:
     expected: str
     kind: ProblemKind = "invalid"
     body_fault: str = "is invalid"
-    """The body's fault in the message, such as ``is not UTF-8 text``, for a
-    problem of the field ``body``."""
+    """Predicate of the message for a problem of the field ``body``, such as
+    ``is not UTF-8 text``, which follows "request body"."""
 
     def __str__(self) -> str:
         where = "request" if self.record is None else f"record {self.record}"

@@ -240,7 +240,7 @@ _ID_ERRORS = frozenset(
 )
 _PUPIL_ID_EXPECTED = (
     "a pupil id of 1 to 100 letters, digits and the characters "
-    "'_', '.', ':' and '-', as the score store holds it"
+    "'_', '.', ':' and '-', the form of ids in the score store"
 )
 """The rule of ``PUPIL_ID_PATTERN`` in words, for the 422 in place of the pattern."""
 
@@ -786,19 +786,27 @@ class ScoringService:
         if principal is None or principal.role != "staff":
             # The middleware already rejects these; this guards a misconfiguration.
             raise HTTPException(403, "only staff tokens read pupil scores")
+
+        def log_read(
+            outcome: str, school: str | None = None, version: str | None = None
+        ) -> None:
+            self.access_log.append(
+                AccessEvent(
+                    endpoint=endpoint,
+                    outcome=outcome,
+                    token_id=principal.token_id,
+                    role=principal.role,
+                    pupil_id=pupil_id,
+                    school_id=school,
+                    model_version=version,
+                )
+            )
+
         try:
             with self.scores.reading() as store:
                 stored = store.pupil_scores(pupil_id, principal.schools)
         except ScoreStoreUnavailableError as exc:
-            self.access_log.append(
-                AccessEvent(
-                    endpoint=endpoint,
-                    outcome="503 store unavailable",
-                    token_id=principal.token_id,
-                    role=principal.role,
-                    pupil_id=pupil_id,
-                )
-            )
+            log_read("503 store unavailable")
             logger.info(
                 "rejected %s: the score store is unavailable, token %s",
                 endpoint,
@@ -806,15 +814,7 @@ class ScoringService:
             )
             raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
         if not stored:
-            self.access_log.append(
-                AccessEvent(
-                    endpoint=endpoint,
-                    outcome="404 not found",
-                    token_id=principal.token_id,
-                    role=principal.role,
-                    pupil_id=pupil_id,
-                )
-            )
+            log_read("404 not found")
             raise HTTPException(
                 404,
                 f"no stored score for pupil {pupil_id!r} at your schools "
@@ -823,17 +823,7 @@ class ScoringService:
         for school, version in sorted(
             {(row.score.school_id, row.run.model_version) for row in stored}
         ):
-            self.access_log.append(
-                AccessEvent(
-                    endpoint=endpoint,
-                    outcome="200 ok",
-                    token_id=principal.token_id,
-                    role=principal.role,
-                    pupil_id=pupil_id,
-                    school_id=school,
-                    model_version=version,
-                )
-            )
+            log_read("200 ok", school, version)
         logger.info("read %d stored score(s) for %s", len(stored), endpoint)
         return stored
 

@@ -14,8 +14,9 @@ raise :class:`ScoreStoreUnavailableError`. The read endpoints and the review
 pages return it as 503.
 
 The first failure of an outage is logged at ERROR with the store's URL (without
-its password) and what to check. Repeated failures are logged at WARNING at most
-once every ``REPEAT_LOG_SECONDS`` seconds, with their count.
+its password) and what to check. Later failures are logged at WARNING at most
+once every ``REPEAT_LOG_SECONDS`` seconds, and at DEBUG in between. Each such
+WARNING after the first ends with the number of failures since the previous one.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ timeout (about two minutes with Linux's default ``tcp_syn_retries`` of 6),
 and no request waits that long. A ``connect_timeout`` in a PostgreSQL URL
 shortens such an attempt."""
 REPEAT_LOG_SECONDS = 600.0
-"""Interval of the WARNING about repeated failures within one outage."""
+"""Minimum seconds between WARNINGs about repeated failures. The interval runs
+across outages, because one limiter serves the whole connection."""
 
 StoreState = Literal["connecting", "available", "unavailable"]
 
@@ -241,16 +243,26 @@ class ScoreStoreConnection:
             else:
                 logger.info("score store %s opened", self.described_url)
 
-    def _record_open_failure(self, exc: Exception) -> None:
+    def _record_failure(self, exc: Exception) -> str | None:
+        """Count a failure, and return its text if it starts an outage.
+
+        A later failure is logged through the rate-limited WARNING and gives None.
+        """
         error = error_text(exc)
         with self._state_lock:
             self._failures += 1
-            first = self._failures == 1
             self._error = error
-        if not first:
-            self._repeat_warning.log(
-                "score store %s is still unavailable (%s)", self.described_url, error
-            )
+            first = self._failures == 1
+        if first:
+            return error
+        self._repeat_warning.log(
+            "score store %s is still unavailable (%s)", self.described_url, error
+        )
+        return None
+
+    def _record_open_failure(self, exc: Exception) -> None:
+        error = self._record_failure(exc)
+        if error is None:
             return
         logger.error(
             "failed to open the score store %s (%s). Check that the database is "
@@ -264,15 +276,8 @@ class ScoreStoreConnection:
         )
 
     def _record_read_failure(self, exc: Exception) -> None:
-        error = error_text(exc)
-        with self._state_lock:
-            self._failures += 1
-            first = self._error is None
-            self._error = error
-        if not first:
-            self._repeat_warning.log(
-                "score store %s is still unavailable (%s)", self.described_url, error
-            )
+        error = self._record_failure(exc)
+        if error is None:
             return
         logger.error(
             "failed to read from the score store %s (%s). Check that the database "

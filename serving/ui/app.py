@@ -1162,17 +1162,11 @@ def _unknown_page(request: Request) -> Response:
     This route matches every path and method, so the router never finds a
     page with another method by itself.
     """
-    allowed = _allowed_methods(request.scope)
-    if allowed:
-        logger.info(
-            "rejected %s to a page that takes only %s",
-            request.method,
-            ", ".join(allowed),
-        )
-        return _error_page(
-            request, HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": ", ".join(allowed)}
-        )
-    return _error_page(request, HTTPStatus.NOT_FOUND)
+    allowed = ", ".join(_allowed_methods(request.scope))
+    if not allowed:
+        return _error_page(request, HTTPStatus.NOT_FOUND)
+    logger.info("rejected %s to a page that takes only %s", request.method, allowed)
+    return _error_page(request, HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": allowed})
 
 
 def _allowed_methods(scope: dict[str, Any]) -> list[str]:

@@ -105,15 +105,15 @@ def test_unreachable_store_server_scores(trained, tokens, launch, tmp_path):
     assert "Application startup failed" not in log
 
     rows = AccessLog(tmp_path / "access-log.db").rows()
-    refused = [row for row in rows if row["outcome"] == "503 store unavailable"]
-    assert [row["endpoint"] for row in refused] == [
+    rejected = [row for row in rows if row["outcome"] == "503 store unavailable"]
+    assert [row["endpoint"] for row in rejected] == [
         "/v1/pupils/{id}/history",
         "/v1/pupils/{id}/explanation",
         "/ui/schools/{school}",
         "/ui/schools/{school}/pupils/{id}",
     ]
-    assert [row["pupil_id"] for row in refused] == ["P1", "P1", None, "P1"]
-    assert refused[2]["school_id"] == tokens.school
+    assert [row["pupil_id"] for row in rejected] == ["P1", "P1", None, "P1"]
+    assert rejected[2]["school_id"] == tokens.school
 
 
 def test_store_recovers_without_restart(trained, scored, tokens, launch, tmp_path):

@@ -467,20 +467,7 @@ def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
         {"feature": "grade_mean_term", "value": None, "direction": "lowers"},
     ]
     url = f"sqlite:///{tmp_path / 'records.db'}"
-    store = ScoreStore(url)
-    row = StoredScore(
-        pupil_id="p1",
-        school_id=school,
-        enrolment_id="e1",
-        probability=0.4,
-        school_rank=1,
-        school_size=1,
-        reasons=reasons,
-        contributions={"base_value_log_odds": 0.0, "features": []},
-        features={"unexcused_share_4w": 0.12},
-    )
-    store.replace_run(RunKey("records", dt.date(2025, 2, 1), "m", "1"), [row])
-    store.dispose()
+    _store_pupil_score(url, school, {"unexcused_share_4w": 0.12}, reasons)
     monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
     monkeypatch.setattr(ui_module, "_context", None)
     token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "fi")
@@ -746,7 +733,10 @@ def test_broken_multipart_error_page(client):
     assert "The form could not be read" in response.text
 
 
-def _support_store(url: str, school: str, features: dict) -> None:
+def _store_pupil_score(
+    url: str, school: str, features: dict, reasons: list | None = None
+) -> None:
+    """Store one score of pupil p1 at ``school`` in the store at ``url``."""
     row = StoredScore(
         pupil_id="p1",
         school_id=school,
@@ -754,7 +744,7 @@ def _support_store(url: str, school: str, features: dict) -> None:
         probability=0.4,
         school_rank=1,
         school_size=1,
-        reasons=[],
+        reasons=reasons or [],
         contributions={"base_value_log_odds": 0.0, "features": []},
         features=features,
     )
@@ -772,7 +762,7 @@ def test_support_level_shown_for_records(client, trained, tmp_path, monkeypatch)
     school = "BAS00003"
     url = f"sqlite:///{tmp_path / 'support.db'}"
     features = {"support_level_max_365d": 1.0, "support_level_changes_365d": 1.0}
-    _support_store(url, school, features)
+    _store_pupil_score(url, school, features)
     monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
     monkeypatch.setattr(ui_module, "_context", None)
     token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "s")
