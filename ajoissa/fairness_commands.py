@@ -240,6 +240,6 @@ def _check_exception_needed(decision: GateDecision, replace: bool) -> None:
         raise _fail(
             f"Cannot record the exception: {decision.exception.reviewer} already "
             f"recorded an exception for this audit of {subject} on "
-            f"{decision.exception.recorded_at}. Pass --replace to replace it; the "
+            f"{decision.exception.recorded_at}. Pass --replace to replace it. The "
             "earlier exception stays in the version's artifacts"
         )

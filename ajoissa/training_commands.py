@@ -71,9 +71,9 @@ PROMOTE_HELP = (
     "passes the fairness gate, its artifact files match the SHA-256 digest "
     "recorded at registration, and it was trained on the champion's label (same "
     "source, label window, transfer gap and outcome). Otherwise nothing changes "
-    "and the reasons are listed (exit code 1); fairness gate warnings are listed "
-    "apart, because they do not refuse on their own. A fairness breach is "
-    "accepted only by a reviewer exception recorded with `ajoissa "
+    "and the reasons are listed (exit code 1). Fairness gate warnings are listed "
+    "apart, because they do not reject the challenger on their own. A fairness "
+    "breach is accepted only by a reviewer exception recorded with `ajoissa "
     "review-exception`. Exits with code 2 when no model has the name or the "
     "model has no challenger."
 )
@@ -338,7 +338,7 @@ def promote(
         typer.echo(
             "--reviewer names the person who skips the fairness gate or accepts a "
             "label change, so it needs --skip-fairness-gate or "
-            "--accept-label-change; leave it out to promote through every check",
+            "--accept-label-change. Leave it out to promote through every check",
             err=True,
         )
         raise typer.Exit(code=2)

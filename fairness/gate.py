@@ -55,7 +55,7 @@ class GateDecision:
     exception: ReviewerException | None = None
     audit_sha256: str | None = None
     audit_policy_version: str | None = None
-    """Policy version the stored audit was computed under; None without an audit."""
+    """Policy version the stored audit was computed under, or None without an audit."""
 
     def to_dict(self) -> dict[str, Any]:
         data = self.__dict__ | {
@@ -91,7 +91,7 @@ def check_gate(model_name: str, version: str) -> GateDecision:
 
 
 def evaluate_gate(model_name: str, version: str) -> GateDecision:
-    """Return the gate's decision for a version without storing it.
+    """Decide whether a version may be promoted, without storing the decision.
 
     Raises
     ------
@@ -113,7 +113,7 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
     try:
         payload, digest = load_audit(model_name, version)
     except AuditNotFoundError as exc:
-        decision = GateDecision(
+        return GateDecision(
             passed=False,
             reasons=[str(exc)],
             model_name=model_name,
@@ -121,7 +121,6 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
             policy_version=policy.version,
             breaches=[str(exc)],
         )
-        return decision
 
     breaches: list[str] = []
     warnings: list[str] = []
@@ -164,7 +163,7 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
     passed = not breaches or honoured is not None
     if not breaches:
         reasons.insert(0, meets_policy_sentence(policy.version, findings))
-    decision = GateDecision(
+    return GateDecision(
         passed=passed,
         reasons=reasons,
         model_name=model_name,
@@ -176,7 +175,6 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
         audit_sha256=digest,
         audit_policy_version=str(payload["policy_version"]),
     )
-    return decision
 
 
 def _coverage_breaches(audit: dict[str, Any], policy: FairnessPolicy) -> list[str]:

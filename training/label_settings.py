@@ -105,11 +105,13 @@ def label_differences(
     keys = dict.fromkeys([*champion, *challenger])
     differences = []
     for key, _ in _ordered(keys):
-        ours, theirs = challenger.get(key, _NOT_SET), champion.get(key, _NOT_SET)
-        if ours != theirs:
+        champion_value = champion.get(key, _NOT_SET)
+        challenger_value = challenger.get(key, _NOT_SET)
+        if challenger_value != champion_value:
             differences.append(
                 f"{SETTING_NAMES.get(key, key)}: champion "
-                f"{_value_text(key, theirs)}, challenger {_value_text(key, ours)}"
+                f"{_value_text(key, champion_value)}, "
+                f"challenger {_value_text(key, challenger_value)}"
             )
     return differences
 

@@ -66,8 +66,8 @@ def champion_scorer(model_name: str) -> tuple[Any, str | None]:
         )
         return None, None
     except ModelIntegrityError as exc:
-        # The retrain still gives a challenger, and promote says why it cannot
-        # replace this champion.
+        # The retrain still registers a challenger, and promote reports why it
+        # cannot replace this champion.
         logger.warning(
             "the champion of %s is not compared with the challenger: %s",
             model_name,
@@ -95,22 +95,20 @@ def champion_scorer(model_name: str) -> tuple[Any, str | None]:
 
 
 def champion_recorded_figures(
-    model_name: str, folds: int
+    model_name: str, version: Any, folds: int
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Return the champion's own cross-validated figures and its version.
 
-    The figures are the out-of-fold results that the champion's training run
-    recorded for its model, in the form :func:`training.results.add_recorded_figures`
-    takes. Returns (None, None) without a champion, and (None, None) with a
-    warning when its run has no stratified cross-validation to compare with.
+    ``version`` is the champion's MLflow model version, or None without a
+    champion (see :func:`_registered_champion`). The figures are the
+    out-of-fold results that the champion's training run recorded for its
+    model, in the form :func:`training.results.add_recorded_figures` takes.
+    Returns (None, None) without a champion, and (None, None) with a warning
+    when its run has no stratified cross-validation to compare with.
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException:
+    if version is None:
         logger.info(
             "no champion of %s yet; the challenger is compared with baselines only",
             model_name,
@@ -169,11 +167,11 @@ def retrain(
 
     Returns the summary of :func:`training.run.run_main_job`, with
     ``compared_champion_version`` (None when there was no comparable champion)
-    and ``label_change``: why the champion's label may differ from the
-    challenger's, or None when there is no champion or both record the same
-    label settings. With stratified validation the champion's figures are the
+    and ``label_change``, the reason the champion's label may differ from the
+    challenger's (None when there is no champion or both record the same
+    label settings). With stratified validation the champion's figures are the
     ones its own run recorded (see :func:`champion_recorded_figures`), and the
-    summary's ``evaluation.recorded_figures`` says so.
+    summary's ``evaluation.recorded_figures`` states this.
     """
     import mlflow
 
@@ -181,11 +179,13 @@ def retrain(
     config.model_name = model_name
     config.alias = CHALLENGER
     configure_mlflow()
-    labelled_champion = _registered_champion(model_name)
+    champion = _registered_champion(model_name)
     scorers: dict[str, Any] = {}
     recorded: dict[str, dict[str, Any]] = {}
     if config.validation == "stratified":
-        figures, champion_version = champion_recorded_figures(model_name, config.folds)
+        figures, champion_version = champion_recorded_figures(
+            model_name, champion, config.folds
+        )
         if figures is not None:
             recorded["champion"] = figures
     else:
@@ -217,21 +217,17 @@ def retrain(
         recorded_figures=recorded,
         on_registered=tag_version,
     )
-    summary["label_change"] = None
-    if labelled_champion is not None:
-        summary["label_change"] = label_change_problem(
-            str(labelled_champion.version),
-            read_label_settings(labelled_champion.tags),
+    problem = None
+    if champion is not None:
+        problem = label_change_problem(
+            str(champion.version),
+            read_label_settings(champion.tags),
             summary["label_settings"],
         )
-    if summary["label_change"] is not None:
+    if problem is not None:
         # INFO, because `ajoissa retrain` prints the change as a warning itself.
-        logger.info(
-            "%s version %s: %s",
-            model_name,
-            summary["model_version"],
-            summary["label_change"],
-        )
+        logger.info("%s version %s: %s", model_name, summary["model_version"], problem)
+    summary["label_change"] = problem
     return summary
 
 
@@ -258,7 +254,7 @@ class PromotionDecision:
     notes: list[str] = field(default_factory=list)
     comparison: dict[str, dict[str, float | None]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    """Warnings that do not refuse the challenger, such as the fairness gate's."""
+    """Warnings that do not reject the challenger, such as the fairness gate's."""
 
 
 def _load_evaluation(run_id: str) -> dict[str, Any]:
@@ -293,16 +289,16 @@ class GateCheck:
     """The fairness gate's outcome as promotion reports it."""
 
     reasons: list[str] = field(default_factory=list)
-    """Reasons to refuse the challenger."""
+    """Reasons to reject the challenger."""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    """Gate warnings, which do not refuse the challenger on their own."""
+    """Gate warnings, which do not reject the challenger on their own."""
 
 
 def _fairness_gate(
     model_name: str, version: str, skip_reviewer: str | None
 ) -> GateCheck:
-    """Run the fairness gate and return its reasons to refuse, notes and warnings.
+    """Run the fairness gate and return its reasons to reject, notes and warnings.
 
     ``skip_reviewer`` (``--skip-fairness-gate``) skips the gate only when its
     module is not installed. An installed gate always runs and decides,
@@ -460,8 +456,28 @@ def _champion_integrity_reason(model_name: str, version: str) -> str | None:
     except ModelIntegrityError as exc:
         return str(exc)
     except LookupError:
-        return None
+        pass
     return None
+
+
+def _uncompared_reason(
+    model_name: str, champion_version: str, compared: str | None
+) -> str:
+    """Return the reason the challenger was not compared with the current champion."""
+    broken = _champion_integrity_reason(model_name, champion_version)
+    if broken is not None:
+        return (
+            f"the challenger could not be compared with champion version "
+            f"{champion_version}, whose files failed their integrity check "
+            f"({broken}). Restore the champion's files and retrain, or, after "
+            "a review of the challenger's figures, move the champion alias by "
+            "hand"
+        )
+    return (
+        f"the challenger was compared with champion version "
+        f"{compared or 'none'}, but the champion is now version "
+        f"{champion_version}; retrain to compare them"
+    )
 
 
 def promote(
@@ -474,17 +490,17 @@ def promote(
     """Make the challenger the champion if it beats the champion and every baseline.
 
     ``skip_fairness_reviewer`` names the person who takes responsibility for
-    promoting without the fairness gate when its module is not installed; it
-    is stored as a version tag. An installed gate always decides (see
+    promoting without the fairness gate when its module is not installed. The
+    name is stored as a version tag. An installed gate always decides (see
     :func:`_fairness_gate`). A reviewer's rejection of the challenger
-    (:mod:`fairness.signoff`) always blocks promotion; with ``require_signoff``
-    a missing approval blocks it too. The challenger's artifact files must
-    match the digest recorded at registration
+    (:mod:`fairness.signoff`) always blocks promotion, and with
+    ``require_signoff`` a missing approval blocks it too. The challenger's
+    artifact files must match the digest recorded at registration
     (:func:`models.store.verify_version`), the check a server makes before it
     loads the champion. Label settings that differ from the champion's, or
     that either version does not record, block promotion unless
-    ``accept_label_change_reviewer`` names the person who accepts the change;
-    the name is stored in the version tag ``label_change_accepted_by``.
+    ``accept_label_change_reviewer`` names the person who accepts the change.
+    That name is stored in the version tag ``label_change_accepted_by``.
 
     Raises
     ------
@@ -513,33 +529,20 @@ def promote(
         ) from None
     champion = _registered_champion(model_name)
     champion_version = None if champion is None else str(champion.version)
+    version = str(challenger.version)
 
-    reasons = _integrity_reasons(model_name, str(challenger.version))
+    reasons = _integrity_reasons(model_name, version)
     evaluation = _load_evaluation(challenger.run_id)
     promotion = evaluation["promotion"]
     reasons.extend(compare(promotion))
     compared = challenger.tags.get("compared_champion_version") or None
-    if champion_version is not None and compared != str(champion_version):
-        broken = _champion_integrity_reason(model_name, str(champion_version))
-        if broken is not None:
-            reasons.append(
-                f"the challenger could not be compared with champion version "
-                f"{champion_version}, whose files failed their integrity check "
-                f"({broken}). Restore the champion's files and retrain, or, after "
-                "a review of the challenger's figures, move the champion alias by "
-                "hand"
-            )
-        else:
-            reasons.append(
-                f"the challenger was compared with champion version "
-                f"{compared or 'none'}, but the champion is now version "
-                f"{champion_version}; retrain to compare them"
-            )
+    if champion_version is not None and compared != champion_version:
+        reasons.append(_uncompared_reason(model_name, champion_version, compared))
     comparison_notes = [
         f"{name} figures: {description}"
         for name, description in evaluation.get("recorded_figures", {}).items()
     ]
-    gate = _fairness_gate(model_name, str(challenger.version), skip_fairness_reviewer)
+    gate = _fairness_gate(model_name, version, skip_fairness_reviewer)
     reasons.extend(gate.reasons)
     notes = gate.notes
     signoff = read_signoff(challenger.tags)
@@ -550,7 +553,7 @@ def promote(
     reasons.extend(labels.reasons)
     decision = PromotionDecision(
         model_name,
-        str(challenger.version),
+        version,
         champion_version,
         not reasons,
         reasons,
@@ -559,7 +562,6 @@ def promote(
         gate.warnings,
     )
     if decision.promoted:
-        version = str(challenger.version)
         client.set_registered_model_alias(model_name, CHAMPION, version)
         client.delete_registered_model_alias(model_name, CHALLENGER)
         client.set_model_version_tag(
@@ -569,7 +571,7 @@ def promote(
             datetime.now(UTC).isoformat(timespec="seconds"),
         )
         client.set_model_version_tag(
-            model_name, version, "promoted_over_version", str(champion_version or "")
+            model_name, version, "promoted_over_version", champion_version or ""
         )
         client.set_model_version_tag(
             model_name, version, "fairness_gate", "; ".join(notes)
@@ -589,7 +591,7 @@ def promote(
         logger.info(
             "did not promote %s version %s: %d reasons",
             model_name,
-            challenger.version,
+            version,
             len(reasons),
         )
     return decision

@@ -108,7 +108,7 @@ class RunConfig:
     """The label is a withdrawal within this many days after the as-of date;
     None counts any later withdrawal from the unit."""
     undated_outcome: str | None = None
-    """Why the source's outcome has no date, or None when it has one. Such a
+    """Reason the source's outcome has no date, or None when it has one. Such a
     source places every withdrawal one day after the as-of date, so a label
     window of one day or more gives the same label and is rejected."""
     learner_features: bool = False

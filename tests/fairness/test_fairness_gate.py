@@ -252,27 +252,31 @@ def review_exception(version: str, reviewer: str, *options: str):
     return result, " ".join(result.output.split())
 
 
+def rejected_review_exception(version: str) -> str:
+    """Run `ajoissa review-exception`, check that it recorded nothing, and return its output."""
+    result, output = review_exception(version, "Aino Virtanen")
+    assert result.exit_code == 2, output
+    assert read_exception(MODEL, version) is None
+    return output
+
+
 def test_review_exception_stale_policy(registry, tmp_path, monkeypatch):
     old = write_policy(tmp_path, version="t1")
     store(registry, 0.2, old)
     monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(write_policy(tmp_path, "t2")))
-    result, output = review_exception(registry, "Aino Virtanen")
-    assert result.exit_code == 2, output
+    output = rejected_review_exception(registry)
     assert "computed under policy t1, but the policy in force is t2" in output
     assert f"Rerun `ajoissa audit --model {MODEL}@{registry}" in output
     assert "Recorded" not in output
-    assert read_exception(MODEL, registry) is None
 
 
 def test_review_exception_without_breach(registry, tmp_path, monkeypatch):
     policy = write_policy(tmp_path)
     monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
     store(registry, 0.6, policy)
-    result, output = review_exception(registry, "Aino Virtanen")
-    assert result.exit_code == 2, output
+    output = rejected_review_exception(registry)
     assert "has no breach of policy t1" in output
     assert "passes without an exception" in output
-    assert read_exception(MODEL, registry) is None
 
 
 def test_review_exception_replace(registry, tmp_path, monkeypatch):
@@ -283,8 +287,8 @@ def test_review_exception_replace(registry, tmp_path, monkeypatch):
     assert first.exit_code == 0, output
     assert "Recorded an exception by Aino Virtanen" in output
 
-    refused, output = review_exception(registry, "Eero Korhonen")
-    assert refused.exit_code == 2, output
+    rejected, output = review_exception(registry, "Eero Korhonen")
+    assert rejected.exit_code == 2, output
     assert "Aino Virtanen already recorded an exception" in output
     assert "Pass --replace" in output
     assert read_exception(MODEL, registry).reviewer == "Aino Virtanen"

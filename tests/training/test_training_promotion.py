@@ -507,7 +507,7 @@ def test_gate_breach_needs_exception(store, tables, monkeypatch):
         "challenger": version
     }
 
-    # Without the flag the refusal names the same route for a breach.
+    # Without the flag the rejection names the same route for a breach.
     plain = runner.invoke(app, ["promote", "--model-name", MODEL])
     assert plain.exit_code == 1
     assert "fairness gate: breach: gender = " in plain.output
