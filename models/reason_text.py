@@ -2,7 +2,9 @@
 
 The sentences come from ``models/reason_texts.yaml``: one template per feature
 and language, filled with the feature's value in its unit and its time window,
-for example "unexcused absences 14 % over the last 4 weeks". A feature that is a
+for example "unexcused absences 14 % over the last 4 weeks". A template may add
+a singular form under ``one``, used when the value is shown as exactly "1"
+("1 assignment submitted" against "3 assignments submitted"). A feature that is a
 sensitive attribute, a context feature or listed under ``never_named`` is never
 given as a reason.
 """
@@ -143,15 +145,24 @@ def feature_text(feature: str, value: Any, language: str) -> str:
     elif _is_missing(value):
         body = texts["missing"][language].format(label=entry["label"][language])
     else:
-        template = entry[language]
+        templates = entry
         if "negative" in entry and float(value) < 0:
             # A template for negative values reads "after" where the usual
             # one reads "before", so the number is shown without its sign.
-            template, value = entry["negative"][language], -float(value)
-        body = template.format(
-            value=_value_text(entry, value, language), weeks=RECENT_DAYS // 7
-        )
+            templates, value = entry["negative"], -float(value)
+        value_text = _value_text(entry, value, language)
+        template = _template_for(templates, value_text, language)
+        body = template.format(value=value_text, weeks=RECENT_DAYS // 7)
     return body
+
+
+def _template_for(templates: dict[str, Any], value_text: str, language: str) -> str:
+    """Return the singular form under ``one`` when ``value_text`` is exactly "1"
+    and the language has one, otherwise the main template."""
+    singular = templates.get("one", {}).get(language)
+    if value_text == "1" and singular is not None:
+        return str(singular)
+    return str(templates[language])
 
 
 def _value_text(entry: dict[str, Any], value: Any, language: str) -> str:

@@ -9,6 +9,7 @@ from features.build import (
     ASSESSMENT_FEATURES,
     ATTENDANCE_FEATURES,
     LEARNER_FEATURE_NAMES,
+    RECENT_DAYS,
     asof_points_by_offset,
     build_features,
 )
@@ -16,6 +17,8 @@ from features.definitions import LEARNER_FEATURES
 from models.reason_text import (
     FORMATS,
     LANGUAGES,
+    _value_text,
+    feature_text,
     format_value,
     reason_sentence,
     reason_texts,
@@ -181,6 +184,8 @@ def test_weeks_only_in_recent_window():
             continue
         for language in LANGUAGES:
             assert "{weeks}" not in entry[language], (feature, language)
+            singular = entry.get("one", {}).get(language, "")
+            assert "{weeks}" not in singular, (feature, language)
 
 
 def test_age_never_named():
@@ -192,17 +197,17 @@ def test_age_never_named():
 def test_templates_name_no_sensitive_attribute():
     texts = reason_texts()
     for feature, entry in texts["features"].items():
-        for language in LANGUAGES:
-            sentence = reason_sentence(
-                feature, sample_value(entry["format"]), "raises", language
-            ).lower()
-            allowed = ALLOWED_WORDS.get(feature, {}).get(language, set())
-            for word in set(SENSITIVE_WORDS[language]) - allowed:
-                assert not re.search(rf"\b{re.escape(word)}", sentence), (
-                    feature,
-                    language,
-                    word,
-                )
+        # A value of 1 renders the singular forms.
+        for value in (sample_value(entry["format"]), 1):
+            for language in LANGUAGES:
+                sentence = reason_sentence(feature, value, "raises", language).lower()
+                allowed = ALLOWED_WORDS.get(feature, {}).get(language, set())
+                for word in set(SENSITIVE_WORDS[language]) - allowed:
+                    assert not re.search(rf"\b{re.escape(word)}", sentence), (
+                        feature,
+                        language,
+                        word,
+                    )
 
 
 @pytest.mark.parametrize("feature", [*SENSITIVE_ATTRIBUTES, "attr_nationality"])
@@ -396,3 +401,452 @@ def test_school_features_get_sentences(school_features: list[str]):
             sentence = reason_sentence(feature, value, "raises", language)
             assert feature.removeprefix("attr_") not in sentence, (feature, language)
             assert "{" not in sentence, (feature, language)
+
+
+COUNT_SENTENCES = {
+    "days_enrolled": {
+        "fi": ("ollut kirjoilla 1 päivän", "ollut kirjoilla 3 päivää"),
+        "sv": ("inskriven i 1 dag", "inskriven i 3 dagar"),
+        "en": ("enrolled for 1 day", "enrolled for 3 days"),
+    },
+    "days_registered_before_start": {
+        "fi": (
+            "ilmoittautumisesta jakson alkuun 1 päivä",
+            "ilmoittautumisesta jakson alkuun 3 päivää",
+        ),
+        "sv": (
+            "anmäld 1 dag före periodens start",
+            "anmäld 3 dagar före periodens start",
+        ),
+        "en": (
+            "registered 1 day before the start",
+            "registered 3 days before the start",
+        ),
+    },
+    "assessments_due": {
+        "fi": (
+            "1 tehtävä erääntynyt jakson alusta",
+            "3 tehtävää erääntynyt jakson alusta",
+        ),
+        "sv": (
+            "1 uppgift förfallen sedan periodens start",
+            "3 uppgifter förfallna sedan periodens start",
+        ),
+        "en": ("1 assignment due since the start", "3 assignments due since the start"),
+    },
+    "assessments_submitted": {
+        "fi": (
+            "1 tehtävä palautettu jakson alusta",
+            "3 tehtävää palautettu jakson alusta",
+        ),
+        "sv": (
+            "1 uppgift inlämnad sedan periodens start",
+            "3 uppgifter inlämnade sedan periodens start",
+        ),
+        "en": (
+            "1 assignment submitted since the start",
+            "3 assignments submitted since the start",
+        ),
+    },
+    "assessments_missed": {
+        "fi": (
+            "1 tehtävä palauttamatta määräaikaan mennessä jakson alusta",
+            "3 tehtävää palauttamatta määräaikaan mennessä jakson alusta",
+        ),
+        "sv": (
+            "1 uppgift inte inlämnad i tid sedan periodens start",
+            "3 uppgifter inte inlämnade i tid sedan periodens start",
+        ),
+        "en": (
+            "1 assignment not submitted by its due date since the start",
+            "3 assignments not submitted by their due date since the start",
+        ),
+    },
+    "assessments_failed": {
+        "fi": ("1 hylätty tehtävä jakson alusta", "3 hylättyä tehtävää jakson alusta"),
+        "sv": (
+            "1 underkänd uppgift sedan periodens start",
+            "3 underkända uppgifter sedan periodens start",
+        ),
+        "en": (
+            "1 assignment failed since the start",
+            "3 assignments failed since the start",
+        ),
+    },
+    "assessments_late": {
+        "fi": (
+            "1 tehtävä palautettu myöhässä jakson alusta",
+            "3 tehtävää palautettu myöhässä jakson alusta",
+        ),
+        "sv": (
+            "1 uppgift inlämnad för sent sedan periodens start",
+            "3 uppgifter inlämnade för sent sedan periodens start",
+        ),
+        "en": (
+            "1 assignment submitted late since the start",
+            "3 assignments submitted late since the start",
+        ),
+    },
+    "days_since_last_submission": {
+        "fi": (
+            "1 päivä viimeisestä palautuksesta",
+            "3 päivää viimeisestä palautuksesta",
+        ),
+        "sv": ("1 dag sedan senaste inlämning", "3 dagar sedan senaste inlämning"),
+        "en": (
+            "1 day since the last submitted assignment",
+            "3 days since the last submitted assignment",
+        ),
+    },
+    "attendance_marks": {
+        "fi": ("1 läsnäolomerkintä jakson alusta", "3 läsnäolomerkintää jakson alusta"),
+        "sv": (
+            "1 närvaromarkering sedan periodens start",
+            "3 närvaromarkeringar sedan periodens start",
+        ),
+        "en": (
+            "1 attendance mark since the start",
+            "3 attendance marks since the start",
+        ),
+    },
+    "attr_prev_attempts": {
+        "fi": (
+            "1 aiempi suorituskerta tällä kurssilla",
+            "3 aiempaa suorituskertaa tällä kurssilla",
+        ),
+        "sv": ("1 tidigare försök på kursen", "3 tidigare försök på kursen"),
+        "en": ("1 earlier attempt at this course", "3 earlier attempts at this course"),
+    },
+    "attr_studied_credits": {
+        "fi": ("1 opintopiste opiskeltavana", "3 opintopistettä opiskeltavana"),
+        "sv": ("1 studiepoäng under studier", "3 studiepoäng under studier"),
+        "en": ("1 credit being studied", "3 credits being studied"),
+    },
+    "absence_streak_year": {
+        "fi": (
+            "pisin yhtäjaksoinen poissaolo 1 koulupäivä tämän lukuvuoden alusta",
+            "pisin yhtäjaksoinen poissaolo 3 koulupäivää tämän lukuvuoden alusta",
+        ),
+        "sv": (
+            "längsta sammanhängande frånvaro 1 skoldag sedan läsårets början",
+            "längsta sammanhängande frånvaro 3 skoldagar sedan läsårets början",
+        ),
+        "en": (
+            "longest unbroken absence 1 school day since the start of the school year",
+            "longest unbroken absence 3 school days since the start of the school year",
+        ),
+    },
+    "grades_failed_year": {
+        "fi": (
+            "1 hylätty arvosana tämän lukuvuoden alusta",
+            "3 hylättyä arvosanaa tämän lukuvuoden alusta",
+        ),
+        "sv": (
+            "1 underkänt vitsord sedan läsårets början",
+            "3 underkända vitsord sedan läsårets början",
+        ),
+        "en": (
+            "1 failing grade since the start of the school year",
+            "3 failing grades since the start of the school year",
+        ),
+    },
+    "grades_failed_365d": {
+        "fi": (
+            "1 hylätty arvosana viimeisten 365 päivän aikana",
+            "3 hylättyä arvosanaa viimeisten 365 päivän aikana",
+        ),
+        "sv": (
+            "1 underkänt vitsord under de senaste 365 dagarna",
+            "3 underkända vitsord under de senaste 365 dagarna",
+        ),
+        "en": (
+            "1 failing grade over the last 365 days",
+            "3 failing grades over the last 365 days",
+        ),
+    },
+    "subjects_graded_previous_term": {
+        "fi": (
+            "arvosanoja 1 oppiaineesta edellisellä lukukaudella",
+            "arvosanoja 3 oppiaineesta edellisellä lukukaudella",
+        ),
+        "sv": (
+            "vitsord i 1 ämne under förra terminen",
+            "vitsord i 3 ämnen under förra terminen",
+        ),
+        "en": (
+            "grades in 1 subject in the previous term",
+            "grades in 3 subjects in the previous term",
+        ),
+    },
+    "subjects_graded_365d": {
+        "fi": (
+            "arvosanoja 1 oppiaineesta viimeisten 365 päivän aikana",
+            "arvosanoja 3 oppiaineesta viimeisten 365 päivän aikana",
+        ),
+        "sv": (
+            "vitsord i 1 ämne under de senaste 365 dagarna",
+            "vitsord i 3 ämnen under de senaste 365 dagarna",
+        ),
+        "en": (
+            "grades in 1 subject over the last 365 days",
+            "grades in 3 subjects over the last 365 days",
+        ),
+    },
+    "school_changes_365d": {
+        "fi": (
+            "1 koulunvaihto tai uusi opiskeluoikeus viimeisten 365 päivän aikana",
+            "3 koulunvaihtoa tai uutta opiskeluoikeutta viimeisten 365 päivän aikana",
+        ),
+        "sv": (
+            "1 skolbyte eller ny studierätt under de senaste 365 dagarna",
+            "3 skolbyten eller nya studierätter under de senaste 365 dagarna",
+        ),
+        "en": (
+            "1 change of school or new study right over the last 365 days",
+            "3 changes of school or new study rights over the last 365 days",
+        ),
+    },
+    "school_changes_all": {
+        "fi": (
+            "1 koulunvaihto tai uusi opiskeluoikeus koko opintohistoriassa",
+            "3 koulunvaihtoa tai uutta opiskeluoikeutta koko opintohistoriassa",
+        ),
+        "sv": (
+            "1 skolbyte eller ny studierätt under hela studiehistorien",
+            "3 skolbyten eller nya studierätter under hela studiehistorien",
+        ),
+        "en": (
+            "1 change of school or new study right over the whole study history",
+            "3 changes of school or new study rights over the whole study history",
+        ),
+    },
+    "support_levels_365d": {
+        "fi": (
+            "1 tuen taso viimeisten 365 päivän aikana",
+            "3 eri tuen tasoa viimeisten 365 päivän aikana",
+        ),
+        "sv": (
+            "1 stödnivå under de senaste 365 dagarna",
+            "3 olika stödnivåer under de senaste 365 dagarna",
+        ),
+        "en": (
+            "1 support level over the last 365 days",
+            "3 different support levels over the last 365 days",
+        ),
+    },
+    "support_level_changes_365d": {
+        "fi": (
+            "tuen taso muuttunut 1 kerran viimeisten 365 päivän aikana "
+            "(paluuta aiempaan tasoon ei lasketa)",
+            "tuen taso muuttunut 3 kertaa viimeisten 365 päivän aikana "
+            "(paluuta aiempaan tasoon ei lasketa)",
+        ),
+        "sv": (
+            "stödnivån har ändrats 1 gång under de senaste 365 dagarna "
+            "(återgång till en tidigare nivå räknas inte)",
+            "stödnivån har ändrats 3 gånger under de senaste 365 dagarna "
+            "(återgång till en tidigare nivå räknas inte)",
+        ),
+        "en": (
+            "support level changed 1 time over the last 365 days "
+            "(a return to an earlier level is not counted)",
+            "support level changed 3 times over the last 365 days "
+            "(a return to an earlier level is not counted)",
+        ),
+    },
+    "subjects_missing_previous_term": {
+        "fi": (
+            "1 oppiaine, josta on arvosana viimeisten 365 päivän ajalta mutta ei "
+            "edelliseltä lukukaudelta",
+            "3 oppiainetta, joista on arvosana viimeisten 365 päivän ajalta mutta ei "
+            "edelliseltä lukukaudelta",
+        ),
+        "sv": (
+            "1 ämne med vitsord under de senaste 365 dagarna men inte under förra "
+            "terminen",
+            "3 ämnen med vitsord under de senaste 365 dagarna men inte under förra "
+            "terminen",
+        ),
+        "en": (
+            "1 subject graded over the last 365 days but not in the previous term",
+            "3 subjects graded over the last 365 days but not in the previous term",
+        ),
+    },
+    "age_for_grade_months": {
+        "fi": (
+            "1 kuukauden vanhempi kuin vuosiluokan tavallisen syntymävuoden lopussa "
+            "syntynyt oppilas (12 tai enemmän: jäänyt luokalle tai aloittanut koulun "
+            "myöhemmin)",
+            "3 kuukautta vanhempi kuin vuosiluokan tavallisen syntymävuoden lopussa "
+            "syntynyt oppilas (12 tai enemmän: jäänyt luokalle tai aloittanut koulun "
+            "myöhemmin)",
+        ),
+        "sv": (
+            "1 månad äldre än en elev född i slutet av årskursens vanliga födelseår "
+            "(12 eller fler: gått om en årskurs eller börjat skolan senare)",
+            "3 månader äldre än en elev född i slutet av årskursens vanliga födelseår "
+            "(12 eller fler: gått om en årskurs eller börjat skolan senare)",
+        ),
+        "en": (
+            "1 month older than a pupil born at the end of the grade's usual birth "
+            "year (12 or more: held back or started school late)",
+            "3 months older than a pupil born at the end of the grade's usual birth "
+            "year (12 or more: held back or started school late)",
+        ),
+    },
+    "attr_behaviour_notes": {
+        "fi": ("1 käytösmerkintä tähän mennessä", "3 käytösmerkintää tähän mennessä"),
+        "sv": (
+            "1 anteckning om uppförande hittills",
+            "3 anteckningar om uppförande hittills",
+        ),
+        "en": ("1 behaviour note so far", "3 behaviour notes so far"),
+    },
+}
+"""Expected sentences for a value of 1 and of 3, per feature and language."""
+
+NEGATIVE_COUNT_SENTENCES = {
+    "age_for_grade_months": {
+        "fi": (
+            "1 kuukauden nuorempi kuin vuosiluokan tavallisen syntymävuoden lopussa "
+            "syntynyt oppilas (aloittanut koulun aiemmin tai ohittanut luokan)",
+            "3 kuukautta nuorempi kuin vuosiluokan tavallisen syntymävuoden lopussa "
+            "syntynyt oppilas (aloittanut koulun aiemmin tai ohittanut luokan)",
+        ),
+        "sv": (
+            "1 månad yngre än en elev född i slutet av årskursens vanliga födelseår "
+            "(börjat skolan tidigare eller hoppat över en årskurs)",
+            "3 månader yngre än en elev född i slutet av årskursens vanliga födelseår "
+            "(börjat skolan tidigare eller hoppat över en årskurs)",
+        ),
+        "en": (
+            "1 month younger than a pupil born at the end of the grade's usual birth "
+            "year (started school early or skipped a grade)",
+            "3 months younger than a pupil born at the end of the grade's usual birth "
+            "year (started school early or skipped a grade)",
+        ),
+    },
+}
+"""Expected sentences for a value of -1 and of -3, which read "younger"."""
+
+SAME_AFTER_ONE = {
+    # "försök" and "studiepoäng" have the same form in the singular and the
+    # plural, and so does the adjective "tidigare" before "försök".
+    ("attr_prev_attempts", "sv"),
+    ("attr_studied_credits", "sv"),
+    # The elative that follows a numeral is singular after every number:
+    # "1 oppiaineesta", "3 oppiaineesta".
+    ("subjects_graded_previous_term", "fi"),
+    ("subjects_graded_365d", "fi"),
+}
+"""Templates whose main sentence is right for 1 as well, so they need no
+singular form."""
+
+
+def _sentence_cases(table):
+    return [
+        pytest.param(feature, language, index, id=f"{feature}-{language}-{index}")
+        for feature in table
+        for language in LANGUAGES
+        for index in (0, 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("feature", "language", "index"), _sentence_cases(COUNT_SENTENCES)
+)
+def test_count_sentence_for_one_and_three(feature, language, index):
+    value = (1, 3)[index]
+    expected = COUNT_SENTENCES[feature][language][index]
+    assert feature_text(feature, float(value), language) == expected
+
+
+@pytest.mark.parametrize(
+    ("feature", "language", "index"), _sentence_cases(NEGATIVE_COUNT_SENTENCES)
+)
+def test_negative_count_sentence_for_one_and_three(feature, language, index):
+    value = (-1, -3)[index]
+    expected = NEGATIVE_COUNT_SENTENCES[feature][language][index]
+    assert feature_text(feature, float(value), language) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("fi", "Nostaa riskiä: 0 tehtävää palautettu jakson alusta"),
+        ("sv", "Höjer risken: 0 uppgifter inlämnade sedan periodens start"),
+        ("en", "Raises the risk: 0 assignments submitted since the start"),
+    ],
+)
+def test_zero_count_reads_plural(language, expected):
+    assert reason_sentence("assessments_submitted", 0, "raises", language) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("fi", "Nostaa riskiä: 1 tehtävä palautettu jakson alusta"),
+        ("sv", "Höjer risken: 1 uppgift inlämnad sedan periodens start"),
+        ("en", "Raises the risk: 1 assignment submitted since the start"),
+    ],
+)
+def test_one_count_in_reason_sentence(language, expected):
+    # Values can be NumPy numbers when they come from a feature table.
+    sentence = reason_sentence("assessments_submitted", np.int64(1), "raises", language)
+    assert sentence == expected
+
+
+def test_decimal_one_reads_plural():
+    # One decimal shows 1 hour as "1.0", which takes the plural.
+    text = feature_text("absence_hours_year", 1.0, "en")
+    assert text == "absent for 1.0 clock hours since the start of the school year"
+
+
+def test_count_sentences_cover_every_number_template():
+    # Every template that can show "1" is rendered in the table above.
+    shows_one = {
+        feature
+        for feature, entry in reason_texts()["features"].items()
+        if _value_text(entry, 1.0, "en") == "1"
+    }
+    assert shows_one == set(COUNT_SENTENCES)
+
+
+def test_number_templates_have_singular_forms():
+    lacking = []
+    for feature, entry in reason_texts()["features"].items():
+        template_sets = [entry]
+        if "negative" in entry:
+            template_sets.append(entry["negative"])
+        for templates in template_sets:
+            for language in LANGUAGES:
+                if _value_text(entry, 1.0, language) != "1":
+                    continue
+                if (feature, language) in SAME_AFTER_ONE:
+                    continue
+                if language not in templates.get("one", {}):
+                    lacking.append((feature, language))
+    assert lacking == []
+
+
+def test_same_after_one_lists_real_templates():
+    # Each listed template exists and still has no singular form in that
+    # language, so the list stays accurate.
+    texts = reason_texts()["features"]
+    for feature, language in SAME_AFTER_ONE:
+        assert feature in texts, feature
+        assert language not in texts[feature].get("one", {}), (feature, language)
+
+
+def test_singular_forms_are_well_formed():
+    for feature, entry in reason_texts()["features"].items():
+        for templates in (entry, entry.get("negative", {})):
+            for language, form in templates.get("one", {}).items():
+                assert language in LANGUAGES, (feature, language)
+                assert "{value}" in form, (feature, language)
+                assert form != templates[language], (feature, language)
+
+
+def test_recent_window_is_not_one_week():
+    # The recent-window templates write "{weeks} weeks" with no singular form.
+    assert RECENT_DAYS // 7 != 1

@@ -770,7 +770,7 @@ def test_support_level_shown_for_records(client, trained, tmp_path, monkeypatch)
     page = client.get(f"/ui/schools/{school}/pupils/p1").text
     assert UNAVAILABLE not in page
     assert "highest support level over the last 365 days: intensified support" in page
-    assert "support level changed 1 times over the last 365 days" in page
+    assert "support level changed 1 time over the last 365 days" in page
 
 
 def test_support_unavailable_without_feature(client, tokens, scored):
