@@ -220,21 +220,22 @@ def test_grade_average_chart_on_grade_scale(language):
     assert 'class="tick">10</text>' in svg
 
 
-@pytest.mark.parametrize("language", LANGUAGES)
-def test_single_point_chart_label(language):
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Assessment scores: 32 on 2014-03-03 (one scoring)"),
+        ("fi", "Tehtävien pisteet: 32 (3.3.2014), yksi arviointi"),
+        ("sv", "Uppgiftspoäng: 32 per 3.3.2014 (en bedömning)"),
+    ],
+)
+def test_single_point_chart_label(language, expected):
     from serving.ui.app import _trend_chart
 
     t = Translator(language)
     trend = Trend("weighted_mean_score", [(dt.date(2014, 3, 3), 32.0)])
     svg = str(_trend_chart(t, "grades", trend, small=False))
     label = svg.split('aria-label="', 1)[1].split('"', 1)[0]
-    assert label == t(
-        "trend.summary_single",
-        name=t("trend.scores"),
-        first="32",
-        first_date=t.date(dt.date(2014, 3, 3)),
-    )
-    assert label.count(t.date(dt.date(2014, 3, 3))) == 1
+    assert label == expected
 
 
 @pytest.mark.parametrize(
