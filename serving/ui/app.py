@@ -737,8 +737,9 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
             return t.percent(value / 100)
         return t.number(value, 1) if on_grade_scale else t.number(value)
 
-    label = t(
-        "trend.summary" if len(values) > 1 else "trend.summary_single",
+    label = t.plural(
+        "trend.summary",
+        len(values),
         name=trend_title(t, name, trend),
         first=show(values[0][1]),
         first_date=t.date(values[0][0]),

@@ -2,7 +2,9 @@
 
 Each language has one JSON file in ``messages/`` that maps a message key to a
 text with ``str.format`` fields. Every catalogue has the same keys; a test
-checks it.
+checks it. A message that counts things has a ``key_one`` variant for a count
+of 1, which :meth:`Translator.plural` picks. A test lists the few messages
+that read right for 1 without one.
 """
 
 from __future__ import annotations

@@ -340,6 +340,41 @@ def test_thousand_pupils_paginate(client, tokens, trained, env, tmp_path, monkey
     assert client.get(f"/ui/schools/{tokens.school}?page=²").status_code == 200
 
 
+def test_one_pupil_school_singular(client, tokens, env, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    store = ScoreStore(url)
+    row = StoredScore(
+        pupil_id="p1",
+        school_id=tokens.school,
+        enrolment_id="e1",
+        probability=0.4,
+        school_rank=1,
+        school_size=1,
+        reasons=[],
+        contributions={"base_value_log_odds": 0.0, "features": []},
+        features={"weighted_mean_score": 50.0},
+    )
+    store.replace_run(RunKey("test", dt.date(2014, 3, 3), "m", "1"), [row])
+    store.dispose()
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setenv("AJOISSA_UI_SESSION_HOURS", "1")
+    monkeypatch.setattr(ui_module, "_context", None)
+    UiStore(env / "ui.db").set_capacity(tokens.school, 1)
+    signin = client.get("/ui/signin").text
+    _sign_in(client, tokens.by_role["staff"])
+    english = client.get(f"/ui/schools/{tokens.school}").text
+    finnish = client.get(
+        f"/ui/schools/{tokens.school}", headers={"Accept-Language": "fi"}
+    ).text
+    assert "The session ends after 1 hour or when you sign out." in signin
+    assert "Your team can review 1 pupil per scoring." in english
+    assert "The pupil with the highest estimate is marked for review" in english
+    assert "Page 1 of 1 (1 pupil)" in english
+    assert "1 pupil is waiting for a review." in english
+    assert "Tiiminne ehtii käydä läpi 1 oppilaan arviointikertaa kohden." in finnish
+    assert "Sivu 1/1 (1 oppilas)" in finnish
+
+
 def test_model_card_links_fairness_report(client, tokens, tmp_path):
     import mlflow
 
