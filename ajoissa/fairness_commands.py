@@ -169,7 +169,6 @@ def review_exception(
     from fairness.policy import PolicyError
     from fairness.registry import (
         AuditNotFoundError,
-        read_exception,
         record_exception,
         resolve_version,
     )
@@ -181,7 +180,7 @@ def review_exception(
     except (LookupError, PolicyError, ValueError) as exc:
         raise _fail(f"Cannot record the exception: {exc}") from exc
     _check_exception_needed(current, replace)
-    earlier = read_exception(name, version)
+    earlier = current.recorded_exception
     try:
         exception = record_exception(name, version, reviewer=reviewer, reason=reason)
     except (AuditNotFoundError, LookupError, ValueError) as exc:

@@ -23,10 +23,10 @@ from fairness.policy import (
 from fairness.registry import (
     AuditNotFoundError,
     ReviewerException,
-    load_audit,
+    exception_from_tags,
+    load_version_audit,
     log_json_artifact,
     mlflow_client,
-    read_exception,
     set_version_tags,
 )
 
@@ -56,11 +56,15 @@ class GateDecision:
     audit_sha256: str | None = None
     audit_policy_version: str | None = None
     """Policy version the stored audit was computed under, or None without an audit."""
+    recorded_exception: ReviewerException | None = None
+    """Latest exception recorded for the version, honoured or not. It is left
+    out of :meth:`to_dict`, and so of the stored decision."""
 
     def to_dict(self) -> dict[str, Any]:
         data = self.__dict__ | {
             "exception": self.exception.to_dict() if self.exception else None
         }
+        del data["recorded_exception"]
         return dict(data)
 
 
@@ -104,14 +108,15 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
 
     version = str(version)
     try:
-        mlflow_client().get_model_version(model_name, version)
+        model_version = mlflow_client().get_model_version(model_name, version)
     except MlflowException as exc:
         raise LookupError(
             f"model {model_name!r} has no version {version!r} in the registry"
         ) from exc
+    exception = exception_from_tags(dict(model_version.tags))
     policy = load_policy()
     try:
-        payload, digest = load_audit(model_name, version)
+        payload, digest = load_version_audit(model_name, version, model_version)
     except AuditNotFoundError as exc:
         return GateDecision(
             passed=False,
@@ -120,6 +125,7 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
             version=version,
             policy_version=policy.version,
             breaches=[str(exc)],
+            recorded_exception=exception,
         )
 
     breaches: list[str] = []
@@ -141,7 +147,6 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
             else "the stored audit has no comparison to check"
         )
 
-    exception = read_exception(model_name, version)
     honoured = None
     reasons = [f"breach: {text}" for text in breaches]
     reasons += [f"warning: {text}" for text in warnings]
@@ -174,6 +179,7 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
         exception=honoured,
         audit_sha256=digest,
         audit_policy_version=str(payload["policy_version"]),
+        recorded_exception=exception,
     )
 
 

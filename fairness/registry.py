@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,10 +151,21 @@ def load_audit(model_name: str, version: str) -> tuple[dict[str, Any], str]:
     ValueError
         If the stored JSON does not match its recorded SHA-256.
     """
+    model_version = mlflow_client().get_model_version(model_name, version)
+    return load_version_audit(model_name, version, model_version)
+
+
+def load_version_audit(
+    model_name: str, version: str, model_version: Any
+) -> tuple[dict[str, Any], str]:
+    """Return the stored audit payload and its SHA-256 for a fetched version.
+
+    ``model_version`` is the registry's record of ``model_name`` version
+    ``version`` (an MLflow ``ModelVersion``), so that a caller that has it
+    need not fetch it again. Raises as :func:`load_audit` does.
+    """
     import mlflow
 
-    client = mlflow_client()
-    model_version = client.get_model_version(model_name, version)
     tags = dict(model_version.tags)
     if TAG_AUDIT not in tags:
         raise AuditNotFoundError(
@@ -223,6 +235,11 @@ def record_exception(
 def read_exception(model_name: str, version: str) -> ReviewerException | None:
     """Return the version's latest recorded exception, or ``None``."""
     tags = dict(mlflow_client().get_model_version(model_name, version).tags)
+    return exception_from_tags(tags)
+
+
+def exception_from_tags(tags: Mapping[str, str]) -> ReviewerException | None:
+    """Return the latest exception recorded in a version's ``tags``, or ``None``."""
     fields = ReviewerException.__dataclass_fields__
     values = {name: tags.get(TAG_EXCEPTION + name) for name in fields}
     if values["reviewer"] is None:

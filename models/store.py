@@ -9,6 +9,7 @@ training and serving sides at an MLflow server instead.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -32,6 +33,10 @@ CHALLENGER = "challenger"
 ARTIFACT_DIGEST_TAG = "artifact_sha256"
 """Model version tag with the SHA-256 digest of the model's artifact files, set at
 registration and checked before the model is loaded for serving."""
+ARTIFACT_FILES_TAG = "artifact_files_sha256"
+"""Model version tag with a JSON object that maps each artifact file's path,
+relative to the version's folder, to the SHA-256 of its content. Set at
+registration so that a failed integrity check can name the files that changed."""
 TRAINING_DATA_TAG = "training_data_sha256"
 """Model version tag with a SHA-256 fingerprint of the feature rows (with labels)
 that the main job built before training."""
@@ -125,17 +130,35 @@ class LoadedModel:
         return f"models:/{self.name}/{self.version}"
 
 
+def artifact_file_digests(directory: Path) -> dict[str, str]:
+    """Return the SHA-256 hex digest of each file under ``directory``.
+
+    Keys are paths relative to ``directory`` with ``/`` between parts, in sorted
+    order.
+    """
+    return {
+        path.relative_to(directory).as_posix(): hashlib.sha256(
+            path.read_bytes()
+        ).hexdigest()
+        for path in sorted(p for p in directory.rglob("*") if p.is_file())
+    }
+
+
 def artifact_digest(directory: Path) -> str:
     """Return the SHA-256 digest of every file under ``directory``.
 
     The digest covers each file's path relative to ``directory`` and its content,
     in sorted path order, so renaming, editing, adding or removing a file changes it.
     """
+    return _combined_digest(artifact_file_digests(directory))
+
+
+def _combined_digest(file_digests: dict[str, str]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode("utf-8"))
+    for relative, file_digest in file_digests.items():
+        digest.update(relative.encode("utf-8"))
         digest.update(b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(bytes.fromhex(file_digest))
     return digest.hexdigest()
 
 
@@ -187,14 +210,62 @@ def _check_artifact_files(
             f"model {name} version {version} has no {ARTIFACT_DIGEST_TAG} tag, so "
             f"its artifact files cannot be verified. {remedy}"
         )
-    actual = artifact_digest(directory)
+    found = artifact_file_digests(directory)
+    actual = _combined_digest(found)
     if actual != expected:
         raise ModelIntegrityError(
             f"model {name} version {version} failed its integrity check: the "
             f"artifact files have SHA-256 {actual}, but {expected} was recorded at "
-            f"registration (tag {ARTIFACT_DIGEST_TAG}), so the files were changed "
-            f"after registration. {remedy}"
+            f"registration (tag {ARTIFACT_DIGEST_TAG}). "
+            f"{_changed_files(found, tags)}. {remedy}"
         )
+
+
+SHORT_DIGEST_LENGTH = 12
+"""Hex digits of a file's SHA-256 shown in an integrity error."""
+
+
+def _changed_files(found: dict[str, str], tags: dict[str, str]) -> str:
+    """Return a sentence, without its full stop, naming the files that differ.
+
+    ``found`` maps the downloaded files to their digests, which are compared
+    with the per-file digests recorded in ``ARTIFACT_FILES_TAG``.
+    """
+    recorded_text = tags.get(ARTIFACT_FILES_TAG)
+    if not recorded_text:
+        return (
+            "The files were changed after registration. The version has no "
+            f"{ARTIFACT_FILES_TAG} tag, as versions registered before Ajoissa "
+            "recorded per-file digests have none, so the changed files cannot be "
+            "named"
+        )
+    try:
+        recorded = json.loads(recorded_text)
+    except json.JSONDecodeError:
+        recorded = None
+    if not isinstance(recorded, dict):
+        return (
+            "The files were changed after registration. The version's "
+            f"{ARTIFACT_FILES_TAG} tag is not a JSON object of file digests, so "
+            "the changed files cannot be named"
+        )
+    problems = []
+    for relative in sorted(set(recorded) | set(found)):
+        before = str(recorded.get(relative, ""))[:SHORT_DIGEST_LENGTH]
+        after = found.get(relative, "")[:SHORT_DIGEST_LENGTH]
+        if relative not in found:
+            problems.append(f"{relative} is missing (recorded {before})")
+        elif relative not in recorded:
+            problems.append(f"{relative} was added (found {after})")
+        elif recorded[relative] != found[relative]:
+            problems.append(f"{relative} changed (recorded {before}, found {after})")
+    if not problems:
+        return (
+            f"Every file matches its digest in the {ARTIFACT_FILES_TAG} tag, so "
+            f"that tag or the {ARTIFACT_DIGEST_TAG} tag was changed after "
+            "registration"
+        )
+    return "Files changed after registration: " + "; ".join(problems)
 
 
 def verify_version(name: str, version: str, remedy: str = REGISTER_AGAIN) -> None:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.store import home_dir
-from sources.contract import SCHOOL_ID_EXPECTED, SCHOOL_ID_PATTERN
+from sources.contract import check_school_ids
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ MIN_TOKEN_ID_PREFIX = 8
 """Shortest token id prefix that ``revoke`` accepts. Ids have 16 hex digits."""
 _TOKEN = re.compile(r"ajoissa_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
 _TOKEN_ID = re.compile(r"ajoissa_([0-9a-f]{16})\.")
-_SCHOOL_ID = re.compile(SCHOOL_ID_PATTERN)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -174,12 +173,7 @@ class TokenStore:
                 f"only staff tokens are scoped to schools; a {role} token takes no "
                 "--school"
             )
-        invalid = [school for school in cleaned if not _SCHOOL_ID.fullmatch(school)]
-        if invalid:
-            raise ValueError(
-                f"invalid school id {', '.join(map(repr, invalid))}: expected "
-                f"{SCHOOL_ID_EXPECTED}"
-            )
+        check_school_ids(cleaned)
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -43,6 +43,8 @@ Dates are ``datetime64`` at day precision, without a time zone.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -107,6 +109,24 @@ SCHOOL_ID_EXPECTED = (
     "a school id of 1 to 100 characters: letters, digits, '_', '.', ':' and '-', "
     "where '/' or '@' may join such parts, as in SCHOOL01/2024"
 )
+_SCHOOL_ID = re.compile(SCHOOL_ID_PATTERN)
+
+
+def check_school_ids(school_ids: Iterable[str]) -> None:
+    """Check each of ``school_ids`` against ``SCHOOL_ID_PATTERN``.
+
+    Raises
+    ------
+    ValueError
+        If an id does not match. The message names every such id and the rule.
+    """
+    invalid = [school for school in school_ids if not _SCHOOL_ID.fullmatch(school)]
+    if invalid:
+        raise ValueError(
+            f"invalid school id {', '.join(map(repr, invalid))}: expected "
+            f"{SCHOOL_ID_EXPECTED}"
+        )
+
 
 _date = pa.Column("datetime64[ns]", nullable=False, coerce=True)
 _optional_date = pa.Column("datetime64[ns]", nullable=True, coerce=True)

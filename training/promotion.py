@@ -169,7 +169,7 @@ def retrain(
     ``compared_champion_version`` (None when there was no comparable champion)
     and ``label_change``, the reason the champion's label may differ from the
     challenger's (None when there is no champion or both record the same
-    label settings). With stratified validation the champion's figures are the
+    label settings). Both keys are in ``summary.json`` too. With stratified validation the champion's figures are the
     ones its own run recorded (see :func:`champion_recorded_figures`), and the
     summary's ``evaluation.recorded_figures`` states this.
     """
@@ -207,6 +207,7 @@ def retrain(
             "compared_champion_version",
             str(compared or ""),
         )
+        summary["label_change"] = _label_change(champion, summary)
 
     summary = run_main_job(
         tables,
@@ -217,18 +218,27 @@ def retrain(
         recorded_figures=recorded,
         on_registered=tag_version,
     )
-    problem = None
-    if champion is not None:
-        problem = label_change_problem(
-            str(champion.version),
-            read_label_settings(champion.tags),
-            summary["label_settings"],
-        )
+    return summary
+
+
+def _label_change(champion: Any, summary: dict[str, Any]) -> str | None:
+    """Return why the champion's label may differ from the challenger's, or None."""
+    if champion is None:
+        return None
+    problem = label_change_problem(
+        str(champion.version),
+        read_label_settings(champion.tags),
+        summary["label_settings"],
+    )
     if problem is not None:
         # INFO, because `ajoissa retrain` prints the change as a warning itself.
-        logger.info("%s version %s: %s", model_name, summary["model_version"], problem)
-    summary["label_change"] = problem
-    return summary
+        logger.info(
+            "%s version %s: %s",
+            summary["model_name"],
+            summary["model_version"],
+            problem,
+        )
+    return problem
 
 
 def _registered_champion(model_name: str) -> Any:

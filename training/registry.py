@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from models.calibration import Calibration
 from models.spec import FeatureSpec
 from models.store import (
     ARTIFACT_DIGEST_TAG,
+    ARTIFACT_FILES_TAG,
     CHAMPION,
     EXPERIMENT_NAME,
     artifact_digest,
+    artifact_file_digests,
     artifact_root,
     configure_mlflow,
 )
@@ -70,7 +73,9 @@ def log_and_register(
     caller can set one only after its remaining steps have succeeded.
 
     The version gets the ``ARTIFACT_DIGEST_TAG`` tag with the digest of its stored
-    artifact files, which :func:`models.store.load_registered` checks.
+    artifact files, which :func:`models.store.load_registered` checks, and the
+    ``ARTIFACT_FILES_TAG`` tag with each file's digest, which names the changed
+    files when that check fails.
 
     The feature spec and the calibration go into the model's metadata so that
     a server can validate records, restore categories and calibrate
@@ -121,6 +126,10 @@ def log_and_register(
                 f"models:/{model_name}/{version}", dst_path=tmp
             )
             digest = artifact_digest(Path(stored))
+            file_digests = artifact_file_digests(Path(stored))
+        client.set_model_version_tag(
+            model_name, version, ARTIFACT_FILES_TAG, json.dumps(file_digests)
+        )
         client.set_model_version_tag(model_name, version, ARTIFACT_DIGEST_TAG, digest)
         if alias is not None:
             client.set_registered_model_alias(model_name, alias, version)

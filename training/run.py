@@ -166,7 +166,8 @@ def run_main_job(
     that they appear next to the baselines; ``recorded_figures`` adds models'
     figures from their own runs instead (see
     :func:`training.results.add_recorded_figures`). ``on_registered`` runs
-    inside the MLflow run after registration, with the summary.
+    inside the MLflow run after registration, with the summary, before
+    ``summary.json`` is written, so the keys it adds are written too.
     """
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -301,13 +302,13 @@ def run_main_job(
             )
             summary["model_card"] = str(card_md.resolve())
             summary["model_card_html"] = str(card_html.resolve())
+            if on_registered is not None:
+                on_registered(summary)
             summary["wall_time_seconds"] = round(time.perf_counter() - started, 1)
             summary_path = out_dir / "summary.json"
             _write_json_atomically(summary_path, summary)
             mlflow.log_artifact(str(summary_path))
             mlflow.log_artifact(str(report_path))
-            if on_registered is not None:
-                on_registered(summary)
             mlflow.MlflowClient().set_registered_model_alias(
                 registered.name, alias, registered.version
             )

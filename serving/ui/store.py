@@ -29,6 +29,7 @@ from pathlib import Path
 
 from models.store import home_dir
 from serving.access import Principal
+from sources.contract import check_school_ids
 
 logger = logging.getLogger(__name__)
 
@@ -411,8 +412,11 @@ class UiStore:
         Raises
         ------
         ValueError
-            If ``capacity`` is not between 1 and ``MAX_CAPACITY``.
+            If ``school_id`` does not match ``SCHOOL_ID_PATTERN`` of
+            :mod:`sources.contract`, the rule for staff tokens' schools, or
+            ``capacity`` is not between 1 and ``MAX_CAPACITY``.
         """
+        check_school_ids([school_id])
         if not 1 <= capacity <= MAX_CAPACITY:
             raise ValueError(
                 f"invalid capacity {capacity}: expected a number of pupils from 1 "

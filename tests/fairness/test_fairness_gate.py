@@ -11,7 +11,7 @@ import pytest
 
 from fairness.audit import audit_groups
 from fairness.comparison import BootstrapSettings
-from fairness.gate import check_gate
+from fairness.gate import check_gate, evaluate_gate
 from fairness.policy import load_policy
 from fairness.registry import (
     AuditNotFoundError,
@@ -310,3 +310,92 @@ def test_review_exception_void_earlier(registry, tmp_path, monkeypatch):
     assert result.exit_code == 0, output
     assert "replaces the exception by Aino Virtanen" in output
     assert "for another audit or policy version" in output
+
+
+@pytest.fixture
+def version_fetches(monkeypatch) -> list[tuple[str, str]]:
+    """Record each registry fetch of a model version; the real fetch still runs."""
+    import mlflow
+
+    fetches: list[tuple[str, str]] = []
+    fetch = mlflow.MlflowClient.get_model_version
+
+    def recording_fetch(client, name, version):
+        fetches.append((name, str(version)))
+        return fetch(client, name, version)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_model_version", recording_fetch)
+    return fetches
+
+
+def test_gate_fetches_version_once(registry, tmp_path, monkeypatch, version_fetches):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+    version_fetches.clear()
+
+    decision = evaluate_gate(MODEL, registry)
+
+    assert version_fetches == [(MODEL, registry)]
+    assert decision.passed is True
+    assert decision.exception.reviewer == "Aino Virtanen"
+    assert decision.recorded_exception == decision.exception
+
+
+def test_review_exception_reads_once(registry, tmp_path, monkeypatch, version_fetches):
+    import fairness.gate
+    import fairness.registry
+
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+    store(registry, 0.25, policy)
+    # The fetches from the gate's start to the recording of the new exception
+    # are the reads of the version's tags, which hold the earlier exception.
+    marks: dict[str, int] = {}
+    evaluate = fairness.gate.evaluate_gate
+    record = fairness.registry.record_exception
+
+    def marked_evaluate(*args, **kwargs):
+        marks.setdefault("gate", len(version_fetches))
+        return evaluate(*args, **kwargs)
+
+    def marked_record(*args, **kwargs):
+        marks["record"] = len(version_fetches)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(fairness.gate, "evaluate_gate", marked_evaluate)
+    monkeypatch.setattr(fairness.registry, "record_exception", marked_record)
+
+    result, output = review_exception(registry, "Eero Korhonen")
+
+    assert result.exit_code == 0, output
+    assert marks["record"] - marks["gate"] == 1
+    assert "replaces the exception by Aino Virtanen" in output
+    assert "for another audit or policy version" in output
+    assert read_exception(MODEL, registry).reviewer == "Eero Korhonen"
+
+
+def test_stored_decision_omits_recorded(registry, tmp_path, monkeypatch):
+    import json
+
+    import mlflow
+
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.2, policy)
+    record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+    check_gate(MODEL, registry)
+
+    client = mlflow.MlflowClient()
+    model_version = client.get_model_version(MODEL, registry)
+    stored = mlflow.artifacts.download_artifacts(
+        run_id=model_version.run_id,
+        artifact_path=model_version.tags["fairness.gate.decision"],
+        dst_path=str(tmp_path),
+    )
+    decision = json.loads(Path(stored).read_text(encoding="utf-8"))
+    assert decision["exception"]["reviewer"] == "Aino Virtanen"
+    assert "recorded_exception" not in decision

@@ -204,6 +204,9 @@ def test_promotion_cycle(store, tables, monkeypatch):
     second = retrain(tables, _config(), store / "second")
     assert second["compared_champion_version"] == "1"
     assert "champion" in second["evaluation"]["promotion"]
+    written = json.loads((store / "second" / "summary.json").read_text())
+    assert written["compared_champion_version"] == "1"
+    assert written["label_change"] is None
     again = promote(MODEL)
     assert not again.promoted
     assert any("does not beat champion" in r for r in again.reasons)
@@ -566,6 +569,9 @@ def test_label_change_needs_acceptance(store, tables, monkeypatch, caplog):
         second = retrain(tables, _config(label_window_days=60), store / "second")
     version = second["model_version"]
     assert WINDOW_CHANGE in second["label_change"]
+    written = json.loads((store / "second" / "summary.json").read_text())
+    assert written["label_change"] == second["label_change"]
+    assert written["compared_champion_version"] == first["model_version"]
     # `ajoissa retrain` prints the change as a warning, so a log record at
     # WARNING would show it a second time.
     (logged,) = [r for r in caplog.records if WINDOW_CHANGE in r.getMessage()]

@@ -1,5 +1,6 @@
 """A registered, calibrated model scores identically after loading from MLflow."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,12 @@ import pytest
 
 from models.calibration import fit_calibration
 from models.risk import fit_risk_model, predict_risk
-from models.store import load_registered
+from models.store import (
+    REGISTER_AGAIN,
+    ModelIntegrityError,
+    load_registered,
+    verify_version,
+)
 
 
 @pytest.fixture
@@ -96,3 +102,50 @@ def test_registered_version_stores_no_rows(store, tmp_path):
     assert "MLmodel" in names
     assert not [name for name in names if "example" in name], names
     assert "signature" in (stored / "MLmodel").read_text()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_integrity_error_names_files(store):
+    import mlflow
+
+    from training.registry import ensure_experiment, log_and_register
+
+    X, y = _frame(500, 3)
+    model, spec = fit_risk_model(X, y, {"n_estimators": 10})
+    with mlflow.start_run(experiment_id=ensure_experiment()):
+        log_and_register(model, spec, X.head(20), "tampered")
+    client = mlflow.MlflowClient()
+    uri = client.get_model_version_download_uri("tampered", "1")
+    folder = Path(uri.removeprefix("file://"))
+    verify_version("tampered", "1")
+
+    edited = next(folder.rglob("model.*"))
+    edited_before = _sha256(edited)
+    edited.write_bytes(edited.read_bytes() + b"\n")
+    removed = folder / "requirements.txt"
+    removed_before = _sha256(removed)
+    removed.unlink()
+    added = folder / "extra" / "note.txt"
+    added.parent.mkdir()
+    added.write_text("not registered", encoding="utf-8")
+
+    with pytest.raises(ModelIntegrityError) as excinfo:
+        verify_version("tampered", "1")
+    message = str(excinfo.value)
+    edited_name = edited.relative_to(folder).as_posix()
+    assert (
+        f"{edited_name} changed (recorded {edited_before[:12]}, "
+        f"found {_sha256(edited)[:12]})"
+    ) in message
+    assert f"requirements.txt is missing (recorded {removed_before[:12]})" in message
+    assert f"extra/note.txt was added (found {_sha256(added)[:12]})" in message
+    assert "MLmodel" not in message
+    assert message.endswith(f"{REGISTER_AGAIN}")
+
+    # As for a version registered before per-file digests were recorded.
+    client.delete_model_version_tag("tampered", "1", "artifact_files_sha256")
+    with pytest.raises(ModelIntegrityError, match="cannot be named"):
+        verify_version("tampered", "1")
