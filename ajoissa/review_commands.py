@@ -62,10 +62,12 @@ def set_capacity(
     ],
 ) -> None:
     """Set how many of a school's highest-ranked pupils are marked for review."""
-    from serving.ui.store import UI_DB_ENV, UiStore, ui_db_path
+    from serving.ui.store import UI_DB_ENV, UiStore, check_capacity, ui_db_path
 
     path = store_path_or_exit(ui_db_path(), "store folder", UI_DB_ENV, folder=True)
     try:
+        # Checked before the store opens, so a refused call creates no database.
+        check_capacity(school, pupils)
         UiStore(path).set_capacity(school, pupils)
     except ValueError as exc:
         typer.echo(f"Cannot set the capacity: {exc}", err=True)

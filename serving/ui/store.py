@@ -416,18 +416,30 @@ class UiStore:
             :mod:`sources.contract`, the rule for staff tokens' schools, or
             ``capacity`` is not between 1 and ``MAX_CAPACITY``.
         """
-        check_school_ids([school_id])
-        if not 1 <= capacity <= MAX_CAPACITY:
-            raise ValueError(
-                f"invalid capacity {capacity}: expected a number of pupils from 1 "
-                f"to {MAX_CAPACITY}"
-            )
+        check_capacity(school_id, capacity)
         with self._connect() as connection:
             connection.execute(
                 "INSERT INTO school_settings VALUES (?, ?) ON CONFLICT (school_id) "
                 "DO UPDATE SET capacity = excluded.capacity",
                 (school_id, capacity),
             )
+
+
+def check_capacity(school_id: str, capacity: int) -> None:
+    """Check a school's id and review capacity as :meth:`UiStore.set_capacity` does.
+
+    Raises
+    ------
+    ValueError
+        If ``school_id`` breaks the school id rule or ``capacity`` is not
+        between 1 and ``MAX_CAPACITY``.
+    """
+    check_school_ids([school_id])
+    if not 1 <= capacity <= MAX_CAPACITY:
+        raise ValueError(
+            f"invalid capacity {capacity}: expected a number of pupils from 1 "
+            f"to {MAX_CAPACITY}"
+        )
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

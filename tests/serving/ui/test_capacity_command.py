@@ -38,7 +38,14 @@ def test_invalid_school_exit_2(ui_db, school):
     assert len(lines) == 1, result.output
     assert f"invalid school id {school!r}" in lines[0]
     assert "letters, digits" in lines[0]
-    assert _capacities(ui_db) == []
+    assert not ui_db.exists()
+
+
+def test_invalid_capacity_no_database(ui_db):
+    result = CliRunner().invoke(app, ["reviews", "capacity", "AAA-2014J", "0"])
+    assert result.exit_code == 2, result.output
+    assert "invalid capacity 0" in result.output
+    assert not ui_db.exists()
 
 
 @pytest.mark.parametrize("school", ["AAA-2014J", "VOC00001/2024", "unit-north@2023/24"])
