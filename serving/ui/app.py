@@ -20,7 +20,8 @@ Every form carries a CSRF token: the session's token after sign-in, and a
 double-submit cookie before it. Every page that shows pupil data writes one
 access-log row per pupil shown; recording a review writes one too. So do
 denied requests: a rejected sign-in, a page opened with the session of a
-revoked token, another school's page and a pupil without a score.
+revoked token, another school's page, a pupil without a score, and a review
+or sign-off form whose CSRF token does not match the session's.
 
 The service's bearer-token middleware lets ``/ui`` through, because these pages
 check their own session cookie.
@@ -341,6 +342,28 @@ def _check_csrf(page: Page, form: FormData) -> None:
         raise PageError(
             HTTPStatus.FORBIDDEN, "error.forbidden.title", page.t("error.csrf")
         )
+
+
+def _check_csrf_logged(
+    page: Page,
+    form: FormData,
+    principal: Principal,
+    endpoint: str,
+    pupil_id: str | None = None,
+    school_id: str | None = None,
+    model_version: str | None = None,
+) -> None:
+    """Check the form's CSRF token, logging a failure as ``403 denied``."""
+    try:
+        _check_csrf(page, form)
+    except PageError:
+        _log(principal, endpoint, "403 denied", pupil_id, school_id, model_version)
+        logger.info(
+            "rejected %s with an invalid CSRF token, token %s",
+            endpoint,
+            principal.token_id,
+        )
+        raise
 
 
 def _render(
@@ -766,6 +789,7 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
 
 PUPIL_ENDPOINT = "/ui/schools/{school}/pupils/{id}"
 REVIEW_ENDPOINT = "/ui/schools/{school}/pupils/{id}/reviews"
+SIGNOFF_ENDPOINT = "/ui/models/{name}/{version}/signoff"
 
 
 @ui_app.get("/schools/{school_id:path}/pupils/{pupil_id}")
@@ -915,7 +939,7 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
     def view(page: Page) -> Response:
         endpoint = REVIEW_ENDPOINT
         principal = _require_school(page, school_id, endpoint, pupil_id)
-        _check_csrf(page, form)
+        _check_csrf_logged(page, form, principal, endpoint, pupil_id, school_id)
         _require_valid_pupil_id(page, principal, endpoint, school_id, pupil_id)
 
         values = {
@@ -1092,7 +1116,13 @@ async def signoff(request: Request, name: str, version: str) -> Response:
 
     def view(page: Page) -> Response:
         principal = _require_role(page, "reviewer")
-        _check_csrf(page, form)
+        _check_csrf_logged(
+            page,
+            form,
+            principal,
+            SIGNOFF_ENDPOINT,
+            model_version=f"{name}/{version}",
+        )
         card = _card_or_404(page, name, version)
         decision = str(form.get("decision", ""))
         reason = str(form.get("reason", ""))
@@ -1118,7 +1148,7 @@ async def signoff(request: Request, name: str, version: str) -> Response:
             )
         _log(
             principal,
-            "/ui/models/{name}/{version}/signoff",
+            SIGNOFF_ENDPOINT,
             f"201 signoff {decision}",
             model_version=f"{name}/{version}",
         )
