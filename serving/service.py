@@ -162,6 +162,7 @@ from serving.storeconnection import (
     retry_seconds,
     set_worker_connection,
 )
+from serving.ui.app import MOUNT_PATH as UI_MOUNT_PATH
 from serving.ui.app import ui_app
 from serving.ui.modelcards import (
     MODEL_CARD_URL_TAG,
@@ -452,7 +453,7 @@ def _describe_store() -> str:
     tracing={"excluded_urls": [SCORE_PATH]},
 )
 @bentoml.asgi_app(read_api, path="/v1")
-@bentoml.asgi_app(ui_app, path="/ui")
+@bentoml.asgi_app(ui_app, path=UI_MOUNT_PATH)
 class ScoringService:
     """Dropout-risk scoring with the champion version of one registered model."""
 

@@ -87,6 +87,8 @@ from serving.ui.store import session_hours as configured_session_hours
 
 logger = logging.getLogger(__name__)
 
+MOUNT_PATH = "/ui"
+"""Path under which the service mounts these pages."""
 SESSION_COOKIE = "ajoissa_session"
 PRE_CSRF_COOKIE = "ajoissa_csrf"
 LANGUAGE_COOKIE = "ajoissa_lang"
@@ -418,10 +420,42 @@ def _handle(request: Request, view: Callable[[Page], Response]) -> Response:
 @ui_app.middleware("http")
 async def _security_headers(request: Request, call_next: Callable) -> Response:
     response = await call_next(request)
+    _add_security_headers(response)
+    return response
+
+
+def _add_security_headers(response: Response) -> None:
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
+
+
+async def send_form_too_large(
+    scope: dict[str, Any], receive: Callable, send: Callable, limit: int
+) -> None:
+    """Send the 413 error page for a form of more than ``limit`` bytes.
+
+    :class:`serving.middleware.BodyLimitMiddleware` calls this before the
+    request reaches this app, so the scope gets the mount path ``/ui`` added to
+    its root path here, as the mount would add it.
+    """
+    page_scope = {**scope, "root_path": scope.get("root_path", "") + MOUNT_PATH}
+    request = Request(page_scope, receive)
+    response = await run_in_threadpool(_form_too_large_page, request, limit)
+    await response(page_scope, receive, send)
+
+
+def _form_too_large_page(request: Request, limit: int) -> Response:
+    page = _page(request)
+    response = _render(
+        page,
+        "error.html",
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        title=page.t("error.form.title"),
+        message=page.t("error.form.too_large", limit=page.t.number(limit)),
+    )
+    _add_security_headers(response)
     return response
 
 
