@@ -1,8 +1,10 @@
-"""ASGI middleware that caps request bodies and keeps one error format.
+"""ASGI middleware that serves HEAD, caps request bodies and keeps one error format.
 
-Both classes sit behind :class:`serving.auth.AccessControlMiddleware`, so a
-request without a valid token is rejected before its body is read.
+All but the first sit behind :class:`serving.auth.AccessControlMiddleware`,
+so a request without a valid token is rejected before its body is read.
 
+:class:`HeadAsGetMiddleware`
+    Passes a HEAD request on as GET and drops the response body.
 :class:`BodyLimitMiddleware`
     Rejects a request body larger than ``AJOISSA_MAX_BODY_BYTES`` (default
     ``DEFAULT_MAX_BODY_BYTES``) with 413: an ``ErrorBody``, or the review
@@ -119,6 +121,34 @@ async def _log_score_request(log: AccessLog, scope: Scope, outcome: str) -> None
 
 def _path(scope: Scope) -> str:
     return scope["path"].rstrip("/") or "/"
+
+
+class HeadAsGetMiddleware:
+    """Handle HEAD as GET, sending the GET's status and headers and no body.
+
+    FastAPI 0.165 does not add HEAD to a route declared with GET, so without
+    this middleware HEAD gets 405 there. This middleware runs before access control and passes HEAD on
+    as GET, so a HEAD needs the same token or session as the GET and writes
+    the same access-log row: its status tells whether the page exists. The
+    server still sees HEAD in its own scope, so it sends no body either.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
 class BodyLimitMiddleware:

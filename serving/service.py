@@ -141,6 +141,7 @@ from serving.middleware import (
     SCORE_PATH,
     BodyLimitMiddleware,
     ErrorFormatMiddleware,
+    HeadAsGetMiddleware,
     ScoreBodyMiddleware,
     parse_score_body,
 )
@@ -903,7 +904,9 @@ class ScoringService:
         ]
 
 
-# The first middleware added runs first: tokens are checked before a body is read.
+# The first middleware added runs first: a HEAD becomes a GET before its
+# token is checked, and tokens are checked before a body is read.
+ScoringService.add_asgi_middleware(HeadAsGetMiddleware)
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
 ScoringService.add_asgi_middleware(BodyLimitMiddleware)
 ScoringService.add_asgi_middleware(ErrorFormatMiddleware)

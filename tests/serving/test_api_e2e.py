@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import socket
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
@@ -471,3 +472,60 @@ def test_unknown_page_gets_error_page(api):
 def test_docs_page_not_served(api, tokens):
     response = _request(api, "GET", "/docs", tokens.header("reviewer"))
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/v1/model", "reviewer"),
+        ("/v1/tokens", "admin"),
+        ("/healthz", None),
+        ("/ui/signin", None),
+    ],
+)
+def test_head_like_get(api, tokens, path, role):
+    headers = tokens.header(role) if role else None
+    get = _request(api, "GET", path, headers)
+    head = _request(api, "HEAD", path, headers)
+    assert head.status_code == 200
+    assert get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_needs_token(api, own_pupil):
+    response = _request(api, "HEAD", f"/v1/pupils/{own_pupil.pupil_id}/history")
+    assert response.status_code == 401
+    assert response.content == b""
+
+
+def test_head_pupil_read_logged_as_get(api, tokens, own_pupil):
+    path = f"/v1/pupils/{own_pupil.pupil_id}/explanation"
+    response = _request(api, "HEAD", path, tokens.header("staff"))
+    row = api["log"].rows()[-1]
+    assert response.status_code == 200
+    assert response.content == b""
+    assert row["endpoint"] == "/v1/pupils/{id}/explanation"
+    assert row["outcome"] == "200 ok"
+    assert row["pupil_id"] == own_pupil.pupil_id
+    assert row["role"] == "staff"
+
+
+def test_head_pupil_page_logged_as_get(api, tokens, own_pupil):
+    with httpx.Client(base_url=api["server"].url, timeout=30) as client:
+        form = client.get("/ui/signin")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        client.post("/ui/signin", data={"token": tokens.by_role["staff"], "csrf": csrf})
+        path = f"/ui/schools/{tokens.school}/pupils/{own_pupil.pupil_id}"
+        response = client.head(path)
+        missing = client.head(f"/ui/schools/{tokens.school}/pupils/no-such-pupil")
+    rows = api["log"].rows()[-2:]
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"].startswith("text/html")
+    assert missing.status_code == 404
+    assert rows[0]["endpoint"] == "/ui/schools/{school}/pupils/{id}"
+    assert rows[0]["outcome"] == "200 ok"
+    assert rows[0]["pupil_id"] == own_pupil.pupil_id
+    assert rows[1]["outcome"] == "404 no score"
+    assert rows[1]["pupil_id"] == "no-such-pupil"
