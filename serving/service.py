@@ -121,6 +121,7 @@ from serving.access import TokenStore
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import (
     MAX_PROBLEMS_IN_RESPONSE,
+    MAX_PUPIL_ID_CHARS,
     PUPIL_ID_PATTERN,
     ErrorBody,
     ExplainedScore,
@@ -241,7 +242,7 @@ _ID_ERRORS = frozenset(
     {"string_pattern_mismatch", "string_too_long", "string_too_short"}
 )
 _PUPIL_ID_EXPECTED = (
-    "a pupil id of 1 to 100 letters, digits and the characters "
+    f"a pupil id of 1 to {MAX_PUPIL_ID_CHARS} letters, digits and the characters "
     "'_', '.', ':' and '-', the form of ids in the score store"
 )
 """The rule of ``PUPIL_ID_PATTERN`` in words, for the 422 in place of the pattern."""
@@ -292,7 +293,7 @@ def _log_invalid_pupil_read(request: Request) -> None:
     principal = principal_of(request.scope)
     token_id = principal.token_id if principal else None
     endpoint = f"/v1/pupils/{{id}}/{kind}"
-    _read_access_log().append(
+    _worker_access_log().append(
         AccessEvent(
             endpoint=endpoint,
             outcome="422 invalid id",
@@ -305,8 +306,8 @@ def _log_invalid_pupil_read(request: Request) -> None:
 
 
 @functools.cache
-def _read_access_log() -> AccessLog:
-    """Return the worker's access log for rows written outside the service class."""
+def _worker_access_log() -> AccessLog:
+    """Return the worker's access log, shared by the service and its error handler."""
     return AccessLog()
 
 
@@ -474,7 +475,7 @@ class ScoringService:
         self.champion = ChampionHolder(model_name, _RELOAD_SECONDS)
         self.champion.refresh()
         self.champion.start()
-        self.access_log = AccessLog()
+        self.access_log = _worker_access_log()
         self.tokens = TokenStore()
         self._not_ready_warning = RateLimitedWarning(logger)
         # Model card paths by model version, read from the registry once.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pwd
+import re
 import shutil
 import sqlite3
 
@@ -494,3 +495,12 @@ def test_cli_show_unwritable_log_exits(log, monkeypatch):
     assert result.exit_code == 2
     assert "recording this read" in result.output
     assert "pupil9" not in result.stdout
+
+
+def test_id_limit_one_constant():
+    from serving import accesslog, api_models
+
+    limit = api_models.MAX_PUPIL_ID_CHARS
+    assert accesslog.MAX_ID_CHARS == limit
+    assert re.fullmatch(api_models.PUPIL_ID_PATTERN, "x" * limit)
+    assert not re.fullmatch(api_models.PUPIL_ID_PATTERN, "x" * (limit + 1))
