@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import shlex
+import sqlite3
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,6 +20,8 @@ from ajoissa.cli import app, console, note_schools_without_scores, store_path_or
 
 if TYPE_CHECKING:
     from serving.access import TokenInfo
+
+logger = logging.getLogger(__name__)
 
 tokens_app = typer.Typer(
     help=(
@@ -240,9 +247,10 @@ def show_log(
 
     This is an audit tool for the data protection officer. It prints pupil
     ids on purpose, to the person who runs it, so run it only to respond to an
-    audit or a pupil's request for their data. In a terminal wide enough for
-    it the rows are a table. Otherwise, and when the output is piped, they
-    are tab-separated text with a header line.
+    audit or a pupil's request for their data. Each run adds a row to the
+    log: the OS user, the filters and the number of rows printed. In a
+    terminal wide enough for it the rows are a table. Otherwise, and when the
+    output is piped, they are tab-separated text with a header line.
     """
     from serving.accesslog import ACCESS_LOG_ENV, AccessLog, access_log_path
 
@@ -252,7 +260,11 @@ def show_log(
     except ValueError as exc:
         typer.echo(f"Cannot show the access log: {exc}", err=True)
         raise typer.Exit(code=2) from exc
-    rows = log.query(pupil, token, since.date() if since else None, limit)
+    since_date = since.date() if since else None
+    rows = log.query(pupil, token, since_date, limit)
+    # The read is recorded before any row is printed, so no row is shown
+    # without a record of who read it.
+    _record_show(log.path, pupil, token, since_date, limit, len(rows))
     print_access_rows(rows)
     if len(rows) == limit:
         typer.echo(
@@ -261,6 +273,82 @@ def show_log(
         )
     elif not rows:
         typer.echo("No access-log rows match.", err=True)
+
+
+SHOW_ENDPOINT = "ajoissa access-log show"
+"""Endpoint of the access-log row that records a run of ``access-log show``."""
+OS_USER_ROLE = "os-user"
+"""Role of a row written by a command: its token column contains an OS user name."""
+
+
+def _record_show(
+    path: Path,
+    pupil: str | None,
+    token: str | None,
+    since: dt.date | None,
+    limit: int,
+    shown: int,
+) -> None:
+    """Append one row that records this run of ``show``, exiting 2 if that fails.
+
+    The row names the OS user in the token column, with the role
+    ``OS_USER_ROLE``. The endpoint lists the filters, with the pupil id
+    replaced by ``{id}`` because the pupil column contains it.
+    """
+    from serving.accesslog import AccessEvent, AccessLog
+
+    user = _os_user()
+    event = AccessEvent(
+        endpoint=_show_endpoint(pupil, token, since, limit),
+        outcome=f"shown {shown} {'row' if shown == 1 else 'rows'}",
+        token_id=user,
+        role=OS_USER_ROLE,
+        pupil_id=pupil,
+    )
+    try:
+        log = AccessLog(path, create=False)
+        try:
+            seq = log.append(event)
+        finally:
+            log.close()
+    except (sqlite3.Error, ValueError) as exc:
+        typer.echo(
+            f"Cannot show the access log: recording this read in {path} failed "
+            f"({exc}). show records each of its runs in the log, so run it as a "
+            "user who may write that file and its folder, or on a copy.",
+            err=True,
+        )
+        raise typer.Exit(code=2) from exc
+    # The filters can contain a pupil id, so they are logged at DEBUG only.
+    logger.info("recorded access-log show by OS user %s as row %d", user, seq)
+    logger.debug("access-log show row %d: %s", seq, event)
+
+
+def _show_endpoint(
+    pupil: str | None, token: str | None, since: dt.date | None, limit: int
+) -> str:
+    from serving.accesslog import loggable_id
+
+    parts = [SHOW_ENDPOINT]
+    if pupil is not None:
+        parts.append("--pupil {id}")
+    if token is not None:
+        parts.append(f"--token {shlex.quote(loggable_id(token) or '')}")
+    if since is not None:
+        parts.append(f"--since {since.isoformat()}")
+    parts.append(f"--limit {limit}")
+    return " ".join(parts)
+
+
+def _os_user() -> str:
+    """Return the name of the process's effective user, or ``uid N`` if it has none."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def print_access_rows(

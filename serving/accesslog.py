@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.store import home_dir
+from serving.api_models import MAX_PUPIL_ID_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +60,10 @@ MAX_RETENTION_DAYS = 36_525
 year 9999, so a prune's cutoff date stays computable."""
 GENESIS = "0" * 64
 """``prev_hash`` of the first row ever written."""
-MAX_ID_CHARS = 100
+MAX_ID_CHARS = MAX_PUPIL_ID_CHARS
 """Characters of a pupil or school id that a row keeps. Ids come from request
 paths, so a rejected request can carry any text of any length. Valid pupil ids
-have at most 100 characters."""
+have at most ``MAX_PUPIL_ID_CHARS`` characters."""
 
 FIELDS = (
     "seq",

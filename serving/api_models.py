@@ -7,9 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-PUPIL_ID_PATTERN = r"^[\w.:-]{1,100}$"
+MAX_PUPIL_ID_CHARS = 100
+"""Maximum length of a pupil id in characters, as in the input contract's
+``ID_PATTERN`` (``sources/contract.py``)."""
+PUPIL_ID_PATTERN = rf"^[\w.:-]{{1,{MAX_PUPIL_ID_CHARS}}}$"
 """Pupil ids are pseudonymous: letters (ä, ö and å too), digits and ``_.:-``,
-at most 100 characters."""
+at most ``MAX_PUPIL_ID_CHARS`` characters."""
 
 
 class Problem(BaseModel):

@@ -1,11 +1,14 @@
-"""ASGI middleware that caps request bodies and keeps one error format.
+"""ASGI middleware that serves HEAD, caps request bodies and keeps one error format.
 
-Both classes sit behind :class:`serving.auth.AccessControlMiddleware`, so a
-request without a valid token is rejected before its body is read.
+All but the first sit behind :class:`serving.auth.AccessControlMiddleware`,
+so a request without a valid token is rejected before its body is read.
 
+:class:`HeadAsGetMiddleware`
+    Passes a HEAD request on as GET and drops the response body.
 :class:`BodyLimitMiddleware`
     Rejects a request body larger than ``AJOISSA_MAX_BODY_BYTES`` (default
-    ``DEFAULT_MAX_BODY_BYTES``) with 413. A ``Content-Length`` above the limit
+    ``DEFAULT_MAX_BODY_BYTES``) with 413: an ``ErrorBody``, or the review
+    pages' HTML error page under ``/ui``. A ``Content-Length`` above the limit
     is rejected before any byte is read. A body without ``Content-Length``
     (chunked) is read up to the limit and then passed on from memory.
 :class:`ErrorFormatMiddleware`
@@ -41,6 +44,8 @@ from serving.api_models import ErrorBody, error_body
 from serving.auth import PRINCIPAL_KEY
 from serving.metrics import route_template
 from serving.storeconnection import worker_connection
+from serving.ui.app import MOUNT_PATH as UI_PATH
+from serving.ui.app import send_form_too_large
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +56,6 @@ JSON (about 28 bytes per feature), so 10,000 records of up to about 100
 features fit."""
 
 SCORE_PATH = "/v1/score"
-UI_PATH = "/ui"
-"""Prefix of the review pages, whose POST bodies are HTML forms."""
 SCORE_BODY_KEY = "ajoissa.score_body"
 """Scope key of a ``/v1/score`` body that starts as a JSON object, as bytes; see
 :class:`ScoreBodyMiddleware`."""
@@ -120,6 +123,34 @@ def _path(scope: Scope) -> str:
     return scope["path"].rstrip("/") or "/"
 
 
+class HeadAsGetMiddleware:
+    """Handle HEAD as GET, sending the GET's status and headers and no body.
+
+    FastAPI 0.165 does not add HEAD to a route declared with GET, so without
+    this middleware HEAD gets 405 there. This middleware runs before access control and passes HEAD on
+    as GET, so a HEAD needs the same token or session as the GET and writes
+    the same access-log row: its status tells whether the page exists. The
+    server still sees HEAD in its own scope, so it sends no body either.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
 class BodyLimitMiddleware:
     """Reject request bodies above ``AJOISSA_MAX_BODY_BYTES`` with 413."""
 
@@ -135,7 +166,7 @@ class BodyLimitMiddleware:
         declared = _content_length(scope)
         if declared is not None:
             if declared > self.limit:
-                await self._reject(scope, send, declared)
+                await self._reject(scope, receive, send, declared)
                 return
             # Within the limit: the server stops the body at Content-Length.
             await self.app(scope, receive, send)
@@ -150,14 +181,16 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await self._reject(scope, send, size)
+                await self._reject(scope, receive, send, size)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _reject(self, scope: Scope, send: Send, size: int) -> None:
+    async def _reject(
+        self, scope: Scope, receive: Receive, send: Send, size: int
+    ) -> None:
         path = _path(scope)
         # Paths of the read API and the review pages contain pupil and school
         # ids, so the log names the route template instead.
@@ -171,18 +204,16 @@ class BodyLimitMiddleware:
         if path == SCORE_PATH:
             await _log_score_request(self.access_log, scope, "413 body too large")
         if path == UI_PATH or path.startswith(f"{UI_PATH}/"):
-            message = (
-                f"form of {size} bytes or more is too large: the limit is "
-                f"{self.limit} bytes ({MAX_BODY_BYTES_ENV}). Shorten the text in "
-                "the form and send it again."
-            )
-        else:
-            message = (
-                f"request body of {size} bytes or more is too large: the limit is "
-                f"{self.limit} bytes ({MAX_BODY_BYTES_ENV}). Send fewer records per "
-                "request, leave out spaces and indentation in the JSON, or ask the "
-                "operator to raise the limit."
-            )
+            # The review pages send their own error page, in the
+            # reader's language.
+            await send_form_too_large(scope, receive, send, self.limit)
+            return
+        message = (
+            f"request body of {size} bytes or more is too large: the limit is "
+            f"{self.limit} bytes ({MAX_BODY_BYTES_ENV}). Send fewer records per "
+            "request, leave out spaces and indentation in the JSON, or ask the "
+            "operator to raise the limit."
+        )
         body = error_body(message) | {"max_body_bytes": self.limit}
         await send_json(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, body)
 

@@ -121,6 +121,7 @@ from serving.access import TokenStore
 from serving.accesslog import AccessEvent, AccessLog
 from serving.api_models import (
     MAX_PROBLEMS_IN_RESPONSE,
+    MAX_PUPIL_ID_CHARS,
     PUPIL_ID_PATTERN,
     ErrorBody,
     ExplainedScore,
@@ -141,6 +142,7 @@ from serving.middleware import (
     SCORE_PATH,
     BodyLimitMiddleware,
     ErrorFormatMiddleware,
+    HeadAsGetMiddleware,
     ScoreBodyMiddleware,
     parse_score_body,
 )
@@ -162,6 +164,7 @@ from serving.storeconnection import (
     retry_seconds,
     set_worker_connection,
 )
+from serving.ui.app import MOUNT_PATH as UI_MOUNT_PATH
 from serving.ui.app import ui_app
 from serving.ui.modelcards import (
     MODEL_CARD_URL_TAG,
@@ -239,7 +242,7 @@ _ID_ERRORS = frozenset(
     {"string_pattern_mismatch", "string_too_long", "string_too_short"}
 )
 _PUPIL_ID_EXPECTED = (
-    "a pupil id of 1 to 100 letters, digits and the characters "
+    f"a pupil id of 1 to {MAX_PUPIL_ID_CHARS} letters, digits and the characters "
     "'_', '.', ':' and '-', the form of ids in the score store"
 )
 """The rule of ``PUPIL_ID_PATTERN`` in words, for the 422 in place of the pattern."""
@@ -290,7 +293,7 @@ def _log_invalid_pupil_read(request: Request) -> None:
     principal = principal_of(request.scope)
     token_id = principal.token_id if principal else None
     endpoint = f"/v1/pupils/{{id}}/{kind}"
-    _read_access_log().append(
+    _worker_access_log().append(
         AccessEvent(
             endpoint=endpoint,
             outcome="422 invalid id",
@@ -303,8 +306,8 @@ def _log_invalid_pupil_read(request: Request) -> None:
 
 
 @functools.cache
-def _read_access_log() -> AccessLog:
-    """Return the worker's access log for rows written outside the service class."""
+def _worker_access_log() -> AccessLog:
+    """Return the worker's access log, shared by the service and its error handler."""
     return AccessLog()
 
 
@@ -452,7 +455,7 @@ def _describe_store() -> str:
     tracing={"excluded_urls": [SCORE_PATH]},
 )
 @bentoml.asgi_app(read_api, path="/v1")
-@bentoml.asgi_app(ui_app, path="/ui")
+@bentoml.asgi_app(ui_app, path=UI_MOUNT_PATH)
 class ScoringService:
     """Dropout-risk scoring with the champion version of one registered model."""
 
@@ -472,7 +475,7 @@ class ScoringService:
         self.champion = ChampionHolder(model_name, _RELOAD_SECONDS)
         self.champion.refresh()
         self.champion.start()
-        self.access_log = AccessLog()
+        self.access_log = _worker_access_log()
         self.tokens = TokenStore()
         self._not_ready_warning = RateLimitedWarning(logger)
         # Model card paths by model version, read from the registry once.
@@ -902,7 +905,9 @@ class ScoringService:
         ]
 
 
-# The first middleware added runs first: tokens are checked before a body is read.
+# The first middleware added runs first: a HEAD becomes a GET before its
+# token is checked, and tokens are checked before a body is read.
+ScoringService.add_asgi_middleware(HeadAsGetMiddleware)
 ScoringService.add_asgi_middleware(AccessControlMiddleware)
 ScoringService.add_asgi_middleware(BodyLimitMiddleware)
 ScoringService.add_asgi_middleware(ErrorFormatMiddleware)

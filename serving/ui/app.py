@@ -20,7 +20,8 @@ Every form carries a CSRF token: the session's token after sign-in, and a
 double-submit cookie before it. Every page that shows pupil data writes one
 access-log row per pupil shown; recording a review writes one too. So do
 denied requests: a rejected sign-in, a page opened with the session of a
-revoked token, another school's page and a pupil without a score.
+revoked token, another school's page, a pupil without a score, and a review
+or sign-off form whose CSRF token does not match the session's.
 
 The service's bearer-token middleware lets ``/ui`` through, because these pages
 check their own session cookie.
@@ -86,6 +87,8 @@ from serving.ui.store import session_hours as configured_session_hours
 
 logger = logging.getLogger(__name__)
 
+MOUNT_PATH = "/ui"
+"""Path under which the service mounts these pages."""
 SESSION_COOKIE = "ajoissa_session"
 PRE_CSRF_COOKIE = "ajoissa_csrf"
 LANGUAGE_COOKIE = "ajoissa_lang"
@@ -343,6 +346,28 @@ def _check_csrf(page: Page, form: FormData) -> None:
         )
 
 
+def _check_csrf_logged(
+    page: Page,
+    form: FormData,
+    principal: Principal,
+    endpoint: str,
+    pupil_id: str | None = None,
+    school_id: str | None = None,
+    model_version: str | None = None,
+) -> None:
+    """Check the form's CSRF token, logging a failure as ``403 denied``."""
+    try:
+        _check_csrf(page, form)
+    except PageError:
+        _log(principal, endpoint, "403 denied", pupil_id, school_id, model_version)
+        logger.info(
+            "rejected %s with an invalid CSRF token, token %s",
+            endpoint,
+            principal.token_id,
+        )
+        raise
+
+
 def _render(
     page: Page, template: str, status: int = HTTPStatus.OK, **values: Any
 ) -> HTMLResponse:
@@ -395,10 +420,42 @@ def _handle(request: Request, view: Callable[[Page], Response]) -> Response:
 @ui_app.middleware("http")
 async def _security_headers(request: Request, call_next: Callable) -> Response:
     response = await call_next(request)
+    _add_security_headers(response)
+    return response
+
+
+def _add_security_headers(response: Response) -> None:
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
+
+
+async def send_form_too_large(
+    scope: dict[str, Any], receive: Callable, send: Callable, limit: int
+) -> None:
+    """Send the 413 error page for a form of more than ``limit`` bytes.
+
+    :class:`serving.middleware.BodyLimitMiddleware` calls this before the
+    request reaches this app, so the scope gets the mount path ``/ui`` added to
+    its root path here, as the mount would add it.
+    """
+    page_scope = {**scope, "root_path": scope.get("root_path", "") + MOUNT_PATH}
+    request = Request(page_scope, receive)
+    response = await run_in_threadpool(_form_too_large_page, request, limit)
+    await response(page_scope, receive, send)
+
+
+def _form_too_large_page(request: Request, limit: int) -> Response:
+    page = _page(request)
+    response = _render(
+        page,
+        "error.html",
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        title=page.t("error.form.title"),
+        message=page.t("error.form.too_large", limit=page.t.number(limit)),
+    )
+    _add_security_headers(response)
     return response
 
 
@@ -767,6 +824,7 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
 
 PUPIL_ENDPOINT = "/ui/schools/{school}/pupils/{id}"
 REVIEW_ENDPOINT = "/ui/schools/{school}/pupils/{id}/reviews"
+SIGNOFF_ENDPOINT = "/ui/models/{name}/{version}/signoff"
 
 
 @ui_app.get("/schools/{school_id:path}/pupils/{pupil_id}")
@@ -916,7 +974,7 @@ async def record_review(request: Request, school_id: str, pupil_id: str) -> Resp
     def view(page: Page) -> Response:
         endpoint = REVIEW_ENDPOINT
         principal = _require_school(page, school_id, endpoint, pupil_id)
-        _check_csrf(page, form)
+        _check_csrf_logged(page, form, principal, endpoint, pupil_id, school_id)
         _require_valid_pupil_id(page, principal, endpoint, school_id, pupil_id)
 
         values = {
@@ -1093,7 +1151,13 @@ async def signoff(request: Request, name: str, version: str) -> Response:
 
     def view(page: Page) -> Response:
         principal = _require_role(page, "reviewer")
-        _check_csrf(page, form)
+        _check_csrf_logged(
+            page,
+            form,
+            principal,
+            SIGNOFF_ENDPOINT,
+            model_version=f"{name}/{version}",
+        )
         card = _card_or_404(page, name, version)
         decision = str(form.get("decision", ""))
         reason = str(form.get("reason", ""))
@@ -1119,7 +1183,7 @@ async def signoff(request: Request, name: str, version: str) -> Response:
             )
         _log(
             principal,
-            "/ui/models/{name}/{version}/signoff",
+            SIGNOFF_ENDPOINT,
             f"201 signoff {decision}",
             model_version=f"{name}/{version}",
         )

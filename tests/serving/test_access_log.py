@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pwd
+import re
 import shutil
 import sqlite3
 
@@ -428,7 +431,8 @@ def test_cli_show_filters(log, monkeypatch):
     both, _ = _show(log, monkeypatch, "--token", "token1", "--pupil", "pupil3")
     assert [row["pupil"] for row in by_token] == ["pupil7", "pupil4", "pupil1"]
     assert [row["pupil"] for row in by_pupil] == ["pupil3"]
-    assert [row["pupil"] for row in recent] == ["pupil9", "pupil8"]
+    # The two earlier runs of show are recorded after the rows they printed.
+    assert [row["pupil"] for row in recent] == ["pupil3", "", "pupil9", "pupil8"]
     assert both == []
 
 
@@ -444,3 +448,59 @@ def test_cli_show_help_names_audit():
     assert result.exit_code == 0
     assert "data protection officer" in text
     assert "pupil ids on purpose" in text
+
+
+def test_cli_show_recorded_in_log(log, monkeypatch):
+    since = (NOW - dt.timedelta(days=60)).date()
+    rows, _ = _show(
+        log,
+        monkeypatch,
+        *("--pupil", "pupil3", "--token", "token1", "--since", since.isoformat()),
+        *("--limit", "5"),
+    )
+    recorded = log.rows()[-1]
+    assert rows == []
+    assert recorded["seq"] == 11
+    assert recorded["endpoint"] == (
+        f"ajoissa access-log show --pupil {{id}} --token token1 --since {since} "
+        "--limit 5"
+    )
+    assert recorded["outcome"] == "shown 0 rows"
+    assert recorded["token_id"] == pwd.getpwuid(os.geteuid()).pw_name
+    assert recorded["role"] == "os-user"
+    assert recorded["pupil_id"] == "pupil3"
+    assert recorded["school_id"] is None
+
+
+def test_cli_show_rows_verify(log, monkeypatch):
+    _show(log, monkeypatch)
+    _show(log, monkeypatch, "--token", "two words; rm")
+    result = CliRunner().invoke(app, ["access-log", "verify"])
+    recorded = log.rows()[-2:]
+    assert result.exit_code == 0, result.output
+    assert "verified: 12 rows" in result.output
+    assert recorded[0]["endpoint"] == "ajoissa access-log show --limit 50"
+    assert recorded[0]["outcome"] == "shown 10 rows"
+    assert recorded[1]["endpoint"] == (
+        "ajoissa access-log show --token 'two words; rm' --limit 50"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
+def test_cli_show_unwritable_log_exits(log, monkeypatch):
+    log.close()
+    log.path.chmod(0o444)
+    monkeypatch.setenv("AJOISSA_ACCESS_LOG", str(log.path))
+    result = CliRunner().invoke(app, ["access-log", "show"])
+    assert result.exit_code == 2
+    assert "recording this read" in result.output
+    assert "pupil9" not in result.stdout
+
+
+def test_id_limit_one_constant():
+    from serving import accesslog, api_models
+
+    limit = api_models.MAX_PUPIL_ID_CHARS
+    assert accesslog.MAX_ID_CHARS == limit
+    assert re.fullmatch(api_models.PUPIL_ID_PATTERN, "x" * limit)
+    assert not re.fullmatch(api_models.PUPIL_ID_PATTERN, "x" * (limit + 1))

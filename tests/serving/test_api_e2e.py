@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import socket
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
@@ -379,39 +380,65 @@ def _fuzz(operation, headers):
     return check
 
 
-def _post_declared_size(api, path: str, size: int) -> tuple[int, str]:
-    """Send only the headers of a form POST whose Content-Length is ``size``."""
+def _post_declared_size(
+    api, path: str, size: int, language: str = "en"
+) -> tuple[int, str, str]:
+    """Send only the headers of a form POST whose Content-Length is ``size``.
+
+    Returns the status, the response headers and the body.
+    """
     address = urlsplit(api["server"].url)
     request = (
         f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
         "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Accept-Language: {language}\r\n"
         f"Content-Length: {size}\r\nConnection: close\r\n\r\n"
     )
     with socket.create_connection((address.hostname, address.port), timeout=30) as conn:
         conn.sendall(request.encode("ascii"))
         received = b""
-        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
+        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"</html>"):
             chunk = conn.recv(65536)
             if not chunk:
                 break
             received += chunk
     head, _, body = received.decode("utf-8").partition("\r\n\r\n")
-    return int(head.split(" ", 2)[1]), body
+    return int(head.split(" ", 2)[1]), head.lower(), body
 
 
 def test_large_form_log_has_no_ids(api, tokens, own_pupil):
     school, pupil = tokens.school, own_pupil.pupil_id
     path = f"/ui/schools/{school}/pupils/{pupil}/reviews"
-    status, body = _post_declared_size(api, path, 40_000_000)
+    status, _, _ = _post_declared_size(api, path, 40_000_000)
     log = api["server"].log()
     assert status == 413
-    assert "form of 40000000 bytes or more is too large" in body
-    assert "records per request" not in body
     assert (
         "rejected request to /ui/schools/{school_id}/pupils/{pupil_id}/reviews" in log
     )
     assert f"/pupils/{pupil}" not in log
     assert f"/schools/{school}" not in log
+
+
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [
+        ("en", "The form was too large: the server accepts at most 33554432 bytes"),
+        ("fi", "Lomake oli liian suuri: palvelin hyväksyy enintään 33554432 tavua"),
+        ("sv", "Formuläret var för stort: servern tar emot högst 33554432 byte"),
+    ],
+)
+def test_large_form_error_page(api, tokens, own_pupil, language, message):
+    path = f"/ui/schools/{tokens.school}/pupils/{own_pupil.pupil_id}/reviews"
+    status, head, body = _post_declared_size(api, path, 40_000_000, language)
+    assert status == 413
+    assert "content-type: text/html" in head
+    assert "content-security-policy: default-src 'none'" in head
+    assert "x-content-type-options: nosniff" in head
+    assert f'<html lang="{language}">' in body
+    assert message in body
+    # Links of the page point under /ui, as on the pages themselves.
+    assert 'href="/ui/ui.css"' in body
+    assert "max_body_bytes" not in body
 
 
 @pytest.mark.parametrize(
@@ -445,3 +472,60 @@ def test_unknown_page_gets_error_page(api):
 def test_docs_page_not_served(api, tokens):
     response = _request(api, "GET", "/docs", tokens.header("reviewer"))
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/v1/model", "reviewer"),
+        ("/v1/tokens", "admin"),
+        ("/healthz", None),
+        ("/ui/signin", None),
+    ],
+)
+def test_head_like_get(api, tokens, path, role):
+    headers = tokens.header(role) if role else None
+    get = _request(api, "GET", path, headers)
+    head = _request(api, "HEAD", path, headers)
+    assert head.status_code == 200
+    assert get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_needs_token(api, own_pupil):
+    response = _request(api, "HEAD", f"/v1/pupils/{own_pupil.pupil_id}/history")
+    assert response.status_code == 401
+    assert response.content == b""
+
+
+def test_head_pupil_read_logged_as_get(api, tokens, own_pupil):
+    path = f"/v1/pupils/{own_pupil.pupil_id}/explanation"
+    response = _request(api, "HEAD", path, tokens.header("staff"))
+    row = api["log"].rows()[-1]
+    assert response.status_code == 200
+    assert response.content == b""
+    assert row["endpoint"] == "/v1/pupils/{id}/explanation"
+    assert row["outcome"] == "200 ok"
+    assert row["pupil_id"] == own_pupil.pupil_id
+    assert row["role"] == "staff"
+
+
+def test_head_pupil_page_logged_as_get(api, tokens, own_pupil):
+    with httpx.Client(base_url=api["server"].url, timeout=30) as client:
+        form = client.get("/ui/signin")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        client.post("/ui/signin", data={"token": tokens.by_role["staff"], "csrf": csrf})
+        path = f"/ui/schools/{tokens.school}/pupils/{own_pupil.pupil_id}"
+        response = client.head(path)
+        missing = client.head(f"/ui/schools/{tokens.school}/pupils/no-such-pupil")
+    rows = api["log"].rows()[-2:]
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"].startswith("text/html")
+    assert missing.status_code == 404
+    assert rows[0]["endpoint"] == "/ui/schools/{school}/pupils/{id}"
+    assert rows[0]["outcome"] == "200 ok"
+    assert rows[0]["pupil_id"] == own_pupil.pupil_id
+    assert rows[1]["outcome"] == "404 no score"
+    assert rows[1]["pupil_id"] == "no-such-pupil"

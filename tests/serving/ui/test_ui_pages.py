@@ -721,6 +721,35 @@ def test_rejected_review_logged_as_post(client, tokens, scored, env):
     assert row["pupil_id"] == _own_pupil(scored, tokens)
 
 
+def test_review_bad_csrf_logged(client, tokens, scored, env):
+    response = _post_review(client, tokens, scored, csrf="forged")
+    row = _access_rows(env)[-1]
+    assert response.status_code == 403
+    assert "did not come from this site" in response.text
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "403 denied"
+    assert row["pupil_id"] == _own_pupil(scored, tokens)
+    assert row["school_id"] == tokens.school
+    assert row["role"] == "staff"
+    assert UiStore(env / "ui.db").reviews_of(tokens.school, [row["pupil_id"]]) == {
+        row["pupil_id"]: []
+    }
+
+
+def test_signoff_bad_csrf_logged(client, tokens, env):
+    _sign_in(client, tokens.by_role["reviewer"])
+    response = client.post(
+        "/ui/models/some-model/3/signoff",
+        data={"csrf": "forged", "decision": "approve"},
+    )
+    row = _access_rows(env)[-1]
+    assert response.status_code == 403
+    assert row["endpoint"] == "/ui/models/{name}/{version}/signoff"
+    assert row["outcome"] == "403 denied"
+    assert row["model_version"] == "some-model/3"
+    assert row["role"] == "reviewer"
+
+
 def test_other_school_id_shortened(client, tokens, env):
     _sign_in(client, tokens.by_role["staff"])
     response = client.get("/ui/schools/" + "S" * 8000)
