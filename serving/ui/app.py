@@ -1235,7 +1235,8 @@ def _unknown_page(request: Request) -> Response:
 
 
 def _allowed_methods(scope: dict[str, Any]) -> list[str]:
-    """Return the sorted methods of the page routes whose path matches ``scope``."""
+    """Return the sorted methods of the page routes whose path matches ``scope``,
+    with HEAD wherever GET is allowed."""
     allowed: set[str] = set()
     for route in ui_app.routes:
         if getattr(route, "endpoint", None) is _unknown_page:
@@ -1243,6 +1244,9 @@ def _allowed_methods(scope: dict[str, Any]) -> list[str]:
         match, _ = route.matches(scope)
         if match == Match.PARTIAL:
             allowed |= getattr(route, "methods", None) or set()
+    if "GET" in allowed:
+        # HeadAsGetMiddleware answers HEAD wherever GET is served.
+        allowed.add("HEAD")
     return sorted(allowed)
 
 

@@ -877,9 +877,9 @@ def test_store_unavailable_pages_503(client, tokens, env, monkeypatch):
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("POST", "/ui/schools/S1/pupils/p1", "GET"),
-        ("DELETE", "/ui/schools/S1", "GET"),
-        ("PUT", "/ui/signin", "GET, POST"),
+        ("POST", "/ui/schools/S1/pupils/p1", "GET, HEAD"),
+        ("DELETE", "/ui/schools/S1", "GET, HEAD"),
+        ("PUT", "/ui/signin", "GET, HEAD, POST"),
         ("GET", "/ui/signout", "POST"),
     ],
 )
