@@ -15,12 +15,16 @@ build:
 Before timing, it checks that the pandas and DuckDB features agree on the first
 pupil count.
 
-It runs each build ``--repeats`` times (3 by default) and prints the median
-wall time, the median CPU time and the largest peak memory per build, the
-ratios against the floor and against pandas, and the load average, so that one
-run gives every figure of the table in docs/benchmarks.md. The median damps the
-swings of a machine shared with other work. CPU time (user and system, all
-threads) moves less than wall time when other jobs share the cores.
+It runs the builds in ``--repeats`` rounds (3 by default), each round one
+run of every build in turn, and prints the median wall time, the median CPU
+time and the largest peak memory per build, the ratios against the floor and
+against pandas, and the load average, so that one run gives every figure of
+the table in docs/benchmarks.md. The median damps the swings of a machine
+shared with other work. Since each round runs the feature build and the floor
+one after the other, both meet about the same load, and the script also
+prints each round's ratio of the two and their median. CPU time (user and
+system, all threads) moves less than wall time when other jobs share the
+cores.
 
 Run: ``PYTHONPATH=. python benchmarks/features.py --pupils 10000 100000 1000000
 --workdir /path/with/space``
@@ -325,8 +329,9 @@ def main() -> None:
         "--repeats",
         type=int,
         default=3,
-        help="runs of each build per pupil count; the median wall time and "
-        "the largest peak memory are reported (default: 3)",
+        help="rounds per pupil count, each one run of every build; the "
+        "median wall time and the largest peak memory are reported "
+        "(default: 3)",
     )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ajoissa-bench-"))
@@ -342,15 +347,21 @@ def main() -> None:
         print(f"# prepared {count:,} marks in {time.perf_counter() - started:.0f} s")
         if index == 0:
             check_agreement(marks)
-        results = {}
-        for name in BUILDS:
-            runs = [measure(name, marks) for _ in range(args.repeats)]
-            results[name] = {
-                "seconds": statistics.median(r["seconds"] for r in runs),
-                "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
-                "peak_mib": max(r["peak_mib"] for r in runs),
-                "load": load_average(),
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in BUILDS}
+        for _ in range(args.repeats):
+            # The floor runs right after the feature build, so the two
+            # meet about the same load.
+            for name in ("ajoissa", "floor", "pandas"):
+                runs[name].append(measure(name, marks) | {"load": load_average()})
+        results = {
+            name: {
+                "seconds": statistics.median(r["seconds"] for r in build_runs),
+                "cpu_seconds": statistics.median(r["cpu_seconds"] for r in build_runs),
+                "peak_mib": max(r["peak_mib"] for r in build_runs),
+                "load": build_runs[-1]["load"],
             }
+            for name, build_runs in runs.items()
+        }
         floor, pandas = results["floor"], results["pandas"]
         for name, r in results.items():
             print(
@@ -361,6 +372,15 @@ def main() -> None:
                 f"{r['seconds'] / pandas['seconds']:.2f} | "
                 f"{r['peak_mib'] / floor['peak_mib']:.1f} | {r['load']:.1f}"
             )
+        rounds = [
+            build["seconds"] / base["seconds"]
+            for build, base in zip(runs["ajoissa"], runs["floor"], strict=True)
+        ]
+        print(
+            f"# {pupils:,} pupils, ajoissa time / floor per round: "
+            + ", ".join(f"{ratio:.1f}" for ratio in rounds)
+            + f" (median {statistics.median(rounds):.1f})"
+        )
     print(
         f"# wall s, CPU s: medians of {args.repeats} runs, each in its own "
         "process; "
