@@ -245,6 +245,19 @@ def run(
     _print_summary(summary, out, time.perf_counter() - started, tracking_uri())
 
 
+def print_absent_tables(summary: dict) -> None:
+    """Print the optional tables that the data lacked, and the features they feed."""
+    for table, features in summary.get("absent_tables", {}).items():
+        console.print(
+            f"Note: the data has no {table} table, so the features it feeds "
+            f"({', '.join(features)}) took their no-event value, such as 0 notes, "
+            "for every learner in training and evaluation. `ajoissa score` rejects "
+            "data without the table while the model uses them, unless given "
+            f"--allow-missing {table}.",
+            highlight=False,
+        )
+
+
 def print_constant_baselines(validation: dict) -> None:
     """Print the baselines that rank no test row, which any model beats."""
     for name, reason in validation.get("baselines_constant_on_test", {}).items():
@@ -290,6 +303,7 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     for name, reason in summary.get("baselines_not_applicable", {}).items():
         console.print(f"Baseline {name}: {reason}", highlight=False)
     print_constant_baselines(summary["validation"])
+    print_absent_tables(summary)
     if summary.get("not_validated"):
         console.print(f"Warning: {summary['not_validated']}.", highlight=False)
     _print_baseline_shortfalls(summary["evaluation"])

@@ -284,6 +284,10 @@ def run_main_job(
                 "features": fold.spec.features,
                 "label_definition": _label_definition(config, has_history),
                 "label_settings": settings,
+                "absent_tables": {
+                    table: list(features)
+                    for table, features in tables.absent_tables.items()
+                },
             }
             if unvalidated:
                 summary["not_validated"] = unvalidated

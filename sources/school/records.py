@@ -86,6 +86,8 @@ class SchoolRecords:
     mark_codes: dict[str, str] = field(default_factory=dict)
     """The mark-code table that mapped each ``mark_code`` to its ``mark``: local
     code to contract mark. :func:`write_records` stores it with the tables."""
+    absent_tables: tuple[str, ...] = ()
+    """Optional tables that the export has no file for."""
     counts: dict[str, int] = field(default_factory=dict)
     """Rows read per table, ``duplicate_marks_dropped``,
     ``duplicate_<table>_dropped`` for each table in
@@ -1294,11 +1296,15 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     marks = tables["attendance_marks"]
     for column in MARK_CATEGORY_COLUMNS:
         marks[column] = marks[column].astype("category")
-    for name, spec in TABLES.items():
-        if spec.optional and name not in tables:
-            tables[name] = empty_export_table(name)
+    absent = tuple(
+        name for name, spec in TABLES.items() if spec.optional and name not in tables
+    )
+    for name in absent:
+        tables[name] = empty_export_table(name)
     logger.info("read export from %s: %s", folder, counts)
-    return SchoolRecords(**tables, mark_codes=codes, counts=counts)
+    return SchoolRecords(
+        **tables, mark_codes=codes, counts=counts, absent_tables=absent
+    )
 
 
 REFERENCED_TABLES = ("pupils", "schools", "study_rights")
