@@ -245,6 +245,19 @@ def run(
     _print_summary(summary, out, time.perf_counter() - started, tracking_uri())
 
 
+def print_absent_tables(summary: dict) -> None:
+    """Print the optional tables that the data lacked, and the features they feed."""
+    for table, features in summary.get("absent_tables", {}).items():
+        console.print(
+            f"Note: the data has no {table} table, so the features it feeds "
+            f"({', '.join(features)}) took their no-event value, such as 0 notes, "
+            "for every learner in training and evaluation. `ajoissa score` rejects "
+            "data without the table while the model uses them, unless given "
+            f"--allow-missing {table}.",
+            highlight=False,
+        )
+
+
 def print_constant_baselines(validation: dict) -> None:
     """Print the baselines that rank no test row, which any model beats."""
     for name, reason in validation.get("baselines_constant_on_test", {}).items():
@@ -290,31 +303,15 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     for name, reason in summary.get("baselines_not_applicable", {}).items():
         console.print(f"Baseline {name}: {reason}", highlight=False)
     print_constant_baselines(summary["validation"])
+    print_absent_tables(summary)
     if summary.get("not_validated"):
-        console.print(
-            f"Warning: {summary['not_validated']}. The version is registered as "
-            f"{summary['model_alias']!r}, not as the served champion.",
-            highlight=False,
-        )
-    beaten = _beaten_by_baselines(summary["metrics"])
-    if beaten:
-        console.print(
-            "Note: a baseline has a higher ROC-AUC than the model at "
-            + "; ".join(beaten)
-            + ". Weigh this before relying on the model; `ajoissa promote` "
-            "refuses a challenger that does not beat every baseline.",
-            highlight=False,
-        )
+        console.print(f"Warning: {summary['not_validated']}.", highlight=False)
+    _print_baseline_shortfalls(summary["evaluation"])
     console.print(
         f"Registered model: {summary['model_uri']} (alias {summary['model_alias']})"
     )
     if summary["model_alias"] == "challenger":
-        console.print(
-            f"{summary['model_name']} already has a champion, so this version is "
-            f"the {summary['model_alias']}: only `ajoissa promote` replaces a "
-            "champion, after `ajoissa retrain` has compared the two.",
-            highlight=False,
-        )
+        _print_challenger_reason(summary)
     console.print(f"MLflow tracking:  {uri}")
     console.print(f"Fairness report:  {summary['fairness_report']}")
     console.print(f"Reason codes:     {summary['reason_codes']}")
@@ -323,21 +320,46 @@ def _print_summary(summary: dict, out: Path, seconds: float, uri: str) -> None:
     console.print(f"Wall time:        {seconds:.1f} s")
 
 
-def _beaten_by_baselines(metrics: dict) -> list[str]:
-    """Return "as-of: baselines" for each as-of date where a baseline beats the model."""
-    beaten = []
-    for asof, by_model in metrics.items():
-        model_auc = by_model.get("model", {}).get("roc_auc")
-        if model_auc is None:
-            continue
-        better = [
-            name
-            for name, values in by_model.items()
-            if name != "model" and (values.get("roc_auc") or 0.0) > model_auc
-        ]
-        if better:
-            beaten.append(f"{asof} ({', '.join(better)})")
-    return beaten
+def _print_baseline_shortfalls(evaluation: dict) -> None:
+    """Print every measure on which a baseline matches or beats the model.
+
+    The comparison is the one `ajoissa promote` makes: the latest fold's
+    figures, pooled over its as-of dates.
+    """
+    from training.promotion import compare
+
+    shortfalls = compare(evaluation["promotion"], role="model")
+    if not shortfalls:
+        return
+    console.print(
+        f"Note: on the latest fold ({evaluation['latest_fold']}, all as-of dates) "
+        "the model does not beat every baseline: "
+        + "; ".join(shortfalls)
+        + ". Weigh this before relying on the model; `ajoissa promote` rejects "
+        "a challenger that does not beat every baseline on these measures.",
+        highlight=False,
+    )
+
+
+def _print_challenger_reason(summary: dict) -> None:
+    """Print why the run registered the version as the challenger, not the champion."""
+    reason = summary.get("challenger_reason")
+    if reason is None:
+        return
+    if reason == summary.get("not_validated"):
+        console.print(
+            "This version is the challenger, not the served champion, because "
+            "the latest fold did not validate it (see the warning above). Once "
+            "a reviewer has checked its figures, `ajoissa promote --model-name "
+            f"{summary['model_name']}` makes it the champion if it beats every "
+            "baseline and passes the fairness gate.",
+            highlight=False,
+        )
+        return
+    console.print(
+        f"This version is the challenger, not the served champion, because {reason}.",
+        highlight=False,
+    )
 
 
 @app.command(help=SERVE_HELP)

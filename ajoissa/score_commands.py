@@ -75,13 +75,28 @@ def score(
             "only registered model with a champion."
         ),
     ] = None,
+    allow_missing: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-missing",
+            metavar="TABLE",
+            help="Score although the data lacks this optional table (such as "
+            "behaviour_notes), whose features the model uses; they then take "
+            "their no-event value, such as 0 notes, for every pupil. Repeat for "
+            "several tables.",
+        ),
+    ] = None,
 ) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from sqlalchemy.exc import SQLAlchemyError
 
     from ajoissa.catalog import SOURCES
     from models.store import ModelIntegrityError, load_registered, resolve_model_name
-    from serving.scheduled import NoActivePupilsError, score_asof
+    from serving.scheduled import (
+        NoActivePupilsError,
+        absent_table_features,
+        score_asof,
+    )
     from serving.scorestore import RunKey, describe_url
     from sources.errors import InputDataError
 
@@ -109,12 +124,19 @@ def score(
         key: RunKey | None = None
         previous: int | None = None
         stored: StoredRun | None = None
+        gaps: dict[str, list[str]] = {}
         try:
             loaded = load_registered(resolve_model_name(model_name))
             progress.update(
                 task, description=f"loading {source.value} from {data_path}"
             )
             tables = entry.load(data_path).validated()
+            gaps = absent_table_features(tables, loaded.spec.features)
+            rejected = {t: f for t, f in gaps.items() if t not in (allow_missing or [])}
+            if rejected:
+                progress.stop()
+                typer.echo(_missing_tables_message(rejected, data_path), err=True)
+                raise typer.Exit(code=2)
             progress.update(task, description=f"building features as of {day}")
             rows = score_asof(tables, loaded, day)
             progress.update(task, description="writing the score store")
@@ -149,6 +171,13 @@ def score(
                 err=True,
             )
             raise typer.Exit(code=1) from exc
+    for table, features in gaps.items():
+        typer.echo(
+            f"Warning: the data has no {table} table, so the model's features "
+            f"{', '.join(features)} were scored with their no-event value for "
+            f"every pupil (--allow-missing {table}).",
+            err=True,
+        )
     schools = len({row.school_id for row in rows})
     console.print(
         f"Stored run {stored.run_id}: {len(rows)} enrolments in {schools} schools as "
@@ -161,6 +190,23 @@ def score(
         )
     console.print(f"Score store: {describe_url(store.url)}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")
+
+
+def _missing_tables_message(gaps: dict[str, list[str]], data_path: Path) -> str:
+    """Return the error for optional tables that the data lacks but the model uses."""
+    lines = ["Cannot score: the model uses features from tables that the data lacks."]
+    for table, features in gaps.items():
+        lines.append(
+            f"- {table}: no {table}.csv or {table}.parquet in {data_path}. It feeds "
+            f"the features {', '.join(features)}, which would take their no-event "
+            "value, such as 0 notes, for every pupil and change their scores."
+        )
+    options = " ".join(f"--allow-missing {table}" for table in gaps)
+    lines.append(
+        "Add the missing files to the export and run the command again, or pass "
+        f"{options} to score without them. Nothing was stored."
+    )
+    return "\n".join(lines)
 
 
 def _driver_message(exc: Exception) -> str:

@@ -30,6 +30,7 @@ from ajoissa.cli import (
     console,
     data_path_or_exit,
     exit_on_sigterm,
+    print_absent_tables,
     print_constant_baselines,
 )
 
@@ -248,6 +249,7 @@ def retrain(
     for name, reason in summary["baselines_not_applicable"].items():
         console.print(f"Baseline {name}: {reason}")
     print_constant_baselines(summary["validation"])
+    print_absent_tables(summary)
     console.print(f"Model card:  {summary.get('model_card', '-')}")
     console.print(f"Summary:     {(out / 'summary.json').resolve()}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")

@@ -15,6 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 
@@ -40,6 +41,9 @@ registration so that a failed integrity check can name the files that changed.""
 TRAINING_DATA_TAG = "training_data_sha256"
 """Model version tag with a SHA-256 fingerprint of the feature rows (with labels)
 that the main job built before training."""
+CHALLENGER_REASON_TAG = "challenger_reason"
+"""Model version tag with the reason the main job registered the version as the
+challenger and not as the champion."""
 
 
 class ModelIntegrityError(RuntimeError):
@@ -174,14 +178,47 @@ def champion_version(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> s
     from mlflow.exceptions import MlflowException
 
     uri = configure_mlflow()
+    client = mlflow.MlflowClient()
     try:
-        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
+        missing = f"no model {name!r} with alias {alias!r} in the registry at {uri}"
+        if alias == CHAMPION:
+            challenger = _challenger_note(client, name)
+            if challenger is not None:
+                raise LookupError(f"{missing}. {challenger}") from exc
         raise LookupError(
-            f"no model {name!r} with alias {alias!r} in the registry at {uri}; "
-            "run `ajoissa run` first or set MLFLOW_TRACKING_URI / AJOISSA_HOME"
+            f"{missing}; run `ajoissa run` first or set MLFLOW_TRACKING_URI / "
+            "AJOISSA_HOME"
         ) from exc
     return str(version.version)
+
+
+def _challenger_note(client: Any, name: str) -> str | None:
+    """Return what to do about model ``name``'s challenger, or None without one.
+
+    The note gives the reason the version was not made champion, as the main
+    job recorded it in :data:`CHALLENGER_REASON_TAG`.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        challenger = client.get_model_version_by_alias(name, CHALLENGER)
+    except MlflowException:
+        return None
+    reason = challenger.tags.get(CHALLENGER_REASON_TAG)
+    explanation = (
+        f"It was not made champion because {reason}."
+        if reason
+        else "Its tags do not record why it was not made champion."
+    )
+    return (
+        f"Version {challenger.version} is its {CHALLENGER!r}, which is not served "
+        f"or scored. {explanation} Check the version's figures and model card, then make "
+        f"it the champion with `ajoissa promote --model-name {name}`, which "
+        "requires it to beat every baseline and pass the fairness gate; or "
+        "register a better version with `ajoissa run`"
+    )
 
 
 REGISTER_AGAIN = (
@@ -362,6 +399,25 @@ def champion_model_names() -> list[str]:
     )
 
 
+def _challenger_notes() -> list[str]:
+    """Return, per registered model with a ``challenger`` version, what to do about it."""
+    import mlflow
+
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    names = sorted(
+        model.name
+        for model in client.search_registered_models()
+        if CHALLENGER in (model.aliases or {})
+    )
+    notes = []
+    for name in names:
+        note = _challenger_note(client, name)
+        if note is not None:
+            notes.append(f"Model {name!r}: {note}.")
+    return notes
+
+
 def resolve_model_name(name: str | None) -> str:
     """Return ``name``, or the only registered model with a champion if ``name`` is None.
 
@@ -376,6 +432,12 @@ def resolve_model_name(name: str | None) -> str:
     if len(names) == 1:
         return names[0]
     if not names:
+        notes = _challenger_notes()
+        if notes:
+            raise LookupError(
+                f"no registered model has a {CHAMPION!r} version in "
+                f"{tracking_uri()}. " + " ".join(notes)
+            )
         raise LookupError(
             f"no registered model has a {CHAMPION!r} version in {tracking_uri()}; "
             "run `ajoissa run` first"

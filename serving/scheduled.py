@@ -50,6 +50,22 @@ def school_of_units(units: pd.DataFrame, unit_ids: pd.Series) -> pd.Series:
     return unit_ids.map(schools).fillna(unit_ids).astype(str)
 
 
+def absent_table_features(
+    tables: InputTables, features: list[str]
+) -> dict[str, list[str]]:
+    """Return each optional table that ``tables`` lacks and that feeds ``features``.
+
+    The values are the features in ``features`` that the table feeds. Without
+    the table, they take their no-event value for every learner.
+    """
+    gaps = {}
+    for table, fed in tables.absent_tables.items():
+        used = [name for name in fed if name in features]
+        if used:
+            gaps[table] = used
+    return gaps
+
+
 def score_asof(
     tables: InputTables, loaded: LoadedModel, as_of: dt.date
 ) -> list[StoredScore]:

@@ -255,6 +255,11 @@ class InputTables:
     ``sex`` and ``address``) lists them here. They may never be attributes.
     """
 
+    absent_tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Optional tables of the source that the data lacks, each mapped to the
+    features it feeds. Those features then take their no-event value, such as
+    a count of 0, for every learner."""
+
     def validated(self) -> InputTables:
         """Return a copy with every table checked and coerced to the contract.
 
@@ -278,7 +283,12 @@ class InputTables:
         problems.extend(self._reference_problems(checked))
         if problems:
             raise InputDataError(problems)
-        return InputTables(**checked, origin=self.origin, sensitive=self.sensitive)
+        return InputTables(
+            **checked,
+            origin=self.origin,
+            sensitive=self.sensitive,
+            absent_tables=self.absent_tables,
+        )
 
     @property
     def all_sensitive(self) -> tuple[str, ...]:

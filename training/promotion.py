@@ -276,8 +276,14 @@ def _load_evaluation(run_id: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def compare(promotion: dict[str, dict[str, float | None]]) -> list[str]:
-    """Return why the model does not beat every other entry; empty when it does."""
+def compare(
+    promotion: dict[str, dict[str, float | None]], role: str = "challenger"
+) -> list[str]:
+    """Return why the model does not beat every other entry; empty when it does.
+
+    ``promotion`` is the summary's ``evaluation["promotion"]``. Each reason
+    names the model by ``role``, such as "challenger" in ``ajoissa promote``.
+    """
     reasons = []
     mine = promotion.get("model", {})
     for other, values in promotion.items():
@@ -286,10 +292,10 @@ def compare(promotion: dict[str, dict[str, float | None]]) -> list[str]:
         for metric in PROMOTION_METRICS:
             ours, theirs = mine.get(metric), values.get(metric)
             if ours is None:
-                reasons.append(f"the challenger has no {metric} on the latest fold")
+                reasons.append(f"the {role} has no {metric} on the latest fold")
             elif theirs is not None and ours <= theirs:
                 reasons.append(
-                    f"{metric}: challenger {ours:.4f} does not beat {other} {theirs:.4f}"
+                    f"{metric}: {role} {ours:.4f} does not beat {other} {theirs:.4f}"
                 )
     return reasons
 

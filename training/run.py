@@ -30,6 +30,7 @@ from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
 from models.store import (
     CHALLENGER,
+    CHALLENGER_REASON_TAG,
     CHAMPION,
     MODEL_NAME_PREFIX,
     TRAINING_DATA_TAG,
@@ -217,15 +218,23 @@ def run_main_job(
 
     experiment_id = ensure_experiment()
     model_name = config.model_name or f"{MODEL_NAME_PREFIX}{config.source}"
-    alias = _alias_to_set(model_name, config.alias)
+    has_history = len(tables.study_right_states) > 0
+    settings = _label_settings(config, has_history)
+    alias, challenger_reason = _alias_to_set(model_name, config.alias)
     unvalidated = _unvalidated_reason(evaluation)
     if unvalidated and alias == CHAMPION:
         # A model whose test rows show no or only a few dropouts was not
         # measured, so it must not go live unreviewed.
         logger.warning("registering a challenger, not a champion: %s", unvalidated)
-        alias = CHALLENGER
-    has_history = len(tables.study_right_states) > 0
-    settings = _label_settings(config, has_history)
+        alias, challenger_reason = CHALLENGER, unvalidated
+    tags = {
+        "source": config.source,
+        "validation": config.validation,
+        TRAINING_DATA_TAG: _fingerprint(frame.data),
+        LABEL_SETTINGS_TAG: label_settings_tag(settings),
+    }
+    if challenger_reason is not None:
+        tags[CHALLENGER_REASON_TAG] = challenger_reason
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.source) as run:
         mlflow.log_params(_run_params(config, frame, fold))
         mlflow.log_metrics(_flat_metrics(metrics))
@@ -238,12 +247,7 @@ def run_main_job(
             # The alias is set last, so a run that fails later never replaces
             # the served model.
             alias=None,
-            tags={
-                "source": config.source,
-                "validation": config.validation,
-                TRAINING_DATA_TAG: _fingerprint(frame.data),
-                LABEL_SETTINGS_TAG: label_settings_tag(settings),
-            },
+            tags=tags,
             calibration=fold.calibration,
         )
 
@@ -265,6 +269,7 @@ def run_main_job(
                 "model_name": registered.name,
                 "model_version": registered.version,
                 "model_alias": alias,
+                "challenger_reason": challenger_reason,
                 "mlflow_run_id": run.info.run_id,
                 "tracking_uri": mlflow.get_tracking_uri(),
                 "fairness_report": str(report_path.resolve()),
@@ -279,6 +284,10 @@ def run_main_job(
                 "features": fold.spec.features,
                 "label_definition": _label_definition(config, has_history),
                 "label_settings": settings,
+                "absent_tables": {
+                    table: list(features)
+                    for table, features in tables.absent_tables.items()
+                },
             }
             if unvalidated:
                 summary["not_validated"] = unvalidated
@@ -381,26 +390,33 @@ def _unvalidated_reason(evaluation: dict[str, Any]) -> str | None:
     )
 
 
-def _alias_to_set(model_name: str, requested: str) -> str:
+def _alias_to_set(model_name: str, requested: str) -> tuple[str, str | None]:
     """Return the alias for the new version, which is never a second champion.
 
     Only ``ajoissa promote`` replaces a champion, after it checks the new
     version against the champion, the baselines and the fairness gate. So a
     run that requests the champion alias for a model that already has one
-    gets the challenger alias.
+    gets the challenger alias. The second item is the reason for a challenger
+    alias, None for the champion alias.
     """
+    if requested == CHALLENGER:
+        return requested, "a retrain registers every new version as the challenger"
     if requested != CHAMPION:
-        return requested
+        return requested, None
     try:
         current = champion_version(model_name, CHAMPION)
     except LookupError:
-        return CHAMPION
+        return CHAMPION, None
     logger.info(
         "%s already has champion version %s; registering a challenger",
         model_name,
         current,
     )
-    return CHALLENGER
+    return CHALLENGER, (
+        f"{model_name} already has champion version {current}, and only "
+        "`ajoissa promote` replaces a champion, after `ajoissa retrain` has "
+        "compared the two"
+    )
 
 
 def _label_settings(config: RunConfig, has_history: bool) -> dict[str, Any]:

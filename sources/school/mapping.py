@@ -331,6 +331,14 @@ def _attributes(records: SchoolRecords, enrolments: pd.DataFrame) -> pd.DataFram
     )
 
 
+OPTIONAL_TABLE_FEATURES = {
+    "behaviour_notes": ("attr_behaviour_notes",),
+    "grade_levels": ("attr_grade_level", "age_for_grade_months"),
+}
+"""Model features that each optional export table feeds, by way of the
+attributes that :func:`_attributes` builds from it."""
+
+
 def to_input_tables(
     records: SchoolRecords, origin: str = "<records>", strict: bool = True
 ) -> InputTables:
@@ -418,6 +426,9 @@ def to_input_tables(
         attendance=attended[["enrolment_id", "date", "mark"]],
         study_right_states=states,
         origin=origin,
+        absent_tables={
+            name: OPTIONAL_TABLE_FEATURES[name] for name in records.absent_tables
+        },
     )
     logger.info(
         "mapped records: %d learners, %d units, %d enrolments, %d marks, %d grades",

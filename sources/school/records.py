@@ -86,6 +86,8 @@ class SchoolRecords:
     mark_codes: dict[str, str] = field(default_factory=dict)
     """The mark-code table that mapped each ``mark_code`` to its ``mark``: local
     code to contract mark. :func:`write_records` stores it with the tables."""
+    absent_tables: tuple[str, ...] = ()
+    """Optional tables that the export has no file for."""
     counts: dict[str, int] = field(default_factory=dict)
     """Rows read per table, ``duplicate_marks_dropped``,
     ``duplicate_<table>_dropped`` for each table in
@@ -139,10 +141,15 @@ def _read_raw(path: Path) -> pd.DataFrame:
     """
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
+    # Empty lines after the header are read as rows of empty cells, so that
+    # the load report counts them with the other blank rows that read_records
+    # skips. Empty lines before the header are skipped.
     reader = pd.read_csv(
         path,
         dtype=str,
         keep_default_na=False,
+        skip_blank_lines=False,
+        skiprows=_leading_empty_lines(path),
         encoding_errors="strict",
         chunksize=CSV_CHUNK_ROWS,
         **CSV_OPTIONS,
@@ -159,10 +166,22 @@ def _read_raw(path: Path) -> pd.DataFrame:
     )
 
 
+def _leading_empty_lines(path: Path) -> int:
+    """Return how many empty lines come before the CSV file's header line."""
+    count = 0
+    with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
+        for line in handle:
+            if line.strip("\r\n"):
+                break
+            count += 1
+    return count
+
+
 def _header_names(path: Path) -> list[str]:
     """Return the column names of the CSV file's header line, stripped, as written."""
     with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
-        header = next(csv.reader(handle, delimiter=CSV_OPTIONS["sep"]), [])
+        records = csv.reader(handle, delimiter=CSV_OPTIONS["sep"])
+        header = next((record for record in records if record), [])
     return [name.strip() for name in header]
 
 
@@ -215,18 +234,20 @@ def _drop_unnamed_columns(raw: pd.DataFrame, path: Path, table: str) -> pd.DataF
 def _csv_line_starts(path: Path) -> list[int]:
     """Return the 1-based line on which each data row of a CSV file starts.
 
-    A quoted value can span lines and pandas skips blank lines, so a row's
-    position plus 2 is its line only in simple files. This reads the file once
-    more with the :mod:`csv` module and is called only when there are problems.
+    A quoted value can span lines, so a row's position plus 2 is its line only
+    in simple files. An empty line is a row, as :func:`_read_raw` reads it.
+    This reads the file once more with the :mod:`csv` module and is called
+    only when there are problems.
     """
     starts = []
     with path.open(encoding=CSV_OPTIONS["encoding"], newline="") as handle:
         reader = csv.reader(handle, delimiter=CSV_OPTIONS["sep"])
         previous_end = 0
         for record in reader:
-            start, previous_end = previous_end + 1, reader.line_num
-            if record:
-                starts.append(start)
+            # Empty lines before the header are not rows.
+            if record or starts:
+                starts.append(previous_end + 1)
+            previous_end = reader.line_num
     return starts[1:]
 
 
@@ -1275,11 +1296,15 @@ def read_records(folder: Path, mark_codes: Path | None = None) -> SchoolRecords:
     marks = tables["attendance_marks"]
     for column in MARK_CATEGORY_COLUMNS:
         marks[column] = marks[column].astype("category")
-    for name, spec in TABLES.items():
-        if spec.optional and name not in tables:
-            tables[name] = empty_export_table(name)
+    absent = tuple(
+        name for name, spec in TABLES.items() if spec.optional and name not in tables
+    )
+    for name in absent:
+        tables[name] = empty_export_table(name)
     logger.info("read export from %s: %s", folder, counts)
-    return SchoolRecords(**tables, mark_codes=codes, counts=counts)
+    return SchoolRecords(
+        **tables, mark_codes=codes, counts=counts, absent_tables=absent
+    )
 
 
 REFERENCED_TABLES = ("pupils", "schools", "study_rights")

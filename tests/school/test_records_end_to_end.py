@@ -252,3 +252,108 @@ def test_records_features_within_api_ranges(summary, monkeypatch):
         values = data[name].dropna().astype(float)
         outside = values[[not ranges[name].contains(v) for v in values]]
         assert outside.empty, f"{name}: {outside.head().tolist()}"
+
+
+def _export_without(summary: dict, table: str, folder: Path) -> Path:
+    """Copy the synthetic export into ``folder`` without ``table``'s file."""
+    import shutil
+
+    shutil.copytree(summary["data"], folder)
+    (folder / f"{table}.parquet").unlink()
+    return folder
+
+
+def _stored_runs(home: Path) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(home / "scores.db") as db:
+        return db.execute(
+            "SELECT run_id, COUNT(*) FROM scores GROUP BY run_id ORDER BY run_id"
+        ).fetchall()
+
+
+def test_score_rejects_missing_optional_table(summary, scored, tmp_path):
+    assert "attr_behaviour_notes" in summary["features"]
+    home = Path(summary["home"])
+    data = _export_without(summary, "behaviour_notes", tmp_path / "copy")
+    before = _stored_runs(home)
+    args = ["score", "--source", "records", "--data", str(data)]
+    args += ["--as-of", "2025-02-03", "--model-name", "ajoissa-records"]
+    result = subprocess.run(
+        [AJOISSA, *args], env=_env(home), capture_output=True, text=True, timeout=900
+    )
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "- behaviour_notes: no behaviour_notes.csv" in message
+    assert "the features attr_behaviour_notes," in message
+    assert "pass --allow-missing behaviour_notes" in message
+    assert "Nothing was stored." in message
+    assert _stored_runs(home) == before
+
+
+def test_score_allows_named_missing_table(summary, scored, tmp_path):
+    home = Path(summary["home"])
+    data = _export_without(summary, "behaviour_notes", tmp_path / "copy")
+    allowed = _ajoissa(
+        "score",
+        "--source",
+        "records",
+        "--data",
+        str(data),
+        "--as-of",
+        "2025-02-03",
+        "--model-name",
+        "ajoissa-records",
+        "--allow-missing",
+        "behaviour_notes",
+        home=home,
+    )
+    warning = " ".join(allowed.stderr.split())
+    assert "Warning: the data has no behaviour_notes table" in warning
+    assert "attr_behaviour_notes" in warning
+
+
+def test_run_names_absent_optional_table(tmp_path):
+    data, out, home = tmp_path / "data", tmp_path / "out", tmp_path / "home"
+    _ajoissa(
+        "synth",
+        "--pupils",
+        "300",
+        "--years",
+        "3",
+        "--seed",
+        "2",
+        "--lessons-per-day",
+        "1",
+        "--out",
+        str(data),
+        home=home,
+    )
+    (data / "behaviour_notes.parquet").unlink()
+    run = _ajoissa(
+        "run",
+        "--source",
+        "records",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--label-window-days",
+        "183",
+        home=home,
+    )
+    output = " ".join(run.stdout.split())
+    assert "Note: the data has no behaviour_notes table" in output
+    assert "(attr_behaviour_notes)" in output
+    result = json.loads((out / "summary.json").read_text())
+    assert result["absent_tables"] == {"behaviour_notes": ["attr_behaviour_notes"]}
+
+
+def test_optional_tables_feed_model_features(summary):
+    from sources.school.mapping import OPTIONAL_TABLE_FEATURES
+    from sources.school.tables import TABLES
+
+    optional = {name for name, spec in TABLES.items() if spec.optional}
+    assert set(OPTIONAL_TABLE_FEATURES) == optional
+    for features in OPTIONAL_TABLE_FEATURES.values():
+        assert set(features) <= set(summary["features"])

@@ -375,6 +375,31 @@ def test_separator_only_rows_skipped(tmp_path):
     assert records.counts["blank_rows_skipped"] == 4
 
 
+def test_empty_lines_counted_as_blank_rows(tmp_path):
+    grades = [*EXPORT["grades"], "", ";;;;"]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    records = read_records(export)
+    assert records.counts["grades"] == len(EXPORT["grades"]) - 1
+    assert records.counts["blank_rows_skipped"] == 2
+
+
+def test_problem_line_after_empty_lines(tmp_path):
+    # Lines 3 and 4 are empty, so the invalid grade is on line 5.
+    grades = [*EXPORT["grades"][:2], "", "", "p1;s1;20.12.2024;AI;11"]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    problems = _problems(export)
+    assert len(problems) == 1
+    assert "column 'grade', row 5: value '11' is invalid" in problems[0]
+
+
+def test_empty_lines_before_header_skipped(tmp_path):
+    grades = ["", "", *EXPORT["grades"][:2], "p1;s1;20.12.2024;AI;11"]
+    export = write_export(tmp_path / "e", EXPORT | {"grades": grades})
+    problems = _problems(export)
+    assert len(problems) == 1
+    assert "column 'grade', row 5: value '11' is invalid" in problems[0]
+
+
 def test_problem_line_after_blank_rows(tmp_path):
     # Line 3 is blank, so the invalid grade on line 4 is the table's second row.
     grades = [*EXPORT["grades"][:2], ";;;;", "p1;s1;20.12.2024;AI;11"]

@@ -784,7 +784,7 @@ def test_unvalidated_model_not_champion(tmp_path, monkeypatch):
     summary, output = run_three_periods(tmp_path, monkeypatch, adverse=0)
     assert summary["model_alias"] == "challenger"
     assert "have only one class" in summary["not_validated"]
-    assert "not as the served champion" in " ".join(output.split())
+    assert "not the served champion" in " ".join(output.split())
 
 
 def test_few_test_dropouts_not_champion(tmp_path, monkeypatch):
@@ -793,6 +793,28 @@ def test_few_test_dropouts_not_champion(tmp_path, monkeypatch):
     assert summary["model_alias"] == "challenger"
     assert "have 3 dropout(s) in 40 rows" in summary["not_validated"]
     assert "each class needs at least 10" in summary["not_validated"]
+
+
+def test_unvalidated_challenger_reason_given(tmp_path, monkeypatch):
+    """In a fresh store, the output gives the real reason for a challenger."""
+    from models.store import champion_version, resolve_model_name
+
+    summary, output = run_three_periods(tmp_path, monkeypatch, adverse=3)
+    output = " ".join(output.split())
+    name = summary["model_name"]
+    assert summary["challenger_reason"] == summary["not_validated"]
+    assert "already has" not in output
+    assert "because the latest fold did not validate it" in output
+    assert f"`ajoissa promote --model-name {name}`" in output
+    with pytest.raises(LookupError) as excinfo:
+        champion_version(name)
+    message = str(excinfo.value)
+    assert "Version 1 is its 'challenger'" in message
+    assert "have 3 dropout(s) in 40 rows" in message
+    assert f"`ajoissa promote --model-name {name}`" in message
+    assert "run `ajoissa run` first" not in message
+    with pytest.raises(LookupError, match="have 3 dropout"):
+        resolve_model_name(None)
 
 
 def test_excel_format_on_csv_rejected(tmp_path):

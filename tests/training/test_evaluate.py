@@ -50,18 +50,38 @@ def test_metrics_single_class_undefined():
     assert metrics["precision_at_10pct"] == 0.0
 
 
-def test_cli_lists_beating_baselines():
-    from ajoissa.cli import _beaten_by_baselines
+def test_cli_names_precision_shortfall():
+    from ajoissa.cli import _print_baseline_shortfalls, console
 
-    metrics = {
-        "day_30": {
-            "model": {"roc_auc": 0.70},
-            "logistic": {"roc_auc": 0.72},
-            "rule": {"roc_auc": 0.60},
+    evaluation = {
+        "latest_fold": "stratified",
+        "promotion": {
+            "model": {"roc_auc": 0.93, "precision_at_k_share": 0.980},
+            "logistic": {"roc_auc": 0.92, "precision_at_k_share": 0.984},
+            "rule": {"roc_auc": 0.60, "precision_at_k_share": 0.5},
         },
-        "day_60": {"model": {"roc_auc": 0.75}, "logistic": {"roc_auc": 0.72}},
     }
-    assert _beaten_by_baselines(metrics) == ["day_30 (logistic)"]
+    with console.capture() as captured:
+        _print_baseline_shortfalls(evaluation)
+    output = " ".join(captured.get().split())
+    assert "precision_at_k_share: model 0.9800 does not beat logistic 0.9840" in output
+    assert "roc_auc" not in output
+    assert "rule" not in output
+
+
+def test_cli_quiet_when_model_wins():
+    from ajoissa.cli import _print_baseline_shortfalls, console
+
+    evaluation = {
+        "latest_fold": "cutoff_2014-01-01",
+        "promotion": {
+            "model": {"roc_auc": 0.80, "precision_at_k_share": 0.5},
+            "logistic": {"roc_auc": 0.70, "precision_at_k_share": 0.4},
+        },
+    }
+    with console.capture() as captured:
+        _print_baseline_shortfalls(evaluation)
+    assert captured.get() == ""
 
 
 def test_list_scores_break_ties():

@@ -420,6 +420,10 @@ def test_main_job_never_replaces_a_champion(store):
     challenger = client.get_model_version_by_alias("main-job-model", "challenger")
     assert str(champion.version) == first["model_version"]
     assert str(challenger.version) == second["model_version"]
+    assert first["challenger_reason"] is None
+    reason = f"main-job-model already has champion version {champion.version}"
+    assert second["challenger_reason"].startswith(reason)
+    assert challenger.tags["challenger_reason"] == second["challenger_reason"]
 
 
 def test_failed_main_job_leaves_no_version(store, monkeypatch):
