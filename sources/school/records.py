@@ -1377,6 +1377,8 @@ def _write_mark_codes(codes: dict[str, str], path: Path) -> None:
 def write_records(records: SchoolRecords, out_dir: Path) -> None:
     """Store ``records`` as one Parquet file per table in ``out_dir``.
 
+    Optional tables in ``records.absent_tables`` get no file.
+
     ``out_dir`` also gets the mark-code table of the records as
     ``mark_codes.csv``, so that :func:`read_records` of ``out_dir`` maps each
     stored ``mark_code`` to the same mark as the load did. The files are
@@ -1395,6 +1397,11 @@ def write_records(records: SchoolRecords, out_dir: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         for name in TABLES:
+            # An optional table that the export left out stays out of the
+            # store, so that reading the store finds it absent too, as
+            # scoring must (it refuses features fed by an absent table).
+            if name in records.absent_tables:
+                continue
             getattr(records, name).to_parquet(staging / f"{name}.parquet", index=False)
         _write_mark_codes(records.mark_codes, staging / EXPORT_MARK_CODES)
         old = None

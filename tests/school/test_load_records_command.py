@@ -5,6 +5,7 @@ from school_fixtures import EXPORT, write_export
 from typer.testing import CliRunner
 
 from ajoissa.cli import app
+from sources.school.records import read_records
 
 runner = CliRunner()
 
@@ -248,3 +249,14 @@ def test_features_of_store_match_export(tmp_path: Path):
         frames[name] = pd.read_parquet(out)
     assert len(frames["export"]) > 0
     pd.testing.assert_frame_equal(frames["store"], frames["export"])
+
+
+def test_absent_optional_table_stays_absent(tmp_path: Path):
+    store = tmp_path / "store"
+    result = _store_export(tmp_path / "e", EXPORT, store)
+    assert result.exit_code == 0, result.output
+    assert "behaviour_notes" not in EXPORT
+    assert not (store / "behaviour_notes.parquet").exists()
+    assert (store / "pupils.parquet").exists()
+    assert "behaviour_notes" in read_records(store).absent_tables
+    assert "support_decisions" not in read_records(store).absent_tables
