@@ -38,7 +38,9 @@ EXCEPTION_HELP = (
     "for; auditing the version again or changing the policy voids it. Exits "
     "with code 2, recording nothing, when the version has no stored audit, its "
     "audit was computed under another policy version than the one in force "
-    "(rerun `ajoissa audit` first), the audit has no breach, or an exception "
+    "(rerun `ajoissa audit` first), the audit assessed no comparison (an "
+    "exception accepts a measured disparity, not a missing measurement), the "
+    "audit has no breach, or an exception "
     "already applies to the audit and --replace is not given."
 )
 
@@ -213,8 +215,8 @@ def _check_exception_needed(decision: GateDecision, replace: bool) -> None:
     """Exit with code 2 unless the gate would honour a new exception for the version.
 
     The gate honours an exception only for a stored audit computed under the
-    policy version in force, and only needs one when that audit breaches the
-    policy. An exception that already applies is replaced only with
+    policy version in force that assessed at least one comparison, and only
+    needs one when that audit breaches the policy. An exception that already applies is replaced only with
     ``replace``.
     """
     subject = f"{decision.model_name} version {decision.version}"
@@ -228,6 +230,13 @@ def _check_exception_needed(decision: GateDecision, replace: bool) -> None:
             f"exception. Rerun `ajoissa audit --model {decision.model_name}@"
             f"{decision.version} --out report.html` first, then record the "
             "exception if the new audit breaches the policy"
+        )
+    if decision.nothing_assessed:
+        raise _fail(
+            f"Cannot record the exception: the stored audit of {subject} assessed "
+            "no comparison, and an exception accepts a measured disparity, not a "
+            "missing measurement; audit the version on data with enough dropouts "
+            "in every group"
         )
     if not decision.breaches:
         raise _fail(

@@ -307,6 +307,7 @@ def _verdict(
     return {
         "version": policy.version,
         "passed": findings.passed,
+        "nothing_assessed": findings.nothing_assessed,
         "breaches": findings.breaches,
         "warnings": findings.warnings,
         "checked": findings.checked,
