@@ -23,13 +23,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+REPLACE_OPTION = "--replace-stored-audit-with-other-data"
 AUDIT_HELP = (
     "Audit a registered model version for fairness: rebuild its evaluation rows "
     "from the source and settings recorded with it, compute group metrics with "
     "bootstrap intervals, compare mitigation methods, summarise explanations, "
     "write one self-contained HTML report and store the audit and report with the "
-    "version in MLflow, where `ajoissa promote` reads them. The policy is "
-    "fairness/policy.yaml unless AJOISSA_FAIRNESS_POLICY names another file."
+    "version in MLflow, where `ajoissa promote` reads them. The audit is stored "
+    "only when the data is the data the version was trained and evaluated on "
+    "(its training_data_sha256 or input fingerprint matches), unless "
+    f"{REPLACE_OPTION} is given. The policy is fairness/policy.yaml unless "
+    "AJOISSA_FAIRNESS_POLICY names another file."
 )
 EXCEPTION_HELP = (
     "Record a named reviewer's exception for a model version whose stored audit "
@@ -87,6 +91,16 @@ def audit(
         ),
     ] = None,
     mapping: MappingOption = None,
+    replace_with_other_data: Annotated[
+        bool,
+        typer.Option(
+            REPLACE_OPTION,
+            help="Store the audit with the version, replacing the audit that "
+            "`ajoissa promote` reads, even when --data is not the data the version "
+            "was trained and evaluated on or the version records no fingerprint "
+            "of that data.",
+        ),
+    ] = False,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from fairness.gate import check_gate
@@ -129,16 +143,38 @@ def audit(
 
         try:
             tables = entry.load(data_path)
-            _, report = audit_version(
-                tables, registered, out, source=source, on_step=on_step
+            result = audit_version(
+                tables,
+                registered,
+                out,
+                source=source,
+                on_step=on_step,
+                store_other_data=replace_with_other_data,
             )
         except (InputDataError, PolicyError, ValueError) as exc:
             progress.stop()
             raise _fail(f"Cannot audit {registered.uri}: {exc}") from exc
         progress.update(task, completed=6, description="done")
-    console.print(f"Fairness report: {report.resolve()}")
-    console.print(f"Stored with {registered.uri} in MLflow (artifacts under fairness/)")
-    _print_decision(check_gate(name, version))
+    console.print(f"Fairness report: {result.report.resolve()}")
+    if result.stored:
+        console.print(
+            f"Stored with {registered.uri} in MLflow (artifacts under fairness/)"
+        )
+        _print_decision(check_gate(name, version))
+    else:
+        reason = (
+            f"it records no fingerprint of its training data to compare {data_path} with"
+            if result.data_check.matches is None
+            else f"{data_path} is not the data it was trained and evaluated on"
+        )
+        console.print(
+            f"Not stored with {registered.uri}: {reason}, so `ajoissa promote` still "
+            f"reads its stored audit. Pass {REPLACE_OPTION} to store this audit in "
+            "its place.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     console.print(f"Wall time: {time.perf_counter() - started:.1f} s")
 
 

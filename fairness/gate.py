@@ -143,6 +143,13 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
     findings = evaluate_policy(payload["audit"], policy)
     breaches += findings.breaches
     warnings += findings.warnings
+    evaluation_data = payload.get("evaluation_data")
+    if evaluation_data and evaluation_data.get("matches_training_data") is not True:
+        warnings.append(
+            "the stored audit was computed on data that is not known to be the "
+            "version's evaluation data, and was stored on request with "
+            "`ajoissa audit --replace-stored-audit-with-other-data`"
+        )
 
     honoured = None
     reasons = [f"breach: {text}" for text in breaches]
