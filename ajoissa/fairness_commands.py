@@ -23,13 +23,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+REPLACE_OPTION = "--replace-stored-audit-with-other-data"
 AUDIT_HELP = (
     "Audit a registered model version for fairness: rebuild its evaluation rows "
     "from the source and settings recorded with it, compute group metrics with "
     "bootstrap intervals, compare mitigation methods, summarise explanations, "
     "write one self-contained HTML report and store the audit and report with the "
-    "version in MLflow, where `ajoissa promote` reads them. The policy is "
-    "fairness/policy.yaml unless AJOISSA_FAIRNESS_POLICY names another file."
+    "version in MLflow, where `ajoissa promote` reads them. The audit is stored "
+    "only when the data is the data the version was trained and evaluated on "
+    "(its training_data_sha256 or input fingerprint matches), unless "
+    f"{REPLACE_OPTION} is given. The policy is fairness/policy.yaml unless "
+    "AJOISSA_FAIRNESS_POLICY names another file."
 )
 EXCEPTION_HELP = (
     "Record a named reviewer's exception for a model version whose stored audit "
@@ -38,7 +42,9 @@ EXCEPTION_HELP = (
     "for; auditing the version again or changing the policy voids it. Exits "
     "with code 2, recording nothing, when the version has no stored audit, its "
     "audit was computed under another policy version than the one in force "
-    "(rerun `ajoissa audit` first), the audit has no breach, or an exception "
+    "(rerun `ajoissa audit` first), the audit assessed no comparison (an "
+    "exception accepts a measured disparity, not a missing measurement), the "
+    "audit has no breach, or an exception "
     "already applies to the audit and --replace is not given."
 )
 
@@ -85,6 +91,16 @@ def audit(
         ),
     ] = None,
     mapping: MappingOption = None,
+    replace_with_other_data: Annotated[
+        bool,
+        typer.Option(
+            REPLACE_OPTION,
+            help="Store the audit with the version, replacing the audit that "
+            "`ajoissa promote` reads, even when --data is not the data the version "
+            "was trained and evaluated on or the version records no fingerprint "
+            "of that data.",
+        ),
+    ] = False,
 ) -> None:
     from ajoissa.catalog import SOURCES
     from fairness.gate import check_gate
@@ -127,16 +143,38 @@ def audit(
 
         try:
             tables = entry.load(data_path)
-            _, report = audit_version(
-                tables, registered, out, source=source, on_step=on_step
+            result = audit_version(
+                tables,
+                registered,
+                out,
+                source=source,
+                on_step=on_step,
+                store_other_data=replace_with_other_data,
             )
         except (InputDataError, PolicyError, ValueError) as exc:
             progress.stop()
             raise _fail(f"Cannot audit {registered.uri}: {exc}") from exc
         progress.update(task, completed=6, description="done")
-    console.print(f"Fairness report: {report.resolve()}")
-    console.print(f"Stored with {registered.uri} in MLflow (artifacts under fairness/)")
-    _print_decision(check_gate(name, version))
+    console.print(f"Fairness report: {result.report.resolve()}")
+    if result.stored:
+        console.print(
+            f"Stored with {registered.uri} in MLflow (artifacts under fairness/)"
+        )
+        _print_decision(check_gate(name, version))
+    else:
+        reason = (
+            f"it records no fingerprint of its training data to compare {data_path} with"
+            if result.data_check.matches is None
+            else f"{data_path} is not the data it was trained and evaluated on"
+        )
+        console.print(
+            f"Not stored with {registered.uri}: {reason}, so `ajoissa promote` still "
+            f"reads its stored audit. Pass {REPLACE_OPTION} to store this audit in "
+            "its place.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     console.print(f"Wall time: {time.perf_counter() - started:.1f} s")
 
 
@@ -213,8 +251,8 @@ def _check_exception_needed(decision: GateDecision, replace: bool) -> None:
     """Exit with code 2 unless the gate would honour a new exception for the version.
 
     The gate honours an exception only for a stored audit computed under the
-    policy version in force, and only needs one when that audit breaches the
-    policy. An exception that already applies is replaced only with
+    policy version in force that assessed at least one comparison, and only
+    needs one when that audit breaches the policy. An exception that already applies is replaced only with
     ``replace``.
     """
     subject = f"{decision.model_name} version {decision.version}"
@@ -228,6 +266,13 @@ def _check_exception_needed(decision: GateDecision, replace: bool) -> None:
             f"exception. Rerun `ajoissa audit --model {decision.model_name}@"
             f"{decision.version} --out report.html` first, then record the "
             "exception if the new audit breaches the policy"
+        )
+    if decision.nothing_assessed:
+        raise _fail(
+            f"Cannot record the exception: the stored audit of {subject} assessed "
+            "no comparison, and an exception accepts a measured disparity, not a "
+            "missing measurement; audit the version on data with enough dropouts "
+            "in every group"
         )
     if not decision.breaches:
         raise _fail(

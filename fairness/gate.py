@@ -41,7 +41,8 @@ class GateDecision:
 
     ``passed`` is true when the audit meets the policy, or when it breaches it
     and a reviewer exception was recorded for this audit under this policy
-    version (``exception`` is then set). ``reasons`` lists every breach, warning
+    version (``exception`` is then set), unless the audit assessed no
+    comparison. ``reasons`` lists every breach, warning
     and the exception in plain sentences.
     """
 
@@ -56,6 +57,9 @@ class GateDecision:
     audit_sha256: str | None = None
     audit_policy_version: str | None = None
     """Policy version the stored audit was computed under, or None without an audit."""
+    nothing_assessed: bool = False
+    """Whether the stored audit could not assess any comparison. No reviewer
+    exception applies to such an audit."""
     recorded_exception: ReviewerException | None = None
     """Latest exception recorded for the version, honoured or not. It is left
     out of :meth:`to_dict`, and so of the stored decision."""
@@ -139,19 +143,24 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
     findings = evaluate_policy(payload["audit"], policy)
     breaches += findings.breaches
     warnings += findings.warnings
-    if findings.assessed == 0 and not breaches:
-        breaches.append(
-            f"none of the {findings.checked} comparisons in the stored audit "
-            "could be assessed"
-            if findings.checked
-            else "the stored audit has no comparison to check"
+    evaluation_data = payload.get("evaluation_data")
+    if evaluation_data and evaluation_data.get("matches_training_data") is not True:
+        warnings.append(
+            "the stored audit was computed on data that is not known to be the "
+            "version's evaluation data, and was stored on request with "
+            "`ajoissa audit --replace-stored-audit-with-other-data`"
         )
 
     honoured = None
     reasons = [f"breach: {text}" for text in breaches]
     reasons += [f"warning: {text}" for text in warnings]
     if breaches and exception is not None:
-        if (
+        if findings.nothing_assessed:
+            reasons.append(
+                f"the exception by {exception.reviewer} does not apply, because an "
+                "exception accepts a measured disparity and this audit measured none"
+            )
+        elif (
             exception.audit_sha256 == digest
             and exception.policy_version == policy.version
         ):
@@ -180,6 +189,7 @@ def evaluate_gate(model_name: str, version: str) -> GateDecision:
         audit_sha256=digest,
         audit_policy_version=str(payload["policy_version"]),
         recorded_exception=exception,
+        nothing_assessed=findings.nothing_assessed,
     )
 
 

@@ -244,8 +244,27 @@ class PolicyFindings:
         return self.checked - self.not_assessed
 
     @property
+    def nothing_assessed(self) -> bool:
+        """Whether no comparison could be assessed, so the audit measured nothing."""
+        return self.assessed == 0
+
+    @property
     def passed(self) -> bool:
         return not self.breaches
+
+
+def nothing_assessed_sentence(findings: PolicyFindings) -> str:
+    """Return the verdict of an audit in which no comparison could be assessed.
+
+    The report, the gate and ``ajoissa review-exception`` all use this sentence,
+    so that they give one verdict.
+    """
+    if not findings.checked:
+        return "the audit could not assess the model: it has no comparison to check"
+    return (
+        "the audit could not assess the model: none of its "
+        f"{findings.checked} comparisons could be assessed"
+    )
 
 
 def meets_policy_sentence(version: str, findings: PolicyFindings) -> str:
@@ -293,7 +312,8 @@ def evaluate_policy(audit: dict[str, Any], policy: FairnessPolicy) -> PolicyFind
     Every shown group of every audited attribute and intersection is checked
     against its reference group under ``policy.interval_rule``. An undefined
     comparison or missing interval is a warning or a breach, as
-    ``policy.undefined`` sets.
+    ``policy.undefined`` sets. An audit in which no comparison could be
+    assessed is a breach (:func:`nothing_assessed_sentence`).
     """
     findings = PolicyFindings()
     for attribute, result in audit["attributes"].items():
@@ -307,6 +327,10 @@ def evaluate_policy(audit: dict[str, Any], policy: FairnessPolicy) -> PolicyFind
             for row in result["comparisons"]:
                 if row["metric"] == rule.metric:
                     _check_row(findings, policy, rule, attribute, result, row)
+    if findings.nothing_assessed:
+        # An audit that measured nothing does not show that the policy is met,
+        # so it is a breach whatever ``policy.undefined`` sets.
+        findings.breaches.insert(0, nothing_assessed_sentence(findings))
     return findings
 
 

@@ -307,6 +307,7 @@ def _verdict(
     return {
         "version": policy.version,
         "passed": findings.passed,
+        "nothing_assessed": findings.nothing_assessed,
         "breaches": findings.breaches,
         "warnings": findings.warnings,
         "checked": findings.checked,
@@ -482,6 +483,7 @@ def _context(
     mitigation: MitigationResult | None = None,
     explanations: ExplanationOverview | None = None,
     data: dict[str, Any] | None = None,
+    data_notice: str | None = None,
 ) -> dict[str, Any]:
     footnotes = _Footnotes()
     band_rule = next(
@@ -534,6 +536,7 @@ def _context(
         "mitigation": _mitigation_context(mitigation),
         "explanations": _explanation_context(explanations),
         "data": data,
+        "data_notice": data_notice,
         "limitations": _limitations(audit, mitigation, data),
         "notes": notes,
         "footnotes": footnotes.reasons,
@@ -553,6 +556,7 @@ def render_report(
     mitigation: MitigationResult | None = None,
     explanations: ExplanationOverview | None = None,
     data: dict[str, Any] | None = None,
+    data_notice: str | None = None,
 ) -> str:
     """Render the audit as an HTML document, with every value autoescaped."""
     environment = Environment(
@@ -574,6 +578,7 @@ def render_report(
             mitigation=mitigation,
             explanations=explanations,
             data=data,
+            data_notice=data_notice,
         )
     )
 
@@ -590,6 +595,7 @@ def write_report(
     mitigation: MitigationResult | None = None,
     explanations: ExplanationOverview | None = None,
     data: dict[str, Any] | None = None,
+    data_notice: str | None = None,
 ) -> Path:
     """Write the audit as one self-contained HTML file at ``path``.
 
@@ -620,6 +626,9 @@ def write_report(
         :func:`fairness.explain.explanation_overview`, shown when given.
     data
         Description of the audited rows and the label, shown when given.
+    data_notice
+        Why the audited rows may not be the model's evaluation data. When
+        given, the report opens with it, marked as not the model's evaluation.
 
     Returns
     -------
@@ -647,6 +656,7 @@ def write_report(
         mitigation=mitigation,
         explanations=explanations,
         data=data,
+        data_notice=data_notice,
     )
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"

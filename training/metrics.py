@@ -301,7 +301,10 @@ def metrics_with_intervals(
     resamples: int,
     seed: int,
 ) -> dict[str, Any]:
-    """Return each metric with a 95 % percentile bootstrap interval.
+    """Return each metric with a 95 % bootstrap interval.
+
+    Intervals are percentile intervals, except for the expected calibration
+    error, whose interval is bias-corrected (see :func:`_interval`).
 
     The top-k selection is made once on all rows, with rows tied at its edge
     sharing the last places (:func:`top_weights`). Each resample draws rows with
@@ -328,17 +331,37 @@ def metrics_with_intervals(
         for name, value in values.items():
             if value is not None:
                 draws[name].append(value)
-    # NOTE: the calibration error of a resample is biased upwards (duplicated
-    # rows make bins noisier), so its interval can lie above the point value.
     result: dict[str, Any] = {"rows": len(y), "positives": int(y.sum())}
     for name, value in point.items():
         result[name] = value
         if value is not None and len(draws[name]) >= max(10, resamples // 2):
-            low, high = np.percentile(draws[name], [2.5, 97.5])
-            result[f"{name}_ci"] = [float(low), float(high)]
+            result[f"{name}_ci"] = _interval(name, value, np.asarray(draws[name]))
         else:
             result[f"{name}_ci"] = None
     return result
+
+
+BIAS_CORRECTED_METRICS = ("ece",)
+"""Metrics whose interval is shifted by the bootstrap's bias estimate."""
+
+
+def _interval(name: str, value: float, draws: np.ndarray) -> list[float]:
+    """Return the 95 % bootstrap interval of one metric.
+
+    The expected calibration error of a resample is biased upwards, because
+    duplicated rows make the bins noisier, so its percentile interval can lie
+    wholly above the point value. For such metrics the percentile interval is
+    shifted down by the bootstrap's bias estimate (the mean of the draws minus
+    the point value), which centres the spread of the draws on the point value.
+    The point value is then inside unless the mean of the draws lies outside
+    their own 2.5-97.5 % range. The lower end is clipped at 0, the smallest
+    possible error.
+    """
+    low, high = np.percentile(draws, [2.5, 97.5])
+    if name in BIAS_CORRECTED_METRICS:
+        bias = float(draws.mean()) - value
+        low, high = max(low - bias, 0.0), high - bias
+    return [float(low), float(high)]
 
 
 def list_stability(

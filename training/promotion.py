@@ -389,9 +389,11 @@ def _exception_can_apply(decision: Any) -> bool:
 
     An exception needs a stored audit computed under the policy version in
     force, so without one the breaches name `ajoissa audit` as the next step.
+    It never applies to an audit that assessed no comparison.
     """
     return (
         bool(decision.breaches)
+        and not getattr(decision, "nothing_assessed", False)
         and decision.audit_sha256 is not None
         and decision.audit_policy_version == decision.policy_version
     )

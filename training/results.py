@@ -109,7 +109,10 @@ def evaluate_validation(
         "top_share": top_share,
         "k_per_unit": k_per_unit,
         "bootstrap_resamples": resamples,
-        "interval": "95 % percentile bootstrap over evaluation rows",
+        "interval": (
+            "95 % bootstrap over evaluation rows (percentile intervals; the ECE's "
+            "is shifted down by the bootstrap's bias estimate and clipped at 0)"
+        ),
         "folds": folds,
         "skipped_folds": validation.skipped,
         "latest_fold": latest["name"],

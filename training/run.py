@@ -53,7 +53,7 @@ from training.results import (
     evaluate_validation,
     legacy_metrics,
 )
-from training.tracking import log_run_details
+from training.tracking import frame_fingerprint, log_run_details
 from training.validate import (
     CalibrationPeriod,
     ExtraScorer,
@@ -230,7 +230,7 @@ def run_main_job(
     tags = {
         "source": config.source,
         "validation": config.validation,
-        TRAINING_DATA_TAG: _fingerprint(frame.data),
+        TRAINING_DATA_TAG: frame_fingerprint(frame.data),
         LABEL_SETTINGS_TAG: label_settings_tag(settings),
     }
     if challenger_reason is not None:
@@ -789,15 +789,6 @@ def _flat_metrics(metrics: dict[str, dict[str, dict[str, float | None]]]) -> dic
         for name, value in values.items()
         if value is not None
     }
-
-
-def _fingerprint(data: pd.DataFrame) -> str:
-    """Return a SHA-256 fingerprint of the rows and column names of ``data``."""
-    import hashlib
-
-    digest = hashlib.sha256(",".join(map(str, data.columns)).encode("utf-8"))
-    digest.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

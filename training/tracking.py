@@ -22,6 +22,8 @@ from sources.contract import InputTables
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+INPUT_FINGERPRINT_TAG = "input_fingerprint"
+"""Run tag with the combined SHA-256 of the input tables (:func:`table_fingerprints`)."""
 
 
 def table_fingerprints(tables: InputTables) -> dict[str, str]:
@@ -43,6 +45,17 @@ def table_fingerprints(tables: InputTables) -> dict[str, str]:
         fingerprints[name] = digest.hexdigest()
     combined = hashlib.sha256("".join(fingerprints.values()).encode()).hexdigest()
     return fingerprints | {"all": combined}
+
+
+def frame_fingerprint(data: pd.DataFrame) -> str:
+    """Return a SHA-256 over the rows and column names of a feature frame.
+
+    The main job stores it with the version as ``training_data_sha256``, and
+    ``ajoissa audit`` compares it with the frame it rebuilds.
+    """
+    digest = hashlib.sha256(",".join(map(str, data.columns)).encode("utf-8"))
+    digest.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def code_version() -> str:
@@ -137,7 +150,9 @@ def log_run_details(
 
     fingerprints = table_fingerprints(tables)
     version = code_version()
-    mlflow.set_tags({"code_version": version, "input_fingerprint": fingerprints["all"]})
+    mlflow.set_tags(
+        {"code_version": version, INPUT_FINGERPRINT_TAG: fingerprints["all"]}
+    )
     mlflow.log_dict(
         {"fingerprints": fingerprints, "code_version": version}, "inputs.json"
     )

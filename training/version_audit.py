@@ -6,7 +6,8 @@ the source tables and the settings recorded in the version's run (as-of offsets,
 validation scheme, temporal cutoff, folds, seed, operating point). It then
 computes the group audit, the mitigation comparison and the explanation overview
 and writes the HTML report. The audit JSON and the report are stored with the
-version, where :func:`fairness.gate.check_gate` reads them.
+version, where :func:`fairness.gate.check_gate` reads them, when the data is
+the data the version was trained and evaluated on.
 """
 
 from __future__ import annotations
@@ -36,8 +37,14 @@ from features.build import (
 from features.labels import LabelRule, label_horizon
 from models.calibration import Calibration
 from models.spec import FeatureSpec
+from models.store import TRAINING_DATA_TAG
 from sources.contract import InputTables
 from training.evaluate import top_share_mask
+from training.tracking import (
+    INPUT_FINGERPRINT_TAG,
+    frame_fingerprint,
+    table_fingerprints,
+)
 from training.validate import temporal_split, with_label_window
 
 logger = logging.getLogger(__name__)
@@ -63,6 +70,10 @@ class EvaluationRows:
     description: str
     notes: tuple[str, ...] = ()
     """Report notes on rows left out of ``data``."""
+    frame_sha256: str | None = None
+    """Fingerprint of the rebuilt feature frame (see
+    :func:`training.tracking.frame_fingerprint`), for comparison with the
+    version's ``training_data_sha256`` tag."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,8 @@ class RegisteredModel:
     params: dict[str, str]
     tags: dict[str, str]
     calibration: Calibration | None = None
+    run_tags: dict[str, str] = field(default_factory=dict)
+    """Tags of the run that trained the version, such as ``input_fingerprint``."""
 
     @property
     def uri(self) -> str:
@@ -104,15 +117,17 @@ def load_version(name: str, version: str) -> RegisteredModel:
         raise LookupError(f"model {name!r} has no version {version!r}") from exc
     uri = f"models:/{name}/{version}"
     info = mlflow.models.get_model_info(uri)
+    run = client.get_run(model_version.run_id)
     return RegisteredModel(
         name=name,
         version=str(version),
         model=mlflow.lightgbm.load_model(uri),
         spec=FeatureSpec.from_dict(info.metadata["feature_spec"]),
         run_id=model_version.run_id,
-        params=dict(client.get_run(model_version.run_id).data.params),
+        params=dict(run.data.params),
         tags=dict(model_version.tags),
         calibration=Calibration.from_dict(info.metadata.get("calibration")),
+        run_tags=dict(run.data.tags),
     )
 
 
@@ -218,7 +233,11 @@ def evaluation_rows(
     else:
         folds = int(recorded_setting(params, "folds", folds_default))
         rows = _stratified_rows(frame, folds, seed)
-    return dataclasses.replace(rows, notes=tuple(left_out_note(frame)))
+    return dataclasses.replace(
+        rows,
+        notes=tuple(left_out_note(frame)),
+        frame_sha256=frame_fingerprint(frame.data),
+    )
 
 
 def _optional_days(params: dict[str, str], key: str) -> int | None:
@@ -411,6 +430,73 @@ def operating_point(top_share: float) -> str:
     return f"top {top_share:.0%} of learners by risk score within each as-of date"
 
 
+@dataclass(frozen=True)
+class DataCheck:
+    """Whether the audited data is the data a version was trained and evaluated on."""
+
+    matches: bool | None
+    """True when a fingerprint recorded with the version matches, False when
+    none does, None when the version records no fingerprint."""
+    audited_sha256: str | None
+    recorded_sha256: str | None
+
+    def notice(self) -> str | None:
+        """Return the report's warning when the data is not known to match."""
+        if self.matches:
+            return None
+        if self.matches is None:
+            return (
+                "The model version records no fingerprint of the data it was "
+                "trained and evaluated on, so these rows may not be its evaluation "
+                "data."
+            )
+        return (
+            "These rows are not the data the model version was trained and "
+            f"evaluated on: the rebuilt feature rows have SHA-256 "
+            f"{self.audited_sha256}, but the version's {TRAINING_DATA_TAG} is "
+            f"{self.recorded_sha256}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "matches_training_data": self.matches,
+            "audited_sha256": self.audited_sha256,
+            TRAINING_DATA_TAG: self.recorded_sha256,
+        }
+
+
+def check_audited_data(
+    tables: InputTables, rows: EvaluationRows, registered: RegisteredModel
+) -> DataCheck:
+    """Compare the audited data with the fingerprints recorded with the version.
+
+    The data matches when the rebuilt feature frame has the version's
+    ``training_data_sha256``, or when the input tables have its run's
+    ``input_fingerprint``. The second test still recognises the training data
+    after a code change that alters the feature frame.
+    """
+    recorded = registered.tags.get(TRAINING_DATA_TAG)
+    recorded_inputs = registered.run_tags.get(INPUT_FINGERPRINT_TAG)
+    if recorded is None and recorded_inputs is None:
+        return DataCheck(None, rows.frame_sha256, None)
+    matches = (recorded is not None and rows.frame_sha256 == recorded) or (
+        recorded_inputs is not None
+        and table_fingerprints(tables.validated())["all"] == recorded_inputs
+    )
+    return DataCheck(matches, rows.frame_sha256, recorded)
+
+
+@dataclass(frozen=True)
+class VersionAudit:
+    """The outcome of :func:`audit_version`."""
+
+    payload: dict[str, Any]
+    report: Path
+    data_check: DataCheck
+    stored: bool
+    """Whether the audit was stored with the version, where the gate reads it."""
+
+
 def audit_version(
     tables: InputTables,
     registered: RegisteredModel,
@@ -420,13 +506,15 @@ def audit_version(
     on_step: StepCallback = lambda _: None,
     policy: FairnessPolicy | None = None,
     mitigation_sample: int = 20000,
-) -> tuple[dict[str, Any], Path]:
+    store_other_data: bool = False,
+) -> VersionAudit:
     """Audit a registered version, write the report to ``out`` and store both.
 
-    Returns
-    -------
-    tuple
-        The stored audit payload and the report path.
+    The audit is stored with the version, replacing the audit that the
+    promotion gate reads, only when ``tables`` are the data the version was
+    trained and evaluated on (:func:`check_audited_data`), or when
+    ``store_other_data`` is true. On other data the report opens with a
+    warning that the rows are not the model's evaluation data.
     """
     from fairness.explain import explanation_overview
     from fairness.mitigation import compare_mitigations
@@ -439,6 +527,8 @@ def audit_version(
 
     on_step("rebuilding and scoring the evaluation rows")
     rows = evaluation_rows(tables, registered)
+    data_check = check_audited_data(tables, rows, registered)
+    store = bool(data_check.matches) or store_other_data
 
     on_step("computing group metrics and bootstrap intervals")
     prepared = audit_input(
@@ -489,8 +579,18 @@ def audit_version(
                     has_history=len(tables.study_right_states) > 0,
                 ),
             ),
+            "evaluation_data": data_check.to_dict(),
         },
     )
+    notice = data_check.notice()
+    if notice is not None:
+        notice += (
+            " The audit is stored with the version on request, so the promotion "
+            "gate reads it."
+            if store
+            else " The audit is not stored with the version, and the promotion "
+            "gate still reads the version's stored audit."
+        )
     report = write_report(
         audit,
         out,
@@ -506,9 +606,17 @@ def audit_version(
         mitigation=mitigation,
         explanations=explanations,
         data=payload["data"],
+        data_notice=notice,
     )
-    store_audit(registered.name, registered.version, payload, report)
-    return payload, report
+    if store:
+        store_audit(registered.name, registered.version, payload, report)
+    else:
+        logger.info(
+            "fairness audit of %s not stored: the data is not known to be its "
+            "evaluation data",
+            registered.uri,
+        )
+    return VersionAudit(payload, report, data_check, store)
 
 
 def mitigation_attribute(policy: FairnessPolicy, present: list[str]) -> str | None:

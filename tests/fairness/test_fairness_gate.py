@@ -140,8 +140,20 @@ def test_gate_rejects_unassessable_audit(registry, tmp_path, monkeypatch):
     store(registry, 0.6, policy, positives_in_b=False)
     decision = check_gate(MODEL, registry)
     assert decision.passed is False
-    assert "none of the 1 comparisons" in decision.breaches[0]
+    assert decision.nothing_assessed
+    assert "could not assess the model: none of its 1" in decision.breaches[0]
     assert any("not assessed" in text for text in decision.warnings)
+
+
+def test_exception_void_unassessable_audit(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.6, policy, positives_in_b=False)
+    record_exception(MODEL, registry, reviewer="Aino Virtanen", reason="x" * 30)
+    decision = check_gate(MODEL, registry)
+    assert decision.passed is False
+    assert decision.exception is None
+    assert any("this audit measured none" in text for text in decision.reasons)
 
 
 def test_gate_fails_low_recall(registry, tmp_path, monkeypatch):
@@ -277,6 +289,15 @@ def test_review_exception_without_breach(registry, tmp_path, monkeypatch):
     output = rejected_review_exception(registry)
     assert "has no breach of policy t1" in output
     assert "passes without an exception" in output
+
+
+def test_review_exception_unassessable(registry, tmp_path, monkeypatch):
+    policy = write_policy(tmp_path)
+    monkeypatch.setenv("AJOISSA_FAIRNESS_POLICY", str(policy))
+    store(registry, 0.6, policy, positives_in_b=False)
+    output = rejected_review_exception(registry)
+    assert "assessed no comparison" in output
+    assert "not a missing measurement" in output
 
 
 def test_review_exception_replace(registry, tmp_path, monkeypatch):

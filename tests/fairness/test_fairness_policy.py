@@ -83,10 +83,31 @@ def test_interval_inside_rule(tmp_path):
 
 
 def test_undefined_warns(tmp_path):
-    findings = evaluate_policy(audit_with(None, None, None), policy_file(tmp_path))
+    audit = audit_with(1.0, 0.9, 1.1)
+    undefined = dict(audit_with(None, None, None)["attributes"]["gender"])
+    audit["attributes"]["age_band"] = undefined
+    findings = evaluate_policy(audit, policy_file(tmp_path))
     assert findings.breaches == []
     assert "not assessed" in findings.warnings[0]
-    assert (findings.checked, findings.assessed, findings.not_assessed) == (1, 0, 1)
+    assert (findings.checked, findings.assessed, findings.not_assessed) == (2, 1, 1)
+
+
+def test_nothing_assessed_is_breach(tmp_path):
+    findings = evaluate_policy(audit_with(None, None, None), policy_file(tmp_path))
+    assert findings.nothing_assessed
+    assert not findings.passed
+    assert findings.breaches == [
+        "the audit could not assess the model: none of its 1 comparisons could "
+        "be assessed"
+    ]
+    assert "not assessed" in findings.warnings[0]
+
+
+def test_no_comparison_is_breach(tmp_path):
+    audit = {"attributes": {}}
+    findings = evaluate_policy(audit, policy_file(tmp_path))
+    assert findings.nothing_assessed
+    assert "it has no comparison to check" in findings.breaches[0]
 
 
 def test_verdict_names_comparisons_not_assessed(tmp_path):

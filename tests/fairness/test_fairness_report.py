@@ -187,3 +187,33 @@ def test_mitigation_further_from_parity_named(tmp_path):
         "than the unmitigated model&#39;s 0.82" in html
     )
     assert "threshold ended with" not in html
+
+
+def test_report_verdict_nothing_assessed(tmp_path):
+    from fairness.policy import load_policy
+
+    policy_path = tmp_path / "policy.yaml"
+    policy_path.write_text(
+        'version: "p1"\n'
+        "audit: {sensitive_attributes: [gender], min_group_learners: 1}\n"
+        "gate:\n"
+        "  interval_rule: interval_outside\n"
+        "  rules: [{metric: recall, measure: ratio, lower: 0.8, upper: 1.25}]\n",
+        encoding="utf-8",
+    )
+    frame = pd.DataFrame(
+        {
+            "gender": ["f", "m"] * 20,
+            "y_true": [0, 0, 0, 1] * 10,
+            "selected": [0] * 40,
+            "score": [0.5] * 40,
+        }
+    )
+    audit = audit_groups(frame, sensitive_features=["gender"])
+    path = write_report(
+        audit, tmp_path / "r.html", policy=load_policy(policy_path), **REPORT_ARGS
+    )
+    text = " ".join(path.read_text(encoding="utf-8").split())
+    assert "Verdict: the audit could not assess the model" in text
+    assert "no breach" not in text
+    assert "no reviewer exception can accept" in text

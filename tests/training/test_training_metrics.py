@@ -68,6 +68,24 @@ def test_tied_pr_auc_inside_interval():
     assert result["pr_auc"] <= high
 
 
+def test_ece_inside_its_interval():
+    # Each score level's dropout rate is 0.2 points above its score, so the
+    # point ECE is 0.002. Resampling noise pushes the resampled ECEs up, so a
+    # percentile interval here is about [0.005, 0.024] and misses 0.002.
+    levels = [0.05, 0.15, 0.25, 0.35]
+    p = np.repeat(levels, 500)
+    y = np.zeros(len(p), dtype=int)
+    for index, level in enumerate(levels):
+        y[index * 500 : index * 500 + round(level * 500) + 1] = 1
+    groups = np.array(["d"] * len(y))
+    result = metrics_with_intervals(y, Scored(p, p), groups, groups, 0.1, None, 200, 0)
+    low, high = result["ece_ci"]
+    assert result["ece"] == pytest.approx(0.002)
+    assert low <= result["ece"]
+    assert result["ece"] <= high
+    assert low >= 0.0
+
+
 def test_auc_one_class_is_none():
     assert roc_auc(np.zeros(5, dtype=int), np.arange(5.0)) is None
 
