@@ -847,6 +847,37 @@ def test_support_unavailable_without_feature(client, tokens, scored):
     assert 'id="support"' not in page.text
 
 
+NO_GRADES = "No graded work is recorded for this pupil yet"
+
+
+@pytest.mark.parametrize(
+    ("features", "has_chart"),
+    [
+        ({"grade_mean_term": None, "grade_mean_year": 6.75}, True),
+        ({"grade_mean_term": None, "grade_mean_year": None}, False),
+    ],
+)
+def test_records_grade_chart(
+    client, trained, tmp_path, monkeypatch, features, has_chart
+):
+    from serving.access import TokenStore
+
+    school = "BAS00004"
+    url = f"sqlite:///{tmp_path / 'grades.db'}"
+    _store_pupil_score(url, school, {"absence_share": 0.1, **features})
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "s")
+    _sign_in(client, token)
+
+    pupil = client.get(f"/ui/schools/{school}/pupils/p1").text
+    listed = client.get(f"/ui/schools/{school}").text
+
+    assert (NO_GRADES in pupil) is not has_chart
+    assert ("school-year average 6.8" in pupil) is has_chart
+    assert ("school-year average 6.8" in listed) is has_chart
+
+
 def test_store_unavailable_pages_503(client, tokens, env, monkeypatch):
     # A file where the SQLite store's folder belongs keeps the store from opening.
     blocker = env / "blocked"

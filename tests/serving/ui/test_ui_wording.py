@@ -282,8 +282,10 @@ OTHER_FIELDS = frozenset(
         "first_date",
         "last",
         "last_date",
+        "limit",
         "max",
         "max_date",
+        "measure",
         "model",
         "name",
         "outcome",
@@ -301,7 +303,8 @@ OTHER_FIELDS = frozenset(
     }
 )
 """Message fields that hold no count: names, dates, ranks, measured values, an
-HTTP status, and ``max``, which is always a fixed character limit above 1."""
+HTTP status, and ``max`` and ``limit``, which are always fixed character or
+byte limits above 1."""
 READS_RIGHT_FOR_ONE = frozenset(
     {
         # "About 1 in 10 pupils": the noun goes with the 10, not with the 1.
