@@ -1122,11 +1122,39 @@ def model(request: Request, name: str, version: str) -> Response:
             page,
             "model.html",
             card=card,
+            metric_headers=metric_headers(page.t, card),
             error=None,
             max_reason=modelcards.MAX_REASON_CHARS,
         )
 
     return _handle(request, view)
+
+
+def metric_headers(t: Translator, card: modelcards.VersionCard) -> dict[str, str]:
+    """Return the column header of each metric in the card's tables.
+
+    The headers of the top-k metrics contain the share or the k that the run
+    selected, or state that the run did not record it.
+    """
+    share = card.top_share
+    k = card.k_per_unit
+    headers = {}
+    for table in card.metric_tables:
+        for column in table.columns:
+            key = f"metric.{column}"
+            if column.endswith("_at_k_share"):
+                if share is None:
+                    headers[column] = t(f"{key}_unrecorded")
+                else:
+                    headers[column] = t(key, share=t.percent(share))
+            elif column.endswith("_at_k_per_unit"):
+                if k is None:
+                    headers[column] = t(f"{key}_unrecorded")
+                else:
+                    headers[column] = t(key, k=k)
+            else:
+                headers[column] = t(key) if t.has(key) else column
+    return headers
 
 
 _ARTIFACT_TYPES = {

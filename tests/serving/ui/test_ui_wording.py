@@ -268,7 +268,18 @@ def test_page_counts_pupils(language, total, expected):
 
 
 COUNT_FIELDS = frozenset(
-    {"capacity", "count", "hours", "months", "n", "pages", "points", "size", "total"}
+    {
+        "capacity",
+        "count",
+        "hours",
+        "k",
+        "months",
+        "n",
+        "pages",
+        "points",
+        "size",
+        "total",
+    }
 )
 """Message fields that hold a number of things, which can be 1."""
 OTHER_FIELDS = frozenset(
@@ -296,6 +307,7 @@ OTHER_FIELDS = frozenset(
         "reviewer",
         "role",
         "school",
+        "share",
         "status",
         "time",
         "value",
@@ -314,6 +326,9 @@ READS_RIGHT_FOR_ONE = frozenset(
         "pupil.rank",
         # The capacity is a rank here: "the cut-off after rank 1".
         "school.cutoff_tie",
+        # "Precision in the top 1 per school" has no noun after the count.
+        "metric.precision_at_k_per_unit",
+        "metric.recall_at_k_per_unit",
     }
 )
 """Messages with a count field that need no ``_one`` variant."""
