@@ -152,6 +152,20 @@ def test_invalid_json_object_error_format(server, tokens, content):
     assert "request body is invalid; expected valid JSON" in body["error"]
 
 
+@pytest.mark.parametrize("content", [b"", b"  \n"])
+def test_empty_body_named(server, tokens, content):
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    assert response.status_code == 400
+    assert set(body) == ERROR_KEYS
+    assert [p["field"] for p in body["problems"]] == ["body"]
+    assert "request body is empty; expected a JSON object" in body["error"]
+    assert '"records" is a non-empty array of records' in body["error"]
+    assert "null" not in body["error"]
+
+
 def _reject_constant(name: str) -> None:
     raise AssertionError(f"{name} is not JSON")
 
