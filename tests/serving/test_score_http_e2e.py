@@ -166,6 +166,21 @@ def test_empty_body_named(server, tokens, content):
     assert "null" not in body["error"]
 
 
+def test_blank_category_no_warning(server, tokens, trained):
+    record = dict(trained.holdout_records[0])
+    categorical = next(k for k, v in record.items() if isinstance(v, str))
+    blank = _post(server, tokens, json={"records": [dict(record, **{categorical: ""})]})
+    missing = _post(
+        server, tokens, json={"records": [dict(record, **{categorical: None})]}
+    )
+    assert blank.status_code == 200
+    assert blank.json()["warnings"] == []
+    assert (
+        blank.json()["scores"][0]["probability"]
+        == missing.json()["scores"][0]["probability"]
+    )
+
+
 def _reject_constant(name: str) -> None:
     raise AssertionError(f"{name} is not JSON")
 
