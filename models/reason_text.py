@@ -6,7 +6,8 @@ for example "unexcused absences 14 % over the last 4 weeks". A template may add
 a singular form under ``one``, used when the value is shown as exactly "1"
 ("1 assignment submitted" against "3 assignments submitted"). A feature that is a
 sensitive attribute, a context feature or listed under ``never_named`` is never
-given as a reason.
+given as a reason. Of the features in one ``same_reason`` group, only the one
+with the largest absolute contribution is named.
 """
 
 from __future__ import annotations
@@ -63,6 +64,21 @@ def unnamed_features(extra: tuple[str, ...] = ()) -> frozenset[str]:
         {*sensitive, *(f"attr_{name}" for name in sensitive), *CONTEXT_FEATURES}
         | set(reason_texts().get("never_named", []))
     )
+
+
+def reason_group(feature: str) -> str:
+    """Return the first feature of ``feature``'s ``same_reason`` group.
+
+    A feature in no group is its own group. Features of one group measure the
+    same thing, so reason selection names at most one of them.
+    """
+    return _reason_groups().get(feature, feature)
+
+
+@functools.cache
+def _reason_groups() -> dict[str, str]:
+    groups = reason_texts().get("same_reason", [])
+    return {feature: group[0] for group in groups for feature in group}
 
 
 def format_value(value: Any, kind: str, language: str) -> str:
@@ -185,21 +201,26 @@ def top_reasons(
 ) -> list[dict[str, Any]]:
     """Pick one row's ``top_n`` nameable features by absolute contribution.
 
+    A feature of a ``same_reason`` group whose stronger member is already
+    named is skipped, as are the features of :func:`unnamed_features`.
+
     Returns dicts with ``feature``, ``value``, ``contribution_log_odds``,
     ``direction`` and ``sentences`` (one per language).
     """
     hidden = unnamed_features(exclude)
     order = np.argsort(-np.abs(contributions), kind="stable")
     reasons = []
+    named_groups = set()
     for column in order:
         name = features[column]
         contribution = float(contributions[column])
-        if name in hidden:
+        if name in hidden or reason_group(name) in named_groups:
             continue
         if contribution == 0.0 or len(reasons) == top_n:
             break
         value = values[name]
         direction = "raises" if contribution > 0 else "lowers"
+        named_groups.add(reason_group(name))
         reasons.append(
             {
                 "feature": name,

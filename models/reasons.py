@@ -15,7 +15,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.reason_text import LANGUAGES, reason_sentence, unnamed_features
+from models.reason_text import (
+    LANGUAGES,
+    reason_group,
+    reason_sentence,
+    unnamed_features,
+)
 from models.spec import FeatureSpec
 
 
@@ -73,7 +78,9 @@ def reason_codes(
     and a direction: ``raises`` or ``lowers`` the risk. Features that
     :func:`models.reason_text.unnamed_features` lists (sensitive attributes,
     their proxies and context features) are never reasons; the next feature
-    takes their place. With ``sentences`` each reason also has ``sentences``,
+    takes their place. Of the features in one ``same_reason`` group of
+    ``models/reason_texts.yaml``, only the one with the largest absolute
+    contribution is named, and the next feature takes the others' places. With ``sentences`` each reason also has ``sentences``,
     one plain-language sentence per language of :mod:`models.reason_text`.
     """
     if isinstance(X, pd.DataFrame):
@@ -82,12 +89,17 @@ def reason_codes(
     allowed = np.array([name not in hidden for name in feature_names])
     order = np.argsort(-np.abs(values), axis=1, kind="stable")
     reasons = []
+    groups = [reason_group(name) for name in feature_names]
     for row, columns in enumerate(order):
         row_reasons = []
+        named_groups = set()
         for column in columns[allowed[columns]]:
             contribution = float(values[row, column])
             if contribution == 0.0 or len(row_reasons) == top_n:
                 break
+            if groups[column] in named_groups:
+                continue
+            named_groups.add(groups[column])
             name = feature_names[column]
             value = X[name][row]
             direction = "raises" if contribution > 0 else "lowers"

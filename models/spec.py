@@ -131,6 +131,9 @@ class FeatureSpec:
         A category stored as ``"171.0"`` (from a float column in training) is
         also found by ``"171"``, so an integral number matches it.
 
+        A blank category (empty or whitespace only) is left out, because a
+        blank input value is a missing value, as null is.
+
         NOTE: if two training categories differ only in surrounding whitespace
         or in ``171`` against ``171.0``, only the first one is ever matched.
         """
@@ -139,6 +142,8 @@ class FeatureSpec:
             by_text: dict[str, str] = {}
             for category in values:
                 text = category_text(category)
+                if not text:
+                    continue
                 by_text.setdefault(text, category)
                 if _INTEGRAL_DECIMAL.fullmatch(text):
                     by_text.setdefault(str(int(float(text))), category)

@@ -57,10 +57,12 @@ features fit."""
 
 SCORE_PATH = "/v1/score"
 SCORE_BODY_KEY = "ajoissa.score_body"
-"""Scope key of a ``/v1/score`` body that starts as a JSON object, as bytes; see
-:class:`ScoreBodyMiddleware`."""
+"""Scope key of a ``/v1/score`` body that starts as a JSON object or is empty,
+as bytes; see :class:`ScoreBodyMiddleware`."""
 _OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
 """Matches the start of a JSON object, after JSON's whitespace characters."""
+_EMPTY = re.compile(rb"[ \t\n\r]*")
+"""Matches a body that is empty or contains only JSON's whitespace characters."""
 OPENAPI_PATH = "/docs.json"
 
 Scope = MutableMapping[str, Any]
@@ -481,8 +483,11 @@ class ScoreBodyMiddleware:
     ``application/json`` (or without a content type). When the body's first
     character other than JSON whitespace is ``{``, it stores the body's bytes
     in the scope under ``SCORE_BODY_KEY`` and passes BentoML ``{}`` instead,
-    so BentoML skips the records. Every other body, such as an array or text,
-    passes through unchanged, and BentoML rejects it as before.
+    so BentoML skips the records. It does the same with an empty body (or
+    one of JSON whitespace only), which BentoML would read as an object
+    without ``records``, so that the handler can report the body as empty.
+    Every other body, such as an array or text, passes through unchanged,
+    and BentoML rejects it as before.
 
     The handler decodes the stored bytes with the model's feature names
     (:mod:`serving.request_body`), and reports a stored body that is not
@@ -515,7 +520,7 @@ class ScoreBodyMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if _OBJECT_START.match(body):
+        if _OBJECT_START.match(body) or _EMPTY.fullmatch(body):
             scope[SCORE_BODY_KEY] = body
             body = b"{}"
             scope["headers"] = [

@@ -24,7 +24,8 @@ Categorical features
     A string or a number, matched to the model's training categories by
     :func:`models.spec.category_text`: surrounding whitespace is stripped and an
     integral number compares as its integer text (``" 171 "``, ``171`` and
-    ``171.0`` all match the category ``"171"``). The offline path
+    ``171.0`` all match the category ``"171"``). An empty string, or one of
+    whitespace only, is a missing value like null. The offline path
     (:meth:`models.spec.FeatureSpec.conform`) uses the same rule. A value that is
     not among the model's training categories is scored as missing. The response then contains
     one warning per field and unseen value, with the number of records affected.
@@ -540,6 +541,9 @@ def _categories_by_value(
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         text = category_text(value)
+        if not text:
+            # Blank text is a missing value, like null.
+            continue
         category = categories.get(text)
         if category is None:
             unseen[text] += count
@@ -793,7 +797,8 @@ def _parse_categorical(
     if raw is None:
         return None, None
     if isinstance(raw, str):
-        return category_text(raw), None
+        # Blank text is a missing value, like null.
+        return category_text(raw) or None, None
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         if isinstance(raw, float) and math.isnan(raw):
             return None, None

@@ -963,14 +963,30 @@ _PARSEABLE_OBJECT_EXPECTED = (
 )
 
 
+_NONEMPTY_OBJECT_EXPECTED = (
+    'a JSON object such as {"records": [...]}, where "records" is a non-empty '
+    "array of records, each an object keyed by the model's feature names "
+    '(the "features" of GET /v1/model)'
+)
+
+
 def _unparseable_body_problem(body: bytes) -> RecordProblem:
     """Return why a body that starts as a JSON object did not parse.
 
     Besides broken JSON and nesting deeper than pydantic_core 2.50 reads
     (about 200 levels), the causes are bytes that are not UTF-8 and integers
     longer than Python reads from text (``sys.get_int_max_str_digits()``,
-    4300 digits by default).
+    4300 digits by default). An empty body, or one of whitespace only, gets
+    a problem that says so.
     """
+    if not body.strip(b" \t\n\r"):
+        return RecordProblem(
+            None,
+            "body",
+            None,
+            _NONEMPTY_OBJECT_EXPECTED,
+            body_fault="is empty",
+        )
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

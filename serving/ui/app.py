@@ -48,6 +48,7 @@ import jinja2
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -769,8 +770,14 @@ SUPPORT_FEATURES = (
 """Stored features that describe a pupil's support level, in the order the
 pupil page lists them. Only sources with support decisions, such as school
 records, have them."""
-GRADE_SCALE_FEATURES = frozenset({"grade_mean_term"})
+GRADE_SCALE_FEATURES = frozenset({"grade_mean_term", "grade_mean_year"})
 """Trend features on the Finnish grade scale, drawn on an axis up to 10."""
+MEASURE_KEYS = {
+    "grade_mean_term": "trend.measure.grade_mean_term",
+    "grade_mean_year": "trend.measure.grade_mean_year",
+}
+"""Message keys that name the measure of a trend point, for charts whose points
+can show different features (the term's or the school year's grade average)."""
 TITLE_BY_FEATURE = {"weighted_mean_score": "trend.scores"}
 """Message keys of trend charts whose feature differs from the chart's name.
 OULAD has assessment scores from 0 to 100, not grades."""
@@ -788,29 +795,39 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
     values = [
         (day, value * 100 if as_percent else value) for day, value in trend.points
     ]
+    measures = trend.measures or (trend.feature,) * len(values)
 
-    def show(value: float) -> str:
+    def show(index: int) -> str:
+        value = values[index][1]
         if as_percent:
             return t.percent(value / 100)
-        return t.number(value, 1) if on_grade_scale else t.number(value)
+        text = t.number(value, 1) if on_grade_scale else t.number(value)
+        measure = MEASURE_KEYS.get(measures[index])
+        if measure is None:
+            return text
+        return t("trend.value_measure", value=text, measure=t(measure))
 
     label = t.plural(
         "trend.summary",
         len(values),
         name=trend_title(t, name, trend),
-        first=show(values[0][1]),
+        first=show(0),
         first_date=t.date(values[0][0]),
-        last=show(values[-1][1]),
+        last=show(len(values) - 1),
         last_date=t.date(values[-1][0]),
         count=len(values),
     )
+    point_labels = [
+        t("trend.point", date=t.date(day), value=show(index))
+        for index, (day, _) in enumerate(values)
+    ]
     unit = "%" if as_percent else ""
     scale_top = 10.0 if on_grade_scale else 100.0
     if small:
-        return line_chart(values, label, scale_top)
+        return line_chart(values, label, scale_top, point_labels=point_labels)
     # Absence shares are usually small, so their axis stops above the largest one.
     top = axis_max([value for _, value in values]) if as_percent else scale_top
-    return line_chart(
+    chart = line_chart(
         values,
         label,
         top,
@@ -819,6 +836,14 @@ def _trend_chart(t: Translator, name: str, trend: queries.Trend, small: bool) ->
         show_axis=True,
         unit=unit,
         date_text=t.date,
+        point_labels=point_labels,
+    )
+    if not any(measure in MEASURE_KEYS for measure in measures):
+        return chart
+    # The page names each point's measure in text as well, because a chart's
+    # tooltips are out of reach on a touch screen.
+    return chart + Markup('<p class="chart-points">{}</p>').format(
+        "; ".join(point_labels)
     )
 
 
@@ -1097,11 +1122,39 @@ def model(request: Request, name: str, version: str) -> Response:
             page,
             "model.html",
             card=card,
+            metric_headers=metric_headers(page.t, card),
             error=None,
             max_reason=modelcards.MAX_REASON_CHARS,
         )
 
     return _handle(request, view)
+
+
+def metric_headers(t: Translator, card: modelcards.VersionCard) -> dict[str, str]:
+    """Return the column header of each metric in the card's tables.
+
+    The headers of the top-k metrics contain the share or the k that the run
+    selected, or state that the run did not record it.
+    """
+    share = card.top_share
+    k = card.k_per_unit
+    headers = {}
+    for table in card.metric_tables:
+        for column in table.columns:
+            key = f"metric.{column}"
+            if column.endswith("_at_k_share"):
+                if share is None:
+                    headers[column] = t(f"{key}_unrecorded")
+                else:
+                    headers[column] = t(key, share=t.percent(share))
+            elif column.endswith("_at_k_per_unit"):
+                if k is None:
+                    headers[column] = t(f"{key}_unrecorded")
+                else:
+                    headers[column] = t(key, k=k)
+            else:
+                headers[column] = t(key) if t.has(key) else column
+    return headers
 
 
 _ARTIFACT_TYPES = {

@@ -59,11 +59,25 @@ class VersionCard:
     run_id: str | None
     tags: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
     artifacts: tuple[str, ...] = ()
 
     @property
     def metric_tables(self) -> list[MetricTable]:
         return metric_tables(self.metrics)
+
+    @property
+    def top_share(self) -> float | None:
+        """Share of learners per as-of date that the ``_at_k_share`` metrics
+        select, from the run's ``top_share`` parameter; None when not recorded."""
+        return _number_param(self.params, "top_share")
+
+    @property
+    def k_per_unit(self) -> int | None:
+        """Learners per unit and as-of date that the ``_at_k_per_unit`` metrics
+        select, from the run's ``k_per_unit`` parameter; None when not recorded."""
+        k = _number_param(self.params, "k_per_unit")
+        return None if k is None else int(k)
 
     @property
     def scores_champion(self) -> bool:
@@ -111,6 +125,14 @@ class VersionCard:
         if values["decision"] is None:
             return None
         return {key: value or "" for key, value in values.items()}
+
+
+def _number_param(params: dict[str, str], key: str) -> float | None:
+    # The training run logs every setting as text, and an unset k as "None".
+    try:
+        return float(params[key])
+    except (KeyError, ValueError):
+        return None
 
 
 def stored_path(artifact: str, artifacts: tuple[str, ...]) -> str | None:
@@ -207,7 +229,9 @@ def version_card(name: str, version: str) -> VersionCard:
     )
     if found.run_id:
         try:
-            card.metrics = dict(client.get_run(found.run_id).data.metrics)
+            run = client.get_run(found.run_id)
+            card.metrics = dict(run.data.metrics)
+            card.params = dict(run.data.params)
             card.artifacts = _artifact_paths(client, found.run_id)
         except MlflowException as exc:
             logger.warning("failed to read run %s: %s", found.run_id, exc)

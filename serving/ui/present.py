@@ -13,7 +13,7 @@ calibration step (such as isotonic regression) is applied to the model.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -145,11 +145,13 @@ def line_chart(
     show_axis: bool = False,
     unit: str = "",
     date_text: Callable[[dt.date], str] = dt.date.isoformat,
+    point_labels: Sequence[str] | None = None,
 ) -> Markup:
     """Return an inline SVG line chart of ``points`` with ``label`` as its text.
 
     The y axis runs from 0 to ``y_max``, and ``unit`` follows its top value.
-    ``date_text`` formats the dates under the axis. A
+    ``date_text`` formats the dates under the axis. ``point_labels``, one per
+    point, become each dot's tooltip. A
     single point is drawn as a dot. The label is the accessible name, so screen
     readers get the numbers as text.
     """
@@ -195,7 +197,12 @@ def line_chart(
     if count > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         parts.append(f'<polyline points="{path}" class="line"/>')
-    for x, y in coords:
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" class="dot"/>')
+    for index, (x, y) in enumerate(coords):
+        circle = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" class="dot"'
+        if point_labels is None:
+            parts.append(circle + "/>")
+        else:
+            title = escape(point_labels[index])
+            parts.append(f"{circle}><title>{title}</title></circle>")
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -17,21 +17,31 @@ import sqlalchemy as sa
 from serving.scorestore import score_runs, scores
 
 TREND_FEATURES = {
-    "attendance": ("absence_share",),
-    "grades": ("grade_mean_term", "weighted_mean_score"),
+    "attendance": (("absence_share",),),
+    "grades": (("grade_mean_term", "grade_mean_year"), ("weighted_mean_score",)),
 }
-"""The stored features that each trend chart can draw, in order of preference.
-A chart draws the first one that the model stores: for grades, the term's
-grade average on the 4 to 10 scale (school records) before the weighted
-assessment score on 0 to 100 (OULAD). A chart is left out when none is stored,
-as attendance is for sources without attendance marks."""
+"""The stored features that each trend chart can draw, as groups in order of
+preference. A chart draws the first group that the model stores, so all pupils
+of a source get charts on one scale: for grades, the grade averages on the 4 to
+10 scale (school records) before the weighted assessment score on 0 to 100
+(OULAD). Within a group, each point takes the first feature with a value. The
+term's grade average is empty from the start of a term until its first grade,
+so such a point shows the school year's average instead. A chart is left out
+when no group is stored, as attendance is for sources without attendance
+marks."""
 
 
 class Trend(NamedTuple):
-    """One trend chart's feature and its values by as-of date."""
+    """One trend chart's feature and its values by as-of date.
+
+    ``feature`` is the first feature of the drawn group, which sets the chart's
+    scale and title. ``measures`` names the feature that each point shows, in
+    the order of ``points``.
+    """
 
     feature: str
     points: list[tuple[dt.date, float]]
+    measures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,19 +190,29 @@ def pupil_points(engine: sa.Engine, school_id: str, pupil_id: str) -> list[Pupil
 def trend_series(points: Sequence[PupilPoint]) -> dict[str, Trend]:
     """Return each chart's trend over the points, skipping missing values."""
     series: dict[str, Trend] = {}
-    for name, features in TREND_FEATURES.items():
-        # The first feature that the model stores at all, even as missing
-        # values, so that all pupils of a source get charts on one scale.
-        stored = [f for f in features if any(f in point.features for point in points)]
-        if not stored:
+    for name, groups in TREND_FEATURES.items():
+        # The first group that the model stores at all, even as missing values.
+        group = next(
+            (
+                features
+                for features in groups
+                if any(f in point.features for f in features for point in points)
+            ),
+            None,
+        )
+        if group is None:
             continue
-        values = [
-            (point.run.as_of, float(point.features[stored[0]]))
-            for point in points
-            if point.features.get(stored[0]) is not None
-        ]
+        values = []
+        measures = []
+        for point in points:
+            feature = next(
+                (f for f in group if point.features.get(f) is not None), None
+            )
+            if feature is not None:
+                values.append((point.run.as_of, float(point.features[feature])))
+                measures.append(feature)
         if values:
-            series[name] = Trend(stored[0], values)
+            series[name] = Trend(group[0], values, tuple(measures))
     return series
 
 

@@ -850,3 +850,57 @@ def test_singular_forms_are_well_formed():
 def test_recent_window_is_not_one_week():
     # The recent-window templates write "{weeks} weeks" with no singular form.
     assert RECENT_DAYS // 7 != 1
+
+
+SAME_WINDOW_FEATURES = [
+    "unexcused_share_4w",
+    "unexcused_share_recent",
+    "absence_share_8w",
+    "grade_mean_year",
+    "absence_share_recent",
+]
+SAME_WINDOW_VALUES = {
+    "unexcused_share_4w": 0.13,
+    "unexcused_share_recent": 0.13,
+    "absence_share_8w": 0.2,
+    "grade_mean_year": 6.75,
+    "absence_share_recent": 0.2,
+}
+
+
+@pytest.mark.parametrize(
+    ("contributions", "expected"),
+    [
+        # The 4-week share is stronger, so it is named and the recent one skipped.
+        (
+            [0.9, 0.8, 0.5, -0.4, 0.1],
+            ["unexcused_share_4w", "absence_share_8w", "grade_mean_year"],
+        ),
+        (
+            [0.8, -0.9, 0.5, -0.4, 0.1],
+            ["unexcused_share_recent", "absence_share_8w", "grade_mean_year"],
+        ),
+    ],
+)
+def test_top_reasons_name_one_of_group(contributions, expected):
+    from models.reasons import reason_codes
+
+    values = np.array(contributions)
+    picked = top_reasons(values, pd.Series(SAME_WINDOW_VALUES), SAME_WINDOW_FEATURES)
+    frame = pd.DataFrame([SAME_WINDOW_VALUES])
+    coded = reason_codes(values[np.newaxis, :], frame, SAME_WINDOW_FEATURES)[0]
+
+    assert [reason["feature"] for reason in picked] == expected
+    assert [reason["feature"] for reason in coded] == expected
+
+
+def test_same_reason_groups_share_window():
+    from features.definitions import WINDOW_DAYS
+
+    groups = reason_texts()["same_reason"]
+    templates = reason_texts()["features"]
+    assert WINDOW_DAYS["4w"] == RECENT_DAYS
+    for group in groups:
+        assert len(group) > 1, group
+        for feature in group:
+            assert feature in templates, feature

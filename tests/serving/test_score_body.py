@@ -28,7 +28,6 @@ BODIES = [
     b"{}",
 ]
 PASSED_THROUGH = [
-    b"",
     b"not json",
     b"[1, 2]",
     b'"records"',
@@ -142,6 +141,14 @@ def test_invalid_json_object_stored(body):
     assert passed == b"{}"
     assert scope[SCORE_BODY_KEY] == body
     assert parse_score_body(body) is None
+
+
+@pytest.mark.parametrize("body", [b"", b" \r\n\t"])
+def test_empty_body_stored(body):
+    # The handler reports an empty body as empty, which BentoML cannot.
+    scope, passed = _run(body)
+    assert passed == b"{}"
+    assert scope[SCORE_BODY_KEY] == body
 
 
 def test_unparseable_stored_body_gives_none():

@@ -68,6 +68,8 @@ CATEGORY_VALUES = [
     "unseen-a",
     " unseen-a ",
     "unseen-b",
+    "",
+    "  ",
     False,
     [],
     {"x": 1},
@@ -108,7 +110,7 @@ def test_category_forms_same_as_per_record(trained):
     records = trained.holdout_records[:40]
     seen = records[0][CATEGORICAL]
     forms = [seen, f"  {seen} ", None, math.nan, 1e400, 171, 171.0, -0.0, 2**60]
-    forms += [1.5, "unseen-a", " unseen-a ", "unseen-b"]
+    forms += [1.5, "unseen-a", " unseen-a ", "unseen-b", "", " \t "]
     batch = [
         dict(record, **{CATEGORICAL: forms[index % len(forms)]})
         for index, record in enumerate(records)

@@ -152,6 +152,35 @@ def test_invalid_json_object_error_format(server, tokens, content):
     assert "request body is invalid; expected valid JSON" in body["error"]
 
 
+@pytest.mark.parametrize("content", [b"", b"  \n"])
+def test_empty_body_named(server, tokens, content):
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    assert response.status_code == 400
+    assert set(body) == ERROR_KEYS
+    assert [p["field"] for p in body["problems"]] == ["body"]
+    assert "request body is empty; expected a JSON object" in body["error"]
+    assert '"records" is a non-empty array of records' in body["error"]
+    assert "null" not in body["error"]
+
+
+def test_blank_category_no_warning(server, tokens, trained):
+    record = dict(trained.holdout_records[0])
+    categorical = next(k for k, v in record.items() if isinstance(v, str))
+    blank = _post(server, tokens, json={"records": [dict(record, **{categorical: ""})]})
+    missing = _post(
+        server, tokens, json={"records": [dict(record, **{categorical: None})]}
+    )
+    assert blank.status_code == 200
+    assert blank.json()["warnings"] == []
+    assert (
+        blank.json()["scores"][0]["probability"]
+        == missing.json()["scores"][0]["probability"]
+    )
+
+
 def _reject_constant(name: str) -> None:
     raise AssertionError(f"{name} is not JSON")
 

@@ -243,6 +243,24 @@ def test_unseen_category_scored_missing(trained, records):
     assert unseen["probability"] == missing["probability"]
 
 
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_blank_category_scored_missing(trained, records, blank):
+    record = dict(records[0])
+    record[CATEGORICAL] = blank
+    result = score_records([record], trained.loaded)
+    record[CATEGORICAL] = None
+    missing = score_records([record], trained.loaded).scores[0]
+
+    assert result.warnings == []
+    assert result.scores[0]["probability"] == missing["probability"]
+
+
+def test_blank_category_offline_missing(trained, records):
+    frame = pd.DataFrame([dict(records[0], **{CATEGORICAL: ""})])
+    conformed = trained.spec.conform(frame)
+    assert conformed[CATEGORICAL].isna().all()
+
+
 def test_unseen_warnings_capped(trained, records):
     batch = []
     for index in range(30):

@@ -14,6 +14,7 @@ from starlette.routing import Mount
 from serving.accesslog import AccessLog
 from serving.scorestore import RunKey, ScoreStore, StoredScore
 from serving.ui import app as ui_module
+from serving.ui.i18n import Translator
 from serving.ui.store import UiStore
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -619,6 +620,96 @@ def test_model_metrics_as_tables(client, tokens, tmp_path):
     assert "vain viimeisimmällä jaksolla" in page.text
 
 
+def _register_run_version(name: str, metrics: dict, params: dict) -> str:
+    """Register a version of model ``name`` whose run logged ``metrics`` and
+    ``params``, and return the version."""
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow()
+    registry = mlflow.MlflowClient()
+    run = registry.create_run(registry.create_experiment(name))
+    for key, value in metrics.items():
+        registry.log_metric(run.info.run_id, key, value)
+    for key, value in params.items():
+        registry.log_param(run.info.run_id, key, value)
+    registry.create_registered_model(name)
+    return registry.create_model_version(
+        name, run.info.artifact_uri, run_id=run.info.run_id
+    ).version
+
+
+TOP_K_METRICS = {
+    "day_30.model.precision_at_k_share": 0.4,
+    "day_30.model.recall_at_k_per_unit": 0.3,
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "share_header", "k_header"),
+    [
+        ("en", "Precision in the top 10%", "Recall in the top 5 per school"),
+        ("fi", "Tarkkuus kärkiosuudessa 10 %", "Saanti koulun 5 kärjessä"),
+        ("sv", "Precision i toppandelen 10 %", "Täckning bland skolans 5 första"),
+    ],
+)
+def test_top_k_headers_name_values(
+    client, tokens, tmp_path, language, share_header, k_header
+):
+    name = f"ui-top-k-{language}-{tmp_path.name}"
+    params = {"top_share": "0.1", "k_per_unit": "5"}
+    version = _register_run_version(name, TOP_K_METRICS, params)
+    _sign_in(client, tokens.by_role["reviewer"])
+
+    page = client.get(
+        f"/ui/models/{name}/{version}", headers={"Accept-Language": language}
+    ).text
+
+    assert f'<th scope="col">{share_header}</th>' in page
+    assert f'<th scope="col">{k_header}</th>' in page
+
+
+def test_top_k_headers_unrecorded(client, tokens, tmp_path):
+    name = f"ui-top-k-unrecorded-{tmp_path.name}"
+    version = _register_run_version(name, TOP_K_METRICS, {"k_per_unit": "None"})
+    _sign_in(client, tokens.by_role["reviewer"])
+
+    page = client.get(f"/ui/models/{name}/{version}").text
+
+    assert "Precision in the top share (share not recorded)" in page
+    assert "Recall in the top k per school (k not recorded)" in page
+
+
+@pytest.mark.parametrize(
+    ("language", "listed", "on_version"),
+    [
+        ("en", "No sign-off recorded", "No sign-off has been recorded"),
+        ("fi", "Hyväksyntää ei ole kirjattu", "ei ole kirjattu hyväksyntää"),
+        (
+            "sv",
+            "Inget godkännande har registrerats",
+            "Inget godkännande har registrerats",
+        ),
+    ],
+)
+def test_missing_signoff_same_words(
+    client, tokens, tmp_path, language, listed, on_version
+):
+    name = f"ui-no-signoff-{language}-{tmp_path.name}"
+    version = _register_run_version(name, {}, {})
+    _sign_in(client, tokens.by_role["reviewer"])
+    headers = {"Accept-Language": language}
+
+    models = client.get("/ui/models", headers=headers).text
+    row = models[models.index(f"/models/{name}/") :].split("</tr>", 1)[0]
+    page = client.get(f"/ui/models/{name}/{version}", headers=headers).text
+
+    assert listed in row
+    assert on_version in page
+    assert Translator(language)("model.not_available") not in row
+
+
 def _tied_store(url: str, school: str) -> None:
     """Store 30 pupils: ranks 11-20 all show 17%, the others differ."""
     probabilities = [0.5 - 0.02 * i for i in range(10)]
@@ -845,6 +936,37 @@ def test_support_unavailable_without_feature(client, tokens, scored):
     assert page.status_code == 200
     assert UNAVAILABLE in page.text
     assert 'id="support"' not in page.text
+
+
+NO_GRADES = "No graded work is recorded for this pupil yet"
+
+
+@pytest.mark.parametrize(
+    ("features", "has_chart"),
+    [
+        ({"grade_mean_term": None, "grade_mean_year": 6.75}, True),
+        ({"grade_mean_term": None, "grade_mean_year": None}, False),
+    ],
+)
+def test_records_grade_chart(
+    client, trained, tmp_path, monkeypatch, features, has_chart
+):
+    from serving.access import TokenStore
+
+    school = "BAS00004"
+    url = f"sqlite:///{tmp_path / 'grades.db'}"
+    _store_pupil_score(url, school, {"absence_share": 0.1, **features})
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "s")
+    _sign_in(client, token)
+
+    pupil = client.get(f"/ui/schools/{school}/pupils/p1").text
+    listed = client.get(f"/ui/schools/{school}").text
+
+    assert (NO_GRADES in pupil) is not has_chart
+    assert ("school-year average 6.8" in pupil) is has_chart
+    assert ("school-year average 6.8" in listed) is has_chart
 
 
 def test_store_unavailable_pages_503(client, tokens, env, monkeypatch):

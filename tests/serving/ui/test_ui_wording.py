@@ -268,7 +268,18 @@ def test_page_counts_pupils(language, total, expected):
 
 
 COUNT_FIELDS = frozenset(
-    {"capacity", "count", "hours", "months", "n", "pages", "points", "size", "total"}
+    {
+        "capacity",
+        "count",
+        "hours",
+        "k",
+        "months",
+        "n",
+        "pages",
+        "points",
+        "size",
+        "total",
+    }
 )
 """Message fields that hold a number of things, which can be 1."""
 OTHER_FIELDS = frozenset(
@@ -282,8 +293,10 @@ OTHER_FIELDS = frozenset(
         "first_date",
         "last",
         "last_date",
+        "limit",
         "max",
         "max_date",
+        "measure",
         "model",
         "name",
         "outcome",
@@ -294,6 +307,7 @@ OTHER_FIELDS = frozenset(
         "reviewer",
         "role",
         "school",
+        "share",
         "status",
         "time",
         "value",
@@ -301,7 +315,8 @@ OTHER_FIELDS = frozenset(
     }
 )
 """Message fields that hold no count: names, dates, ranks, measured values, an
-HTTP status, and ``max``, which is always a fixed character limit above 1."""
+HTTP status, and ``max`` and ``limit``, which are always fixed character or
+byte limits above 1."""
 READS_RIGHT_FOR_ONE = frozenset(
     {
         # "About 1 in 10 pupils": the noun goes with the 10, not with the 1.
@@ -311,6 +326,9 @@ READS_RIGHT_FOR_ONE = frozenset(
         "pupil.rank",
         # The capacity is a rank here: "the cut-off after rank 1".
         "school.cutoff_tie",
+        # "Precision in the top 1 per school" has no noun after the count.
+        "metric.precision_at_k_per_unit",
+        "metric.recall_at_k_per_unit",
     }
 )
 """Messages with a count field that need no ``_one`` variant."""
