@@ -529,6 +529,32 @@ def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
     assert "2025-02-01" not in page
 
 
+def test_stored_reasons_one_per_group(client, trained, tmp_path, monkeypatch):
+    """Reasons stored before the same_reason groups existed show one per group."""
+    from serving.access import TokenStore
+
+    school = "BAS00004"
+    reasons = [
+        {"feature": "unexcused_share_4w", "value": 0.12, "direction": "raises"},
+        {"feature": "unexcused_share_recent", "value": 0.12, "direction": "raises"},
+        {"feature": "days_enrolled", "value": 30.0, "direction": "lowers"},
+    ]
+    url = f"sqlite:///{tmp_path / 'grouped.db'}"
+    _store_pupil_score(url, school, {"unexcused_share_4w": 0.12}, reasons)
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "g")
+    _sign_in(client, token)
+    kept = "unexcused absence from 12 % of lessons over the last 4 weeks"
+    dropped = "unexcused absences 12 % over the last 4 weeks"
+    for path in (f"/ui/schools/{school}", f"/ui/schools/{school}/pupils/p1"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert kept in page.text, path
+        assert dropped not in page.text, path
+        assert "enrolled for 30 days" in page.text, path
+
+
 def test_estimate_names_label_window(client, trained, tmp_path, monkeypatch):
     """A model trained on a 6-month label window reads as a dropout within 6 months."""
     import mlflow
