@@ -461,6 +461,18 @@ def test_large_form_log_has_no_ids(api, tokens, own_pupil):
     assert f"/schools/{school}" not in log
 
 
+def test_large_form_access_logged(api, tokens, own_pupil):
+    school, pupil = tokens.school, own_pupil.pupil_id
+    path = f"/ui/schools/{school}/pupils/{pupil}/reviews"
+    status, _, _ = _post_declared_size(api, path, 40_000_000)
+    row = api["log"].rows()[-1]
+    assert status == 413
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "413 body too large"
+    assert row["pupil_id"] == pupil
+    assert row["school_id"] == school
+
+
 @pytest.mark.parametrize(
     ("language", "message"),
     [

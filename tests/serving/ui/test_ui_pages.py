@@ -853,6 +853,46 @@ def test_review_bad_csrf_logged(client, tokens, scored, env):
     }
 
 
+@pytest.fixture
+def limited_client(env, monkeypatch) -> TestClient:
+    """The pages behind the server's body limit, set to 1,000 bytes."""
+    from serving.middleware import MAX_BODY_BYTES_ENV, BodyLimitMiddleware
+
+    monkeypatch.setenv(MAX_BODY_BYTES_ENV, "1000")
+    app = Starlette(routes=[Mount("/ui", app=ui_module.ui_app)])
+    return TestClient(BodyLimitMiddleware(app), headers={"Accept-Language": "en"})
+
+
+def test_large_review_form_logged(limited_client, tokens, scored, env):
+    pupil = _own_pupil(scored, tokens)
+    _sign_in(limited_client, tokens.by_role["staff"])
+    page = limited_client.get(f"/ui/schools/{tokens.school}/pupils/{pupil}")
+    data = {"csrf": _csrf(page.text), "decision": "monitor", "note": "x" * 2000}
+    response = limited_client.post(
+        f"/ui/schools/{tokens.school}/pupils/{pupil}/reviews", data=data
+    )
+    row = _access_rows(env)[-1]
+    assert response.status_code == 413
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "413 body too large"
+    assert row["pupil_id"] == pupil
+    assert row["school_id"] == tokens.school
+    assert row["role"] == "staff"
+    assert row["token_id"] == tokens.by_role["staff"].split("_")[1].split(".")[0]
+
+
+def test_large_signin_form_logged(limited_client, env):
+    form = limited_client.get("/ui/signin")
+    data = {"token": "x" * 2000, "csrf": _csrf(form.text)}
+    response = limited_client.post("/ui/signin", data=data)
+    row = _access_rows(env)[-1]
+    assert response.status_code == 413
+    assert row["endpoint"] == "/ui/signin"
+    assert row["outcome"] == "413 body too large"
+    assert row["token_id"] is None
+    assert row["pupil_id"] is None
+
+
 def test_signoff_bad_csrf_logged(client, tokens, env):
     _sign_in(client, tokens.by_role["reviewer"])
     response = client.post(
