@@ -81,6 +81,24 @@ def _reason_groups() -> dict[str, str]:
     return {feature: group[0] for group in groups for feature in group}
 
 
+def first_reason_per_group(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop each reason whose feature shares a ``same_reason`` group with an earlier one.
+
+    Reasons stored before the groups existed can name two features of one
+    group. Reason selection orders reasons by absolute contribution, so the
+    first one kept is the stronger one.
+    """
+    kept = []
+    named_groups = set()
+    for reason in reasons:
+        group = reason_group(str(reason.get("feature", "")))
+        if group in named_groups:
+            continue
+        named_groups.add(group)
+        kept.append(reason)
+    return kept
+
+
 def format_value(value: Any, kind: str, language: str) -> str:
     """Format a feature value in its unit, with the language's decimal mark.
 

@@ -110,6 +110,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 from starlette.responses import Response
 
+from models.reason_text import first_reason_per_group
 from models.store import (
     ARTIFACT_DIGEST_TAG,
     DEFAULT_MODEL_NAME,
@@ -608,8 +609,20 @@ class ScoringService:
             problem = _unparseable_body_problem(body)
             return _ScoreRequest(loaded, None, None, None, True, [problem], False)
         records, as_of, include_reasons = score_arguments(parsed)
-        unknown = unknown_key_problems(parsed)
-        return _ScoreRequest(loaded, None, records, as_of, include_reasons, unknown)
+        key_problems = unknown_key_problems(parsed)
+        if "records" not in parsed:
+            key_problems.append(
+                RecordProblem(None, "records", None, _RECORDS_EXPECTED, "missing")
+            )
+        return _ScoreRequest(
+            loaded,
+            None,
+            records,
+            as_of,
+            include_reasons,
+            key_problems,
+            has_records="records" in parsed,
+        )
 
     def _respond(
         self, ctx: bentoml.Context, request: _ScoreRequest, started: float
@@ -658,7 +671,7 @@ class ScoringService:
         as_of_text, request_problems = _parse_options(
             request.as_of, request.include_reasons
         )
-        request_problems = request.unknown + request_problems
+        request_problems = request.key_problems + request_problems
         include_reasons = request.include_reasons is True
         # Only counts and durations are logged at INFO because record values
         # are pupil-level data.
@@ -746,7 +759,7 @@ class ScoringService:
                     probability=row.score.probability,
                     school_rank=row.score.school_rank,
                     school_size=row.score.school_size,
-                    reasons=row.score.reasons,
+                    reasons=first_reason_per_group(row.score.reasons),
                     base_value_log_odds=row.score.contributions["base_value_log_odds"],
                     contributions=row.score.contributions["features"],
                 )
@@ -775,7 +788,7 @@ class ScoringService:
                     probability=row.score.probability,
                     school_rank=row.score.school_rank,
                     school_size=row.score.school_size,
-                    reasons=row.score.reasons,
+                    reasons=first_reason_per_group(row.score.reasons),
                     model_name=row.run.model_name,
                     model_version=row.run.model_version,
                     scored_at=row.created_at,
@@ -963,10 +976,14 @@ _PARSEABLE_OBJECT_EXPECTED = (
 )
 
 
+_RECORDS_EXPECTED = (
+    "a non-empty array of records, each an object keyed by the model's feature "
+    'names (the "features" of GET /v1/model)'
+)
+"""Expected content of ``records``, named when a body lacks it or is empty."""
+
 _NONEMPTY_OBJECT_EXPECTED = (
-    'a JSON object such as {"records": [...]}, where "records" is a non-empty '
-    "array of records, each an object keyed by the model's feature names "
-    '(the "features" of GET /v1/model)'
+    'a JSON object such as {"records": [...]}, where "records" is ' + _RECORDS_EXPECTED
 )
 
 
@@ -1051,10 +1068,12 @@ class _ScoreRequest:
     records: Any
     as_of: Any
     include_reasons: Any
-    unknown: list[RecordProblem] = field(default_factory=list)
-    """Problems of the body's keys that no parameter reads."""
+    key_problems: list[RecordProblem] = field(default_factory=list)
+    """Problems of the body's top-level keys: unknown keys and a missing ``records``."""
     parsed: bool = True
     """False when the body could not be parsed, so no records can be checked."""
+    has_records: bool = True
+    """False when the parsed body has no ``records`` key, so no records can be checked."""
 
     @property
     def count(self) -> int:
@@ -1098,7 +1117,7 @@ def _raise_with_record_problems(
 ) -> None:
     """Raise :class:`RecordValidationError` for ``problems`` and any in the records."""
     found = list(problems)
-    if request.batch is None and request.parsed:
+    if request.batch is None and request.parsed and request.has_records:
         try:
             validate_records(request.records, loaded.spec)
         except RecordValidationError as exc:

@@ -20,8 +20,9 @@ Every form carries a CSRF token: the session's token after sign-in, and a
 double-submit cookie before it. Every page that shows pupil data writes one
 access-log row per pupil shown; recording a review writes one too. So do
 denied requests: a rejected sign-in, a page opened with the session of a
-revoked token, another school's page, a pupil without a score, and a review
-or sign-off form whose CSRF token does not match the session's.
+revoked token, another school's page, a pupil without a score, a review
+or sign-off form whose CSRF token does not match the session's, and a form
+over the server's body size limit.
 
 The service's bearer-token middleware lets ``/ui`` through, because these pages
 check their own session cookie.
@@ -439,16 +440,31 @@ async def send_form_too_large(
 
     :class:`serving.middleware.BodyLimitMiddleware` calls this before the
     request reaches this app, so the scope gets the mount path ``/ui`` added to
-    its root path here, as the mount would add it.
+    its root path here, as the mount would add it, and the matching page
+    route, as the router would add it.
     """
     page_scope = {**scope, "root_path": scope.get("root_path", "") + MOUNT_PATH}
+    page_scope.update(_matching_route(page_scope))
     request = Request(page_scope, receive)
     response = await run_in_threadpool(_form_too_large_page, request, limit)
     await response(page_scope, receive, send)
 
 
+def _matching_route(scope: dict[str, Any]) -> dict[str, Any]:
+    """Return the scope keys that the router sets for the page route of ``scope``.
+
+    The last route matches every path, so every scope under ``/ui`` gets one.
+    """
+    for route in ui_app.routes:
+        match, child_scope = route.matches(scope)
+        if match == Match.FULL:
+            return {**child_scope, "route": route}
+    return {}
+
+
 def _form_too_large_page(request: Request, limit: int) -> Response:
     page = _page(request)
+    _log_form_too_large(request, page)
     response = _render(
         page,
         "error.html",
@@ -458,6 +474,30 @@ def _form_too_large_page(request: Request, limit: int) -> Response:
     )
     _add_security_headers(response)
     return response
+
+
+def _log_form_too_large(request: Request, page: Page) -> None:
+    """Log a form rejected for its size, with the ids of its path.
+
+    The body is never read, so the row has no value from the form, and no
+    token when the request has no valid session.
+    """
+    principal = page.session.principal if page.session is not None else None
+    params = request.path_params
+    model_version = None
+    if "name" in params and "version" in params:
+        model_version = f"{params['name']}/{params['version']}"
+    context().access_log.append(
+        AccessEvent(
+            endpoint=_endpoint(request),
+            outcome="413 body too large",
+            token_id=principal.token_id if principal is not None else None,
+            role=principal.role if principal is not None else None,
+            pupil_id=params.get("pupil_id"),
+            school_id=params.get("school_id"),
+            model_version=model_version,
+        )
+    )
 
 
 @ui_app.get("/ui.css", include_in_schema=False)

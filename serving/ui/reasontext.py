@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.reason_text import first_reason_per_group, unnamed_features
 from models.reason_text import reason_sentence as model_sentence
-from models.reason_text import unnamed_features
 from serving.ui.i18n import Translator
 
 
@@ -19,15 +19,22 @@ def reason_sentences(t: Translator, reasons: list[dict[str, Any]]) -> list[str]:
     """Return one sentence per reason in ``t``'s language.
 
     Reasons stored before a feature was marked as never named, and reasons
-    without a direction, are left out rather than shown.
+    without a direction, are left out rather than shown. So is a reason stored
+    before the ``same_reason`` groups existed whose feature shares a group with
+    a reason shown before it.
     """
     hidden = unnamed_features()
-    sentences = []
+    nameable = []
     for reason in reasons:
         feature = str(reason.get("feature", ""))
         direction = reason.get("direction")
         if feature in hidden or direction not in ("raises", "lowers"):
             continue
+        nameable.append(reason)
+    sentences = []
+    for reason in first_reason_per_group(nameable):
+        feature = str(reason["feature"])
+        direction = reason["direction"]
         sentences.append(
             model_sentence(feature, reason.get("value"), direction, t.language)
         )

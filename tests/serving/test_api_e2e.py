@@ -23,6 +23,28 @@ pytestmark = pytest.mark.e2e
 ROLES = ("platform", "staff", "reviewer", "admin")
 PUBLIC = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json")
 FINNISH_PUPIL = "Äärelä-7"
+SAME_REASON_PUPIL = "P-same-reason"
+SAME_GROUP_REASONS = [
+    {
+        "feature": "unexcused_share_4w",
+        "value": 0.12,
+        "contribution_log_odds": 0.5,
+        "direction": "raises",
+    },
+    {
+        "feature": "unexcused_share_recent",
+        "value": 0.12,
+        "contribution_log_odds": 0.4,
+        "direction": "raises",
+    },
+    {
+        "feature": "days_enrolled",
+        "value": 30.0,
+        "contribution_log_odds": -0.2,
+        "direction": "lowers",
+    },
+]
+"""Stored reasons whose first two features share a same_reason group."""
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +64,17 @@ def api(trained, scored, tokens, launch, tmp_path_factory) -> Iterator[dict]:
         pupil_id=FINNISH_PUPIL,
         enrolment_id=f"{own.enrolment_id}-fi",
     )
+    # Reasons stored before the same_reason groups existed, naming two
+    # features of one group.
+    grouped = dataclasses.replace(
+        own,
+        pupil_id=SAME_REASON_PUPIL,
+        enrolment_id=f"{own.enrolment_id}-sr",
+        reasons=SAME_GROUP_REASONS,
+    )
     store.replace_run(
-        RunKey("oulad", dt.date(2014, 1, 6), trained.loaded.name, "1"), [finnish]
+        RunKey("oulad", dt.date(2014, 1, 6), trained.loaded.name, "1"),
+        [finnish, grouped],
     )
     store.dispose()
     env = {
@@ -203,6 +234,17 @@ def test_explanation_matches_store(api, tokens, own_pupil):
     assert mine[0]["school_rank"] == own_pupil.school_rank
     assert len(mine[0]["contributions"]) == len(own_pupil.features)
     assert {s["school_id"] for s in body["scores"]} == {tokens.school}
+
+
+@pytest.mark.parametrize("route", ["explanation", "history"])
+def test_stored_reasons_one_per_group(api, tokens, route):
+    path = f"/v1/pupils/{SAME_REASON_PUPIL}/{route}"
+    response = _request(api, "GET", path, tokens.header("staff"))
+    body = response.json()
+    entry = body["scores"][0] if route == "explanation" else body["entries"][0]
+    features = [reason["feature"] for reason in entry["reasons"]]
+    assert response.status_code == 200, response.text
+    assert features == ["unexcused_share_4w", "days_enrolled"]
 
 
 def test_history_newest_first(api, tokens, own_pupil):
@@ -417,6 +459,18 @@ def test_large_form_log_has_no_ids(api, tokens, own_pupil):
     )
     assert f"/pupils/{pupil}" not in log
     assert f"/schools/{school}" not in log
+
+
+def test_large_form_access_logged(api, tokens, own_pupil):
+    school, pupil = tokens.school, own_pupil.pupil_id
+    path = f"/ui/schools/{school}/pupils/{pupil}/reviews"
+    status, _, _ = _post_declared_size(api, path, 40_000_000)
+    row = api["log"].rows()[-1]
+    assert status == 413
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "413 body too large"
+    assert row["pupil_id"] == pupil
+    assert row["school_id"] == school
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,24 @@ def test_empty_body_named(server, tokens, content):
     assert "null" not in body["error"]
 
 
+@pytest.mark.parametrize(
+    "content", [b"{}", b'{"as_of": "2024-01-31"}', b'{"include_reason": false}']
+)
+def test_missing_records_named(server, tokens, content):
+    response = _post(
+        server, tokens, content=content, headers={"Content-Type": "application/json"}
+    )
+    body = response.json()
+    records = [p for p in body["problems"] if p["field"] == "records"]
+    assert response.status_code == 400
+    assert len(records) == 1
+    assert records[0]["kind"] == "missing"
+    assert records[0]["record"] is None
+    assert "field 'records': missing; expected a non-empty array" in body["error"]
+    assert "keyed by the model's feature names" in body["error"]
+    assert "value null is invalid" not in body["error"]
+
+
 def test_blank_category_no_warning(server, tokens, trained):
     record = dict(trained.holdout_records[0])
     categorical = next(k for k, v in record.items() if isinstance(v, str))

@@ -529,6 +529,32 @@ def test_school_reasons_on_pupil_page(client, trained, tmp_path, monkeypatch):
     assert "2025-02-01" not in page
 
 
+def test_stored_reasons_one_per_group(client, trained, tmp_path, monkeypatch):
+    """Reasons stored before the same_reason groups existed show one per group."""
+    from serving.access import TokenStore
+
+    school = "BAS00004"
+    reasons = [
+        {"feature": "unexcused_share_4w", "value": 0.12, "direction": "raises"},
+        {"feature": "unexcused_share_recent", "value": 0.12, "direction": "raises"},
+        {"feature": "days_enrolled", "value": 30.0, "direction": "lowers"},
+    ]
+    url = f"sqlite:///{tmp_path / 'grouped.db'}"
+    _store_pupil_score(url, school, {"unexcused_share_4w": 0.12}, reasons)
+    monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
+    monkeypatch.setattr(ui_module, "_context", None)
+    token, _ = TokenStore(trained.home / "access.db").create("staff", [school], "g")
+    _sign_in(client, token)
+    kept = "unexcused absence from 12 % of lessons over the last 4 weeks"
+    dropped = "unexcused absences 12 % over the last 4 weeks"
+    for path in (f"/ui/schools/{school}", f"/ui/schools/{school}/pupils/p1"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert kept in page.text, path
+        assert dropped not in page.text, path
+        assert "enrolled for 30 days" in page.text, path
+
+
 def test_estimate_names_label_window(client, trained, tmp_path, monkeypatch):
     """A model trained on a 6-month label window reads as a dropout within 6 months."""
     import mlflow
@@ -825,6 +851,46 @@ def test_review_bad_csrf_logged(client, tokens, scored, env):
     assert UiStore(env / "ui.db").reviews_of(tokens.school, [row["pupil_id"]]) == {
         row["pupil_id"]: []
     }
+
+
+@pytest.fixture
+def limited_client(env, monkeypatch) -> TestClient:
+    """The pages behind the server's body limit, set to 1,000 bytes."""
+    from serving.middleware import MAX_BODY_BYTES_ENV, BodyLimitMiddleware
+
+    monkeypatch.setenv(MAX_BODY_BYTES_ENV, "1000")
+    app = Starlette(routes=[Mount("/ui", app=ui_module.ui_app)])
+    return TestClient(BodyLimitMiddleware(app), headers={"Accept-Language": "en"})
+
+
+def test_large_review_form_logged(limited_client, tokens, scored, env):
+    pupil = _own_pupil(scored, tokens)
+    _sign_in(limited_client, tokens.by_role["staff"])
+    page = limited_client.get(f"/ui/schools/{tokens.school}/pupils/{pupil}")
+    data = {"csrf": _csrf(page.text), "decision": "monitor", "note": "x" * 2000}
+    response = limited_client.post(
+        f"/ui/schools/{tokens.school}/pupils/{pupil}/reviews", data=data
+    )
+    row = _access_rows(env)[-1]
+    assert response.status_code == 413
+    assert row["endpoint"] == "/ui/schools/{school}/pupils/{id}/reviews"
+    assert row["outcome"] == "413 body too large"
+    assert row["pupil_id"] == pupil
+    assert row["school_id"] == tokens.school
+    assert row["role"] == "staff"
+    assert row["token_id"] == tokens.by_role["staff"].split("_")[1].split(".")[0]
+
+
+def test_large_signin_form_logged(limited_client, env):
+    form = limited_client.get("/ui/signin")
+    data = {"token": "x" * 2000, "csrf": _csrf(form.text)}
+    response = limited_client.post("/ui/signin", data=data)
+    row = _access_rows(env)[-1]
+    assert response.status_code == 413
+    assert row["endpoint"] == "/ui/signin"
+    assert row["outcome"] == "413 body too large"
+    assert row["token_id"] is None
+    assert row["pupil_id"] is None
 
 
 def test_signoff_bad_csrf_logged(client, tokens, env):
