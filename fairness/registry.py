@@ -122,7 +122,8 @@ def store_audit(
     """Log the audit JSON (and report) with the version; return the JSON's SHA-256.
 
     ``payload`` must contain ``policy_version``. Storing again replaces the
-    version's audit, and exceptions recorded for the earlier audit stop counting.
+    version's audit and report (without ``report``, the earlier report's tag
+    is removed), and exceptions recorded for the earlier audit stop counting.
     """
     client = mlflow_client()
     run_id = client.get_model_version(model_name, version).run_id
@@ -137,6 +138,9 @@ def store_audit(
     if report is not None:
         report_path = _log_file(run_id, f"report-v{version}.html", report.read_bytes())
         client.set_model_version_tag(model_name, version, TAG_REPORT, report_path)
+    elif TAG_REPORT in client.get_model_version(model_name, version).tags:
+        # A report of the replaced audit would no longer describe the audit.
+        client.delete_model_version_tag(model_name, version, TAG_REPORT)
     logger.info("stored fairness audit of %s version %s", model_name, version)
     return digest
 

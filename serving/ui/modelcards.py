@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from fairness.registry import TAG_REPORT
 from fairness.signoff import MAX_REASON_CHARS, SIGNOFF_DECISIONS, SIGNOFF_TAGS
 from models.store import ARTIFACT_DIGEST_TAG, TRAINING_DATA_TAG, configure_mlflow
 
@@ -110,9 +111,15 @@ class VersionCard:
     def stored_path(self, artifact: str) -> str | None:
         """Return the run artifact path of ``artifact``, or None if it is absent.
 
-        A model card document is looked up in ``MODEL_CARD_FOLDER`` first, then
-        at the top level. Other documents are looked up at the top level.
+        The fairness report is the one stored with the version's audit (its
+        ``fairness.report`` tag), which the promotion gate reads; ``ajoissa
+        audit`` may have replaced the run's own report. A version without that
+        tag shows the run's ``fairness_report.html``. A model card document is
+        looked up in ``MODEL_CARD_FOLDER`` first, then at the top level. Other
+        documents are looked up at the top level.
         """
+        if artifact == FAIRNESS_ARTIFACT and self.tags.get(TAG_REPORT):
+            return self.tags[TAG_REPORT]
         return stored_path(artifact, self.artifacts)
 
     @property

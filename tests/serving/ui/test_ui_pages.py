@@ -406,6 +406,30 @@ def test_model_card_links_fairness_report(client, tokens, tmp_path):
     assert missing.status_code == 404
 
 
+def test_model_card_shows_stored_audit_report(client, tokens, tmp_path):
+    from fairness.registry import store_audit
+
+    version = _version_with_artifacts(
+        "ui-audit-test",
+        tmp_path,
+        {(None, "fairness_report.html"): "<h1>The run's own report</h1>"},
+    )
+    replaced = tmp_path / "report.html"
+    replaced.write_text("<h1>Not the model's evaluation data</h1>", encoding="utf-8")
+    store_audit("ui-audit-test", version, {"policy_version": "1"}, replaced)
+    _sign_in(client, tokens.by_role["reviewer"])
+    link = f"/ui/models/ui-audit-test/{version}/artifacts/fairness_report.html"
+
+    card = client.get(f"/ui/models/ui-audit-test/{version}")
+    served = client.get(link)
+    store_audit("ui-audit-test", version, {"policy_version": "1"})
+    without_report = client.get(link)
+
+    assert f'href="{link}"' in card.text
+    assert served.text == "<h1>Not the model's evaluation data</h1>"
+    assert without_report.text == "<h1>The run's own report</h1>"
+
+
 def _version_with_artifacts(name, tmp_path, files):
     """Register a model version whose run has ``files``: {(folder, name): text}."""
     import mlflow
