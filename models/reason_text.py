@@ -81,6 +81,19 @@ def _reason_groups() -> dict[str, str]:
     return {feature: group[0] for group in groups for feature in group}
 
 
+def stored_reasons_to_show(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return stored ``reasons`` as they may be shown now.
+
+    Reasons stored before a feature was marked as never named are left out,
+    and so is a reason whose feature shares a ``same_reason`` group with one
+    before it (:func:`first_reason_per_group`).
+    """
+    hidden = unnamed_features()
+    return first_reason_per_group(
+        [reason for reason in reasons if str(reason.get("feature", "")) not in hidden]
+    )
+
+
 def first_reason_per_group(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop each reason whose feature shares a ``same_reason`` group with an earlier one.
 

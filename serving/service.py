@@ -110,7 +110,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 from starlette.responses import Response
 
-from models.reason_text import first_reason_per_group
+from models.reason_text import stored_reasons_to_show
 from models.store import (
     ARTIFACT_DIGEST_TAG,
     DEFAULT_MODEL_NAME,
@@ -759,7 +759,7 @@ class ScoringService:
                     probability=row.score.probability,
                     school_rank=row.score.school_rank,
                     school_size=row.score.school_size,
-                    reasons=first_reason_per_group(row.score.reasons),
+                    reasons=stored_reasons_to_show(row.score.reasons),
                     base_value_log_odds=row.score.contributions["base_value_log_odds"],
                     contributions=row.score.contributions["features"],
                 )
@@ -788,7 +788,7 @@ class ScoringService:
                     probability=row.score.probability,
                     school_rank=row.score.school_rank,
                     school_size=row.score.school_size,
-                    reasons=first_reason_per_group(row.score.reasons),
+                    reasons=stored_reasons_to_show(row.score.reasons),
                     model_name=row.run.model_name,
                     model_version=row.run.model_version,
                     scored_at=row.created_at,
