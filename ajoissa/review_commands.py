@@ -73,4 +73,5 @@ def set_capacity(
         typer.echo(f"Cannot set the capacity: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     note_schools_without_scores([school])
-    console.print(f"School {school}: {pupils} pupils per scoring run.")
+    noun = "pupil" if pupils == 1 else "pupils"
+    console.print(f"School {school}: {pupils} {noun} per scoring run.")

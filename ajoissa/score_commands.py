@@ -108,6 +108,7 @@ def score(
             err=True,
         )
         raise typer.Exit(code=2)
+    _check_allowed_missing(allow_missing or [])
     entry = SOURCES[source.value]
     data_path = data_path_or_exit(source.value, data, mapping)
     started = time.perf_counter()
@@ -190,6 +191,20 @@ def score(
         )
     console.print(f"Score store: {describe_url(store.url)}")
     console.print(f"Wall time:   {time.perf_counter() - started:.1f} s")
+
+
+def _check_allowed_missing(tables: list[str]) -> None:
+    """Exit 2 if ``--allow-missing`` names a table that is not an optional one."""
+    from sources.school.mapping import OPTIONAL_TABLE_FEATURES
+
+    unknown = [table for table in tables if table not in OPTIONAL_TABLE_FEATURES]
+    if unknown:
+        typer.echo(
+            f"Invalid --allow-missing {', '.join(map(repr, unknown))}: expected "
+            f"an optional table, one of {', '.join(sorted(OPTIONAL_TABLE_FEATURES))}.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
 
 
 def _missing_tables_message(gaps: dict[str, list[str]], data_path: Path) -> str:

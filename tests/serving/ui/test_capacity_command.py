@@ -60,3 +60,9 @@ def test_store_rejects_invalid_school(tmp_path):
     store = UiStore(tmp_path / "ui.db")
     with pytest.raises(ValueError, match="invalid school id 'X Y'"):
         store.set_capacity("X Y", 10)
+
+
+def test_capacity_of_one_singular(ui_db):
+    result = CliRunner().invoke(app, ["reviews", "capacity", "AAA-2014J", "1"])
+    assert result.exit_code == 0, result.output
+    assert "School AAA-2014J: 1 pupil per scoring run." in result.output
