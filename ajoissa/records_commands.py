@@ -136,10 +136,14 @@ def load_records(
         }
         if emptied:
             for name, rows in emptied.items():
+                state = (
+                    f"is missing from {data} (no {name}.csv or {name}.parquet)"
+                    if name in records.absent_tables
+                    else f"has no rows in {data}"
+                )
                 typer.echo(
-                    f"Table '{name}' has no rows in {data}, but the load stored "
-                    f"in {store} has {rows:,}; storing this export would delete "
-                    "them.",
+                    f"Table '{name}' {state}, but the load stored in {store} "
+                    f"has {rows:,}; storing this export would delete them.",
                     err=True,
                 )
             options = " ".join(f"--allow-empty {name}" for name in emptied)

@@ -260,3 +260,24 @@ def test_absent_optional_table_stays_absent(tmp_path: Path):
     assert (store / "pupils.parquet").exists()
     assert "behaviour_notes" in read_records(store).absent_tables
     assert "support_decisions" not in read_records(store).absent_tables
+
+
+def test_absent_table_over_rows_named_missing(tmp_path: Path):
+    store = tmp_path / "store"
+    assert _store_export(tmp_path / "e1", EXPORT, store).exit_code == 0
+    behaviour = ["pupil_id;date;note_type", "p1;02.09.2024;disruption"]
+    (tmp_path / "e1" / "behaviour_notes.csv").write_bytes(
+        ("\r\n".join(behaviour) + "\r\n").encode("utf-8-sig")
+    )
+    first = runner.invoke(
+        app, ["load-records", "--data", str(tmp_path / "e1"), "--store", str(store)]
+    )
+    assert first.exit_code == 0, first.output
+
+    result = _store_export(tmp_path / "e2", EXPORT, store)
+
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"Table 'behaviour_notes' is missing from {tmp_path / 'e2'}" in message
+    assert "no behaviour_notes.csv or behaviour_notes.parquet" in message
+    assert "--allow-empty behaviour_notes" in message
