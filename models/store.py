@@ -41,6 +41,9 @@ registration so that a failed integrity check can name the files that changed.""
 TRAINING_DATA_TAG = "training_data_sha256"
 """Model version tag with a SHA-256 fingerprint of the feature rows (with labels)
 that the main job built before training."""
+ASOF_ORDER_PARAM = "asof_order"
+"""Training run parameter with the as-of labels of the run's metrics in date
+order, comma-separated."""
 CHALLENGER_REASON_TAG = "challenger_reason"
 """Model version tag with the reason the main job registered the version as the
 challenger and not as the champion."""

@@ -29,6 +29,7 @@ from models.reason_text import top_reasons
 from models.reasons import contributions, shap_contributions
 from models.risk import predict_risk
 from models.store import (
+    ASOF_ORDER_PARAM,
     CHALLENGER,
     CHALLENGER_REASON_TAG,
     CHAMPION,
@@ -752,12 +753,24 @@ def _row_counts(frame: FeatureFrame, fold: Fold, config: RunConfig) -> dict[str,
     }
 
 
+def asof_order(offsets: list[int], labels: dict[int, str]) -> str:
+    """Return the labels of ``offsets`` in date order, comma-separated.
+
+    The metric names carry only the label (``oct_1.model.roc_auc``), so a
+    reader of the run needs this to list the as-of dates by date.
+    """
+    return ",".join(labels.get(offset, f"day_{offset}") for offset in sorted(offsets))
+
+
 def _run_params(config: RunConfig, frame: FeatureFrame, fold: Fold) -> dict:
     params = {
         k: v
         for k, v in asdict(config).items()
         if k not in ("asof_labels", "label_rule", "undated_outcome")
-    } | {"n_features": len(frame.feature_names)}
+    } | {
+        "n_features": len(frame.feature_names),
+        ASOF_ORDER_PARAM: asof_order(config.asof_offsets_days, config.asof_labels),
+    }
     if config.label_rule is not None:
         params |= {
             f"{LABEL_RULE_PARAM_PREFIX}{k}": v

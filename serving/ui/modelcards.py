@@ -25,7 +25,12 @@ from urllib.parse import quote
 
 from fairness.registry import TAG_REPORT
 from fairness.signoff import MAX_REASON_CHARS, SIGNOFF_DECISIONS, SIGNOFF_TAGS
-from models.store import ARTIFACT_DIGEST_TAG, TRAINING_DATA_TAG, configure_mlflow
+from models.store import (
+    ARTIFACT_DIGEST_TAG,
+    ASOF_ORDER_PARAM,
+    TRAINING_DATA_TAG,
+    configure_mlflow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +70,8 @@ class VersionCard:
 
     @property
     def metric_tables(self) -> list[MetricTable]:
-        return metric_tables(self.metrics)
+        order = self.params.get(ASOF_ORDER_PARAM, "")
+        return metric_tables(self.metrics, tuple(filter(None, order.split(","))))
 
     @property
     def top_share(self) -> float | None:
@@ -271,15 +277,20 @@ METRIC_ORDER = (
 """Column order of the metric tables; metrics not listed follow by name."""
 
 
-def metric_tables(metrics: dict[str, float]) -> list[MetricTable]:
+def metric_tables(
+    metrics: dict[str, float], asof_order: tuple[str, ...] = ()
+) -> list[MetricTable]:
     """Group run metrics into tables by fold and by as-of date.
 
     The training job logs ``fold.<fold>.<model>.<metric>`` for each temporal
     or cross-validation fold and ``<as-of>.<model>.<metric>`` for each as-of
     date of the latest fold. Other names go to one ``other`` table, a row each.
-    Folds come first, then as-of dates, each sorted by name with numbers
-    compared as numbers (``day_30`` before ``day_120``).
+    Folds come first, then as-of dates in ``asof_order`` (the run's
+    ``asof_order`` parameter, labels by date). Folds, and as-of dates that
+    ``asof_order`` lacks (runs logged before it), are sorted by name with
+    numbers compared as numbers (``day_30`` before ``day_120``).
     """
+    position = {label: index for index, label in enumerate(asof_order)}
     grouped: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
     other: list[tuple[str, tuple[float | None, ...]]] = []
     for key, value in metrics.items():
@@ -293,8 +304,13 @@ def metric_tables(metrics: dict[str, float]) -> list[MetricTable]:
             continue
         grouped.setdefault(section, {}).setdefault(model, {})[metric] = value
     tables = []
+
+    def section_key(section: tuple[str, str]) -> tuple[bool, int, list]:
+        kind, name = section
+        return (kind != "fold", position.get(name, len(position)), _natural(name))
+
     for (kind, name), by_model in sorted(
-        grouped.items(), key=lambda item: (item[0][0] != "fold", _natural(item[0][1]))
+        grouped.items(), key=lambda item: section_key(item[0])
     ):
         found = {metric for values in by_model.values() for metric in values}
         columns = [m for m in METRIC_ORDER if m in found]

@@ -55,6 +55,13 @@ def test_run_records_training_data(trained):
     assert len(tags["fairness.audit_sha256"]) == 64
 
 
+def test_run_logs_asof_order(trained):
+    _, version = trained
+    client = mlflow_client()
+    run_id = client.get_model_version(MODEL, version).run_id
+    assert client.get_run(run_id).data.params["asof_order"] == "day_60"
+
+
 def test_audit_on_training_data_stored(trained, tmp_path):
     tables, version = trained
     before = _audit_tag(version)

@@ -430,6 +430,30 @@ def test_model_card_shows_stored_audit_report(client, tokens, tmp_path):
     assert without_report.text == "<h1>The run's own report</h1>"
 
 
+def test_model_page_asof_by_date(client, tokens, tmp_path):
+    import mlflow
+
+    from models.store import ASOF_ORDER_PARAM, configure_mlflow
+
+    configure_mlflow()
+    mlflow_client = mlflow.MlflowClient()
+    experiment = mlflow_client.create_experiment(f"ui-asof-{tmp_path.name}")
+    run = mlflow_client.create_run(experiment)
+    for label in ("dec_1", "feb_1", "oct_1"):
+        mlflow_client.log_metric(run.info.run_id, f"{label}.model.roc_auc", 0.7)
+    mlflow_client.log_param(run.info.run_id, ASOF_ORDER_PARAM, "oct_1,dec_1,feb_1")
+    mlflow_client.create_registered_model("ui-asof-test")
+    version = mlflow_client.create_model_version(
+        "ui-asof-test", run.info.artifact_uri, run_id=run.info.run_id
+    )
+    _sign_in(client, tokens.by_role["reviewer"])
+
+    page = client.get(f"/ui/models/ui-asof-test/{version.version}").text
+
+    positions = [page.index(label) for label in ("oct_1", "dec_1", "feb_1")]
+    assert positions == sorted(positions)
+
+
 def _version_with_artifacts(name, tmp_path, files):
     """Register a model version whose run has ``files``: {(folder, name): text}."""
     import mlflow
