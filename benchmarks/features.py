@@ -16,13 +16,13 @@ Before timing, it checks that the pandas and DuckDB features agree on the first
 pupil count.
 
 It runs the builds in ``--repeats`` rounds (3 by default), each round one
-run of every build in turn, and prints the median wall time, the median CPU
-time and the largest peak memory per build, the ratios against the floor and
+run of every build in turn. Per build it prints the median wall time, the
+median CPU time, the largest peak memory, the ratios against the floor and
 against pandas, and the load average, so that one run gives every figure of
 the table in docs/benchmarks.md. The median damps the swings of a machine
-shared with other work. Since each round runs the feature build and the floor
-one after the other, both meet about the same load, and the script also
-prints each round's ratio of the two and their median. CPU time (user and
+shared with other work. Each round runs the feature build and the floor one
+after the other, so both meet about the same load. The script also prints
+each round's ratio of the two and their median. CPU time (user and
 system, all threads) moves less than wall time when other jobs share the
 cores.
 

@@ -126,7 +126,8 @@ def store_audit(
     is removed), and exceptions recorded for the earlier audit stop counting.
     """
     client = mlflow_client()
-    run_id = client.get_model_version(model_name, version).run_id
+    model_version = client.get_model_version(model_name, version)
+    run_id = model_version.run_id
     data = _canonical(payload)
     digest = hashlib.sha256(data).hexdigest()
     audit_path = _log_file(run_id, f"audit-v{version}.json", data)
@@ -138,7 +139,7 @@ def store_audit(
     if report is not None:
         report_path = _log_file(run_id, f"report-v{version}.html", report.read_bytes())
         client.set_model_version_tag(model_name, version, TAG_REPORT, report_path)
-    elif TAG_REPORT in client.get_model_version(model_name, version).tags:
+    elif TAG_REPORT in model_version.tags:
         # A report of the replaced audit would no longer describe the audit.
         client.delete_model_version_tag(model_name, version, TAG_REPORT)
     logger.info("stored fairness audit of %s version %s", model_name, version)

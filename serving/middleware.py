@@ -129,9 +129,10 @@ class HeadAsGetMiddleware:
     """Handle HEAD as GET, sending the GET's status and headers and no body.
 
     FastAPI 0.165 does not add HEAD to a route declared with GET, so without
-    this middleware HEAD gets 405 there. This middleware runs before access control and passes HEAD on
-    as GET, so a HEAD needs the same token or session as the GET and writes
-    the same access-log row: its status tells whether the page exists. The
+    this middleware HEAD gets 405 there. This middleware runs before access
+    control and passes HEAD on as GET. So a HEAD needs the same token or
+    session as the GET and writes the same access-log row, because its status
+    shows whether the page exists. The
     server still sees HEAD in its own scope, so it sends no body either.
     """
 

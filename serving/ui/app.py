@@ -1338,7 +1338,7 @@ def _allowed_methods(scope: dict[str, Any]) -> list[str]:
         if match == Match.PARTIAL:
             allowed |= getattr(route, "methods", None) or set()
     if "GET" in allowed:
-        # HeadAsGetMiddleware answers HEAD wherever GET is served.
+        # HeadAsGetMiddleware serves HEAD wherever GET is served.
         allowed.add("HEAD")
     return sorted(allowed)
 

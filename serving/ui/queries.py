@@ -22,9 +22,9 @@ TREND_FEATURES = {
 }
 """The stored features that each trend chart can draw, as groups in order of
 preference. A chart draws the first group that the model stores, so all pupils
-of a source get charts on one scale: for grades, the grade averages on the 4 to
-10 scale (school records) before the weighted assessment score on 0 to 100
-(OULAD). Within a group, each point takes the first feature with a value. The
+of a source get charts on one scale. For grades, the grade averages on the 4 to
+10 scale (school records) come before the weighted assessment score on 0 to
+100 (OULAD). Within a group, each point takes the first feature with a value. The
 term's grade average is empty from the start of a term until its first grade,
 so such a point shows the school year's average instead. A chart is left out
 when no group is stored, as attendance is for sources without attendance

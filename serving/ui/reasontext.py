@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.reason_text import first_reason_per_group, unnamed_features
 from models.reason_text import reason_sentence as model_sentence
+from models.reason_text import stored_reasons_to_show
 from serving.ui.i18n import Translator
 
 
@@ -23,16 +23,9 @@ def reason_sentences(t: Translator, reasons: list[dict[str, Any]]) -> list[str]:
     before the ``same_reason`` groups existed whose feature shares a group with
     a reason shown before it.
     """
-    hidden = unnamed_features()
-    nameable = []
-    for reason in reasons:
-        feature = str(reason.get("feature", ""))
-        direction = reason.get("direction")
-        if feature in hidden or direction not in ("raises", "lowers"):
-            continue
-        nameable.append(reason)
+    directed = [r for r in reasons if r.get("direction") in ("raises", "lowers")]
     sentences = []
-    for reason in first_reason_per_group(nameable):
+    for reason in stored_reasons_to_show(directed):
         feature = str(reason["feature"])
         direction = reason["direction"]
         sentences.append(

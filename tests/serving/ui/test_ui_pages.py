@@ -357,16 +357,19 @@ def test_one_pupil_school_singular(client, tokens, env, tmp_path, monkeypatch):
     )
     store.replace_run(RunKey("test", dt.date(2014, 3, 3), "m", "1"), [row])
     store.dispose()
+
     monkeypatch.setenv("AJOISSA_SCORE_STORE_URL", url)
     monkeypatch.setenv("AJOISSA_UI_SESSION_HOURS", "1")
     monkeypatch.setattr(ui_module, "_context", None)
     UiStore(env / "ui.db").set_capacity(tokens.school, 1)
+
     signin = client.get("/ui/signin").text
     _sign_in(client, tokens.by_role["staff"])
     english = client.get(f"/ui/schools/{tokens.school}").text
     finnish = client.get(
         f"/ui/schools/{tokens.school}", headers={"Accept-Language": "fi"}
     ).text
+
     assert "The session ends after 1 hour or when you sign out." in signin
     assert "Your team can review 1 pupil per scoring." in english
     assert "The pupil with the highest estimate is marked for review" in english
